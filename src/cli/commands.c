@@ -1,0 +1,14 @@
+/* commands.c: the table of kdharvest subcommands. To add a command, write its handler in
+ * src/cli/cmd_<name>.c, add that file to SOURCES in src/cli/CMakeLists.txt, and add one
+ * declaration and one row below (rows in the order the usage listing should show them). */
+#include "kdh/cli.h"
+
+int kdh_cli_cmd_help(int argc, char **argv);
+int kdh_cli_cmd_version(int argc, char **argv);
+
+const kdh_cli_command_t kdh_cli_commands[] = {
+    {"help", "show the usage of kdharvest or of one command", kdh_cli_cmd_help},
+    {"version", "print the kdharvest version", kdh_cli_cmd_version},
+};
+
+const size_t kdh_cli_command_count = KDH_ARRAY_LEN(kdh_cli_commands);
