@@ -222,9 +222,9 @@ static int walk_thunks(const kdh_pe_t *pe, imp_build_t *b, uint32_t ilt, uint32_
                                "terminator inside the image", ilt);
         /* Stay inside the section and the page: the bytes past them may not be readable. */
         uint64_t end = pe->size_of_image;
-        const kdh_pe_section_t *s = kdh_pe_section_by_rva(pe, (uint32_t)at);
-        if (s)
-            end = (uint64_t)s->va + (s->vsize > s->raw_size ? s->vsize : s->raw_size);
+        const kdh_pe_section_t *sec = kdh_pe_section_by_rva(pe, (uint32_t)at);
+        if (sec)
+            end = (uint64_t)sec->va + (sec->vsize > sec->raw_size ? sec->vsize : sec->raw_size);
         if (end > ((at | 0xFFFu) + 1))
             end = (at | 0xFFFu) + 1;
         uint32_t n = per;
