@@ -1,0 +1,210 @@
+/* reader.c: streaming a run directory back. Each file is read line by line with a bounded buffer
+ * and each record handed to a callback, so memory does not grow with the number of events; damaged
+ * lines are skipped and named (file:line, reason) instead of ending the read. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lines.h"
+#include "store_int.h"
+
+int kdh_store_parse_event(const char *line, size_t len, kdh_store_event_t *ev, kdh_err_t *err)
+{
+    json_error_t je;
+    json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+    if (!o)
+        return kdh_err_set(err, KDH_ECORRUPT, "not JSON: %s", je.text);
+    int rc = kdh_store_event_from(o, ev, err);
+    ev->src = NULL;
+    json_decref(o);
+    return rc;
+}
+
+enum { R_MODULES, R_STACKS, R_EVENTS, R_POOL, R_GAPS };
+
+typedef struct read_ctx {
+    const kdh_store_reader_t *rd;
+    kdh_store_read_stats_t *stats;
+    kdh_store_frame_t frames[KDH_STORE_FRAMES_MAX];
+} read_ctx_t;
+
+static void skip(read_ctx_t *c, const char *file, uint64_t line, const char *why)
+{
+    c->stats->skipped++;
+    if (c->rd->on_skip)
+        c->rd->on_skip(c->rd->ud, file, line, why);
+}
+
+/* Hands one parsed line to its callback. Returns a callback's non-zero result, else 0. */
+static int dispatch(read_ctx_t *c, int kind, json_t *o, const char *file, uint64_t lineno)
+{
+    const kdh_store_reader_t *rd = c->rd;
+    kdh_err_t e = {0};
+    int rc;
+    switch (kind) {
+    case R_MODULES: {
+        kdh_store_module_t m;
+        if (kdh_store_module_from(o, &m, &e) != KDH_OK)
+            break;
+        c->stats->lines++;
+        return rd->on_module ? rd->on_module(rd->ud, &m) : 0;
+    }
+    case R_STACKS: {
+        uint64_t sid;
+        size_t n = 0;
+        if (kdh_store_stack_from(o, &sid, c->frames, &n, &e) != KDH_OK)
+            break;
+        c->stats->lines++;
+        c->stats->stacks++;
+        return rd->on_stack ? rd->on_stack(rd->ud, sid, c->frames, n) : 0;
+    }
+    case R_EVENTS: {
+        kdh_store_event_t ev;
+        if (kdh_store_event_from(o, &ev, &e) != KDH_OK)
+            break;
+        json_t *src = json_object_get(o, "src");
+        ev.src = json_is_string(src) ? json_string_value(src) : NULL;
+        c->stats->lines++;
+        c->stats->events++;
+        return rd->on_event ? rd->on_event(rd->ud, &ev) : 0;
+    }
+    case R_POOL: {
+        kdh_store_pool_t p;
+        if (kdh_store_pool_from(o, &p, &e) != KDH_OK)
+            break;
+        c->stats->lines++;
+        return rd->on_pool ? rd->on_pool(rd->ud, &p) : 0;
+    }
+    default: {
+        kdh_store_gap_t g;
+        if (kdh_store_gap_from(o, &g, &e) != KDH_OK)
+            break;
+        c->stats->lines++;
+        return rd->on_gap ? rd->on_gap(rd->ud, &g) : 0;
+    }
+    }
+    rc = 0;
+    skip(c, file, lineno, e.msg);
+    return rc;
+}
+
+static int read_file(read_ctx_t *c, const char *dir, const char *name, int kind, int *present, kdh_err_t *err)
+{
+    char path[4200];
+    kdh_lines_t lr;
+    char *line;
+    size_t len;
+    int state, r, rc = 0;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    *present = fd >= 0;
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return KDH_OK;
+        return kdh_err_set(err, KDH_EIO, "cannot open %s: %s", path, strerror(errno));
+    }
+    if (kdh_lines_init(&lr, fd) != KDH_OK) {
+        close(fd);
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory reading %s", path);
+    }
+    while ((r = kdh_lines_next(&lr, &line, &len, &state)) == 1) {
+        if (state == KDH_LINE_TOOLONG) {
+            skip(c, name, lr.lineno, "line longer than 1 MiB");
+            continue;
+        }
+        if (len == 0 && state == KDH_LINE_WHOLE)
+            continue; /* blank line: nothing to report */
+        json_error_t je;
+        json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+        if (!o) {
+            char why[300];
+            snprintf(why, sizeof why, "%s: %s", state == KDH_LINE_TORN ? "torn last line" : "not JSON", je.text);
+            skip(c, name, lr.lineno, why);
+            continue;
+        }
+        rc = dispatch(c, kind, o, name, lr.lineno);
+        json_decref(o);
+        if (rc != 0)
+            break;
+    }
+    kdh_lines_free(&lr);
+    close(fd);
+    if (r < 0)
+        return kdh_err_set(err, KDH_EIO, "read error in %s", path);
+    return rc;
+}
+
+int kdh_store_read(const char *dir, const kdh_store_reader_t *rd, kdh_store_read_stats_t *stats,
+                   kdh_err_t *err)
+{
+    static const kdh_store_reader_t none;
+    kdh_store_read_stats_t local;
+    char path[4200];
+    struct stat sb;
+    int rc, present;
+    if (!stats)
+        stats = &local;
+    memset(stats, 0, sizeof *stats);
+    if (!rd)
+        rd = &none;
+    if (!dir || stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return kdh_err_set(err, KDH_ENOTFOUND, "%s: no such directory", dir ? dir : "(null)");
+    snprintf(path, sizeof path, "%s/meta.json", dir);
+    int has_meta = stat(path, &sb) == 0;
+    snprintf(path, sizeof path, "%s/events.jsonl", dir);
+    int has_events = stat(path, &sb) == 0;
+    if (!has_meta && !has_events)
+        return kdh_err_set(err, KDH_ENOTFOUND, "%s is not a run directory (no meta.json or events.jsonl)", dir);
+
+    read_ctx_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory reading %s", dir);
+    c->rd = rd;
+    c->stats = stats;
+    if (has_meta) {
+        json_error_t je;
+        snprintf(path, sizeof path, "%s/meta.json", dir);
+        json_t *meta = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+        if (!meta || !json_is_object(meta)) {
+            char why[300];
+            snprintf(why, sizeof why, "meta.json unreadable (%s); continuing without it", meta ? "not an object" : je.text);
+            skip(c, "meta.json", meta ? 0 : (uint64_t)je.line, why);
+        } else {
+            const char *schema = json_string_value(json_object_get(meta, "schema"));
+            if (!schema || strcmp(schema, KDH_STORE_SCHEMA) != 0) {
+                rc = kdh_err_set(err, KDH_EUNSUPPORTED,
+                                 "%s/meta.json: schema \"%s\" is not %s; a newer kdharvest may read it", dir,
+                                 schema ? schema : "(none)", KDH_STORE_SCHEMA);
+                json_decref(meta);
+                free(c);
+                return rc;
+            }
+            stats->lines++;
+            rc = rd->on_meta ? rd->on_meta(rd->ud, meta) : 0;
+            json_decref(meta);
+            if (rc != 0) {
+                free(c);
+                return rc;
+            }
+        }
+    }
+    static const struct {
+        const char *name;
+        int kind;
+    } files[] = {{"modules.jsonl", R_MODULES}, {"stacks.jsonl", R_STACKS}, {"events.jsonl", R_EVENTS},
+                 {"pool.jsonl", R_POOL},       {"gaps.jsonl", R_GAPS}};
+    for (size_t i = 0; i < KDH_ARRAY_LEN(files); i++) {
+        rc = read_file(c, dir, files[i].name, files[i].kind, &present, err);
+        if (rc != 0)
+            break;
+        if (files[i].kind == R_STACKS && !present && has_events) {
+            stats->missing_stacks = 1;
+            skip(c, "stacks.jsonl", 0, "missing: stacks are shown by id only");
+        }
+    }
+    free(c);
+    return rc;
+}

@@ -1,0 +1,117 @@
+/* sid.c: stack identity. A stack id is XXH3-64 over the canonical text of the frames
+ * (docs/run-format.md "Stacks"), so the same stack gets the same id in every run, boot and
+ * machine, and absolute addresses never take part. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#include "kdh/store.h"
+
+/* Appends text to buf without overrunning it; always counts the full length. */
+static void put(char *buf, size_t cap, size_t *len, const char *s, size_t n)
+{
+    if (*len < cap) {
+        size_t room = cap - *len;
+        memcpy(buf + *len, s, n < room ? n : room);
+    }
+    *len += n;
+}
+
+int kdh_store_canonical(const kdh_store_frame_t *frames, size_t n, char *buf, size_t cap)
+{
+    size_t len = 0;
+    char tmp[40];
+    if (n && !frames)
+        return KDH_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        const kdh_store_frame_t *f = &frames[i];
+        if (i)
+            put(buf, cap, &len, ";", 1);
+        if (f->mod && f->has_rva) {
+            put(buf, cap, &len, f->mod, strlen(f->mod));
+            int k = snprintf(tmp, sizeof tmp, ":%" PRIx64, f->rva);
+            put(buf, cap, &len, tmp, (size_t)k);
+        } else if (f->sym && f->sym[0]) {
+            put(buf, cap, &len, f->sym, strlen(f->sym));
+        } else if (f->has_addr) {
+            int k = snprintf(tmp, sizeof tmp, "?:%" PRIx64, f->addr);
+            put(buf, cap, &len, tmp, (size_t)k);
+        } else {
+            put(buf, cap, &len, "?", 1);
+        }
+    }
+    if (cap)
+        buf[len < cap ? len : cap - 1] = '\0';
+    if (len > (size_t)INT32_MAX)
+        return KDH_ERANGE;
+    return (int)len;
+}
+
+uint64_t kdh_store_stack_id(const kdh_store_frame_t *frames, size_t n)
+{
+    char small[1024];
+    int len = kdh_store_canonical(frames, n, small, sizeof small);
+    if (len < 0)
+        return 0;
+    if ((size_t)len < sizeof small)
+        return XXH3_64bits(small, (size_t)len);
+    /* Deep or long-named stacks: hash in pieces rather than allocate. */
+    XXH3_state_t *s = XXH3_createState();
+    if (!s)
+        return 0;
+    XXH3_64bits_reset(s);
+    for (size_t i = 0; i < n; i++) {
+        char one[1024];
+        if (i)
+            XXH3_64bits_update(s, ";", 1);
+        int k = kdh_store_canonical(&frames[i], 1, one, sizeof one);
+        if (k < 0)
+            continue;
+        if ((size_t)k < sizeof one) {
+            XXH3_64bits_update(s, one, (size_t)k);
+        } else {
+            /* A single frame longer than 1 KiB: only a very long key or symbol text. */
+            const kdh_store_frame_t *f = &frames[i];
+            if (f->mod && f->has_rva) {
+                char tail[40];
+                int t = snprintf(tail, sizeof tail, ":%" PRIx64, f->rva);
+                XXH3_64bits_update(s, f->mod, strlen(f->mod));
+                XXH3_64bits_update(s, tail, (size_t)t);
+            } else {
+                XXH3_64bits_update(s, f->sym, strlen(f->sym));
+            }
+        }
+    }
+    uint64_t h = XXH3_64bits_digest(s);
+    XXH3_freeState(s);
+    return h;
+}
+
+void kdh_store_sid_format(uint64_t sid, char out[17])
+{
+    snprintf(out, 17, "%016" PRIx64, sid);
+}
+
+int kdh_store_sid_parse(const char *s, uint64_t *sid)
+{
+    uint64_t v = 0;
+    if (!s)
+        return KDH_EINVAL;
+    for (int i = 0; i < 16; i++) {
+        char c = s[i];
+        unsigned d;
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a' + 10);
+        else
+            return KDH_ECORRUPT;
+        v = (v << 4) | d;
+    }
+    if (s[16] != '\0')
+        return KDH_ECORRUPT;
+    *sid = v;
+    return KDH_OK;
+}

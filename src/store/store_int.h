@@ -1,0 +1,35 @@
+/* store_int.h: conversions between the store's records and JSON objects, shared by the writer and
+ * the reader so both sides agree on every field name (docs/run-format.md). Internal to kdh_store. */
+#ifndef KDH_STORE_INT_H
+#define KDH_STORE_INT_H
+
+#include <jansson.h>
+
+#include "kdh/store.h"
+
+/* Longest line the reader accepts; longer ones are skipped as garbage. */
+#define KDH_STORE_LINE_MAX (1u << 20)
+/* Deepest stack the reader accepts. */
+#define KDH_STORE_FRAMES_MAX 1024
+
+json_t *kdh_store_module_json(const kdh_store_module_t *m);
+json_t *kdh_store_stack_json(uint64_t sid, const kdh_store_frame_t *f, size_t n);
+json_t *kdh_store_event_json(const kdh_store_event_t *ev);
+json_t *kdh_store_pool_json(const kdh_store_pool_t *p);
+json_t *kdh_store_gap_json(const kdh_store_gap_t *g);
+
+/* Fill records from parsed objects; strings point into obj. */
+int kdh_store_module_from(json_t *obj, kdh_store_module_t *m, kdh_err_t *err);
+int kdh_store_event_from(json_t *obj, kdh_store_event_t *ev, kdh_err_t *err);
+int kdh_store_pool_from(json_t *obj, kdh_store_pool_t *p, kdh_err_t *err);
+int kdh_store_gap_from(json_t *obj, kdh_store_gap_t *g, kdh_err_t *err);
+/* frames must have room for KDH_STORE_FRAMES_MAX. */
+int kdh_store_stack_from(json_t *obj, uint64_t *sid, kdh_store_frame_t *frames, size_t *n, kdh_err_t *err);
+
+/* "0x..." (or decimal) text to a number. */
+int kdh_store_parse_hex(const char *s, uint64_t *v);
+
+/* Dump flags used for every line: compact, keys in insertion order, 16 significant digits. */
+#define KDH_STORE_DUMP (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(16))
+
+#endif

@@ -1,0 +1,426 @@
+/* test_store.c: the run store against hand-written files: seq continuity across a reopen, repair of
+ * a torn last line, stack ids recomputed here with XXH3 over the canonical text written out by hand,
+ * and damaged or foreign directories reported line by line. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <xxhash.h>
+
+#include "kdh/store.h"
+
+static char *mktemp_dir(void)
+{
+    char *d = strdup("/tmp/kdh_store_XXXXXX");
+    assert_non_null(mkdtemp(d));
+    return d;
+}
+
+static void rm_rf(const char *d)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static char *slurp(const char *dir, const char *name)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "r");
+    assert_non_null(f);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+static int count_lines(const char *text)
+{
+    int n = 0;
+    for (; *text; text++)
+        n += *text == '\n';
+    return n;
+}
+
+static void mk_event(kdh_store_event_t *ev, kdh_store_kind_t kind, double t, uint64_t sid, uint64_t addr)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->t = t;
+    ev->boot = 1;
+    ev->cpu = 0;
+    ev->kind = kind;
+    memcpy(ev->tag, "Leak", 5);
+    ev->size = 96;
+    ev->has_size = 1;
+    ev->addr = addr;
+    ev->has_addr = 1;
+    ev->sid = sid;
+    ev->has_sid = sid != 0;
+}
+
+static const kdh_store_frame_t leak_frames[] = {
+    {.mod = "ntoskrnl.exe/A30A731A4000", .rva = 0x1234, .has_rva = 1, .sym = "nt!ExAllocatePoolWithTag+0x34",
+     .addr = 0xfffff80512341234ULL, .has_addr = 1},
+    {.mod = "LeakDrv.sys/5E2A11004000", .rva = 0x1069, .has_rva = 1, .sym = "LeakDrv!LeakPathA+0x19"},
+};
+
+/* The canonical text as docs/run-format.md defines it, typed out by hand. */
+static const char leak_canon[] = "ntoskrnl.exe/A30A731A4000:1234;LeakDrv.sys/5E2A11004000:1069";
+
+static void test_sid_canonical(void **state)
+{
+    char buf[256];
+    int n = kdh_store_canonical(leak_frames, 2, buf, sizeof buf);
+    assert_int_equal(n, (int)strlen(leak_canon));
+    assert_string_equal(buf, leak_canon);
+    assert_true(kdh_store_stack_id(leak_frames, 2) == XXH3_64bits(leak_canon, strlen(leak_canon)));
+
+    /* Frames without RVA: sym text, then ?:addr. */
+    kdh_store_frame_t f[2] = {{.mod = "nt", .sym = "nt!ExAllocatePoolWithTag+0x34"},
+                              {.addr = 0xfffff80000001000ULL, .has_addr = 1}};
+    const char *canon2 = "nt!ExAllocatePoolWithTag+0x34;?:fffff80000001000";
+    n = kdh_store_canonical(f, 2, buf, sizeof buf);
+    assert_string_equal(buf, canon2);
+    assert_true(kdh_store_stack_id(f, 2) == XXH3_64bits(canon2, strlen(canon2)));
+
+    /* Truncation still reports the full length, like snprintf. */
+    assert_int_equal(kdh_store_canonical(leak_frames, 2, buf, 8), (int)strlen(leak_canon));
+    assert_int_equal(strlen(buf), 7);
+
+    char hex[17];
+    uint64_t back = 0;
+    kdh_store_sid_format(0x9c3e5a7710b2d4f1ULL, hex);
+    assert_string_equal(hex, "9c3e5a7710b2d4f1");
+    assert_int_equal(kdh_store_sid_parse(hex, &back), KDH_OK);
+    assert_true(back == 0x9c3e5a7710b2d4f1ULL);
+    assert_int_not_equal(kdh_store_sid_parse("9C3E5A7710B2D4F1", &back), KDH_OK);
+    assert_int_not_equal(kdh_store_sid_parse("9c3e", &back), KDH_OK);
+}
+
+static void test_write_reopen_continue(void **state)
+{
+    char *root = mktemp_dir(), dir[256];
+    snprintf(dir, sizeof dir, "%s/logs/srv1/run1", root);
+    kdh_store_t *st;
+    kdh_err_t err = {0};
+    uint64_t sid, sid2, seq;
+    kdh_store_event_t ev;
+    kdh_store_opts_t opts = {.fsync_every = 1};
+
+    assert_int_equal(kdh_store_open(&st, dir, &opts, &err), KDH_OK);
+    assert_int_equal(kdh_store_info(st)->resumed, 0);
+    kdh_store_module_t m = {.key = "LeakDrv.sys/5E2A11004000", .name = "LeakDrv", .file = "LeakDrv.sys",
+                            .timestamp = 0x5E2A1100, .size = 0x4000, .boot = 1, .base = 0xfffff80600000000ULL};
+    assert_int_equal(kdh_store_add_module(st, &m, &err), KDH_OK);
+    assert_int_equal(kdh_store_add_module(st, &m, &err), KDH_OK); /* same key, same boot: once */
+    assert_int_equal(kdh_store_intern_stack(st, leak_frames, 2, &sid, &err), KDH_OK);
+    assert_int_equal(kdh_store_intern_stack(st, leak_frames, 2, &sid2, &err), KDH_OK);
+    assert_true(sid == sid2);
+    for (int i = 0; i < 3; i++) {
+        mk_event(&ev, KDH_STORE_ALLOC, 1795478400.125 + i, sid, 0xffffc00123450000ULL + 0x100u * (unsigned)i);
+        assert_int_equal(kdh_store_append_event(st, &ev, &seq, &err), KDH_OK);
+        assert_int_equal(seq, (uint64_t)i + 1);
+    }
+    json_t *meta = json_pack("{s:s,s:s}", "target", "srv1", "tag", "Leak");
+    assert_int_equal(kdh_store_write_meta(st, meta, &err), KDH_OK);
+    json_decref(meta);
+    assert_int_equal(kdh_store_close(st, &err), KDH_OK);
+
+    assert_int_equal(count_lines(slurp(dir, "modules.jsonl")), 1);
+    assert_int_equal(count_lines(slurp(dir, "stacks.jsonl")), 1);
+    assert_int_equal(count_lines(slurp(dir, "events.jsonl")), 3);
+    /* The first event line exactly as the format document shows the fields. */
+    char *events = slurp(dir, "events.jsonl");
+    char expect[256];
+    char hex[17];
+    kdh_store_sid_format(sid, hex);
+    snprintf(expect, sizeof expect,
+             "{\"seq\":1,\"t\":1795478400.125,\"boot\":1,\"cpu\":0,\"kind\":\"alloc\",\"tag\":\"Leak\","
+             "\"size\":96,\"addr\":\"0xffffc00123450000\",\"sid\":\"%s\"}\n",
+             hex);
+    assert_memory_equal(events, expect, strlen(expect));
+    json_error_t je;
+    char mp[300];
+    snprintf(mp, sizeof mp, "%s/meta.json", dir);
+    json_t *mj = json_load_file(mp, 0, &je);
+    assert_non_null(mj);
+    assert_string_equal(json_string_value(json_object_get(mj, "schema")), "kdharvest-run/1");
+    assert_string_equal(json_string_value(json_object_get(mj, "target")), "srv1");
+    json_decref(mj);
+
+    /* Reopen: seq continues at 4, the stack and module are not written again. */
+    assert_int_equal(kdh_store_open(&st, dir, NULL, &err), KDH_OK);
+    assert_int_equal(kdh_store_info(st)->resumed, 1);
+    assert_int_equal(kdh_store_info(st)->next_seq, 4);
+    assert_int_equal(kdh_store_info(st)->stacks, 1);
+    assert_int_equal(kdh_store_info(st)->modules, 1);
+    assert_int_equal(kdh_store_info(st)->repaired, 0);
+    assert_int_equal(kdh_store_add_module(st, &m, &err), KDH_OK);
+    m.boot = 2; /* same module seen again after a reboot: a new line */
+    assert_int_equal(kdh_store_add_module(st, &m, &err), KDH_OK);
+    assert_int_equal(kdh_store_intern_stack(st, leak_frames, 2, &sid2, &err), KDH_OK);
+    mk_event(&ev, KDH_STORE_FREE, 1795478410.5, 0, 0xffffc00123450000ULL);
+    assert_int_equal(kdh_store_append_event(st, &ev, &seq, &err), KDH_OK);
+    assert_int_equal(seq, 4);
+    assert_int_equal(kdh_store_close(st, &err), KDH_OK);
+    assert_int_equal(count_lines(slurp(dir, "modules.jsonl")), 2);
+    assert_int_equal(count_lines(slurp(dir, "stacks.jsonl")), 1);
+    assert_int_equal(count_lines(slurp(dir, "events.jsonl")), 4);
+    rm_rf(root);
+    free(root);
+}
+
+static void test_torn_line_repaired(void **state)
+{
+    char *dir = mktemp_dir();
+    kdh_store_t *st;
+    kdh_err_t err = {0};
+    uint64_t seq;
+    kdh_store_event_t ev;
+    write_file(dir, "meta.json", "{\"schema\":\"kdharvest-run/1\"}\n");
+    /* Two whole lines and half of a third, as a kill -9 in the middle of a write would leave. */
+    write_file(dir, "events.jsonl",
+               "{\"seq\":1,\"t\":10.0,\"kind\":\"alloc\",\"tag\":\"Leak\",\"size\":16}\n"
+               "{\"seq\":2,\"t\":11.0,\"kind\":\"alloc\",\"tag\":\"Leak\",\"size\":16}\n"
+               "{\"seq\":3,\"t\":12.0,\"kind\":\"al");
+    write_file(dir, "stacks.jsonl", "{\"sid\":\"00000000000000aa\",\"frames\":[{\"sym\":\"x!y\"}]}\n{\"sid\":\"00");
+    assert_int_equal(kdh_store_open(&st, dir, NULL, &err), KDH_OK);
+    const kdh_store_info_t *info = kdh_store_info(st);
+    assert_int_equal(info->repaired, 2);
+    assert_non_null(strstr(info->repair_note, "torn last line"));
+    assert_int_equal(info->next_seq, 3);
+    assert_int_equal(info->stacks, 1);
+    mk_event(&ev, KDH_STORE_ALLOC, 13.0, 0, 0x1000);
+    assert_int_equal(kdh_store_append_event(st, &ev, &seq, &err), KDH_OK);
+    assert_int_equal(seq, 3);
+    kdh_store_close(st, NULL);
+    char *text = slurp(dir, "events.jsonl");
+    assert_int_equal(count_lines(text), 3);
+    assert_null(strstr(text, "\"al\n"));
+    assert_non_null(strstr(text, "\n{\"seq\":3,\"t\":13"));
+    assert_string_equal(slurp(dir, "stacks.jsonl"), "{\"sid\":\"00000000000000aa\",\"frames\":[{\"sym\":\"x!y\"}]}\n");
+    rm_rf(dir);
+    free(dir);
+}
+
+/* ---- reader ---- */
+
+typedef struct got {
+    int stacks, events, allocs, frees, pools, gaps, modules, skips, metas;
+    uint64_t last_seq, sids[8];
+    char skipped[8][128];
+} got_t;
+
+static int on_meta(void *ud, const json_t *m)
+{
+    ((got_t *)ud)->metas++;
+    return 0;
+}
+static int on_module(void *ud, const kdh_store_module_t *m)
+{
+    ((got_t *)ud)->modules++;
+    return 0;
+}
+static int on_stack(void *ud, uint64_t sid, const kdh_store_frame_t *f, size_t n)
+{
+    got_t *g = ud;
+    if (g->stacks < 8)
+        g->sids[g->stacks] = sid;
+    g->stacks++;
+    return 0;
+}
+static int on_event(void *ud, const kdh_store_event_t *ev)
+{
+    got_t *g = ud;
+    g->events++;
+    g->allocs += ev->kind == KDH_STORE_ALLOC;
+    g->frees += ev->kind == KDH_STORE_FREE;
+    g->last_seq = ev->seq;
+    return 0;
+}
+static int on_pool(void *ud, const kdh_store_pool_t *p)
+{
+    ((got_t *)ud)->pools++;
+    return 0;
+}
+static int on_gap(void *ud, const kdh_store_gap_t *gp)
+{
+    ((got_t *)ud)->gaps++;
+    return 0;
+}
+static void on_skip(void *ud, const char *file, uint64_t line, const char *why)
+{
+    got_t *g = ud;
+    if (g->skips < 8)
+        snprintf(g->skipped[g->skips], sizeof g->skipped[0], "%s:%llu", file, (unsigned long long)line);
+    g->skips++;
+}
+
+static kdh_store_reader_t reader_for(got_t *g)
+{
+    kdh_store_reader_t rd = {g, on_meta, on_module, on_stack, on_event, on_pool, on_gap, on_skip};
+    memset(g, 0, sizeof *g);
+    return rd;
+}
+
+static void test_reader_skips_garbage(void **state)
+{
+    char *dir = mktemp_dir();
+    got_t g;
+    kdh_store_reader_t rd = reader_for(&g);
+    kdh_store_read_stats_t stats;
+    kdh_err_t err = {0};
+    write_file(dir, "meta.json", "{\"schema\":\"kdharvest-run/1\",\"target\":\"t\"}");
+    write_file(dir, "stacks.jsonl",
+               "{\"sid\":\"9c3e5a7710b2d4f1\",\"frames\":[{\"mod\":\"LeakDrv\",\"rva\":4201,\"sym\":\"LeakDrv!A+0x19\"}]}\n"
+               "{\"sid\":\"NOT-HEX\",\"frames\":[]}\n");
+    write_file(dir, "events.jsonl",
+               "{\"seq\":1,\"t\":1.5,\"kind\":\"alloc\",\"tag\":\"Leak\",\"size\":8,\"addr\":\"0x10\",\"sid\":\"9c3e5a7710b2d4f1\"}\n"
+               "garbage that is not json\n"
+               "{\"seq\":3,\"t\":2.5,\"kind\":\"free\",\"tag\":\"Leak\",\"addr\":\"0x10\"}\n"
+               "{\"seq\":4,\"t\":2.6,\"kind\":\"explode\",\"tag\":\"Leak\"}\n"
+               "{\"seq\":5,\"t\":2.7,\"kind\":\"alloc\",\"tag\":\"TooLong\"}\n"
+               "\n"
+               "{\"seq\":7,\"t\":3.5,\"kind\":\"alloc\",\"tag\":\"Le\",\"size\":8}\n"
+               "{\"seq\":8,\"t\":3.6,\"ki");
+    write_file(dir, "pool.jsonl", "{\"t\":1,\"tag\":\"Leak\",\"pool\":\"nonpaged\",\"allocs\":3,\"frees\":1,\"bytes\":96}\n");
+    write_file(dir, "gaps.jsonl", "{\"t0\":1,\"t1\":2,\"reason\":\"line-down\"}\n{\"t0\":\"x\"}\n");
+    assert_int_equal(kdh_store_read(dir, &rd, &stats, &err), KDH_OK);
+    assert_int_equal(g.metas, 1);
+    assert_int_equal(g.stacks, 1);
+    assert_true(g.sids[0] == 0x9c3e5a7710b2d4f1ULL);
+    assert_int_equal(g.events, 3);
+    assert_int_equal(g.allocs, 2);
+    assert_int_equal(g.frees, 1);
+    assert_int_equal(g.last_seq, 7);
+    assert_int_equal(g.pools, 1);
+    assert_int_equal(g.gaps, 1);
+    assert_int_equal(stats.skipped, 6);
+    assert_int_equal(g.skips, 6);
+    assert_string_equal(g.skipped[0], "stacks.jsonl:2");
+    assert_string_equal(g.skipped[1], "events.jsonl:2");
+    assert_string_equal(g.skipped[2], "events.jsonl:4");
+    assert_string_equal(g.skipped[3], "events.jsonl:5");
+    assert_string_equal(g.skipped[4], "events.jsonl:8");
+    assert_string_equal(g.skipped[5], "gaps.jsonl:2");
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_reader_bad_dirs(void **state)
+{
+    char *dir = mktemp_dir();
+    got_t g;
+    kdh_store_reader_t rd = reader_for(&g);
+    kdh_store_read_stats_t stats;
+    kdh_err_t err = {0};
+    /* An empty directory is not a run. */
+    assert_int_equal(kdh_store_read(dir, &rd, &stats, &err), KDH_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "not a run directory"));
+    assert_int_equal(kdh_store_read("/nonexistent/kdh", &rd, &stats, &err), KDH_ENOTFOUND);
+    /* A newer schema is refused with a message naming it. */
+    write_file(dir, "meta.json", "{\"schema\":\"kdharvest-run/2\"}");
+    assert_int_equal(kdh_store_read(dir, &rd, &stats, &err), KDH_EUNSUPPORTED);
+    assert_non_null(strstr(err.msg, "kdharvest-run/2"));
+    /* Events without a stacks table: read, and the missing file is reported. */
+    write_file(dir, "meta.json", "{\"schema\":\"kdharvest-run/1\"}");
+    write_file(dir, "events.jsonl", "{\"seq\":1,\"t\":1,\"kind\":\"hit\",\"tag\":\"Leak\",\"sid\":\"0000000000000001\"}\n");
+    assert_int_equal(kdh_store_read(dir, &rd, &stats, &err), KDH_OK);
+    assert_int_equal(stats.missing_stacks, 1);
+    assert_int_equal(g.events, 1);
+    assert_string_equal(g.skipped[0], "stacks.jsonl:0");
+    /* A damaged meta.json is reported, the rest still read. */
+    rd = reader_for(&g);
+    write_file(dir, "meta.json", "{\"schema\":");
+    assert_int_equal(kdh_store_read(dir, &rd, &stats, &err), KDH_OK);
+    assert_int_equal(g.events, 1);
+    assert_int_equal(g.metas, 0);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* The same stack written by two independent runs gets the same sid, and it is the one computed here. */
+static void test_same_sid_across_runs(void **state)
+{
+    char *a = mktemp_dir(), *b = mktemp_dir();
+    kdh_store_t *st;
+    kdh_err_t err = {0};
+    uint64_t sa, sb;
+    assert_int_equal(kdh_store_open(&st, a, NULL, &err), KDH_OK);
+    assert_int_equal(kdh_store_intern_stack(st, leak_frames, 2, &sa, &err), KDH_OK);
+    kdh_store_close(st, NULL);
+    /* Same (module key, RVA) frames, but another boot's absolute addresses and no symbols. */
+    kdh_store_frame_t other[2] = {leak_frames[0], leak_frames[1]};
+    other[0].addr = 0xfffff80799991234ULL;
+    other[0].sym = NULL;
+    other[1].sym = NULL;
+    assert_int_equal(kdh_store_open(&st, b, NULL, &err), KDH_OK);
+    assert_int_equal(kdh_store_intern_stack(st, other, 2, &sb, &err), KDH_OK);
+    kdh_store_close(st, NULL);
+    assert_true(sa == sb);
+    assert_true(sa == XXH3_64bits(leak_canon, strlen(leak_canon)));
+    got_t g;
+    kdh_store_reader_t rd = reader_for(&g);
+    assert_int_equal(kdh_store_read(b, &rd, NULL, &err), KDH_OK);
+    assert_int_equal(g.stacks, 1);
+    assert_true(g.sids[0] == sa);
+    rm_rf(a);
+    rm_rf(b);
+    free(a);
+    free(b);
+}
+
+static void test_parse_event_fields(void **state)
+{
+    kdh_store_event_t ev;
+    kdh_err_t err = {0};
+    const char *line = "{\"seq\":17,\"t\":1795478400.125,\"boot\":1,\"cpu\":0,\"thread\":\"0xffffc0012345f080\","
+                       "\"kind\":\"alloc\",\"tag\":\"Leak\",\"size\":96,\"addr\":\"0xffffc00123450000\","
+                       "\"sid\":\"9c3e5a7710b2d4f1\"}";
+    assert_int_equal(kdh_store_parse_event(line, strlen(line), &ev, &err), KDH_OK);
+    assert_int_equal(ev.seq, 17);
+    assert_true(ev.t == 1795478400.125);
+    assert_int_equal(ev.cpu, 0);
+    assert_true(ev.thread == 0xffffc0012345f080ULL);
+    assert_int_equal(ev.kind, KDH_STORE_ALLOC);
+    assert_string_equal(ev.tag, "Leak");
+    assert_int_equal(ev.size, 96);
+    assert_true(ev.addr == 0xffffc00123450000ULL);
+    assert_true(ev.sid == 0x9c3e5a7710b2d4f1ULL);
+    const char *bad[] = {"", "{}", "[1]", "{\"seq\":-1,\"t\":1,\"kind\":\"alloc\",\"tag\":\"A\"}",
+                         "{\"seq\":1,\"t\":1,\"kind\":\"alloc\",\"tag\":\"A\",\"addr\":\"0xZZ\"}",
+                         "{\"seq\":1,\"t\":1,\"kind\":\"alloc\",\"tag\":\"A\",\"addr\":\"0x11112222333344445\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(kdh_store_parse_event(bad[i], strlen(bad[i]), &ev, &err), KDH_ECORRUPT);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sid_canonical),       cmocka_unit_test(test_write_reopen_continue),
+        cmocka_unit_test(test_torn_line_repaired),  cmocka_unit_test(test_reader_skips_garbage),
+        cmocka_unit_test(test_reader_bad_dirs),     cmocka_unit_test(test_same_sid_across_runs),
+        cmocka_unit_test(test_parse_event_fields),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
