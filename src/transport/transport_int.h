@@ -1,0 +1,67 @@
+/* transport_int.h: the transport object shared by the spec dispatcher (transport.c), the
+ * serial backends (serial.c, serial_open.c) and the socket backends (stream.c). */
+#ifndef KDH_TRANSPORT_INT_H
+#define KDH_TRANSPORT_INT_H
+
+#include <limits.h>
+
+#include "kdh/transport.h"
+
+struct sp_port;
+struct kdh_transport;
+
+typedef struct kdh_transport_ops {
+    int (*write)(struct kdh_transport *t, const void *buf, size_t len, kdh_err_t *err);
+    size_t (*pending)(const struct kdh_transport *t);
+    void (*close)(struct kdh_transport *t);
+} kdh_transport_ops_t;
+
+struct kdh_transport {
+    uv_loop_t *loop;
+    const kdh_transport_ops_t *ops;
+    kdh_transport_kind_t kind;
+    kdh_transport_cb_t cb;
+    int dead;       /* an error was reported: no more callbacks, writes refused */
+    int closing;    /* kdh_transport_close() was called */
+    int loop_owned; /* a failed open left a handle closing; the loop frees t */
+    int refused;    /* a write was refused as full since the buffer last drained */
+    uint64_t bytes_in, bytes_out;
+    char name[PATH_MAX + 16];
+    union {
+        struct {
+            struct sp_port *port;  /* NULL for the termios backend */
+            int fd;
+            uv_poll_t poll;
+            int poll_events;
+            uint8_t *wbuf;         /* KDH_TRANSPORT_WRITE_CAP bytes; [head, tail) pending */
+            size_t head, tail;
+        } serial;
+        struct {
+            union {
+                uv_tcp_t tcp;
+                uv_pipe_t pipe;
+                uv_stream_t stream;
+            } h;
+            uv_connect_t connect;
+            size_t queued;         /* bytes in uv_write requests not yet completed */
+            int connected;
+            uint8_t rbuf[16384];
+        } stream;
+    } u;
+};
+
+/* Reports an error once (unless closing) and marks the transport dead. */
+void kdh__transport_fail(struct kdh_transport *t, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void kdh__transport_notice(struct kdh_transport *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Hands bytes to on_bytes; returns 0 when the caller must stop touching t's I/O (the owner
+ * closed it or it died inside the callback). */
+int kdh__transport_deliver(struct kdh_transport *t, const uint8_t *buf, size_t len);
+void kdh__transport_drained(struct kdh_transport *t);
+
+int kdh__transport_open_serial(struct kdh_transport *t, const char *path, unsigned baud, kdh_err_t *err);
+int kdh__transport_open_tcp(struct kdh_transport *t, const char *spec, kdh_err_t *err);
+int kdh__transport_open_unix(struct kdh_transport *t, const char *spec, kdh_err_t *err);
+
+#endif
