@@ -221,12 +221,7 @@ static int walk_thunks(const kdh_pe_t *pe, imp_build_t *b, uint32_t ilt, uint32_
             return kdh_err_set(err, KDH_ECORRUPT, "PE: import lookup table at RVA 0x%x has no "
                                "terminator inside the image", ilt);
         /* Stay inside the section and the page: the bytes past them may not be readable. */
-        uint64_t end = pe->size_of_image;
-        const kdh_pe_section_t *sec = kdh_pe_section_by_rva(pe, (uint32_t)at);
-        if (sec)
-            end = (uint64_t)sec->va + (sec->vsize > sec->raw_size ? sec->vsize : sec->raw_size);
-        if (end > ((at | 0xFFFu) + 1))
-            end = (at | 0xFFFu) + 1;
+        uint64_t end = pe_run_end(pe, (uint32_t)at);
         uint32_t n = per;
         if (at + (uint64_t)n * w > end)
             n = (uint32_t)((end - at) / w);

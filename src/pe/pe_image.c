@@ -90,9 +90,11 @@ int kdh_pe_read_string(const kdh_pe_t *pe, uint32_t rva, char *out, size_t max, 
             chunk = (uint32_t)(max - have);
         uint64_t at = (uint64_t)rva + have;
         if (at >= pe->size_of_image)
-            break;
-        if (at + chunk > pe->size_of_image)
-            chunk = (uint32_t)(pe->size_of_image - at);
+            return kdh_err_set(err, KDH_ECORRUPT, "PE: string at RVA 0x%x runs off the 0x%x-byte "
+                               "image", rva, pe->size_of_image);
+        uint64_t end = pe_run_end(pe, (uint32_t)at);
+        if (at + chunk > end)
+            chunk = (uint32_t)(end - at);
         int rc = kdh_pe_read_rva(pe, (uint32_t)at, out + have, chunk, err);
         if (rc)
             return rc;
@@ -104,6 +106,24 @@ int kdh_pe_read_string(const kdh_pe_t *pe, uint32_t rva, char *out, size_t max, 
     out[max - 1] = '\0';
     return kdh_err_set(err, KDH_ERANGE, "PE: string at RVA 0x%x is not terminated within %zu bytes",
                        rva, max);
+}
+
+uint64_t pe_run_end(const kdh_pe_t *pe, uint32_t rva)
+{
+    uint64_t end = pe->size_of_image;
+    if (rva < pe->size_of_headers)
+        end = pe->size_of_headers;
+    else {
+        const kdh_pe_section_t *s = kdh_pe_section_by_rva(pe, rva);
+        if (s)
+            end = (uint64_t)s->va + (s->vsize > s->raw_size ? s->vsize : s->raw_size);
+    }
+    uint64_t page_end = ((uint64_t)rva | 0xFFFu) + 1;
+    if (end > page_end)
+        end = page_end;
+    if (end > pe->size_of_image)
+        end = pe->size_of_image;
+    return end;
 }
 
 int kdh_pe_rva_to_offset(const kdh_pe_t *pe, uint32_t rva, uint32_t len, uint32_t *off)

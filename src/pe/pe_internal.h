@@ -22,6 +22,10 @@ int pe_blob_read(const kdh_pe_t *pe, const pe_blob_t *b, uint32_t rva, void *buf
 int pe_blob_string(const kdh_pe_t *pe, const pe_blob_t *b, uint32_t rva, char *out, size_t max,
                    kdh_err_t *err);
 
+/* End (exclusive) of the run of bytes at rva that can be read in one piece: the end of its
+ * section or of the headers, and of its 4 KiB page (the next page may be paged out). */
+uint64_t pe_run_end(const kdh_pe_t *pe, uint32_t rva);
+
 /* Growable string pool addressed by offsets (pointers are fixed up once it stops growing). */
 typedef struct pe_strpool {
     char *data;
