@@ -1,0 +1,288 @@
+/* frame.c: one stack frame line -> module, symbol, offset, addresses. The column layouts and the
+ * CALLSITE grammar are in reference/log-formats.md section 3; the callsite is found by removing
+ * trailing annotations ([src @ line], (FPO: ...), (CONV: ...), (Inline Function @ ...), <-- notes)
+ * from the right, because symbols may contain spaces and so cannot be cut at the first blank. */
+#include "internal.h"
+
+#include <string.h>
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
+
+static size_t rtrim(const char *s, size_t n)
+{
+    while (n && is_space(s[n - 1]))
+        n--;
+    return n;
+}
+
+/* Finds the last occurrence of needle (length m) in s[0..n); -1 when absent. */
+static long last_of(const char *s, size_t n, const char *needle, size_t m)
+{
+    if (m > n)
+        return -1;
+    for (size_t i = n - m + 1; i-- > 0;)
+        if (memcmp(s + i, needle, m) == 0)
+            return (long)i;
+    return -1;
+}
+
+/* " [path @ 123]" at the end. Paths may hold spaces and drive letters, so the group starts at
+ * the nearest " [" to the left of " @ N]" with no ']' in between. */
+static size_t strip_source(const char *s, size_t n)
+{
+    if (n < 6 || s[n - 1] != ']')
+        return n;
+    size_t j = n - 1; /* index of ']' */
+    size_t d = j;
+    while (d > 0 && s[d - 1] >= '0' && s[d - 1] <= '9')
+        d--;
+    if (d == j || d < 3 || memcmp(s + d - 3, " @ ", 3) != 0)
+        return n;
+    /* the source group is the last bracket group: no ']' between its " [" and the final ']' */
+    for (size_t i = d - 3; i-- > 0;) {
+        if (s[i] == ']')
+            return n;
+        if (s[i] == '[' && i > 0 && s[i - 1] == ' ')
+            return rtrim(s, i - 1);
+    }
+    return n;
+}
+
+static size_t strip_annotations(const char *s, size_t n)
+{
+    n = rtrim(s, n);
+    /* author notes appended to pasted logs: "... <--- note", "<-- note" */
+    long a = last_of(s, n, " <--", 4);
+    if (a > 0)
+        n = rtrim(s, (size_t)a);
+    n = strip_source(s, n);
+    static const char *const groups[] = {" (FPO: ", " (CONV: ", " (Inline Function @ ", " (no FPO"};
+    for (int guard = 0; guard < 4 && n && s[n - 1] == ')'; guard++) {
+        long best = -1;
+        for (size_t g = 0; g < KDH_ARRAY_LEN(groups); g++) {
+            long pos = last_of(s, n, groups[g], strlen(groups[g]));
+            if (pos > best)
+                best = pos;
+        }
+        if (best <= 0)
+            break;
+        n = rtrim(s, (size_t)best);
+    }
+    return n;
+}
+
+int kdh_ingest_parse_callsite(kdh_ingest_patterns_t *p, const char *s, size_t len,
+                              kdh_ingest_frame_t *out)
+{
+    size_t *ov;
+    const char *g;
+    size_t gl;
+    len = rtrim(s, len);
+    if (!len || !kdh_ingest_match(p, PAT_CALLSITE, s, len, &ov))
+        return KDH_ECORRUPT;
+    size_t keep = len < KDH_INGEST_SYM_MAX - 1 ? len : KDH_INGEST_SYM_MAX - 1;
+    memcpy(out->sym, s, keep);
+    out->sym[keep] = 0;
+    out->truncated = keep < len;
+    out->has_off = 0;
+    out->off = 0;
+    out->mod_len = out->name_off = out->name_len = 0;
+    if (kdh_ingest_group(ov, 1, s, &g, &gl)) {
+        out->form = KDH_INGEST_CS_SYMBOL;
+        out->mod_len = gl;
+        kdh_ingest_group(ov, 2, s, &g, &gl);
+        out->name_off = (size_t)(g - s);
+        out->name_len = gl;
+        if (out->name_off + out->name_len > keep) /* truncated: keep what fits */
+            out->name_len = out->name_off < keep ? keep - out->name_off : 0;
+        if (kdh_ingest_group(ov, 3, s, &g, &gl))
+            out->has_off = kdh_ingest_hex(g, gl, &out->off);
+    } else if (kdh_ingest_group(ov, 4, s, &g, &gl)) {
+        out->form = KDH_INGEST_CS_MODOFF;
+        out->mod_len = gl;
+        kdh_ingest_group(ov, 5, s, &g, &gl);
+        out->has_off = kdh_ingest_hex(g, gl, &out->off);
+    } else {
+        kdh_ingest_group(ov, 6, s, &g, &gl);
+        out->form = KDH_INGEST_CS_ADDR;
+        if (!kdh_ingest_hex(g, gl, &out->addr))
+            return KDH_ECORRUPT;
+        out->has_addr = 1;
+    }
+    if (out->mod_len > keep)
+        out->mod_len = keep;
+    return KDH_OK;
+}
+
+static void clear_frame(kdh_ingest_frame_t *f)
+{
+    f->sym[0] = 0;
+    f->form = 0;
+    f->has_addr = f->has_ret = f->has_off = 0;
+    f->addr = f->ret = f->off = 0;
+    f->nargs = 0;
+    f->is_inline = 0;
+    f->truncated = 0;
+}
+
+/* Parses the callsite part (group rest_g) of a layout match. */
+static int finish(kdh_ingest_patterns_t *p, const char *line, size_t *ov, int rest_g, kdh_ingest_frame_t *out)
+{
+    const char *r;
+    size_t rl;
+    kdh_ingest_group(ov, rest_g, line, &r, &rl);
+    rl = strip_annotations(r, rl);
+    /* The callsite match reuses the match block: copy what we still need first (done by callers). */
+    return kdh_ingest_parse_callsite(p, r, rl, out) == KDH_OK;
+}
+
+static int try_x64(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_ingest_frame_t *out)
+{
+    size_t *ov;
+    const char *g;
+    size_t gl;
+    if (!kdh_ingest_match(p, PAT_X64, line, len, &ov))
+        return 0;
+    int is_inline = kdh_ingest_group(ov, 3, line, &g, &gl);
+    uint64_t ret = 0;
+    kdh_ingest_group(ov, 4, line, &g, &gl);
+    int has_ret = g[0] != '-' && kdh_ingest_hex(g, gl, &ret);
+    if (!finish(p, line, ov, 5, out))
+        return 0;
+    out->is_inline = is_inline;
+    out->ret = ret;
+    out->has_ret = has_ret;
+    return KDH_INGEST_L_X64;
+}
+
+static int try_x86(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_ingest_frame_t *out)
+{
+    size_t *ov;
+    const char *g;
+    size_t gl;
+    if (!kdh_ingest_match(p, PAT_X86, line, len, &ov))
+        return 0;
+    int is_inline = kdh_ingest_group(ov, 3, line, &g, &gl);
+    uint64_t ret = 0, a;
+    kdh_ingest_group(ov, 4, line, &g, &gl);
+    int has_ret = g[0] != '-' && kdh_ingest_hex(g, gl, &ret);
+    uint32_t args[3];
+    int nargs = 0;
+    for (int i = 0; i < 3; i++) {
+        if (!kdh_ingest_group(ov, 5 + i, line, &g, &gl))
+            break;
+        args[i] = (g[0] != '-' && kdh_ingest_hex(g, gl, &a)) ? (uint32_t)a : 0;
+        nargs = i + 1;
+    }
+    if (!finish(p, line, ov, 8, out))
+        return 0;
+    out->is_inline = is_inline;
+    out->ret = ret;
+    out->has_ret = has_ret;
+    out->nargs = nargs;
+    memcpy(out->args, args, sizeof args);
+    return KDH_INGEST_L_X86;
+}
+
+static int try_mex(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_ingest_frame_t *out)
+{
+    size_t *ov;
+    const char *g;
+    size_t gl;
+    if (!kdh_ingest_match(p, PAT_MEX, line, len, &ov))
+        return 0;
+    uint64_t ret = 0;
+    kdh_ingest_group(ov, 3, line, &g, &gl);
+    int has_ret = kdh_ingest_hex(g, gl, &ret);
+    if (!finish(p, line, ov, 4, out))
+        return 0;
+    out->ret = ret;
+    out->has_ret = has_ret;
+    return KDH_INGEST_L_MEX;
+}
+
+static int try_kc(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_ingest_frame_t *out)
+{
+    size_t *ov;
+    if (!kdh_ingest_match(p, PAT_KC, line, len, &ov))
+        return 0;
+    return finish(p, line, ov, 2, out) ? KDH_INGEST_L_KC : 0;
+}
+
+static int try_addr(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_ingest_frame_t *out)
+{
+    size_t *ov;
+    const char *g;
+    size_t gl;
+    if (!kdh_ingest_match(p, PAT_ADDRFR, line, len, &ov))
+        return 0;
+    uint64_t addr = 0;
+    kdh_ingest_group(ov, 1, line, &g, &gl);
+    if (!kdh_ingest_hex(g, gl, &addr))
+        return 0;
+    if (!finish(p, line, ov, 2, out))
+        return 0;
+    out->addr = addr;
+    out->has_addr = 1;
+    return KDH_INGEST_L_ADDR;
+}
+
+int kdh_ingest_parse_frame(kdh_ingest_patterns_t *p, const char *line, size_t len, unsigned mask,
+                           kdh_ingest_frame_t *out)
+{
+    len = rtrim(line, len);
+    size_t i = 0;
+    while (i < len && is_space(line[i]))
+        i++;
+    /* Cheap filter first: every layout starts with a hex digit, "(" or "0x". */
+    if (i == len)
+        return 0;
+    char c = line[i];
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == '('))
+        return 0;
+    int r = 0;
+    clear_frame(out);
+    if (!r && (mask & KDH_INGEST_L_X64))
+        r = try_x64(p, line, len, out);
+    if (!r && (mask & KDH_INGEST_L_X86))
+        r = try_x86(p, line, len, out);
+    if (!r && (mask & KDH_INGEST_L_MEX))
+        r = try_mex(p, line, len, out);
+    if (!r && (mask & KDH_INGEST_L_ADDR))
+        r = try_addr(p, line, len, out);
+    if (!r && (mask & KDH_INGEST_L_KC))
+        r = try_kc(p, line, len, out);
+    if (!r)
+        clear_frame(out);
+    return r;
+}
+
+/* Substrings of routine names that allocate or free pool (kernel, verifier, verifier extension,
+ * kmautofail shims, the PoolHitTag trackers that break on older kernels, NDIS lookaside frees). */
+static const char *const alloc_words[] = {"AllocatePool", "AllocateHeapPool", "AllocateSpecialPool",
+                                          "AllocateBigPool", "ExpInsertPoolTracker"};
+static const char *const free_words[] = {"FreePool", "FreeHeapPool", "FreeSpecialPool", "FreeBigPool",
+                                         "ExpRemovePoolTracker", "FreeToNPagedPool", "FreeTrackedPool"};
+
+static int has_word(const char *s, size_t n, const char *w)
+{
+    return last_of(s, n, w, strlen(w)) >= 0;
+}
+
+int kdh_ingest_pool_routine(const kdh_ingest_frame_t *f)
+{
+    if (f->form != KDH_INGEST_CS_SYMBOL)
+        return -1;
+    const char *s = f->sym + f->name_off;
+    size_t n = f->name_len;
+    for (size_t i = 0; i < KDH_ARRAY_LEN(free_words); i++)
+        if (has_word(s, n, free_words[i]))
+            return KDH_INGEST_EV_FREE;
+    for (size_t i = 0; i < KDH_ARRAY_LEN(alloc_words); i++)
+        if (has_word(s, n, alloc_words[i]))
+            return KDH_INGEST_EV_ALLOC;
+    return -1;
+}

@@ -1,0 +1,145 @@
+/* internal.h: what the ingest source files share: the compiled pattern table and its match
+ * helper (PCRE2, JIT, one reused match block), and small text helpers. Not a public API. */
+#ifndef KDH_INGEST_INTERNAL_H
+#define KDH_INGEST_INTERNAL_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kdh/ingest.h"
+
+/* Every pattern the parsers use; compiled once per kdh_ingest_patterns_t. */
+enum {
+    PAT_X64,        /* x64 frame line */
+    PAT_X86,        /* x86 frame line */
+    PAT_MEX,        /* !mex.t frame line */
+    PAT_KC,         /* kc frame line */
+    PAT_ADDRFR,     /* ADDR callsite (verifier 0x80 / 4, kmautofail) */
+    PAT_CALLSITE,   /* the CALLSITE grammar */
+    PAT_HEADER,     /* stack header lines */
+    PAT_PROMPT,     /* kd> / N: kd> / 0:000> / C:\> prompts */
+    PAT_BPHIT,      /* Breakpoint N hit */
+    PAT_BREAKEX,    /* Break instruction exception / Fatal System Error */
+    PAT_LOCATION,   /* module!sym+0xoff: after a break */
+    PAT_POOLBLOCK,  /* !verifier 0x80 record head */
+    PAT_V4ENTRY,    /* !verifier 4 entry head */
+    PAT_THREAD,     /* "Thread: C2638220" */
+    PAT_KMSEQ,      /* kmautofail record head */
+    PAT_KMIRQL,     /* kmautofail second line */
+    PAT_V3HDR,      /* !verifier 3 table header */
+    PAT_V3ROW,      /* !verifier 3 table row */
+    PAT_PMMEM,      /* poolmon " Memory:" line */
+    PAT_PMHDR,      /* poolmon column header */
+    PAT_PMROW,      /* poolmon row */
+    PAT_PUSORT,     /* !poolused "Sorting by" */
+    PAT_PUHDR,      /* !poolused column header */
+    PAT_VMUSAGE,    /* !vm "...Pool Usage:" */
+    PAT_HITTAG,     /* ed nt!PoolHitTag <value> */
+    PAT_BPTAG,      /* a conditional bp comparing a register or argument with a tag */
+    PAT_STACKWARN,  /* lines tolerated inside a stack */
+    PAT_COUNT
+};
+
+#define KDH_INGEST_OVEC 24 /* capture groups per match, at most */
+
+struct kdh_ingest_patterns {
+    pcre2_code *re[PAT_COUNT];
+    pcre2_match_data *md;
+};
+
+/* Matches pattern id against [s, s+len). Returns the number of captures + 1 (> 0) on a match,
+ * 0 otherwise. Captured group g is then [ov[2g], ov[2g+1]) (PCRE2_UNSET when unset). */
+int kdh_ingest_match(kdh_ingest_patterns_t *p, int id, const char *s, size_t len, size_t **ov);
+
+/* Group g of the last match as (pointer, length); length 0 and ptr NULL when unset. */
+static inline int kdh_ingest_group(const size_t *ov, int g, const char *s, const char **out, size_t *len)
+{
+    if (ov[2 * g] == PCRE2_UNSET) {
+        *out = NULL;
+        *len = 0;
+        return 0;
+    }
+    *out = s + ov[2 * g];
+    *len = ov[2 * g + 1] - ov[2 * g];
+    return 1;
+}
+
+/* Hex digits (backticks skipped) to a value; 0 when empty or > 16 digits. */
+int kdh_ingest_hex(const char *s, size_t len, uint64_t *out);
+/* Decimal digits to a value; 0 when empty, non-digit or overflowing. */
+int kdh_ingest_dec(const char *s, size_t len, uint64_t *out);
+
+/* Classifies a frame's symbol as a pool allocate (EV_ALLOC), free (EV_FREE) routine, or -1. */
+int kdh_ingest_pool_routine(const kdh_ingest_frame_t *f);
+
+/* Tag dword <-> 4 characters (little-endian bytes, as Windows displays them). Returns 0 when the
+ * bytes are not printable (not a tag anyone typed). */
+int kdh_ingest_tag_from_dword(uint32_t v, char out[5]);
+
+/* A stack or table block the parser is inside of. */
+enum { BLK_NONE, BLK_POOLMON, BLK_POOLUSED, BLK_V3 };
+
+/* What the next frame lines would belong to: set by a header, STACK_TEXT, a kc command or a
+ * verifier record head; cleared by any line that is none of frame, blank or tolerated warning. */
+typedef struct kdh_ingest_arm {
+    unsigned mask;        /* KDH_INGEST_L_* accepted */
+    const char *origin;
+    int forced_kind;      /* -1, or the event kind this record has by construction */
+    uint64_t thread, addr, size;
+    int has_addr, has_size;
+} kdh_ingest_arm_t;
+
+struct kdh_ingest_parser {
+    kdh_ingest_patterns_t *pat;
+    unsigned kinds;
+    kdh_ingest_sink_t sink;
+    kdh_ingest_stats_t st;
+    uint64_t lineno;
+
+    /* line assembly across feed() chunks */
+    char *lbuf;
+    size_t llen, lcap;
+    int ldiscard; /* inside an over-long line: drop bytes up to the next newline */
+
+    /* the stack being collected */
+    kdh_ingest_frame_t *fr;
+    size_t nfr;
+    int armed, open;
+    kdh_ingest_arm_t arm;
+    uint64_t stack_line;
+    uint64_t last_ret;
+    int has_last_ret;
+
+    /* debugger session state */
+    int cpu;
+    int go_pending;      /* a `g` was typed and no break reported since */
+    uint64_t break_id;   /* 0 = no current break */
+    uint64_t break_seq;
+    int break_kind;
+    int break_loc_pending;
+    int break_is_bp;
+    uint64_t break_last_hash;
+    int break_has_hash;
+    char hit_tag[5];     /* from `ed nt!PoolHitTag` */
+    char bp_tag[5];      /* from a conditional bp on a pool routine */
+
+    /* tables and snapshots */
+    int blk;
+    int snap_pending;    /* the next row starts a new snapshot */
+    uint64_t snapshot;
+    size_t pu_tagcol;
+    size_t pu_end[4];    /* last column (0-based, exclusive) of each numeric !poolused field */
+    const char *snap_origin;
+    unsigned vm_seen;    /* !vm pools already sampled in the current snapshot */
+};
+
+/* tables.c: table lines (poolmon, !poolused, !vm, !verifier 3). Returns 1 when the line was
+ * consumed, 0 when it is not a table line, or a negative sink error. */
+int kdh_ingest_table_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_err_t *err);
+/* Emits one stack through the sink (used by the !verifier 3 rows). */
+int kdh_ingest_emit_stack(kdh_ingest_parser_t *p, kdh_ingest_stack_t *st, kdh_err_t *err);
+void kdh_ingest_note_skip(kdh_ingest_parser_t *p);
+
+#endif

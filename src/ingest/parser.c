@@ -1,0 +1,585 @@
+/* parser.c: the streaming state machine over the lines of a kd/WinDbg transcript: line assembly
+ * (CRLF, over-long lines skipped and counted), prompts and breaks, stacks (k family, !thread,
+ * STACK_TEXT, !mex.t, verifier logs, kmautofail) and the event each stack is attributed to. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int kdh_ingest_parser_new(kdh_ingest_parser_t **out, unsigned kinds, const kdh_ingest_sink_t *sink,
+                          kdh_err_t *err)
+{
+    kdh_ingest_parser_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory for the ingest parser");
+    int rc = kdh_ingest_patterns_new(&p->pat, err);
+    if (rc) {
+        free(p);
+        return rc;
+    }
+    p->fr = malloc(KDH_INGEST_MAX_FRAMES * sizeof *p->fr);
+    p->lcap = 4096;
+    p->lbuf = malloc(p->lcap);
+    if (!p->fr || !p->lbuf) {
+        kdh_ingest_parser_free(p);
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory for the ingest parser");
+    }
+    p->kinds = (kinds & KDH_INGEST_AUTO) ? (kinds & KDH_INGEST_AUTO) : KDH_INGEST_AUTO;
+    if (sink)
+        p->sink = *sink;
+    p->cpu = -1;
+    p->snap_pending = 1;
+    *out = p;
+    return KDH_OK;
+}
+
+void kdh_ingest_parser_free(kdh_ingest_parser_t *p)
+{
+    if (!p)
+        return;
+    kdh_ingest_patterns_free(p->pat);
+    free(p->fr);
+    free(p->lbuf);
+    free(p);
+}
+
+const kdh_ingest_stats_t *kdh_ingest_parser_stats(const kdh_ingest_parser_t *p)
+{
+    return &p->st;
+}
+
+void kdh_ingest_note_skip(kdh_ingest_parser_t *p)
+{
+    if (p->st.nskipped_first < KDH_INGEST_SKIP_FIRST)
+        p->st.skipped_first[p->st.nskipped_first++] = p->lineno;
+    p->st.skipped++;
+}
+
+static int is_blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t')
+            return 0;
+    return 1;
+}
+
+static int starts_with(const char *s, size_t n, const char *w)
+{
+    size_t m = strlen(w);
+    while (n && (*s == ' ' || *s == '\t'))
+        s++, n--;
+    return n >= m && memcmp(s, w, m) == 0;
+}
+
+/* ---- stacks and events ---- */
+
+static uint64_t stack_hash(const kdh_ingest_frame_t *f, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a: only compares a stack with the previous one */
+    for (size_t i = 0; i < n; i++) {
+        for (const char *c = f[i].sym; *c; c++)
+            h = (h ^ (unsigned char)*c) * 1099511628211ull;
+        h = (h ^ ';') * 1099511628211ull;
+    }
+    return h;
+}
+
+static int name_is(const kdh_ingest_frame_t *f, const char *name)
+{
+    size_t m = strlen(name);
+    return f->form == KDH_INGEST_CS_SYMBOL && f->name_len == m && memcmp(f->sym + f->name_off, name, m) == 0;
+}
+
+/* x86 "Args to Child" of the pool routine on top give the tag, size or block: the routines are
+ * stdcall with (PoolType, NumberOfBytes, Tag) or (P, Tag), so the first three dwords above the
+ * return address are exactly those parameters. */
+static void args_facts(const kdh_ingest_frame_t *f, size_t n, kdh_ingest_stack_t *st)
+{
+    static const char *const allocs[] = {"ExAllocatePoolWithTag", "ExAllocatePoolWithTagPriority",
+                                         "ExAllocatePoolWithQuotaTag", "VerifierExAllocatePoolWithTag",
+                                         "VerifierExAllocatePoolWithTagPriority",
+                                         "VeAllocatePoolWithTagPriority"};
+    static const char *const frees[] = {"ExFreePoolWithTag", "VerifierExFreePoolWithTag", "ExFreePool",
+                                        "ExFreeHeapPool"};
+    for (size_t i = 0; i < n && i < 6; i++) {
+        if (f[i].nargs != 3)
+            continue;
+        for (size_t k = 0; k < KDH_ARRAY_LEN(allocs); k++)
+            if (name_is(&f[i], allocs[k])) {
+                if (kdh_ingest_tag_from_dword(f[i].args[2], st->tag))
+                    st->tag_dword = f[i].args[2];
+                st->size = f[i].args[1];
+                st->has_size = 1;
+                return;
+            }
+        for (size_t k = 0; k < KDH_ARRAY_LEN(frees); k++)
+            if (name_is(&f[i], frees[k])) {
+                st->addr = f[i].args[0];
+                st->has_addr = 1;
+                if (k < 2 && kdh_ingest_tag_from_dword(f[i].args[1], st->tag))
+                    st->tag_dword = f[i].args[1];
+                return;
+            }
+    }
+}
+
+static void set_tag_text(kdh_ingest_stack_t *st, const char *t)
+{
+    memcpy(st->tag, t, 5);
+    st->tag_dword = (uint32_t)(unsigned char)t[0] | (uint32_t)(unsigned char)t[1] << 8 |
+                    (uint32_t)(unsigned char)t[2] << 16 | (uint32_t)(unsigned char)t[3] << 24;
+}
+
+int kdh_ingest_emit_stack(kdh_ingest_parser_t *p, kdh_ingest_stack_t *st, kdh_err_t *err)
+{
+    p->st.stacks++;
+    p->st.frames += st->nframes;
+    if (!st->repeat)
+        p->st.events++;
+    if (p->sink.on_stack)
+        return p->sink.on_stack(p->sink.ud, st, err);
+    return KDH_OK;
+}
+
+static int end_stack(kdh_ingest_parser_t *p, kdh_err_t *err)
+{
+    int was_open = p->open;
+    p->open = 0;
+    p->armed = 0;
+    if (!was_open || p->nfr == 0)
+        return KDH_OK;
+    kdh_ingest_stack_t st;
+    memset(&st, 0, sizeof st);
+    st.frames = p->fr;
+    st.nframes = p->nfr;
+    st.cpu = p->cpu;
+    st.line = p->stack_line;
+    st.origin = p->arm.origin;
+    st.thread = p->arm.thread;
+    st.kind = KDH_INGEST_EV_HIT;
+    if (p->arm.has_addr)
+        st.addr = p->arm.addr, st.has_addr = 1;
+    if (p->arm.has_size)
+        st.size = p->arm.size, st.has_size = 1;
+
+    int top = -1;
+    for (size_t i = 0; i < p->nfr && i < 5 && top < 0; i++)
+        top = kdh_ingest_pool_routine(&p->fr[i]);
+    if (p->arm.forced_kind >= 0) {
+        st.kind = p->arm.forced_kind;
+    } else if (strcmp(p->arm.origin, "verifier80") == 0) {
+        /* the pool log holds allocations and frees; only the first frame tells them apart */
+        st.kind = kdh_ingest_pool_routine(&p->fr[0]) == KDH_INGEST_EV_FREE ? KDH_INGEST_EV_FREE
+                                                                            : KDH_INGEST_EV_ALLOC;
+    } else if (top >= 0) {
+        st.kind = top;
+    } else if (p->break_id) {
+        st.kind = p->break_kind;
+    }
+    if (p->arm.forced_kind < 0 && strcmp(p->arm.origin, "verifier80") != 0) {
+        args_facts(p->fr, p->nfr, &st);
+        if (!st.tag[0] && st.kind != KDH_INGEST_EV_HIT) {
+            if (p->break_is_bp && p->bp_tag[0])
+                set_tag_text(&st, p->bp_tag);
+            else if (p->hit_tag[0])
+                set_tag_text(&st, p->hit_tag);
+            else if (p->bp_tag[0])
+                set_tag_text(&st, p->bp_tag);
+        }
+    }
+    if (p->break_id && p->arm.forced_kind < 0 && strcmp(p->arm.origin, "verifier80") != 0) {
+        uint64_t h = stack_hash(p->fr, p->nfr);
+        if (p->break_has_hash && p->break_last_hash == h)
+            st.repeat = 1;
+        p->break_last_hash = h;
+        p->break_has_hash = 1;
+    }
+    p->st.kinds_seen |= (strcmp(st.origin, "k") == 0 || strcmp(st.origin, "kc") == 0 ||
+                         strcmp(st.origin, "stack_text") == 0)
+                            ? KDH_INGEST_KD
+                            : KDH_INGEST_VERIFIER;
+    p->nfr = 0;
+    return kdh_ingest_emit_stack(p, &st, err);
+}
+
+static void arm(kdh_ingest_parser_t *p, unsigned mask, const char *origin, int forced_kind)
+{
+    memset(&p->arm, 0, sizeof p->arm);
+    p->arm.mask = mask;
+    p->arm.origin = origin;
+    p->arm.forced_kind = forced_kind;
+    p->armed = 1;
+    p->open = 0;
+    p->nfr = 0;
+    p->has_last_ret = 0;
+}
+
+/* Appends the frame just parsed into p->fr[p->nfr] (already filled). */
+static void add_frame(kdh_ingest_parser_t *p, int layout)
+{
+    kdh_ingest_frame_t *f = &p->fr[p->nfr];
+    if (!p->open) {
+        p->open = 1;
+        p->stack_line = p->lineno;
+    }
+    /* A frame's own instruction is the return address printed on the frame above it (inline
+     * frames share their physical frame's). Raw-address and ADDR layouts carry it directly. */
+    if (!f->has_addr && layout != KDH_INGEST_L_ADDR && p->has_last_ret) {
+        f->addr = p->last_ret;
+        f->has_addr = 1;
+    }
+    if (f->has_ret && !f->is_inline) {
+        p->last_ret = f->ret;
+        p->has_last_ret = 1;
+    }
+    if (p->nfr + 1 < KDH_INGEST_MAX_FRAMES)
+        p->nfr++;
+    else
+        kdh_ingest_note_skip(p); /* deeper than we keep: the frame is dropped, the line counted */
+}
+
+/* Inside an open stack, a line that starts like a frame but fails the grammar is a damaged
+ * frame (counted); anything else ends the stack. */
+static int looks_like_frame(const char *s, size_t n)
+{
+    size_t i = 0, h = 0;
+    while (i < n && (s[i] == ' ' || s[i] == '\t'))
+        i++;
+    while (i + h < n && ((s[i + h] >= '0' && s[i + h] <= '9') || (s[i + h] >= 'a' && s[i + h] <= 'f')))
+        h++;
+    return h >= 1 && h <= 16 && i + h < n && s[i + h] == ' ' && i + h + 9 <= n;
+}
+
+/* ---- breaks and prompts ---- */
+
+static void new_break(kdh_ingest_parser_t *p, int is_bp)
+{
+    p->break_id = ++p->break_seq;
+    p->break_kind = KDH_INGEST_EV_HIT;
+    p->break_loc_pending = 1;
+    p->break_is_bp = is_bp;
+    p->break_has_hash = 0;
+    p->go_pending = 0;
+}
+
+static void location(kdh_ingest_parser_t *p, const char *s, size_t n)
+{
+    kdh_ingest_frame_t f;
+    memset(&f, 0, sizeof f);
+    if (kdh_ingest_parse_callsite(p->pat, s, n, &f) != KDH_OK)
+        return;
+    int k = kdh_ingest_pool_routine(&f);
+    p->break_kind = k >= 0 ? k : KDH_INGEST_EV_HIT;
+    p->break_loc_pending = 0;
+}
+
+static void tag_from_text(const char *g, size_t gl, int quoted, char out[5])
+{
+    if (quoted) {
+        memset(out, ' ', 4);
+        memcpy(out, g, gl > 4 ? 4 : gl);
+        out[4] = 0;
+        return;
+    }
+    uint64_t v;
+    if (!kdh_ingest_hex(g, gl, &v) || !kdh_ingest_tag_from_dword((uint32_t)v, out))
+        out[0] = 0;
+}
+
+/* One command of a prompt line ("kvn", ".thread ; .cxr ; kb" is split by the caller). */
+static void command(kdh_ingest_parser_t *p, const char *c, size_t n)
+{
+    size_t *ov;
+    const char *g;
+    size_t gl;
+    while (n && (*c == ' ' || *c == '\t'))
+        c++, n--;
+    while (n && (c[n - 1] == ' ' || c[n - 1] == '\t'))
+        n--;
+    if (!n)
+        return;
+    if (kdh_ingest_match(p->pat, PAT_HITTAG, c, n, &ov)) {
+        if (kdh_ingest_group(ov, 1, c, &g, &gl))
+            tag_from_text(g, gl, 0, p->hit_tag);
+        else if (kdh_ingest_group(ov, 2, c, &g, &gl))
+            tag_from_text(g, gl, 1, p->hit_tag);
+        return;
+    }
+    if (kdh_ingest_match(p->pat, PAT_BPTAG, c, n, &ov)) {
+        kdh_ingest_group(ov, 1, c, &g, &gl);
+        tag_from_text(g, gl, 0, p->bp_tag);
+        return;
+    }
+    size_t w = 0;
+    while (w < n && c[w] != ' ' && c[w] != '\t')
+        w++;
+    if (c[0] == 'g' && (w == 1 || (w == 2 && (c[1] == 'c' || c[1] == 'h' || c[1] == 'n')))) {
+        p->break_id = 0; /* the target runs: the next stack belongs to the next break */
+        p->go_pending = 1;
+        return;
+    }
+    /* k, kb, kv, kn, kp, kP, kc, knL, kvn, kM ... (but not kd, which dumps raw stack words) */
+    if (c[0] == 'k' && !(w == 2 && c[1] == 'd')) {
+        int ok = 1, has_c = 0;
+        for (size_t i = 1; i < w; i++) {
+            if (!strchr("bcfiLmMnpPv", c[i]))
+                ok = 0;
+            if (c[i] == 'c')
+                has_c = 1;
+        }
+        if (ok && has_c && (p->kinds & KDH_INGEST_KD))
+            arm(p, KDH_INGEST_L_KC, "kc", -1); /* kc prints no header */
+    }
+}
+
+static void prompt(kdh_ingest_parser_t *p, const char *s, size_t *ov)
+{
+    const char *g;
+    size_t gl;
+    uint64_t cpu;
+    if (kdh_ingest_group(ov, 1, s, &g, &gl) && kdh_ingest_dec(g, gl, &cpu))
+        p->cpu = (int)cpu;
+    p->armed = 0;
+    p->blk = BLK_NONE;
+    p->snap_pending = 1;
+    if (!kdh_ingest_group(ov, 2, s, &g, &gl))
+        return;
+    size_t start = 0;
+    for (size_t i = 0; i <= gl; i++)
+        if (i == gl || g[i] == ';') {
+            command(p, g + start, i - start);
+            start = i + 1;
+        }
+}
+
+/* ---- one line ---- */
+
+static int kd_line(kdh_ingest_parser_t *p, const char *s, size_t n)
+{
+    size_t *ov;
+    const char *g;
+    size_t gl;
+    int h = kdh_ingest_match(p->pat, PAT_HEADER, s, n, &ov);
+    if (h) {
+        unsigned mask = kdh_ingest_group(ov, 1, s, &g, &gl)   ? KDH_INGEST_L_X86
+                        : kdh_ingest_group(ov, 2, s, &g, &gl) ? KDH_INGEST_L_X64
+                                                              : KDH_INGEST_L_MEX;
+        arm(p, mask, "k", -1);
+        return 1;
+    }
+    if (starts_with(s, n, "STACK_TEXT:")) {
+        arm(p, KDH_INGEST_L_X86 | KDH_INGEST_L_X64, "stack_text", -1);
+        return 1;
+    }
+    if (kdh_ingest_match(p->pat, PAT_BPHIT, s, n, &ov)) {
+        new_break(p, 1);
+        return 1;
+    }
+    if (kdh_ingest_match(p->pat, PAT_BREAKEX, s, n, &ov)) {
+        /* "Fatal System Error" is followed by its own "Break instruction exception": one break */
+        if (!(p->break_id && p->break_loc_pending))
+            new_break(p, 0);
+        return 1;
+    }
+    if ((p->break_id && p->break_loc_pending) || p->go_pending) {
+        if (kdh_ingest_match(p->pat, PAT_LOCATION, s, n, &ov)) {
+            if (!p->break_id || !p->break_loc_pending)
+                new_break(p, 0); /* e.g. `sxe ld`: the location line is the only sign of the break */
+            kdh_ingest_group(ov, 1, s, &g, &gl);
+            location(p, g, gl);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int verifier_line(kdh_ingest_parser_t *p, const char *s, size_t n)
+{
+    size_t *ov;
+    const char *g;
+    size_t gl;
+    uint64_t v;
+    if (kdh_ingest_match(p->pat, PAT_POOLBLOCK, s, n, &ov)) {
+        arm(p, KDH_INGEST_L_ADDR, "verifier80", -1);
+        kdh_ingest_group(ov, 1, s, &g, &gl);
+        p->arm.has_addr = kdh_ingest_hex(g, gl, &p->arm.addr);
+        kdh_ingest_group(ov, 2, s, &g, &gl);
+        p->arm.has_size = kdh_ingest_hex(g, gl, &p->arm.size);
+        kdh_ingest_group(ov, 3, s, &g, &gl);
+        if (kdh_ingest_hex(g, gl, &v))
+            p->arm.thread = v;
+        return 1;
+    }
+    if (kdh_ingest_match(p->pat, PAT_V4ENTRY, s, n, &ov)) {
+        /* fault injection: a failed allocation, so not an allocation that could leak */
+        arm(p, KDH_INGEST_L_ADDR, "verifier4", KDH_INGEST_EV_HIT);
+        return 1;
+    }
+    if (p->armed && strcmp(p->arm.origin, "verifier4") == 0 && kdh_ingest_match(p->pat, PAT_THREAD, s, n, &ov)) {
+        kdh_ingest_group(ov, 1, s, &g, &gl);
+        if (kdh_ingest_hex(g, gl, &v))
+            p->arm.thread = v;
+        return 1;
+    }
+    if (kdh_ingest_match(p->pat, PAT_KMSEQ, s, n, &ov)) {
+        arm(p, KDH_INGEST_L_ADDR, "kmautofail", KDH_INGEST_EV_HIT);
+        return 1;
+    }
+    if (p->armed && strcmp(p->arm.origin, "kmautofail") == 0 && kdh_ingest_match(p->pat, PAT_KMIRQL, s, n, &ov))
+        return 1;
+    return 0;
+}
+
+int kdh_ingest_parser_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_err_t *err)
+{
+    int rc;
+    p->lineno++;
+    p->st.lines++;
+    while (n && (s[n - 1] == '\r' || s[n - 1] == '\n' || s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
+    if (memchr(s, 0, n)) {
+        /* binary junk: never a frame or a row; it also ends whatever block we were in */
+        kdh_ingest_note_skip(p);
+        if ((rc = end_stack(p, err)))
+            return rc;
+        p->blk = BLK_NONE;
+        return KDH_OK;
+    }
+
+    if (p->armed || p->open) {
+        if (is_blank(s, n)) {
+            if (p->open)
+                return end_stack(p, err);
+            return KDH_OK; /* verifier 4 puts a blank line between "Thread:" and the frames */
+        }
+        int lay = kdh_ingest_parse_frame(p->pat, s, n, p->arm.mask, &p->fr[p->nfr]);
+        if (lay) {
+            add_frame(p, lay);
+            return KDH_OK;
+        }
+        size_t *ov;
+        if (kdh_ingest_match(p->pat, PAT_STACKWARN, s, n, &ov))
+            return KDH_OK;
+        if (p->open && looks_like_frame(s, n) && !kdh_ingest_match(p->pat, PAT_PROMPT, s, n, &ov)) {
+            kdh_ingest_note_skip(p);
+            return KDH_OK;
+        }
+        if (p->armed && !p->open && (p->kinds & KDH_INGEST_VERIFIER) && verifier_line(p, s, n))
+            return KDH_OK; /* "Thread:" / "IRQ Level" lines between a record head and its frames */
+        if ((rc = end_stack(p, err)))
+            return rc;
+    }
+
+    if (p->blk != BLK_NONE || (p->kinds & (KDH_INGEST_POOLMON | KDH_INGEST_POOLUSED | KDH_INGEST_VERIFIER))) {
+        rc = kdh_ingest_table_line(p, s, n, err);
+        if (rc < 0)
+            return rc;
+        if (rc > 0)
+            return KDH_OK;
+    }
+    if (is_blank(s, n))
+        return KDH_OK;
+
+    size_t *ov;
+    if (kdh_ingest_match(p->pat, PAT_PROMPT, s, n, &ov)) {
+        prompt(p, s, ov);
+        return KDH_OK;
+    }
+    if ((p->kinds & KDH_INGEST_KD) && kd_line(p, s, n))
+        return KDH_OK;
+    if ((p->kinds & KDH_INGEST_VERIFIER) && verifier_line(p, s, n))
+        return KDH_OK;
+    /* A line that is none of the above is text between outputs (DbgPrint, other commands). */
+    return KDH_OK;
+}
+
+/* ---- line assembly ---- */
+
+static int grow(kdh_ingest_parser_t *p, size_t need, kdh_err_t *err)
+{
+    if (need <= p->lcap)
+        return KDH_OK;
+    size_t cap = p->lcap;
+    while (cap < need)
+        cap *= 2;
+    char *b = realloc(p->lbuf, cap);
+    if (!b)
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory for a %zu-byte log line", need);
+    p->lbuf = b;
+    p->lcap = cap;
+    return KDH_OK;
+}
+
+int kdh_ingest_parser_feed(kdh_ingest_parser_t *p, const char *data, size_t n, kdh_err_t *err)
+{
+    int rc;
+    while (n) {
+        const char *nl = memchr(data, '\n', n);
+        size_t take = nl ? (size_t)(nl - data) : n;
+        if (p->ldiscard) {
+            /* the rest of an over-long line: drop it without buffering */
+        } else if (p->llen + take > KDH_INGEST_LINE_MAX) {
+            p->ldiscard = 1;
+            p->llen = 0;
+        } else if (nl && p->llen == 0) {
+            /* the whole line is inside the chunk: parse it in place, no copy */
+            if ((rc = kdh_ingest_parser_line(p, data, take, err)))
+                return rc;
+            data += take + 1;
+            n -= take + 1;
+            continue;
+        } else {
+            if ((rc = grow(p, p->llen + take, err)))
+                return rc;
+            memcpy(p->lbuf + p->llen, data, take);
+            p->llen += take;
+        }
+        if (!nl)
+            return KDH_OK;
+        if (p->ldiscard) {
+            p->lineno++;
+            p->st.lines++;
+            kdh_ingest_note_skip(p);
+            p->ldiscard = 0;
+            if ((rc = end_stack(p, err)))
+                return rc;
+        } else if ((rc = kdh_ingest_parser_line(p, p->lbuf, p->llen, err))) {
+            return rc;
+        }
+        p->llen = 0;
+        data += take + 1;
+        n -= take + 1;
+    }
+    return KDH_OK;
+}
+
+int kdh_ingest_parser_finish(kdh_ingest_parser_t *p, kdh_err_t *err)
+{
+    int rc = KDH_OK;
+    if (p->ldiscard) {
+        p->lineno++;
+        p->st.lines++;
+        kdh_ingest_note_skip(p);
+    } else if (p->llen) {
+        rc = kdh_ingest_parser_line(p, p->lbuf, p->llen, err); /* a last line without newline */
+    }
+    p->ldiscard = 0;
+    p->llen = 0;
+    if (!rc)
+        rc = end_stack(p, err);
+    p->lineno = 0;
+    p->blk = BLK_NONE;
+    p->armed = p->open = 0;
+    p->nfr = 0;
+    p->cpu = -1;
+    p->break_id = 0;
+    p->go_pending = 0;
+    p->snap_pending = 1;
+    p->hit_tag[0] = p->bp_tag[0] = 0;
+    return rc;
+}
+
+void kdh_ingest_parser_reset_stats(kdh_ingest_parser_t *p)
+{
+    memset(&p->st, 0, sizeof p->st);
+}

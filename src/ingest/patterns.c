@@ -1,0 +1,164 @@
+/* patterns.c: the regular expressions of the log grammars (reference/log-formats.md), compiled
+ * once with PCRE2 and JIT-compiled, plus one match block reused for every line. Patterns are
+ * byte-oriented (no PCRE2_UTF): logs carry invalid UTF-8 and binary junk, and every construct
+ * of the grammar is ASCII. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define H8 "[0-9a-fA-F]{8}"
+#define H64 "[0-9a-fA-F]{8}`[0-9a-fA-F]{8}"
+#define D64 "--------`--------"
+#define MOD "[A-Za-z0-9_.$-]+"
+
+static const char *const sources[PAT_COUNT] = {
+    /* [NN] Child-SP|(Inline Function) RetAddr|dashes [: 4 args :] rest */
+    [PAT_X64] = "^\\s*(?:([0-9a-fA-F]{1,4})\\s+)?(?:(" H64 ")|(\\(Inline Function\\)))\\s+(" H64 "|" D64
+                ")\\s+(?::\\s+(?:(?:" H64 "|" D64 ")\\s+){4}:\\s+)?(\\S.*)$",
+    /* [NN] ChildEBP|(Inline) RetAddr|dashes [3 args] rest */
+    [PAT_X86] = "^\\s*(?:([0-9a-fA-F]{1,4})\\s+)?(?:(" H8 ")|(\\(Inline\\)))\\s+(" H8
+                "|--------)\\s+(?:(" H8 "|--------)\\s+(" H8 "|--------)\\s+(" H8 "|--------)\\s+)?(\\S.*)$",
+    [PAT_MEX] = "^\\s*([0-9a-fA-F]{1,4})\\s+([0-9a-fA-F]{16})\\s+([0-9a-fA-F]{16})\\s+(\\S.*)$",
+    [PAT_KC] = "^\\s*([0-9a-fA-F]{2,4})\\s+(\\S.*)$",
+    [PAT_ADDRFR] = "^\\s*(?:0x)?([0-9a-fA-F]{8}(?:`?[0-9a-fA-F]{8})?)\\s+(\\S.*)$",
+    [PAT_CALLSITE] = "^(?:(" MOD ")!(\\S.*?)(?:\\+0x([0-9a-fA-F]{1,16}))?|(" MOD ")\\+0x([0-9a-fA-F]{1,16})"
+                     "|0x([0-9a-fA-F]{1,8}(?:`[0-9a-fA-F]{8})?|[0-9a-fA-F]{9,16}))$",
+    /* 1: x86, 2: x64, 3: mex */
+    [PAT_HEADER] = "^\\s*(?:#\\s*)?(?:(ChildEBP\\s+RetAddr(?:\\s+Args to Child)?)"
+                   "|(Child-SP\\s+RetAddr\\s+(?::\\s+Args to Child.*:\\s+)?Call Site)"
+                   "|(Child-SP\\s+Return\\s+Call Site))\\s*$",
+    /* 1: cpu, 2: command */
+    [PAT_PROMPT] = "^\\s*(?:(?:(\\d{1,3}):\\s?)?l?kd|\\d{1,3}:\\d{3,}(?::[A-Za-z0-9]+)?|[A-Za-z]:\\\\[^>]{0,200})>\\s?(.*)$",
+    [PAT_BPHIT] = "^\\s*Breakpoint (\\d+) hit\\s*$",
+    /* 1: bugcheck code when it is a fatal system error */
+    [PAT_BREAKEX] = "^\\s*(?:Break instruction exception - code 80000003|\\*\\*\\* Fatal System Error: 0x([0-9a-fA-F]+))",
+    [PAT_LOCATION] = "^(" MOD "!\\S.*?|" MOD "\\+0x[0-9a-fA-F]+)(?: \\[inlined in [^\\]]*\\])?:\\s*$",
+    [PAT_POOLBLOCK] = "^\\s*Pool block ([0-9a-fA-F`]+), Size ([0-9a-fA-F]+), Thread ([0-9a-fA-F`]+)\\s*$",
+    [PAT_V4ENTRY] = "^\\s*Entry @ ([0-9a-fA-F`]+) \\(index \\d+\\)\\s*$",
+    [PAT_THREAD] = "^\\s*Thread: ([0-9a-fA-F`]+)\\s*$",
+    [PAT_KMSEQ] = "^\\s*Sequence: \\d+, Test Number: \\d+",
+    [PAT_KMIRQL] = "^\\s*IRQ Level: \\d+, HASH: 0x[0-9a-fA-F]+\\s*$",
+    [PAT_V3HDR] = "^\\s*Address\\s+Length\\s+Tag\\s+Caller(?:\\s+Address)?\\s*$",
+    /* 1 addr, 2 length, 3 tag (4 chars after two spaces), 4 caller, 5 callsite */
+    [PAT_V3ROW] = "^\\s*0x([0-9a-fA-F`]{1,17})\\s+0x([0-9a-fA-F`]{1,17})\\s\\s?(\\S.{0,3}?)\\s+0x([0-9a-fA-F`]{1,17})"
+                  "(?:\\s+(\\S.*?))?\\s*$",
+    [PAT_PMMEM] = "^\\s*Memory:\\s*\\d+K",
+    [PAT_PMHDR] = "^\\s*Tag\\s+Type\\s+Allocs\\s+Frees\\s+Diff\\s+Bytes\\s+Per Alloc",
+    /* 1 tag 2 type 3 allocs 4 frees 5 diff 6 bytes 7 per-alloc */
+    [PAT_PMROW] = "^ ?(\\S.{0,3}?)\\s+(Nonp|Paged|NonP|Pagd|Sess)\\s+(\\d+)\\s*(?:\\(\\s*-?\\d+\\s*\\))?\\s+(\\d+)\\s*"
+                  "(?:\\(\\s*-?\\d+\\s*\\))?\\s+(-?\\d+)\\s+(-?\\d+)\\s*(?:\\(\\s*-?\\d+\\s*\\))?\\s+(-?\\d+)(?:\\s.*)?$",
+    [PAT_PUSORT] = "^\\s*Sorting by\\s",
+    /* 1: the indentation before Tag */
+    [PAT_PUHDR] = "^(\\s*)Tag\\s+Allocs\\s+Used\\s+Allocs\\s+Used\\s*$",
+    /* 1 pool name, 2 pages, 3 KB */
+    [PAT_VMUSAGE] = "^\\s*(NonPagedPool|NonPagedPoolNx|PagedPool) Usage:\\s*(\\d+)\\s*\\(\\s*(\\d+)\\s*Kb\\)\\s*$",
+    /* 1 hex value, 2 quoted characters */
+    [PAT_HITTAG] = "^\\s*ed\\s+(?:nt!)?PoolHitTag\\s+(?:(?:0x)?([0-9a-fA-F]{1,8})\\b|'([^']{1,4})')",
+    [PAT_BPTAG] = "^\\s*(?:bp|bu|bm)\\b.*(?:@r8|@rdx|poi\\(@?esp\\+0?x?c\\))\\s*==\\s*(?:0x)?([0-9a-fA-F]{8})\\b",
+    [PAT_STACKWARN] = "^\\s*(?:WARNING: (?:Stack unwind information not available|Frame IP not in any known module)"
+                      "|\\*\\*\\* Stack trace for last set context)",
+};
+
+int kdh_ingest_patterns_new(kdh_ingest_patterns_t **out, kdh_err_t *err)
+{
+    kdh_ingest_patterns_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory for the ingest patterns");
+    for (int i = 0; i < PAT_COUNT; i++) {
+        int ec;
+        PCRE2_SIZE eo;
+        p->re[i] = pcre2_compile((PCRE2_SPTR)sources[i], PCRE2_ZERO_TERMINATED, 0, &ec, &eo, NULL);
+        if (!p->re[i]) {
+            PCRE2_UCHAR msg[120];
+            pcre2_get_error_message(ec, msg, sizeof msg);
+            kdh_ingest_patterns_free(p);
+            return kdh_err_set(err, KDH_EINVAL, "ingest pattern %d does not compile at %zu: %s", i,
+                               (size_t)eo, (const char *)msg);
+        }
+        /* JIT is an optimisation: where it is unavailable pcre2_match interprets instead. */
+        (void)pcre2_jit_compile(p->re[i], PCRE2_JIT_COMPLETE);
+    }
+    p->md = pcre2_match_data_create(KDH_INGEST_OVEC, NULL);
+    if (!p->md) {
+        kdh_ingest_patterns_free(p);
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory for the ingest match block");
+    }
+    *out = p;
+    return KDH_OK;
+}
+
+void kdh_ingest_patterns_free(kdh_ingest_patterns_t *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < PAT_COUNT; i++)
+        pcre2_code_free(p->re[i]);
+    pcre2_match_data_free(p->md);
+    free(p);
+}
+
+int kdh_ingest_match(kdh_ingest_patterns_t *p, int id, const char *s, size_t len, size_t **ov)
+{
+    int rc = pcre2_match(p->re[id], (PCRE2_SPTR)s, len, 0, 0, p->md, NULL);
+    if (rc <= 0)
+        return 0; /* no match, or a resource limit on a pathological line: not a match either */
+    *ov = pcre2_get_ovector_pointer(p->md);
+    return rc;
+}
+
+int kdh_ingest_hex(const char *s, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+    unsigned nd = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        unsigned d;
+        if (c == '`')
+            continue;
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            d = (unsigned)(c - 'A' + 10);
+        else
+            return 0;
+        if (++nd > 16)
+            return 0;
+        v = (v << 4) | d;
+    }
+    if (!nd)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+int kdh_ingest_dec(const char *s, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!len)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return 0;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 1;
+}
+
+int kdh_ingest_tag_from_dword(uint32_t v, char out[5])
+{
+    for (int i = 0; i < 4; i++) {
+        unsigned char c = (unsigned char)(v >> (8 * i));
+        if (c < 0x20 || c > 0x7e)
+            return 0;
+        out[i] = (char)c;
+    }
+    out[4] = 0;
+    return 1;
+}

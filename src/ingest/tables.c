@@ -1,0 +1,317 @@
+/* tables.c: pool usage tables as snapshots (poolmon screens and -n files, !poolused old and new
+ * layouts, !vm pool usage) and the !verifier 3 allocation table, whose rows are one-frame
+ * allocation stacks. A snapshot is the run of rows after a prompt, header or "Memory:" line. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int emit_sample(kdh_ingest_parser_t *p, kdh_ingest_sample_t *s, kdh_err_t *err)
+{
+    if (p->snap_pending || !p->snap_origin || strcmp(p->snap_origin, s->origin) != 0) {
+        p->snapshot++;
+        p->st.snapshots++;
+        p->snap_pending = 0;
+        p->snap_origin = s->origin;
+        p->vm_seen = 0;
+    }
+    s->snapshot = p->snapshot;
+    s->line = p->lineno;
+    p->st.samples++;
+    if (p->sink.on_sample)
+        return p->sink.on_sample(p->sink.ud, s, err);
+    return KDH_OK;
+}
+
+static void tag4(char out[5], const char *t, size_t n)
+{
+    memset(out, ' ', 4);
+    memcpy(out, t, n > 4 ? 4 : n);
+    out[4] = 0;
+}
+
+static int is_digits(const char *s, size_t n)
+{
+    if (!n)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return 1;
+}
+
+/* ---- poolmon ---- */
+
+static int poolmon_row(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_err_t *err)
+{
+    size_t *ov;
+    const char *g;
+    size_t gl;
+    if (!kdh_ingest_match(p->pat, PAT_PMROW, s, n, &ov))
+        return 0;
+    kdh_ingest_sample_t sm;
+    memset(&sm, 0, sizeof sm);
+    sm.origin = "poolmon";
+    kdh_ingest_group(ov, 1, s, &g, &gl);
+    tag4(sm.tag, g, gl);
+    kdh_ingest_group(ov, 2, s, &g, &gl);
+    sm.pool = g[0] == 'P' ? "paged" : g[0] == 'S' ? "session" : "nonpaged";
+    kdh_ingest_group(ov, 3, s, &g, &gl);
+    sm.has_allocs = kdh_ingest_dec(g, gl, &sm.allocs);
+    kdh_ingest_group(ov, 4, s, &g, &gl);
+    sm.has_frees = kdh_ingest_dec(g, gl, &sm.frees);
+    kdh_ingest_group(ov, 6, s, &g, &gl);
+    if (g[0] != '-')
+        kdh_ingest_dec(g, gl, &sm.bytes);
+    p->st.kinds_seen |= KDH_INGEST_POOLMON;
+    int rc = emit_sample(p, &sm, err);
+    return rc ? rc : 1;
+}
+
+/* ---- !poolused ---- */
+
+static void pu_header(kdh_ingest_parser_t *p, const char *s, size_t n, size_t tagcol)
+{
+    p->pu_tagcol = tagcol;
+    size_t i = tagcol + 3, k = 0;
+    while (k < 4 && i < n) {
+        while (i < n && (s[i] == ' ' || s[i] == '\t'))
+            i++;
+        while (i < n && s[i] != ' ' && s[i] != '\t')
+            i++;
+        p->pu_end[k++] = i;
+    }
+}
+
+/* Old kdexts glue the description to the last number ("0UNKNOWN pooltag", "01394 OHCI"), so
+ * fields are cut at the header words' last columns; when a cut splits a digit run (rows one
+ * column short exist) fall back to blanks, taking the leading digits of the fourth token. */
+static int pu_fields(const kdh_ingest_parser_t *p, const char *s, size_t n, uint64_t v[4])
+{
+    size_t from = p->pu_tagcol + 4;
+    const char *tab = memchr(s, '\t', n);
+    int cut_ok = !tab;
+    for (int k = 0; k < 4 && cut_ok; k++) {
+        size_t e = p->pu_end[k];
+        if (e > n || from >= e) {
+            cut_ok = 0;
+            break;
+        }
+        if (e < n && s[e - 1] >= '0' && s[e - 1] <= '9' && s[e] >= '0' && s[e] <= '9') {
+            cut_ok = 0;
+            break;
+        }
+        size_t a = from, b = e;
+        while (a < b && s[a] == ' ')
+            a++;
+        if (!is_digits(s + a, b - a) || !kdh_ingest_dec(s + a, b - a, &v[k]))
+            cut_ok = 0;
+        from = e;
+    }
+    if (cut_ok)
+        return 1;
+    size_t end = tab ? (size_t)(tab - s) : n, i = p->pu_tagcol + 4;
+    for (int k = 0; k < 4; k++) {
+        while (i < end && (s[i] == ' ' || s[i] == '\t'))
+            i++;
+        size_t a = i;
+        while (i < end && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == a || !kdh_ingest_dec(s + a, i - a, &v[k]))
+            return 0;
+        if (k < 3 && i < end && s[i] != ' ')
+            return 0;
+    }
+    return 1;
+}
+
+static int poolused_row(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_err_t *err)
+{
+    size_t tc = p->pu_tagcol;
+    if (n < tc + 6 || s[tc + 4] != ' ' || s[tc] == ' ')
+        return 0;
+    if (n >= tc + 5 && memcmp(s + tc, "TOTAL", 5) == 0)
+        return 1;
+    uint64_t v[4];
+    if (!pu_fields(p, s, n, v))
+        return 0;
+    kdh_ingest_sample_t sm;
+    memset(&sm, 0, sizeof sm);
+    sm.origin = "poolused";
+    tag4(sm.tag, s + tc, 4);
+    sm.has_allocs = 1;
+    sm.pool = "nonpaged";
+    sm.allocs = v[0];
+    sm.bytes = v[1];
+    p->st.kinds_seen |= KDH_INGEST_POOLUSED;
+    int rc = emit_sample(p, &sm, err);
+    if (rc)
+        return rc;
+    sm.pool = "paged";
+    sm.allocs = v[2];
+    sm.bytes = v[3];
+    rc = emit_sample(p, &sm, err);
+    return rc ? rc : 1;
+}
+
+/* ---- !vm ---- */
+
+static int vm_line(kdh_ingest_parser_t *p, const char *s, size_t n, size_t *ov, kdh_err_t *err)
+{
+    const char *g;
+    size_t gl;
+    uint64_t kb;
+    kdh_ingest_sample_t sm;
+    memset(&sm, 0, sizeof sm);
+    sm.origin = "vm";
+    strcpy(sm.tag, "*");
+    kdh_ingest_group(ov, 1, s, &g, &gl);
+    unsigned bit = gl == 12 ? 1 : gl == 14 ? 2 : 4; /* NonPagedPool, NonPagedPoolNx, PagedPool */
+    sm.pool = bit == 1 ? "nonpaged" : bit == 2 ? "nonpagednx" : "paged";
+    kdh_ingest_group(ov, 3, s, &g, &gl);
+    if (!kdh_ingest_dec(g, gl, &kb) || kb > UINT64_MAX / 1024) {
+        kdh_ingest_note_skip(p);
+        return 1;
+    }
+    sm.bytes = kb * 1024;
+    if (p->snap_origin && strcmp(p->snap_origin, "vm") == 0 && (p->vm_seen & bit))
+        p->snap_pending = 1; /* the same pool again: a second !vm output without a prompt between */
+    p->st.kinds_seen |= KDH_INGEST_POOLUSED;
+    int rc = emit_sample(p, &sm, err);
+    p->vm_seen |= bit;
+    return rc ? rc : 1;
+}
+
+/* ---- !verifier 3 ---- */
+
+static int v3_row(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_err_t *err)
+{
+    size_t *ov;
+    const char *g;
+    size_t gl;
+    if (!kdh_ingest_match(p->pat, PAT_V3ROW, s, n, &ov))
+        return 0;
+    kdh_ingest_stack_t st;
+    memset(&st, 0, sizeof st);
+    uint64_t caller = 0;
+    kdh_ingest_group(ov, 1, s, &g, &gl);
+    st.has_addr = kdh_ingest_hex(g, gl, &st.addr);
+    kdh_ingest_group(ov, 2, s, &g, &gl);
+    st.has_size = kdh_ingest_hex(g, gl, &st.size);
+    kdh_ingest_group(ov, 3, s, &g, &gl);
+    tag4(st.tag, g, gl);
+    st.tag_dword = (uint32_t)(unsigned char)st.tag[0] | (uint32_t)(unsigned char)st.tag[1] << 8 |
+                   (uint32_t)(unsigned char)st.tag[2] << 16 | (uint32_t)(unsigned char)st.tag[3] << 24;
+    kdh_ingest_group(ov, 4, s, &g, &gl);
+    int has_caller = kdh_ingest_hex(g, gl, &caller);
+    const char *cs = NULL;
+    size_t csl = 0;
+    kdh_ingest_group(ov, 5, s, &cs, &csl);
+    kdh_ingest_frame_t *f = &p->fr[0];
+    memset(f, 0, sizeof *f);
+    int ok = cs && kdh_ingest_parse_callsite(p->pat, cs, csl, f) == KDH_OK;
+    if (!ok) {
+        /* no symbol column: the caller address is the frame */
+        if (!has_caller)
+            return 0;
+        char buf[24];
+        int m = snprintf(buf, sizeof buf, "0x%llx", (unsigned long long)caller);
+        if (kdh_ingest_parse_callsite(p->pat, buf, (size_t)m, f) != KDH_OK)
+            return 0;
+    }
+    if (has_caller) {
+        f->addr = caller;
+        f->has_addr = 1;
+    }
+    st.frames = f;
+    st.nframes = 1;
+    st.kind = KDH_INGEST_EV_ALLOC; /* outstanding allocations of the verified driver */
+    st.cpu = -1;
+    st.line = p->lineno;
+    st.origin = "verifier3";
+    p->st.kinds_seen |= KDH_INGEST_VERIFIER;
+    int rc = kdh_ingest_emit_stack(p, &st, err);
+    return rc ? rc : 1;
+}
+
+static int is_dashes(const char *s, size_t n)
+{
+    int dash = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '-')
+            dash = 1;
+        else if (s[i] != ' ')
+            return 0;
+    }
+    return dash;
+}
+
+int kdh_ingest_table_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_err_t *err)
+{
+    size_t *ov;
+    const char *g;
+    size_t gl;
+    int rc;
+    size_t i = 0;
+    while (i < n && (s[i] == ' ' || s[i] == '\t'))
+        i++;
+    if (p->blk != BLK_NONE) {
+        if (i == n || is_dashes(s, n) || (n - i == 3 && memcmp(s + i, "...", 3) == 0))
+            return 1; /* blank, ruler, or an elision inside the table */
+        if (p->blk == BLK_POOLMON) {
+            if ((rc = poolmon_row(p, s, n, err)))
+                return rc;
+        } else if (p->blk == BLK_POOLUSED) {
+            if ((rc = poolused_row(p, s, n, err)))
+                return rc;
+        } else if (p->blk == BLK_V3) {
+            if ((rc = v3_row(p, s, n, err)))
+                return rc;
+        }
+        p->blk = BLK_NONE;
+        /* a damaged row still inside the table is counted; other text simply ends the table */
+        if (memmem(s, n, " Nonp ", 6) || memmem(s, n, " Paged ", 7)) {
+            kdh_ingest_note_skip(p);
+            p->blk = BLK_POOLMON;
+            return 1;
+        }
+    }
+    if (i == n)
+        return 0;
+    /* cheap first-letter filter before any pattern runs */
+    char c = s[i];
+    if (c == 'M' && (p->kinds & KDH_INGEST_POOLMON) && kdh_ingest_match(p->pat, PAT_PMMEM, s, n, &ov)) {
+        p->snap_pending = 1;
+        return 1;
+    }
+    if (c == 'T') {
+        if ((p->kinds & KDH_INGEST_POOLMON) && kdh_ingest_match(p->pat, PAT_PMHDR, s, n, &ov)) {
+            p->blk = BLK_POOLMON;
+            p->snap_pending = 1;
+            return 1;
+        }
+        if ((p->kinds & KDH_INGEST_POOLUSED) && kdh_ingest_match(p->pat, PAT_PUHDR, s, n, &ov)) {
+            kdh_ingest_group(ov, 1, s, &g, &gl);
+            pu_header(p, s, n, gl);
+            p->blk = BLK_POOLUSED;
+            p->snap_pending = 1;
+            return 1;
+        }
+    }
+    if (c == 'S' && (p->kinds & KDH_INGEST_POOLUSED) && kdh_ingest_match(p->pat, PAT_PUSORT, s, n, &ov)) {
+        p->snap_pending = 1;
+        return 1;
+    }
+    if ((c == 'N' || c == 'P') && (p->kinds & KDH_INGEST_POOLUSED) &&
+        kdh_ingest_match(p->pat, PAT_VMUSAGE, s, n, &ov))
+        return vm_line(p, s, n, ov, err);
+    if (c == '*' && (p->kinds & KDH_INGEST_POOLUSED) && memmem(s, n, "Virtual Memory Usage", 20)) {
+        p->snap_pending = 1;
+        return 1;
+    }
+    if (c == 'A' && (p->kinds & KDH_INGEST_VERIFIER) && kdh_ingest_match(p->pat, PAT_V3HDR, s, n, &ov)) {
+        p->blk = BLK_V3;
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,289 @@
+/* writer.c: kdh_ingest_run: feeds each input file through one parser and writes what it finds
+ * into a run directory through kdh_store: modules by bare name, stacks interned (the same sid
+ * rule as a live harvest), one event per hit with "src":"file:line", pool samples per snapshot. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kdh/store.h"
+
+#define MODS_MAX 4096 /* module names remembered for modules.jsonl; beyond that they repeat */
+
+typedef struct writer {
+    kdh_store_t *store;
+    const char *file; /* base name of the current input */
+    char *mods[MODS_MAX];
+    size_t nmods;
+    uint64_t unique;
+    uint64_t tag_votes[8];
+    char tags[8][5];
+    size_t ntags;
+    kdh_store_frame_t *sf;
+    char (*modbuf)[KDH_INGEST_SYM_MAX];
+} writer_t;
+
+static int add_module(writer_t *w, const char *name, kdh_err_t *err)
+{
+    for (size_t i = 0; i < w->nmods; i++)
+        if (strcmp(w->mods[i], name) == 0)
+            return KDH_OK;
+    if (w->nmods < MODS_MAX) {
+        w->mods[w->nmods] = strdup(name);
+        if (!w->mods[w->nmods])
+            return kdh_err_set(err, KDH_ENOMEM, "out of memory for module names");
+        w->nmods++;
+    }
+    kdh_store_module_t m;
+    memset(&m, 0, sizeof m);
+    m.key = name;
+    m.name = name;
+    m.boot = 1;
+    return kdh_store_add_module(w->store, &m, err);
+}
+
+static void vote_tag(writer_t *w, const char *tag)
+{
+    for (size_t i = 0; i < w->ntags; i++)
+        if (strcmp(w->tags[i], tag) == 0) {
+            w->tag_votes[i]++;
+            return;
+        }
+    if (w->ntags < 8) {
+        memcpy(w->tags[w->ntags], tag, 5);
+        w->tag_votes[w->ntags++] = 1;
+    }
+}
+
+static int on_stack(void *ud, const kdh_ingest_stack_t *st, kdh_err_t *err)
+{
+    writer_t *w = ud;
+    int rc;
+    for (size_t i = 0; i < st->nframes; i++) {
+        const kdh_ingest_frame_t *f = &st->frames[i];
+        kdh_store_frame_t *o = &w->sf[i];
+        memset(o, 0, sizeof *o);
+        o->sym = f->sym;
+        o->is_inline = f->is_inline;
+        if (f->has_addr)
+            o->addr = f->addr, o->has_addr = 1;
+        if (f->form != KDH_INGEST_CS_ADDR) {
+            memcpy(w->modbuf[i], f->sym, f->mod_len);
+            w->modbuf[i][f->mod_len] = 0;
+            o->mod = w->modbuf[i];
+            if ((rc = add_module(w, o->mod, err)))
+                return rc;
+            if (f->form == KDH_INGEST_CS_MODOFF && f->has_off)
+                o->rva = f->off, o->has_rva = 1;
+        }
+    }
+    uint64_t sid;
+    kdh_store_info_t const *before = kdh_store_info(w->store);
+    (void)before;
+    if ((rc = kdh_store_intern_stack(w->store, w->sf, st->nframes, &sid, err)))
+        return rc;
+    if (st->repeat)
+        return KDH_OK;
+    kdh_store_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    ev.boot = 1;
+    ev.cpu = st->cpu;
+    ev.thread = st->thread;
+    ev.kind = st->kind == KDH_INGEST_EV_ALLOC  ? KDH_STORE_ALLOC
+              : st->kind == KDH_INGEST_EV_FREE ? KDH_STORE_FREE
+                                               : KDH_STORE_HIT;
+    if (st->tag[0]) {
+        memcpy(ev.tag, st->tag, 5);
+        vote_tag(w, st->tag);
+    }
+    if (st->has_size)
+        ev.size = st->size, ev.has_size = 1;
+    if (st->has_addr)
+        ev.addr = st->addr, ev.has_addr = 1;
+    ev.sid = sid;
+    ev.has_sid = 1;
+    char src[600];
+    snprintf(src, sizeof src, "%s:%llu", w->file, (unsigned long long)st->line);
+    ev.src = src;
+    return kdh_store_append_event(w->store, &ev, NULL, err);
+}
+
+static int on_sample(void *ud, const kdh_ingest_sample_t *s, kdh_err_t *err)
+{
+    writer_t *w = ud;
+    kdh_store_pool_t p;
+    memset(&p, 0, sizeof p);
+    /* Logs carry no clock: t is the snapshot's ordinal, which orders the series. */
+    p.t = (double)s->snapshot;
+    p.boot = 1;
+    snprintf(p.tag, sizeof p.tag, "%s", s->tag);
+    p.pool = s->pool;
+    p.allocs = s->allocs;
+    p.frees = s->frees;
+    p.bytes = s->bytes;
+    return kdh_store_append_pool(w->store, &p, err);
+}
+
+int kdh_ingest_parse_file(kdh_ingest_parser_t *p, const char *path, kdh_err_t *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return kdh_err_set(err, KDH_EIO, "cannot open %s: %s", path, strerror(errno));
+    static __thread char buf[1 << 16];
+    int rc = KDH_OK;
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = kdh_err_set(err, KDH_EIO, "cannot read %s: %s", path, strerror(errno));
+            break;
+        }
+        if (r == 0)
+            break;
+        if ((rc = kdh_ingest_parser_feed(p, buf, (size_t)r, err)))
+            break;
+    }
+    close(fd);
+    int rc2 = kdh_ingest_parser_finish(p, err);
+    return rc ? rc : rc2;
+}
+
+unsigned kdh_ingest_kind_parse(const char *s)
+{
+    static const struct {
+        const char *name;
+        unsigned mask;
+    } kinds[] = {{"auto", KDH_INGEST_AUTO},
+                 {"kd", KDH_INGEST_KD},
+                 {"verifier", KDH_INGEST_VERIFIER},
+                 {"poolmon", KDH_INGEST_POOLMON},
+                 {"poolused", KDH_INGEST_POOLUSED}};
+    for (size_t i = 0; s && i < KDH_ARRAY_LEN(kinds); i++)
+        if (strcmp(s, kinds[i].name) == 0)
+            return kinds[i].mask;
+    return 0;
+}
+
+static int write_meta(writer_t *w, const kdh_ingest_opts_t *o, const kdh_ingest_totals_t *t, kdh_err_t *err)
+{
+    json_t *m = json_object();
+    json_t *inputs = json_array();
+    json_t *counters = json_object();
+    if (!m || !inputs || !counters) {
+        json_decref(m);
+        json_decref(inputs);
+        json_decref(counters);
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory for meta.json");
+    }
+    for (size_t i = 0; i < o->nfiles; i++)
+        json_array_append_new(inputs, json_string(o->files[i]));
+    json_object_set_new(m, "run_id", json_string(""));
+    json_object_set_new(m, "target", json_string("ingest"));
+    json_object_set_new(m, "source", json_string("ingest"));
+    json_object_set_new(m, "mode", json_string("ingest"));
+    size_t best = 0;
+    for (size_t i = 1; i < w->ntags; i++)
+        if (w->tag_votes[i] > w->tag_votes[best])
+            best = i;
+    if (w->ntags) {
+        const char *tg = w->tags[best];
+        uint32_t dw = (uint32_t)(unsigned char)tg[0] | (uint32_t)(unsigned char)tg[1] << 8 |
+                      (uint32_t)(unsigned char)tg[2] << 16 | (uint32_t)(unsigned char)tg[3] << 24;
+        char hex[16];
+        snprintf(hex, sizeof hex, "0x%08x", dw);
+        json_object_set_new(m, "tag", json_string(tg));
+        json_object_set_new(m, "tag_dword", json_string(hex));
+    }
+    json_object_set_new(counters, "stacks", json_integer((json_int_t)t->stacks));
+    json_object_set_new(counters, "unique_stacks", json_integer((json_int_t)t->unique_stacks));
+    json_object_set_new(counters, "frames", json_integer((json_int_t)t->frames));
+    json_object_set_new(counters, "events", json_integer((json_int_t)t->events));
+    json_object_set_new(counters, "snapshots", json_integer((json_int_t)t->snapshots));
+    json_object_set_new(counters, "pool_samples", json_integer((json_int_t)t->samples));
+    json_object_set_new(counters, "skipped_lines", json_integer((json_int_t)t->skipped));
+    json_object_set_new(m, "counters", counters);
+    json_object_set_new(m, "inputs", inputs);
+    int rc = kdh_store_write_meta(w->store, m, err);
+    json_decref(m);
+    return rc;
+}
+
+int kdh_ingest_run(const kdh_ingest_opts_t *o, kdh_ingest_totals_t *totals, kdh_err_t *err)
+{
+    if (!o || !o->out_dir || (!o->files && o->nfiles))
+        return kdh_err_set(err, KDH_EINVAL, "ingest needs input files and an output directory");
+    kdh_ingest_totals_t t;
+    memset(&t, 0, sizeof t);
+    writer_t *w = calloc(1, sizeof *w);
+    if (!w)
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory for the ingest writer");
+    w->sf = calloc(KDH_INGEST_MAX_FRAMES, sizeof *w->sf);
+    w->modbuf = calloc(KDH_INGEST_MAX_FRAMES, sizeof *w->modbuf);
+    kdh_ingest_parser_t *p = NULL;
+    int rc = KDH_OK;
+    if (!w->sf || !w->modbuf) {
+        rc = kdh_err_set(err, KDH_ENOMEM, "out of memory for the ingest writer");
+        goto out;
+    }
+    if ((rc = kdh_store_open(&w->store, o->out_dir, NULL, err)))
+        goto out;
+    size_t stacks_before = kdh_store_info(w->store)->stacks;
+    kdh_ingest_sink_t sink = {w, on_stack, on_sample};
+    if ((rc = kdh_ingest_parser_new(&p, o->kinds ? o->kinds : KDH_INGEST_AUTO, &sink, err)))
+        goto out;
+    for (size_t i = 0; i < o->nfiles; i++) {
+        kdh_ingest_file_report_t r;
+        memset(&r, 0, sizeof r);
+        r.path = o->files[i];
+        const char *slash = strrchr(o->files[i], '/');
+        w->file = slash ? slash + 1 : o->files[i];
+        kdh_err_t ferr = {0, ""};
+        kdh_ingest_parser_reset_stats(p);
+        int frc = kdh_ingest_parse_file(p, o->files[i], &ferr);
+        r.stats = *kdh_ingest_parser_stats(p);
+        if (frc) {
+            r.error = frc;
+            snprintf(r.err_msg, sizeof r.err_msg, "%s", ferr.msg);
+            t.files_failed++;
+            if (frc != KDH_EIO) { /* a store failure: the run cannot continue */
+                if (o->on_file)
+                    o->on_file(o->ud, &r);
+                rc = kdh_err_set(err, frc, "%s", ferr.msg);
+                goto out;
+            }
+        }
+        t.stacks += r.stats.stacks;
+        t.frames += r.stats.frames;
+        t.events += r.stats.events;
+        t.snapshots += r.stats.snapshots;
+        t.samples += r.stats.samples;
+        t.skipped += r.stats.skipped;
+        if (o->on_file)
+            o->on_file(o->ud, &r);
+    }
+    t.unique_stacks = kdh_store_info(w->store)->stacks - stacks_before;
+    if ((rc = write_meta(w, o, &t, err)))
+        goto out;
+out:
+    kdh_ingest_parser_free(p);
+    if (w->store) {
+        kdh_err_t cerr = {0, ""};
+        int crc = kdh_store_close(w->store, &cerr);
+        if (!rc && crc)
+            rc = kdh_err_set(err, crc, "%s", cerr.msg);
+    }
+    for (size_t i = 0; i < w->nmods; i++)
+        free(w->mods[i]);
+    free(w->sf);
+    free(w->modbuf);
+    free(w);
+    if (totals)
+        *totals = t;
+    return rc;
+}
