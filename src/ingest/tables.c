@@ -97,7 +97,8 @@ static int pu_fields(const kdh_ingest_parser_t *p, const char *s, size_t n, uint
             cut_ok = 0;
             break;
         }
-        if (e < n && s[e - 1] >= '0' && s[e - 1] <= '9' && s[e] >= '0' && s[e] <= '9') {
+        /* the last field is always glued to the description: only inner cuts can split a number */
+        if (k < 3 && e < n && s[e - 1] >= '0' && s[e - 1] <= '9' && s[e] >= '0' && s[e] <= '9') {
             cut_ok = 0;
             break;
         }
