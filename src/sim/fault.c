@@ -1,0 +1,160 @@
+/* fault.c: deterministic line faults for kdsim (see fault.h). splitmix64 keeps the sequence of
+ * decisions a function of the seed and the traffic only. */
+#include "fault.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t next_u64(sim_faults_t *f)
+{
+    uint64_t z = (f->rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double next_unit(sim_faults_t *f)
+{
+    return (double)(next_u64(f) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static int chance(sim_faults_t *f, double p)
+{
+    return p > 0 && next_unit(f) < p;
+}
+
+/* "250ms", "2s", "1.5" (seconds) -> ns */
+static int parse_duration(const char *s, const char *end, uint64_t *ns)
+{
+    char tmp[32];
+    size_t n = (size_t)(end - s);
+    if (n == 0 || n >= sizeof tmp)
+        return -1;
+    memcpy(tmp, s, n);
+    tmp[n] = 0;
+    char *e;
+    errno = 0;
+    double v = strtod(tmp, &e);
+    double mult = 1e9;
+    if (strcmp(e, "ms") == 0)
+        mult = 1e6;
+    else if (strcmp(e, "us") == 0)
+        mult = 1e3;
+    else if (strcmp(e, "s") != 0 && *e != 0)
+        return -1;
+    if (errno || e == tmp || v < 0 || v > 1e6)
+        return -1;
+    *ns = (uint64_t)(v * mult);
+    return 0;
+}
+
+static int parse_prob(const char *s, double *p)
+{
+    char *e;
+    errno = 0;
+    double v = strtod(s, &e);
+    if (errno || e == s || *e != 0 || v < 0 || v > 1)
+        return -1;
+    *p = v;
+    return 0;
+}
+
+int sim_faults_parse(sim_faults_t *f, const char *spec, uint64_t seed, kdh_err_t *err)
+{
+    memset(f, 0, sizeof *f);
+    f->rng = seed ^ 0x6B64736D6C696E65ull; /* "kdsmline": other seed users get other streams */
+    if (!spec || !*spec)
+        return KDH_OK;
+    char buf[512];
+    if (strlen(spec) >= sizeof buf)
+        return kdh_err_set(err, KDH_EINVAL, "--faults: spec longer than %zu characters", sizeof buf - 1);
+    strcpy(buf, spec);
+    char *save = NULL;
+    for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(item, '=');
+        if (!eq)
+            return kdh_err_set(err, KDH_EINVAL, "--faults: '%s' is not key=value", item);
+        *eq = 0;
+        const char *k = item, *v = eq + 1;
+        int bad = 0;
+        if (strcmp(k, "corrupt") == 0)
+            bad = parse_prob(v, &f->corrupt);
+        else if (strcmp(k, "drop") == 0)
+            bad = parse_prob(v, &f->drop);
+        else if (strcmp(k, "drop-packet") == 0)
+            bad = parse_prob(v, &f->drop_packet);
+        else if (strcmp(k, "dup-packet") == 0)
+            bad = parse_prob(v, &f->dup_packet);
+        else if (strcmp(k, "stall") == 0) {
+            const char *slash = strchr(v, '/');
+            bad = !slash || parse_duration(v, slash, &f->stall_ns) ||
+                  parse_duration(slash + 1, v + strlen(v), &f->stall_period_ns) ||
+                  f->stall_period_ns <= f->stall_ns;
+        } else if (strcmp(k, "reboot") == 0)
+            bad = parse_duration(v, v + strlen(v), &f->reboot_at_ns) || f->reboot_at_ns == 0;
+        else
+            return kdh_err_set(err, KDH_EINVAL,
+                               "--faults: unknown fault '%s' (corrupt, drop, drop-packet, dup-packet, "
+                               "stall, reboot)", k);
+        if (bad)
+            return kdh_err_set(err, KDH_EINVAL,
+                               "--faults: bad value '%s' for %s (probability 0..1, stall=DUR/PERIOD "
+                               "with DUR < PERIOD, durations like 500ms or 2s)", v, k);
+    }
+    return KDH_OK;
+}
+
+int sim_faults_packet(sim_faults_t *f)
+{
+    if (chance(f, f->drop_packet)) {
+        f->st.dropped_packets++;
+        return SIM_FAULT_DROP;
+    }
+    if (chance(f, f->dup_packet)) {
+        f->st.duplicated_packets++;
+        return SIM_FAULT_DUP;
+    }
+    return SIM_FAULT_SEND;
+}
+
+size_t sim_faults_bytes(sim_faults_t *f, uint8_t *buf, size_t len)
+{
+    if (f->corrupt <= 0 && f->drop <= 0)
+        return len;
+    size_t out = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (chance(f, f->drop)) {
+            f->st.dropped_bytes++;
+            continue;
+        }
+        uint8_t b = buf[i];
+        if (chance(f, f->corrupt)) {
+            b ^= (uint8_t)(1u << (next_u64(f) & 7));
+            f->st.corrupted++;
+        }
+        buf[out++] = b;
+    }
+    return out;
+}
+
+int sim_faults_stalled(sim_faults_t *f, uint64_t since_start_ns)
+{
+    if (!f->stall_period_ns)
+        return 0;
+    /* the stall occupies the last stall_ns of every period */
+    int s = since_start_ns % f->stall_period_ns >= f->stall_period_ns - f->stall_ns;
+    if (s && !f->in_stall)
+        f->st.stalls++;
+    f->in_stall = s;
+    return s;
+}
+
+int sim_faults_reboot_due(sim_faults_t *f, uint64_t since_start_ns)
+{
+    if (!f->reboot_at_ns || f->reboot_done || since_start_ns < f->reboot_at_ns)
+        return 0;
+    f->reboot_done = 1;
+    f->st.reboots++;
+    return 1;
+}

@@ -1,0 +1,41 @@
+/* fault.h: deterministic fault injection on kdsim's emulated serial line. A spec such as
+ *   "corrupt=0.001,drop=0.0005,drop-packet=0.01,dup-packet=0.01,stall=2s/30s,reboot=60s"
+ * with a seed gives the same faults for the same traffic: byte corruption and byte loss in both
+ * directions, lost and duplicated target packets, periodic stalls of the whole line (duration
+ * every period, bytes held back, not lost), and one target reboot at a time since start. */
+#ifndef KDSIM_FAULT_H
+#define KDSIM_FAULT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kdh/common.h"
+
+typedef struct sim_fault_stats {
+    uint64_t corrupted, dropped_bytes, dropped_packets, duplicated_packets, stalls, reboots;
+} sim_fault_stats_t;
+
+typedef struct sim_faults {
+    double corrupt, drop, drop_packet, dup_packet; /* probabilities per byte / per packet */
+    uint64_t stall_ns, stall_period_ns;
+    uint64_t reboot_at_ns; /* 0 = never */
+    int reboot_done;
+    int in_stall;
+    uint64_t rng;
+    sim_fault_stats_t st;
+} sim_faults_t;
+
+enum { SIM_FAULT_SEND = 1, SIM_FAULT_DROP = 0, SIM_FAULT_DUP = 2 };
+
+/* spec may be NULL or "" (no faults). KDH_EINVAL with a message naming the bad item. */
+int sim_faults_parse(sim_faults_t *f, const char *spec, uint64_t seed, kdh_err_t *err);
+/* Whether to send a target packet: SIM_FAULT_SEND, _DROP, or _DUP (send it twice). */
+int sim_faults_packet(sim_faults_t *f);
+/* Corrupts (one random bit) and drops bytes in place; returns the new length. */
+size_t sim_faults_bytes(sim_faults_t *f, uint8_t *buf, size_t len);
+/* 1 while the line is stalled, at since_start_ns after the line came up. */
+int sim_faults_stalled(sim_faults_t *f, uint64_t since_start_ns);
+/* 1 exactly once, when the reboot time has come. */
+int sim_faults_reboot_due(sim_faults_t *f, uint64_t since_start_ns);
+
+#endif

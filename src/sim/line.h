@@ -1,0 +1,46 @@
+/* line.h: serial-line emulation for kdsim: a token bucket per direction that paces bytes at a
+ * baud rate (8N1: 10 bits per byte, so 115200 baud = 11,520 bytes/s), and a byte FIFO. Pure:
+ * the caller passes a monotonic "now" in nanoseconds (uv_hrtime in kdsim, a fake clock in tests). */
+#ifndef KDSIM_LINE_H
+#define KDSIM_LINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sim_bucket {
+    uint64_t rate;     /* bytes per second; 0 = unlimited */
+    uint64_t credit;   /* byte-nanoseconds-per-second units: one byte costs 1e9 */
+    uint64_t cap;      /* burst limit in the same units */
+    uint64_t last_ns;
+} sim_bucket_t;
+
+/* Bytes per second carried by an 8N1 line at baud. */
+static inline uint64_t sim_line_bytes_per_s(uint32_t baud)
+{
+    return baud / 10u;
+}
+
+/* burst: bytes the line may send back to back after being idle (a UART FIFO is 16). */
+void sim_bucket_init(sim_bucket_t *b, uint64_t bytes_per_s, uint32_t burst, uint64_t now_ns);
+/* Whole bytes that may go out at now_ns (credit is computed from elapsed time, never from a
+ * fixed amount per tick, so timer jitter does not change the rate). */
+size_t sim_bucket_avail(sim_bucket_t *b, uint64_t now_ns);
+void sim_bucket_consume(sim_bucket_t *b, size_t n);
+/* Nanoseconds n bytes take on the line. */
+uint64_t sim_bucket_duration_ns(const sim_bucket_t *b, size_t n);
+
+/* A byte FIFO of fixed capacity. */
+typedef struct sim_fifo {
+    uint8_t *buf;
+    size_t cap, head, len;
+} sim_fifo_t;
+
+int sim_fifo_init(sim_fifo_t *f, size_t cap);
+void sim_fifo_free(sim_fifo_t *f);
+/* Appends up to n bytes; returns how many fitted. */
+size_t sim_fifo_push(sim_fifo_t *f, const uint8_t *p, size_t n);
+/* Contiguous bytes at the head (may be fewer than len when the data wraps). */
+size_t sim_fifo_peek(const sim_fifo_t *f, const uint8_t **p);
+void sim_fifo_pop(sim_fifo_t *f, size_t n);
+
+#endif

@@ -1,0 +1,260 @@
+/* main.c: the kdsim executable: parses options, creates the simulated machine and its KD target,
+ * serves them on a pty, TCP port or Unix socket, and prints where to connect. A stand-in for a
+ * Windows server booted with /debug /debugport=COMn, for tests and demos. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "machine.h"
+#include "serve.h"
+#include "target.h"
+
+static const char usage[] =
+    "usage: kdsim (--pty | --tcp PORT | --unix PATH) --fixtures DIR [options]\n"
+    "Simulated Windows target speaking the kernel debugger serial protocol.\n"
+    "  --pty              serve on a new pseudo-terminal; its path is printed\n"
+    "  --tcp PORT         listen on 127.0.0.1:PORT (0 = any free port)\n"
+    "  --unix PATH        listen on a Unix socket\n"
+    "  --arch x64|x86     target architecture (default x64)\n"
+    "  --baud N           emulated 8N1 line speed (default 115200; 0 = unpaced)\n"
+    "  --seed N           seed for load addresses, workload and faults (default 1)\n"
+    "  --cpus N           simulated processors, 1..8 (default 1)\n"
+    "  --workload W       preset (leak, busy, idle) or workload file (default leak)\n"
+    "  --truth FILE       write the ground truth of every break as JSON Lines\n"
+    "  --faults SPEC      e.g. corrupt=0.001,drop=0.0005,drop-packet=0.01,dup-packet=0.01,\n"
+    "                     stall=2s/30s,reboot=60s\n"
+    "  --fixtures DIR     folder with ntoskrnl.exe, hal.dll, drivers of the chosen arch\n"
+    "  --no-context-ex    answer GetContextEx/SetContextEx with STATUS_UNSUCCESSFUL\n"
+    "  --speed X          simulated time per wall time while running (default 1)\n"
+    "  --ack-timeout MS   target's wait for an ACK before sending again (default 500)\n"
+    "  --status           print a status line to stderr every second\n"
+    "  --help             this text\n";
+
+static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("kdsim: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs(" (see kdsim --help)\n", stderr);
+    va_end(ap);
+    exit(2);
+}
+
+static long long parse_int(const char *opt, const char *v, long long lo, long long hi)
+{
+    char *e;
+    long long n = strtoll(v, &e, 0);
+    if (e == v || *e || n < lo || n > hi)
+        die_usage("%s: '%s' is not a number in %lld..%lld", opt, v, lo, hi);
+    return n;
+}
+
+typedef struct app {
+    uv_loop_t *loop;
+    sim_machine_t *m;
+    sim_target_t *t;
+    sim_serve_t *serve;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t status;
+} app_t;
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    app_t *a = h->data;
+    sim_serve_close(a->serve);
+    a->serve = NULL;
+    uv_close((uv_handle_t *)&a->sigint, NULL);
+    uv_close((uv_handle_t *)&a->sigterm, NULL);
+    if (!uv_is_closing((uv_handle_t *)&a->status))
+        uv_close((uv_handle_t *)&a->status, NULL);
+}
+
+static const char *state_name(sim_target_state_t s)
+{
+    return s == SIM_TARGET_RUNNING ? "running" : s == SIM_TARGET_SENDING ? "sending" : "stopped";
+}
+
+static void on_status(uv_timer_t *h)
+{
+    app_t *a = h->data;
+    sim_target_stats_t ts;
+    sim_serve_stats_t ss;
+    sim_info_t info;
+    sim_target_stats(a->t, &ts);
+    sim_serve_stats(a->serve, &ss);
+    sim_machine_info(a->m, &info);
+    fprintf(stderr,
+            "kdsim: %s boot=%llu sim=%.3fs host=%s stops=%llu prints=%llu breakins=%llu "
+            "rx=%lluB/%llupk bad=%llu dup=%llu tx=%lluB/%llupk retx=%llu resets=%llu "
+            "faults(corrupt=%llu drop=%llu pkt-drop=%llu pkt-dup=%llu stalls=%llu reboots=%llu)\n",
+            state_name(sim_target_state(a->t)), (unsigned long long)info.boot,
+            (double)sim_machine_now_ns(a->m) / 1e9, ss.connected ? "yes" : "no",
+            (unsigned long long)ts.stops, (unsigned long long)ts.prints,
+            (unsigned long long)ts.breakins, (unsigned long long)ss.rx_bytes,
+            (unsigned long long)ts.rx_packets, (unsigned long long)ts.rx_bad,
+            (unsigned long long)ts.rx_duplicates, (unsigned long long)ss.tx_bytes,
+            (unsigned long long)ts.tx_packets, (unsigned long long)ts.tx_retransmits,
+            (unsigned long long)ts.resets, (unsigned long long)ss.faults.corrupted,
+            (unsigned long long)ss.faults.dropped_bytes, (unsigned long long)ss.faults.dropped_packets,
+            (unsigned long long)ss.faults.duplicated_packets, (unsigned long long)ss.faults.stalls,
+            (unsigned long long)ss.faults.reboots);
+}
+
+/* Modules on PsLoadedModuleList (bounded walk: the list lives in simulated memory). */
+static int count_modules(sim_machine_t *m, const sim_info_t *info)
+{
+    uint64_t head = info->ps_loaded_module_list, e = head;
+    uint32_t ps = (uint32_t)info->pointer_size;
+    int n = 0;
+    for (int i = 0; i < 1024; i++) {
+        uint8_t b[8] = {0};
+        uint32_t done = 0;
+        if (sim_machine_read(m, e, b, ps, &done) != KDH_OK || done != ps)
+            return -1;
+        e = ps == 8 ? kdh_get_u64(b) : kdh_sign_extend32(kdh_get_u32(b));
+        if (e == head)
+            return n;
+        n++;
+    }
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    enum { O_PTY = 256, O_TCP, O_UNIX, O_ARCH, O_BAUD, O_SEED, O_CPUS, O_WORKLOAD, O_TRUTH,
+           O_FAULTS, O_FIXTURES, O_NOCTXEX, O_SPEED, O_ACK, O_STATUS, O_HELP };
+    static const struct option opts[] = {
+        {"pty", no_argument, 0, O_PTY},          {"tcp", required_argument, 0, O_TCP},
+        {"unix", required_argument, 0, O_UNIX},  {"arch", required_argument, 0, O_ARCH},
+        {"baud", required_argument, 0, O_BAUD},  {"seed", required_argument, 0, O_SEED},
+        {"cpus", required_argument, 0, O_CPUS},  {"workload", required_argument, 0, O_WORKLOAD},
+        {"truth", required_argument, 0, O_TRUTH}, {"faults", required_argument, 0, O_FAULTS},
+        {"fixtures", required_argument, 0, O_FIXTURES}, {"no-context-ex", no_argument, 0, O_NOCTXEX},
+        {"speed", required_argument, 0, O_SPEED}, {"ack-timeout", required_argument, 0, O_ACK},
+        {"status", no_argument, 0, O_STATUS},    {"help", no_argument, 0, O_HELP},
+        {0, 0, 0, 0}};
+    sim_config_t cfg = {.arch = SIM_ARCH_X64, .seed = 1, .cpus = 1, .workload = "leak"};
+    sim_serve_opts_t so = {.kind = SIM_SERVE_PTY, .baud = 115200, .speed = 1.0};
+    sim_target_opts_t to;
+    sim_target_opts_default(&to);
+    int endpoints = 0, status = 0;
+
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case O_PTY: so.kind = SIM_SERVE_PTY; endpoints++; break;
+        case O_TCP:
+            so.kind = SIM_SERVE_TCP;
+            so.port = (int)parse_int("--tcp", optarg, 0, 65535);
+            endpoints++;
+            break;
+        case O_UNIX: so.kind = SIM_SERVE_UNIX; so.path = optarg; endpoints++; break;
+        case O_ARCH:
+            if (strcmp(optarg, "x64") == 0)
+                cfg.arch = SIM_ARCH_X64;
+            else if (strcmp(optarg, "x86") == 0)
+                cfg.arch = SIM_ARCH_X86;
+            else
+                die_usage("--arch: '%s' is not x64 or x86", optarg);
+            break;
+        case O_BAUD: so.baud = (uint32_t)parse_int("--baud", optarg, 0, 4000000); break;
+        case O_SEED: cfg.seed = (uint64_t)parse_int("--seed", optarg, 0, INT64_MAX); break;
+        case O_CPUS: cfg.cpus = (int)parse_int("--cpus", optarg, 1, 8); break;
+        case O_WORKLOAD: cfg.workload = optarg; break;
+        case O_TRUTH: cfg.truth_path = optarg; break;
+        case O_FAULTS: so.faults = optarg; break;
+        case O_FIXTURES: cfg.fixture_dir = optarg; break;
+        case O_NOCTXEX: to.no_context_ex = 1; break;
+        case O_SPEED: {
+            char *e;
+            so.speed = strtod(optarg, &e);
+            if (e == optarg || *e || !(so.speed > 0 && so.speed <= 1000))
+                die_usage("--speed: '%s' is not a number in (0, 1000]", optarg);
+            break;
+        }
+        case O_ACK:
+            to.ack_timeout_ns = (uint64_t)parse_int("--ack-timeout", optarg, 1, 60000) * 1000000ull;
+            break;
+        case O_STATUS: status = 1; break;
+        case O_HELP: fputs(usage, stdout); return 0;
+        default:
+            if (optopt && optopt < 256)
+                die_usage("option -%c is unknown", optopt);
+            else if (optopt)
+                die_usage("option %s needs a value", argv[optind - 1]);
+            else
+                die_usage("option %s is unknown", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        die_usage("unexpected argument '%s'", argv[optind]);
+    if (endpoints != 1)
+        die_usage("give exactly one of --pty, --tcp PORT, --unix PATH");
+    if (!cfg.fixture_dir)
+        die_usage("--fixtures DIR is required (the folder holding ntoskrnl.exe and hal.dll)");
+
+    /* Validate the fault spec before the (slow) machine start-up. */
+    kdh_err_t err;
+    kdh_err_clear(&err);
+    sim_faults_t probe;
+    if (sim_faults_parse(&probe, so.faults, cfg.seed, &err) != KDH_OK)
+        die_usage("%s", err.msg);
+    so.seed = cfg.seed;
+
+    app_t a;
+    memset(&a, 0, sizeof a);
+    a.m = sim_machine_create(&cfg, &err);
+    if (!a.m) {
+        fprintf(stderr, "kdsim: %s\n", err.msg);
+        return 1;
+    }
+    a.t = sim_target_create(a.m, &to, &err);
+    if (!a.t) {
+        fprintf(stderr, "kdsim: %s\n", err.msg);
+        sim_machine_destroy(a.m);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    a.loop = uv_default_loop();
+    if (sim_serve_start(a.loop, a.t, &so, &a.serve, &err) != KDH_OK) {
+        fprintf(stderr, "kdsim: %s\n", err.msg);
+        uv_run(a.loop, UV_RUN_NOWAIT);
+        sim_target_destroy(a.t);
+        sim_machine_destroy(a.m);
+        return 1;
+    }
+
+    sim_info_t info;
+    sim_machine_info(a.m, &info);
+    printf("kdsim: serving on %s\n", sim_serve_address(a.serve));
+    printf("kdsim: %s build %u, %d cpu%s, kernel base 0x%016llx, %d modules, workload %s, boot %llu, "
+           "%u baud\n",
+           info.arch == SIM_ARCH_X64 ? "x64" : "x86", info.build, info.cpus, info.cpus == 1 ? "" : "s",
+           (unsigned long long)info.kern_base, count_modules(a.m, &info), cfg.workload,
+           (unsigned long long)info.boot, so.baud);
+    fflush(stdout);
+
+    uv_signal_init(a.loop, &a.sigint);
+    uv_signal_init(a.loop, &a.sigterm);
+    a.sigint.data = a.sigterm.data = &a;
+    uv_signal_start(&a.sigint, on_signal, SIGINT);
+    uv_signal_start(&a.sigterm, on_signal, SIGTERM);
+    uv_timer_init(a.loop, &a.status);
+    a.status.data = &a;
+    if (status)
+        uv_timer_start(&a.status, on_status, 1000, 1000);
+
+    uv_run(a.loop, UV_RUN_DEFAULT);
+    uv_loop_close(a.loop);
+    sim_target_destroy(a.t);
+    sim_machine_destroy(a.m);
+    return 0;
+}
