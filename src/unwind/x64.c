@@ -113,6 +113,40 @@ static int read_info(x64_t *x, uint32_t rva, kdh_unwind_x64_info_t *info)
     return kdh_unwind_x64_decode(buf, need, info, &need, x->c->err);
 }
 
+/* Follows rva's RUNTIME_FUNCTION (indirect and chained links) to the primary entry and
+ * returns its Begin; *found = 0 when rva has no entry. */
+static int primary_begin(x64_t *x, uint32_t rva, uint32_t *root, int *found)
+{
+    rf_t e;
+    int rc = lookup(x, rva, &e, found);
+    if (rc || !*found)
+        return rc;
+    kdh_unwind_x64_info_t info;
+    for (int hops = 0;; hops++) {
+        if (hops > KDH_UNWIND_CHAIN_LIMIT)
+            return kdh_err_set(x->c->err, KDH_ECORRUPT,
+                               "more than %d chained unwind links from RVA 0x%x",
+                               KDH_UNWIND_CHAIN_LIMIT, rva);
+        if (e.info & 1) {
+            uint8_t b[12];
+            if ((rc = image_range(x, e.info & ~1u, 12, "indirect RUNTIME_FUNCTION")) != KDH_OK ||
+                (rc = uw_read_now(x->c, x->m->base + (e.info & ~1u), b, 12, 0)) != KDH_OK)
+                return rc;
+            rf_get(b, &e);
+            continue;
+        }
+        if ((rc = read_info(x, e.info, &info)) != KDH_OK)
+            return rc;
+        if (!(info.flags & 4))
+            break;
+        e.begin = info.chain_begin;
+        e.end = info.chain_end;
+        e.info = info.chain_info;
+    }
+    *root = e.begin;
+    return KDH_OK;
+}
+
 static int rd64(x64_t *x, uint64_t va, uint64_t *v)
 {
     uint8_t b[8];
@@ -287,7 +321,21 @@ static int epilog_v1(x64_t *x, const kdh_unwind_x64_info_t *info, const rf_t *e)
         uint64_t len = b[p] == 0xe9 ? 5 : 2;
         int64_t rel = b[p] == 0xe9 ? (int32_t)kdh_get_u32(b + p + 1) : (int8_t)b[p + 1];
         uint64_t target = pc + p + len + (uint64_t)rel;
-        match = target < fbegin || target >= fend || target == fbegin;
+        if (target == fbegin && !(info->flags & 4)) {
+            match = 1; /* recursive tail call */
+        } else if (target < fbegin || target >= fend) {
+            /* Outside this entry: a tail call, unless the target is a fragment (or the body)
+             * of the same function, e.g. a jump to its cold part. */
+            uint32_t mine = e->begin, theirs = 0;
+            int found = 0;
+            if ((rc = primary_begin(x, e->begin, &mine, &found)) != KDH_OK)
+                return rc;
+            found = 0;
+            if (target - x->m->base < x->m->size &&
+                (rc = primary_begin(x, (uint32_t)(target - x->m->base), &theirs, &found)) != KDH_OK)
+                return rc;
+            match = !found || theirs != mine || target - x->m->base == mine;
+        }
     } else if (b[p] == 0xff && p + 1 < n && b[p + 1] == 0x25) {
         match = 1;
     } else if ((b[p] & 0xf8) == 0x48 && p + 2 < n && b[p + 1] == 0xff && (b[p + 2] & 0x38) == 0x20) {

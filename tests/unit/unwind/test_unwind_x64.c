@@ -312,6 +312,33 @@ static void test_epilog_v1(void **state)
     mv_free(&s.v);
 }
 
+/* A jump out of a function is a tail call only when it leaves the function: a jump from F7
+ * into its own cold fragment F7a is body code, a jump from F3 into F1 is a tail call. */
+static void test_jump_to_fragment(void **state)
+{
+    (void)state;
+    synth_t s;
+    build(&s);
+    uint64_t R = STK + 0x1800;
+    mv_put64(&s.v, R + 0x20, 0xB7);
+    mv_put64(&s.v, R + 0x28, SB + RET_LEAF + 0xA0);
+    const uint8_t j[] = {0xe9, 0xbb, 0x00, 0x00, 0x00}; /* 0x1640: jmp 0x1700 */
+    mv_put_bytes(&s.v, SB + 0x1640, j, sizeof j);
+    kdh_unwind_regs_t r = seed(SB + 0x1640, R);
+    assert_int_equal(walk(&s, &U, &r, 1, 0), KDH_OK);
+    assert_int_equal(U.frames[0].flags, KDH_UNWIND_F_FRAME0);
+    assert_true(U.regs.sp == R + 0x30 && U.regs.pc == SB + RET_LEAF + 0xA0);
+    assert_true(U.regs.gpr[KDH_REG_RBX] == 0xB7);
+    const uint8_t j2[] = {0xe9, 0xbb, 0xfe, 0xff, 0xff}; /* 0x1140: jmp 0x1000 (F1) */
+    mv_put_bytes(&s.v, SB + 0x1140, j2, sizeof j2);
+    mv_put64(&s.v, R, SB + RET_LEAF + 0xB0);
+    r = seed(SB + 0x1140, R);
+    assert_int_equal(walk(&s, &U, &r, 1, 0), KDH_OK);
+    assert_int_equal(U.frames[0].flags, KDH_UNWIND_F_FRAME0 | KDH_UNWIND_F_EPILOG);
+    assert_true(U.regs.sp == R + 8 && U.regs.pc == SB + RET_LEAF + 0xB0);
+    mv_free(&s.v);
+}
+
 /* F5 (v2): two epilogs described by EPILOG codes; the code bytes are int3 and never read. */
 static void test_epilog_v2(void **state)
 {
@@ -599,7 +626,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decode),          cmocka_unit_test(test_all_ops_body),
         cmocka_unit_test(test_prolog_steps),    cmocka_unit_test(test_alloc_large_32),
-        cmocka_unit_test(test_set_fpreg),       cmocka_unit_test(test_epilog_v1),
+        cmocka_unit_test(test_set_fpreg),       cmocka_unit_test(test_epilog_v1),       cmocka_unit_test(test_jump_to_fragment),
         cmocka_unit_test(test_epilog_v2),       cmocka_unit_test(test_machine_frames),
         cmocka_unit_test(test_chains),          cmocka_unit_test(test_stops),
         cmocka_unit_test(test_not_cached_protocol),
