@@ -438,11 +438,9 @@ int kdh_ingest_parser_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_
     while (n && (s[n - 1] == '\r' || s[n - 1] == '\n' || s[n - 1] == ' ' || s[n - 1] == '\t'))
         n--;
     if (memchr(s, 0, n)) {
-        /* binary junk: never a frame or a row; it also ends whatever block we were in */
+        /* binary junk (a glitch on the serial line): never a frame or a row; skipped like a
+         * damaged frame, so a stack around it continues */
         kdh_ingest_note_skip(p);
-        if ((rc = end_stack(p, err)))
-            return rc;
-        p->blk = BLK_NONE;
         return KDH_OK;
     }
 

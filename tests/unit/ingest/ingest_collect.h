@@ -44,7 +44,7 @@ static int coll_on_sample(void *ud, const kdh_ingest_sample_t *sm, kdh_err_t *er
     return 0;
 }
 
-static void coll_free(coll_t *c)
+static inline void coll_free(coll_t *c)
 {
     for (size_t i = 0; i < c->nstacks; i++)
         free(c->stacks[i].frames);
@@ -52,7 +52,7 @@ static void coll_free(coll_t *c)
 }
 
 /* Parses path (or, when text != NULL, the bytes text[0..len) fed in chunks of chunk bytes). */
-static coll_t *coll_run(unsigned kinds, const char *path, const char *text, size_t len, size_t chunk)
+static inline coll_t *coll_run(unsigned kinds, const char *path, const char *text, size_t len, size_t chunk)
 {
     coll_t *c = calloc(1, sizeof *c);
     kdh_ingest_sink_t sink = {c, coll_on_stack, coll_on_sample};
@@ -82,7 +82,7 @@ static coll_t *coll_run(unsigned kinds, const char *path, const char *text, size
 }
 
 /* The module and symbol of a frame as separate strings, for comparisons. */
-static void frame_parts(const kdh_ingest_frame_t *f, char mod[128], char name[512])
+static inline void frame_parts(const kdh_ingest_frame_t *f, char mod[128], char name[512])
 {
     size_t m = f->mod_len < 127 ? f->mod_len : 127;
     memcpy(mod, f->sym, m);

@@ -1,0 +1,342 @@
+/* test_ingest_synth.c: hand-written inputs for what the samples do not cover: allocation and free
+ * breaks in one session, repeated stacks, CRLF, byte-at-a-time feeding, over-long lines, binary
+ * junk, truncated files, lines that only look like frames, several snapshots, the !poolused tab
+ * layout, and single frame lines of every layout. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <cmocka.h>
+
+#include "ingest_collect.h"
+
+/* An x64 PoolHitTag session: alloc on CPU 2 (shown twice), free on CPU 1, the same alloc on CPU 0. */
+static const char session_x64[] =
+    "0: kd> ed nt!PoolHitTag 'Leak'\n"
+    "0: kd> g\n"
+    "Break instruction exception - code 80000003 (first chance)\n"
+    "nt!ExAllocateHeapPool+0x1a4:\n"
+    "fffff805`12340000 cc              int     3\n"
+    "2: kd> k\n"
+    " # Child-SP          RetAddr               Call Site\n"
+    "00 ffffc001`00001000 fffff805`12345678     nt!ExAllocateHeapPool+0x1a4\n"
+    "01 ffffc001`00001100 fffff805`00002222     nt!ExAllocatePool2+0x9e\n"
+    "02 ffffc001`00001200 fffff805`00003333     LeakDrv!LeakPathA+0x19 [c:\\src\\leak drv\\leak.c @ 42] \n"
+    "03 ffffc001`00001300 00000000`00000000     nt!PspSystemThreadStartup+0x57\n"
+    "2: kd> k\n"
+    " # Child-SP          RetAddr               Call Site\n"
+    "00 ffffc001`00001000 fffff805`12345678     nt!ExAllocateHeapPool+0x1a4\n"
+    "01 ffffc001`00001100 fffff805`00002222     nt!ExAllocatePool2+0x9e\n"
+    "02 ffffc001`00001200 fffff805`00003333     LeakDrv!LeakPathA+0x19 [c:\\src\\leak drv\\leak.c @ 42] \n"
+    "03 ffffc001`00001300 00000000`00000000     nt!PspSystemThreadStartup+0x57\n"
+    "2: kd> g\n"
+    "Break instruction exception - code 80000003 (first chance)\n"
+    "nt!ExFreeHeapPool+0x2c0:\n"
+    "fffff805`12350000 cc              int     3\n"
+    "1: kd> kn\n"
+    " # Child-SP          RetAddr               Call Site\n"
+    "00 ffffc001`00002000 fffff805`12346666     nt!ExFreeHeapPool+0x2c0\n"
+    "01 ffffc001`00002100 fffff805`00004444     nt!ExFreePoolWithTag+0x3d\n"
+    "02 ffffc001`00002200 00000000`00000000     LeakDrv+0x1170\n"
+    "1: kd> g\n"
+    "Break instruction exception - code 80000003 (first chance)\n"
+    "nt!ExAllocateHeapPool+0x1a4:\n"
+    "fffff805`12340000 cc              int     3\n"
+    "0: kd> k\n"
+    " # Child-SP          RetAddr               Call Site\n"
+    "00 ffffc001`00001000 fffff805`12345678     nt!ExAllocateHeapPool+0x1a4\n"
+    "01 ffffc001`00001100 fffff805`00002222     nt!ExAllocatePool2+0x9e\n"
+    "02 ffffc001`00001200 fffff805`00003333     LeakDrv!LeakPathA+0x19 [c:\\src\\leak drv\\leak.c @ 42] \n"
+    "03 ffffc001`00001300 00000000`00000000     nt!PspSystemThreadStartup+0x57\n";
+
+static void check_session(coll_t *c)
+{
+    assert_non_null(c);
+    assert_int_equal(c->nstacks, 4);
+    assert_int_equal(c->stats.events, 3);
+    int kinds[4] = {KDH_INGEST_EV_ALLOC, KDH_INGEST_EV_ALLOC, KDH_INGEST_EV_FREE, KDH_INGEST_EV_ALLOC};
+    int cpus[4] = {2, 2, 1, 0};
+    int repeat[4] = {0, 1, 0, 0};
+    uint64_t lines[4] = {8, 14, 24, 33};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(c->stacks[i].st.kind, kinds[i]);
+        assert_int_equal(c->stacks[i].st.cpu, cpus[i]);
+        assert_int_equal(c->stacks[i].st.repeat, repeat[i]);
+        assert_int_equal(c->stacks[i].st.line, lines[i]);
+        assert_string_equal(c->stacks[i].st.tag, "Leak");
+    }
+    assert_string_equal(c->stacks[0].frames[2].sym, "LeakDrv!LeakPathA+0x19");
+    assert_int_equal(c->stacks[0].frames[2].addr, 0xfffff80500002222ull);
+    assert_int_equal(c->stacks[2].frames[2].form, KDH_INGEST_CS_MODOFF);
+    assert_int_equal(c->stacks[2].frames[2].off, 0x1170);
+}
+
+static void test_alloc_free_session(void **state)
+{
+    (void)state;
+    coll_t *c = coll_run(KDH_INGEST_AUTO, NULL, session_x64, sizeof session_x64 - 1, 1 << 16);
+    check_session(c);
+    coll_free(c);
+    /* the same bytes one at a time: the line assembly must not depend on chunking */
+    c = coll_run(KDH_INGEST_AUTO, NULL, session_x64, sizeof session_x64 - 1, 1);
+    check_session(c);
+    coll_free(c);
+}
+
+static void test_crlf(void **state)
+{
+    (void)state;
+    size_t n = sizeof session_x64 - 1;
+    char *crlf = malloc(2 * n);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (session_x64[i] == '\n')
+            crlf[k++] = '\r';
+        crlf[k++] = session_x64[i];
+    }
+    coll_t *c = coll_run(KDH_INGEST_AUTO, NULL, crlf, k, 7);
+    check_session(c);
+    coll_free(c);
+    free(crlf);
+}
+
+/* x86 kb: ExFreePoolWithTag(P, Tag) args give the block and the tag, ExAllocatePoolWithTag
+ * (PoolType, NumberOfBytes, Tag) the size and the tag; a conditional bp gives none of them. */
+static const char session_x86[] =
+    "kd> bp nt!ExFreePoolWithTag \".if (poi(@esp+8) == 0x6b61654c) {} .else {gc}\"\n"
+    "kd> g\n"
+    "Breakpoint 0 hit\n"
+    "nt!ExFreePoolWithTag:\n"
+    "82b2f000 mov     edi,edi\n"
+    "kd> kb\n"
+    "ChildEBP RetAddr  Args to Child\n"
+    "87745834 a05c1100 86491d10 6b61654c 00000000 nt!ExFreePoolWithTag\n"
+    "8774585c 82bd22e6 86a55b90 84f27000 00000000 LeakDrv!Unload+0x20 (FPO: [Non-Fpo]) (CONV: stdcall) [c:\\a b\\x.c @ 7]\n"
+    "\n"
+    "kd> g\n"
+    "Breakpoint 1 hit\n"
+    "nt!ExAllocatePoolWithTag:\n"
+    "82b2e000 mov     edi,edi\n"
+    "kd> kvn\n"
+    " # ChildEBP RetAddr  Args to Child\n"
+    "00 87745834 a05c1047 00000001 00000040 6b61654c nt!ExAllocatePoolWithTag\n"
+    "01 877459d8 82bd22e6 86a55b90 84f27000 00000000 LeakDrv!DriverEntry+0x27\n";
+
+static void test_x86_args(void **state)
+{
+    (void)state;
+    coll_t *c = coll_run(KDH_INGEST_AUTO, NULL, session_x86, sizeof session_x86 - 1, 100);
+    assert_non_null(c);
+    assert_int_equal(c->nstacks, 2);
+    assert_int_equal(c->stacks[0].st.kind, KDH_INGEST_EV_FREE);
+    assert_int_equal(c->stacks[0].st.addr, 0x86491d10);
+    assert_string_equal(c->stacks[0].st.tag, "Leak");
+    assert_string_equal(c->stacks[0].frames[1].sym, "LeakDrv!Unload+0x20");
+    assert_int_equal(c->stacks[1].st.kind, KDH_INGEST_EV_ALLOC);
+    assert_int_equal(c->stacks[1].st.size, 0x40);
+    assert_string_equal(c->stacks[1].st.tag, "Leak");
+    assert_int_equal(c->stacks[1].st.cpu, -1);
+    coll_free(c);
+}
+
+/* Lines that only look like frames, outside any stack. */
+static const char lookalikes[] =
+    "# 00 ffffd001`51978110 fffff801`0942f55b nt!Foo+0x1 author comment\n"
+    "1: kd> .frame 0n3;dv /t /v\n"
+    "03 0017fd70 01145243 pagefault!main+0xc7 [J:\\dev\\temp\\cpp\\pagefault.cpp @ 111]\n"
+    "0017fd48          char * lpPtr = 0x001f0000\n"
+    "0: kd> !token\n"
+    " 00 S-1-5-32-544\n"
+    " 02 0x000000002 SeCreateTokenPrivilege            Attributes -\n"
+    "1: kd> bl\n"
+    "     1 e Disable Clear u             0001 (0001) (@@masm(`booster!J:\\a.cpp:64+`))\n"
+    "0: kd> dt nt!_LIST_ENTRY\n"
+    "   +0x000 Flink            : Ptr64 _LIST_ENTRY\n"
+    "... Not important stuff ...\n"
+    "<snipped>\n";
+
+static void test_lookalikes(void **state)
+{
+    (void)state;
+    coll_t *c = coll_run(KDH_INGEST_AUTO, NULL, lookalikes, sizeof lookalikes - 1, 4096);
+    assert_non_null(c);
+    assert_int_equal(c->nstacks, 0);
+    assert_int_equal(c->nsamples, 0);
+    coll_free(c);
+}
+
+/* An over-long line inside a stack, NUL bytes, invalid UTF-8 and a truncated last frame. */
+static void test_bad_input(void **state)
+{
+    (void)state;
+    const char *head = "0: kd> k\n"
+                       " # Child-SP          RetAddr               Call Site\n"
+                       "00 ffffc001`00001000 fffff805`12345678     nt!ExAllocatePool2+0x9e\n";
+    const char *tail = "\n01 ffffc001`00001100 fffff805`00002222     LeakDrv!A\xff\xfe+0x19\n"
+                       "0: kd> k\n"
+                       " # Child-SP          RetAddr               Call Site\n"
+                       "00 ffffc001`00001000 fffff805`12345678     nt!Ex\0AllocatePool2+0x9e\n"
+                       "00 ffffc001`00001000 fffff805`12345678     nt!ExAllocatePool2+0x9e\n"
+                       "01 ffffc001`00001100 fffff805`000";
+    size_t big = (size_t)KDH_INGEST_LINE_MAX + 4096;
+    size_t hn = strlen(head), tn = strlen(tail) + 1 /* the NUL inside */ + strlen(strchr(tail, 0) + 1);
+    char *buf = malloc(hn + big + tn);
+    memcpy(buf, head, hn);
+    memset(buf + hn, 'A', big);
+    memcpy(buf + hn + big, tail, tn);
+    for (size_t chunk = 1000; chunk <= 70000; chunk += 69000) {
+        coll_t *c = coll_run(KDH_INGEST_AUTO, NULL, buf, hn + big + tn, chunk);
+        assert_non_null(c);
+        /* the long line (line 4) is skipped and ends the first stack; the \xff frame starts no
+         * stack on its own; the NUL line (line 8) is skipped inside the second stack, whose
+         * truncated last frame (line 10) is counted, not guessed */
+        assert_int_equal(c->nstacks, 2);
+        assert_int_equal(c->stacks[0].st.nframes, 1);
+        assert_int_equal(c->stacks[1].st.nframes, 1);
+        assert_int_equal(c->stacks[1].st.line, 9);
+        assert_int_equal(c->stats.skipped, 3); /* long line, NUL line, truncated frame */
+        assert_int_equal(c->stats.skipped_first[0], 4);
+        assert_int_equal(c->stats.skipped_first[1], 8);
+        assert_int_equal(c->stats.skipped_first[2], 10);
+        assert_int_equal(c->stats.lines, 10);
+        coll_free(c);
+    }
+    free(buf);
+}
+
+static const char poolmon_two[] =
+    " Memory:  260620K Avail:   96364K  PageFlts:     0   InRam Krnl: 1916K P:17856K\n"
+    " Commit: 203500K Limit: 640916K Peak: 260632K            Pool N: 8332K P:27220K\n"
+    " System pool information\n"
+    " Tag  Type     Allocs            Frees            Diff   Bytes       Per Alloc\n"
+    "\n"
+    " Leak Nonp       1000 (  10)       100 (   0)      900   86400 (   960)     96\n"
+    " Dh 0 Paged        20 (   0)        10 (   0)       10    1280 (     0)    128\n"
+    " Memory:  260620K Avail:   96364K  PageFlts:     0   InRam Krnl: 1916K P:17856K\n"
+    " Commit: 203500K Limit: 640916K Peak: 260632K            Pool N: 8332K P:27220K\n"
+    " System pool information\n"
+    " Tag  Type     Allocs            Frees            Diff   Bytes       Per Alloc\n"
+    "\n"
+    " Leak Nonp       1200 ( 200)       300 ( 200)      900   86400 (  -184)     96\n"
+    " Leak Nonp       12x0 ( 200)       300 ( 200)      900   86400 (     0)     96\n";
+
+static void test_poolmon_series(void **state)
+{
+    (void)state;
+    coll_t *c = coll_run(KDH_INGEST_AUTO, NULL, poolmon_two, sizeof poolmon_two - 1, 33);
+    assert_non_null(c);
+    assert_int_equal(c->stats.snapshots, 2);
+    assert_int_equal(c->nsamples, 3);
+    assert_int_equal(c->samples[0].snapshot, 1);
+    assert_string_equal(c->samples[1].tag, "Dh 0");
+    assert_string_equal(c->samples[1].pool, "paged");
+    assert_int_equal(c->samples[2].snapshot, 2);
+    assert_int_equal(c->samples[2].allocs, 1200);
+    assert_int_equal(c->samples[2].frees, 300);
+    assert_int_equal(c->stats.skipped, 1); /* the damaged last row */
+    coll_free(c);
+}
+
+static const char poolused_new[] =
+    "0: kd> !poolused 2\n"
+    "....\n"
+    " Sorting by NonPaged Pool Consumed\n"
+    "\n"
+    "               NonPaged                  Paged\n"
+    " Tag     Allocs         Used     Allocs         Used\n"
+    "\n"
+    " Leak      1000     12345678901         0            0\tUNKNOWN pooltag 'Leak', please update pooltag.txt\n"
+    " File      2000      4096000        10          640\tFile objects \n"
+    "0: kd> !poolused 2\n"
+    " Sorting by NonPaged Pool Consumed\n"
+    "\n"
+    "               NonPaged                  Paged\n"
+    " Tag     Allocs         Used     Allocs         Used\n"
+    "\n"
+    " Leak      1100     12345778901         0            0\tUNKNOWN pooltag 'Leak', please update pooltag.txt\n";
+
+static void test_poolused_tabs(void **state)
+{
+    (void)state;
+    coll_t *c = coll_run(KDH_INGEST_POOLUSED, NULL, poolused_new, sizeof poolused_new - 1, 4096);
+    assert_non_null(c);
+    assert_int_equal(c->stats.snapshots, 2);
+    assert_int_equal(c->nsamples, 6);
+    assert_string_equal(c->samples[0].tag, "Leak");
+    assert_int_equal(c->samples[0].bytes, 12345678901ull);
+    assert_int_equal(c->samples[3].bytes, 640);
+    assert_int_equal(c->samples[4].snapshot, 2);
+    assert_int_equal(c->samples[4].allocs, 1100);
+    coll_free(c);
+    /* --kind poolmon does not read !poolused */
+    c = coll_run(KDH_INGEST_POOLMON, NULL, poolused_new, sizeof poolused_new - 1, 4096);
+    assert_int_equal(c->nsamples, 0);
+    coll_free(c);
+}
+
+static void frame_ok(kdh_ingest_patterns_t *p, const char *line, int layout, const char *sym, int is_inline)
+{
+    kdh_ingest_frame_t f;
+    int r = kdh_ingest_parse_frame(p, line, strlen(line), KDH_INGEST_L_ALL, &f);
+    if (r != layout || strcmp(f.sym, sym) != 0 || f.is_inline != is_inline)
+        fail_msg("line '%s': layout %d sym '%s' inline %d", line, r, f.sym, f.is_inline);
+}
+
+static void test_frame_lines(void **state)
+{
+    (void)state;
+    kdh_ingest_patterns_t *p;
+    kdh_err_t err;
+    assert_int_equal(kdh_ingest_patterns_new(&p, &err), 0);
+    frame_ok(p,
+             "01 (Inline Function) --------`--------     : --------`-------- --------`-------- --------`-------- "
+             "--------`-------- : Wdf01000!FxDriverDeviceAdd::Invoke+0x30 (Inline Function @ fffff801`0942f55b) "
+             "[d:\\w\\fx.hpp @ 61]",
+             KDH_INGEST_L_X64, "Wdf01000!FxDriverDeviceAdd::Invoke+0x30", 1);
+    frame_ok(p,
+             "00 fffff802`59858c68 fffff801`b56d24aa     : ffffcb08`8fd68010 00000000`00000000 fffff802`58259600 "
+             "00000000`00000008 : nt!DbgBreakPointWithStatus",
+             KDH_INGEST_L_X64, "nt!DbgBreakPointWithStatus", 0);
+    frame_ok(p, "0a 0076f9ec 0102eedd 01c10273 00000000 ffffd8f0 USER32!TrackPopupMenu+0x1b (FPO: [Non-Fpo])",
+             KDH_INGEST_L_X86, "USER32!TrackPopupMenu+0x1b", 0);
+    frame_ok(p, "07 93603c14 77d570b4 01c10273 00000000 ffffd8f0 nt!KiFastCallEntry+0x12a (FPO: [0,3] TrapFrame @ 93603c34)",
+             KDH_INGEST_L_X86, "nt!KiFastCallEntry+0x12a", 0);
+    frame_ok(p, "(Inline) -------- -------- -------- -------- Boost!invoke_main+0x1c", KDH_INGEST_L_X86,
+             "Boost!invoke_main+0x1c", 1);
+    frame_ok(p, "f8af3c5c 804f9c2a PROCMON13+0x3284", KDH_INGEST_L_X86, "PROCMON13+0x3284", 0);
+    frame_ok(p, "c fffffa86b7eaf5c0 0000000000000000 nt!KiStartSystemThread+0x34", KDH_INGEST_L_MEX,
+             "nt!KiStartSystemThread+0x34", 0);
+    frame_ok(p, "9a3bf611 MyDriver!NonPNPIRPDispatch0x51", KDH_INGEST_L_ADDR, "MyDriver!NonPNPIRPDispatch0x51", 0);
+    frame_ok(p, " 0xfffff88003c77566 mydriver!AddDestination+0x66", KDH_INGEST_L_ADDR, "mydriver!AddDestination+0x66",
+             0);
+    frame_ok(p, "02 ffffd68d`7952edc0 fffff804`0591e433     xrt_core_7ffc5a340000!`anonymous namespace'::run<int>+0x81 <--- here",
+             KDH_INGEST_L_X64, "xrt_core_7ffc5a340000!`anonymous namespace'::run<int>+0x81", 0);
+    kdh_ingest_frame_t f;
+    /* not frames: !token output and numbered text */
+    assert_int_equal(kdh_ingest_parse_frame(p, " 00 S-1-5-32-544", 16, KDH_INGEST_L_ALL, &f), 0);
+    const char *tok = " 02 0x000000002 SeCreateTokenPrivilege            Attributes -";
+    assert_int_equal(kdh_ingest_parse_frame(p, tok, strlen(tok), KDH_INGEST_L_ALL, &f), 0);
+    const char *dv = "0076f904          struct tagCWPSTRUCT * pCwpStruct = 0x0076f964";
+    assert_int_equal(kdh_ingest_parse_frame(p, dv, strlen(dv), KDH_INGEST_L_ALL, &f), 0);
+    /* callsite forms */
+    assert_int_equal(kdh_ingest_parse_callsite(p, "0x2c", 4, &f), 0);
+    assert_int_equal(f.form, KDH_INGEST_CS_ADDR);
+    assert_int_equal(f.addr, 0x2c);
+    assert_int_equal(kdh_ingest_parse_callsite(p, "nt!RtlRbRemoveNode+0x249f73", 27, &f), 0);
+    assert_int_equal(f.off, 0x249f73);
+    assert_int_equal(kdh_ingest_parse_callsite(p, "S-1-5-18", 8, &f), KDH_ECORRUPT);
+    kdh_ingest_patterns_free(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_alloc_free_session), cmocka_unit_test(test_crlf),
+        cmocka_unit_test(test_x86_args),           cmocka_unit_test(test_lookalikes),
+        cmocka_unit_test(test_bad_input),          cmocka_unit_test(test_poolmon_series),
+        cmocka_unit_test(test_poolused_tabs),      cmocka_unit_test(test_frame_lines),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
