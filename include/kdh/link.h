@@ -22,9 +22,13 @@
  * the echo (repeating RESET every cfg.reset_interval_ms) and then tries the packet once more
  * with a fresh budget; if that fails too, or the echo does not come within cfg.max_retries
  * RESETs, the send completes with KDH_ETIMEDOUT. A new data packet accepted while an ACK is
- * awaited counts as that ACK (the target only replies after receiving the request, and a
- * target that loses our ACK does the same): the send completes with KDH_OK before on_packet
- * sees the packet. Duplicates do not count. A RESET from the target while connected resets both
+ * awaited counts as that ACK (the target only moves on to a new packet after receiving the
+ * request; our real ACK was lost): the send completes with KDH_OK before on_packet sees the
+ * packet. Duplicates do not count, nor does the first packet after a RESET echo (the target's
+ * pending packet sent again, which says nothing about our request; after the link's own RESET
+ * resync the request is then still outstanding and the state change is delivered first), nor a
+ * packet from a re-initialised target (the send ends with KDH_ECANCELED). A RESET from the
+ * target while connected resets both
  * ids and completes an outstanding send with KDH_ECANCELED: the target resends its pending state
  * change, and the layer above restarts from it.
  *

@@ -231,6 +231,7 @@ static void on_data(kdh_link_t *l, const kdh_wire_packet_t *p)
             return;
         }
     }
+    int first = !l->accepted_since_reset;
     l->rx_expect = masked ^ 1u;
     l->accepted_since_reset = 1;
     l->last.type = p->type;
@@ -246,8 +247,10 @@ static void on_data(kdh_link_t *l, const kdh_wire_packet_t *p)
             return;
         if (l->tx_pending)
             fail_send(l, KDH_ECANCELED, "target re-initialised while a request was outstanding");
-    } else if (l->tx_pending) {
-        /* The target answered, so it received the request: the ACK was lost on the way. */
+    } else if (l->tx_pending && !first) {
+        /* The target moved on, so it received the request: the ACK was lost on the way. Not
+         * so for the first packet after a RESET: that is the target's pending packet sent
+         * again, whatever became of our request (which stays outstanding). */
         l->st.implicit_acks++;
         complete_send(l, KDH_OK);
     }

@@ -447,6 +447,38 @@ static void test_resend_storm(void **state)
     teardown_h(&h);
 }
 
+/* After the link's own RESET, the target first resends its pending state change: that is not
+ * an answer to our request, which stays outstanding until the target really acknowledges it. */
+static void test_resync_then_state_change_is_not_an_ack(void **state)
+{
+    (void)state;
+    h_t h;
+    setup_h(&h, 0);
+    connect_plain(&h);
+    send_req(&h, 1);
+    for (int i = 0; i < 6; i++)
+        advance(&h, 1000); /* ACKs lost: the packet, 5 retransmissions, then RESET */
+    assert_string_equal(wire(&h), "D2 80800000, D2 80800000, D2 80800000, D2 80800000, "
+                                  "D2 80800000, D2 80800000, RESET 0");
+    tgt_ctl(&h, KDH_WIRE_TYPE_RESET, 0);
+    assert_string_equal(wire(&h), "D2 80800000");
+    /* The target, waiting for the ACK of its state change, sees our data packet: it answers
+     * RESEND and takes its own packet as acknowledged (kd-protocol.md 1.5). */
+    tgt_data(&h, 7, 0x80800000u, 0x11, 0xF4);
+    assert_string_equal(wire(&h), "ACK 80800000");
+    assert_int_equal(h.npk, 2);
+    assert_int_equal(h.ndone, 0);
+    assert_true(kdh_link_send_pending(h.link));
+    tgt_ctl(&h, KDH_WIRE_TYPE_RESEND, 0);
+    assert_string_equal(wire(&h), "D2 80800000");
+    tgt_ctl(&h, KDH_WIRE_TYPE_ACKNOWLEDGE, 0x80800000u);
+    assert_int_equal(h.ndone, 1);
+    assert_int_equal(h.done[0], KDH_OK);
+    assert_int_equal(kdh_link_tx_id(h.link), 0x80800001u);
+    assert_int_equal(kdh_link_stats(h.link)->implicit_acks, 0);
+    teardown_h(&h);
+}
+
 static void test_reset_from_target(void **state)
 {
     (void)state;
@@ -627,6 +659,7 @@ int main(void)
         cmocka_unit_test(test_duplicated_packet),
         cmocka_unit_test(test_corrupted_byte),
         cmocka_unit_test(test_resend_storm),
+        cmocka_unit_test(test_resync_then_state_change_is_not_an_ack),
         cmocka_unit_test(test_reset_from_target),
         cmocka_unit_test(test_id_wrap_many_exchanges),
         cmocka_unit_test(test_send_while_connecting_times_out),
