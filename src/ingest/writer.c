@@ -68,7 +68,8 @@ static int on_stack(void *ud, const kdh_ingest_stack_t *st, kdh_err_t *err)
         const kdh_ingest_frame_t *f = &st->frames[i];
         kdh_store_frame_t *o = &w->sf[i];
         memset(o, 0, sizeof *o);
-        o->sym = f->sym;
+        /* A raw address keeps no text: its identity is "?:addr", as in a live harvest. */
+        o->sym = f->form == KDH_INGEST_CS_ADDR ? NULL : f->sym;
         o->is_inline = f->is_inline;
         if (f->has_addr)
             o->addr = f->addr, o->has_addr = 1;
@@ -83,8 +84,6 @@ static int on_stack(void *ud, const kdh_ingest_stack_t *st, kdh_err_t *err)
         }
     }
     uint64_t sid;
-    kdh_store_info_t const *before = kdh_store_info(w->store);
-    (void)before;
     if ((rc = kdh_store_intern_stack(w->store, w->sf, st->nframes, &sid, err)))
         return rc;
     if (st->repeat)

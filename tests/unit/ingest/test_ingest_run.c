@@ -1,0 +1,168 @@
+/* test_ingest_run.c: `kdharvest ingest` end to end: the command writes a run directory that the
+ * store's reader gives back with the expected events, stack ids (XXH3-64 of the canonical text
+ * written out by hand here), modules, sources and pool samples; nothing found = exit 1. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <xxhash.h>
+
+#include "kdh/ingest.h"
+#include "kdh/store.h"
+
+int kdh_cli_cmd_ingest(int argc, char **argv);
+
+static const char session[] =
+    "0: kd> ed nt!PoolHitTag 0x6b61654c\n"
+    "0: kd> g\n"
+    "Break instruction exception - code 80000003 (first chance)\n"
+    "nt!ExAllocateHeapPool+0x1a4:\n"
+    "fffff805`12340000 cc              int     3\n"
+    "2: kd> k\n"
+    " # Child-SP          RetAddr               Call Site\n"
+    "00 ffffc001`00001000 fffff805`12345678     nt!ExAllocateHeapPool+0x1a4\n"
+    "01 ffffc001`00001200 fffff805`00003333     LeakDrv+0x1170\n"
+    "2: kd> g\n"
+    "Break instruction exception - code 80000003 (first chance)\n"
+    "nt!ExFreeHeapPool+0x2c0:\n"
+    "fffff805`12350000 cc              int     3\n"
+    "1: kd> k\n"
+    " # Child-SP          RetAddr               Call Site\n"
+    "00 ffffc001`00002000 fffff805`12346666     nt!ExFreeHeapPool+0x2c0\n"
+    "01 ffffc001`00002200 00000000`00000000     0xfffff805`00004444\n"
+    "1: kd> g\n"
+    "Break instruction exception - code 80000003 (first chance)\n"
+    "nt!ExAllocateHeapPool+0x1a4:\n"
+    "fffff805`12340000 cc              int     3\n"
+    "0: kd> k\n"
+    " # Child-SP          RetAddr               Call Site\n"
+    "00 ffffc001`00001000 fffff805`12345678     nt!ExAllocateHeapPool+0x1a4\n"
+    "01 ffffc001`00001200 fffff805`00003333     LeakDrv+0x1170\n";
+
+static const char poolmon[] = " Tag  Type     Allocs            Frees            Diff   Bytes       Per Alloc\n"
+                              "\n"
+                              " Leak Nonp       1000 (  10)       100 (   0)      900   86400 (   960)     96\n";
+
+typedef struct seen {
+    kdh_store_event_t ev[8];
+    char src[8][64];
+    size_t nev;
+    uint64_t sids[8];
+    size_t nsid;
+    char mods[8][32];
+    size_t nmod;
+    kdh_store_pool_t pool[4];
+    size_t npool;
+} seen_t;
+
+static int on_event(void *ud, const kdh_store_event_t *ev)
+{
+    seen_t *s = ud;
+    if (s->nev < 8) {
+        s->ev[s->nev] = *ev;
+        snprintf(s->src[s->nev], sizeof s->src[0], "%s", ev->src ? ev->src : "");
+        s->nev++;
+    }
+    return 0;
+}
+static int on_stack(void *ud, uint64_t sid, const kdh_store_frame_t *f, size_t n)
+{
+    (void)f, (void)n;
+    seen_t *s = ud;
+    if (s->nsid < 8)
+        s->sids[s->nsid++] = sid;
+    return 0;
+}
+static int on_module(void *ud, const kdh_store_module_t *m)
+{
+    seen_t *s = ud;
+    if (s->nmod < 8)
+        snprintf(s->mods[s->nmod++], sizeof s->mods[0], "%s", m->key);
+    return 0;
+}
+static int on_pool(void *ud, const kdh_store_pool_t *p)
+{
+    seen_t *s = ud;
+    if (s->npool < 4)
+        s->pool[s->npool++] = *p;
+    return 0;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_run(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kdh_ingest_run_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char in[512], in2[512], out[512], cmd[700];
+    snprintf(in, sizeof in, "%s/session.log", dir);
+    snprintf(in2, sizeof in2, "%s/poolmon.txt", dir);
+    snprintf(out, sizeof out, "%s/run", dir);
+    write_file(in, session);
+    write_file(in2, poolmon);
+    char *argv[] = {"ingest", "--out", out, in, in2, NULL};
+    assert_int_equal(kdh_cli_cmd_ingest(5, argv), 0);
+
+    seen_t s;
+    memset(&s, 0, sizeof s);
+    kdh_store_reader_t rd = {.ud = &s, .on_event = on_event, .on_stack = on_stack, .on_module = on_module,
+                             .on_pool = on_pool};
+    kdh_err_t err;
+    assert_int_equal(kdh_store_read(out, &rd, NULL, &err), 0);
+    assert_int_equal(s.nev, 3);
+    assert_int_equal(s.nsid, 2);
+    assert_int_equal(s.nmod, 2); /* "nt", "LeakDrv": bare names for ingested logs */
+    const char *alloc_text = "nt!ExAllocateHeapPool+0x1a4;LeakDrv:1170";
+    const char *free_text = "nt!ExFreeHeapPool+0x2c0;?:fffff80500004444";
+    uint64_t alloc_sid = XXH3_64bits(alloc_text, strlen(alloc_text));
+    uint64_t free_sid = XXH3_64bits(free_text, strlen(free_text));
+    assert_int_equal(s.ev[0].kind, KDH_STORE_ALLOC);
+    assert_int_equal(s.ev[1].kind, KDH_STORE_FREE);
+    assert_int_equal(s.ev[2].kind, KDH_STORE_ALLOC);
+    assert_int_equal(s.ev[0].sid, alloc_sid);
+    assert_int_equal(s.ev[1].sid, free_sid);
+    assert_int_equal(s.ev[2].sid, alloc_sid);
+    assert_string_equal(s.ev[0].tag, "Leak");
+    assert_int_equal(s.ev[0].cpu, 2);
+    assert_int_equal(s.ev[1].cpu, 1);
+    assert_string_equal(s.src[0], "session.log:8");
+    assert_string_equal(s.src[1], "session.log:16");
+    assert_string_equal(s.src[2], "session.log:24");
+    assert_int_equal(s.npool, 1);
+    assert_string_equal(s.pool[0].tag, "Leak");
+    assert_int_equal(s.pool[0].allocs, 1000);
+    assert_int_equal(s.pool[0].frees, 100);
+    assert_int_equal(s.pool[0].bytes, 86400);
+
+    /* a file with nothing in it: exit status 1 */
+    char empty[512], out2[512];
+    snprintf(empty, sizeof empty, "%s/empty.log", dir);
+    snprintf(out2, sizeof out2, "%s/run2", dir);
+    write_file(empty, "just text\nkd> g\n");
+    char *argv2[] = {"ingest", "--kind", "kd", "--out", out2, empty, NULL};
+    assert_int_equal(kdh_cli_cmd_ingest(6, argv2), 1);
+    char *argv3[] = {"ingest", "--kind", "bogus", "--out", out2, empty, NULL};
+    assert_int_equal(kdh_cli_cmd_ingest(6, argv3), 2);
+
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_run)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
