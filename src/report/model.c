@@ -1,0 +1,722 @@
+/* model.c: streaming run directories into the report's totals. Each event updates its tag, its
+ * stack and (by address) the table of live allocations; nothing per event is kept, so a run of
+ * ten million events costs memory only for its unique stacks and its still-live blocks. */
+#include <ctype.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <xxhash.h>
+
+#include "report_int.h"
+
+static int grow(void **arr, uint32_t *cap, uint32_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    uint32_t ncap = *cap ? *cap : 16;
+    while (ncap < need)
+        ncap *= 2;
+    void *n = realloc(*arr, (size_t)ncap * elem);
+    if (!n)
+        return -1;
+    *arr = n;
+    *cap = ncap;
+    return 0;
+}
+
+const char *rep_str(const kdh_report_t *r, uint32_t i)
+{
+    return i < r->nstrs ? r->strs[i] : "";
+}
+
+/* Interns s; returns its index or NONE_IDX when out of memory. */
+static uint32_t intern(kdh_report_t *r, const char *s, size_t len)
+{
+    uint64_t h = XXH3_64bits(s, len);
+    uint64_t *v = kdh_u64map_get(&r->strmap, h);
+    if (v && strlen(r->strs[*v]) == len && memcmp(r->strs[*v], s, len) == 0)
+        return (uint32_t)*v;
+    if (grow((void **)&r->strs, &r->capstrs, r->nstrs + 1, sizeof *r->strs) != 0)
+        return NONE_IDX;
+    char *c = malloc(len + 1);
+    if (!c)
+        return NONE_IDX;
+    memcpy(c, s, len);
+    c[len] = '\0';
+    r->strs[r->nstrs] = c;
+    if (!v && kdh_u64map_put(&r->strmap, h, r->nstrs, NULL) != 0) {
+        free(c);
+        return NONE_IDX;
+    }
+    return r->nstrs++; /* on a hash collision the string is kept but not findable: still correct */
+}
+
+static uint32_t intern_z(kdh_report_t *r, const char *s)
+{
+    return intern(r, s, strlen(s));
+}
+
+int kdh_report_new(kdh_report_t **out, const kdh_report_opts_t *opts, kdh_err_t *err)
+{
+    kdh_report_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory creating a report");
+    if (opts)
+        r->opts = *opts;
+    r->freelive = NONE_IDX;
+    *out = r;
+    return KDH_OK;
+}
+
+void kdh_report_free(kdh_report_t *r)
+{
+    if (!r)
+        return;
+    for (uint32_t i = 0; i < r->nstrs; i++)
+        free(r->strs[i]);
+    free(r->strs);
+    for (uint32_t i = 0; i < r->nstacks; i++)
+        free(r->stacks[i].frames);
+    free(r->stacks);
+    free(r->tags);
+    free(r->pools);
+    free(r->live);
+    for (unsigned i = 0; i < r->nruns; i++) {
+        free(r->runs[i].dir);
+        free(r->runs[i].target);
+        free(r->runs[i].tag);
+        free(r->runs[i].source);
+    }
+    free(r->runs);
+    kdh_u64map_free(&r->strmap);
+    kdh_u64map_free(&r->modnames);
+    kdh_u64map_free(&r->stackmap);
+    kdh_u64map_free(&r->livemap);
+    free(r);
+}
+
+/* ---- module and frame names ---- */
+
+/* WinDbg's name for a module when the run did not record one: the file name without its
+ * extension, and "nt" for every kernel image name. */
+static void derive_modname(const char *key, char *out, size_t cap)
+{
+    size_t n = strcspn(key, "/");
+    const char *dot = memchr(key, '.', n);
+    if (dot)
+        n = (size_t)(dot - key);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, key, n);
+    out[n] = '\0';
+    if (strncasecmp(out, "ntoskrnl", 8) == 0 || strncasecmp(out, "ntkrnl", 6) == 0 ||
+        strncasecmp(out, "ntkrpa", 6) == 0 || strncasecmp(out, "ntkrla", 6) == 0)
+        snprintf(out, cap, "nt");
+}
+
+static const char *modname(kdh_report_t *r, const char *key, char *buf, size_t cap)
+{
+    uint64_t *v = kdh_u64map_get(&r->modnames, XXH3_64bits(key, strlen(key)));
+    if (v)
+        return r->strs[*v];
+    derive_modname(key, buf, cap);
+    return buf;
+}
+
+/* Module part of a printed frame ("LeakDrv!A+0x19", "LeakDrv+0x1069"); NULL for a raw address. */
+static int sym_module(const char *sym, char *out, size_t cap)
+{
+    if (!sym || !sym[0] || (sym[0] == '0' && (sym[1] == 'x' || sym[1] == 'X')) || isdigit((unsigned char)sym[0]))
+        return 0;
+    size_t n = strcspn(sym, "!+ ");
+    if (n == 0 || n >= cap)
+        return 0;
+    memcpy(out, sym, n);
+    out[n] = '\0';
+    return 1;
+}
+
+/* Kernel, HAL and the pool allocator itself (Driver Verifier's thunks): never "the driver". */
+static int is_system_module(const char *m)
+{
+    static const char *const names[] = {"nt",       "hal",      "halmacpi", "halacpi",  "halaacpi",
+                                        "halapic",  "halmps",   "halamps",  "verifier", "VerifierExt",
+                                        "ntoskrnl", "ntkrnlmp", "ntkrnlpa", "ntkrpamp", "ntkrla57"};
+    for (size_t i = 0; i < KDH_ARRAY_LEN(names); i++)
+        if (strcasecmp(m, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static int on_module(void *ud, const kdh_store_module_t *m)
+{
+    kdh_report_t *r = ud;
+    char buf[256];
+    const char *name = m->name;
+    if (!name || !name[0]) {
+        derive_modname(m->key, buf, sizeof buf);
+        name = buf;
+    }
+    uint32_t s = intern_z(r, name);
+    if (s == NONE_IDX || kdh_u64map_put(&r->modnames, XXH3_64bits(m->key, strlen(m->key)), s, NULL) != 0)
+        r->oom = 1;
+    return 0;
+}
+
+static uint32_t new_stack(kdh_report_t *r, uint64_t sid)
+{
+    if (grow((void **)&r->stacks, &r->capstacks, r->nstacks + 1, sizeof *r->stacks) != 0 ||
+        kdh_u64map_put(&r->stackmap, sid, r->nstacks, NULL) != 0) {
+        r->oom = 1;
+        return NONE_IDX;
+    }
+    rstack_t *s = &r->stacks[r->nstacks];
+    memset(s, 0, sizeof *s);
+    s->sid = sid;
+    s->driver = intern_z(r, "(stack not in stacks.jsonl)");
+    return r->nstacks++;
+}
+
+static int on_stack(void *ud, uint64_t sid, const kdh_store_frame_t *f, size_t n)
+{
+    kdh_report_t *r = ud;
+    uint64_t *have = kdh_u64map_get(&r->stackmap, sid);
+    uint32_t idx;
+    if (have) {
+        if (r->stacks[*have].known)
+            return 0; /* the same stack from another run: identity is the sid */
+        idx = (uint32_t)*have;
+    } else if ((idx = new_stack(r, sid)) == NONE_IDX) {
+        return 0;
+    }
+    rstack_t *s = &r->stacks[idx];
+    s->frames = calloc(n ? n : 1, sizeof *s->frames);
+    if (!s->frames) {
+        r->oom = 1;
+        return 0;
+    }
+    s->known = 1;
+    s->nframes = (uint32_t)n;
+    s->driver = NONE_IDX;
+    int all_system = n > 0;
+    for (size_t i = 0; i < n; i++) {
+        char text[1200], mbuf[256], sbuf[256];
+        const char *mod = NULL;
+        if (f[i].mod)
+            mod = modname(r, f[i].mod, mbuf, sizeof mbuf);
+        else if (sym_module(f[i].sym, sbuf, sizeof sbuf))
+            mod = sbuf;
+        if (f[i].sym && f[i].sym[0])
+            snprintf(text, sizeof text, "%s", f[i].sym);
+        else if (mod && f[i].has_rva)
+            snprintf(text, sizeof text, "%s+0x%" PRIx64, mod, f[i].rva);
+        else if (f[i].has_addr)
+            snprintf(text, sizeof text, "0x%" PRIx64, f[i].addr);
+        else
+            snprintf(text, sizeof text, "?");
+        s->frames[i] = intern_z(r, text);
+        if (s->driver == NONE_IDX && mod && !is_system_module(mod)) {
+            s->driver = intern_z(r, mod);
+            all_system = 0;
+        } else if (!mod) {
+            all_system = 0;
+        }
+    }
+    if (s->driver == NONE_IDX)
+        s->driver = intern_z(r, n == 0 ? "(empty stack)" : all_system ? "nt" : "(unknown module)");
+    return 0;
+}
+
+static rtag_t *get_tag(kdh_report_t *r, const char tag[5])
+{
+    for (uint32_t i = 0; i < r->ntags; i++)
+        if (memcmp(r->tags[i].tag, tag, 4) == 0)
+            return &r->tags[i];
+    if (grow((void **)&r->tags, &r->captags, r->ntags + 1, sizeof *r->tags) != 0) {
+        r->oom = 1;
+        return NULL;
+    }
+    rtag_t *t = &r->tags[r->ntags++];
+    memset(t, 0, sizeof *t);
+    memcpy(t->tag, tag, 4);
+    return t;
+}
+
+static uint64_t live_key(unsigned run, uint32_t boot, uint64_t addr)
+{
+    uint64_t k[2] = {addr, ((uint64_t)run << 32) | boot};
+    return XXH3_64bits(k, sizeof k);
+}
+
+static void stack_out(kdh_report_t *r, uint32_t st, int64_t count, int64_t bytes)
+{
+    if (st == NONE_IDX)
+        return;
+    r->stacks[st].out_count += count;
+    r->stacks[st].out_bytes += bytes;
+}
+
+/* Ends a live allocation: its stack and tag no longer count it as outstanding. */
+static void retire(kdh_report_t *r, uint64_t *slot, uint64_t key)
+{
+    rlive_t *l = &r->live[*slot];
+    stack_out(r, l->stack, -1, -(int64_t)l->size);
+    r->tags[l->tag].out_count--;
+    r->tags[l->tag].out_bytes -= (int64_t)l->size;
+    uint32_t li = (uint32_t)*slot;
+    kdh_u64map_del(&r->livemap, key);
+    l->stack = r->freelive; /* onto the free list */
+    r->freelive = li;
+}
+
+static int on_event(void *ud, const kdh_store_event_t *ev)
+{
+    kdh_report_t *r = ud;
+    r->events++;
+    r->runs[r->nruns - 1].events++;
+    if (r->opts.tag[0] && memcmp(ev->tag, r->opts.tag, 4) != 0)
+        return 0;
+    if ((r->opts.since > 0 && ev->t < r->opts.since) || (r->opts.until > 0 && ev->t > r->opts.until))
+        return 0;
+    rtag_t *t = get_tag(r, ev->tag);
+    if (!t)
+        return 0;
+    uint32_t ti = (uint32_t)(t - r->tags);
+    r->events_used++;
+    if (t->allocs + t->frees + t->hits == 0 || ev->t < t->first)
+        t->first = ev->t;
+    if (ev->t > t->last)
+        t->last = ev->t;
+    uint32_t st = NONE_IDX;
+    if (ev->has_sid) {
+        uint64_t *v = kdh_u64map_get(&r->stackmap, ev->sid);
+        st = v ? (uint32_t)*v : new_stack(r, ev->sid);
+        if (st != NONE_IDX) {
+            rstack_t *s = &r->stacks[st];
+            if (s->allocs + s->hits + s->frees_paired == 0 || ev->t < s->first)
+                s->first = ev->t;
+            if (ev->t > s->last)
+                s->last = ev->t;
+        }
+    }
+    uint64_t size = ev->has_size ? ev->size : 0;
+    unsigned run = r->nruns;
+    switch (ev->kind) {
+    case KDH_STORE_ALLOC:
+        t->allocs++;
+        t->alloc_bytes += size;
+        t->out_count++;
+        t->out_bytes += (int64_t)size;
+        if (st != NONE_IDX) {
+            r->stacks[st].allocs++;
+            r->stacks[st].alloc_bytes += size;
+        }
+        stack_out(r, st, 1, (int64_t)size);
+        if (ev->has_addr) {
+            uint64_t key = live_key(run, ev->boot, ev->addr);
+            uint64_t *slot = kdh_u64map_get(&r->livemap, key);
+            if (slot) { /* the block at this address was freed without our seeing it */
+                t->reused++;
+                retire(r, slot, key);
+            }
+            uint32_t li;
+            if (r->freelive != NONE_IDX) {
+                li = r->freelive;
+                r->freelive = r->live[li].stack;
+            } else if (grow((void **)&r->live, &r->caplive, r->nlive + 1, sizeof *r->live) == 0) {
+                li = r->nlive++;
+            } else {
+                r->oom = 1;
+                break;
+            }
+            r->live[li] = (rlive_t){st, ti, size};
+            if (kdh_u64map_put(&r->livemap, key, li, NULL) != 0)
+                r->oom = 1;
+        }
+        break;
+    case KDH_STORE_FREE:
+        t->frees++;
+        if (ev->has_addr) {
+            uint64_t key = live_key(run, ev->boot, ev->addr);
+            uint64_t *slot = kdh_u64map_get(&r->livemap, key);
+            if (slot) {
+                t->paired++;
+                uint32_t ast = r->live[*slot].stack;
+                if (ast != NONE_IDX)
+                    r->stacks[ast].frees_paired++;
+                retire(r, slot, key);
+            } else {
+                t->unpaired++; /* allocated before the run (or before --since) */
+            }
+        } else {
+            t->addrless++;
+            t->out_count--;
+            t->out_bytes -= (int64_t)size;
+        }
+        break;
+    default:
+        t->hits++;
+        if (st != NONE_IDX)
+            r->stacks[st].hits++;
+        break;
+    }
+    if (ev->kind != KDH_STORE_HIT)
+        kdh_report_series_add(&t->series, ev->t, t->out_bytes);
+    return 0;
+}
+
+static int on_pool(void *ud, const kdh_store_pool_t *p)
+{
+    kdh_report_t *r = ud;
+    if (r->opts.tag[0] && memcmp(p->tag, r->opts.tag, 4) != 0)
+        return 0;
+    if ((r->opts.since > 0 && p->t < r->opts.since) || (r->opts.until > 0 && p->t > r->opts.until))
+        return 0;
+    uint32_t pool = intern_z(r, p->pool ? p->pool : "");
+    rpool_t *e = NULL;
+    for (uint32_t i = 0; i < r->npools; i++)
+        if (memcmp(r->pools[i].tag, p->tag, 4) == 0 && r->pools[i].pool == pool)
+            e = &r->pools[i];
+    if (!e) {
+        if (grow((void **)&r->pools, &r->cappools, r->npools + 1, sizeof *r->pools) != 0) {
+            r->oom = 1;
+            return 0;
+        }
+        e = &r->pools[r->npools++];
+        memset(e, 0, sizeof *e);
+        memcpy(e->tag, p->tag, 4);
+        e->pool = pool;
+        e->first_t = e->t0 = p->t;
+        e->first_bytes = p->bytes;
+    } else if (p->bytes >= e->last_bytes) {
+        e->nondec++;
+    }
+    double x = p->t - e->t0;
+    e->samples++;
+    e->last_t = p->t;
+    e->last_bytes = p->bytes;
+    if (p->bytes > e->peak_bytes)
+        e->peak_bytes = p->bytes;
+    e->n += 1;
+    e->sx += x;
+    e->sy += (double)p->bytes;
+    e->sxx += x * x;
+    e->sxy += x * (double)p->bytes;
+    return 0;
+}
+
+static int on_gap(void *ud, const kdh_store_gap_t *g)
+{
+    kdh_report_t *r = ud;
+    r->gaps++;
+    if (g->t1 > g->t0)
+        r->gap_seconds += g->t1 - g->t0;
+    return 0;
+}
+
+static void on_skip(void *ud, const char *file, uint64_t line, const char *why)
+{
+    kdh_report_t *r = ud;
+    r->skipped++;
+    if (r->nnotes < SKIP_NOTES)
+        snprintf(r->notes[r->nnotes++], sizeof r->notes[0], "%s/%s:%" PRIu64 ": %s", r->runs[r->nruns - 1].dir,
+                 file, line, why);
+}
+
+static char *dup_json_str(const json_t *meta, const char *k)
+{
+    const char *s = json_string_value(json_object_get(meta, k));
+    return s ? strdup(s) : NULL;
+}
+
+static int on_meta(void *ud, const json_t *meta)
+{
+    kdh_report_t *r = ud;
+    rrun_t *run = &r->runs[r->nruns - 1];
+    run->target = dup_json_str(meta, "target");
+    run->tag = dup_json_str(meta, "tag");
+    run->source = dup_json_str(meta, "source");
+    return 0;
+}
+
+int kdh_report_add_run(kdh_report_t *r, const char *dir, kdh_err_t *err)
+{
+    rrun_t *runs = realloc(r->runs, (r->nruns + 1) * sizeof *runs);
+    if (!runs)
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory adding run %s", dir);
+    r->runs = runs;
+    memset(&runs[r->nruns], 0, sizeof runs[0]);
+    runs[r->nruns].dir = strdup(dir);
+    r->nruns++;
+    kdh_store_reader_t rd = {r, on_meta, on_module, on_stack, on_event, on_pool, on_gap, on_skip};
+    int rc = kdh_store_read(dir, &rd, NULL, err);
+    if (rc != KDH_OK) {
+        r->nruns--;
+        free(runs[r->nruns].dir);
+        free(runs[r->nruns].target);
+        free(runs[r->nruns].tag);
+        free(runs[r->nruns].source);
+        return rc;
+    }
+    if (r->oom)
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory while reading %s", dir);
+    return KDH_OK;
+}
+
+/* ---- summaries ---- */
+
+const char *rep_owner(const kdh_report_t *r, const char tag[5])
+{
+    char *buf = ((kdh_report_t *)r)->ownerbuf; /* valid until the next call */
+    const kdh_pooltag_entry_t *e = r->opts.pooltag ? kdh_pooltag_lookup(r->opts.pooltag, tag) : NULL;
+    if (!e)
+        return NULL;
+    if (e->desc[0])
+        snprintf(buf, sizeof r->ownerbuf, "%s - %s", e->binary, e->desc);
+    else
+        snprintf(buf, sizeof r->ownerbuf, "%s", e->binary);
+    return buf;
+}
+
+void rep_tag_summary(const kdh_report_t *r, const rtag_t *t, kdh_report_tag_summary_t *s)
+{
+    memset(s, 0, sizeof *s);
+    memcpy(s->tag, t->tag, 5);
+    s->owner = rep_owner(r, t->tag);
+    s->allocs = t->allocs;
+    s->frees = t->frees;
+    s->hits = t->hits;
+    s->alloc_bytes = t->alloc_bytes;
+    s->paired_frees = t->paired;
+    s->unpaired_frees = t->unpaired;
+    s->addrless_frees = t->addrless;
+    s->reused_addrs = t->reused;
+    s->outstanding = t->out_count > 0 ? (uint64_t)t->out_count : 0;
+    s->outstanding_bytes = t->out_bytes > 0 ? (uint64_t)t->out_bytes : 0;
+    s->first = t->first;
+    s->last = t->last;
+    s->slope = kdh_report_series_slope(&t->series);
+    s->monotonic = kdh_report_series_monotonic(&t->series);
+    s->trend = kdh_report_series_trend(&t->series);
+}
+
+void rep_pool_summary(const kdh_report_t *r, const rpool_t *p, kdh_report_pool_summary_t *s)
+{
+    memset(s, 0, sizeof *s);
+    memcpy(s->tag, p->tag, 5);
+    s->pool = rep_str(r, p->pool);
+    s->samples = p->samples;
+    s->first_t = p->first_t;
+    s->last_t = p->last_t;
+    s->first_bytes = p->first_bytes;
+    s->last_bytes = p->last_bytes;
+    s->peak_bytes = p->peak_bytes;
+    double d = p->n * p->sxx - p->sx * p->sx;
+    s->slope = (p->n >= 2 && d > 0) ? (p->n * p->sxy - p->sx * p->sy) / d : 0;
+    s->monotonic = p->samples > 1 ? (double)p->nondec / (double)(p->samples - 1) : 1.0;
+    /* Same spirit as the event rule: rising fit, mostly non-decreasing, ends above its start. */
+    s->steady_growth = p->samples >= 3 && s->slope > 0 && s->monotonic >= 0.8 && p->last_bytes > p->first_bytes;
+}
+
+void kdh_report_totals(const kdh_report_t *r, kdh_report_totals_t *t)
+{
+    memset(t, 0, sizeof *t);
+    t->runs = r->nruns;
+    t->events = r->events;
+    t->events_used = r->events_used;
+    t->skipped_lines = r->skipped;
+    t->gaps = r->gaps;
+    t->gap_seconds = r->gap_seconds;
+}
+
+size_t kdh_report_tag_count(const kdh_report_t *r)
+{
+    return r->ntags;
+}
+
+int kdh_report_tag_get(const kdh_report_t *r, size_t i, kdh_report_tag_summary_t *s)
+{
+    if (i >= r->ntags)
+        return KDH_ENOTFOUND;
+    rep_tag_summary(r, &r->tags[i], s);
+    return KDH_OK;
+}
+
+int kdh_report_stack_get(const kdh_report_t *r, uint64_t sid, kdh_report_stack_summary_t *s)
+{
+    uint64_t *v = kdh_u64map_get(&r->stackmap, sid);
+    if (!v)
+        return KDH_ENOTFOUND;
+    const rstack_t *st = &r->stacks[*v];
+    memset(s, 0, sizeof *s);
+    s->sid = sid;
+    s->driver = rep_str(r, st->driver);
+    s->allocs = st->allocs;
+    s->alloc_bytes = st->alloc_bytes;
+    s->hits = st->hits;
+    s->frees_paired = st->frees_paired;
+    s->outstanding = st->out_count > 0 ? (uint64_t)st->out_count : 0;
+    s->outstanding_bytes = st->out_bytes > 0 ? (uint64_t)st->out_bytes : 0;
+    s->first = st->first;
+    s->last = st->last;
+    s->nframes = st->nframes;
+    return KDH_OK;
+}
+
+const char *kdh_report_stack_frame(const kdh_report_t *r, uint64_t sid, size_t i)
+{
+    uint64_t *v = kdh_u64map_get(&r->stackmap, sid);
+    if (!v || i >= r->stacks[*v].nframes)
+        return NULL;
+    return rep_str(r, r->stacks[*v].frames[i]);
+}
+
+size_t kdh_report_pool_count(const kdh_report_t *r)
+{
+    return r->npools;
+}
+
+int kdh_report_pool_get(const kdh_report_t *r, size_t i, kdh_report_pool_summary_t *s)
+{
+    if (i >= r->npools)
+        return KDH_ENOTFOUND;
+    rep_pool_summary(r, &r->pools[i], s);
+    return KDH_OK;
+}
+
+size_t kdh_report_skip_count(const kdh_report_t *r)
+{
+    return r->skipped;
+}
+
+const char *kdh_report_skip_note(const kdh_report_t *r, size_t i)
+{
+    return i < r->nnotes ? r->notes[i] : NULL;
+}
+
+/* ---- orderings ---- */
+
+int64_t rep_stack_value(const rstack_t *s, kdh_report_value_t v)
+{
+    switch (v) {
+    case KDH_REPORT_VALUE_COUNT:
+        return (int64_t)s->allocs;
+    case KDH_REPORT_VALUE_BYTES:
+        return (int64_t)s->alloc_bytes;
+    default:
+        return s->out_bytes > 0 ? s->out_bytes : 0;
+    }
+}
+
+typedef struct sort_ctx {
+    const kdh_report_t *r;
+    kdh_report_value_t v;
+} sort_ctx_t;
+
+static int cmp_stack(const void *a, const void *b, void *arg)
+{
+    const sort_ctx_t *c = arg;
+    const rstack_t *x = &c->r->stacks[*(const uint32_t *)a], *y = &c->r->stacks[*(const uint32_t *)b];
+    int64_t vx = rep_stack_value(x, c->v), vy = rep_stack_value(y, c->v);
+    if (vx != vy)
+        return vx > vy ? -1 : 1;
+    /* Ties: more outstanding count, then more allocations, then sid for a stable order. */
+    if (x->out_count != y->out_count)
+        return x->out_count > y->out_count ? -1 : 1;
+    if (x->allocs != y->allocs)
+        return x->allocs > y->allocs ? -1 : 1;
+    return x->sid < y->sid ? -1 : x->sid > y->sid;
+}
+
+uint32_t *rep_sorted_stacks(const kdh_report_t *r, kdh_report_value_t v, uint32_t *n)
+{
+    uint32_t *idx = malloc((r->nstacks ? r->nstacks : 1) * sizeof *idx), k = 0;
+    if (!idx) {
+        *n = 0;
+        return NULL;
+    }
+    for (uint32_t i = 0; i < r->nstacks; i++) {
+        const rstack_t *s = &r->stacks[i];
+        if (s->allocs + s->hits + s->frees_paired == 0)
+            continue;
+        if (r->opts.min_count && s->allocs + s->hits < r->opts.min_count)
+            continue;
+        idx[k++] = i;
+    }
+    sort_ctx_t c = {r, v};
+    qsort_r(idx, k, sizeof *idx, cmp_stack, &c);
+    *n = k;
+    return idx;
+}
+
+static int cmp_driver(const void *a, const void *b, void *arg)
+{
+    const sort_ctx_t *c = arg;
+    kdh_report_value_t drv_value = c->v;
+    const rdriver_t *x = a, *y = b;
+    int64_t vx = drv_value == KDH_REPORT_VALUE_COUNT   ? (int64_t)x->allocs
+                 : drv_value == KDH_REPORT_VALUE_BYTES ? (int64_t)x->alloc_bytes
+                                                       : x->out_bytes;
+    int64_t vy = drv_value == KDH_REPORT_VALUE_COUNT   ? (int64_t)y->allocs
+                 : drv_value == KDH_REPORT_VALUE_BYTES ? (int64_t)y->alloc_bytes
+                                                       : y->out_bytes;
+    if (vx != vy)
+        return vx > vy ? -1 : 1;
+    if (x->allocs != y->allocs)
+        return x->allocs > y->allocs ? -1 : 1;
+    return strcmp(c->r->strs[x->name], c->r->strs[y->name]);
+}
+
+rdriver_t *rep_drivers(const kdh_report_t *r, kdh_report_value_t v, uint32_t *n)
+{
+    rdriver_t *d = NULL;
+    uint32_t nd = 0, cap = 0;
+    kdh_u64map_t m = {0};
+    for (uint32_t i = 0; i < r->nstacks; i++) {
+        const rstack_t *s = &r->stacks[i];
+        if (s->allocs + s->hits + s->frees_paired == 0)
+            continue;
+        uint64_t *slot = kdh_u64map_get(&m, s->driver);
+        uint32_t k;
+        if (slot) {
+            k = (uint32_t)*slot;
+        } else {
+            if (grow((void **)&d, &cap, nd + 1, sizeof *d) != 0 || kdh_u64map_put(&m, s->driver, nd, NULL) != 0)
+                break;
+            k = nd++;
+            memset(&d[k], 0, sizeof d[k]);
+            d[k].name = s->driver;
+        }
+        d[k].stacks++;
+        d[k].allocs += s->allocs;
+        d[k].alloc_bytes += s->alloc_bytes;
+        d[k].out_count += s->out_count > 0 ? s->out_count : 0;
+        d[k].out_bytes += s->out_bytes > 0 ? s->out_bytes : 0;
+    }
+    kdh_u64map_free(&m);
+    sort_ctx_t c = {r, v};
+    if (nd)
+        qsort_r(d, nd, sizeof *d, cmp_driver, &c);
+    *n = nd;
+    return d;
+}
+
+void rep_time(double t, char *buf, size_t cap)
+{
+    if (!(t > 0)) {
+        snprintf(buf, cap, "-");
+        return;
+    }
+    time_t s = (time_t)floor(t);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    int ms = (int)((t - floor(t)) * 1000.0);
+    char b[40];
+    strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, cap, "%s.%03dZ", b, ms > 999 ? 999 : ms);
+}

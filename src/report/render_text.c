@@ -1,0 +1,134 @@
+/* render_text.c: the human report. Stacks print like WinDbg `k` (innermost first,
+ * `module!symbol+0xoff`, unresolved frames `module+0xRVA`) with the responsible driver in front,
+ * because the driver is the first thing a reviewer wants to know. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "report_int.h"
+
+static void print_stack(const kdh_report_t *r, FILE *out, unsigned rank, const rstack_t *s)
+{
+    char first[40], last[40], sid[17];
+    rep_time(s->first, first, sizeof first);
+    rep_time(s->last, last, sizeof last);
+    kdh_store_sid_format(s->sid, sid);
+    fprintf(out, "%3u. %s  outstanding %" PRId64 " (%" PRId64 " bytes)  allocs %" PRIu64 " (%" PRIu64 " bytes)",
+            rank, rep_str(r, s->driver), s->out_count > 0 ? s->out_count : 0, s->out_bytes > 0 ? s->out_bytes : 0,
+            s->allocs, s->alloc_bytes);
+    if (s->frees_paired)
+        fprintf(out, "  freed %" PRIu64, s->frees_paired);
+    if (s->hits)
+        fprintf(out, "  hits %" PRIu64, s->hits);
+    fprintf(out, "\n     sid %s  first %s  last %s\n", sid, first, last);
+    for (uint32_t i = 0; i < s->nframes; i++)
+        fprintf(out, "       %s\n", rep_str(r, s->frames[i]));
+    if (!s->known)
+        fprintf(out, "       (stack %s is not described in stacks.jsonl)\n", sid);
+}
+
+static void stack_list(const kdh_report_t *r, FILE *out, const char *title, kdh_report_value_t v)
+{
+    uint32_t n = 0, *idx = rep_sorted_stacks(r, v, &n), shown = 0;
+    fprintf(out, "\n%s\n", title);
+    for (uint32_t k = 0; k < n; k++) {
+        const rstack_t *s = &r->stacks[idx[k]];
+        if (rep_stack_value(s, v) <= 0)
+            continue;
+        if (r->opts.top && shown >= r->opts.top)
+            break;
+        print_stack(r, out, ++shown, s);
+    }
+    if (!shown)
+        fprintf(out, "  (none)\n");
+    free(idx);
+}
+
+static void tag_table(const kdh_report_t *r, FILE *out)
+{
+    fprintf(out, "\nTags\n%-6s %10s %10s %10s %12s %12s  %-24s %-24s %-16s %14s  %s\n", "TAG", "ALLOCS", "FREES",
+            "OUTSTANDING", "OUT_BYTES", "ALLOC_BYTES", "FIRST", "LAST", "TREND", "SLOPE_B/S", "OWNER");
+    for (uint32_t i = 0; i < r->ntags; i++) {
+        kdh_report_tag_summary_t s;
+        char first[40], last[40], tag[8];
+        rep_tag_summary(r, &r->tags[i], &s);
+        rep_time(s.first, first, sizeof first);
+        rep_time(s.last, last, sizeof last);
+        snprintf(tag, sizeof tag, "'%s'", s.tag);
+        fprintf(out, "%-6s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %12" PRIu64 " %12" PRIu64
+                     "  %-24s %-24s %-16s %14.3f  %s\n",
+                tag, s.allocs, s.frees, s.outstanding, s.outstanding_bytes, s.alloc_bytes, first, last, s.trend,
+                s.slope, s.owner ? s.owner : "-");
+        if (s.hits || s.unpaired_frees || s.addrless_frees || s.reused_addrs)
+            fprintf(out,
+                    "       pairing: %" PRIu64 " frees matched by address, %" PRIu64 " of blocks older than the run, %" PRIu64
+                    " without address (counted only), %" PRIu64 " addresses reused without a free; %" PRIu64
+                    " hits of unknown kind\n",
+                    s.paired_frees, s.unpaired_frees, s.addrless_frees, s.reused_addrs, s.hits);
+    }
+    if (!r->ntags)
+        fprintf(out, "  (no events)\n");
+}
+
+static void driver_table(const kdh_report_t *r, FILE *out)
+{
+    uint32_t n = 0;
+    rdriver_t *d = rep_drivers(r, KDH_REPORT_VALUE_OUTSTANDING, &n);
+    fprintf(out, "\nDrivers (first frame outside nt, hal and the allocator)\n%-24s %8s %10s %12s %12s %12s\n",
+            "DRIVER", "STACKS", "ALLOCS", "ALLOC_BYTES", "OUTSTANDING", "OUT_BYTES");
+    for (uint32_t i = 0; i < n && (!r->opts.top || i < r->opts.top); i++)
+        fprintf(out, "%-24s %8" PRIu64 " %10" PRIu64 " %12" PRIu64 " %12" PRId64 " %12" PRId64 "\n",
+                rep_str(r, d[i].name), d[i].stacks, d[i].allocs, d[i].alloc_bytes, d[i].out_count, d[i].out_bytes);
+    if (!n)
+        fprintf(out, "  (none)\n");
+    free(d);
+}
+
+static void pool_table(const kdh_report_t *r, FILE *out)
+{
+    if (!r->npools)
+        return;
+    fprintf(out, "\nPool usage samples\n%-6s %-10s %8s %14s %14s %14s %14s  %s\n", "TAG", "POOL", "SAMPLES",
+            "FIRST_BYTES", "LAST_BYTES", "PEAK_BYTES", "SLOPE_B/S", "TREND");
+    for (uint32_t i = 0; i < r->npools; i++) {
+        kdh_report_pool_summary_t s;
+        char tag[8];
+        rep_pool_summary(r, &r->pools[i], &s);
+        snprintf(tag, sizeof tag, "'%s'", s.tag);
+        fprintf(out, "%-6s %-10s %8" PRIu64 " %14" PRIu64 " %14" PRIu64 " %14" PRIu64 " %14.3f  %s\n", tag,
+                s.pool[0] ? s.pool : "-", s.samples, s.first_bytes, s.last_bytes, s.peak_bytes, s.slope,
+                s.steady_growth ? "STEADY GROWTH" : "-");
+    }
+}
+
+int rep_render_text(const kdh_report_t *r, FILE *out)
+{
+    fprintf(out, "kdharvest report: %u run%s, %" PRIu64 " events read, %" PRIu64 " used", r->nruns,
+            r->nruns == 1 ? "" : "s", r->events, r->events_used);
+    if (r->skipped)
+        fprintf(out, ", %" PRIu64 " damaged line%s skipped", r->skipped, r->skipped == 1 ? "" : "s");
+    fputc('\n', out);
+    for (unsigned i = 0; i < r->nruns; i++)
+        fprintf(out, "  run %s  target %s  tag %s  source %s  events %" PRIu64 "\n", r->runs[i].dir,
+                r->runs[i].target ? r->runs[i].target : "-", r->runs[i].tag ? r->runs[i].tag : "-",
+                r->runs[i].source ? r->runs[i].source : "-", r->runs[i].events);
+    if (r->gaps)
+        fprintf(out, "  gaps: %" PRIu64 " (%.1f s) when hits may have been missed\n", r->gaps, r->gap_seconds);
+    tag_table(r, out);
+    if (r->opts.by == KDH_REPORT_BY_ALL || r->opts.by == KDH_REPORT_BY_STACK) {
+        stack_list(r, out, "Top stacks by outstanding bytes", KDH_REPORT_VALUE_OUTSTANDING);
+        stack_list(r, out, "Top stacks by allocation count", KDH_REPORT_VALUE_COUNT);
+        stack_list(r, out, "Top stacks by allocated bytes", KDH_REPORT_VALUE_BYTES);
+    }
+    if (r->opts.by == KDH_REPORT_BY_ALL || r->opts.by == KDH_REPORT_BY_DRIVER)
+        driver_table(r, out);
+    pool_table(r, out);
+    if (r->skipped) {
+        fprintf(out, "\nSkipped lines\n");
+        for (unsigned i = 0; i < r->nnotes; i++)
+            fprintf(out, "  %s\n", r->notes[i]);
+        if (r->skipped > r->nnotes)
+            fprintf(out, "  ... and %" PRIu64 " more\n", r->skipped - r->nnotes);
+    }
+    return ferror(out) ? KDH_EIO : KDH_OK;
+}

@@ -1,0 +1,107 @@
+/* report_int.h: the report's in-memory totals, shared by the aggregation (model.c) and the
+ * renderers. Internal to kdh_report. */
+#ifndef KDH_REPORT_INT_H
+#define KDH_REPORT_INT_H
+
+#include <stdint.h>
+
+#include "../store/u64map.h"
+#include "kdh/report.h"
+#include "kdh/store.h"
+
+#define NONE_IDX UINT32_MAX
+#define SKIP_NOTES 20
+
+typedef struct rstack {
+    uint64_t sid;
+    uint32_t *frames; /* string indexes, innermost first */
+    uint32_t nframes;
+    uint32_t driver; /* string index */
+    int known;       /* described in a stacks.jsonl */
+    uint64_t allocs, alloc_bytes, hits, frees_paired;
+    int64_t out_count, out_bytes;
+    double first, last;
+} rstack_t;
+
+typedef struct rtag {
+    char tag[5];
+    uint64_t allocs, frees, hits, alloc_bytes;
+    uint64_t paired, unpaired, addrless, reused;
+    int64_t out_count, out_bytes;
+    double first, last;
+    kdh_report_series_t series;
+} rtag_t;
+
+typedef struct rpool {
+    char tag[5];
+    uint32_t pool; /* string index */
+    uint64_t samples, nondec;
+    double first_t, last_t;
+    uint64_t first_bytes, last_bytes, peak_bytes;
+    double t0, n, sx, sy, sxx, sxy;
+} rpool_t;
+
+typedef struct rlive { /* one allocation not yet freed */
+    uint32_t stack, tag;
+    uint64_t size;
+} rlive_t;
+
+typedef struct rrun {
+    char *dir, *target, *tag, *source;
+    uint64_t events;
+} rrun_t;
+
+struct kdh_report {
+    kdh_report_opts_t opts;
+    /* interned strings */
+    char **strs;
+    uint32_t nstrs, capstrs;
+    kdh_u64map_t strmap;
+    kdh_u64map_t modnames; /* XXH3(module key) -> string index of its display name */
+    rstack_t *stacks;
+    uint32_t nstacks, capstacks;
+    kdh_u64map_t stackmap; /* sid -> index */
+    rtag_t *tags;
+    uint32_t ntags, captags;
+    rpool_t *pools;
+    uint32_t npools, cappools;
+    rlive_t *live;
+    uint32_t nlive, caplive, freelive; /* free list through .stack */
+    kdh_u64map_t livemap; /* XXH3(run, boot, addr) -> live index */
+    rrun_t *runs;
+    unsigned nruns;
+    uint64_t events, events_used, skipped, gaps;
+    double gap_seconds;
+    char notes[SKIP_NOTES][300];
+    unsigned nnotes;
+    int oom;
+    char ownerbuf[512];
+};
+
+const char *rep_str(const kdh_report_t *r, uint32_t i);
+const char *rep_owner(const kdh_report_t *r, const char tag[5]);
+void rep_tag_summary(const kdh_report_t *r, const rtag_t *t, kdh_report_tag_summary_t *s);
+void rep_pool_summary(const kdh_report_t *r, const rpool_t *p, kdh_report_pool_summary_t *s);
+int64_t rep_stack_value(const rstack_t *s, kdh_report_value_t v);
+/* Indexes of stacks with activity, at least min_count allocations, sorted by value (descending,
+ * ties by sid). Caller frees. */
+uint32_t *rep_sorted_stacks(const kdh_report_t *r, kdh_report_value_t v, uint32_t *n);
+
+/* Per-driver roll-up. */
+typedef struct rdriver {
+    uint32_t name;
+    uint64_t stacks, allocs, alloc_bytes;
+    int64_t out_count, out_bytes;
+} rdriver_t;
+rdriver_t *rep_drivers(const kdh_report_t *r, kdh_report_value_t v, uint32_t *n);
+
+void rep_time(double t, char *buf, size_t cap);
+
+int rep_render_text(const kdh_report_t *r, FILE *out);
+int rep_render_json(const kdh_report_t *r, FILE *out, kdh_err_t *err);
+int rep_render_csv(const kdh_report_t *r, FILE *out);
+int rep_render_folded(const kdh_report_t *r, FILE *out);
+/* Root-first folded stack text (malloc'd). */
+char *rep_folded_text(const kdh_report_t *r, const rstack_t *s);
+
+#endif
