@@ -99,6 +99,8 @@ static int on_stack(void *ud, const kdh_ingest_stack_t *st, kdh_err_t *err)
     if (st->tag[0]) {
         memcpy(ev.tag, st->tag, 5);
         vote_tag(w, st->tag);
+    } else {
+        strcpy(ev.tag, "?"); /* the log does not show the tag; the store needs one */
     }
     if (st->has_size)
         ev.size = st->size, ev.has_size = 1;
@@ -182,7 +184,9 @@ static int write_meta(writer_t *w, const kdh_ingest_opts_t *o, const kdh_ingest_
     }
     for (size_t i = 0; i < o->nfiles; i++)
         json_array_append_new(inputs, json_string(o->files[i]));
-    json_object_set_new(m, "run_id", json_string(""));
+    const char *base = strrchr(o->out_dir, '/');
+    base = (base && base[1]) ? base + 1 : o->out_dir;
+    json_object_set_new(m, "run_id", json_string(base));
     json_object_set_new(m, "target", json_string("ingest"));
     json_object_set_new(m, "source", json_string("ingest"));
     json_object_set_new(m, "mode", json_string("ingest"));
