@@ -1,0 +1,218 @@
+/* cmd_report.c: `kdharvest report DIR...` and `kdharvest report --diff BASE NEW...`: reads run
+ * directories with kdh_report and prints them in the chosen format. A run that cannot be read is
+ * named on stderr and the others are still reported (exit 1 at the end). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kdh/cli.h"
+#include "kdh/pooltag.h"
+#include "kdh/report.h"
+#include "kdh/tag.h"
+
+static const char usage[] =
+    "[options] DIR...\n"
+    "       kdharvest report [options] --diff BASE NEW...\n"
+    "Reports one or more run directories (stacks merge by module identity and RVA).\n"
+    "  --format F      text (default), json, csv or folded (flame graph input)\n"
+    "  --by B          stack, driver or tag (text: sections shown; csv: rows)\n"
+    "  --value V       outstanding (bytes, default), count or bytes: folded values, ordering\n"
+    "  --top N         stacks/drivers per list (default 10, 0 = all; folded always lists all)\n"
+    "  --tag TAG       only events of this pool tag\n"
+    "  --since T       only events at or after T (Unix seconds or 2026-11-21T23:00:00Z)\n"
+    "  --until T       only events at or before T\n"
+    "  --min-count N   hide stacks seen fewer than N times\n"
+    "  --pooltag FILE  owner of each tag from a pooltag.txt\n"
+    "  --diff BASE     compare BASE with the runs given as operands, UMDH style\n";
+
+enum { OPT_FORMAT = 256, OPT_BY, OPT_VALUE, OPT_TOP, OPT_TAG, OPT_SINCE, OPT_UNTIL, OPT_MIN, OPT_POOLTAG, OPT_DIFF };
+
+static const struct option longopts[] = {
+    {"format", required_argument, NULL, OPT_FORMAT}, {"by", required_argument, NULL, OPT_BY},
+    {"value", required_argument, NULL, OPT_VALUE},   {"top", required_argument, NULL, OPT_TOP},
+    {"tag", required_argument, NULL, OPT_TAG},       {"since", required_argument, NULL, OPT_SINCE},
+    {"until", required_argument, NULL, OPT_UNTIL},   {"min-count", required_argument, NULL, OPT_MIN},
+    {"pooltag", required_argument, NULL, OPT_POOLTAG}, {"diff", required_argument, NULL, OPT_DIFF},
+    {0, 0, 0, 0}};
+
+/* Unix seconds ("1795478400.5") or ISO 8601 UTC ("2026-11-21T23:00:00Z", seconds optional). */
+static int parse_time(const char *s, double *out)
+{
+    char *end = NULL;
+    double v = strtod(s, &end);
+    if (end != s && *end == '\0' && v >= 0 && isfinite(v)) {
+        *out = v;
+        return 0;
+    }
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *p = strptime(s, "%Y-%m-%dT%H:%M", &tm);
+    if (!p)
+        p = strptime(s, "%Y-%m-%d %H:%M", &tm);
+    if (!p)
+        return -1;
+    double frac = 0;
+    if (*p == ':') {
+        char *e2;
+        double sec = strtod(p + 1, &e2);
+        if (e2 == p + 1 || sec < 0 || sec >= 61)
+            return -1;
+        tm.tm_sec = (int)sec;
+        frac = sec - tm.tm_sec;
+        p = e2;
+    }
+    if (*p == 'Z')
+        p++;
+    if (*p != '\0')
+        return -1;
+    *out = (double)timegm(&tm) + frac;
+    return 0;
+}
+
+static int add_runs(kdh_report_t *r, int n, char **dirs, int *failed)
+{
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        kdh_err_t err = {0};
+        if (kdh_report_add_run(r, dirs[i], &err) != KDH_OK) {
+            kdh_cli_errorf("report: %s", err.msg);
+            *failed = 1;
+        } else {
+            ok++;
+        }
+    }
+    return ok;
+}
+
+int kdh_cli_cmd_report(int argc, char **argv)
+{
+    kdh_cli_opt_t o = {.cmd = "report", .usage = usage, .longopts = longopts};
+    kdh_report_opts_t ro = {.top = 10};
+    const char *pooltag_path = NULL, *diff_base = NULL;
+    unsigned long long n;
+    int c;
+    while ((c = kdh_cli_opt_next(&o, argc, argv)) > 0) {
+        switch (c) {
+        case OPT_FORMAT:
+            if (strcmp(o.arg, "text") == 0)
+                ro.format = KDH_REPORT_TEXT;
+            else if (strcmp(o.arg, "json") == 0)
+                ro.format = KDH_REPORT_JSON;
+            else if (strcmp(o.arg, "csv") == 0)
+                ro.format = KDH_REPORT_CSV;
+            else if (strcmp(o.arg, "folded") == 0)
+                ro.format = KDH_REPORT_FOLDED;
+            else
+                return kdh_cli_usage_errorf("report", "--format must be text, json, csv or folded, not '%s'", o.arg);
+            break;
+        case OPT_BY:
+            if (strcmp(o.arg, "stack") == 0)
+                ro.by = KDH_REPORT_BY_STACK;
+            else if (strcmp(o.arg, "driver") == 0)
+                ro.by = KDH_REPORT_BY_DRIVER;
+            else if (strcmp(o.arg, "tag") == 0)
+                ro.by = KDH_REPORT_BY_TAG;
+            else
+                return kdh_cli_usage_errorf("report", "--by must be stack, driver or tag, not '%s'", o.arg);
+            break;
+        case OPT_VALUE:
+            if (strcmp(o.arg, "outstanding") == 0)
+                ro.value = KDH_REPORT_VALUE_OUTSTANDING;
+            else if (strcmp(o.arg, "count") == 0)
+                ro.value = KDH_REPORT_VALUE_COUNT;
+            else if (strcmp(o.arg, "bytes") == 0)
+                ro.value = KDH_REPORT_VALUE_BYTES;
+            else
+                return kdh_cli_usage_errorf("report", "--value must be outstanding, count or bytes, not '%s'", o.arg);
+            break;
+        case OPT_TOP:
+            if (kdh_cli_parse_u64("report", "--top", o.arg, 0, 1000000000, &n))
+                return KDH_CLI_EXIT_USAGE;
+            ro.top = (unsigned)n;
+            break;
+        case OPT_MIN:
+            if (kdh_cli_parse_u64("report", "--min-count", o.arg, 0, UINT64_MAX, &n))
+                return KDH_CLI_EXIT_USAGE;
+            ro.min_count = n;
+            break;
+        case OPT_TAG: {
+            kdh_err_t err = {0};
+            if (kdh_tag_normalize(o.arg, ro.tag, &err) != KDH_OK)
+                return kdh_cli_usage_errorf("report", "%s", err.msg);
+            break;
+        }
+        case OPT_SINCE:
+        case OPT_UNTIL:
+            if (parse_time(o.arg, c == OPT_SINCE ? &ro.since : &ro.until) != 0)
+                return kdh_cli_usage_errorf("report", "%s '%s' is neither Unix seconds nor YYYY-MM-DDTHH:MM[:SS][Z]",
+                                            c == OPT_SINCE ? "--since" : "--until", o.arg);
+            break;
+        case OPT_POOLTAG:
+            pooltag_path = o.arg;
+            break;
+        case OPT_DIFF:
+            diff_base = o.arg;
+            break;
+        default:
+            return kdh_cli_usage_errorf("report", "unexpected option");
+        }
+    }
+    if (c == KDH_CLI_OPT_EXIT)
+        return o.exit_code;
+    if (o.optind >= argc)
+        return kdh_cli_usage_errorf("report", diff_base ? "--diff BASE needs the NEW run directory after it"
+                                                        : "give at least one run directory");
+    if (diff_base && ro.format == KDH_REPORT_CSV)
+        return kdh_cli_usage_errorf("report", "--diff writes text, json or folded, not csv");
+
+    kdh_pooltag_t *pt = NULL;
+    kdh_err_t err = {0};
+    if (pooltag_path) {
+        if (kdh_pooltag_load(&pt, pooltag_path, &err) != KDH_OK)
+            return kdh_cli_fail(&err);
+        if (kdh_pooltag_malformed(pt))
+            kdh_cli_errorf("report: %s: %zu unreadable line(s) ignored, first at line %u", pooltag_path,
+                           kdh_pooltag_malformed(pt), kdh_pooltag_first_malformed(pt));
+        ro.pooltag = pt;
+    }
+    kdh_report_t *rep = NULL, *base = NULL;
+    int failed = 0, rc = KDH_CLI_EXIT_OK;
+    if (kdh_report_new(&rep, &ro, &err) != KDH_OK || (diff_base && kdh_report_new(&base, &ro, &err) != KDH_OK)) {
+        rc = kdh_cli_fail(&err);
+        goto out;
+    }
+    int ok = add_runs(rep, argc - o.optind, argv + o.optind, &failed);
+    if (diff_base && add_runs(base, 1, (char **)&diff_base, &failed) == 0) {
+        rc = KDH_CLI_EXIT_FAIL;
+        goto out;
+    }
+    if (ok == 0) {
+        rc = KDH_CLI_EXIT_FAIL;
+        goto out;
+    }
+    if (diff_base)
+        c = kdh_report_render_diff(base, rep, stdout, &err);
+    else
+        c = kdh_report_render(rep, stdout, &err);
+    fflush(stdout);
+    if (c != KDH_OK) {
+        rc = kdh_cli_fail(&err);
+        goto out;
+    }
+    /* Text output lists skipped lines itself; other formats must stay machine-readable. */
+    if (ro.format != KDH_REPORT_TEXT || diff_base) {
+        for (kdh_report_t *r = rep; r; r = (r == rep ? base : NULL)) {
+            for (size_t i = 0; kdh_report_skip_note(r, i); i++)
+                kdh_cli_errorf("report: skipped %s", kdh_report_skip_note(r, i));
+        }
+    }
+    if (failed)
+        rc = KDH_CLI_EXIT_FAIL;
+out:
+    kdh_report_free(rep);
+    kdh_report_free(base);
+    kdh_pooltag_free(pt);
+    return rc;
+}
