@@ -278,8 +278,12 @@ static int epilog_v1(x64_t *x, const kdh_unwind_x64_info_t *info, const rf_t *e)
     uint8_t b[CODE_BYTES + 8];
     memset(b, 0, sizeof b); /* decoding may peek up to 7 bytes past n: they stay 0 */
     int rc = uw_read_now(x->c, pc, b, n, 0);
-    if (rc)
+    if (rc == KDH_ENOTCACHED)
         return rc;
+    if (rc != KDH_OK) { /* code paged out: unwind as from the body, like a caller frame */
+        x->c->stop = KDH_UNWIND_RUNNING;
+        return 0;
+    }
     uint32_t p = 0;
     int sp_kind = 0; /* 1: add rsp, 2: lea rsp */
     int64_t disp = 0;

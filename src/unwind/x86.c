@@ -32,8 +32,12 @@ static int call_before(uw_ctx_t *c, const kdh_unwind_module_t *m, uint64_t ra, i
     if (ra - m->base < 7)
         return 0;
     int rc = uw_read_now(c, ra - 7, b, 7, 0);
-    if (rc != KDH_OK) {
+    if (rc == KDH_ENOTCACHED) {
         *rcp = rc;
+        return 0;
+    }
+    if (rc != KDH_OK) { /* unreadable code: not a return address we can vouch for */
+        c->stop = KDH_UNWIND_RUNNING;
         return 0;
     }
     if (b[2] == 0xe8)
@@ -118,8 +122,13 @@ int uw_x86_step(uw_ctx_t *c, const kdh_unwind_module_t *m, kdh_unwind_regs_t *r,
         uint64_t left = m->base + m->size - r->pc;
         uint32_t n = left < 3 ? (uint32_t)left : 3;
         memset(b, 0, sizeof b);
-        if ((rc = uw_read_now(c, r->pc, b, n, 0)) != KDH_OK)
+        rc = uw_read_now(c, r->pc, b, n, 0);
+        if (rc == KDH_ENOTCACHED)
             return rc;
+        if (rc != KDH_OK) { /* code unreadable: skip the prolog check, the chain may do */
+            c->stop = KDH_UNWIND_RUNNING;
+            memset(b, 0, sizeof b);
+        }
         int k = -1;
         if (b[0] == 0x55 || (b[0] == 0x8b && b[1] == 0xff && b[2] == 0x55) || b[0] == 0xc3 ||
             b[0] == 0xc2)
