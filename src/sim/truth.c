@@ -1,0 +1,164 @@
+/* truth.c: the machine's own record of the call stack and the ground-truth file built from it.
+ * A code hook sees every instruction: a call pushes its return address onto a shadow stack, a
+ * ret pops back to the entry matching the address it returns to (so tail jumps, __chkstk's
+ * push/ret and unbalanced paths stay right). No unwinding is involved, which makes the record an
+ * independent oracle for the host's unwinder.
+ *
+ * Ground truth: one JSON line per breakpoint stop (PoolHitTag, special pool, patched 0xCC):
+ *   {"seq","boot","time_ns","cpu","thread","pc","kind":"alloc"|"free"|"break","tag","tag_u32",
+ *    "size","requested","block","stack":[{"module","rva"}...],"regs":{...}}
+ * stack is innermost first: frame 0 is the int 3 itself, then return addresses (as `k` shows
+ * them), ending at the return into nt!PspSystemThreadStartup's frame. size = bytes the pool
+ * tracker counts; requested = bytes asked for (alloc) or usable (free); addresses are hex
+ * strings (sign-extended on x86); regs = the callee-saved values the item started with (what an
+ * unwinder must recover in the outermost frame). */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "machine_int.h"
+
+static int is_prefix(uint8_t b, int x64)
+{
+    switch (b) {
+    case 0x66: case 0x67: case 0xF2: case 0xF3: case 0x2E: case 0x3E: case 0x26: case 0x36:
+    case 0x64: case 0x65: case 0xF0:
+        return 1;
+    default:
+        return x64 && (b & 0xF0) == 0x40;
+    }
+}
+
+void sim_shadow_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user)
+{
+    sim_machine_t *m = user;
+    m->insns++;
+    if (size == 0 || size > 15)
+        return;
+    const uint8_t *p = sim_mem_host(m, address, size);
+    if (!p)
+        return;
+    int x64 = m->arch == SIM_ARCH_X64;
+    uint32_t i = 0;
+    while (i < size && is_prefix(p[i], x64))
+        i++;
+    if (i >= size)
+        return;
+    uint8_t op = p[i];
+    int call = op == 0xE8 || (op == 0xFF && i + 1 < size && ((p[i + 1] >> 3) & 7) == 2);
+    if (call) {
+        if (m->shadow_depth < SIM_SHADOW_MAX)
+            m->shadow[m->shadow_depth].ret = address + size;
+        m->shadow_depth++;  /* counted past the cap so the pops stay balanced */
+        return;
+    }
+    if (op != 0xC3 && op != 0xC2)
+        return;
+    uint64_t sp = 0, target = 0;
+    uc_reg_read(uc, x64 ? UC_X86_REG_RSP : UC_X86_REG_ESP, &sp);
+    if (!x64)
+        sp &= 0xffffffffu;
+    if (sim_mem_get_ptr(m, sp, &target) != KDH_OK)
+        return;
+    int top = m->shadow_depth < SIM_SHADOW_MAX ? m->shadow_depth : SIM_SHADOW_MAX;
+    for (int k = top - 1; k >= 0; k--) {
+        if (m->shadow[k].ret == target) {
+            m->shadow_depth = k;
+            return;
+        }
+    }
+}
+
+static json_t *hex(const sim_machine_t *m, uint64_t v)
+{
+    char b[24];
+    snprintf(b, sizeof b, "0x%llx", (unsigned long long)sim_report_addr(m, v));
+    return json_string(b);
+}
+
+static json_t *frame(const sim_machine_t *m, uint64_t va)
+{
+    const sim_image_t *im = sim_image_by_addr(m, va);
+    if (!im)
+        return json_pack("{s:n,s:o}", "module", "addr", hex(m, va));
+    return json_pack("{s:s,s:I}", "module", im->name, "rva", (json_int_t)(va - im->base));
+}
+
+static void tag_text(uint32_t tag, char out[5])
+{
+    for (int i = 0; i < 4; i++) {
+        uint8_t c = (uint8_t)(tag >> (8 * i));
+        out[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    out[4] = 0;
+}
+
+int sim_truth_write(sim_machine_t *m, const sim_stop_t *stop, kdh_err_t *err)
+{
+    if (!m->truth)
+        return KDH_OK;
+    uint64_t op[5] = {0};
+    for (int i = 0; i < 5; i++)
+        sim_mem_get_ptr(m, m->current_pool_op + (uint64_t)i * m->psize, &op[i]);
+    const char *kind = op[0] == 1 ? "alloc" : op[0] == 2 ? "free" : "break";
+    uint64_t pc = m->cpus[stop->cpu].regs.rip;
+
+    json_t *stack = json_array();
+    json_array_append_new(stack, frame(m, pc));
+    int depth = m->shadow_depth < SIM_SHADOW_MAX ? m->shadow_depth : SIM_SHADOW_MAX;
+    for (int k = depth - 1; k >= 0; k--)
+        json_array_append_new(stack, frame(m, m->shadow[k].ret));
+
+    json_t *regs = json_object();
+    if (m->arch == SIM_ARCH_X64) {
+        static const char *const names[8] = {"rbx", "rbp", "rsi", "rdi", "r12", "r13", "r14", "r15"};
+        for (int i = 0; i < 8; i++) {
+            char b[24];
+            snprintf(b, sizeof b, "0x%llx", (unsigned long long)m->seeds.v[i]);
+            json_object_set_new(regs, names[i], json_string(b));
+        }
+        for (int i = 0; i < 10; i++) {
+            char n[8], b[40];
+            snprintf(n, sizeof n, "xmm%d", 6 + i);
+            snprintf(b, sizeof b, "0x%016llx%016llx", (unsigned long long)m->seeds.xmm_hi[i],
+                     (unsigned long long)m->seeds.xmm_lo[i]);
+            json_object_set_new(regs, n, json_string(b));
+        }
+    } else {
+        static const char *const names[4] = {"ebx", "ebp", "esi", "edi"};
+        for (int i = 0; i < 4; i++) {
+            char b[16];
+            snprintf(b, sizeof b, "0x%x", (unsigned)m->seeds.v[i]);
+            json_object_set_new(regs, names[i], json_string(b));
+        }
+    }
+
+    char tag[5];
+    tag_text((uint32_t)op[1], tag);
+    json_t *line = json_pack("{s:I,s:I,s:I,s:i,s:o,s:o,s:s}", "seq", (json_int_t)++m->truth_seq,
+                             "boot", (json_int_t)m->boot, "time_ns", (json_int_t)m->now_ns, "cpu", stop->cpu,
+                             "thread", hex(m, m->cpus[stop->cpu].current_thread), "pc", hex(m, pc), "kind", kind);
+    if (!line) {
+        json_decref(stack);
+        json_decref(regs);
+        return kdh_err_set(err, KDH_ENOMEM, "kdsim: out of memory writing ground truth");
+    }
+    if (op[0] == 1 || op[0] == 2) {
+        json_object_set_new(line, "tag", json_string(tag));
+        json_object_set_new(line, "tag_u32", json_integer((json_int_t)(uint32_t)op[1]));
+        json_object_set_new(line, "size", json_integer((json_int_t)op[2]));
+        json_object_set_new(line, "requested", json_integer((json_int_t)op[3]));
+        json_object_set_new(line, "block", hex(m, op[4]));
+    }
+    json_object_set_new(line, "stack", stack);
+    json_object_set_new(line, "regs", regs);
+    char *text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(line);
+    if (!text)
+        return kdh_err_set(err, KDH_ENOMEM, "kdsim: out of memory writing ground truth");
+    int bad = fprintf(m->truth, "%s\n", text) < 0 || fflush(m->truth) != 0;
+    free(text);
+    if (bad)
+        return kdh_err_set(err, KDH_EIO, "kdsim: cannot write ground truth to %s", m->truth_path);
+    return KDH_OK;
+}
