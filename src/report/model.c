@@ -144,11 +144,14 @@ static int sym_module(const char *sym, char *out, size_t cap)
 /* Kernel, HAL and the pool allocator itself (Driver Verifier's thunks): never "the driver". */
 static int is_system_module(const char *m)
 {
-    static const char *const names[] = {"nt",       "hal",      "halmacpi", "halacpi",  "halaacpi",
-                                        "halapic",  "halmps",   "halamps",  "verifier", "VerifierExt",
-                                        "ntoskrnl", "ntkrnlmp", "ntkrnlpa", "ntkrpamp", "ntkrla57"};
-    for (size_t i = 0; i < KDH_ARRAY_LEN(names); i++)
-        if (strcasecmp(m, names[i]) == 0)
+    static const char *const exact[] = {"nt",      "hal",    "halmacpi", "halacpi",  "halaacpi",
+                                        "halapic", "halmps", "halamps",  "verifier", "VerifierExt"};
+    static const char *const prefix[] = {"ntoskrnl", "ntkrnl", "ntkrpa", "ntkrla"};
+    for (size_t i = 0; i < KDH_ARRAY_LEN(exact); i++)
+        if (strcasecmp(m, exact[i]) == 0)
+            return 1;
+    for (size_t i = 0; i < KDH_ARRAY_LEN(prefix); i++)
+        if (strncasecmp(m, prefix[i], strlen(prefix[i])) == 0)
             return 1;
     return 0;
 }
