@@ -1,0 +1,855 @@
+/* KD session: the request queue (one manipulate request on the wire at a time, its reply
+ * matched by ApiNumber), split transfers, the GetContextEx/SetContextEx fallback, the stop
+ * state, and answers to the target's own prompts. The contract is in include/kdh/kd.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kdh/kd.h"
+
+#define KDH_KD_PENDING 1
+#define WRITE_MAX (KDH_WIRE_PACKET_MAX - KDH_WIRE_MANIP_SIZE)
+#define CTX_FLAGS_OFF_AMD64 0x30u
+#define CTX_FLAGS_OFF_X86 0x00u
+
+struct kdh_kd {
+    kdh_kd_cfg_t cfg;
+    kdh_link_t *link;
+    kdh_kd_stats_t st;
+
+    kdh_kd_req_t *head, *tail;
+    int on_wire;        /* head's packet is being sent (link send outstanding) */
+    int awaiting_reply; /* head's packet was ACKed; its reply is due by reply_due */
+    uint64_t reply_due;
+
+    /* An answer the session owes the target (DbgPrompt reply, declined file open); it goes out
+     * before the next request. */
+    int owed;
+    uint16_t owed_type;
+    uint8_t owed_buf[KDH_WIRE_FILE_IO_SIZE];
+    size_t owed_len;
+    int owed_on_wire;
+
+    int stopped;
+    uint64_t stop_serial;
+    uint8_t sc_raw[KDH_WIRE_PACKET_MAX];
+    size_t sc_len;
+    kdh_wire_state_change_t sc;
+
+    int ctx_ex_unsupported;
+    uint8_t ctx_cache[KDH_WIRE_CONTEXT_AMD64_SIZE];
+    int ctx_cache_valid;
+    unsigned ctx_cache_cpu;
+    uint64_t ctx_cache_serial;
+
+    uv_timer_t timer;
+    int has_timer;
+};
+
+static uint64_t now_ms(kdh_kd_t *kd)
+{
+    if (kd->cfg.link.now)
+        return kd->cfg.link.now(kd->cfg.link_ctx);
+    return uv_now(kd->cfg.link.loop);
+}
+
+static void pump(kdh_kd_t *kd);
+
+/* ---- completion ------------------------------------------------------------------------------ */
+
+static void finish(kdh_kd_t *kd, kdh_kd_req_t *req, int status)
+{
+    if (kd->head == req) {
+        kd->head = req->next;
+        if (!kd->head)
+            kd->tail = NULL;
+        kd->on_wire = 0;
+        kd->awaiting_reply = 0;
+    }
+    req->next = NULL;
+    req->status = status;
+    if (status == KDH_OK)
+        kdh_err_clear(&req->err);
+    else if (req->err.code == KDH_OK)
+        kdh_err_set(&req->err, status, "KD request 0x%04x: %s", req->m.api, kdh_strerror(status));
+    if (req->done)
+        req->done(kd, req);
+}
+
+static void fail(kdh_kd_t *kd, kdh_kd_req_t *req, int status, const char *msg)
+{
+    kdh_err_set(&req->err, status, "%s", msg);
+    finish(kd, req, status);
+}
+
+static void fail_all(kdh_kd_t *kd, int status, const char *msg)
+{
+    while (kd->head)
+        fail(kd, kd->head, status, msg);
+}
+
+/* ---- timer --------------------------------------------------------------------------------- */
+
+static void reply_timeout(kdh_kd_t *kd)
+{
+    kdh_kd_req_t *req = kd->head;
+    if (!req || !kd->awaiting_reply || now_ms(kd) < kd->reply_due)
+        return;
+    kdh_err_set(&req->err, KDH_ETIMEDOUT,
+                "no reply to KD request 0x%04x within %u ms (the target ACKed it)", req->m.api,
+                kd->cfg.reply_timeout_ms);
+    finish(kd, req, KDH_ETIMEDOUT);
+    pump(kd);
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    kdh_kd_t *kd = t->data;
+    reply_timeout(kd);
+}
+
+static void arm_timer(kdh_kd_t *kd)
+{
+    if (!kd->has_timer)
+        return;
+    uv_timer_stop(&kd->timer);
+    if (kd->awaiting_reply) {
+        uint64_t now = now_ms(kd);
+        uv_timer_start(&kd->timer, timer_cb, kd->reply_due > now ? kd->reply_due - now : 0, 0);
+    }
+}
+
+void kdh_kd_poll(kdh_kd_t *kd)
+{
+    kdh_link_poll(kd->link);
+    reply_timeout(kd);
+}
+
+/* ---- sending --------------------------------------------------------------------------------- */
+
+static size_t ctx_size(const kdh_kd_t *kd)
+{
+    return kd->cfg.arch == KDH_WIRE_ARCH_X86 ? KDH_WIRE_CONTEXT_X86_SIZE
+                                             : KDH_WIRE_CONTEXT_AMD64_SIZE;
+}
+
+static int ctx_cache_ok(const kdh_kd_t *kd, unsigned cpu)
+{
+    return kd->ctx_cache_valid && kd->ctx_cache_cpu == cpu && kd->ctx_cache_serial == kd->stop_serial;
+}
+
+static void on_sent(void *ctx, int status);
+
+static void send_manip(kdh_kd_t *kd, const kdh_wire_manip_t *m, const uint8_t *data, size_t len)
+{
+    uint8_t hdr[KDH_WIRE_MANIP_SIZE];
+    kdh_err_t err;
+    kdh_wire_manip_encode(m, kd->cfg.arch, hdr);
+    kd->on_wire = 1;
+    kd->st.requests++;
+    int rc = kdh_link_send(kd->link, KDH_WIRE_TYPE_STATE_MANIPULATE, hdr, sizeof hdr, data, len,
+                           on_sent, kd, &err);
+    if (rc != KDH_OK) {
+        kd->on_wire = 0;
+        fail(kd, kd->head, rc, err.msg);
+    }
+}
+
+/* Serves a context slice from the per-stop copy, if the copy is current. */
+static int serve_slice_from_cache(kdh_kd_t *kd, kdh_kd_req_t *req)
+{
+    if (!ctx_cache_ok(kd, req->m.processor))
+        return 0;
+    memcpy(req->out, kd->ctx_cache + req->address, req->out_cap);
+    req->out_len = req->out_cap;
+    finish(kd, req, KDH_OK);
+    return 1;
+}
+
+static void start_full_get(kdh_kd_t *kd, kdh_kd_req_t *req)
+{
+    kdh_wire_manip_t m;
+    memset(&m, 0, sizeof m);
+    m.api = KDH_WIRE_API_GET_CONTEXT;
+    m.processor = req->m.processor;
+    m.return_status = KDH_WIRE_STATUS_PENDING;
+    send_manip(kd, &m, NULL, 0);
+}
+
+static void start_full_set(kdh_kd_t *kd, kdh_kd_req_t *req)
+{
+    kdh_wire_manip_t m;
+    memset(&m, 0, sizeof m);
+    m.api = KDH_WIRE_API_SET_CONTEXT;
+    m.processor = req->m.processor;
+    m.return_status = KDH_WIRE_STATUS_PENDING;
+    memcpy(kd->ctx_cache + req->address, req->data, req->data_len);
+    uint32_t off = kd->cfg.arch == KDH_WIRE_ARCH_X86 ? CTX_FLAGS_OFF_X86 : CTX_FLAGS_OFF_AMD64;
+    m.u.set_context.context_flags = kdh_get_u32(kd->ctx_cache + off);
+    send_manip(kd, &m, kd->ctx_cache, ctx_size(kd));
+}
+
+/* Puts the next packet of the head request on the wire. */
+static void start_head(kdh_kd_t *kd)
+{
+    kdh_kd_req_t *req = kd->head;
+    kdh_wire_manip_t m = req->m;
+    m.return_status = KDH_WIRE_STATUS_PENDING;
+
+    switch (req->op) {
+    case KDH_KD_OP_READ_VIRTUAL: {
+        size_t left = req->out_cap - req->cursor;
+        req->chunk = left < KDH_WIRE_READ_MAX ? left : KDH_WIRE_READ_MAX;
+        m.u.mem.address = req->address + req->cursor;
+        m.u.mem.transfer_count = (uint32_t)req->chunk;
+        m.u.mem.actual_count = 0;
+        send_manip(kd, &m, NULL, 0);
+        return;
+    }
+    case KDH_KD_OP_WRITE_VIRTUAL: {
+        size_t left = req->data_len - req->cursor;
+        req->chunk = left < WRITE_MAX ? left : WRITE_MAX;
+        m.u.mem.address = req->address + req->cursor;
+        m.u.mem.transfer_count = (uint32_t)req->chunk;
+        m.u.mem.actual_count = 0;
+        send_manip(kd, &m, req->data + req->cursor, req->chunk);
+        return;
+    }
+    case KDH_KD_OP_GET_CONTEXT_EX:
+        if (serve_slice_from_cache(kd, req))
+            return;
+        if (kd->ctx_ex_unsupported || req->stage == 1) {
+            req->stage = 1;
+            start_full_get(kd, req);
+            return;
+        }
+        m.u.context_ex.offset = (uint32_t)req->address;
+        m.u.context_ex.byte_count = (uint32_t)req->out_cap;
+        m.u.context_ex.bytes_copied = 0;
+        send_manip(kd, &m, NULL, 0);
+        return;
+    case KDH_KD_OP_SET_CONTEXT_EX:
+        if (kd->ctx_ex_unsupported && req->stage == 0)
+            req->stage = 1;
+        if (req->stage >= 1) {
+            /* SetContext needs a GetContext in the same stop, and a whole CONTEXT. */
+            if (ctx_cache_ok(kd, req->m.processor)) {
+                req->stage = 2;
+                start_full_set(kd, req);
+            } else {
+                req->stage = 1;
+                start_full_get(kd, req);
+            }
+            return;
+        }
+        m.u.context_ex.offset = (uint32_t)req->address;
+        m.u.context_ex.byte_count = (uint32_t)req->data_len;
+        m.u.context_ex.bytes_copied = 0;
+        send_manip(kd, &m, req->data, req->data_len);
+        return;
+    default:
+        send_manip(kd, &m, req->data, req->data_len);
+        return;
+    }
+}
+
+static void pump(kdh_kd_t *kd)
+{
+    if (kd->on_wire || kd->owed_on_wire || kd->awaiting_reply || kdh_link_send_pending(kd->link))
+        return;
+    if (kd->owed) {
+        kdh_err_t err;
+        kd->owed_on_wire = 1;
+        if (kdh_link_send(kd->link, kd->owed_type, kd->owed_buf, kd->owed_len, NULL, 0, on_sent,
+                          kd, &err) != KDH_OK) {
+            kd->owed_on_wire = 0; /* not connected: the target asks again after a RESET */
+            kd->owed = 0;
+        }
+        return;
+    }
+    while (kd->head && !kd->on_wire) {
+        kdh_kd_req_t *req = kd->head;
+        if (!kd->stopped) {
+            fail(kd, req, KDH_EINVAL, "the target is running: break in before sending requests");
+            continue;
+        }
+        start_head(kd);
+    }
+}
+
+static void on_sent(void *ctx, int status)
+{
+    kdh_kd_t *kd = ctx;
+    if (kd->owed_on_wire) {
+        kd->owed_on_wire = 0;
+        kd->owed = 0;
+        pump(kd);
+        return;
+    }
+    kd->on_wire = 0;
+    kdh_kd_req_t *req = kd->head;
+    if (!req)
+        return;
+    if (status != KDH_OK) {
+        fail(kd, req, status,
+             status == KDH_ECANCELED
+                 ? "the target reset the link during the request; its stop is re-reported"
+                 : "the target did not acknowledge the request (no ACK after retries and a RESET)");
+        pump(kd);
+        return;
+    }
+    if (req->op == KDH_KD_OP_NO_REPLY) {
+        uint32_t api = req->m.api;
+        if (api == KDH_WIRE_API_CONTINUE || api == KDH_WIRE_API_CONTINUE2 ||
+            api == KDH_WIRE_API_SWITCH_PROCESSOR || api == KDH_WIRE_API_REBOOT) {
+            kd->stopped = 0;
+            kd->sc_len = 0;
+        }
+        finish(kd, req, KDH_OK);
+        pump(kd);
+        return;
+    }
+    kd->awaiting_reply = 1;
+    kd->reply_due = now_ms(kd) + kd->cfg.reply_timeout_ms;
+    arm_timer(kd);
+}
+
+/* ---- receiving ------------------------------------------------------------------------------- */
+
+static void reply_failed(kdh_kd_t *kd, kdh_kd_req_t *req, const char *what)
+{
+    kdh_err_set(&req->err, KDH_ETARGET, "%s: the target answered status 0x%08x", what,
+                req->nt_status);
+    finish(kd, req, KDH_ETARGET);
+}
+
+static void copy_out(kdh_kd_req_t *req, size_t at, const uint8_t *data, size_t len)
+{
+    if (at > req->out_cap)
+        return;
+    size_t n = len < req->out_cap - at ? len : req->out_cap - at;
+    memcpy(req->out + at, data, n);
+    req->out_len = at + n;
+}
+
+static void on_reply(kdh_kd_t *kd, kdh_kd_req_t *req, const kdh_wire_manip_t *m,
+                     const uint8_t *data, size_t len)
+{
+    int ok = m->return_status == KDH_WIRE_STATUS_SUCCESS;
+    kd->awaiting_reply = 0;
+    arm_timer(kd);
+    req->nt_status = m->return_status;
+
+    switch (req->op) {
+    case KDH_KD_OP_READ_VIRTUAL: {
+        /* A read that stops at an unmapped page fails as a whole but still says how many bytes
+         * it copied: keep them. */
+        size_t got = m->u.mem.actual_count;
+        if (got > req->chunk)
+            got = req->chunk;
+        if (got > len)
+            got = len;
+        copy_out(req, req->cursor, data, got);
+        req->cursor += got;
+        req->out_len = req->cursor;
+        req->m = *m;
+        if (req->cursor == 0 && !ok) {
+            reply_failed(kd, req, "memory read");
+        } else if (got < req->chunk || req->cursor >= req->out_cap) {
+            finish(kd, req, KDH_OK); /* partial reads end at the first short chunk */
+        }
+        break;
+    }
+    case KDH_KD_OP_WRITE_VIRTUAL: {
+        size_t put = m->u.mem.actual_count;
+        if (put > req->chunk)
+            put = req->chunk;
+        req->cursor += put;
+        req->out_len = req->cursor;
+        req->m = *m;
+        if (req->cursor == 0 && !ok)
+            reply_failed(kd, req, "memory write");
+        else if (put < req->chunk || req->cursor >= req->data_len)
+            finish(kd, req, KDH_OK);
+        break;
+    }
+    case KDH_KD_OP_GET_CONTEXT_EX:
+    case KDH_KD_OP_SET_CONTEXT_EX:
+        if (req->stage == 0) {
+            if (ok) {
+                if (req->op == KDH_KD_OP_GET_CONTEXT_EX) {
+                    size_t n = m->u.context_ex.bytes_copied;
+                    copy_out(req, 0, data, n < len ? n : len);
+                    if (req->out_len < req->out_cap) {
+                        kdh_err_set(&req->err, KDH_ECORRUPT,
+                                    "GetContextEx returned %zu of %zu bytes", req->out_len,
+                                    req->out_cap);
+                        finish(kd, req, KDH_ECORRUPT);
+                        break;
+                    }
+                }
+                finish(kd, req, KDH_OK);
+            } else {
+                /* The target lacks the Ex calls: slice full contexts from now on. */
+                kd->ctx_ex_unsupported = 1;
+                kd->st.context_ex_fallbacks++;
+                req->stage = 1;
+            }
+        } else if (req->stage == 1) {
+            if (!ok || len < ctx_size(kd)) {
+                reply_failed(kd, req, "GetContext");
+                break;
+            }
+            memcpy(kd->ctx_cache, data, ctx_size(kd));
+            kd->ctx_cache_valid = 1;
+            kd->ctx_cache_cpu = req->m.processor;
+            kd->ctx_cache_serial = kd->stop_serial;
+            if (req->op == KDH_KD_OP_GET_CONTEXT_EX)
+                serve_slice_from_cache(kd, req);
+            else
+                req->stage = 2;
+        } else {
+            if (ok)
+                finish(kd, req, KDH_OK);
+            else
+                reply_failed(kd, req, "SetContext");
+        }
+        break;
+    default:
+        req->m = *m;
+        copy_out(req, 0, data, len);
+        if (ok)
+            finish(kd, req, KDH_OK);
+        else
+            reply_failed(kd, req, "KD request");
+        break;
+    }
+    pump(kd);
+}
+
+static void owe(kdh_kd_t *kd, uint16_t type, const uint8_t *buf, size_t len)
+{
+    memcpy(kd->owed_buf, buf, len);
+    kd->owed_len = len;
+    kd->owed_type = type;
+    kd->owed = 1;
+    pump(kd);
+}
+
+static void on_debug_io(kdh_kd_t *kd, const uint8_t *p, size_t len)
+{
+    kdh_wire_debug_io_t io;
+    const uint8_t *data;
+    size_t dlen;
+    if (kdh_wire_debug_io_decode(p, len, &io, &data, &dlen, NULL) != KDH_OK)
+        return;
+    if (io.api == KDH_WIRE_API_PRINT_STRING) {
+        kd->st.prints++;
+        size_t n = io.length < dlen ? io.length : dlen;
+        if (kd->cfg.on_print)
+            kd->cfg.on_print(kd->cfg.ctx, io.processor, (const char *)data, n);
+    } else if (io.api == KDH_WIRE_API_GET_STRING) {
+        /* An unattended daemon answers every DbgPrompt with an empty line, so the target
+         * does not wait for a person. */
+        uint8_t out[KDH_WIRE_DEBUG_IO_SIZE];
+        io.length_read = 0;
+        kdh_wire_debug_io_encode(&io, out);
+        owe(kd, KDH_WIRE_TYPE_DEBUG_IO, out, sizeof out);
+    }
+}
+
+static void on_file_io(kdh_kd_t *kd, const uint8_t *p, size_t len)
+{
+    kdh_wire_file_io_t io;
+    if (kdh_wire_file_io_decode(p, len, &io, NULL, NULL, NULL) != KDH_OK)
+        return;
+    /* We serve no .kdfiles: decline, or the target retries. */
+    io.status = KDH_WIRE_STATUS_NO_SUCH_FILE;
+    uint8_t out[KDH_WIRE_FILE_IO_SIZE];
+    kdh_wire_file_io_encode(&io, out);
+    owe(kd, KDH_WIRE_TYPE_FILE_IO, out, sizeof out);
+}
+
+static void on_state_change(kdh_kd_t *kd, const uint8_t *p, size_t len)
+{
+    kdh_wire_state_change_t sc;
+    if (len > sizeof kd->sc_raw ||
+        kdh_wire_state_change_decode(p, len, kd->cfg.arch, &sc, NULL) != KDH_OK)
+        return;
+    /* A request still waiting belonged to a stop the target has now re-reported. */
+    if (kd->head && (kd->awaiting_reply || kd->on_wire)) {
+        kd->awaiting_reply = 0;
+        arm_timer(kd);
+        fail(kd, kd->head, KDH_ECANCELED, "the target reported a new stop during the request");
+    }
+    memcpy(kd->sc_raw, p, len);
+    kd->sc_len = len;
+    kdh_wire_state_change_decode(kd->sc_raw, kd->sc_len, kd->cfg.arch, &kd->sc, NULL);
+    kd->stopped = 1;
+    kd->stop_serial++;
+    kd->st.state_changes++;
+    if (kd->cfg.on_state_change)
+        kd->cfg.on_state_change(kd->cfg.ctx, &kd->sc);
+    pump(kd);
+}
+
+static void on_packet(void *ctx, uint16_t type, uint32_t id, const uint8_t *p, size_t len)
+{
+    kdh_kd_t *kd = ctx;
+    (void)id;
+    switch (type) {
+    case KDH_WIRE_TYPE_STATE_MANIPULATE: {
+        kdh_wire_manip_t m;
+        const uint8_t *data;
+        size_t dlen;
+        if (kdh_wire_manip_decode(p, len, kd->cfg.arch, &m, &data, &dlen, NULL) != KDH_OK)
+            return;
+        kdh_kd_req_t *req = kd->head;
+        uint32_t want = 0;
+        if (req && kd->awaiting_reply) {
+            want = req->m.api;
+            if (req->op == KDH_KD_OP_GET_CONTEXT_EX || req->op == KDH_KD_OP_SET_CONTEXT_EX) {
+                if (req->stage == 1)
+                    want = KDH_WIRE_API_GET_CONTEXT;
+                else if (req->stage == 2)
+                    want = KDH_WIRE_API_SET_CONTEXT;
+            }
+        }
+        if (!req || !kd->awaiting_reply || m.api != want) {
+            kd->st.stray_replies++;
+            return;
+        }
+        kd->st.replies++;
+        on_reply(kd, req, &m, data, dlen);
+        return;
+    }
+    case KDH_WIRE_TYPE_STATE_CHANGE64:
+        on_state_change(kd, p, len);
+        return;
+    case KDH_WIRE_TYPE_DEBUG_IO:
+        on_debug_io(kd, p, len);
+        return;
+    case KDH_WIRE_TYPE_FILE_IO:
+        on_file_io(kd, p, len);
+        return;
+    default:
+        return;
+    }
+}
+
+static void on_link_event(void *ctx, const kdh_link_event_t *ev)
+{
+    kdh_kd_t *kd = ctx;
+    if (kd->cfg.on_link_event)
+        kd->cfg.on_link_event(kd->cfg.ctx, ev);
+}
+
+static int link_write(void *ctx, const uint8_t *buf, size_t len)
+{
+    kdh_kd_t *kd = ctx;
+    return kd->cfg.link.write(kd->cfg.link_ctx, buf, len);
+}
+
+static uint64_t link_now(void *ctx)
+{
+    kdh_kd_t *kd = ctx;
+    return kd->cfg.link.now(kd->cfg.link_ctx);
+}
+
+/* ---- lifetime and state ---------------------------------------------------------------------- */
+
+int kdh_kd_new(kdh_kd_t **out, const kdh_kd_cfg_t *cfg, kdh_err_t *err)
+{
+    *out = NULL;
+    if (!cfg->link.write || (!cfg->link.loop && !cfg->link.now))
+        return kdh_err_set(err, KDH_EINVAL, "KD session needs a write function and a loop or clock");
+    kdh_kd_t *kd = calloc(1, sizeof *kd);
+    if (!kd)
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory for the KD session");
+    kd->cfg = *cfg;
+    if (!kd->cfg.reply_timeout_ms)
+        kd->cfg.reply_timeout_ms = 5000;
+    kdh_link_cfg_t lc = cfg->link;
+    lc.write = link_write;
+    lc.now = cfg->link.now ? link_now : NULL;
+    lc.on_packet = on_packet;
+    lc.on_event = on_link_event;
+    lc.ctx = kd;
+    int rc = kdh_link_new(&kd->link, &lc, err);
+    if (rc != KDH_OK) {
+        free(kd);
+        return rc;
+    }
+    if (cfg->link.loop) {
+        uv_timer_init(cfg->link.loop, &kd->timer);
+        kd->timer.data = kd;
+        kd->has_timer = 1;
+    }
+    *out = kd;
+    return KDH_OK;
+}
+
+static void free_timer_cb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void kdh_kd_free(kdh_kd_t *kd)
+{
+    if (!kd)
+        return;
+    fail_all(kd, KDH_ECANCELED, "the KD session was closed");
+    kdh_link_free(kd->link);
+    if (kd->has_timer) {
+        uv_timer_stop(&kd->timer);
+        uv_close((uv_handle_t *)&kd->timer, free_timer_cb);
+    } else {
+        free(kd);
+    }
+}
+
+kdh_link_t *kdh_kd_link(kdh_kd_t *kd) { return kd->link; }
+
+int kdh_kd_connect(kdh_kd_t *kd, int breakin, kdh_err_t *err)
+{
+    kd->stopped = 0;
+    return kdh_link_connect(kd->link, breakin, err);
+}
+
+int kdh_kd_break(kdh_kd_t *kd, kdh_err_t *err) { return kdh_link_break(kd->link, err); }
+
+void kdh_kd_feed(kdh_kd_t *kd, const uint8_t *buf, size_t len) { kdh_link_feed(kd->link, buf, len); }
+
+void kdh_kd_set_arch(kdh_kd_t *kd, kdh_wire_arch_t arch)
+{
+    kd->cfg.arch = arch;
+    if (kd->sc_len)
+        kdh_wire_state_change_decode(kd->sc_raw, kd->sc_len, arch, &kd->sc, NULL);
+}
+
+kdh_wire_arch_t kdh_kd_arch(const kdh_kd_t *kd) { return kd->cfg.arch; }
+int kdh_kd_stopped(const kdh_kd_t *kd) { return kd->stopped; }
+uint64_t kdh_kd_stop_serial(const kdh_kd_t *kd) { return kd->stop_serial; }
+const kdh_wire_state_change_t *kdh_kd_state(const kdh_kd_t *kd) { return kd->stopped ? &kd->sc : NULL; }
+const kdh_kd_stats_t *kdh_kd_stats(const kdh_kd_t *kd) { return &kd->st; }
+int kdh_kd_context_ex_unsupported(const kdh_kd_t *kd) { return kd->ctx_ex_unsupported; }
+size_t kdh_kd_context_size(const kdh_kd_t *kd) { return ctx_size(kd); }
+
+/* ---- request helpers ------------------------------------------------------------------------- */
+
+static void enqueue(kdh_kd_t *kd, kdh_kd_req_t *req)
+{
+    req->status = KDH_KD_PENDING;
+    req->next = NULL;
+    req->cursor = 0;
+    req->out_len = 0;
+    req->stage = 0;
+    req->nt_status = 0;
+    kdh_err_clear(&req->err);
+    if (kd->tail)
+        kd->tail->next = req;
+    else
+        kd->head = req;
+    kd->tail = req;
+    pump(kd);
+}
+
+static void prep(kdh_kd_req_t *req, int op, uint32_t api, unsigned processor, kdh_kd_done_cb done,
+                 void *user)
+{
+    memset(req, 0, sizeof *req);
+    req->op = op;
+    req->m.api = api;
+    req->m.processor = (uint16_t)processor;
+    req->done = done;
+    req->user = user;
+}
+
+static void reject(kdh_kd_t *kd, kdh_kd_req_t *req, const char *msg)
+{
+    (void)kd;
+    kdh_err_set(&req->err, KDH_EINVAL, "%s", msg);
+    req->status = KDH_EINVAL;
+    if (req->done)
+        req->done(kd, req);
+}
+
+void kdh_kd_get_version(kdh_kd_t *kd, kdh_kd_req_t *req, kdh_kd_done_cb done, void *user)
+{
+    prep(req, KDH_KD_OP_PLAIN, KDH_WIRE_API_GET_VERSION, 0, done, user);
+    enqueue(kd, req);
+}
+
+void kdh_kd_read_virtual(kdh_kd_t *kd, kdh_kd_req_t *req, uint64_t va, void *buf, size_t len,
+                         kdh_kd_done_cb done, void *user)
+{
+    prep(req, KDH_KD_OP_READ_VIRTUAL, KDH_WIRE_API_READ_VIRTUAL_MEMORY, 0, done, user);
+    req->address = va;
+    req->out = buf;
+    req->out_cap = len;
+    if (len == 0) {
+        req->status = KDH_OK;
+        if (done)
+            done(kd, req);
+        return;
+    }
+    enqueue(kd, req);
+}
+
+void kdh_kd_write_virtual(kdh_kd_t *kd, kdh_kd_req_t *req, uint64_t va, const void *buf,
+                          size_t len, kdh_kd_done_cb done, void *user)
+{
+    prep(req, KDH_KD_OP_WRITE_VIRTUAL, KDH_WIRE_API_WRITE_VIRTUAL_MEMORY, 0, done, user);
+    req->address = va;
+    req->data = buf;
+    req->data_len = len;
+    if (len == 0) {
+        req->status = KDH_OK;
+        if (done)
+            done(kd, req);
+        return;
+    }
+    enqueue(kd, req);
+}
+
+void kdh_kd_get_context(kdh_kd_t *kd, kdh_kd_req_t *req, unsigned processor, void *buf,
+                        size_t cap, kdh_kd_done_cb done, void *user)
+{
+    prep(req, KDH_KD_OP_PLAIN, KDH_WIRE_API_GET_CONTEXT, processor, done, user);
+    req->out = buf;
+    req->out_cap = cap;
+    enqueue(kd, req);
+}
+
+void kdh_kd_set_context(kdh_kd_t *kd, kdh_kd_req_t *req, unsigned processor, const void *ctx,
+                        size_t len, kdh_kd_done_cb done, void *user)
+{
+    prep(req, KDH_KD_OP_PLAIN, KDH_WIRE_API_SET_CONTEXT, processor, done, user);
+    uint32_t off = kd->cfg.arch == KDH_WIRE_ARCH_X86 ? CTX_FLAGS_OFF_X86 : CTX_FLAGS_OFF_AMD64;
+    if (len < ctx_size(kd)) {
+        reject(kd, req, "SetContext needs a whole CONTEXT");
+        return;
+    }
+    req->m.u.set_context.context_flags = kdh_get_u32((const uint8_t *)ctx + off);
+    req->data = ctx;
+    req->data_len = ctx_size(kd);
+    enqueue(kd, req);
+}
+
+void kdh_kd_get_context_slice(kdh_kd_t *kd, kdh_kd_req_t *req, unsigned processor,
+                              uint32_t offset, void *buf, size_t len, kdh_kd_done_cb done,
+                              void *user)
+{
+    prep(req, KDH_KD_OP_GET_CONTEXT_EX, KDH_WIRE_API_GET_CONTEXT_EX, processor, done, user);
+    if (!len || !kdh_in_bounds(offset, len, ctx_size(kd))) {
+        reject(kd, req, "CONTEXT slice outside the CONTEXT");
+        return;
+    }
+    req->address = offset;
+    req->out = buf;
+    req->out_cap = len;
+    enqueue(kd, req);
+}
+
+void kdh_kd_set_context_slice(kdh_kd_t *kd, kdh_kd_req_t *req, unsigned processor,
+                              uint32_t offset, const void *buf, size_t len, kdh_kd_done_cb done,
+                              void *user)
+{
+    prep(req, KDH_KD_OP_SET_CONTEXT_EX, KDH_WIRE_API_SET_CONTEXT_EX, processor, done, user);
+    if (!len || !kdh_in_bounds(offset, len, ctx_size(kd))) {
+        reject(kd, req, "CONTEXT slice outside the CONTEXT");
+        return;
+    }
+    req->address = offset;
+    req->data = buf;
+    req->data_len = len;
+    enqueue(kd, req);
+}
+
+void kdh_kd_read_control(kdh_kd_t *kd, kdh_kd_req_t *req, unsigned processor, uint64_t selector,
+                         void *buf, size_t len, kdh_kd_done_cb done, void *user)
+{
+    prep(req, KDH_KD_OP_PLAIN, KDH_WIRE_API_READ_CONTROL_SPACE, processor, done, user);
+    if (len > KDH_WIRE_READ_MAX) {
+        reject(kd, req, "control space reads are limited to one packet");
+        return;
+    }
+    req->m.u.mem.address = selector;
+    req->m.u.mem.transfer_count = (uint32_t)len;
+    req->out = buf;
+    req->out_cap = len;
+    enqueue(kd, req);
+}
+
+void kdh_kd_write_breakpoint(kdh_kd_t *kd, kdh_kd_req_t *req, uint64_t va, kdh_kd_done_cb done,
+                             void *user)
+{
+    prep(req, KDH_KD_OP_PLAIN, KDH_WIRE_API_WRITE_BREAKPOINT, 0, done, user);
+    req->m.u.write_bp.address = va;
+    enqueue(kd, req);
+}
+
+void kdh_kd_restore_breakpoint(kdh_kd_t *kd, kdh_kd_req_t *req, uint32_t handle,
+                               kdh_kd_done_cb done, void *user)
+{
+    prep(req, KDH_KD_OP_PLAIN, KDH_WIRE_API_RESTORE_BREAKPOINT, 0, done, user);
+    req->m.u.restore_bp.handle = handle;
+    enqueue(kd, req);
+}
+
+void kdh_kd_continue(kdh_kd_t *kd, kdh_kd_req_t *req, uint32_t status, int trace, uint64_t dr7,
+                     kdh_kd_done_cb done, void *user)
+{
+    prep(req, KDH_KD_OP_NO_REPLY, KDH_WIRE_API_CONTINUE2, 0, done, user);
+    req->m.u.cont2.status = status;
+    req->m.u.cont2.trace_flag = trace ? 1 : 0;
+    req->m.u.cont2.dr7 = dr7;
+    req->m.u.cont2.symbol_start = 1; /* "no change" */
+    req->m.u.cont2.symbol_end = 0;
+    enqueue(kd, req);
+}
+
+void kdh_kd_switch_processor(kdh_kd_t *kd, kdh_kd_req_t *req, unsigned processor,
+                             kdh_kd_done_cb done, void *user)
+{
+    prep(req, KDH_KD_OP_NO_REPLY, KDH_WIRE_API_SWITCH_PROCESSOR, processor, done, user);
+    enqueue(kd, req);
+}
+
+void kdh_kd_clear_internal_breakpoints(kdh_kd_t *kd, kdh_kd_req_t *req, kdh_kd_done_cb done,
+                                       void *user)
+{
+    prep(req, KDH_KD_OP_NO_REPLY, KDH_WIRE_API_CLEAR_ALL_INTERNAL_BREAKPOINTS, 0, done, user);
+    enqueue(kd, req);
+}
+
+/* ---- blocking helpers for one-target tools ---------------------------------------------------- */
+
+int kdh_kd_wait(kdh_kd_t *kd, kdh_kd_req_t *req)
+{
+    while (req->status == KDH_KD_PENDING)
+        uv_run(kd->cfg.link.loop, UV_RUN_ONCE);
+    return req->status;
+}
+
+static void wake_cb(uv_timer_t *t)
+{
+    *(int *)t->data = 1;
+}
+
+int kdh_kd_wait_stop(kdh_kd_t *kd, unsigned timeout_ms, kdh_err_t *err)
+{
+    int expired = 0;
+    uv_timer_t t;
+    uv_timer_init(kd->cfg.link.loop, &t);
+    t.data = &expired;
+    uv_timer_start(&t, wake_cb, timeout_ms, 0);
+    while (!kd->stopped && !expired)
+        uv_run(kd->cfg.link.loop, UV_RUN_ONCE);
+    uv_timer_stop(&t);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(kd->cfg.link.loop, UV_RUN_NOWAIT); /* let the close finish before t goes away */
+    if (kd->stopped)
+        return KDH_OK;
+    return kdh_err_set(err, KDH_ETIMEDOUT, "the target did not report a stop within %u ms",
+                       timeout_ms);
+}
