@@ -81,7 +81,8 @@ int kdh_ingest_parse_callsite(kdh_ingest_patterns_t *p, const char *s, size_t le
     const char *g;
     size_t gl;
     len = rtrim(s, len);
-    if (!len || !kdh_ingest_match(p, PAT_CALLSITE, s, len, &ov))
+    /* NUL bytes are line noise, never part of a symbol (and would cut the kept text short) */
+    if (!len || memchr(s, 0, len) || !kdh_ingest_match(p, PAT_CALLSITE, s, len, &ov))
         return KDH_ECORRUPT;
     size_t keep = len < KDH_INGEST_SYM_MAX - 1 ? len : KDH_INGEST_SYM_MAX - 1;
     memcpy(out->sym, s, keep);

@@ -1,0 +1,37 @@
+/* fuzz_ingest_frame.c: libFuzzer harness for the stack-line parser: every layout of one frame
+ * line, the bare callsite grammar, and the streaming parser over the same bytes (so line
+ * assembly, table rows and the state machine see arbitrary input too). */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kdh/ingest.h"
+
+static kdh_ingest_patterns_t *pat;
+static kdh_ingest_parser_t *parser;
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    kdh_err_t err;
+    if (!pat && kdh_ingest_patterns_new(&pat, &err) != 0)
+        return 0;
+    if (!parser && kdh_ingest_parser_new(&parser, KDH_INGEST_AUTO, NULL, &err) != 0)
+        return 0;
+    static kdh_ingest_frame_t f;
+    const char *s = (const char *)data;
+    int lay = kdh_ingest_parse_frame(pat, s, size, KDH_INGEST_L_ALL, &f);
+    if (lay) {
+        /* whatever was accepted must be self-consistent */
+        size_t n = strlen(f.sym);
+        if (n >= KDH_INGEST_SYM_MAX || f.mod_len > n || f.name_off + f.name_len > n)
+            __builtin_trap();
+        if (f.form < KDH_INGEST_CS_SYMBOL || f.form > KDH_INGEST_CS_ADDR)
+            __builtin_trap();
+    }
+    (void)kdh_ingest_parse_callsite(pat, s, size, &f);
+    (void)kdh_ingest_parser_feed(parser, s, size, &err);
+    (void)kdh_ingest_parser_finish(parser, &err);
+    return 0;
+}
