@@ -110,7 +110,7 @@ typedef struct kdh_unwind {
     uint32_t next_flags;       /* F_FRAME0 / F_MACHFRAME / F_SCAN for that frame */
     uint32_t n_frames;
     kdh_unwind_stop_t stop;
-    int stop_code;             /* KDH_E* behind the stop (UNREADABLE, ERROR), else KDH_OK */
+    int stop_code;             /* KDH_E* run() returned for STOP_ERROR, else KDH_OK */
     uint64_t need_va;          /* valid after run() returned KDH_ENOTCACHED */
     uint32_t need_len;
     uint32_t reads;            /* read callbacks made so far (statistics) */

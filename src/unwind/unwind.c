@@ -99,6 +99,11 @@ int uw_read_stack_deferred(uw_ctx_t *c, uint64_t va, void *buf, uint32_t len)
             c->miss_hi = va + len;
         c->stack_miss = 1;
         rc = KDH_OK;
+    } else if (rc != KDH_OK && c->stack_miss) {
+        /* The address may derive from a value not fetched yet (a machine frame's RSP): let
+         * the retry with real values decide whether this memory is really unreadable. */
+        memset(buf, 0, len);
+        return KDH_OK;
     } else if (rc != KDH_OK) {
         c->stop = KDH_UNWIND_STOP_UNREADABLE;
         kdh_err_set(c->err, rc, "stack at 0x%llx (%u bytes) unreadable", (unsigned long long)va,

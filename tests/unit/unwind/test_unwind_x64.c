@@ -72,6 +72,8 @@ static void build(synth_t *s)
     const uint16_t fb[] = {UC(1, 7, 0)};
     synth_info(s, 0x5160, 1, 0, 1, 0, fb, 1, 0, 0, 0);
     synth_rf(s, 0x1900, 0x1940, 0x5160);
+    /* FI: an indirect entry (UnwindData bit 0) naming F7's RUNTIME_FUNCTION (index 7). */
+    synth_rf(s, 0x1980, 0x19C0, (PDATA_RVA + 12 * 7) | 1);
 }
 
 static kdh_unwind_regs_t seed(uint64_t pc, uint64_t sp)
@@ -106,6 +108,33 @@ static int walk(synth_t *s, kdh_unwind_t *u, const kdh_unwind_regs_t *r, uint32_
 }
 
 static kdh_unwind_t U; /* large: keep it off the test's stack */
+static kdh_unwind_t U2;
+
+/* Walks again from an empty cache filled only from `need`; the frames and the final state
+ * must equal those of the walk just made in U. Returns the number of rounds. */
+static int lazy_rounds(synth_t *s, const kdh_unwind_regs_t *r)
+{
+    mv_make_lazy(&s->v);
+    kdh_err_t err;
+    assert_int_equal(kdh_unwind_init(&U2, &U.cfg, r, &err), KDH_OK);
+    kdh_unwind_env_t env = mv_env(&s->v);
+    int rounds = 0, rc;
+    while ((rc = kdh_unwind_run(&U2, &env, &err)) == KDH_ENOTCACHED) {
+        assert_true(U2.need_len > 0 && U2.need_len <= 4096);
+        mv_fill(&s->v, U2.need_va, U2.need_len);
+        assert_true(++rounds < 100);
+    }
+    assert_int_equal(rc, KDH_OK);
+    assert_int_equal(U2.n_frames, U.n_frames);
+    assert_int_equal(U2.stop, U.stop);
+    assert_memory_equal(U2.frames, U.frames, U.n_frames * sizeof U.frames[0]);
+    assert_memory_equal(U2.regs.gpr, U.regs.gpr, sizeof U.regs.gpr);
+    for (int i = 0; i < s->v.n; i++) {
+        free(s->v.r[i].cached);
+        s->v.r[i].cached = NULL;
+    }
+    return rounds;
+}
 
 static void test_all_ops_body(void **state)
 {
@@ -391,6 +420,11 @@ static void test_machine_frames(void **state)
     assert_true(U.frames[0].stack_hi == M + 40);
     assert_int_equal(walk(&s, &U, &r, 1, 0), KDH_OK);
     assert_true(U.regs.gpr[KDH_REG_RBP] == 0xBE);
+    /* The same walk from an empty cache. The machine frame's RSP is read in the same round
+     * as the frame's other slots; counted by hand: .pdata, F6's info, code at pc, F6's stack
+     * span; F3's info, code at pc, its return slot; the leaf's return slot. */
+    assert_int_equal(walk(&s, &U, &r, 64, 0), KDH_OK);
+    assert_int_equal(lazy_rounds(&s, &r), 8);
 
     /* F6b (no error code): interrupted exactly at F3's first byte. A pc-1 lookup would find
      * F1 and unwind garbage; the exact pc applies no F3 code and pops the return address. */
@@ -437,6 +471,11 @@ static void test_chains(void **state)
     assert_true(U.regs.sp == C3 + 0x40 && U.regs.pc == SB + RET_LEAF + 0x80);
     assert_true(U.regs.gpr[KDH_REG_R15] == 0xF15 && U.regs.gpr[KDH_REG_RSI] == 0x5E &&
                 U.regs.gpr[KDH_REG_RBX] == 0xB7);
+    /* An indirect entry: F7's codes all apply to its fragment. */
+    r = seed(SB + 0x1990, C + 8);
+    assert_int_equal(walk(&s, &U, &r, 1, 0), KDH_OK);
+    assert_true(U.regs.sp == C + 0x38 && U.regs.pc == SB + RET_LEAF + 0x80);
+    assert_true(U.regs.gpr[KDH_REG_RBX] == 0xB7);
     /* A chain to itself: corrupt after the chain limit; the frame itself is kept. */
     r = seed(SB + 0x1810, C);
     assert_int_equal(walk(&s, &U, &r, 8, 0), KDH_ECORRUPT);
@@ -511,8 +550,6 @@ static void layout_multi(synth_t *s, uint64_t *sp0, uint64_t *rbp0, uint64_t *en
     *rbp0 = A - 0x28;
     *end = C + 0x40;
 }
-
-static kdh_unwind_t U2;
 
 static void test_not_cached_protocol(void **state)
 {
