@@ -71,6 +71,8 @@ typedef struct kdh_link_stats {
     uint64_t control_in, control_out;
     uint64_t accepted, duplicates;    /* data packets delivered / dropped as duplicates */
     uint64_t dropped_connecting;      /* data packets ACKed and dropped before the RESET echo */
+    uint64_t bad_ids;                 /* data packets with an id other than 0x8080000[01] (+0x800):
+                                         ACKed and dropped */
     uint64_t resends_sent, resends_received;
     uint64_t retransmits;
     uint64_t resets_sent, resets_received;

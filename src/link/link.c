@@ -219,6 +219,11 @@ static void on_data(kdh_link_t *l, const kdh_wire_packet_t *p)
         l->st.dropped_connecting++;
         return;
     }
+    if ((masked & ~1u) != KDH_WIRE_INITIAL_ID) {
+        /* Ids only ever take two values; anything else is noise that passed the checksum. */
+        l->st.bad_ids++;
+        return;
+    }
     int resync = 0;
     if (masked != l->rx_expect) {
         int same = l->accepted_since_reset && p->type == l->last.type &&

@@ -268,6 +268,12 @@ static void test_first_state_change_sync_bit(void **state)
     assert_int_equal(h.nev, nev + 1);
     assert_int_equal(h.ev[h.nev - 1], KDH_LINK_EV_RESYNC);
     assert_int_equal(kdh_link_rx_expect(h.link), 0x80800001u);
+    /* Ids other than the two legal ones are dropped whatever the sync bit says. */
+    tgt_data(&h, 7, 0x60808801u, 0x57, 0xF4);
+    assert_string_equal(wire(&h), "ACK 60808001");
+    assert_int_equal(h.npk, 4);
+    assert_int_equal(kdh_link_stats(h.link)->bad_ids, 1);
+    assert_int_equal(kdh_link_rx_expect(h.link), 0x80800001u);
     /* ...while a copy of that one is a duplicate. */
     tgt_data(&h, 7, 0x80800800u, 0x56, 0xF4);
     assert_string_equal(wire(&h), "ACK 80800000");
