@@ -117,6 +117,23 @@ static int read_file(read_ctx_t *c, const char *dir, const char *name, int kind,
         }
         if (len == 0 && state == KDH_LINE_WHOLE)
             continue; /* blank line: nothing to report */
+        if (kind == R_EVENTS) {
+            kdh_store_event_t ev;
+            const char *src;
+            size_t src_len;
+            if (kdh_store_fast_event(line, len, &ev, &src, &src_len)) {
+                if (src) {
+                    ((char *)src)[src_len] = '\0'; /* inside line, which is ours to change */
+                    ev.src = src;
+                }
+                c->stats->lines++;
+                c->stats->events++;
+                rc = c->rd->on_event ? c->rd->on_event(c->rd->ud, &ev) : 0;
+                if (rc != 0)
+                    break;
+                continue;
+            }
+        }
         json_error_t je;
         json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
         if (!o) {

@@ -26,6 +26,11 @@ int kdh_store_gap_from(json_t *obj, kdh_store_gap_t *g, kdh_err_t *err);
 /* frames must have room for KDH_STORE_FRAMES_MAX. */
 int kdh_store_stack_from(json_t *obj, uint64_t *sid, kdh_store_frame_t *frames, size_t *n, kdh_err_t *err);
 
+/* Fast path for the common shape of an events.jsonl line: 1 with *ev filled (and the src text,
+ * not terminated, in *src and *src_len), or 0 when the line must go through jansson instead. Never
+ * accepts a line the jansson path would reject or read differently. */
+int kdh_store_fast_event(const char *line, size_t len, kdh_store_event_t *ev, const char **src, size_t *src_len);
+
 /* "0x..." (or decimal) text to a number. */
 int kdh_store_parse_hex(const char *s, uint64_t *v);
 

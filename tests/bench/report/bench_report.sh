@@ -1,0 +1,41 @@
+#!/bin/sh
+# bench_report.sh: times `kdharvest report` over a generated run and compares folded output with
+# `sort | uniq -c` over the same allocations. Also checks that both count every stack the same.
+# usage: bench_report.sh KDHARVEST GEN_RUN RUNSTAT WORKDIR EVENTS STACKS
+set -eu
+kdh=$1 gen=$2 runstat=$3 work=$4 events=$5 stacks=$6
+rm -rf "$work"
+mkdir -p "$work"
+run="$work/run"
+echo "generating $events events over $stacks stacks in $run"
+"$gen" "$run" "$events" "$stacks" "$work/per-alloc.folded"
+
+measure() { # label, command...: prints label, seconds, peak RSS
+    label=$1
+    shift
+    "$runstat" "$@" 2>"$work/stat" >/dev/null || { echo "$label failed"; cat "$work/stat"; exit 1; }
+    set -- $(tail -n 1 "$work/stat")
+    echo "$label $1 $2"
+}
+
+set -- $(measure text "$kdh" report --format text "$run")
+text_s=$2 text_rss=$3
+set -- $(measure folded "$kdh" report --format folded --value count "$run")
+fold_s=$2 fold_rss=$3
+set -- $(measure uniq sh -c "LC_ALL=C sort '$work/per-alloc.folded' | uniq -c > '$work/uniq.out'")
+uniq_s=$2 uniq_rss=$3
+eps=$(awk -v n="$events" -v s="$text_s" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
+printf 'report text:    %8.3f s  peak RSS %8d KiB  %s events/s\n' "$text_s" "$text_rss" "$eps"
+printf 'report folded:  %8.3f s  peak RSS %8d KiB\n' "$fold_s" "$fold_rss"
+printf 'sort | uniq -c: %8.3f s  peak RSS %8d KiB (over %s per-allocation lines)\n' "$uniq_s" "$uniq_rss" \
+    "$(wc -l < "$work/per-alloc.folded")"
+
+# Same numbers both ways: uniq -c's "COUNT TEXT" against the report's "TEXT COUNT".
+"$kdh" report --format folded --value count "$run" | LC_ALL=C sort > "$work/report.out"
+awk '{ c = $1; sub(/^ *[0-9]+ /, ""); print $0 " " c }' "$work/uniq.out" | LC_ALL=C sort > "$work/uniq.norm"
+if ! cmp -s "$work/report.out" "$work/uniq.norm"; then
+    echo "MISMATCH between report --format folded and sort | uniq -c:"
+    diff "$work/report.out" "$work/uniq.norm" | head -5
+    exit 1
+fi
+echo "folded counts agree with sort | uniq -c ($(wc -l < "$work/report.out") stacks)"
