@@ -5,12 +5,17 @@
 
 int kdh_cli_cmd_help(int argc, char **argv);
 int kdh_cli_cmd_version(int argc, char **argv);
+int kdh_cli_cmd_selftest_link(int argc, char **argv);
+int kdh_cli_cmd_demo(int argc, char **argv);
 int kdh_cli_cmd_report(int argc, char **argv);
 int kdh_cli_cmd_tag(int argc, char **argv);
 
 const kdh_cli_command_t kdh_cli_commands[] = {
     {"help", "show the usage of kdharvest or of one command", kdh_cli_cmd_help},
     {"version", "print the kdharvest version", kdh_cli_cmd_version},
+    {"selftest-link", "check the serial link end to end over a pseudo-terminal (no target needed)",
+     kdh_cli_cmd_selftest_link},
+    {"demo", "show kdharvest working without a target (currently: the link self-test)", kdh_cli_cmd_demo},
     {"report", "report run directories: top stacks, drivers, growth, diff, folded", kdh_cli_cmd_report},
     {"tag", "print a pool tag's DWORD and the commands that arm it", kdh_cli_cmd_tag},
 };
