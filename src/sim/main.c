@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -200,6 +201,18 @@ int main(int argc, char **argv)
         die_usage("give exactly one of --pty, --tcp PORT, --unix PATH");
     if (!cfg.fixture_dir)
         die_usage("--fixtures DIR is required (the folder holding ntoskrnl.exe and hal.dll)");
+
+    /* A folder with x64/ and x86/ (the fixtures build output) is accepted as well. */
+    char archdir[4096];
+    snprintf(archdir, sizeof archdir, "%s/ntoskrnl.exe", cfg.fixture_dir);
+    if (access(archdir, R_OK) != 0) {
+        snprintf(archdir, sizeof archdir, "%s/%s/ntoskrnl.exe", cfg.fixture_dir,
+                 cfg.arch == SIM_ARCH_X64 ? "x64" : "x86");
+        if (access(archdir, R_OK) == 0) {
+            *strrchr(archdir, '/') = 0;
+            cfg.fixture_dir = archdir;
+        }
+    }
 
     /* Validate the fault spec before the (slow) machine start-up. */
     kdh_err_t err;
