@@ -542,6 +542,100 @@ static void check_reboot(sim_arch_t a)
 static void test_reboot_x64(void **state) { (void)state; check_reboot(SIM_ARCH_X64); }
 static void test_reboot_x86(void **state) { (void)state; check_reboot(SIM_ARCH_X86); }
 
+/* DbgPrint from olddrv (every 64th call) through a workload file; a bad file is refused. */
+static void check_print(sim_arch_t a)
+{
+    char wl[256];
+    snprintf(wl, sizeof wl, "%s/sim_machine_wl_%d_%d.txt", KDH_BINARY_DIR, (int)a, (int)getpid());
+    FILE *f = fopen(wl, "w");
+    assert_non_null(f);
+    fprintf(f, "# only olddrv\n\ncall olddrv.sys OldDrvWork 5000   # calls per second\n");
+    fclose(f);
+    sim_machine_t *m = boot(a, 1, 3, wl, NULL);
+    sim_stop_t s;
+    run_until(m, SIM_STOP_PRINT, &s);
+    assert_int_equal(s.text_len, strlen(s.text));
+    assert_true(strncmp(s.text, "olddrv: call 1 seed ", 20) == 0);
+    assert_int_equal(s.text[s.text_len - 1], '\n');
+    run_until(m, SIM_STOP_PRINT, &s);
+    assert_true(strncmp(s.text, "olddrv: call 65 seed ", 21) == 0);
+    sim_machine_destroy(m);
+
+    f = fopen(wl, "w");
+    assert_non_null(f);
+    fprintf(f, "call olddrv.sys OldDrvWork\n");
+    fclose(f);
+    sim_config_t c = {.arch = a, .seed = 1, .cpus = 1, .fixture_dir = fixture_dir(a), .workload = wl};
+    kdh_err_t err = {0};
+    assert_null(sim_machine_create(&c, &err));
+    assert_int_equal(err.code, KDH_ECORRUPT);
+    assert_non_null(strstr(err.msg, ":1:"));
+    unlink(wl);
+    c.workload = "no-such-preset-or-file";
+    assert_null(sim_machine_create(&c, &err));
+    assert_int_equal(err.code, KDH_EINVAL);
+}
+
+static void test_print_x64(void **state) { (void)state; check_print(SIM_ARCH_X64); }
+static void test_print_x86(void **state) { (void)state; check_print(SIM_ARCH_X86); }
+
+/* MmSpecialPoolTag = 'Leak': the block sits at the end of a special-pool page, the stack runs
+ * through MmAllocateSpecialPool, and the guard page after it is not mapped. */
+static void check_special_pool(sim_arch_t a)
+{
+    char truth[256];
+    snprintf(truth, sizeof truth, "%s/sim_machine_sp_%d_%d.jsonl", KDH_BINARY_DIR, (int)a, (int)getpid());
+    unlink(truth);
+    sim_machine_t *m = boot(a, 1, 21, "leak", truth);
+    sim_info_t info;
+    sim_machine_info(m, &info);
+    uint32_t spt = 0;
+    assert_int_equal(fo_symbol_rva(fixture_dir(a), "ntoskrnl.exe", "ntkrnlmp.pdb", "-publics",
+                                   sym_name(a, "MmSpecialPoolTag", "_MmSpecialPoolTag"), &spt, NULL), 0);
+    uint8_t tag[4] = {'L', 'e', 'a', 'k'};
+    uint32_t done;
+    sim_machine_write(m, info.kern_base + spt, tag, 4, &done);
+    arm_pool_hit_tag(m, a, TAG_LEAK);
+    sim_stop_t s;
+    int psize = a == SIM_ARCH_X64 ? 8 : 4;
+    run_until(m, SIM_STOP_BREAKPOINT, &s);
+    sim_machine_destroy(m);
+
+    load_fn_ranges(a);
+    FILE *f = fopen(truth, "r");
+    assert_non_null(f);
+    char line[8192];
+    assert_non_null(fgets(line, sizeof line, f));
+    fclose(f);
+    unlink(truth);
+    json_error_t je;
+    json_t *j = json_loads(line, 0, &je);
+    assert_non_null(j);
+    json_t *st = json_object_get(j, "stack");
+    json_t *f2 = json_array_get(st, 2);
+    assert_string_equal(frame_function(json_string_value(json_object_get(f2, "module")),
+                                       (uint32_t)json_integer_value(json_object_get(f2, "rva")), 0),
+                        "MmAllocateSpecialPool");
+    uint64_t block = strtoull(json_string_value(json_object_get(j, "block")), NULL, 16);
+    uint64_t req = (uint64_t)json_integer_value(json_object_get(j, "requested"));
+    uint64_t page_end = (block | 0xfff) + 1;
+    assert_true(block + req <= page_end && page_end - (block + req) < (uint64_t)(2 * psize));
+    json_decref(j);
+
+    /* The guard page: a fresh boot with the same seed repeats the same block. */
+    m = boot(a, 1, 21, "leak", NULL);
+    sim_machine_write(m, info.kern_base + spt, tag, 4, &done);
+    arm_pool_hit_tag(m, a, TAG_LEAK);
+    run_until(m, SIM_STOP_BREAKPOINT, &s);
+    uint8_t b[2];
+    assert_int_equal(sim_machine_read(m, page_end - 1, b, 2, &done), KDH_OK);
+    assert_int_equal(done, 1);
+    sim_machine_destroy(m);
+}
+
+static void test_special_pool_x64(void **state) { (void)state; check_special_pool(SIM_ARCH_X64); }
+static void test_special_pool_x86(void **state) { (void)state; check_special_pool(SIM_ARCH_X86); }
+
 int main(void)
 {
     snprintf(g_dir[SIM_ARCH_X64], sizeof g_dir[0], "%s/fixtures/x64", KDH_BINARY_DIR);
@@ -557,6 +651,8 @@ int main(void)
         cmocka_unit_test(test_breaks_x64), cmocka_unit_test(test_breaks_x86),
         cmocka_unit_test(test_truth_x64),  cmocka_unit_test(test_truth_x86),
         cmocka_unit_test(test_reboot_x64), cmocka_unit_test(test_reboot_x86),
+        cmocka_unit_test(test_print_x64),  cmocka_unit_test(test_print_x86),
+        cmocka_unit_test(test_special_pool_x64), cmocka_unit_test(test_special_pool_x86),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
