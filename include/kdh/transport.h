@@ -30,7 +30,8 @@ typedef struct kdh_transport_cb {
     /* code: KDH_EHANGUP when the port was unplugged / hung up or the peer closed the
      * connection; KDH_EIO (or another KDH_E*) when connecting or an OS call failed. */
     void (*on_error)(void *ctx, int code, const char *message);
-    /* Optional. One-line informational messages (e.g. the termios fallback was taken). */
+    /* Optional. One-line informational messages (e.g. the termios fallback was taken); may be
+     * called from inside kdh_transport_open(). */
     void (*on_notice)(void *ctx, const char *message);
     /* Optional. Socket transports: the connection is up (writes made before are queued and
      * go out now). Serial transports are connected when open returns and never call it. */
@@ -50,9 +51,10 @@ typedef struct kdh_transport_cb {
 int kdh_transport_open(kdh_transport_t **out, uv_loop_t *loop, const char *spec, unsigned baud,
                        const kdh_transport_cb_t *cb, kdh_err_t *err);
 
-/* Queues len bytes (copied) and sends them as the port/socket accepts them. Returns KDH_OK,
- * KDH_EBUSY when the buffer cannot take all of them (nothing queued; wait for on_drain),
- * or KDH_EHANGUP once the transport is dead. */
+/* Queues len bytes (copied) and sends them as the port/socket accepts them; never calls back
+ * from inside. Returns KDH_OK, KDH_EBUSY when the buffer cannot take all of them now (nothing
+ * queued; wait for on_drain), KDH_ERANGE when len exceeds KDH_TRANSPORT_WRITE_CAP, or
+ * KDH_EHANGUP once the transport is dead. */
 int kdh_transport_write(kdh_transport_t *t, const void *buf, size_t len, kdh_err_t *err);
 
 /* Bytes accepted by write but not yet handed to the OS. */

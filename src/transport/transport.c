@@ -110,6 +110,9 @@ int kdh_transport_write(kdh_transport_t *t, const void *buf, size_t len, kdh_err
         return kdh_err_set(err, KDH_EHANGUP, "%s: the port is gone", t->name);
     if (len == 0)
         return KDH_OK;
+    if (len > KDH_TRANSPORT_WRITE_CAP)
+        return kdh_err_set(err, KDH_ERANGE, "%s: %zu bytes exceed the %u-byte write buffer", t->name, len,
+                           KDH_TRANSPORT_WRITE_CAP);
     return t->ops->write(t, buf, len, err);
 }
 

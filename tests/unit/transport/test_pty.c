@@ -201,6 +201,7 @@ static void test_backpressure_and_drain(void **state)
     assert_int_equal(kdh_transport_pending(t), KDH_TRANSPORT_WRITE_CAP);
     assert_int_equal(kdh_transport_write(t, out + KDH_TRANSPORT_WRITE_CAP, 1, &err), KDH_EBUSY);
     assert_int_equal(err.code, KDH_EBUSY);
+    assert_int_equal(kdh_transport_write(t, out, KDH_TRANSPORT_WRITE_CAP + 1, &err), KDH_ERANGE);
     assert_int_equal(kdh_transport_pending(t), KDH_TRANSPORT_WRITE_CAP);
 
     assert_int_equal(read_master(&loop, m, got, sizeof got, 5000), sizeof got);
