@@ -85,6 +85,8 @@ typedef struct kdh_pe {
     uint32_t ndirs;
     kdh_pe_dir_t dirs[KDH_PE_DIR_COUNT];
 
+    uint32_t nt_offset; /* e_lfanew: where the NT headers start */
+
     /* private: the byte source */
     const uint8_t *buf;
     size_t len;

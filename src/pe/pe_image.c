@@ -180,6 +180,7 @@ static int parse_headers(kdh_pe_t *pe, kdh_err_t *err)
         return kdh_err_set(err, KDH_ECORRUPT, "PE: e_lfanew 0x%x is not a plausible header offset",
                            lfanew);
     uint8_t nt[24];
+    pe->nt_offset = lfanew;
     if ((rc = kdh_pe_read_rva(pe, lfanew, nt, sizeof nt, err)))
         return rc;
     if (memcmp(nt, "PE\0\0", 4) != 0)

@@ -110,11 +110,12 @@ int kdh_pe_relocate(const kdh_pe_t *pe, uint8_t *img, size_t img_len, uint64_t n
     int rc = c.delta ? kdh_pe_relocs_foreach(pe, apply_one, &c, err) : KDH_OK;
     if (rc)
         return rc;
-    /* Keep the mapped header truthful, as the Windows loader does. */
-    uint32_t lfanew = kdh_get_u32(img + 0x3C);
-    if (pe->pe32plus && kdh_in_bounds(lfanew + 24 + 24, 8, pe->size_of_headers))
-        kdh_put_u64(img + lfanew + 24 + 24, new_base);
-    else if (!pe->pe32plus && kdh_in_bounds(lfanew + 24 + 28, 4, pe->size_of_headers))
-        kdh_put_u32(img + lfanew + 24 + 28, (uint32_t)new_base);
+    /* Keep the mapped header truthful, as the Windows loader does. The offset comes from the
+     * parsed headers: a relocation may have rewritten e_lfanew in the copy. */
+    uint64_t at = (uint64_t)pe->nt_offset + 24 + (pe->pe32plus ? 24 : 28);
+    if (pe->pe32plus && kdh_in_bounds(at, 8, pe->size_of_headers))
+        kdh_put_u64(img + at, new_base);
+    else if (!pe->pe32plus && kdh_in_bounds(at, 4, pe->size_of_headers))
+        kdh_put_u32(img + at, (uint32_t)new_base);
     return KDH_OK;
 }

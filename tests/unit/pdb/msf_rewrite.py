@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""msf_rewrite.py IN OUT BLOCK_SIZE EXTRA_NIL_STREAMS SEED: rewrites a PDB's MSF container with
+"""msf_rewrite.py IN OUT BLOCK_SIZE EXTRA_NIL_STREAMS SEED [minimal]: rewrites a PDB's MSF container with
 another block size, blocks in shuffled order, and extra nil (0xFFFFFFFF) streams appended to the
 directory; enough of them make the directory's block list span several block-map blocks,
 whose numbers then follow BlockMapAddr at superblock offsets 56, 60... Stream contents are
-unchanged, so the publics must read the same. Written independently of kdh_pdb."""
+unchanged, so the publics must read the same. With "minimal", every stream that public lookup
+does not use (all but info, DBI, symbol records and section headers) becomes nil: a small seed
+for the fuzzer. Written independently of kdh_pdb."""
 import random
 import struct
 import sys
@@ -33,6 +35,14 @@ for sz in sizes:
     blocks = struct.unpack_from("<%dI" % nb, d, pos)
     pos += 4 * nb
     streams.append(b"".join(data[b * bs:(b + 1) * bs] for b in blocks)[:sz])
+if len(sys.argv) > 6 and sys.argv[6] == "minimal":
+    dbi = streams[3]
+    symrec = struct.unpack_from("<H", dbi, 20)[0]
+    sub = sum(struct.unpack_from("<5i", dbi, 24)) + struct.unpack_from("<i", dbi, 52)[0]
+    dbg_at = 64 + sub
+    sections = struct.unpack_from("<H", dbi, dbg_at + 2 * 5)[0]
+    keep = {1, 3, symrec, sections}
+    streams = [s if i in keep else None for i, s in enumerate(streams)]
 streams += [None] * extra
 
 chunks = []  # (stream, bytes)
