@@ -1,0 +1,164 @@
+/* test_sim_line.c: kdsim's line emulation on a simulated clock: the token bucket's rate and burst,
+ * the byte FIFO, and the fault spec parser and its deterministic effects. Expected numbers are
+ * hand-computed (115200 baud 8N1 = 11,520 bytes/s). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "fault.h"
+#include "line.h"
+
+#define MS 1000000ull
+
+static void test_bucket_rate(void **state)
+{
+    assert_int_equal(sim_line_bytes_per_s(115200), 11520);
+    sim_bucket_t b;
+    uint64_t t = 5 * 1000 * MS;
+    sim_bucket_init(&b, 11520, 23, t);
+    /* 2 s of 1 ms ticks with jitter (0.5..1.5 ms): 23040 bytes, give or take the burst. */
+    size_t sent = 0;
+    uint64_t end = t + 2000 * MS;
+    int k = 0;
+    while (t < end) {
+        t += (k++ % 2) ? 1500000 : 500000;
+        if (t > end)
+            t = end;
+        size_t n = sim_bucket_avail(&b, t);
+        sim_bucket_consume(&b, n);
+        sent += n;
+    }
+    assert_in_range(sent, 23040 - 1, 23040);
+    /* Idle for a second: only the burst (23 bytes) is saved up, not 11520. */
+    t += 1000 * MS;
+    assert_int_equal(sim_bucket_avail(&b, t), 23);
+    sim_bucket_consume(&b, 23);
+    assert_int_equal(sim_bucket_avail(&b, t), 0);
+    /* 4017 bytes (a maximal read reply) take 348.7 ms. */
+    assert_int_equal(sim_bucket_duration_ns(&b, 4017), 348697916);
+    /* rate 0: unpaced */
+    sim_bucket_init(&b, 0, 16, 0);
+    assert_true(sim_bucket_avail(&b, 0) > 1000000);
+}
+
+static void test_fifo_wraps(void **state)
+{
+    sim_fifo_t f;
+    assert_int_equal(sim_fifo_init(&f, 8), 0);
+    const uint8_t in[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    assert_int_equal(sim_fifo_push(&f, in, 10), 8); /* full after 8 */
+    const uint8_t *p;
+    assert_int_equal(sim_fifo_peek(&f, &p), 8);
+    sim_fifo_pop(&f, 5);
+    assert_int_equal(sim_fifo_push(&f, in + 8, 2), 2);
+    /* head at 5: 3 contiguous (6,7,8), then the wrapped 9,10 */
+    assert_int_equal(sim_fifo_peek(&f, &p), 3);
+    assert_int_equal(p[0], 6);
+    sim_fifo_pop(&f, 3);
+    assert_int_equal(sim_fifo_peek(&f, &p), 2);
+    assert_int_equal(p[0], 9);
+    assert_int_equal(p[1], 10);
+    sim_fifo_pop(&f, 2);
+    assert_int_equal(f.len, 0);
+    sim_fifo_free(&f);
+}
+
+static void test_fault_spec(void **state)
+{
+    sim_faults_t f;
+    kdh_err_t err;
+    assert_int_equal(sim_faults_parse(&f, NULL, 1, &err), KDH_OK);
+    assert_int_equal(sim_faults_parse(&f, "", 1, &err), KDH_OK);
+    assert_int_equal(sim_faults_parse(&f, "corrupt=0.001,drop=0.0005,drop-packet=0.01,dup-packet=0.02,"
+                                          "stall=250ms/30s,reboot=1.5",
+                                      1, &err),
+                     KDH_OK);
+    assert_true(f.corrupt == 0.001 && f.drop == 0.0005 && f.drop_packet == 0.01 && f.dup_packet == 0.02);
+    assert_int_equal(f.stall_ns, 250 * MS);
+    assert_int_equal(f.stall_period_ns, 30000 * MS);
+    assert_int_equal(f.reboot_at_ns, 1500 * MS);
+    const char *bad[] = {"corrupt", "corrupt=1.5", "corrupt=x", "stall=2s", "stall=3s/2s", "reboot=0",
+                         "reboot=5parsecs", "flood=1", "drop=-0.1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err.msg[0] = 0;
+        assert_int_equal(sim_faults_parse(&f, bad[i], 1, &err), KDH_EINVAL);
+        assert_non_null(strstr(err.msg, "--faults"));
+    }
+}
+
+static void test_fault_effects_deterministic(void **state)
+{
+    sim_faults_t a, b;
+    kdh_err_t err;
+    assert_int_equal(sim_faults_parse(&a, "corrupt=0.01,drop=0.01", 42, &err), KDH_OK);
+    assert_int_equal(sim_faults_parse(&b, "corrupt=0.01,drop=0.01", 42, &err), KDH_OK);
+    static uint8_t x[100000], y[100000];
+    memset(x, 0x30, sizeof x);
+    memset(y, 0x30, sizeof y);
+    size_t nx = sim_faults_bytes(&a, x, sizeof x), ny = sim_faults_bytes(&b, y, sizeof y);
+    assert_int_equal(nx, ny);
+    assert_memory_equal(x, y, nx);
+    /* 1% of 100000: expect ~1000 each, binomial sd ~31; allow 5 sd. */
+    assert_in_range(a.st.dropped_bytes, 845, 1155);
+    assert_in_range(a.st.corrupted, 835, 1155);
+    assert_int_equal(nx, sizeof x - a.st.dropped_bytes);
+    size_t changed = 0;
+    for (size_t i = 0; i < nx; i++) {
+        if (x[i] != 0x30) {
+            changed++;
+            assert_int_equal(__builtin_popcount(x[i] ^ 0x30), 1); /* one flipped bit */
+        }
+    }
+    assert_int_equal(changed, a.st.corrupted);
+    /* another seed, other faults */
+    assert_int_equal(sim_faults_parse(&b, "corrupt=0.01,drop=0.01", 43, &err), KDH_OK);
+    memset(y, 0x30, sizeof y);
+    ny = sim_faults_bytes(&b, y, sizeof y);
+    assert_true(ny != nx || memcmp(x, y, nx) != 0);
+
+    /* packets: 10% dropped, then 10% of the rest duplicated */
+    assert_int_equal(sim_faults_parse(&a, "drop-packet=0.1,dup-packet=0.1", 7, &err), KDH_OK);
+    int sent = 0, n[3] = {0};
+    for (int i = 0; i < 10000; i++) {
+        int r = sim_faults_packet(&a);
+        n[r]++;
+        sent += r;
+    }
+    assert_in_range(n[SIM_FAULT_DROP], 850, 1150);
+    assert_in_range(n[SIM_FAULT_DUP], 750, 1050);
+    assert_int_equal(n[SIM_FAULT_DROP], a.st.dropped_packets);
+    assert_int_equal(sent, 10000 - n[0] + n[2]);
+}
+
+static void test_stall_and_reboot_schedule(void **state)
+{
+    sim_faults_t f;
+    kdh_err_t err;
+    assert_int_equal(sim_faults_parse(&f, "stall=2s/10s,reboot=15s", 1, &err), KDH_OK);
+    /* the last 2 s of every 10 s */
+    assert_false(sim_faults_stalled(&f, 7999 * MS));
+    assert_true(sim_faults_stalled(&f, 8000 * MS));
+    assert_true(sim_faults_stalled(&f, 9999 * MS));
+    assert_false(sim_faults_stalled(&f, 10000 * MS));
+    assert_true(sim_faults_stalled(&f, 18500 * MS));
+    assert_int_equal(f.st.stalls, 2);
+    assert_false(sim_faults_reboot_due(&f, 14999 * MS));
+    assert_true(sim_faults_reboot_due(&f, 15000 * MS));
+    assert_false(sim_faults_reboot_due(&f, 16000 * MS)); /* once */
+    assert_int_equal(f.st.reboots, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bucket_rate),
+        cmocka_unit_test(test_fifo_wraps),
+        cmocka_unit_test(test_fault_spec),
+        cmocka_unit_test(test_fault_effects_deterministic),
+        cmocka_unit_test(test_stall_and_reboot_schedule),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
