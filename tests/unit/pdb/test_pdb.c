@@ -97,6 +97,12 @@ static void test_reblocked_32k(void **state)
     (void)state;
     check("r32k.pdb", "fxsyms_x86.expect", 32768);
 }
+/* Only info, DBI, symbol records and section headers left; every other stream is nil. */
+static void test_reblocked_minimal(void **state)
+{
+    (void)state;
+    check("rmin.pdb", "fxsyms_x86.expect", 512);
+}
 
 /* 20000 extra nil streams: the directory's block list needs two block-map blocks at 512 B. */
 static void test_reblocked_512_multimap(void **state)
@@ -287,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_reblocked_1k),
         cmocka_unit_test(test_reblocked_32k),
         cmocka_unit_test(test_reblocked_512_multimap),
+        cmocka_unit_test(test_reblocked_minimal),
         cmocka_unit_test(test_lookup),
         cmocka_unit_test(test_symbolize),
         cmocka_unit_test(test_matches_image),
