@@ -17,6 +17,9 @@
 
 #include "kdh/store.h"
 
+/* Internal fast path of the reader (src/store/fastev.c). */
+int kdh_store_fast_event(const char *line, size_t len, kdh_store_event_t *ev, const char **src, size_t *src_len);
+
 static char *mktemp_dir(void)
 {
     char *d = strdup("/tmp/kdh_store_XXXXXX");
@@ -414,13 +417,59 @@ static void test_parse_event_fields(void **state)
         assert_int_equal(kdh_store_parse_event(bad[i], strlen(bad[i]), &ev, &err), KDH_ECORRUPT);
 }
 
+
+/* The reader's fast path must read exactly what jansson reads, and hand anything unusual back. */
+static void test_fast_path_matches_reference(void **state)
+{
+    static const struct {
+        const char *line;
+        int fast; /* expected: taken by the fast path */
+    } cases[] = {
+        {"{\"seq\":17,\"t\":1795478400.125,\"boot\":1,\"cpu\":0,\"thread\":\"0xffffc0012345f080\",\"kind\":\"alloc\","
+         "\"tag\":\"Leak\",\"size\":96,\"addr\":\"0xffffc00123450000\",\"sid\":\"9c3e5a7710b2d4f1\"}", 1},
+        {" { \"seq\" : 3 , \"t\" : 2 , \"kind\" : \"free\" , \"tag\" : \"Le\" , \"src\" : \"kd.log:12\" } ", 1},
+        {"{\"seq\":4,\"t\":2.5e3,\"kind\":\"hit\",\"tag\":\"A b\",\"boot\":\"x\"}", 1},
+        {"{\"seq\":4,\"t\":1,\"kind\":\"hit\",\"tag\":\"L\\u0065ak\"}", 0},       /* escape */
+        {"{\"seq\":4,\"t\":1,\"kind\":\"hit\",\"tag\":\"Leak\",\"extra\":1}", 0},    /* unknown key */
+        {"{\"seq\":4,\"seq\":5,\"t\":1,\"kind\":\"hit\",\"tag\":\"Leak\"}", 0},      /* duplicate */
+        {"{\"seq\":01,\"t\":1,\"kind\":\"hit\",\"tag\":\"Leak\"}", 0},                /* not JSON */
+        {"{\"seq\":1,\"t\":1,\"kind\":\"hit\",\"tag\":\"Leak\",\"size\":-5}", 0},    /* rejected */
+        {"{\"seq\":1,\"t\":1,\"kind\":\"hit\",\"tag\":\"Leak\"} x", 0},               /* trailing */
+        {"{\"seq\":99999999999999999999,\"t\":1,\"kind\":\"hit\",\"tag\":\"Leak\"}", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kdh_store_event_t fast, ref;
+        const char *src;
+        size_t src_len;
+        const char *l = cases[i].line;
+        int f = kdh_store_fast_event(l, strlen(l), &fast, &src, &src_len);
+        assert_int_equal(f, cases[i].fast);
+        if (!f)
+            continue;
+        assert_int_equal(kdh_store_parse_event(l, strlen(l), &ref, NULL), KDH_OK);
+        assert_true(fast.seq == ref.seq && fast.t == ref.t && fast.boot == ref.boot && fast.cpu == ref.cpu);
+        assert_true(fast.thread == ref.thread && fast.kind == ref.kind && fast.size == ref.size);
+        assert_true(fast.has_size == ref.has_size && fast.addr == ref.addr && fast.has_addr == ref.has_addr);
+        assert_true(fast.sid == ref.sid && fast.has_sid == ref.has_sid);
+        assert_string_equal(fast.tag, ref.tag);
+    }
+    kdh_store_event_t ev;
+    const char *src;
+    size_t n;
+    const char *l = cases[1].line;
+    assert_int_equal(kdh_store_fast_event(l, strlen(l), &ev, &src, &n), 1);
+    assert_int_equal(n, 9);
+    assert_memory_equal(src, "kd.log:12", 9);
+    assert_string_equal(ev.tag, "Le  ");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sid_canonical),       cmocka_unit_test(test_write_reopen_continue),
         cmocka_unit_test(test_torn_line_repaired),  cmocka_unit_test(test_reader_skips_garbage),
         cmocka_unit_test(test_reader_bad_dirs),     cmocka_unit_test(test_same_sid_across_runs),
-        cmocka_unit_test(test_parse_event_fields),
+        cmocka_unit_test(test_parse_event_fields), cmocka_unit_test(test_fast_path_matches_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
