@@ -181,7 +181,8 @@ static int next_packet(line_t *l, double timeout, kdh_wire_packet_t *pkt, uint8_
             l->poff += n;
             if (ev.kind == KDH_WIRE_EV_PACKET) {
                 *pkt = ev.packet;
-                memcpy(buf, ev.packet.payload, ev.packet.payload_len);
+                if (ev.packet.payload_len)
+                    memcpy(buf, ev.packet.payload, ev.packet.payload_len);
                 pkt->payload = buf;
                 return 1;
             }

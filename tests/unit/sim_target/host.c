@@ -47,7 +47,8 @@ static void collect(host_t *h, const kdh_wire_event_t *ev)
     p->type = ev->packet.type;
     p->id = ev->packet.id;
     p->len = ev->packet.payload_len;
-    memcpy(p->payload, ev->packet.payload, p->len);
+    if (p->len)
+        memcpy(p->payload, ev->packet.payload, p->len);
 }
 
 void host_pump(host_t *h)
