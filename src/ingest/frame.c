@@ -24,7 +24,7 @@ static long last_of(const char *s, size_t n, const char *needle, size_t m)
     if (m > n)
         return -1;
     for (size_t i = n - m + 1; i-- > 0;)
-        if (memcmp(s + i, needle, m) == 0)
+        if (s[i] == needle[0] && memcmp(s + i, needle, m) == 0)
             return (long)i;
     return -1;
 }

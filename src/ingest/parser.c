@@ -3,8 +3,11 @@
  * STACK_TEXT, !mex.t, verifier logs, kmautofail) and the event each stack is attributed to. */
 #include "internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int kdh_ingest_parser_new(kdh_ingest_parser_t **out, unsigned kinds, const kdh_ingest_sink_t *sink,
                           kdh_err_t *err)
@@ -359,7 +362,8 @@ static int kd_line(kdh_ingest_parser_t *p, const char *s, size_t n)
     size_t *ov;
     const char *g;
     size_t gl;
-    int h = kdh_ingest_match(p->pat, PAT_HEADER, s, n, &ov);
+    /* cheap substring and first-word checks keep the patterns off ordinary lines */
+    int h = memmem(s, n, "Child", 5) && kdh_ingest_match(p->pat, PAT_HEADER, s, n, &ov);
     if (h) {
         unsigned mask = kdh_ingest_group(ov, 1, s, &g, &gl)   ? KDH_INGEST_L_X86
                         : kdh_ingest_group(ov, 2, s, &g, &gl) ? KDH_INGEST_L_X64
@@ -371,11 +375,12 @@ static int kd_line(kdh_ingest_parser_t *p, const char *s, size_t n)
         arm(p, KDH_INGEST_L_X86 | KDH_INGEST_L_X64, "stack_text", -1);
         return 1;
     }
-    if (kdh_ingest_match(p->pat, PAT_BPHIT, s, n, &ov)) {
+    if (starts_with(s, n, "Breakpoint ") && kdh_ingest_match(p->pat, PAT_BPHIT, s, n, &ov)) {
         new_break(p, 1);
         return 1;
     }
-    if (kdh_ingest_match(p->pat, PAT_BREAKEX, s, n, &ov)) {
+    if ((starts_with(s, n, "Break instruction") || starts_with(s, n, "*** Fatal")) &&
+        kdh_ingest_match(p->pat, PAT_BREAKEX, s, n, &ov)) {
         /* "Fatal System Error" is followed by its own "Break instruction exception": one break */
         if (!(p->break_id && p->break_loc_pending))
             new_break(p, 0);
@@ -399,7 +404,7 @@ static int verifier_line(kdh_ingest_parser_t *p, const char *s, size_t n)
     const char *g;
     size_t gl;
     uint64_t v;
-    if (kdh_ingest_match(p->pat, PAT_POOLBLOCK, s, n, &ov)) {
+    if (starts_with(s, n, "Pool block ") && kdh_ingest_match(p->pat, PAT_POOLBLOCK, s, n, &ov)) {
         arm(p, KDH_INGEST_L_ADDR, "verifier80", -1);
         kdh_ingest_group(ov, 1, s, &g, &gl);
         p->arm.has_addr = kdh_ingest_hex(g, gl, &p->arm.addr);
@@ -410,7 +415,7 @@ static int verifier_line(kdh_ingest_parser_t *p, const char *s, size_t n)
             p->arm.thread = v;
         return 1;
     }
-    if (kdh_ingest_match(p->pat, PAT_V4ENTRY, s, n, &ov)) {
+    if (starts_with(s, n, "Entry @") && kdh_ingest_match(p->pat, PAT_V4ENTRY, s, n, &ov)) {
         /* fault injection: a failed allocation, so not an allocation that could leak */
         arm(p, KDH_INGEST_L_ADDR, "verifier4", KDH_INGEST_EV_HIT);
         return 1;
@@ -421,7 +426,7 @@ static int verifier_line(kdh_ingest_parser_t *p, const char *s, size_t n)
             p->arm.thread = v;
         return 1;
     }
-    if (kdh_ingest_match(p->pat, PAT_KMSEQ, s, n, &ov)) {
+    if (starts_with(s, n, "Sequence:") && kdh_ingest_match(p->pat, PAT_KMSEQ, s, n, &ov)) {
         arm(p, KDH_INGEST_L_ADDR, "kmautofail", KDH_INGEST_EV_HIT);
         return 1;
     }
@@ -479,7 +484,7 @@ int kdh_ingest_parser_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_
         return KDH_OK;
 
     size_t *ov;
-    if (kdh_ingest_match(p->pat, PAT_PROMPT, s, n, &ov)) {
+    if (memchr(s, '>', n < 260 ? n : 260) && kdh_ingest_match(p->pat, PAT_PROMPT, s, n, &ov)) {
         prompt(p, s, ov);
         return KDH_OK;
     }
@@ -580,4 +585,29 @@ int kdh_ingest_parser_finish(kdh_ingest_parser_t *p, kdh_err_t *err)
 void kdh_ingest_parser_reset_stats(kdh_ingest_parser_t *p)
 {
     memset(&p->st, 0, sizeof p->st);
+}
+
+int kdh_ingest_parse_file(kdh_ingest_parser_t *p, const char *path, kdh_err_t *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return kdh_err_set(err, KDH_EIO, "cannot open %s: %s", path, strerror(errno));
+    static __thread char buf[1 << 16];
+    int rc = KDH_OK;
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = kdh_err_set(err, KDH_EIO, "cannot read %s: %s", path, strerror(errno));
+            break;
+        }
+        if (r == 0)
+            break;
+        if ((rc = kdh_ingest_parser_feed(p, buf, (size_t)r, err)))
+            break;
+    }
+    close(fd);
+    int rc2 = kdh_ingest_parser_finish(p, err);
+    return rc ? rc : rc2;
 }

@@ -130,31 +130,6 @@ static int on_sample(void *ud, const kdh_ingest_sample_t *s, kdh_err_t *err)
     return kdh_store_append_pool(w->store, &p, err);
 }
 
-int kdh_ingest_parse_file(kdh_ingest_parser_t *p, const char *path, kdh_err_t *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return kdh_err_set(err, KDH_EIO, "cannot open %s: %s", path, strerror(errno));
-    static __thread char buf[1 << 16];
-    int rc = KDH_OK;
-    for (;;) {
-        ssize_t r = read(fd, buf, sizeof buf);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = kdh_err_set(err, KDH_EIO, "cannot read %s: %s", path, strerror(errno));
-            break;
-        }
-        if (r == 0)
-            break;
-        if ((rc = kdh_ingest_parser_feed(p, buf, (size_t)r, err)))
-            break;
-    }
-    close(fd);
-    int rc2 = kdh_ingest_parser_finish(p, err);
-    return rc ? rc : rc2;
-}
-
 unsigned kdh_ingest_kind_parse(const char *s)
 {
     static const struct {
