@@ -35,10 +35,11 @@ typedef struct selftest {
     char reason[512];
 } selftest_t;
 
-/* Request i: even -> GetVersion, odd -> ReadVirtualMemory of a length that sweeps 1..3944. */
+/* Request i: even -> GetVersion, odd -> the (i/2)-th ReadVirtualMemory, whose length steps by
+ * 997 modulo 3944 (coprime), so 3944 reads cover every length 1..3944 once. */
 static uint32_t read_len(unsigned i)
 {
-    return 1u + (uint32_t)((i * 997u) % KDH_WIRE_READ_MAX);
+    return 1u + (uint32_t)(((uint64_t)(i / 2) * 997u) % KDH_WIRE_READ_MAX);
 }
 
 static uint64_t read_addr(unsigned i)

@@ -4,7 +4,7 @@
  *                   = 73, ACK of the reply 16)                      = 32 + 89 N
  *   target -> host: RESET echo 16 + state change 16+0xF4+1 = 261, per GetVersion ACK 16 +
  *                   reply 73, per ReadVirtualMemory ACK 16 + reply 73 + L bytes, where request
- *                   i (odd) reads L = 1 + (997 i mod 3944) bytes. */
+ *                   i (odd) reads L = 1 + (997 (i-1)/2 mod 3944) bytes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -70,7 +70,7 @@ static void check_run(unsigned packets, unsigned baud)
 
     unsigned long long read_bytes = 0;
     for (unsigned i = 1; i < packets; i += 2)
-        read_bytes += 1 + (997ull * i) % 3944;
+        read_bytes += 1 + (997ull * ((i - 1) / 2)) % 3944;
     unsigned nv = (packets + 1) / 2, nr = packets / 2;
     assert_int_equal(ok, packets);
     assert_int_equal(total, packets);
@@ -100,10 +100,15 @@ static void test_small_and_slow(void **state)
     check_run(7, 57600);
 }
 
-/* 7888 round trips read every even length 2..3944 twice, up to the one-packet maximum of 3944. */
+/* 7888 round trips hold 3944 reads: every length 1..3944 once (sum 3944*3945/2), up to the
+ * one-packet maximum. */
 static void test_all_read_lengths(void **state)
 {
     check_run(7888, 115200);
+    unsigned long long sum = 0;
+    for (unsigned i = 1; i < 7888; i += 2)
+        sum += 1 + (997ull * ((i - 1) / 2)) % 3944;
+    assert_int_equal(sum, 3944ull * 3945ull / 2);
 }
 
 static void test_bad_arguments(void **state)
