@@ -4,6 +4,7 @@
  * from the right, because symbols may contain spaces and so cannot be cut at the first blank. */
 #include "internal.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static int is_space(char c)
@@ -74,6 +75,36 @@ static size_t strip_annotations(const char *s, size_t n)
     return n;
 }
 
+/* kp/kP print the parameters between the name and the offset ("Drv!Fn(int a = 0n5)+0x27"); the
+ * values differ per call, so the list is dropped and the callsite rebuilt as "Drv!Fn+0x27" to
+ * deduplicate like k. "operator()" and names without a trailing list are left alone. */
+static void drop_params(kdh_ingest_frame_t *f)
+{
+    size_t b = f->name_off, e = f->name_off + f->name_len;
+    if (f->truncated || e <= b + 2 || f->sym[e - 1] != ')')
+        return;
+    int depth = 0;
+    size_t q = e;
+    while (q-- > b) {
+        if (f->sym[q] == ')')
+            depth++;
+        else if (f->sym[q] == '(' && --depth == 0)
+            break;
+    }
+    if (q <= b || q >= e || depth != 0)
+        return;
+    if (q - b >= 8 && memcmp(f->sym + q - 8, "operator", 8) == 0)
+        return;
+    char tail[24] = "";
+    if (f->has_off)
+        snprintf(tail, sizeof tail, "+0x%llx", (unsigned long long)f->off);
+    size_t tl = strlen(tail);
+    if (q + tl >= KDH_INGEST_SYM_MAX)
+        return;
+    memcpy(f->sym + q, tail, tl + 1);
+    f->name_len = q - b;
+}
+
 int kdh_ingest_parse_callsite(kdh_ingest_patterns_t *p, const char *s, size_t len,
                               kdh_ingest_frame_t *out)
 {
@@ -115,6 +146,8 @@ int kdh_ingest_parse_callsite(kdh_ingest_patterns_t *p, const char *s, size_t le
     }
     if (out->mod_len > keep)
         out->mod_len = keep;
+    if (out->form == KDH_INGEST_CS_SYMBOL)
+        drop_params(out);
     return KDH_OK;
 }
 
@@ -242,7 +275,8 @@ int kdh_ingest_parse_frame(kdh_ingest_patterns_t *p, const char *line, size_t le
     if (i == len)
         return 0;
     char c = line[i];
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == '('))
+    if (!(mask & KDH_INGEST_L_KC) &&
+        !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == '('))
         return 0;
     int r = 0;
     clear_frame(out);

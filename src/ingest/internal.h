@@ -25,6 +25,7 @@ enum {
     PAT_LOCATION,   /* module!sym+0xoff: after a break */
     PAT_POOLBLOCK,  /* !verifier 0x80 record head */
     PAT_V4ENTRY,    /* !verifier 4 entry head */
+    PAT_THREADHDR,  /* "THREAD ffffcb088f0a4480  Cid ..." of !thread / !process */
     PAT_THREAD,     /* "Thread: C2638220" */
     PAT_KMSEQ,      /* kmautofail record head */
     PAT_KMIRQL,     /* kmautofail second line */
@@ -114,6 +115,7 @@ struct kdh_ingest_parser {
 
     /* debugger session state */
     int cpu;
+    uint64_t thread_hint; /* from the last THREAD line since the prompt */
     int go_pending;      /* a `g` was typed and no break reported since */
     uint64_t break_id;   /* 0 = no current break */
     uint64_t break_seq;

@@ -345,6 +345,7 @@ static void prompt(kdh_ingest_parser_t *p, const char *s, size_t *ov)
     p->armed = 0;
     p->blk = BLK_NONE;
     p->snap_pending = 1;
+    p->thread_hint = 0;
     if (!kdh_ingest_group(ov, 2, s, &g, &gl))
         return;
     size_t start = 0;
@@ -363,12 +364,25 @@ static int kd_line(kdh_ingest_parser_t *p, const char *s, size_t n)
     const char *g;
     size_t gl;
     /* cheap substring and first-word checks keep the patterns off ordinary lines */
-    int h = memmem(s, n, "Child", 5) && kdh_ingest_match(p->pat, PAT_HEADER, s, n, &ov);
+    int h = (memmem(s, n, "Child", 5) || memmem(s, n, "Call Site", 9)) &&
+            kdh_ingest_match(p->pat, PAT_HEADER, s, n, &ov);
     if (h) {
+        if (kdh_ingest_group(ov, 4, s, &g, &gl)) {
+            arm(p, KDH_INGEST_L_KC, "kc", -1);
+            return 1;
+        }
         unsigned mask = kdh_ingest_group(ov, 1, s, &g, &gl)   ? KDH_INGEST_L_X86
                         : kdh_ingest_group(ov, 2, s, &g, &gl) ? KDH_INGEST_L_X64
                                                               : KDH_INGEST_L_MEX;
         arm(p, mask, "k", -1);
+        p->arm.thread = p->thread_hint;
+        return 1;
+    }
+    if (starts_with(s, n, "THREAD ") && kdh_ingest_match(p->pat, PAT_THREADHDR, s, n, &ov)) {
+        uint64_t v;
+        kdh_ingest_group(ov, 1, s, &g, &gl);
+        if (kdh_ingest_hex(g, gl, &v))
+            p->thread_hint = v;
         return 1;
     }
     if (starts_with(s, n, "STACK_TEXT:")) {
@@ -575,6 +589,7 @@ int kdh_ingest_parser_finish(kdh_ingest_parser_t *p, kdh_err_t *err)
     p->armed = p->open = 0;
     p->nfr = 0;
     p->cpu = -1;
+    p->thread_hint = 0;
     p->break_id = 0;
     p->go_pending = 0;
     p->snap_pending = 1;

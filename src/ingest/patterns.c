@@ -14,20 +14,20 @@
 
 static const char *const sources[PAT_COUNT] = {
     /* [NN] Child-SP|(Inline Function) RetAddr|dashes [: 4 args :] rest */
-    [PAT_X64] = "^\\s*(?:([0-9a-fA-F]{1,4})\\s+)?(?:(" H64 ")|(\\(Inline Function\\)))\\s+(" H64 "|" D64
+    [PAT_X64] = "^\\s*(?:([0-9a-fA-F]{1,4})\\s+)?(?:[0-9a-fA-F]{1,7}\\s+)?(?:(" H64 ")|(\\(Inline Function\\)))\\s+(" H64 "|" D64
                 ")\\s+(?::\\s+(?:(?:" H64 "|" D64 ")\\s+){4}:\\s+)?(\\S.*)$",
     /* [NN] ChildEBP|(Inline) RetAddr|dashes [3 args] rest */
-    [PAT_X86] = "^\\s*(?:([0-9a-fA-F]{1,4})\\s+)?(?:(" H8 ")|(\\(Inline\\)))\\s+(" H8
+    [PAT_X86] = "^\\s*(?:([0-9a-fA-F]{1,4})\\s+)?(?:[0-9a-fA-F]{1,7}\\s+)?(?:(" H8 ")|(\\(Inline\\)))\\s+(" H8
                 "|--------)\\s+(?:(" H8 "|--------)\\s+(" H8 "|--------)\\s+(" H8 "|--------)\\s+)?(\\S.*)$",
     [PAT_MEX] = "^\\s*([0-9a-fA-F]{1,4})\\s+([0-9a-fA-F]{16})\\s+([0-9a-fA-F]{16})\\s+(\\S.*)$",
-    [PAT_KC] = "^\\s*([0-9a-fA-F]{2,4})\\s+(\\S.*)$",
+    [PAT_KC] = "^\\s*(?:([0-9a-fA-F]{2,4})\\s+)?(\\S.*)$",
     [PAT_ADDRFR] = "^\\s*(?:0x)?([0-9a-fA-F]{8}(?:`?[0-9a-fA-F]{8})?)\\s+(\\S.*)$",
     [PAT_CALLSITE] = "^(?:(" MOD ")!(\\S.*?)(?:\\+0x([0-9a-fA-F]{1,16}))?|(" MOD ")\\+0x([0-9a-fA-F]{1,16})"
                      "|0x([0-9a-fA-F]{1,8}(?:`[0-9a-fA-F]{8})?|[0-9a-fA-F]{9,16}))$",
-    /* 1: x86, 2: x64, 3: mex */
-    [PAT_HEADER] = "^\\s*(?:#\\s*)?(?:(ChildEBP\\s+RetAddr(?:\\s+Args to Child)?)"
+    /* 1: x86, 2: x64, 3: mex, 4: kc (newer WinDbg prints "Call Site"); kf adds "Memory" */
+    [PAT_HEADER] = "^\\s*(?:#\\s*)?(?:Memory\\s+)?(?:(ChildEBP\\s+RetAddr(?:\\s+Args to Child)?)"
                    "|(Child-SP\\s+RetAddr\\s+(?::\\s+Args to Child.*:\\s+)?Call Site)"
-                   "|(Child-SP\\s+Return\\s+Call Site))\\s*$",
+                   "|(Child-SP\\s+Return\\s+Call Site)|(Call Site))\\s*$",
     /* 1: cpu, 2: command */
     [PAT_PROMPT] = "^\\s*(?:(?:(\\d{1,3}):\\s?)?l?kd|\\d{1,3}:\\d{3,}(?::[A-Za-z0-9]+)?|[A-Za-z]:\\\\[^>]{0,200})>\\s?(.*)$",
     [PAT_BPHIT] = "^\\s*Breakpoint (\\d+) hit\\s*$",
@@ -36,6 +36,7 @@ static const char *const sources[PAT_COUNT] = {
     [PAT_LOCATION] = "^(" MOD "!\\S.*?|" MOD "\\+0x[0-9a-fA-F]+)(?: \\[inlined in [^\\]]*\\])?:\\s*$",
     [PAT_POOLBLOCK] = "^\\s*Pool block ([0-9a-fA-F`]+), Size ([0-9a-fA-F]+), Thread ([0-9a-fA-F`]+)\\s*$",
     [PAT_V4ENTRY] = "^\\s*Entry @ ([0-9a-fA-F`]+) \\(index \\d+\\)\\s*$",
+    [PAT_THREADHDR] = "^\\s*THREAD ([0-9a-fA-F`]+)\\s+Cid ",
     [PAT_THREAD] = "^\\s*Thread: ([0-9a-fA-F`]+)\\s*$",
     [PAT_KMSEQ] = "^\\s*Sequence: \\d+, Test Number: \\d+",
     [PAT_KMIRQL] = "^\\s*IRQ Level: \\d+, HASH: 0x[0-9a-fA-F]+\\s*$",
@@ -55,7 +56,7 @@ static const char *const sources[PAT_COUNT] = {
     [PAT_VMUSAGE] = "^\\s*(NonPagedPool|NonPagedPoolNx|PagedPool) Usage:\\s*(\\d+)\\s*\\(\\s*(\\d+)\\s*Kb\\)\\s*$",
     /* 1 hex value, 2 quoted characters */
     [PAT_HITTAG] = "^\\s*ed\\s+(?:nt!)?PoolHitTag\\s+(?:(?:0x)?([0-9a-fA-F]{1,8})\\b|'([^']{1,4})')",
-    [PAT_BPTAG] = "^\\s*(?:bp|bu|bm)\\b.*(?:@r8|@rdx|poi\\(@?esp\\+0?x?c\\))\\s*==\\s*(?:0x)?([0-9a-fA-F]{8})\\b",
+    [PAT_BPTAG] = "^\\s*(?:bp|bu|bm)\\b.*(?:@r8d?|@rdx|poi\\(@?esp\\+0?x?c\\))\\s*==\\s*(?:0x)?([0-9a-fA-F]{8})\\b",
     [PAT_STACKWARN] = "^\\s*(?:WARNING: (?:Stack unwind information not available|Frame IP not in any known module)"
                       "|\\*\\*\\* Stack trace for last set context)",
 };

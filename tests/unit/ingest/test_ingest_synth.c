@@ -330,6 +330,63 @@ static void test_frame_lines(void **state)
     kdh_ingest_patterns_free(p);
 }
 
+/* Variants of newer and older WinDbg: kc with a "Call Site" header and no numbers, kf's Memory
+ * column, kp parameter lists, the THREAD line of !thread, a bp comparing @r8d with the tag. */
+static const char variants[] =
+    "0: kd> bp nt!ExAllocatePool2 \".if (@r8d == 0x6b61654c) {} .else {gc}\"\n"
+    "0: kd> g\n"
+    "Breakpoint 0 hit\n"
+    "nt!ExAllocatePool2:\n"
+    "fffff805`12340000 4883ec28        sub     rsp,28h\n"
+    "0: kd> kc\n"
+    " # Call Site\n"
+    "00 nt!ExAllocatePool2\n"
+    "01 LeakDrv!Grow\n"
+    "0: kd> kc\n"
+    "Call Site\n"
+    "nt!ExAllocatePool2\n"
+    "LeakDrv!Grow\n"
+    "\n"
+    "0: kd> kf\n"
+    " #   Memory  Child-SP          RetAddr               Call Site\n"
+    "00           ffffc001`00001000 fffff805`12345678     nt!ExAllocatePool2\n"
+    "01        20 ffffc001`00001020 fffff805`00002222     LeakDrv!Grow+0x19\n"
+    "0: kd> kp\n"
+    " # Child-SP          RetAddr               Call Site\n"
+    "00 ffffc001`00001000 fffff805`12345678     nt!ExAllocatePool2(unsigned int64 Flags = 0x40, unsigned int64 "
+    "NumberOfBytes = 0x60, unsigned long Tag = 0x6b61654c)\n"
+    "01 ffffc001`00001020 fffff805`00002222     LeakDrv!Grow(struct _CTX * Ctx = 0xffffc001`00002000)+0x19 "
+    "[c:\\leak\\grow.c @ 9]\n"
+    "0: kd> !thread\n"
+    "THREAD ffffcb088f0a4480  Cid 0e34.3814  Teb: 0000001a27ca6000 Win32Thread: 0000000000000000 RUNNING\n"
+    "Child-SP          RetAddr           Call Site\n"
+    "ffffc001`00001000 fffff805`12345678 nt!ExAllocatePool2\n"
+    "ffffc001`00001020 fffff805`00002222 LeakDrv!Grow+0x19\n";
+
+static void test_variants(void **state)
+{
+    (void)state;
+    coll_t *c = coll_run(KDH_INGEST_AUTO, NULL, variants, sizeof variants - 1, 4096);
+    assert_non_null(c);
+    assert_int_equal(c->nstacks, 5);
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(c->stacks[i].st.nframes, 2);
+        assert_int_equal(c->stacks[i].st.kind, KDH_INGEST_EV_ALLOC);
+        assert_string_equal(c->stacks[i].st.tag, "Leak");
+        assert_string_equal(c->stacks[i].frames[0].sym, "nt!ExAllocatePool2");
+    }
+    assert_string_equal(c->stacks[0].st.origin, "kc");
+    assert_string_equal(c->stacks[1].frames[1].sym, "LeakDrv!Grow");
+    assert_int_equal(c->stacks[1].st.repeat, 1); /* kc twice at one break: one hit */
+    assert_string_equal(c->stacks[2].frames[1].sym, "LeakDrv!Grow+0x19");
+    assert_string_equal(c->stacks[3].frames[1].sym, "LeakDrv!Grow+0x19");
+    assert_int_equal(c->stacks[3].st.repeat, 1); /* kp shows the kf stack again */
+    assert_int_equal(c->stacks[4].st.thread, 0xffffcb088f0a4480ull);
+    assert_int_equal(c->stacks[2].st.thread, 0);
+    assert_int_equal(c->stats.events, 2); /* kc stack and kf stack; the rest are repeats */
+    coll_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -337,6 +394,7 @@ int main(void)
         cmocka_unit_test(test_x86_args),           cmocka_unit_test(test_lookalikes),
         cmocka_unit_test(test_bad_input),          cmocka_unit_test(test_poolmon_series),
         cmocka_unit_test(test_poolused_tabs),      cmocka_unit_test(test_frame_lines),
+        cmocka_unit_test(test_variants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
