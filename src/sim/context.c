@@ -139,6 +139,7 @@ int sim_machine_set_context(sim_machine_t *m, int cpu, const uint8_t *ctx, size_
     if (!m || !ctx || cpu < 0 || cpu >= m->ncpus || len < sim_machine_context_size(m))
         return KDH_EINVAL;
     sim_regs_t *r = &m->cpus[cpu].regs;
+    uint64_t old_pc = r->rip, old_sp = r->gpr[R_SP];
     if (m->arch == SIM_ARCH_X64) {
         r->mxcsr = kdh_get_u32(ctx + 0x34);
         r->rflags = kdh_get_u32(ctx + 0x44);
@@ -161,7 +162,13 @@ int sim_machine_set_context(sim_machine_t *m, int cpu, const uint8_t *ctx, size_
         for (int i = 0; i < 8; i++)
             memcpy(r->xmm[i], ctx + 0xCC + 0xA0 + 16 * i, 16);
     }
-    /* A breakpoint stop's int 3 only re-executes when PC still points at it: nothing else to do. */
+    /* The debugger emulated a call (a break-in: old PC pushed, PC moved to
+     * DbgBreakPointWithStatus): record it like a call so the ground truth keeps the interrupted
+     * frame. A breakpoint's int 3 only re-executes when PC still points at it: nothing else. */
+    uint64_t top = 0;
+    if (r->rip != old_pc && r->gpr[R_SP] < old_sp && old_sp - r->gpr[R_SP] <= 0x100 &&
+        sim_mem_get_ptr(m, r->gpr[R_SP], &top) == KDH_OK && top == old_pc)
+        sim_shadow_push(m, cpu, old_pc);
     return KDH_OK;
 }
 

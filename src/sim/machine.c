@@ -159,9 +159,11 @@ static int call_routine(sim_machine_t *m, uint64_t fn, uint64_t stack_top, uint6
     }
     sim_regs_load(m, &r);
     m->intr = SIM_INTR_NONE;
-    m->shadow_depth = 0;
+    m->running_cpu = 0;
+    m->watch_idle = 0;
     uc_err e = uc_emu_start(m->uc, fn, 0, 0, BOOT_MAX_INSNS);
     sim_regs_save(m, &r);
+    m->cpus[0].shadow_depth = 0;
     if (e != UC_ERR_OK || m->intr != SIM_INTR_NONE || r.rip != 0)
         return kdh_err_set(err, KDH_ETARGET, "kdsim: boot routine at 0x%llx did not return (pc 0x%llx, %s)",
                            (unsigned long long)fn, (unsigned long long)r.rip,
@@ -265,7 +267,6 @@ int sim_machine_reboot(sim_machine_t *m, kdh_err_t *err)
     m->now_ns = 0;
     m->active = 0;
     m->qhead = m->qlen = 0;
-    m->shadow_depth = 0;
     memset(m->cpus, 0, sizeof m->cpus);
 
     uc_err e = uc_open(UC_ARCH_X86, m->arch == SIM_ARCH_X64 ? UC_MODE_64 : UC_MODE_32, &m->uc);
@@ -374,6 +375,10 @@ static int run_cpu(sim_machine_t *m, int c, uint64_t count, sim_stop_t *stop, in
     *stopped = 0;
     m->intr = SIM_INTR_NONE;
     m->insns = 0;
+    m->running_cpu = c;
+    /* A CPU without a work item runs only when the debugger diverted it (a simulated break-in
+     * call); it stops again once back in the idle loop. */
+    m->watch_idle = !(m->active && m->active_cpu == c) && count > 1;
     sim_regs_load(m, &cpu->regs);
     uc_err e = uc_emu_start(m->uc, cpu->regs.rip, 0, 0, count);
     sim_regs_save(m, &cpu->regs);
@@ -403,7 +408,16 @@ static void finish_item(sim_machine_t *m)
     cpu->regs = cpu->idle_regs;
     sim_set_current_thread(m, m->active_cpu, cpu->idle.kthread);
     m->active = 0;
-    m->shadow_depth = 0;
+    cpu->shadow_depth = 0;
+}
+
+/* A CPU with no work item whose PC the debugger moved out of the idle loop, or -1. */
+static int diverted_cpu(const sim_machine_t *m)
+{
+    for (int c = 0; c < m->ncpus; c++)
+        if (!(m->active && m->active_cpu == c) && !sim_in_idle_loop(m, m->cpus[c].regs.rip))
+            return c;
+    return -1;
 }
 
 static int step_one(sim_machine_t *m, int c, sim_stop_t *stop, kdh_err_t *err)
@@ -439,6 +453,18 @@ int sim_machine_run(sim_machine_t *m, uint64_t budget_ns, sim_stop_t *stop, kdh_
     if (deadline < m->now_ns)
         deadline = UINT64_MAX;
     for (;;) {
+        int d = diverted_cpu(m);
+        if (d >= 0) {
+            int stopped;
+            int rc = run_cpu(m, d, SIM_ITEM_MAX_INSNS, stop, &stopped, err);
+            if (rc != KDH_OK || stopped)
+                return rc;
+            if (!sim_in_idle_loop(m, m->cpus[d].regs.rip))
+                return kdh_err_set(err, KDH_ETARGET, "kdsim: CPU %d, moved by the debugger to 0x%llx, did not return to the idle loop",
+                                   d, (unsigned long long)m->cpus[d].regs.rip);
+            m->cpus[d].shadow_depth = 0;
+            continue;
+        }
         if (!m->active) {
             int w = sim_workload_next(m, deadline);
             if (w < 0) {

@@ -56,6 +56,10 @@ typedef struct sim_thread {
     int cpu;
 } sim_thread_t;
 
+typedef struct sim_shadow_frame {
+    uint64_t ret;  /* return address pushed by the call */
+} sim_shadow_frame_t;
+
 typedef struct sim_cpu {
     sim_regs_t regs;        /* current registers (the idle loop or the running work item) */
     sim_regs_t idle_regs;   /* the idle loop's registers, restored when an item ends */
@@ -65,6 +69,9 @@ typedef struct sim_cpu {
     int next_worker;
     uint64_t current_thread;
     int trace;
+    /* calls made on this CPU and not yet returned (truth.c), innermost last */
+    sim_shadow_frame_t shadow[SIM_SHADOW_MAX];
+    int shadow_depth;
 } sim_cpu_t;
 
 typedef struct sim_work {
@@ -74,10 +81,6 @@ typedef struct sim_work {
     uint64_t period_ns;     /* mean interval between calls */
     uint64_t next_due;
 } sim_work_t;
-
-typedef struct sim_shadow_frame {
-    uint64_t ret;  /* return address pushed by the call */
-} sim_shadow_frame_t;
 
 /* The seeded callee-saved registers of the running item (what an unwinder must recover at the
  * outermost frame). */
@@ -125,8 +128,8 @@ struct sim_machine {
     int active, active_cpu;
     sim_thread_t *active_thread;
     sim_seed_regs_t seeds;
-    sim_shadow_frame_t shadow[SIM_SHADOW_MAX];
-    int shadow_depth;
+    int running_cpu;   /* whose registers Unicorn holds during uc_emu_start */
+    int watch_idle;    /* stop when the running CPU is back in nt!KiIdleLoop */
 
     /* interrupt seen by the hook during the last uc_emu_start */
     int intr;
@@ -174,6 +177,8 @@ uint64_t sim_rand(sim_machine_t *m);
 
 /* truth.c */
 void sim_shadow_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user);
+void sim_shadow_push(sim_machine_t *m, int cpu, uint64_t ret);
+int sim_in_idle_loop(const sim_machine_t *m, uint64_t pc);
 int sim_truth_write(sim_machine_t *m, const sim_stop_t *stop, kdh_err_t *err);
 
 #endif

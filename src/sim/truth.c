@@ -33,6 +33,11 @@ void sim_shadow_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user)
 {
     sim_machine_t *m = user;
     m->insns++;
+    if (m->watch_idle && sim_in_idle_loop(m, address)) {
+        uc_emu_stop(uc);  /* a diverted idle CPU is back where it was interrupted */
+        return;
+    }
+    sim_cpu_t *cpu = &m->cpus[m->running_cpu];
     if (size == 0 || size > 15)
         return;
     const uint8_t *p = sim_mem_host(m, address, size);
@@ -47,9 +52,7 @@ void sim_shadow_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user)
     uint8_t op = p[i];
     int call = op == 0xE8 || (op == 0xFF && i + 1 < size && ((p[i + 1] >> 3) & 7) == 2);
     if (call) {
-        if (m->shadow_depth < SIM_SHADOW_MAX)
-            m->shadow[m->shadow_depth].ret = address + size;
-        m->shadow_depth++;  /* counted past the cap so the pops stay balanced */
+        sim_shadow_push(m, m->running_cpu, address + size);
         return;
     }
     if (op != 0xC3 && op != 0xC2)
@@ -60,13 +63,27 @@ void sim_shadow_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user)
         sp &= 0xffffffffu;
     if (sim_mem_get_ptr(m, sp, &target) != KDH_OK)
         return;
-    int top = m->shadow_depth < SIM_SHADOW_MAX ? m->shadow_depth : SIM_SHADOW_MAX;
+    int top = cpu->shadow_depth < SIM_SHADOW_MAX ? cpu->shadow_depth : SIM_SHADOW_MAX;
     for (int k = top - 1; k >= 0; k--) {
-        if (m->shadow[k].ret == target) {
-            m->shadow_depth = k;
+        if (cpu->shadow[k].ret == target) {
+            cpu->shadow_depth = k;
             return;
         }
     }
+}
+
+void sim_shadow_push(sim_machine_t *m, int c, uint64_t ret)
+{
+    sim_cpu_t *cpu = &m->cpus[c];
+    if (cpu->shadow_depth < SIM_SHADOW_MAX)
+        cpu->shadow[cpu->shadow_depth].ret = ret;
+    cpu->shadow_depth++;  /* counted past the cap so the pops stay balanced */
+}
+
+/* nt!KiIdleLoop is `pause; jmp` (4 bytes); 16 bytes covers it whatever the compiler pads. */
+int sim_in_idle_loop(const sim_machine_t *m, uint64_t pc)
+{
+    return pc - m->idle_loop < 16;
 }
 
 static json_t *hex(const sim_machine_t *m, uint64_t v)
@@ -105,9 +122,10 @@ int sim_truth_write(sim_machine_t *m, const sim_stop_t *stop, kdh_err_t *err)
 
     json_t *stack = json_array();
     json_array_append_new(stack, frame(m, pc));
-    int depth = m->shadow_depth < SIM_SHADOW_MAX ? m->shadow_depth : SIM_SHADOW_MAX;
+    const sim_cpu_t *cpu = &m->cpus[stop->cpu];
+    int depth = cpu->shadow_depth < SIM_SHADOW_MAX ? cpu->shadow_depth : SIM_SHADOW_MAX;
     for (int k = depth - 1; k >= 0; k--)
-        json_array_append_new(stack, frame(m, m->shadow[k].ret));
+        json_array_append_new(stack, frame(m, cpu->shadow[k].ret));
 
     json_t *regs = json_object();
     if (m->arch == SIM_ARCH_X64) {

@@ -173,7 +173,7 @@ int sim_workload_start(sim_machine_t *m, int wi, kdh_err_t *err)
     m->active = 1;
     m->active_cpu = c;
     m->active_thread = t;
-    m->shadow_depth = 0;
+    cpu->shadow_depth = 0;
     sim_set_current_thread(m, c, t->kthread);
     return KDH_OK;
 }

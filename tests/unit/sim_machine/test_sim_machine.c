@@ -636,6 +636,120 @@ static void check_special_pool(sim_arch_t a)
 static void test_special_pool_x64(void **state) { (void)state; check_special_pool(SIM_ARCH_X64); }
 static void test_special_pool_x86(void **state) { (void)state; check_special_pool(SIM_ARCH_X86); }
 
+/* A break-in as kdsim's KD side injects it: CPU 0 (idle between work items) "calls"
+ * DbgBreakPointWithStatus; the stop is there, the truth keeps the interrupted idle-loop frame,
+ * and after the debugger skips the int 3 the CPU returns to its idle loop and work goes on. */
+static void check_breakin(sim_arch_t a)
+{
+    char truth[256];
+    snprintf(truth, sizeof truth, "%s/sim_machine_bi_%d_%d.jsonl", KDH_BINARY_DIR, (int)a, (int)getpid());
+    unlink(truth);
+    sim_machine_t *m = boot(a, 2, 8, "leak", truth);
+    int psize = a == SIM_ARCH_X64 ? 8 : 4;
+    sim_info_t info;
+    sim_machine_info(m, &info);
+    sim_stop_t s;
+    kdh_err_t err = {0};
+    do
+        assert_int_equal(sim_machine_run(m, 100000, &s, &err), KDH_OK);
+    while (s.kind != SIM_STOP_NONE);
+
+    uint32_t idle = 0, bws = 0, done;
+    assert_int_equal(fo_symbol_rva(fixture_dir(a), "ntoskrnl.exe", "ntkrnlmp.pdb", "-symbols", "KiIdleLoop", &idle, NULL), 0);
+    assert_int_equal(fo_symbol_rva(fixture_dir(a), "ntoskrnl.exe", "ntkrnlmp.pdb", "-symbols", "DbgBreakPointWithStatus", &bws, NULL), 0);
+    uint8_t ctx[0x4D0];
+    size_t n = sim_machine_context_size(m);
+    assert_int_equal(sim_machine_get_context(m, 0, ctx, n), KDH_OK);
+    size_t ip = psize == 8 ? 0xF8 : 0xB8, spo = psize == 8 ? 0x98 : 0xC4;
+    uint64_t pc = psize == 8 ? le64(ctx + ip) : (uint64_t)(int64_t)(int32_t)le32(ctx + ip);
+    uint64_t sp = psize == 8 ? le64(ctx + spo) : (uint64_t)(int64_t)(int32_t)le32(ctx + spo);
+    assert_true(pc == info.kern_base + idle);
+    uint8_t frame[8] = {0};
+    for (int i = 0; i < psize; i++)
+        frame[i] = (uint8_t)(pc >> (8 * i));
+    if (psize == 4)
+        frame[4] = 1;  /* DBG_STATUS_CONTROL_C argument */
+    uint64_t nsp = sp - 8;
+    assert_int_equal(sim_machine_write(m, nsp, frame, 8, &done), KDH_OK);
+    uint64_t target = info.kern_base + bws;
+    for (int i = 0; i < psize; i++) {
+        ctx[ip + (size_t)i] = (uint8_t)(target >> (8 * i));
+        ctx[spo + (size_t)i] = (uint8_t)(nsp >> (8 * i));
+    }
+    assert_int_equal(sim_machine_set_context(m, 0, ctx, n), KDH_OK);
+    assert_int_equal(sim_machine_run(m, 100000, &s, &err), KDH_OK);
+    assert_int_equal(s.kind, SIM_STOP_BREAKPOINT);
+    assert_int_equal(s.cpu, 0);
+    assert_true(s.pc == target);
+    skip_int3(m, &s, psize);
+    for (int k = 0; k < 20; k++) {
+        if (sim_machine_run(m, 1000000, &s, &err) != KDH_OK)
+            fail_msg("run: %s", err.msg);
+        assert_int_not_equal(s.kind, SIM_STOP_BREAKPOINT);
+    }
+    assert_true(sim_machine_now_ns(m) > 10000000);
+    sim_machine_destroy(m);
+
+    FILE *f = fopen(truth, "r");
+    assert_non_null(f);
+    char line[8192];
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_null(fgets(line + 4096, 4096, f));
+    fclose(f);
+    unlink(truth);
+    json_error_t je;
+    json_t *j = json_loads(line, 0, &je);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "kind")), "break");
+    json_t *st = json_object_get(j, "stack");
+    assert_int_equal(json_array_size(st), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(st, 0), "rva")), bws);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(st, 1), "rva")), idle);
+    json_decref(j);
+}
+
+static void test_breakin_x64(void **state) { (void)state; check_breakin(SIM_ARCH_X64); }
+static void test_breakin_x86(void **state) { (void)state; check_breakin(SIM_ARCH_X86); }
+
+/* A debugger breakpoint (0xCC written over code that already ran, so Unicorn's translation of
+ * it must be dropped), then the usual restore / single step / continue. */
+static void check_patched_breakpoint(sim_arch_t a)
+{
+    sim_machine_t *m = boot(a, 2, 4, "leak", NULL);
+    sim_stop_t s;
+    kdh_err_t err = {0};
+    for (int k = 0; k < 5; k++)
+        assert_int_equal(sim_machine_run(m, 1000000, &s, &err), KDH_OK);
+    uint32_t rva = 0, done;
+    assert_int_equal(fo_symbol_rva(fixture_dir(a), "leakdrv.sys", "leakdrv.pdb", "-publics",
+                                   sym_name(a, "LeakDrvWorkA", "_LeakDrvWorkA"), &rva, NULL), 0);
+    /* leakdrv's base from PsLoadedModuleList (third entry). */
+    sim_info_t info;
+    sim_machine_info(m, &info);
+    int psize = a == SIM_ARCH_X64 ? 8 : 4;
+    uint64_t e = rd_ptr(m, rd_ptr(m, rd_ptr(m, info.ps_loaded_module_list, psize), psize), psize);
+    uint64_t addr = rd_ptr(m, e + (psize == 8 ? 0x30 : 0x18), psize) + rva;
+    uint8_t orig = 0, cc = 0xCC;
+    assert_int_equal(sim_machine_read(m, addr, &orig, 1, &done), KDH_OK);
+    assert_int_not_equal(orig, 0xCC);
+    assert_int_equal(sim_machine_write(m, addr, &cc, 1, &done), KDH_OK);
+    run_until(m, SIM_STOP_BREAKPOINT, &s);
+    assert_true(s.pc == addr);
+    assert_int_equal(sim_machine_write(m, addr, &orig, 1, &done), KDH_OK);
+    assert_int_equal(sim_machine_set_trace(m, s.cpu, 1), KDH_OK);
+    assert_int_equal(sim_machine_run(m, 1000000, &s, &err), KDH_OK);
+    assert_int_equal(s.kind, SIM_STOP_SINGLE_STEP);
+    assert_true(s.pc > addr && s.pc < addr + 16);
+    for (int k = 0; k < 10; k++) {
+        assert_int_equal(sim_machine_run(m, 1000000, &s, &err), KDH_OK);
+        assert_int_not_equal(s.kind, SIM_STOP_BREAKPOINT);
+    }
+    sim_machine_destroy(m);
+}
+
+static void test_patched_bp_x64(void **state) { (void)state; check_patched_breakpoint(SIM_ARCH_X64); }
+static void test_patched_bp_x86(void **state) { (void)state; check_patched_breakpoint(SIM_ARCH_X86); }
+
 int main(void)
 {
     snprintf(g_dir[SIM_ARCH_X64], sizeof g_dir[0], "%s/fixtures/x64", KDH_BINARY_DIR);
@@ -653,6 +767,8 @@ int main(void)
         cmocka_unit_test(test_reboot_x64), cmocka_unit_test(test_reboot_x86),
         cmocka_unit_test(test_print_x64),  cmocka_unit_test(test_print_x86),
         cmocka_unit_test(test_special_pool_x64), cmocka_unit_test(test_special_pool_x86),
+        cmocka_unit_test(test_breakin_x64), cmocka_unit_test(test_breakin_x86),
+        cmocka_unit_test(test_patched_bp_x64), cmocka_unit_test(test_patched_bp_x86),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
