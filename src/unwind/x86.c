@@ -52,8 +52,8 @@ static int call_before(uw_ctx_t *c, const kdh_unwind_module_t *m, uint64_t ra, i
             want += 1;
         else if (mod == 2 || (mod == 0 && rm == 5))
             want += 4;
-        if (mod == 0 && rm == 4 && (p[2] & 7) == 5)
-            want += 4; /* SIB with no base: disp32 */
+        if (mod == 0 && rm == 4 && len >= 3 && (p[2] & 7) == 5)
+            want += 4; /* SIB with no base: disp32 (the SIB byte exists only when len >= 3) */
         if (want == len)
             return 1;
     }
