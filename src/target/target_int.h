@@ -1,0 +1,75 @@
+/* target_int.h: the target model's private state, shared by its files (cache, discovery,
+ * symbols, stacks, drivers). */
+#ifndef KDH_TARGET_INT_H
+#define KDH_TARGET_INT_H
+
+#include "kdh/pdb.h"
+#include "kdh/symstore.h"
+#include "kdh/target.h"
+
+/* One cached range; unreadable ranges hold no data. */
+typedef struct tcache_ent {
+    uint64_t va;
+    uint32_t len;
+    int unreadable;
+    uint8_t *data;
+} tcache_ent_t;
+
+typedef struct tcache {
+    tcache_ent_t *v;   /* sorted by va, non-overlapping */
+    size_t n, cap;
+    uint64_t bytes;
+} tcache_t;
+
+typedef struct toverride {
+    char name[128];
+    char module[64];   /* empty for an absolute address */
+    uint64_t value;    /* rva, or the address */
+} toverride_t;
+
+typedef struct tmodsym {
+    kdh_pdb_t *pdb;
+    kdh_pe_exports_t exports;
+    int exports_read;  /* 1 read, -1 failed */
+    char exports_error[160];
+} tmodsym_t;
+
+struct kdh_target {
+    int have_version;
+    kdh_wire_get_version_t version;
+    kdh_wire_arch_t arch;
+    unsigned psize;
+    uint64_t stop_serial;
+
+    tcache_t stop, boot;
+    kdh_target_cache_stats_t cstats;
+    uint64_t need_va;
+    uint32_t need_len;
+    kdh_target_class_t need_cls;
+
+    int have_kdbg;
+    kdh_target_kdbg_t kdbg;
+
+    /* module walk (resumable) */
+    int walk_done;
+    uint64_t walk_cur;        /* next entry to read (head's Flink once started) */
+    int walk_started;
+    const char *walk_trunc;   /* why it ended early, or NULL */
+    uint64_t *seen;           /* open-addressing set of visited entries */
+    size_t seen_cap;
+    kdh_target_module_t *mods;      /* list order */
+    tmodsym_t *syms;                /* parallel to mods */
+    size_t nmods;
+    size_t *by_addr;                /* indices sorted by base */
+
+    kdh_symstore_t *store;
+    char sym_path_text[1024];
+    toverride_t *ovr;
+    size_t novr;
+};
+
+void tcache_clear(tcache_t *c);
+/* Module i's WinDbg name from its file name (i == 0 is the kernel: "nt"). */
+void target_module_name(const char *file, int kernel, char *out, size_t len);
+
+#endif
