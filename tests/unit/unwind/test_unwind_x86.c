@@ -143,10 +143,13 @@ static void test_scan_forms(void **state)
         kdh_unwind_module_t ghost = {.base = 0xFFFFFFFF81000000ull, .size = 0x1000, .id = 4};
         V.mods[V.nmods++] = ghost;                      /* a module whose code is unreadable */
         put32(ST + 0xFC, 0x81000010);
+        const uint8_t sib[] = {0xff, 0x14};             /* call [sib] cut short: no call */
+        mv_put_bytes(&V, B + 0x1700, sib, 2);
+        put32(ST + 0xF8, (uint32_t)(B + 0x1702));
         put32(ST + 0x100, 0x12345678);                 /* outside every module */
         put32(ST + 0x104, (uint32_t)(B + 0x1210));     /* in the module, no call before */
         put32(ST + 0x108, (uint32_t)(B + ras[i]));
-        kdh_unwind_regs_t r = seed(B + 0x1100, ST + 0xFC, 0, 0);
+        kdh_unwind_regs_t r = seed(B + 0x1100, ST + 0xF8, 0, 0);
         assert_int_equal(walk(&r, 0, 0), KDH_OK);
         assert_true(U.n_frames >= 2);
         assert_true(U.frames[1].pc == B + ras[i] && U.frames[1].sp == ST + 0x10C);
