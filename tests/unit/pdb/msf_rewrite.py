@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
-"""msf_rewrite.py IN OUT BLOCK_SIZE EXTRA_NIL_STREAMS SEED [minimal]: rewrites a PDB's MSF container with
-another block size, blocks in shuffled order, and extra nil (0xFFFFFFFF) streams appended to the
+"""msf_rewrite.py IN OUT BLOCK_SIZE EXTRA_NIL_STREAMS SEED [minimal | omap IN_EXPECT OUT_EXPECT]:
+rewrites a PDB's MSF container with another block size, blocks in shuffled order, and extra nil (0xFFFFFFFF) streams appended to the
 directory; enough of them make the directory's block list span several block-map blocks,
 whose numbers then follow BlockMapAddr at superblock offsets 56, 60... Stream contents are
 unchanged, so the publics must read the same. With "minimal", every stream that public lookup
 does not use (all but info, DBI, symbol records and section headers) becomes nil: a small seed
-for the fuzzer. Written independently of kdh_pdb."""
+for the fuzzer. With "omap", the PDB pretends its image was rearranged after linking: original
+section headers (every VA + 0x10000) and an OMAP_FROM_SRC table are added and named in the DBI
+debug header; in .text, [0, 0x20) moves to +0x30, [0x20, 0x40) is eliminated, the rest stays.
+OUT_EXPECT is IN_EXPECT (canon_pdbutil.py text) with the RVAs mapped the same way here.
+Written independently of kdh_pdb."""
 import random
 import struct
 import sys
@@ -43,6 +47,45 @@ if len(sys.argv) > 6 and sys.argv[6] == "minimal":
     sections = struct.unpack_from("<H", dbi, dbg_at + 2 * 5)[0]
     keep = {1, 3, symrec, sections}
     streams = [s if i in keep else None for i, s in enumerate(streams)]
+if len(sys.argv) > 6 and sys.argv[6] == "omap":
+    dbi = bytearray(streams[3])
+    sub = sum(struct.unpack_from("<5i", dbi, 24)) + struct.unpack_from("<i", dbi, 52)[0]
+    dbg_at = 64 + sub
+    assert struct.unpack_from("<i", dbi, 48)[0] >= 22, "debug header lacks slots 4 and 10"
+    sect = streams[struct.unpack_from("<H", dbi, dbg_at + 2 * 5)[0]]
+    final = [struct.unpack_from("<I", sect, 40 * i + 12)[0] for i in range(len(sect) // 40)]
+    orig = bytearray(sect)
+    for i in range(len(final)):
+        struct.pack_into("<I", orig, 40 * i + 12, final[i] + 0x10000)
+    table = [(final[0] + 0x10000, final[0] + 0x30), (final[0] + 0x10020, 0),
+             (final[0] + 0x10040, final[0] + 0x40)]
+    table += [(v + 0x10000, v) for v in final[1:]]
+    table.sort()
+    streams.append(bytes(orig))
+    struct.pack_into("<H", dbi, dbg_at + 2 * 10, len(streams) - 1)
+    streams.append(b"".join(struct.pack("<II", a, b) for a, b in table))
+    struct.pack_into("<H", dbi, dbg_at + 2 * 4, len(streams) - 1)
+    streams[3] = bytes(dbi)
+
+    def omap(x):
+        hit = [(a, b) for a, b in table if a <= x]
+        if not hit:
+            return 0
+        a, b = hit[-1]
+        return 0 if b == 0 else b + (x - a)
+
+    lines = open(sys.argv[7]).read().splitlines()
+    pubs = []
+    for ln in lines[1:]:
+        _, _rva, segoff, flags, name = ln.split(" ", 4)
+        seg, off = (int(v) for v in segoff.split(":"))
+        rva = omap(final[seg - 1] + 0x10000 + off)
+        if rva:
+            pubs.append((rva, name, segoff, flags))
+    with open(sys.argv[8], "w") as fh:
+        fh.write(lines[0] + "\n")
+        for rva, name, segoff, flags in sorted(pubs):
+            fh.write("public %x %s %s %s\n" % (rva, segoff, flags, name))
 streams += [None] * extra
 
 chunks = []  # (stream, bytes)

@@ -71,7 +71,11 @@ static void check(const char *pdbname, const char *expname, uint32_t want_bs)
         print_error("%s\n--- llvm-pdbutil ---\n%s--- kdh_pdb ---\n%s", pdbname, want, got);
         fail();
     }
-    assert_true(kdh_pdb_count(p) >= 8);
+    uint32_t lines = 0;
+    for (const char *c = want; (c = strstr(c, "\npublic ")) != NULL; c++)
+        lines++;
+    assert_int_equal(kdh_pdb_count(p), lines);
+    assert_true(lines >= 7);
     kdh_pdb_close(p);
     free(b);
     free(want);
@@ -102,6 +106,24 @@ static void test_reblocked_minimal(void **state)
 {
     (void)state;
     check("rmin.pdb", "fxsyms_x86.expect", 512);
+}
+
+/* Rearranged after linking: RVAs go through OMAP_FROM_SRC; an eliminated range drops StdFn. */
+static void test_omap_pdb(void **state)
+{
+    (void)state;
+    check("romap.pdb", "romap.expect", 4096);
+    size_t len;
+    uint8_t *b = fx_read("romap.pdb", &len);
+    kdh_pdb_t *p;
+    kdh_err_t err;
+    assert_int_equal(kdh_pdb_open_buffer(&p, b, len, &err), KDH_OK);
+    assert_true(kdh_pdb_info(p)->has_omap);
+    uint32_t rva;
+    assert_int_equal(kdh_pdb_lookup(p, "StdFn", &rva), KDH_ENOTFOUND);
+    assert_int_equal(kdh_pdb_lookup(p, "CdeclFn", &rva), KDH_OK);
+    kdh_pdb_close(p);
+    free(b);
 }
 
 /* 20000 extra nil streams: the directory's block list needs two block-map blocks at 512 B. */
@@ -294,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_reblocked_32k),
         cmocka_unit_test(test_reblocked_512_multimap),
         cmocka_unit_test(test_reblocked_minimal),
+        cmocka_unit_test(test_omap_pdb),
         cmocka_unit_test(test_lookup),
         cmocka_unit_test(test_symbolize),
         cmocka_unit_test(test_matches_image),
