@@ -14,20 +14,32 @@ void sim_bucket_init(sim_bucket_t *b, uint64_t bytes_per_s, uint32_t burst, uint
     b->last_ns = now_ns;
 }
 
+static void refill(sim_bucket_t *b, uint64_t now_ns)
+{
+    if (now_ns <= b->last_ns)
+        return;
+    uint64_t dt = now_ns - b->last_ns;
+    /* keeps dt * rate far from overflow; a minute of backlog is more than any line holds */
+    if (dt > 60 * NS)
+        dt = 60 * NS;
+    b->credit += dt * b->rate;
+    if (b->credit > 60 * NS * b->rate)
+        b->credit = 60 * NS * b->rate;
+    b->last_ns = now_ns;
+}
+
+void sim_bucket_idle(sim_bucket_t *b, uint64_t now_ns)
+{
+    refill(b, now_ns);
+    if (b->credit > b->cap)
+        b->credit = b->cap;
+}
+
 size_t sim_bucket_avail(sim_bucket_t *b, uint64_t now_ns)
 {
     if (b->rate == 0)
         return SIZE_MAX;
-    if (now_ns > b->last_ns) {
-        uint64_t dt = now_ns - b->last_ns;
-        /* dt * rate overflows only after ~50 idle years at 11520 B/s; cap dt anyway. */
-        if (dt > 60 * NS)
-            dt = 60 * NS;
-        b->credit += dt * b->rate;
-        if (b->credit > b->cap)
-            b->credit = b->cap;
-        b->last_ns = now_ns;
-    }
+    refill(b, now_ns);
     return (size_t)(b->credit / NS);
 }
 

@@ -22,8 +22,12 @@ static inline uint64_t sim_line_bytes_per_s(uint32_t baud)
 
 /* burst: bytes the line may send back to back after being idle (a UART FIFO is 16). */
 void sim_bucket_init(sim_bucket_t *b, uint64_t bytes_per_s, uint32_t burst, uint64_t now_ns);
-/* Whole bytes that may go out at now_ns (credit is computed from elapsed time, never from a
- * fixed amount per tick, so timer jitter does not change the rate). */
+/* The line has had nothing to send up to now_ns (call it before queueing into an empty FIFO):
+ * credit saved up while idle is limited to the burst. */
+void sim_bucket_idle(sim_bucket_t *b, uint64_t now_ns);
+/* Whole bytes that may go out at now_ns while the line is busy. Credit is computed from elapsed
+ * time, never from a fixed amount per tick, and is not capped while busy: a late timer tick
+ * sends what the line would have carried meanwhile, so scheduling delays do not lower the rate. */
 size_t sim_bucket_avail(sim_bucket_t *b, uint64_t now_ns);
 void sim_bucket_consume(sim_bucket_t *b, size_t n);
 /* Nanoseconds n bytes take on the line. */

@@ -65,12 +65,18 @@ static void close_handle(sim_serve_t *s, uv_handle_t *h)
     uv_close(h, handle_closed);
 }
 
+static void service(sim_serve_t *s);
+
 /* Host bytes enter the receive FIFO after the line's faults; the tick paces them in. */
 static void line_received(sim_serve_t *s, uint8_t *p, size_t n)
 {
     n = sim_faults_bytes(&s->faults, p, n);
+    if (s->rx.len == 0)
+        sim_bucket_idle(&s->brx, uv_hrtime());
     size_t in = sim_fifo_push(&s->rx, p, n);
     s->st.rx_overruns += n - in; /* a UART overrun loses them too */
+    /* Serve at once rather than at the next tick: the turnaround of a real target is short. */
+    service(s);
 }
 
 static void on_pty_readable(uv_poll_t *h, int status, int events)
@@ -167,6 +173,7 @@ static void take_frame(sim_serve_t *s, uint64_t now)
     size_t len;
     if (s->tx.len || !sim_target_peek(s->t, &d, &len))
         return;
+    sim_bucket_idle(&s->btx, now);
     int copies = sim_faults_packet(&s->faults);
     for (int i = 0; i < copies && len <= sizeof s->copy; i++) {
         memcpy(s->copy, d, len);
@@ -196,10 +203,12 @@ static void move_bytes(sim_serve_t *s, uint64_t now)
 
 static void send_bytes(sim_serve_t *s, uint64_t now)
 {
-    size_t avail = sim_bucket_avail(&s->btx, now);
     for (;;) {
         take_frame(s, now);
-        if (avail == 0 || s->tx.len == 0)
+        if (s->tx.len == 0)
+            break;
+        size_t avail = sim_bucket_avail(&s->btx, now);
+        if (avail == 0)
             break;
         const uint8_t *p;
         size_t n = sim_fifo_peek(&s->tx, &p);
@@ -211,13 +220,12 @@ static void send_bytes(sim_serve_t *s, uint64_t now)
         sim_fifo_pop(&s->tx, w);
         sim_bucket_consume(&s->btx, w);
         s->st.tx_bytes += w;
-        avail -= w;
     }
 }
 
-static void on_tick(uv_timer_t *h)
+/* Moves bytes both ways, runs the target; from the timer and whenever host bytes arrive. */
+static void service(sim_serve_t *s)
 {
-    sim_serve_t *s = h->data;
     uint64_t now = uv_hrtime();
     uint64_t since = now - s->start_ns;
     kdh_err_t err;
@@ -233,6 +241,11 @@ static void on_tick(uv_timer_t *h)
     sim_target_tick(s->t, now, (uint64_t)((double)dt * s->o.speed), &err);
     if (!stalled)
         send_bytes(s, now);
+}
+
+static void on_tick(uv_timer_t *h)
+{
+    service(h->data);
 }
 
 static int start_pty(sim_serve_t *s, kdh_err_t *err)
@@ -332,9 +345,9 @@ int sim_serve_start(uv_loop_t *loop, sim_target_t *t, const sim_serve_opts_t *o,
     }
     uint64_t now = uv_hrtime();
     uint64_t rate = o->baud ? sim_line_bytes_per_s(o->baud) : 0;
-    /* A line never sends faster than its rate, so the burst is small: 16 bytes like a UART
-     * FIFO, or 2 ms worth at high rates, enough to absorb the 1 ms timer's jitter. */
-    uint32_t burst = rate / 500 > 16 ? (uint32_t)(rate / 500) : 16;
+    /* A line never sends faster than its rate: after idle time only the byte being shifted
+     * out is ready at once; timer jitter is absorbed by the uncapped credit while busy. */
+    uint32_t burst = 1;
     sim_bucket_init(&s->brx, rate, burst, now);
     sim_bucket_init(&s->btx, rate, burst, now);
     s->start_ns = s->last_ns = now;

@@ -330,21 +330,28 @@ static void exchange(const char *mode, int measure)
     uint64_t kb = r.u.version.kern_base;
 
     if (measure) {
-        /* 8 maximal reads back to back; every byte either way costs 10 bit times at 115200. */
+        /* 8 maximal reads back to back; every byte either way costs 10 bit times at 115200.
+         * The machine is shared, so a burst of load may slow one measurement: up to 3 tries,
+         * and a line that is systematically off fails all of them. */
         uint32_t id = 0x80800001u;
-        uint64_t rx0 = l.rx_bytes, tx0 = l.tx_bytes;
-        double t0 = now_s();
-        for (int i = 0; i < 8; i++, id ^= 1) {
-            memset(&m, 0, sizeof m);
-            m.api = KDH_WIRE_API_READ_VIRTUAL_MEMORY;
-            m.u.mem.address = kb;
-            m.u.mem.transfer_count = KDH_WIRE_READ_MAX;
-            request(&l, &m, id, &r, &dlen);
-            assert_int_equal(dlen, KDH_WIRE_READ_MAX);
+        double rate = 0;
+        for (int attempt = 0; attempt < 3; attempt++) {
+            uint64_t rx0 = l.rx_bytes, tx0 = l.tx_bytes;
+            double t0 = now_s();
+            for (int i = 0; i < 8; i++, id ^= 1) {
+                memset(&m, 0, sizeof m);
+                m.api = KDH_WIRE_API_READ_VIRTUAL_MEMORY;
+                m.u.mem.address = kb;
+                m.u.mem.transfer_count = KDH_WIRE_READ_MAX;
+                request(&l, &m, id, &r, &dlen);
+                assert_int_equal(dlen, KDH_WIRE_READ_MAX);
+            }
+            double dt = now_s() - t0;
+            rate = (double)((l.rx_bytes - rx0) + (l.tx_bytes - tx0)) / dt;
+            print_message("line rate %.0f bytes/s over %.3f s (expected 11520)\n", rate, dt);
+            if (rate > 11520 * 0.98 && rate < 11520 * 1.02)
+                break;
         }
-        double dt = now_s() - t0;
-        double rate = (double)((l.rx_bytes - rx0) + (l.tx_bytes - tx0)) / dt;
-        print_message("line rate %.0f bytes/s over %.3f s (expected 11520)\n", rate, dt);
         assert_true(rate > 11520 * 0.98 && rate < 11520 * 1.02);
     }
     close(l.fd);

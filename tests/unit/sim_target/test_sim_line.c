@@ -34,9 +34,14 @@ static void test_bucket_rate(void **state)
     assert_in_range(sent, 23040 - 1, 23040);
     /* Idle for a second: only the burst (23 bytes) is saved up, not 11520. */
     t += 1000 * MS;
+    sim_bucket_idle(&b, t);
     assert_int_equal(sim_bucket_avail(&b, t), 23);
     sim_bucket_consume(&b, 23);
     assert_int_equal(sim_bucket_avail(&b, t), 0);
+    /* Busy, and the timer comes 50 ms late: the 576 bytes the line carried meanwhile may go. */
+    t += 50 * MS;
+    assert_int_equal(sim_bucket_avail(&b, t), 576);
+    sim_bucket_consume(&b, 576);
     /* 4017 bytes (a maximal read reply) take 348.7 ms. */
     assert_int_equal(sim_bucket_duration_ns(&b, 4017), 348697916);
     /* rate 0: unpaced */
