@@ -70,7 +70,7 @@ sim_machine_t *sim_machine_create(const sim_config_t *cfg, kdh_err_t *err)
     m->arch = cfg->arch;
     m->psize = cfg->arch == SIM_ARCH_X64 ? 8 : 4;
     m->ncpus = cfg->cpus;
-    if (!m->fixture_dir || !m->workload || (cfg->truth_path && !m->truth_path)) {
+    if (!m->fixture_dir || !m->workload || (cfg->truth_path && !m->truth_path) || (cfg->hostile && !m->hostile)) {
         kdh_err_set(err, KDH_ENOMEM, "kdsim: out of memory");
         sim_machine_destroy(m);
         return NULL;
@@ -83,8 +83,8 @@ sim_machine_t *sim_machine_create(const sim_config_t *cfg, kdh_err_t *err)
             return NULL;
         }
     }
-    /* Parse the workload now so that a bad file is reported at once, not at the first boot. */
-    if (sim_workload_setup(m, err) != KDH_OK) {
+    /* Parse the workload and the hostile list now, so that mistakes show at once. */
+    if (sim_hostile_parse(m->hostile, &m->hostile_flags, err) != KDH_OK || sim_workload_setup(m, err) != KDH_OK) {
         sim_machine_destroy(m);
         return NULL;
     }
@@ -177,13 +177,15 @@ static int map_regions(sim_machine_t *m, uint64_t *boot_stack_top, kdh_err_t *er
     int x64 = m->arch == SIM_ARCH_X64;
     uint64_t arena = x64 ? 0xffffa00000000000ull + (sim_rand(m) % 0x1000) * 0x100000
                          : 0x84000000ull + (sim_rand(m) % 16) * 0x100000;
-    uint64_t pool = x64 ? 0xffffb00000000000ull + (sim_rand(m) % 0x1000) * 0x4000000
+    uint64_t pool = x64 ? 0xffffb00000000000ull + (sim_rand(m) % 0x1000) * 0x10000000
                         : 0x86000000ull + (sim_rand(m) % 16) * 0x100000;
-    uint64_t pool_size = x64 ? 64u << 20 : 32u << 20;
+    /* Reserved, not committed: only the pages the kernel touches cost host memory. Sized for
+     * tens of minutes of the "leak" preset. */
+    uint64_t pool_size = x64 ? 256u << 20 : 64u << 20;
     uint64_t special = x64 ? 0xffffc00000000000ull + (sim_rand(m) % 0x1000) * 0x1000000
-                           : 0x8a000000ull + (sim_rand(m) % 16) * 0x100000;
+                           : 0x8c000000ull + (sim_rand(m) % 16) * 0x100000;
     uint64_t stacks = x64 ? 0xffffd00000000000ull + (sim_rand(m) % 0x1000) * 0x1000000
-                          : 0x8c000000ull + (sim_rand(m) % 16) * 0x100000;
+                          : 0x8e000000ull + (sim_rand(m) % 16) * 0x100000;
     int rc = sim_mem_map(m, arena, 1u << 20, err);
     if (rc == KDH_OK)
         rc = sim_mem_map(m, pool, pool_size, err);
@@ -296,6 +298,8 @@ int sim_machine_reboot(sim_machine_t *m, kdh_err_t *err)
         rc = sim_workload_setup(m, err);
     if (rc != KDH_OK)
         return rc;
+    sim_hostile_boot(m);
+    m->garbage_len = 0;
     m->now_ns = 0;
     if (m->boot > 1) {
         /* The previous system went away: "unload all" (BaseOfDll = -1), then the new boot. */
@@ -387,7 +391,9 @@ static int run_cpu(sim_machine_t *m, int c, uint64_t count, sim_stop_t *stop, in
         cpu->regs.rip = m->intr_pc;  /* as Windows does: PC back on the int 3 */
         fill_stop(m, stop, SIM_STOP_BREAKPOINT, c, m->intr_pc);
         *stopped = 1;
-        return sim_truth_write(m, stop, err);
+        int rc = sim_truth_write(m, stop, err);
+        sim_hostile_stop(m, c);  /* after the truth: it records what really is */
+        return rc;
     }
     if (m->intr == SIM_INTR_PRINT) {
         fill_stop(m, stop, SIM_STOP_PRINT, c, cpu->regs.rip);
@@ -440,6 +446,7 @@ int sim_machine_run(sim_machine_t *m, uint64_t budget_ns, sim_stop_t *stop, kdh_
     memset(stop, 0, sizeof *stop);
     if (m->boot == 0 || !m->uc)
         return kdh_err_set(err, KDH_EINVAL, "kdsim: the machine has not booted");
+    sim_hostile_resume(m);
     if (m->qlen) {
         *stop = m->queue[m->qhead];
         m->qhead = (m->qhead + 1) % SIM_MAX_QUEUE;

@@ -89,6 +89,15 @@ typedef struct sim_seed_regs {
     uint64_t xmm_lo[10], xmm_hi[10]; /* x64: xmm6..xmm15 */
 } sim_seed_regs_t;
 
+enum {
+    SIM_HOSTILE_LDR_CYCLE = 1u << 0,
+    SIM_HOSTILE_LDR_WILD = 1u << 1,
+    SIM_HOSTILE_NAME_LONG = 1u << 2,
+    SIM_HOSTILE_KDBG_TAG = 1u << 3,
+    SIM_HOSTILE_KDBG_SIZE = 1u << 4,
+    SIM_HOSTILE_STACK_GARBAGE = 1u << 5,
+};
+
 enum { SIM_INTR_NONE = 0, SIM_INTR_BREAK, SIM_INTR_PRINT, SIM_INTR_FAULT };
 
 struct sim_machine {
@@ -140,6 +149,12 @@ struct sim_machine {
 
     FILE *truth;
     uint64_t truth_seq;
+
+    /* hostile.c */
+    unsigned hostile_flags;
+    uint64_t garbage_va;
+    uint8_t garbage_saved[8];
+    int garbage_len;
 };
 
 /* memory.c */
@@ -174,6 +189,12 @@ int sim_workload_setup(sim_machine_t *m, kdh_err_t *err);
 int sim_workload_next(sim_machine_t *m, uint64_t deadline);
 int sim_workload_start(sim_machine_t *m, int w, kdh_err_t *err);
 uint64_t sim_rand(sim_machine_t *m);
+
+/* hostile.c */
+int sim_hostile_parse(const char *list, unsigned *flags, kdh_err_t *err);
+void sim_hostile_boot(sim_machine_t *m);
+void sim_hostile_stop(sim_machine_t *m, int cpu);
+void sim_hostile_resume(sim_machine_t *m);
 
 /* truth.c */
 void sim_shadow_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user);

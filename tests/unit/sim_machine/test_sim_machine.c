@@ -750,6 +750,49 @@ static void check_patched_breakpoint(sim_arch_t a)
 static void test_patched_bp_x64(void **state) { (void)state; check_patched_breakpoint(SIM_ARCH_X64); }
 static void test_patched_bp_x86(void **state) { (void)state; check_patched_breakpoint(SIM_ARCH_X86); }
 
+/* Hostile corruptions lie to the debugger without breaking the workload. */
+static void check_hostile(sim_arch_t a)
+{
+    sim_config_t c = {.arch = a, .seed = 2, .cpus = 1, .fixture_dir = fixture_dir(a), .workload = "leak",
+                      .hostile = "ldr-cycle,kdbg-tag,stack-garbage"};
+    kdh_err_t err = {0};
+    sim_machine_t *m = sim_machine_create(&c, &err);
+    assert_non_null(m);
+    assert_int_equal(sim_machine_reboot(m, &err), KDH_OK);
+    int psize = a == SIM_ARCH_X64 ? 8 : 4;
+    sim_info_t info;
+    sim_machine_info(m, &info);
+    uint64_t head = info.ps_loaded_module_list, first = rd_ptr(m, head, psize), e = first;
+    for (int i = 0; i < 6; i++) {
+        assert_true(e != head);
+        e = rd_ptr(m, e, psize);
+    }
+    assert_true(e == first);  /* the walk never comes back to the head */
+    uint64_t kdbg = rd_ptr(m, info.debugger_data_list, psize);
+    assert_int_equal(rd32(m, kdbg + 0x10), 0x5842444B);
+
+    arm_pool_hit_tag(m, a, TAG_LEAK);
+    sim_stop_t s;
+    for (int k = 0; k < 3; k++) {
+        run_until(m, SIM_STOP_BREAKPOINT, &s);
+        uint8_t ctx[0x4D0];
+        sim_machine_get_context(m, s.cpu, ctx, sim_machine_context_size(m));
+        uint64_t sp = psize == 8 ? le64(ctx + 0x98) : le32(ctx + 0xC4);
+        uint64_t ret = rd_ptr(m, sp, psize);
+        assert_true(ret == (psize == 8 ? 0x4141414141414141ull : 0x41414141ull));
+        skip_int3(m, &s, psize);
+    }
+    sim_machine_destroy(m);
+
+    c.hostile = "ldr-cycle,bogus";
+    assert_null(sim_machine_create(&c, &err));
+    assert_int_equal(err.code, KDH_EINVAL);
+    assert_non_null(strstr(err.msg, "bogus"));
+}
+
+static void test_hostile_x64(void **state) { (void)state; check_hostile(SIM_ARCH_X64); }
+static void test_hostile_x86(void **state) { (void)state; check_hostile(SIM_ARCH_X86); }
+
 int main(void)
 {
     snprintf(g_dir[SIM_ARCH_X64], sizeof g_dir[0], "%s/fixtures/x64", KDH_BINARY_DIR);
@@ -769,6 +812,7 @@ int main(void)
         cmocka_unit_test(test_special_pool_x64), cmocka_unit_test(test_special_pool_x86),
         cmocka_unit_test(test_breakin_x64), cmocka_unit_test(test_breakin_x86),
         cmocka_unit_test(test_patched_bp_x64), cmocka_unit_test(test_patched_bp_x86),
+        cmocka_unit_test(test_hostile_x64), cmocka_unit_test(test_hostile_x86),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
