@@ -215,4 +215,26 @@ void kdh_target_run_async(kdh_target_job_t *job, kdh_target_t *t, kdh_kd_t *kd,
 int kdh_target_attach_sync(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err);
 int kdh_target_capture_sync(kdh_target_t *t, kdh_kd_t *kd, kdh_target_stack_t *s, kdh_err_t *err);
 
+/* Steps over a hard-coded int 3 (break-in, DbgBreakPoint, PoolHitTag) before continuing: when
+ * the stop is a breakpoint exception whose instruction stream starts with 0xCC, PC += 1 through
+ * SetContext (otherwise the target would execute the int 3 again forever). */
+int kdh_target_skip_int3(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err);
+
+/* ---- one-target session (command-line tools) ---- */
+typedef struct kdh_target_session kdh_target_session_t;
+/* Opens port (any kdh_transport spec), breaks in, waits for the stop (a silent line gives the
+ * link's "no valid packet in 5 s at N baud" message), asks GetVersion and discovers the
+ * target. *out is set even on failure (close it; detach first when it is stopped). */
+int kdh_target_session_open(kdh_target_session_t **out, const char *port, unsigned baud,
+                            kdh_err_t *err);
+kdh_kd_t *kdh_target_session_kd(kdh_target_session_t *s);
+kdh_target_t *kdh_target_session_target(kdh_target_session_t *s);
+int kdh_target_session_stopped(const kdh_target_session_t *s);
+/* SwitchProcessor and wait for that processor's stop. */
+int kdh_target_session_switch(kdh_target_session_t *s, unsigned cpu, kdh_err_t *err);
+/* Clean detach (kd-protocol.md 7): int 3 stepped over, Continue2 DBG_CONTINUE with Dr7 0,
+ * its ACK awaited and the write buffer drained. Nothing else was armed by a session. */
+int kdh_target_session_detach(kdh_target_session_t *s, kdh_err_t *err);
+void kdh_target_session_close(kdh_target_session_t *s);
+
 #endif

@@ -9,6 +9,8 @@ int kdh_cli_cmd_selftest_link(int argc, char **argv);
 int kdh_cli_cmd_demo(int argc, char **argv);
 int kdh_cli_cmd_report(int argc, char **argv);
 int kdh_cli_cmd_tag(int argc, char **argv);
+int kdh_cli_cmd_probe(int argc, char **argv);
+int kdh_cli_cmd_stack(int argc, char **argv);
 
 const kdh_cli_command_t kdh_cli_commands[] = {
     {"help", "show the usage of kdharvest or of one command", kdh_cli_cmd_help},
@@ -18,6 +20,8 @@ const kdh_cli_command_t kdh_cli_commands[] = {
     {"demo", "show kdharvest working without a target (currently: the link self-test)", kdh_cli_cmd_demo},
     {"report", "report run directories: top stacks, drivers, growth, diff, folded", kdh_cli_cmd_report},
     {"tag", "print a pool tag's DWORD and the commands that arm it", kdh_cli_cmd_tag},
+    {"probe", "connect to a target: kernel, modules, symbols, pool-tracking addresses; then detach", kdh_cli_cmd_probe},
+    {"stack", "print the current stack of every processor of a target, like WinDbg's k", kdh_cli_cmd_stack},
 };
 
 const size_t kdh_cli_command_count = KDH_ARRAY_LEN(kdh_cli_commands);

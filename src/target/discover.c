@@ -19,6 +19,7 @@ int kdh_target_new(kdh_target_t **out, kdh_err_t *err)
         return kdh_err_set(err, KDH_ENOMEM, "out of memory creating the target model");
     t->psize = 8;
     t->stop_serial = UINT64_MAX;
+    t->skipped_serial = UINT64_MAX;
     *out = t;
     return KDH_OK;
 }

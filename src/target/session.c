@@ -1,0 +1,219 @@
+/* session.c: one target for one-target tools (probe, stack): opens the transport, connects with
+ * a break-in, waits for the stop and attaches the model; at the end leaves the target running
+ * the way kd-protocol.md 7 asks (nothing armed, a hard-coded int 3 stepped over, Continue2 with
+ * Dr7 0) and closes the port only after the Continue has been acknowledged and written out. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kdh/transport.h"
+#include "target_int.h"
+
+struct kdh_target_session {
+    uv_loop_t loop;
+    int loop_ok;
+    kdh_transport_t *tp;
+    kdh_kd_t *kd;
+    kdh_target_t *t;
+    unsigned baud;
+    int tp_dead;
+    char tp_error[256];
+    int no_packet;
+    char no_packet_msg[256];
+    int expired;
+    uv_timer_t timer;
+    int timer_ok;
+};
+
+static void on_bytes(void *ctx, const uint8_t *buf, size_t len)
+{
+    kdh_target_session_t *s = ctx;
+    if (s->kd)
+        kdh_kd_feed(s->kd, buf, len);
+}
+
+static void on_tp_error(void *ctx, int code, const char *message)
+{
+    kdh_target_session_t *s = ctx;
+    (void)code;
+    s->tp_dead = 1;
+    snprintf(s->tp_error, sizeof s->tp_error, "%s", message ? message : "the port went away");
+}
+
+static int kd_write(void *ctx, const uint8_t *buf, size_t len)
+{
+    kdh_target_session_t *s = ctx;
+    if (s->tp_dead)
+        return KDH_EHANGUP;
+    return kdh_transport_write(s->tp, buf, len, NULL);
+}
+
+static void on_link_event(void *ctx, const kdh_link_event_t *ev)
+{
+    kdh_target_session_t *s = ctx;
+    if (ev->kind == KDH_LINK_EV_NO_PACKET && !s->no_packet) {
+        s->no_packet = 1;
+        snprintf(s->no_packet_msg, sizeof s->no_packet_msg, "%s", ev->message ? ev->message : "no valid packet");
+    }
+}
+
+static void on_timer(uv_timer_t *h)
+{
+    kdh_target_session_t *s = h->data;
+    s->expired = 1;
+}
+
+/* Runs the loop until the target stops, the port dies, no packet came, or timeout_ms passed. */
+static int wait_stop(kdh_target_session_t *s, unsigned timeout_ms, kdh_err_t *err)
+{
+    s->expired = 0;
+    s->no_packet = 0;
+    uv_timer_start(&s->timer, on_timer, timeout_ms, 0);
+    while (!kdh_kd_stopped(s->kd) && !s->tp_dead && !s->expired && !s->no_packet)
+        uv_run(&s->loop, UV_RUN_ONCE);
+    uv_timer_stop(&s->timer);
+    if (kdh_kd_stopped(s->kd))
+        return KDH_OK;
+    if (s->tp_dead)
+        return kdh_err_set(err, KDH_EHANGUP, "%s", s->tp_error);
+    if (s->no_packet || !kdh_link_stats(kdh_kd_link(s->kd))->has_valid)
+        return kdh_err_set(err, KDH_ETIMEDOUT, "%s",
+                           s->no_packet ? s->no_packet_msg : "no valid packet: check the cable and the target's /BAUDRATE");
+    return kdh_err_set(err, KDH_ETIMEDOUT, "the target answered but did not stop within %u ms", timeout_ms);
+}
+
+int kdh_target_session_open(kdh_target_session_t **out, const char *port, unsigned baud,
+                            kdh_err_t *err)
+{
+    *out = NULL;
+    kdh_target_session_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory");
+    s->baud = baud ? baud : 115200;
+    if (uv_loop_init(&s->loop) != 0) {
+        free(s);
+        return kdh_err_set(err, KDH_EIO, "cannot create an event loop");
+    }
+    s->loop_ok = 1;
+    uv_timer_init(&s->loop, &s->timer);
+    s->timer.data = s;
+    s->timer_ok = 1;
+    *out = s;
+    kdh_transport_cb_t cb = {.ctx = s, .on_bytes = on_bytes, .on_error = on_tp_error};
+    int rc = kdh_transport_open(&s->tp, &s->loop, port, s->baud, &cb, err);
+    if (rc != KDH_OK)
+        return rc;
+    kdh_kd_cfg_t kc;
+    memset(&kc, 0, sizeof kc);
+    kc.link.loop = &s->loop;
+    kc.link.write = kd_write;
+    kc.link.baud = s->baud;
+    kc.link_ctx = s;
+    kc.arch = KDH_WIRE_ARCH_AMD64;
+    kc.on_link_event = on_link_event;
+    kc.ctx = s;
+    rc = kdh_kd_new(&s->kd, &kc, err);
+    if (rc != KDH_OK)
+        return rc;
+    rc = kdh_target_new(&s->t, err);
+    if (rc != KDH_OK)
+        return rc;
+    rc = kdh_kd_connect(s->kd, 1, err);
+    if (rc != KDH_OK)
+        return rc;
+    rc = wait_stop(s, 15000, err);
+    if (rc != KDH_OK)
+        return rc;
+    return kdh_target_attach_sync(s->t, s->kd, err);
+}
+
+kdh_kd_t *kdh_target_session_kd(kdh_target_session_t *s) { return s->kd; }
+kdh_target_t *kdh_target_session_target(kdh_target_session_t *s) { return s->t; }
+int kdh_target_session_stopped(const kdh_target_session_t *s) { return s->kd && kdh_kd_stopped(s->kd); }
+
+int kdh_target_session_switch(kdh_target_session_t *s, unsigned cpu, kdh_err_t *err)
+{
+    const kdh_wire_state_change_t *sc = kdh_kd_state(s->kd);
+    if (!sc)
+        return kdh_err_set(err, KDH_EINVAL, "the target is running");
+    if (sc->processor == cpu)
+        return KDH_OK;
+    if (cpu >= sc->number_processors)
+        return kdh_err_set(err, KDH_ERANGE, "processor %u does not exist (%u processors)", cpu,
+                           sc->number_processors);
+    kdh_kd_req_t req;
+    memset(&req, 0, sizeof req);
+    kdh_kd_switch_processor(s->kd, &req, cpu, NULL, NULL);
+    if (kdh_kd_wait(s->kd, &req) != KDH_OK)
+        return kdh_err_set(err, req.status, "SwitchProcessor %u: %s", cpu, req.err.msg);
+    int rc = wait_stop(s, 5000, err);
+    if (rc != KDH_OK)
+        return rc;
+    sc = kdh_kd_state(s->kd);
+    if (sc->processor != cpu)
+        return kdh_err_set(err, KDH_EPROTO, "asked for processor %u, the target stopped on %u", cpu, sc->processor);
+    return KDH_OK;
+}
+
+int kdh_target_skip_int3(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err)
+{
+    const kdh_wire_state_change_t *sc = kdh_kd_state(kd);
+    if (!sc)
+        return kdh_err_set(err, KDH_EINVAL, "the target is running");
+    if (t->skipped_serial == kdh_kd_stop_serial(kd))
+        return KDH_OK; /* done already for this stop */
+    if (sc->new_state != KDH_WIRE_STATE_EXCEPTION || sc->u.exception.code != KDH_WIRE_STATUS_BREAKPOINT ||
+        sc->report.instruction_count < 1 || sc->report.instruction_stream[0] != 0xCC)
+        return KDH_OK;
+    uint8_t pc[8];
+    uint32_t off = t->psize == 8 ? 0xF8 : 0xB8;
+    kdh_put_u64(pc, sc->program_counter + 1);
+    kdh_kd_req_t req;
+    memset(&req, 0, sizeof req);
+    kdh_kd_set_context_slice(kd, &req, sc->processor, off, pc, t->psize, NULL, NULL);
+    if (kdh_kd_wait(kd, &req) != KDH_OK)
+        return kdh_err_set(err, req.status, "stepping over the int 3 at 0x%llx: %s",
+                           (unsigned long long)sc->program_counter, req.err.msg);
+    t->skipped_serial = kdh_kd_stop_serial(kd);
+    return KDH_OK;
+}
+
+int kdh_target_session_detach(kdh_target_session_t *s, kdh_err_t *err)
+{
+    if (!s || !s->kd || !kdh_kd_stopped(s->kd))
+        return KDH_OK;
+    int rc = kdh_target_skip_int3(s->t, s->kd, err);
+    if (rc != KDH_OK)
+        return rc;
+    kdh_kd_req_t req;
+    memset(&req, 0, sizeof req);
+    kdh_kd_continue(s->kd, &req, KDH_WIRE_DBG_CONTINUE, 0, 0, NULL, NULL);
+    if (kdh_kd_wait(s->kd, &req) != KDH_OK)
+        return kdh_err_set(err, req.status, "Continue: %s", req.err.msg);
+    /* the ACK of the target's last packet may still sit in our write buffer */
+    s->expired = 0;
+    uv_timer_start(&s->timer, on_timer, 2000, 0);
+    while (!s->tp_dead && !s->expired && kdh_transport_pending(s->tp) > 0)
+        uv_run(&s->loop, UV_RUN_ONCE);
+    uv_timer_stop(&s->timer);
+    return KDH_OK;
+}
+
+void kdh_target_session_close(kdh_target_session_t *s)
+{
+    if (!s)
+        return;
+    if (s->kd)
+        kdh_kd_free(s->kd);
+    s->kd = NULL;
+    if (s->tp)
+        kdh_transport_close(s->tp);
+    if (s->timer_ok)
+        uv_close((uv_handle_t *)&s->timer, NULL);
+    if (s->loop_ok) {
+        uv_run(&s->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&s->loop);
+    }
+    kdh_target_free(s->t);
+    free(s);
+}
