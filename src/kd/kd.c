@@ -664,6 +664,18 @@ static void prep(kdh_kd_req_t *req, int op, uint32_t api, unsigned processor, kd
     req->user = user;
 }
 
+/* A zero-length transfer needs no packet: it is done at once. */
+static void enqueue_unless_empty(kdh_kd_t *kd, kdh_kd_req_t *req, size_t len)
+{
+    if (len) {
+        enqueue(kd, req);
+        return;
+    }
+    req->status = KDH_OK;
+    if (req->done)
+        req->done(kd, req);
+}
+
 static void reject(kdh_kd_t *kd, kdh_kd_req_t *req, const char *msg)
 {
     (void)kd;
@@ -686,13 +698,7 @@ void kdh_kd_read_virtual(kdh_kd_t *kd, kdh_kd_req_t *req, uint64_t va, void *buf
     req->address = va;
     req->out = buf;
     req->out_cap = len;
-    if (len == 0) {
-        req->status = KDH_OK;
-        if (done)
-            done(kd, req);
-        return;
-    }
-    enqueue(kd, req);
+    enqueue_unless_empty(kd, req, len);
 }
 
 void kdh_kd_write_virtual(kdh_kd_t *kd, kdh_kd_req_t *req, uint64_t va, const void *buf,
@@ -702,13 +708,7 @@ void kdh_kd_write_virtual(kdh_kd_t *kd, kdh_kd_req_t *req, uint64_t va, const vo
     req->address = va;
     req->data = buf;
     req->data_len = len;
-    if (len == 0) {
-        req->status = KDH_OK;
-        if (done)
-            done(kd, req);
-        return;
-    }
-    enqueue(kd, req);
+    enqueue_unless_empty(kd, req, len);
 }
 
 void kdh_kd_get_context(kdh_kd_t *kd, kdh_kd_req_t *req, unsigned processor, void *buf,
