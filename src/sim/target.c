@@ -223,7 +223,6 @@ static void rx_byte(sim_target_t *t, uint8_t b)
                 t->lead_byte = b;
                 t->lead_count = 1;
             }
-            t->b_seen = 0;
             if (t->lead_count == 4) {
                 memset(t->rx_hdr, b, 4);
                 t->rx_hdr_len = 4;
@@ -231,10 +230,15 @@ static void rx_byte(sim_target_t *t, uint8_t b)
             }
         } else {
             t->lead_count = 0;
-            /* A 'b' counts as a break request only if the line then stays quiet. */
-            t->b_seen = (b == KD_BREAKIN);
-            if (!t->b_seen)
-                t->rx_deadline = 0;
+            t->rx_deadline = 0;
+            /* kdcom remembers a 'b' seen while it waits for an ACK (KdpControlCPending) and
+             * breaks once the print or load-symbols is through; a host that believes the target
+             * runs sends it, whatever follows. Stopped, or reporting a stop, it means nothing. */
+            if (b == KD_BREAKIN && t->state == SIM_TARGET_SENDING &&
+                (t->pend_kind == PEND_PRINT || t->pend_kind == PEND_LOADSYM) && !t->break_pending) {
+                t->break_pending = 1;
+                t->st.breakins++;
+            }
         }
         break;
     case RX_HEADER:
@@ -284,15 +288,8 @@ int sim_target_input(sim_target_t *t, uint64_t now_ns, const uint8_t *buf, size_
 static void check_timeouts(sim_target_t *t)
 {
     if (t->rx_deadline && t->now >= t->rx_deadline) {
-        if (t->rx_phase != RX_LEADER) {
+        if (t->rx_phase != RX_LEADER)
             rx_bad(t); /* short read: the host sends it again */
-        } else if (t->b_seen && t->state == SIM_TARGET_SENDING &&
-                   (t->pend_kind == PEND_PRINT || t->pend_kind == PEND_LOADSYM)) {
-            /* The host thinks we run and asks for a break: honour it once this send is done. */
-            t->break_pending = 1;
-            t->st.breakins++;
-        }
-        t->b_seen = 0;
         rx_reset(t);
     }
     if (t->state == SIM_TARGET_SENDING && t->ack_deadline && t->now >= t->ack_deadline) {
@@ -368,7 +365,6 @@ static void reset_link(sim_target_t *t)
     t->stop_kind = PEND_NONE;
     t->ack_deadline = 0;
     t->break_pending = 0;
-    t->b_seen = 0;
     t->context_sent = 0;
     t->not_present = 0;
     t->pend_queued = 0;

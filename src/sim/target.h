@@ -19,7 +19,7 @@ typedef enum {
 typedef struct sim_target_opts {
     int no_context_ex;        /* answer GetContextEx/SetContextEx with STATUS_UNSUCCESSFUL */
     uint64_t ack_timeout_ns;  /* wait for an ACK after the last byte went out (default 500 ms) */
-    uint64_t byte_timeout_ns; /* gap that ends a partial packet or confirms a lone 'b' (100 ms) */
+    uint64_t byte_timeout_ns; /* gap that ends a partial packet with a RESEND (100 ms) */
     int retries;              /* attempts for prints and load-symbols before giving up (20) */
 } sim_target_opts_t;
 
@@ -39,7 +39,7 @@ void sim_target_destroy(sim_target_t *t);
 /* Bytes that arrived from the host at time now_ns (any monotonic clock, also used by tick). */
 int sim_target_input(sim_target_t *t, uint64_t now_ns, const uint8_t *buf, size_t len, kdh_err_t *err);
 
-/* Handles timeouts (retransmissions, partial packets, a lone 'b'); while running, injects a
+/* Handles timeouts (retransmissions, partial packets); while running, injects a
  * pending break-in and runs the machine for at most run_budget_ns of simulated time. */
 int sim_target_tick(sim_target_t *t, uint64_t now_ns, uint64_t run_budget_ns, kdh_err_t *err);
 

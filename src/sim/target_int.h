@@ -68,8 +68,7 @@ struct sim_target {
     size_t rx_hdr_len;
     uint8_t rx_buf[KD_MAX_PAYLOAD];
     size_t rx_len, rx_need;
-    uint64_t rx_deadline;
-    int b_seen;
+    uint64_t rx_deadline; /* inter-byte timeout of a partial packet or leader */
     int break_pending;
 
     /* the data packet waiting for an ACK */
