@@ -15,7 +15,8 @@ typedef enum kdh_report_format {
     KDH_REPORT_TEXT = 0,
     KDH_REPORT_JSON,
     KDH_REPORT_CSV,
-    KDH_REPORT_FOLDED
+    KDH_REPORT_FOLDED,
+    KDH_REPORT_HTML /* one self-contained page: tables, flame graph, growth chart */
 } kdh_report_format_t;
 
 typedef enum kdh_report_by {

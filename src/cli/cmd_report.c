@@ -16,7 +16,8 @@ static const char usage[] =
     "[options] DIR...\n"
     "       kdharvest report [options] --diff BASE NEW...\n"
     "Reports one or more run directories (stacks merge by module identity and RVA).\n"
-    "  --format F      text (default), json, csv or folded (flame graph input)\n"
+    "  --format F      text (default), json, csv, folded (flame graph input) or html (one\n"
+    "                  self-contained page: tables, interactive flame graph, growth chart)\n"
     "  --by B          stack, driver or tag (text: sections shown; csv: rows)\n"
     "  --value V       outstanding (bytes, default), count or bytes: folded values, ordering\n"
     "  --top N         stacks/drivers per list (default 10, 0 = all; folded always lists all)\n"
@@ -104,8 +105,10 @@ int kdh_cli_cmd_report(int argc, char **argv)
                 ro.format = KDH_REPORT_CSV;
             else if (strcmp(o.arg, "folded") == 0)
                 ro.format = KDH_REPORT_FOLDED;
+            else if (strcmp(o.arg, "html") == 0)
+                ro.format = KDH_REPORT_HTML;
             else
-                return kdh_cli_usage_errorf("report", "--format must be text, json, csv or folded, not '%s'", o.arg);
+                return kdh_cli_usage_errorf("report", "--format must be text, json, csv, folded or html, not '%s'", o.arg);
             break;
         case OPT_BY:
             if (strcmp(o.arg, "stack") == 0)
@@ -164,8 +167,8 @@ int kdh_cli_cmd_report(int argc, char **argv)
     if (o.optind >= argc)
         return kdh_cli_usage_errorf("report", diff_base ? "--diff BASE needs the NEW run directory after it"
                                                         : "give at least one run directory");
-    if (diff_base && ro.format == KDH_REPORT_CSV)
-        return kdh_cli_usage_errorf("report", "--diff writes text, json or folded, not csv");
+    if (diff_base && (ro.format == KDH_REPORT_CSV || ro.format == KDH_REPORT_HTML))
+        return kdh_cli_usage_errorf("report", "--diff writes text, json or folded");
 
     kdh_pooltag_t *pt = NULL;
     kdh_err_t err = {0};

@@ -209,6 +209,8 @@ int kdh_report_render(const kdh_report_t *r, FILE *out, kdh_err_t *err)
     switch (r->opts.format) {
     case KDH_REPORT_JSON:
         return rep_render_json(r, out, err);
+    case KDH_REPORT_HTML:
+        return rep_render_html(r, out, err);
     case KDH_REPORT_CSV:
         rc = rep_render_csv(r, out);
         break;

@@ -101,6 +101,7 @@ int rep_render_text(const kdh_report_t *r, FILE *out);
 int rep_render_json(const kdh_report_t *r, FILE *out, kdh_err_t *err);
 int rep_render_csv(const kdh_report_t *r, FILE *out);
 int rep_render_folded(const kdh_report_t *r, FILE *out);
+int rep_render_html(const kdh_report_t *r, FILE *out, kdh_err_t *err);
 /* Root-first folded stack text (malloc'd). */
 char *rep_folded_text(const kdh_report_t *r, const rstack_t *s);
 
