@@ -31,6 +31,8 @@ static const char usage[] =
     "                     stall=2s/30s,reboot=60s\n"
     "  --fixtures DIR     folder with ntoskrnl.exe, hal.dll, drivers of the chosen arch\n"
     "  --no-context-ex    answer GetContextEx/SetContextEx with STATUS_UNSUCCESSFUL\n"
+    "  --hostile LIST     corrupt what a debugger reads: ldr-cycle, ldr-wild, name-long,\n"
+    "                     kdbg-tag, kdbg-size, stack-garbage (comma list)\n"
     "  --speed X          simulated time per wall time while running (default 1)\n"
     "  --ack-timeout MS   target's wait for an ACK before sending again (default 500)\n"
     "  --status           print a status line to stderr every second\n"
@@ -55,6 +57,12 @@ static long long parse_int(const char *opt, const char *v, long long lo, long lo
     if (e == v || *e || n < lo || n > hi)
         die_usage("%s: '%s' is not a number in %lld..%lld", opt, v, lo, hi);
     return n;
+}
+
+/* Messages from the machine may already name the program. */
+static const char *strip_prefix(const char *msg)
+{
+    return strncmp(msg, "kdsim: ", 7) == 0 ? msg + 7 : msg;
 }
 
 typedef struct app {
@@ -130,7 +138,7 @@ static int count_modules(sim_machine_t *m, const sim_info_t *info)
 int main(int argc, char **argv)
 {
     enum { O_PTY = 256, O_TCP, O_UNIX, O_ARCH, O_BAUD, O_SEED, O_CPUS, O_WORKLOAD, O_TRUTH,
-           O_FAULTS, O_FIXTURES, O_NOCTXEX, O_SPEED, O_ACK, O_STATUS, O_HELP };
+           O_FAULTS, O_FIXTURES, O_NOCTXEX, O_SPEED, O_ACK, O_STATUS, O_HELP, O_HOSTILE };
     static const struct option opts[] = {
         {"pty", no_argument, 0, O_PTY},          {"tcp", required_argument, 0, O_TCP},
         {"unix", required_argument, 0, O_UNIX},  {"arch", required_argument, 0, O_ARCH},
@@ -140,6 +148,7 @@ int main(int argc, char **argv)
         {"fixtures", required_argument, 0, O_FIXTURES}, {"no-context-ex", no_argument, 0, O_NOCTXEX},
         {"speed", required_argument, 0, O_SPEED}, {"ack-timeout", required_argument, 0, O_ACK},
         {"status", no_argument, 0, O_STATUS},    {"help", no_argument, 0, O_HELP},
+        {"hostile", required_argument, 0, O_HOSTILE},
         {0, 0, 0, 0}};
     sim_config_t cfg = {.arch = SIM_ARCH_X64, .seed = 1, .cpus = 1, .workload = "leak"};
     sim_serve_opts_t so = {.kind = SIM_SERVE_PTY, .baud = 115200, .speed = 1.0};
@@ -174,6 +183,7 @@ int main(int argc, char **argv)
         case O_FAULTS: so.faults = optarg; break;
         case O_FIXTURES: cfg.fixture_dir = optarg; break;
         case O_NOCTXEX: to.no_context_ex = 1; break;
+        case O_HOSTILE: cfg.hostile = optarg; break;
         case O_SPEED: {
             char *e;
             so.speed = strtod(optarg, &e);
@@ -226,19 +236,19 @@ int main(int argc, char **argv)
     memset(&a, 0, sizeof a);
     a.m = sim_machine_create(&cfg, &err);
     if (!a.m) {
-        fprintf(stderr, "kdsim: %s\n", err.msg);
-        return 1;
+        fprintf(stderr, "kdsim: %s\n", strip_prefix(err.msg));
+        return err.code == KDH_EINVAL ? 2 : 1; /* a bad option value found by the machine */
     }
     a.t = sim_target_create(a.m, &to, &err);
     if (!a.t) {
-        fprintf(stderr, "kdsim: %s\n", err.msg);
+        fprintf(stderr, "kdsim: %s\n", strip_prefix(err.msg));
         sim_machine_destroy(a.m);
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
     a.loop = uv_default_loop();
     if (sim_serve_start(a.loop, a.t, &so, &a.serve, &err) != KDH_OK) {
-        fprintf(stderr, "kdsim: %s\n", err.msg);
+        fprintf(stderr, "kdsim: %s\n", strip_prefix(err.msg));
         uv_run(a.loop, UV_RUN_NOWAIT);
         sim_target_destroy(a.t);
         sim_machine_destroy(a.m);
