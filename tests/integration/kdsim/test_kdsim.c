@@ -289,7 +289,7 @@ static void request(line_t *l, const kdh_wire_manip_t *m, uint32_t id, kdh_wire_
     fail_msg("no reply to API 0x%x", m->api);
 }
 
-static void exchange(const char *mode, int measure)
+static void exchange(const char *mode, int measure, int x86)
 {
     char sock[128] = "", errbuf[512];
     snprintf(sock, sizeof sock, "/tmp/kdsim-test-%d.sock", (int)getpid());
@@ -303,10 +303,14 @@ static void exchange(const char *mode, int measure)
     args[n++] = g_fixtures;
     args[n++] = "--baud";
     args[n++] = "115200";
+    if (x86) {
+        args[n++] = "--arch";
+        args[n++] = "x86";
+    }
     args[n] = NULL;
     child_t c;
     assert_int_equal(start(&c, args, errbuf, sizeof errbuf), -1);
-    assert_non_null(strstr(c.status_line, "x64"));
+    assert_non_null(strstr(c.status_line, x86 ? "x86" : "x64"));
     assert_non_null(strstr(c.status_line, "kernel base 0x"));
 
     line_t l;
@@ -322,11 +326,11 @@ static void exchange(const char *mode, int measure)
     m.return_status = KDH_WIRE_STATUS_PENDING;
     request(&l, &m, 0x80800000u, &r, &dlen);
     assert_int_equal(r.return_status, 0);
-    assert_int_equal(r.u.version.machine_type, 0x8664);
+    assert_int_equal(r.u.version.machine_type, x86 ? 0x014C : 0x8664);
     assert_int_equal(r.u.version.protocol_version, 6);
     assert_true(r.u.version.kern_base >> 63);
     if (g_fake)
-        assert_true(r.u.version.kern_base == 0xFFFFF80000000000ull);
+        assert_true(r.u.version.kern_base == (x86 ? 0xFFFFFFFF80000000ull : 0xFFFFF80000000000ull));
     uint64_t kb = r.u.version.kern_base;
 
     if (measure) {
@@ -360,17 +364,22 @@ static void exchange(const char *mode, int measure)
 
 static void test_pty(void **state)
 {
-    exchange("--pty", 0);
+    exchange("--pty", 0, 0);
+}
+
+static void test_x86_tcp(void **state)
+{
+    exchange("--tcp", 0, 1);
 }
 
 static void test_tcp_and_baud(void **state)
 {
-    exchange("--tcp", 1);
+    exchange("--tcp", 1, 0);
 }
 
 static void test_unix(void **state)
 {
-    exchange("--unix", 0);
+    exchange("--unix", 0, 0);
 }
 
 static void expect_usage_error(const char *const *args, const char *needle)
@@ -412,11 +421,14 @@ int main(int argc, char **argv)
         printf("skipped: %s is not built yet (needs the simulated machine)\n", g_exe);
         return 77;
     }
-    char k[1024];
-    snprintf(k, sizeof k, "%s/x64/ntoskrnl.exe", g_fixtures);
-    if (!g_fake && access(k, R_OK) != 0) {
-        printf("skipped: fixture %s is missing (build target 'fixtures')\n", k);
-        return 77;
+    const char *archs[2] = {"x64", "x86"};
+    for (int i = 0; i < 2 && !g_fake; i++) {
+        char k[1024];
+        snprintf(k, sizeof k, "%s/%s/ntoskrnl.exe", g_fixtures, archs[i]);
+        if (access(k, R_OK) != 0) {
+            printf("skipped: fixture %s is missing (build target 'fixtures')\n", k);
+            return 77;
+        }
     }
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
@@ -424,6 +436,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pty),
         cmocka_unit_test(test_tcp_and_baud),
         cmocka_unit_test(test_unix),
+        cmocka_unit_test(test_x86_tcp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
