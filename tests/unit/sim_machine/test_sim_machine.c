@@ -278,6 +278,48 @@ static void check_reboot(sim_arch_t a)
 
 static void test_reboot_x64(void **state) { (void)state; check_reboot(SIM_ARCH_X64); }
 static void test_reboot_x86(void **state) { (void)state; check_reboot(SIM_ARCH_X86); }
+/* Same seed, same ground truth, byte for byte (times, CPUs, threads, addresses, stacks). */
+static void truth_run(sim_arch_t a, uint64_t seed, const char *path)
+{
+    unlink(path);
+    sim_machine_t *m = boot(a, 4, seed, "leak", path);
+    int psize = a == SIM_ARCH_X64 ? 8 : 4;
+    arm_pool_hit_tag(m, a, TAG_LEAK);
+    sim_stop_t s;
+    for (int k = 0; k < 25; k++) {
+        run_until(m, SIM_STOP_BREAKPOINT, &s);
+        skip_int3(m, &s, psize);
+    }
+    sim_machine_destroy(m);
+}
+
+static void check_deterministic(sim_arch_t a)
+{
+    char p[3][256];
+    for (int i = 0; i < 3; i++)
+        snprintf(p[i], sizeof p[i], "%s/sim_machine_det_%d_%d_%d.jsonl", KDH_BINARY_DIR, (int)a, i, (int)getpid());
+    truth_run(a, 42, p[0]);
+    truth_run(a, 42, p[1]);
+    truth_run(a, 43, p[2]);
+    size_t n0 = 0, n1 = 0, n2 = 0;
+    uint8_t *b0 = fo_slurp(p[0], &n0), *b1 = fo_slurp(p[1], &n1), *b2 = fo_slurp(p[2], &n2);
+    assert_non_null(b0);
+    assert_non_null(b1);
+    assert_non_null(b2);
+    assert_true(n0 > 1000);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(b0, b1, n0);
+    assert_true(n0 != n2 || memcmp(b0, b2, n0) != 0);
+    free(b0);
+    free(b1);
+    free(b2);
+    for (int i = 0; i < 3; i++)
+        unlink(p[i]);
+}
+
+static void test_deterministic_x64(void **state) { (void)state; check_deterministic(SIM_ARCH_X64); }
+static void test_deterministic_x86(void **state) { (void)state; check_deterministic(SIM_ARCH_X86); }
+
 int main(void)
 {
     int rc = sim_test_init();
@@ -288,6 +330,7 @@ int main(void)
         cmocka_unit_test(test_breaks_x64), cmocka_unit_test(test_breaks_x86),
         cmocka_unit_test(test_truth_x64),  cmocka_unit_test(test_truth_x86),
         cmocka_unit_test(test_reboot_x64), cmocka_unit_test(test_reboot_x86),
+        cmocka_unit_test(test_deterministic_x64), cmocka_unit_test(test_deterministic_x86),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
