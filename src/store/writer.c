@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -217,6 +218,12 @@ int kdh_store_open(kdh_store_t **out, const char *dir, const kdh_store_opts_t *o
         st->fd[f] = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (st->fd[f] < 0) {
             rc = kdh_err_set(err, KDH_EIO, "cannot open %s: %s", path, strerror(errno));
+            goto fail;
+        }
+        /* Two writers on one run would interleave seq numbers: the second one is refused. The lock
+         * goes away with the descriptor, so a killed daemon never leaves it behind. */
+        if (f == F_EVENTS && flock(st->fd[f], LOCK_EX | LOCK_NB) != 0) {
+            rc = kdh_err_set(err, KDH_EBUSY, "run %s is being written by another process", dir);
             goto fail;
         }
         if ((rc = repair_tail(st, f, err)) != KDH_OK)

@@ -463,6 +463,43 @@ static void test_fast_path_matches_reference(void **state)
     assert_string_equal(ev.tag, "Le  ");
 }
 
+/* A line longer than 1 MiB is skipped by name, and the lines around it are read; a second writer on
+ * an open run is refused. */
+static void test_long_line_and_second_writer(void **state)
+{
+    char *dir = mktemp_dir(), p[512];
+    write_file(dir, "meta.json", "{\"schema\":\"kdharvest-run/1\"}");
+    write_file(dir, "stacks.jsonl", "");
+    snprintf(p, sizeof p, "%s/events.jsonl", dir);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs("{\"seq\":1,\"t\":1,\"kind\":\"alloc\",\"tag\":\"Leak\"}\n{\"src\":\"", f);
+    for (int i = 0; i < (2 << 20); i++)
+        fputc('x', f);
+    fputs("\"}\n{\"seq\":3,\"t\":3,\"kind\":\"alloc\",\"tag\":\"Leak\"}\n", f);
+    fclose(f);
+    got_t g;
+    kdh_store_reader_t rd = reader_for(&g);
+    kdh_store_read_stats_t stats;
+    kdh_err_t err = {0};
+    assert_int_equal(kdh_store_read(dir, &rd, &stats, &err), KDH_OK);
+    assert_int_equal(g.events, 2);
+    assert_int_equal(g.last_seq, 3);
+    assert_int_equal(stats.skipped, 1);
+    assert_string_equal(g.skipped[0], "events.jsonl:2");
+
+    kdh_store_t *a, *b;
+    assert_int_equal(kdh_store_open(&a, dir, NULL, &err), KDH_OK);
+    assert_int_equal(kdh_store_info(a)->next_seq, 4);
+    assert_int_equal(kdh_store_open(&b, dir, NULL, &err), KDH_EBUSY);
+    assert_non_null(strstr(err.msg, "another process"));
+    kdh_store_close(a, NULL);
+    assert_int_equal(kdh_store_open(&b, dir, NULL, &err), KDH_OK);
+    kdh_store_close(b, NULL);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -470,6 +507,7 @@ int main(void)
         cmocka_unit_test(test_torn_line_repaired),  cmocka_unit_test(test_reader_skips_garbage),
         cmocka_unit_test(test_reader_bad_dirs),     cmocka_unit_test(test_same_sid_across_runs),
         cmocka_unit_test(test_parse_event_fields), cmocka_unit_test(test_fast_path_matches_reference),
+        cmocka_unit_test(test_long_line_and_second_writer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
