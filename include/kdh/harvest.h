@@ -1,0 +1,89 @@
+/* kdh/harvest.h: the harvest engine for one target: attach over a port, arm nt!PoolHitTag for one
+ * pool tag, capture each hit's allocation stack with the fewest bytes on the wire (a small
+ * CONTEXT slice, one read of the predicted stack span, a RIP/EIP-only PC move, Continue2), and
+ * stream deduplicated stacks and events to a run directory through kdh_store. Detaches cleanly
+ * (PoolHitTag restored, target continued) and keeps a journal so a crash can be repaired. */
+#ifndef KDH_HARVEST_H
+#define KDH_HARVEST_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kdh/common.h"
+
+typedef enum kdh_harvest_mode {
+    KDH_HARVEST_HITTAG = 0 /* nt!PoolHitTag = tag; the kernel's own int 3 reports every hit */
+} kdh_harvest_mode_t;
+
+/* Live figures for a status line (kdh_harvest_opts_t.on_status). */
+typedef struct kdh_harvest_status {
+    const char *state;        /* "connecting", "attaching", "armed", "detaching", "done" */
+    uint64_t hits;            /* pool hits seen (captured + counted only) */
+    uint64_t captured;        /* hits whose stack was read */
+    uint64_t allocs, frees;   /* classified hits */
+    uint64_t unique_stacks;   /* stacks of this run (including ones from before a restart) */
+    double hits_per_s;        /* over the last status period */
+    double bytes_per_s;       /* link bytes both directions over the last status period */
+    double stall_pct;         /* share of the last minute the target was stopped by us */
+    double elapsed_s;
+} kdh_harvest_status_t;
+
+/* Per-hit wire cost, for the benchmark and tests (kdh_harvest_opts_t.on_hit). */
+typedef struct kdh_harvest_hit_cost {
+    int captured;             /* 1: stack read; 0: counted only */
+    int kind;                 /* KDH_STORE_ALLOC / FREE / HIT */
+    uint64_t bytes_in, bytes_out; /* link bytes from the state change to the Continue's ACK */
+    uint32_t requests;        /* manipulate requests answered by a reply (round trips) */
+    uint32_t continues;       /* Continue2 packets (acknowledged, no reply) */
+    uint32_t frames;
+    uint64_t sp;              /* stack pointer at the hit */
+    uint64_t stack_end;       /* one past the last return-address slot read by the unwinder */
+    uint32_t stack_read;      /* stack bytes actually read from the target */
+} kdh_harvest_hit_cost_t;
+
+typedef struct kdh_harvest_opts {
+    const char *port;         /* kdh_transport spec: /dev/ttyS0, tcp://h:p, unix:/path */
+    unsigned baud;            /* 0 = 115200 */
+    const char *tag;          /* pool tag text ("Leak") */
+    kdh_harvest_mode_t mode;
+    const char *out_dir;      /* run directory; created or continued */
+    const char *target_name;  /* for meta.json ("target") */
+    const char *symbol_path;  /* NULL: _NT_SYMBOL_PATH */
+    const char *const *overrides; /* "NAME=nt+0x1234" (kdh_target_add_override), n_overrides */
+    size_t n_overrides;
+    unsigned sample;          /* capture 1 in N hits (others counted); 0 or 1 = every hit */
+    uint64_t max_hits;        /* stop after this many hits; 0 = no limit */
+    double duration_s;        /* stop after this long armed; 0 = no limit */
+    uint64_t stack_cap;       /* per stack: after this many logged events, identical stacks are
+                                 only counted (meta.json counters.capped); 0 = no cap */
+    double max_stall_pct;     /* stopped more than this share of the last minute: disarm,
+                                 log a gap, re-arm 10 s later; 0 = never */
+    unsigned status_ms;       /* on_status period; 0 = 1000 */
+    unsigned connect_timeout_ms; /* 0 = 15000 */
+    volatile sig_atomic_t *stop; /* set non-zero (from a signal handler) to detach and return */
+    volatile sig_atomic_t *reopen; /* set non-zero to reopen dbgprint.log (SIGHUP) */
+    void (*on_status)(void *ctx, const kdh_harvest_status_t *st);
+    void (*on_hit)(void *ctx, const kdh_harvest_hit_cost_t *cost);
+    void (*on_notice)(void *ctx, const char *line); /* one-line warnings (repairs, gaps) */
+    void *ctx;
+    /* bench only: read the full CONTEXT, a fixed 4 KiB of stack, and write the full CONTEXT
+     * back per hit (the naive strategy the fast path is measured against) */
+    int naive;
+} kdh_harvest_opts_t;
+
+typedef struct kdh_harvest_result {
+    kdh_harvest_status_t final;
+    uint64_t bytes_in, bytes_out;
+    uint64_t requests;
+    int repaired;             /* the journal showed a target left armed; PoolHitTag restored */
+    char run_dir[512];
+} kdh_harvest_result_t;
+
+/* Runs one harvest until opts->stop, max_hits or duration, then detaches. Errors (port, silent
+ * target, bad tag, unresolvable PoolHitTag, unwritable directory) come back as KDH_E* with one
+ * actionable line in err; the target is then left running and unarmed whenever it could be
+ * reached. result may be NULL. */
+int kdh_harvest_run(const kdh_harvest_opts_t *opts, kdh_harvest_result_t *result, kdh_err_t *err);
+
+#endif

@@ -1,0 +1,615 @@
+/* engine.c: one harvest from attach to detach: open the run, connect and discover the target,
+ * repair what a crashed run left armed (journal), resolve and arm nt!PoolHitTag, serve stops
+ * until told to stop, then disarm, continue the target and write the final meta.json and
+ * summary. Every exit path after the target was reached leaves it running and unarmed. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harvest_int.h"
+#include "kdh/report.h"
+#include "kdh/tag.h"
+
+/* ---- DbgPrint text ---- */
+static void open_dbgprint(hv_t *h)
+{
+    char path[640];
+    snprintf(path, sizeof path, "%s/dbgprint.log", h->dir);
+    if (h->dbgprint)
+        fclose(h->dbgprint);
+    h->dbgprint = fopen(path, "a");
+}
+
+static void on_print(void *ctx, const char *text, size_t len)
+{
+    hv_t *h = ctx;
+    if (!h->dbgprint)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char stamp[40];
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    /* one timestamped line per line of text; control bytes other than tab become '?' */
+    size_t i = 0;
+    while (i < len) {
+        size_t j = i;
+        while (j < len && text[j] != '\n')
+            j++;
+        if (j > i) {
+            fprintf(h->dbgprint, "%s.%03ldZ ", stamp, ts.tv_nsec / 1000000);
+            for (size_t k = i; k < j; k++) {
+                unsigned char ch = (unsigned char)text[k];
+                fputc(ch < 0x20 && ch != '\t' ? '?' : ch, h->dbgprint);
+            }
+            fputc('\n', h->dbgprint);
+        }
+        i = j + 1;
+    }
+    fflush(h->dbgprint);
+}
+
+/* ---- meta.json and summary.txt ---- */
+static void iso_time(double t, char *out, size_t len)
+{
+    time_t s = (time_t)t;
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int write_meta(hv_t *h, kdh_err_t *err)
+{
+    char started[40], hex[32];
+    iso_time(h->started, started, sizeof started);
+    json_t *m = json_object();
+    const char *slash = strrchr(h->dir, '/');
+    json_object_set_new(m, "run_id", json_string(slash ? slash + 1 : h->dir));
+    json_object_set_new(m, "target", json_string(h->o->target_name ? h->o->target_name : h->o->port));
+    json_object_set_new(m, "source", json_string("live"));
+    json_object_set_new(m, "tag", json_string(h->tag));
+    snprintf(hex, sizeof hex, "0x%08x", h->tag_dword);
+    json_object_set_new(m, "tag_dword", json_string(hex));
+    json_object_set_new(m, "mode", json_string("hittag"));
+    json_object_set_new(m, "started", json_string(started));
+    json_t *k = json_object();
+    if (h->t && kdh_target_version(h->t)) {
+        const kdh_wire_get_version_t *v = kdh_target_version(h->t);
+        json_object_set_new(k, "build", json_integer(v->minor_version));
+        snprintf(hex, sizeof hex, "0x%llx", (unsigned long long)v->kern_base);
+        json_object_set_new(k, "base", json_string(hex));
+        json_object_set_new(k, "arch", json_string(kdh_target_pointer_size(h->t) == 8 ? "x64" : "x86"));
+    }
+    json_object_set_new(k, "boot", json_integer(h->boot));
+    snprintf(hex, sizeof hex, "0x%llx", (unsigned long long)h->pht_addr);
+    json_object_set_new(k, "pool_hit_tag", json_string(hex));
+    json_object_set_new(k, "pool_hit_tag_source", json_string(h->pht_source));
+    snprintf(hex, sizeof hex, "0x%08x", h->pht_old);
+    json_object_set_new(k, "pool_hit_tag_original", json_string(hex));
+    json_object_set_new(m, "kernel", k);
+    json_t *l = json_object();
+    json_object_set_new(l, "port", json_string(h->o->port));
+    json_object_set_new(l, "baud", json_integer(h->c.baud));
+    json_object_set_new(l, "bytes_in", json_integer((json_int_t)hv_conn_bytes(&h->c, 0)));
+    json_object_set_new(l, "bytes_out", json_integer((json_int_t)hv_conn_bytes(&h->c, 1)));
+    json_object_set_new(l, "requests", json_integer(h->c.kd ? (json_int_t)kdh_kd_stats(h->c.kd)->requests : 0));
+    json_object_set_new(m, "link", l);
+    json_t *c = json_object();
+    json_object_set_new(c, "hits", json_integer((json_int_t)h->hits));
+    json_object_set_new(c, "captured", json_integer((json_int_t)h->captured));
+    json_object_set_new(c, "counted_only", json_integer((json_int_t)h->counted));
+    json_object_set_new(c, "allocs", json_integer((json_int_t)h->allocs));
+    json_object_set_new(c, "frees", json_integer((json_int_t)h->frees));
+    json_object_set_new(c, "unclassified", json_integer((json_int_t)h->unknown));
+    json_object_set_new(c, "capped", json_integer((json_int_t)h->capped));
+    json_object_set_new(c, "sample", json_integer(h->o->sample > 1 ? h->o->sample : 1));
+    json_object_set_new(m, "counters", c);
+    int rc = kdh_store_write_meta(h->st, m, err);
+    json_decref(m);
+    return rc;
+}
+
+static void write_summary(hv_t *h)
+{
+    kdh_err_t e;
+    memset(&e, 0, sizeof e);
+    if (kdh_store_sync(h->st, &e) != KDH_OK)
+        return;
+    kdh_report_opts_t ro;
+    memset(&ro, 0, sizeof ro);
+    ro.format = KDH_REPORT_TEXT;
+    ro.value = KDH_REPORT_VALUE_COUNT;
+    ro.top = 10;
+    kdh_report_t *rep = NULL;
+    if (kdh_report_new(&rep, &ro, &e) != KDH_OK)
+        return;
+    char tmp[640], path[640];
+    snprintf(tmp, sizeof tmp, "%s/summary.txt.tmp", h->dir);
+    snprintf(path, sizeof path, "%s/summary.txt", h->dir);
+    FILE *f = NULL;
+    if (kdh_report_add_run(rep, h->dir, &e) == KDH_OK && (f = fopen(tmp, "w")) != NULL) {
+        int ok = kdh_report_render(rep, f, &e) == KDH_OK;
+        ok = (fclose(f) == 0) && ok;
+        if (ok)
+            rename(tmp, path);
+        else
+            unlink(tmp);
+    }
+    kdh_report_free(rep);
+}
+
+/* ---- status ---- */
+static void status(hv_t *h, const char *state, int force)
+{
+    double now = hv_now_mono();
+    unsigned period = h->o->status_ms ? h->o->status_ms : 1000;
+    if (!force && now - h->last_status_t < period / 1000.0)
+        return;
+    kdh_harvest_status_t s;
+    memset(&s, 0, sizeof s);
+    double dt = now - h->last_status_t;
+    uint64_t bytes = hv_conn_bytes(&h->c, 0) + hv_conn_bytes(&h->c, 1);
+    s.state = state;
+    s.hits = h->hits;
+    s.captured = h->captured;
+    s.allocs = h->allocs;
+    s.frees = h->frees;
+    s.unique_stacks = h->stacks_before + h->sids.n;
+    s.hits_per_s = dt > 0 ? (double)(h->hits - h->last_status_hits) / dt : 0;
+    s.bytes_per_s = dt > 0 ? (double)(bytes - h->last_status_bytes) / dt : 0;
+    s.stall_pct = h->armed_at > 0 ? hv_stall_pct(h, now) : 0;
+    s.elapsed_s = h->armed_at > 0 ? now - h->armed_at : 0;
+    h->last_status_t = now;
+    h->last_status_hits = h->hits;
+    h->last_status_bytes = bytes;
+    if (h->o->on_status)
+        h->o->on_status(h->o->ctx, &s);
+}
+
+static void notice(hv_t *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void notice(hv_t *h, const char *fmt, ...)
+{
+    if (!h->o->on_notice)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    h->o->on_notice(h->o->ctx, line);
+}
+
+/* ---- target steps ---- */
+typedef struct resolve_arg {
+    const char *name;
+    uint64_t addr;
+    char source[64];
+} resolve_arg_t;
+
+static int resolve_step(kdh_target_t *t, void *arg, kdh_err_t *err)
+{
+    resolve_arg_t *a = arg;
+    return kdh_target_step_resolve(t, a->name, &a->addr, a->source, sizeof a->source, err);
+}
+
+/* Every module's .pdata in one read each, so no hit ever waits for a function-table search. */
+static int pdata_step(kdh_target_t *t, void *arg, kdh_err_t *err)
+{
+    (void)arg;
+    (void)err;
+    static uint8_t buf[KDH_TARGET_FETCH_MAX];
+    for (size_t i = 0; i < kdh_target_module_count(t); i++) {
+        const kdh_target_module_t *m = kdh_target_module_at(t, i);
+        if (!m->ok || !m->pdata_size || m->pdata_size > sizeof buf)
+            continue;
+        uint32_t got;
+        int rc = kdh_target_read(t, KDH_TARGET_BOOT, m->base + m->pdata_rva, buf, m->pdata_size, &got);
+        if (rc != KDH_OK)
+            return rc;
+    }
+    return KDH_OK;
+}
+
+static int rw_u32(hv_t *h, uint64_t va, uint32_t *val, int write, kdh_err_t *err)
+{
+    uint8_t b[4];
+    kdh_kd_req_t req;
+    memset(&req, 0, sizeof req);
+    if (write) {
+        kdh_put_u32(b, *val);
+        kdh_kd_write_virtual(h->c.kd, &req, va, b, 4, NULL, NULL);
+    } else {
+        kdh_kd_read_virtual(h->c.kd, &req, va, b, 4, NULL, NULL);
+    }
+    int rc = kdh_kd_wait(h->c.kd, &req);
+    if (rc != KDH_OK || (!write && req.out_len != 4))
+        return kdh_err_set(err, rc != KDH_OK ? rc : KDH_ETARGET, "%s nt!PoolHitTag at 0x%llx: %s",
+                           write ? "writing" : "reading", (unsigned long long)va,
+                           req.err.msg[0] ? req.err.msg : "short read");
+    if (!write)
+        *val = kdh_get_u32(b);
+    return KDH_OK;
+}
+
+static int discover_step(kdh_target_t *t, void *arg, kdh_err_t *err)
+{
+    (void)arg;
+    return kdh_target_step_discover(t, err);
+}
+
+/* Connect, stop, GetVersion, discovery, symbols. */
+static int attach(hv_t *h, kdh_err_t *err)
+{
+    int rc = hv_conn_open(&h->c, h->o->port, h->o->baud, err);
+    if (rc != KDH_OK)
+        return rc;
+    status(h, "connecting", 1);
+    if ((rc = kdh_kd_connect(h->c.kd, 1, err)) != KDH_OK)
+        return rc;
+    unsigned to = h->o->connect_timeout_ms ? h->o->connect_timeout_ms : 15000;
+    rc = hv_conn_wait_stop(&h->c, to, NULL, err);
+    if (rc != KDH_OK) {
+        const kdh_link_stats_t *ls = kdh_link_stats(kdh_kd_link(h->c.kd));
+        if (rc == KDH_ETIMEDOUT && !ls->has_valid && ls->bytes_in > 0)
+            return kdh_err_set(err, rc, "only garbage from %s (%llu bytes, no valid packet) at %u baud: the "
+                               "target's /BAUDRATE is probably different (try 115200, 57600, 38400, 19200)",
+                               h->o->port, (unsigned long long)ls->bytes_in, h->c.baud);
+        if (rc == KDH_ETIMEDOUT && !ls->has_valid)
+            return kdh_err_set(err, rc, "the target on %s is silent (nothing in %u ms at %u baud): check the cable, "
+                               "that it booted with /DEBUG /DEBUGPORT, and its /BAUDRATE",
+                               h->o->port, to, h->c.baud);
+        return rc;
+    }
+    status(h, "attaching", 1);
+    kdh_kd_req_t req;
+    memset(&req, 0, sizeof req);
+    kdh_kd_get_version(h->c.kd, &req, NULL, NULL);
+    if ((rc = hv_conn_call(&h->c, &req, "GetVersion", err)) != KDH_OK)
+        return rc;
+    if ((rc = kdh_target_set_version(h->t, &req.m.u.version, err)) != KDH_OK)
+        return rc;
+    kdh_kd_set_arch(h->c.kd, kdh_target_arch(h->t));
+    if ((rc = kdh_target_run_sync(h->t, h->c.kd, discover_step, NULL, err)) !=
+        KDH_OK)
+        return rc;
+    if ((rc = kdh_target_set_symbol_path(h->t, h->o->symbol_path, NULL, err)) != KDH_OK)
+        return rc;
+    for (size_t i = 0; i < h->o->n_overrides; i++)
+        if ((rc = kdh_target_add_override(h->t, h->o->overrides[i], err)) != KDH_OK)
+            return rc;
+    kdh_err_t ignore;
+    for (size_t i = 0; i < kdh_target_module_count(h->t); i++)
+        kdh_target_load_symbols(h->t, i, &ignore); /* a missing PDB only costs symbol names */
+    return KDH_OK;
+}
+
+static int record_modules(hv_t *h, kdh_err_t *err)
+{
+    for (size_t i = 0; i < kdh_target_module_count(h->t); i++) {
+        const kdh_target_module_t *m = kdh_target_module_at(h->t, i);
+        if (!m->ok)
+            continue;
+        char guid[40] = "";
+        if (m->has_pdb)
+            for (int k = 0; k < 16; k++) {
+                /* GUID text as the symbol store writes it: Data1..3 little-endian, then bytes */
+                static const int order[16] = {3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15};
+                snprintf(guid + 2 * k, 3, "%02X", m->guid[order[k]]);
+            }
+        kdh_store_module_t sm = {.key = m->key, .name = m->name, .file = m->file, .timestamp = m->timestamp,
+                                 .size = m->size_of_image, .pdb = m->has_pdb ? m->pdb_name : NULL,
+                                 .guid = m->has_pdb ? guid : NULL, .age = m->age, .boot = h->boot,
+                                 .base = m->base};
+        int rc = kdh_store_add_module(h->st, &sm, err);
+        if (rc != KDH_OK)
+            return rc;
+    }
+    return KDH_OK;
+}
+
+/* Resolve PoolHitTag, repair a crashed run, remember the original value, arm. */
+static int arm(hv_t *h, kdh_err_t *err)
+{
+    resolve_arg_t ra = {.name = "nt!PoolHitTag"};
+    int rc = kdh_target_run_sync(h->t, h->c.kd, resolve_step, &ra, err);
+    if (rc != KDH_OK)
+        return rc;
+    h->pht_addr = ra.addr;
+    snprintf(h->pht_source, sizeof h->pht_source, "%s", ra.source);
+    resolve_arg_t rb = {.name = "nt!DbgBreakPoint"};
+    kdh_err_t ignore;
+    if (kdh_target_run_sync(h->t, h->c.kd, resolve_step, &rb, &ignore) == KDH_OK)
+        h->dbgbp = rb.addr;
+    uint64_t kbase = kdh_target_version(h->t)->kern_base;
+    hv_journal_state_t js;
+    hv_journal_read(h->dir, &js);
+    uint32_t cur;
+    if ((rc = rw_u32(h, h->pht_addr, &cur, 0, err)) != KDH_OK)
+        return rc;
+    h->pht_old = cur;
+    if (js.armed && js.kernel_base == kbase && js.addr == h->pht_addr) {
+        /* left armed by a run that did not detach: its "old" is the real original */
+        h->pht_old = js.old_value;
+        if ((rc = rw_u32(h, h->pht_addr, &h->pht_old, 1, err)) != KDH_OK)
+            return rc;
+        if ((rc = hv_journal_append(h->dir, "disarm", h->pht_addr, h->pht_old, h->pht_old, kbase, err)) != KDH_OK)
+            return rc;
+        h->repaired = 1;
+        notice(h, "repaired: the target was left armed by an earlier run (PoolHitTag 0x%08x restored to 0x%08x)",
+               cur, h->pht_old);
+    } else if (cur == h->tag_dword) {
+        h->pht_old = 0xffffff0fu; /* armed by someone we have no record of: the kernel's own default */
+        notice(h, "PoolHitTag already held the tag; it will be set to 0xffffff0f at detach");
+    }
+    if ((rc = record_modules(h, err)) != KDH_OK)
+        return rc;
+    if ((rc = kdh_target_run_sync(h->t, h->c.kd, pdata_step, NULL, err)) != KDH_OK)
+        return rc;
+    /* journal first: if we die between the two, the repair writes back the same original */
+    if ((rc = hv_journal_append(h->dir, "arm", h->pht_addr, h->pht_old, h->tag_dword, kbase, err)) != KDH_OK)
+        return rc;
+    uint32_t v = h->tag_dword;
+    if ((rc = rw_u32(h, h->pht_addr, &v, 1, err)) != KDH_OK)
+        return rc;
+    h->armed = 1;
+    return KDH_OK;
+}
+
+static int disarm(hv_t *h, kdh_err_t *err)
+{
+    if (!h->armed)
+        return KDH_OK;
+    uint32_t v = h->pht_old;
+    int rc = rw_u32(h, h->pht_addr, &v, 1, err);
+    if (rc != KDH_OK)
+        return rc;
+    h->armed = 0;
+    return hv_journal_append(h->dir, "disarm", h->pht_addr, h->pht_old, h->pht_old,
+                             kdh_target_version(h->t)->kern_base, err);
+}
+
+/* Leave a stopped target running: int 3 stepped over, Continue2 with Dr7 0, bytes written out. */
+static int resume(hv_t *h, kdh_err_t *err)
+{
+    int rc = kdh_target_skip_int3(h->t, h->c.kd, err);
+    if (rc != KDH_OK)
+        return rc;
+    const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
+    uint32_t st = KDH_WIRE_DBG_CONTINUE;
+    if (sc && sc->new_state == KDH_WIRE_STATE_EXCEPTION && sc->u.exception.code != KDH_WIRE_STATUS_BREAKPOINT &&
+        sc->u.exception.code != KDH_WIRE_STATUS_SINGLE_STEP)
+        st = 0x80010001u; /* DBG_EXCEPTION_NOT_HANDLED: a real fault is the kernel's to handle */
+    return hv_conn_continue(&h->c, st, err);
+}
+
+/* Break in (if running), disarm, continue. */
+static int detach(hv_t *h, kdh_err_t *err)
+{
+    if (!h->c.kd)
+        return KDH_OK;
+    status(h, "detaching", 1);
+    int rc;
+    if (!kdh_kd_stopped(h->c.kd)) {
+        if ((rc = kdh_kd_break(h->c.kd, err)) != KDH_OK)
+            return rc;
+        if ((rc = hv_conn_wait_stop(&h->c, 5000, NULL, err)) != KDH_OK)
+            return rc;
+    }
+    if ((rc = disarm(h, err)) != KDH_OK)
+        return rc;
+    if ((rc = resume(h, err)) != KDH_OK)
+        return rc;
+    hv_conn_drain(&h->c);
+    return KDH_OK;
+}
+
+static int is_pool_hit(hv_t *h, const kdh_wire_state_change_t *sc)
+{
+    if (!h->armed || sc->new_state != KDH_WIRE_STATE_EXCEPTION ||
+        sc->u.exception.code != KDH_WIRE_STATUS_BREAKPOINT || sc->report.instruction_count < 1 ||
+        sc->report.instruction_stream[0] != 0xCC)
+        return 0;
+    const kdh_target_kdbg_t *kd = kdh_target_kdbg(h->t);
+    return !(kd && sc->program_counter == kd->breakpoint_with_status);
+}
+
+/* Reads meta.json of a continued run for the boot number and kernel base it ended with. */
+static void resume_boot(hv_t *h, uint64_t *base)
+{
+    char path[640];
+    snprintf(path, sizeof path, "%s/meta.json", h->dir);
+    json_t *m = json_load_file(path, 0, NULL);
+    json_t *k = json_object_get(m, "kernel");
+    json_int_t b = json_integer_value(json_object_get(k, "boot"));
+    const char *s = json_string_value(json_object_get(k, "base"));
+    h->boot = b > 0 && b < 1000000 ? (uint32_t)b : 1;
+    *base = s ? strtoull(s, NULL, 16) : 0;
+    json_decref(m);
+}
+
+static int open_run(hv_t *h, uint64_t *prev_base, kdh_err_t *err)
+{
+    int rc = kdh_store_open(&h->st, h->dir, NULL, err);
+    if (rc != KDH_OK)
+        return rc;
+    const kdh_store_info_t *inf = kdh_store_info(h->st);
+    h->boot = 1;
+    *prev_base = 0;
+    if (inf->resumed) {
+        resume_boot(h, prev_base);
+        h->stacks_before = inf->stacks;
+        if (inf->repaired)
+            notice(h, "%s", inf->repair_note);
+    }
+    open_dbgprint(h);
+    return KDH_OK;
+}
+
+/* ---- the run ---- */
+static int serve(hv_t *h, kdh_err_t *err)
+{
+    const kdh_harvest_opts_t *o = h->o;
+    double gap_t0 = 0, last_meta = hv_now_mono(), last_summary = last_meta;
+    int rc;
+    for (;;) {
+        double now = hv_now_mono();
+        if (o->stop && *o->stop)
+            return KDH_OK;
+        if (o->max_hits && h->hits >= o->max_hits)
+            return KDH_OK;
+        if (o->duration_s > 0 && now - h->armed_at >= o->duration_s)
+            return KDH_OK;
+        if (o->reopen && *o->reopen) {
+            *o->reopen = 0;
+            open_dbgprint(h);
+        }
+        if (now - last_meta >= 10) {
+            last_meta = now;
+            if ((rc = write_meta(h, err)) != KDH_OK)
+                return rc;
+        }
+        if (now - last_summary >= 30) {
+            last_summary = now;
+            write_summary(h);
+        }
+        if (!h->armed && gap_t0 > 0 && hv_now_wall() - gap_t0 >= 10) {
+            /* re-arm after a load pause: break in, write the tag, go on */
+            if ((rc = kdh_kd_break(h->c.kd, err)) != KDH_OK)
+                return rc;
+            if ((rc = hv_conn_wait_stop(&h->c, 5000, NULL, err)) != KDH_OK)
+                return rc;
+            uint64_t kbase = kdh_target_version(h->t)->kern_base;
+            if ((rc = hv_journal_append(h->dir, "arm", h->pht_addr, h->pht_old, h->tag_dword, kbase, err)) != KDH_OK)
+                return rc;
+            uint32_t v = h->tag_dword;
+            if ((rc = rw_u32(h, h->pht_addr, &v, 1, err)) != KDH_OK)
+                return rc;
+            h->armed = 1;
+            kdh_store_gap_t g = {.t0 = gap_t0, .t1 = hv_now_wall(), .reason = "disarmed",
+                                 .detail = "target stopped too long by hits; re-armed after 10 s"};
+            if ((rc = kdh_store_append_gap(h->st, &g, err)) != KDH_OK)
+                return rc;
+            gap_t0 = 0;
+            if ((rc = resume(h, err)) != KDH_OK)
+                return rc;
+            continue;
+        }
+        int timed_out = 0;
+        rc = hv_conn_wait_stop(&h->c, 200, &timed_out, err);
+        if (rc != KDH_OK) {
+            if (timed_out) {
+                status(h, h->armed ? "armed" : "paused", 0);
+                continue;
+            }
+            return rc;
+        }
+        const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
+        if (is_pool_hit(h, sc)) {
+            if (o->max_stall_pct > 0 && now - h->armed_at > 5 && hv_stall_pct(h, now) > o->max_stall_pct) {
+                if ((rc = disarm(h, err)) != KDH_OK)
+                    return rc;
+                gap_t0 = hv_now_wall();
+                notice(h, "target stopped %.0f%% of the last minute (limit %.0f%%): disarmed for 10 s",
+                       hv_stall_pct(h, now), o->max_stall_pct);
+            }
+            if ((rc = hv_handle_hit(h, err)) != KDH_OK)
+                return rc;
+        } else {
+            if ((rc = resume(h, err)) != KDH_OK)
+                return rc;
+        }
+        status(h, h->armed ? "armed" : "paused", 0);
+    }
+}
+
+int kdh_harvest_run(const kdh_harvest_opts_t *o, kdh_harvest_result_t *res, kdh_err_t *err)
+{
+    hv_t *h = calloc(1, sizeof *h);
+    if (!h)
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory");
+    h->o = o;
+    h->c.on_print = on_print;
+    h->c.print_ctx = h;
+    h->started = hv_now_wall();
+    h->last_status_t = hv_now_mono();
+    int rc = kdh_tag_normalize(o->tag ? o->tag : "", h->tag, err);
+    if (rc == KDH_OK) {
+        h->tag_dword = kdh_tag_dword(h->tag);
+        snprintf(h->dir, sizeof h->dir, "%s", o->out_dir ? o->out_dir : ".");
+        rc = kdh_target_new(&h->t, err);
+    }
+    uint64_t prev_base = 0;
+    if (rc == KDH_OK)
+        rc = open_run(h, &prev_base, err);
+    if (rc == KDH_OK)
+        rc = attach(h, err);
+    if (rc == KDH_OK) {
+        uint64_t kbase = kdh_target_version(h->t)->kern_base;
+        if (prev_base && prev_base != kbase)
+            h->boot++; /* the run continues on a new boot of the target */
+        rc = arm(h, err);
+    }
+    if (rc == KDH_OK)
+        rc = write_meta(h, err);
+    if (rc == KDH_OK) {
+        h->armed_at = hv_now_mono();
+        h->stall_sec = (int64_t)h->armed_at;
+        rc = resume(h, err);
+        h->mark_in = hv_conn_bytes(&h->c, 0);
+        h->mark_out = hv_conn_bytes(&h->c, 1);
+        h->mark_req = kdh_kd_stats(h->c.kd)->requests;
+        status(h, "armed", 1);
+    }
+    if (rc == KDH_OK)
+        rc = serve(h, err);
+    /* whatever happened, try to leave the target running and unarmed */
+    kdh_err_t derr;
+    memset(&derr, 0, sizeof derr);
+    int drc = KDH_OK;
+    if (h->c.kd && kdh_link_state(kdh_kd_link(h->c.kd)) == KDH_LINK_CONNECTED && !h->c.tp_dead &&
+        (h->armed || kdh_kd_stopped(h->c.kd)))
+        drc = detach(h, &derr);
+    if (rc == KDH_OK && drc != KDH_OK) {
+        rc = drc;
+        *err = derr;
+    }
+    if (h->st) {
+        kdh_err_t e2;
+        write_meta(h, &e2);
+        write_summary(h);
+    }
+    status(h, "done", 1);
+    if (res) {
+        memset(res, 0, sizeof *res);
+        res->final.hits = h->hits;
+        res->final.captured = h->captured;
+        res->final.allocs = h->allocs;
+        res->final.frees = h->frees;
+        res->final.unique_stacks = h->stacks_before + h->sids.n;
+        res->bytes_in = hv_conn_bytes(&h->c, 0);
+        res->bytes_out = hv_conn_bytes(&h->c, 1);
+        res->requests = h->c.kd ? kdh_kd_stats(h->c.kd)->requests : 0;
+        res->repaired = h->repaired;
+        snprintf(res->run_dir, sizeof res->run_dir, "%s", h->dir);
+    }
+    kdh_err_t e3;
+    if (h->st && kdh_store_close(h->st, &e3) != KDH_OK && rc == KDH_OK) {
+        rc = e3.code ? e3.code : KDH_EIO;
+        *err = e3;
+    }
+    if (h->dbgprint)
+        fclose(h->dbgprint);
+    hv_conn_close(&h->c);
+    kdh_target_free(h->t);
+    free(h->sids.sid);
+    free(h->sids.count);
+    free(h);
+    return rc;
+}

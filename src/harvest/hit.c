@@ -1,0 +1,383 @@
+/* hit.c: the per-hit pipeline. One PoolHitTag stop costs, when its stack is captured: the state
+ * change, one GetContextEx of the stack registers (x64 RSP+RBP, x86 EBP..ESP), one read of the
+ * stack span predicted from the last walk at the same place (the unwinder asks for the rest only
+ * if the guess was short), one SetContextEx of RIP/EIP alone to step over the int 3, and
+ * Continue2. Unwind data and module headers come from the per-boot cache. A counted-only hit
+ * reads the return address word instead of the stack. Symbols are looked up only the first
+ * time a stack is seen. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "harvest_int.h"
+
+double hv_now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+double hv_now_wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+void hv_stall_add(hv_t *h, double t0, double t1)
+{
+    /* spread [t0, t1) over whole-second buckets; buckets older than a minute are reused */
+    while (t0 < t1) {
+        int64_t sec = (int64_t)t0;
+        double end = (double)(sec + 1) < t1 ? (double)(sec + 1) : t1;
+        if (sec > h->stall_sec) {
+            for (int64_t s = h->stall_sec + 1; s <= sec && s <= h->stall_sec + 60; s++)
+                h->stall[s % 60] = 0;
+            h->stall_sec = sec;
+        }
+        if (sec > h->stall_sec - 60)
+            h->stall[sec % 60] += end - t0;
+        t0 = end;
+    }
+}
+
+double hv_stall_pct(hv_t *h, double now)
+{
+    hv_stall_add(h, now, now); /* ages the buckets */
+    double sum = 0;
+    for (int i = 0; i < 60; i++)
+        sum += h->stall[i];
+    double window = now - h->armed_at;
+    if (window > 60)
+        window = 60;
+    if (window < 1)
+        window = 1;
+    double pct = 100.0 * sum / window;
+    return pct > 100 ? 100 : pct;
+}
+
+/* ---- sid set ---- */
+static uint64_t *sid_slot(hv_sidset_t *s, uint64_t sid, int *fresh)
+{
+    if (sid == 0)
+        sid = 1;
+    if (s->n * 2 >= s->cap) {
+        size_t ncap = s->cap ? s->cap * 2 : 1024;
+        uint64_t *ns = calloc(ncap, sizeof *ns), *nc = calloc(ncap, sizeof *nc);
+        if (!ns || !nc) {
+            free(ns);
+            free(nc);
+            return NULL;
+        }
+        for (size_t i = 0; i < s->cap; i++) {
+            if (!s->sid[i])
+                continue;
+            size_t j = (size_t)(s->sid[i] * 0x9E3779B97F4A7C15ull >> 17) & (ncap - 1);
+            while (ns[j])
+                j = (j + 1) & (ncap - 1);
+            ns[j] = s->sid[i];
+            nc[j] = s->count[i];
+        }
+        free(s->sid);
+        free(s->count);
+        s->sid = ns;
+        s->count = nc;
+        s->cap = ncap;
+    }
+    size_t j = (size_t)(sid * 0x9E3779B97F4A7C15ull >> 17) & (s->cap - 1);
+    while (s->sid[j] && s->sid[j] != sid)
+        j = (j + 1) & (s->cap - 1);
+    *fresh = s->sid[j] == 0;
+    if (*fresh) {
+        s->sid[j] = sid;
+        s->n++;
+    }
+    return &s->count[j];
+}
+
+/* ---- classification ---- */
+static int kind_of(hv_t *h, uint64_t va)
+{
+    size_t i = (size_t)((va * 0x9E3779B97F4A7C15ull) >> 56) % HV_KIND_SLOTS;
+    if (h->kinds.va[i] == va && va)
+        return h->kinds.kind[i];
+    char sym[320];
+    kdh_target_symbolize(h->t, va, sym, sizeof sym);
+    int k = hv_classify_name(sym);
+    h->kinds.va[i] = va;
+    h->kinds.kind[i] = (int8_t)k;
+    return k;
+}
+
+/* The break is in DbgBreakPoint (its caller says which side) or inlined in the pool routine. */
+static int classify(hv_t *h, uint64_t pc, uint64_t ret)
+{
+    int k = kind_of(h, pc);
+    if (k >= 0)
+        return k;
+    if (ret) {
+        k = kind_of(h, ret);
+        if (k >= 0)
+            return k;
+    }
+    return KDH_STORE_HIT;
+}
+
+/* ---- wire steps ---- */
+static int get_slice(hv_t *h, unsigned cpu, uint8_t *slice, uint32_t *off, uint32_t *len, kdh_err_t *err)
+{
+    kdh_target_stack_slice(h->t, off, len);
+    kdh_kd_req_t req;
+    memset(&req, 0, sizeof req);
+    kdh_kd_get_context_slice(h->c.kd, &req, cpu, *off, slice, *len, NULL, NULL);
+    int rc = hv_conn_call(&h->c, &req, "reading the stack registers", err);
+    if (rc != KDH_OK)
+        return rc;
+    if (req.out_len < *len)
+        return kdh_err_set(err, KDH_EPROTO, "stack registers: %zu of %u bytes", req.out_len, *len);
+    return KDH_OK;
+}
+
+static uint64_t slice_sp(const hv_t *h, const uint8_t *slice)
+{
+    if (kdh_target_pointer_size(h->t) == 8)
+        return kdh_get_u64(slice);
+    return kdh_sign_extend32(kdh_get_u32(slice + 0x10));
+}
+
+/* One ReadVirtualMemory into the per-stop cache. */
+static int fetch_stop(hv_t *h, uint64_t va, uint32_t len, uint32_t *got, kdh_err_t *err)
+{
+    uint8_t *buf = malloc(len);
+    if (!buf)
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory for a %u-byte read", len);
+    kdh_kd_req_t req;
+    memset(&req, 0, sizeof req);
+    kdh_kd_read_virtual(h->c.kd, &req, va, buf, len, NULL, NULL);
+    int rc = kdh_kd_wait(h->c.kd, &req);
+    if (rc != KDH_OK && rc != KDH_ETARGET) {
+        free(buf);
+        return kdh_err_set(err, rc, "reading the stack at 0x%llx: %s", (unsigned long long)va, req.err.msg);
+    }
+    uint32_t n = req.out_len < len ? (uint32_t)req.out_len : len;
+    if (got)
+        *got = n;
+    rc = kdh_target_fill(h->t, KDH_TARGET_STOP, va, buf, n, len, err);
+    free(buf);
+    return rc;
+}
+
+static int stack_step(kdh_target_t *t, void *arg, kdh_err_t *err)
+{
+    return kdh_target_step_stack(t, arg, err);
+}
+
+/* The naive strategy the benchmark compares with: full CONTEXT in, 4 KiB of stack, full
+ * CONTEXT out with the PC moved. */
+static int naive_capture(hv_t *h, const kdh_wire_state_change_t *sc, kdh_target_stack_t *s,
+                         kdh_harvest_hit_cost_t *cost, kdh_err_t *err)
+{
+    uint8_t ctx[0x4D0];
+    size_t csz = kdh_kd_context_size(h->c.kd);
+    if (csz > sizeof ctx)
+        csz = sizeof ctx;
+    kdh_kd_req_t req;
+    memset(&req, 0, sizeof req);
+    kdh_kd_get_context(h->c.kd, &req, sc->processor, ctx, csz, NULL, NULL);
+    int rc = hv_conn_call(&h->c, &req, "GetContext", err);
+    if (rc != KDH_OK)
+        return rc;
+    uint32_t off, len;
+    kdh_target_stack_slice(h->t, &off, &len);
+    uint64_t sp = slice_sp(h, ctx + off);
+    kdh_target_sync_stop(h->t, kdh_kd_stop_serial(h->c.kd));
+    uint32_t got = 0;
+    if ((rc = fetch_stop(h, sp, 4096, &got, err)) != KDH_OK)
+        return rc;
+    cost->stack_read = got;
+    cost->sp = sp;
+    if ((rc = kdh_target_stack_init(h->t, s, sc->program_counter, ctx + off, len, err)) != KDH_OK)
+        return rc;
+    if ((rc = kdh_target_run_sync(h->t, h->c.kd, stack_step, s, err)) != KDH_OK)
+        return rc;
+    uint32_t pco = kdh_target_pointer_size(h->t) == 8 ? 0xF8 : 0xB8;
+    if (kdh_target_pointer_size(h->t) == 8)
+        kdh_put_u64(ctx + pco, sc->program_counter + 1);
+    else
+        kdh_put_u32(ctx + pco, (uint32_t)sc->program_counter + 1);
+    memset(&req, 0, sizeof req);
+    kdh_kd_set_context(h->c.kd, &req, sc->processor, ctx, csz, NULL, NULL);
+    return hv_conn_call(&h->c, &req, "SetContext", err);
+}
+
+/* Fast capture: slice, predicted span, unwinder for whatever is still missing. */
+static int fast_capture(hv_t *h, const kdh_wire_state_change_t *sc, kdh_target_stack_t *s,
+                        kdh_harvest_hit_cost_t *cost, kdh_err_t *err)
+{
+    uint8_t slice[0x20];
+    uint32_t off, len;
+    int rc = get_slice(h, sc->processor, slice, &off, &len, err);
+    if (rc != KDH_OK)
+        return rc;
+    uint64_t sp = slice_sp(h, slice);
+    cost->sp = sp;
+    kdh_target_sync_stop(h->t, kdh_kd_stop_serial(h->c.kd));
+    if ((rc = kdh_target_stack_init(h->t, s, sc->program_counter, slice, len, err)) != KDH_OK)
+        return rc;
+    uint32_t span = hv_pred_get(&h->pred, sc->program_counter, sp, sc->thread);
+    if (span == 0) {
+        uint64_t va;
+        kdh_unwind_prefetch(&s->u, &va, &span);
+    }
+    uint32_t got = 0;
+    if (span && (rc = fetch_stop(h, sp, span, &got, err)) != KDH_OK)
+        return rc;
+    cost->stack_read = got;
+    kdh_target_cache_stats_t before, after;
+    kdh_target_cache_stats(h->t, &before);
+    rc = kdh_target_run_sync(h->t, h->c.kd, stack_step, s, err);
+    if (rc != KDH_OK)
+        return rc;
+    kdh_target_cache_stats(h->t, &after);
+    cost->stack_read += (uint32_t)(after.fetched_bytes - before.fetched_bytes);
+    uint64_t end = kdh_unwind_stack_end(&s->u);
+    if (end > sp)
+        hv_pred_put(&h->pred, sc->program_counter, sp, sc->thread, (uint32_t)(end - sp));
+    return kdh_target_skip_int3(h->t, h->c.kd, err);
+}
+
+/* Counted only: the return address word classifies the hit when the break is DbgBreakPoint. */
+static int count_only(hv_t *h, const kdh_wire_state_change_t *sc, int *kind, kdh_err_t *err)
+{
+    uint64_t ret = 0;
+    int k = kind_of(h, sc->program_counter);
+    if (k < 0) {
+        uint8_t slice[0x20];
+        uint32_t off, len;
+        int rc = get_slice(h, sc->processor, slice, &off, &len, err);
+        if (rc != KDH_OK)
+            return rc;
+        uint64_t sp = slice_sp(h, slice);
+        uint8_t w[8] = {0};
+        unsigned ps = kdh_target_pointer_size(h->t);
+        kdh_kd_req_t req;
+        memset(&req, 0, sizeof req);
+        kdh_kd_read_virtual(h->c.kd, &req, sp, w, ps, NULL, NULL);
+        if (kdh_kd_wait(h->c.kd, &req) == KDH_OK && req.out_len == ps)
+            ret = ps == 8 ? kdh_get_u64(w) : kdh_sign_extend32(kdh_get_u32(w));
+    }
+    *kind = classify(h, sc->program_counter, ret);
+    return kdh_target_skip_int3(h->t, h->c.kd, err);
+}
+
+static int log_stack(hv_t *h, const kdh_target_stack_t *s, uint64_t *sid, int *capped, kdh_err_t *err)
+{
+    kdh_store_frame_t fr[KDH_UNWIND_FRAMES_MAX];
+    char syms[64][160];
+    size_t n = s->n_frames;
+    if (n > KDH_UNWIND_FRAMES_MAX)
+        n = KDH_UNWIND_FRAMES_MAX;
+    memset(fr, 0, n * sizeof fr[0]);
+    for (size_t i = 0; i < n; i++) {
+        const kdh_target_frame_t *f = &s->frames[i];
+        if (f->module) {
+            fr[i].mod = f->module->key;
+            fr[i].rva = f->rva;
+            fr[i].has_rva = 1;
+        }
+        fr[i].addr = f->pc;
+        fr[i].has_addr = 1;
+    }
+    *sid = kdh_store_stack_id(fr, n);
+    int fresh = 0;
+    uint64_t *count = sid_slot(&h->sids, *sid, &fresh);
+    if (!count)
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory for the stack set");
+    if (fresh) /* first time: symbolize (off the per-hit path from then on) */
+        for (size_t i = 0; i < n && i < 64; i++) {
+            kdh_target_symbolize(h->t, s->frames[i].pc, syms[i], sizeof syms[i]);
+            fr[i].sym = syms[i];
+        }
+    *capped = h->o->stack_cap && *count >= h->o->stack_cap;
+    if (*capped)
+        return KDH_OK;
+    (*count)++;
+    uint64_t got;
+    return kdh_store_intern_stack(h->st, fr, n, &got, err);
+}
+
+int hv_handle_hit(hv_t *h, kdh_err_t *err)
+{
+    const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
+    double t_wall = hv_now_wall(), t0 = hv_now_mono();
+    kdh_harvest_hit_cost_t cost;
+    memset(&cost, 0, sizeof cost);
+    kdh_wire_state_change_t scc = *sc; /* the state pointer dies when the target runs */
+    h->hits++;
+    unsigned n = h->o->sample > 1 ? h->o->sample : 1;
+    int capture = (h->hits - 1) % n == 0;
+    int kind = KDH_STORE_HIT, rc, capped = 0;
+    uint64_t sid = 0;
+    kdh_store_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    if (capture) {
+        kdh_target_stack_t *s = malloc(sizeof *s);
+        if (!s)
+            return kdh_err_set(err, KDH_ENOMEM, "out of memory for a stack walk");
+        rc = h->o->naive ? naive_capture(h, &scc, s, &cost, err) : fast_capture(h, &scc, s, &cost, err);
+        if (rc == KDH_OK) {
+            cost.frames = s->n_frames;
+            cost.stack_end = kdh_unwind_stack_end(&s->u);
+            uint64_t ret = s->n_frames > 1 ? s->frames[1].pc : 0;
+            kind = classify(h, scc.program_counter, ret);
+            rc = log_stack(h, s, &sid, &capped, err);
+        }
+        free(s);
+        if (rc != KDH_OK)
+            return rc;
+        h->captured++;
+        ev.has_sid = !capped;
+        ev.sid = sid;
+    } else {
+        if ((rc = count_only(h, &scc, &kind, err)) != KDH_OK)
+            return rc;
+        h->counted++;
+    }
+    if ((rc = hv_conn_continue(&h->c, KDH_WIRE_DBG_CONTINUE, err)) != KDH_OK)
+        return rc;
+    hv_stall_add(h, t0, hv_now_mono());
+    if (kind == KDH_STORE_ALLOC)
+        h->allocs++;
+    else if (kind == KDH_STORE_FREE)
+        h->frees++;
+    else
+        h->unknown++;
+    if (capped) {
+        h->capped++;
+    } else {
+        ev.t = t_wall;
+        ev.boot = h->boot;
+        ev.cpu = scc.processor;
+        ev.thread = scc.thread;
+        ev.kind = (kdh_store_kind_t)kind;
+        memcpy(ev.tag, h->tag, 5);
+        if ((rc = kdh_store_append_event(h->st, &ev, NULL, err)) != KDH_OK)
+            return rc;
+    }
+    uint64_t in = hv_conn_bytes(&h->c, 0), out = hv_conn_bytes(&h->c, 1);
+    uint64_t req = kdh_kd_stats(h->c.kd)->requests;
+    cost.captured = capture;
+    cost.kind = kind;
+    cost.bytes_in = in - h->mark_in;
+    cost.bytes_out = out - h->mark_out;
+    cost.continues = 1;
+    cost.requests = (uint32_t)(req - h->mark_req) - 1;
+    h->mark_in = in;
+    h->mark_out = out;
+    h->mark_req = req;
+    if (h->o->on_hit)
+        h->o->on_hit(h->o->ctx, &cost);
+    return KDH_OK;
+}

@@ -1,0 +1,73 @@
+/* journal.c: journal.jsonl, the record of what the harvester changed on the target (PoolHitTag
+ * armed with its old value, disarmed). Written before each change takes effect, so a daemon that
+ * died while the target was armed leaves enough behind for the next start to put it back. */
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harvest_int.h"
+
+static uint64_t hex_field(json_t *o, const char *name)
+{
+    const char *s = json_string_value(json_object_get(o, name));
+    return s ? strtoull(s, NULL, 16) : 0;
+}
+
+void hv_journal_read(const char *dir, hv_journal_state_t *st)
+{
+    memset(st, 0, sizeof *st);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/journal.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        json_t *o = json_loads(line, 0, NULL);
+        if (!json_is_object(o)) {
+            json_decref(o);
+            continue; /* a torn or damaged line says nothing reliable */
+        }
+        const char *op = json_string_value(json_object_get(o, "op"));
+        if (op && strcmp(op, "arm") == 0) {
+            st->armed = 1;
+            st->addr = hex_field(o, "addr");
+            st->old_value = (uint32_t)hex_field(o, "old");
+            st->kernel_base = hex_field(o, "kernel_base");
+        } else if (op && strcmp(op, "disarm") == 0) {
+            st->armed = 0;
+        }
+        json_decref(o);
+    }
+    fclose(f);
+}
+
+int hv_journal_append(const char *dir, const char *op, uint64_t addr, uint32_t old_value,
+                      uint32_t new_value, uint64_t kernel_base, kdh_err_t *err)
+{
+    char path[1024], line[512];
+    snprintf(path, sizeof path, "%s/journal.jsonl", dir);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int n = snprintf(line, sizeof line,
+                     "{\"t\":%.3f,\"op\":\"%s\",\"what\":\"PoolHitTag\",\"addr\":\"0x%llx\",\"old\":\"0x%08x\","
+                     "\"new\":\"0x%08x\",\"kernel_base\":\"0x%llx\"}\n",
+                     (double)ts.tv_sec + ts.tv_nsec / 1e9, op, (unsigned long long)addr, old_value, new_value,
+                     (unsigned long long)kernel_base);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return kdh_err_set(err, KDH_EIO, "cannot open %s: %s", path, strerror(errno));
+    /* one write per line, and on disk before the target is changed */
+    ssize_t w = write(fd, line, (size_t)n);
+    int bad = w != n || fsync(fd) != 0;
+    int e = errno;
+    close(fd);
+    if (bad)
+        return kdh_err_set(err, KDH_EIO, "cannot write %s: %s", path, strerror(e));
+    return KDH_OK;
+}

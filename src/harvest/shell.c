@@ -1,0 +1,153 @@
+/* shell.c: the harvest engine's connection: a transport and a KD session on a private libuv
+ * loop, with blocking helpers (wait for a stop, one request, continue) so the per-hit pipeline
+ * reads as a straight sequence of wire steps. */
+#include <stdio.h>
+#include <string.h>
+
+#include "harvest_int.h"
+
+static void on_bytes(void *ctx, const uint8_t *buf, size_t len)
+{
+    hv_conn_t *c = ctx;
+    if (c->kd)
+        kdh_kd_feed(c->kd, buf, len);
+}
+
+static void on_tp_error(void *ctx, int code, const char *message)
+{
+    hv_conn_t *c = ctx;
+    (void)code;
+    c->tp_dead = 1;
+    snprintf(c->tp_error, sizeof c->tp_error, "%s", message ? message : "the port went away");
+}
+
+static int kd_write(void *ctx, const uint8_t *buf, size_t len)
+{
+    hv_conn_t *c = ctx;
+    if (c->tp_dead)
+        return KDH_EHANGUP;
+    return kdh_transport_write(c->tp, buf, len, NULL);
+}
+
+static void on_link_event(void *ctx, const kdh_link_event_t *ev)
+{
+    hv_conn_t *c = ctx;
+    if (ev->kind == KDH_LINK_EV_NO_PACKET && !c->no_packet) {
+        c->no_packet = 1;
+        snprintf(c->no_packet_msg, sizeof c->no_packet_msg, "%s", ev->message ? ev->message : "no valid packet");
+    }
+}
+
+static void on_print(void *ctx, unsigned processor, const char *text, size_t len)
+{
+    hv_conn_t *c = ctx;
+    (void)processor;
+    if (c->on_print)
+        c->on_print(c->print_ctx, text, len);
+}
+
+static void on_timer(uv_timer_t *h)
+{
+    hv_conn_t *c = h->data;
+    c->expired = 1;
+}
+
+int hv_conn_open(hv_conn_t *c, const char *port, unsigned baud, kdh_err_t *err)
+{
+    c->baud = baud ? baud : 115200;
+    if (uv_loop_init(&c->loop) != 0)
+        return kdh_err_set(err, KDH_EIO, "cannot create an event loop");
+    c->loop_ok = 1;
+    uv_timer_init(&c->loop, &c->timer);
+    c->timer.data = c;
+    c->timer_ok = 1;
+    kdh_transport_cb_t cb = {.ctx = c, .on_bytes = on_bytes, .on_error = on_tp_error};
+    int rc = kdh_transport_open(&c->tp, &c->loop, port, c->baud, &cb, err);
+    if (rc != KDH_OK)
+        return rc;
+    kdh_kd_cfg_t kc;
+    memset(&kc, 0, sizeof kc);
+    kc.link.loop = &c->loop;
+    kc.link.write = kd_write;
+    kc.link.baud = c->baud;
+    kc.link_ctx = c;
+    kc.arch = KDH_WIRE_ARCH_AMD64;
+    kc.on_link_event = on_link_event;
+    kc.on_print = on_print;
+    kc.ctx = c;
+    return kdh_kd_new(&c->kd, &kc, err);
+}
+
+int hv_conn_wait_stop(hv_conn_t *c, unsigned timeout_ms, int *timed_out, kdh_err_t *err)
+{
+    if (timed_out)
+        *timed_out = 0;
+    c->expired = 0;
+    c->no_packet = 0;
+    uv_timer_start(&c->timer, on_timer, timeout_ms, 0);
+    while (!kdh_kd_stopped(c->kd) && !c->tp_dead && !c->expired && !c->no_packet)
+        uv_run(&c->loop, UV_RUN_ONCE);
+    uv_timer_stop(&c->timer);
+    if (kdh_kd_stopped(c->kd))
+        return KDH_OK;
+    if (c->tp_dead)
+        return kdh_err_set(err, KDH_EHANGUP, "%s", c->tp_error);
+    if (c->no_packet)
+        return kdh_err_set(err, KDH_ETIMEDOUT, "%s", c->no_packet_msg);
+    if (timed_out)
+        *timed_out = 1;
+    return kdh_err_set(err, KDH_ETIMEDOUT, "the target did not stop within %u ms", timeout_ms);
+}
+
+int hv_conn_call(hv_conn_t *c, kdh_kd_req_t *req, const char *what, kdh_err_t *err)
+{
+    int rc = kdh_kd_wait(c->kd, req);
+    if (rc != KDH_OK)
+        return kdh_err_set(err, rc, "%s: %s", what, req->err.msg[0] ? req->err.msg : kdh_strerror(rc));
+    return KDH_OK;
+}
+
+int hv_conn_continue(hv_conn_t *c, uint32_t status, kdh_err_t *err)
+{
+    kdh_kd_req_t req;
+    memset(&req, 0, sizeof req);
+    kdh_kd_continue(c->kd, &req, status, 0, 0, NULL, NULL);
+    return hv_conn_call(c, &req, "Continue", err);
+}
+
+void hv_conn_drain(hv_conn_t *c)
+{
+    if (!c->tp)
+        return;
+    c->expired = 0;
+    uv_timer_start(&c->timer, on_timer, 2000, 0);
+    while (!c->tp_dead && !c->expired && kdh_transport_pending(c->tp) > 0)
+        uv_run(&c->loop, UV_RUN_ONCE);
+    uv_timer_stop(&c->timer);
+}
+
+uint64_t hv_conn_bytes(const hv_conn_t *c, int out)
+{
+    if (!c->kd)
+        return 0;
+    const kdh_link_stats_t *s = kdh_link_stats(kdh_kd_link(c->kd));
+    return out ? s->bytes_out : s->bytes_in;
+}
+
+void hv_conn_close(hv_conn_t *c)
+{
+    if (c->kd)
+        kdh_kd_free(c->kd);
+    c->kd = NULL;
+    if (c->tp)
+        kdh_transport_close(c->tp);
+    c->tp = NULL;
+    if (c->timer_ok)
+        uv_close((uv_handle_t *)&c->timer, NULL);
+    c->timer_ok = 0;
+    if (c->loop_ok) {
+        uv_run(&c->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&c->loop);
+    }
+    c->loop_ok = 0;
+}
