@@ -31,6 +31,14 @@ static void on_file(void *ud, const kdh_ingest_file_report_t *r)
         printf("%s%llu", i ? ", " : " (first at line ", (unsigned long long)s->skipped_first[i]);
     if (s->nskipped_first)
         printf("%s)", s->skipped > s->nskipped_first ? ", ..." : "");
+    /* what auto-detection recognized in this file */
+    static const char *const names[] = {"kd", "verifier", "poolmon", "poolused/vm"};
+    const char *sep = "; recognized: ";
+    for (unsigned i = 0; i < 4; i++)
+        if (s->kinds_seen & (1u << i)) {
+            printf("%s%s", sep, names[i]);
+            sep = ", ";
+        }
     putchar('\n');
 }
 
