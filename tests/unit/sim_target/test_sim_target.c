@@ -730,6 +730,63 @@ static void test_breakin_during_print(void **state)
     assert_true(host_find(&H, 0, 0, KDH_WIRE_TYPE_DEBUG_IO) >= 0);
 }
 
+/* Untrusted host bytes: seeded noise mixed with leaders, oversize and truncated headers and
+ * valid requests with random fields. The target must neither crash nor lose its way: afterwards
+ * a RESET still brings the echo and a state change. (Run under ASan/UBSan in CI.) */
+static void test_random_host_bytes(void **state)
+{
+    host_boot(&H);
+    kdh_wire_state_change_t sc;
+    host_break(&H, &sc);
+    uint64_t x = 0x1234567887654321ull;
+    uint8_t buf[512];
+    for (int round = 0; round < 3000; round++) {
+        size_t n = 0;
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int kind = (int)(x % 4);
+        if (kind == 0) { /* a leader, then noise */
+            memset(buf, (x & 8) ? 0x30 : 0x69, 4);
+            n = 4;
+        } else if (kind == 1) { /* a valid manipulate request with random fields */
+            uint8_t hdr[0x38];
+            for (size_t i = 0; i < sizeof hdr; i++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                hdr[i] = (uint8_t)x;
+            }
+            kdh_put_u32(hdr, 0x3130 + (uint32_t)(x % 0x32));
+            if (kdh_get_u32(hdr) == 0x313B || kdh_get_u32(hdr) == 0x3136 || kdh_get_u32(hdr) == 0x313C)
+                kdh_put_u32(hdr, 0x3146); /* keep it stopped: no reboot, no continue */
+            int m = kdh_wire_encode_data(buf, sizeof buf, 2, H.next_id, hdr, sizeof hdr);
+            n = m > 0 ? (size_t)m : 0;
+            H.next_id ^= (x >> 20) & 1;
+        }
+        size_t extra = (size_t)((x >> 32) % 64);
+        for (size_t i = 0; i < extra && n < sizeof buf; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            buf[n++] = (uint8_t)x;
+        }
+        host_clear(&H);
+        host_raw(&H, buf, n);
+        if (round % 50 == 0)
+            host_tick(&H, 200 * MS, 0);
+        /* answer whatever the target sends so that it does not wait for ever */
+        for (int i = 0; i < H.n; i++)
+            if (!H.pkts[i].is_control)
+                host_control(&H, KDH_WIRE_TYPE_ACKNOWLEDGE, H.pkts[i].id);
+    }
+    host_tick(&H, 200 * MS, 0);
+    host_clear(&H);
+    host_control(&H, KDH_WIRE_TYPE_RESET, 0);
+    int echo = host_find(&H, 0, 1, KDH_WIRE_TYPE_RESET);
+    assert_true(echo >= 0);
+    int sc_i = host_find(&H, echo, 0, KDH_WIRE_TYPE_STATE_CHANGE64);
+    assert_true(sc_i >= 0);
+    assert_int_equal(H.pkts[sc_i].id, 0x80800000u);
+    sim_target_stats_t st;
+    sim_target_stats(H.t, &st);
+    assert_true(st.rx_bad > 0 && st.rx_packets > 1000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -749,6 +806,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reboot, setup_x64, teardown),
         cmocka_unit_test_setup_teardown(test_x86_breakin, setup_x64, teardown),
         cmocka_unit_test_setup_teardown(test_breakin_during_print, setup_x64, teardown),
+        cmocka_unit_test_setup_teardown(test_random_host_bytes, setup_x64, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
