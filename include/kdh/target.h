@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <uv.h>
+
 #include "kdh/common.h"
 #include "kdh/kd.h"
 #include "kdh/pe.h"
@@ -229,6 +231,9 @@ int kdh_target_session_open(kdh_target_session_t **out, const char *port, unsign
                             kdh_err_t *err);
 kdh_kd_t *kdh_target_session_kd(kdh_target_session_t *s);
 kdh_target_t *kdh_target_session_target(kdh_target_session_t *s);
+uv_loop_t *kdh_target_session_loop(kdh_target_session_t *s);
+/* After a Continue: runs the loop until the next stop (or the port dies, or timeout_ms). */
+int kdh_target_session_wait_stop(kdh_target_session_t *s, unsigned timeout_ms, kdh_err_t *err);
 int kdh_target_session_stopped(const kdh_target_session_t *s);
 /* SwitchProcessor and wait for that processor's stop. */
 int kdh_target_session_switch(kdh_target_session_t *s, unsigned cpu, kdh_err_t *err);

@@ -128,6 +128,12 @@ int kdh_target_session_open(kdh_target_session_t **out, const char *port, unsign
 }
 
 kdh_kd_t *kdh_target_session_kd(kdh_target_session_t *s) { return s->kd; }
+uv_loop_t *kdh_target_session_loop(kdh_target_session_t *s) { return &s->loop; }
+
+int kdh_target_session_wait_stop(kdh_target_session_t *s, unsigned timeout_ms, kdh_err_t *err)
+{
+    return wait_stop(s, timeout_ms, err);
+}
 kdh_target_t *kdh_target_session_target(kdh_target_session_t *s) { return s->t; }
 int kdh_target_session_stopped(const kdh_target_session_t *s) { return s->kd && kdh_kd_stopped(s->kd); }
 
