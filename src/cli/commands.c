@@ -9,11 +9,13 @@ int kdh_cli_cmd_selftest_link(int argc, char **argv);
 int kdh_cli_cmd_demo(int argc, char **argv);
 int kdh_cli_cmd_report(int argc, char **argv);
 int kdh_cli_cmd_tag(int argc, char **argv);
+int kdh_cli_cmd_run(int argc, char **argv);
 int kdh_cli_cmd_probe(int argc, char **argv);
 int kdh_cli_cmd_stack(int argc, char **argv);
 
 const kdh_cli_command_t kdh_cli_commands[] = {
     {"help", "show the usage of kdharvest or of one command", kdh_cli_cmd_help},
+    {"run", "harvest the allocation stacks of one pool tag from a target (PoolHitTag)", kdh_cli_cmd_run},
     {"version", "print the kdharvest version", kdh_cli_cmd_version},
     {"selftest-link", "check the serial link end to end over a pseudo-terminal (no target needed)",
      kdh_cli_cmd_selftest_link},
