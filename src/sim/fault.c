@@ -158,3 +158,52 @@ int sim_faults_reboot_due(sim_faults_t *f, uint64_t since_start_ns)
     f->st.reboots++;
     return 1;
 }
+
+static size_t split_flush(sim_splitter_t *sp, uint8_t *out)
+{
+    size_t n = sp->len;
+    memcpy(out, sp->buf, n);
+    sp->len = sp->need = 0;
+    return n;
+}
+
+size_t sim_splitter_byte(sim_splitter_t *sp, sim_faults_t *f, uint8_t b, uint64_t now_ns, uint8_t *out)
+{
+    size_t n = 0;
+    if (sp->len > 0 && sp->len < 4 && b != sp->buf[0])
+        n = split_flush(sp, out); /* not a leader after all: those bytes were noise */
+    if (sp->len == 0) {
+        if (b != 0x30 && b != 0x69) {
+            out[n] = b;
+            return n + 1;
+        }
+        sp->since_ns = now_ns;
+    }
+    sp->buf[sp->len++] = b;
+    if (sp->len == 16) {
+        if (sp->buf[0] == 0x69) {
+            sp->need = 16;
+        } else {
+            size_t count = kdh_get_u16(sp->buf + 6);
+            if (count > 4000)
+                return n + split_flush(sp, out + n); /* the receiver rejects it anyway */
+            sp->need = 16 + count + 1;
+        }
+    }
+    if (sp->need && sp->len == sp->need) {
+        int copies = sim_faults_packet(f);
+        for (int i = 0; i < copies; i++) {
+            memcpy(out + n, sp->buf, sp->len);
+            n += sp->len;
+        }
+        sp->len = sp->need = 0;
+    }
+    return n;
+}
+
+size_t sim_splitter_expire(sim_splitter_t *sp, uint64_t now_ns, uint64_t max_ns, uint8_t *out)
+{
+    if (sp->len == 0 || now_ns - sp->since_ns < max_ns)
+        return 0;
+    return split_flush(sp, out);
+}

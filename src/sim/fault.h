@@ -1,8 +1,8 @@
 /* fault.h: deterministic fault injection on kdsim's emulated serial line. A spec such as
  *   "corrupt=0.001,drop=0.0005,drop-packet=0.01,dup-packet=0.01,stall=2s/30s,reboot=60s"
- * with a seed gives the same faults for the same traffic: byte corruption and byte loss in both
- * directions, lost and duplicated target packets, periodic stalls of the whole line (duration
- * every period, bytes held back, not lost), and one target reboot at a time since start. */
+ * with a seed gives the same faults for the same traffic: byte corruption and byte loss, lost and
+ * duplicated packets (both directions), periodic stalls of the whole line (duration every
+ * period, bytes held back, not lost), and one target reboot at a time since start. */
 #ifndef KDSIM_FAULT_H
 #define KDSIM_FAULT_H
 
@@ -37,5 +37,22 @@ size_t sim_faults_bytes(sim_faults_t *f, uint8_t *buf, size_t len);
 int sim_faults_stalled(sim_faults_t *f, uint64_t since_start_ns);
 /* 1 exactly once, when the reboot time has come. */
 int sim_faults_reboot_due(sim_faults_t *f, uint64_t since_start_ns);
+
+/* Finds whole packets in the host's byte stream so that they can be dropped or duplicated:
+ * bytes outside packets pass at once, a packet's bytes are held until it is complete. */
+#define SIM_SPLIT_FRAME_MAX (16 + 4000 + 1)
+typedef struct sim_splitter {
+    uint8_t buf[SIM_SPLIT_FRAME_MAX];
+    size_t len, need;
+    uint64_t since_ns;
+} sim_splitter_t;
+#define SIM_SPLIT_OUT_MAX (2 * SIM_SPLIT_FRAME_MAX + 1)
+
+/* Takes one byte at now_ns; writes what may go on into out (SIM_SPLIT_OUT_MAX bytes) and returns
+ * its length. */
+size_t sim_splitter_byte(sim_splitter_t *sp, sim_faults_t *f, uint8_t b, uint64_t now_ns, uint8_t *out);
+/* A packet that stays incomplete for max_ns is let through as it is (the receiver's inter-byte
+ * timeout deals with it). Returns the bytes written to out. */
+size_t sim_splitter_expire(sim_splitter_t *sp, uint64_t now_ns, uint64_t max_ns, uint8_t *out);
 
 #endif

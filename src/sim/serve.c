@@ -43,6 +43,8 @@ struct sim_serve {
     char addr[300];
     char rbuf[4096];
     uint8_t copy[4100]; /* a packet on its way into the transmit FIFO */
+    sim_splitter_t split; /* host packets, for packet faults in the host-to-target direction */
+    uint8_t split_out[SIM_SPLIT_OUT_MAX];
     sim_serve_stats_t st;
 };
 
@@ -67,14 +69,27 @@ static void close_handle(sim_serve_t *s, uv_handle_t *h)
 
 static void service(sim_serve_t *s);
 
+static void rx_queue(sim_serve_t *s, const uint8_t *p, size_t n)
+{
+    size_t in = sim_fifo_push(&s->rx, p, n);
+    s->st.rx_overruns += n - in; /* a UART overrun loses them too */
+}
+
 /* Host bytes enter the receive FIFO after the line's faults; the tick paces them in. */
 static void line_received(sim_serve_t *s, uint8_t *p, size_t n)
 {
+    uint64_t now = uv_hrtime();
     n = sim_faults_bytes(&s->faults, p, n);
     if (s->rx.len == 0)
-        sim_bucket_idle(&s->brx, uv_hrtime());
-    size_t in = sim_fifo_push(&s->rx, p, n);
-    s->st.rx_overruns += n - in; /* a UART overrun loses them too */
+        sim_bucket_idle(&s->brx, now);
+    if (s->faults.drop_packet > 0 || s->faults.dup_packet > 0) {
+        for (size_t i = 0; i < n; i++) {
+            size_t k = sim_splitter_byte(&s->split, &s->faults, p[i], now, s->split_out);
+            rx_queue(s, s->split_out, k);
+        }
+    } else {
+        rx_queue(s, p, n);
+    }
     /* Serve at once rather than at the next tick: the turnaround of a real target is short. */
     service(s);
 }
@@ -232,6 +247,13 @@ static void service(sim_serve_t *s)
     if (sim_faults_reboot_due(&s->faults, since))
         sim_target_reboot(s->t, &err);
     int stalled = sim_faults_stalled(&s->faults, since);
+    /* a host packet held for packet faults that never completes goes on as it is */
+    size_t k = sim_splitter_expire(&s->split, now, 50000000ull, s->split_out);
+    if (k) {
+        if (s->rx.len == 0)
+            sim_bucket_idle(&s->brx, now);
+        rx_queue(s, s->split_out, k);
+    }
     if (!stalled)
         move_bytes(s, now);
     uint64_t dt = now - s->last_ns;

@@ -156,6 +156,72 @@ static void test_stall_and_reboot_schedule(void **state)
     assert_int_equal(f.st.reboots, 1);
 }
 
+static size_t split_all(sim_faults_t *f, const uint8_t *in, size_t n, uint8_t *out)
+{
+    static sim_splitter_t sp;
+    static uint8_t tmp[SIM_SPLIT_OUT_MAX];
+    memset(&sp, 0, sizeof sp);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = sim_splitter_byte(&sp, f, in[i], 0, tmp);
+        memcpy(out + total, tmp, k);
+        total += k;
+    }
+    return total;
+}
+
+/* Host stream: noise, 'b', ACK (16 bytes), a 4-byte data packet (21 bytes), "000z". */
+static void test_splitter_packets(void **state)
+{
+    uint8_t in[64], out[256];
+    size_t n = 0;
+    in[n++] = 0x12;
+    in[n++] = 0x62;
+    const uint8_t ack[16] = {0x69, 0x69, 0x69, 0x69, 4, 0, 0, 0, 0, 0, 0x80, 0x80, 0, 0, 0, 0};
+    memcpy(in + n, ack, 16);
+    n += 16;
+    const uint8_t data[21] = {0x30, 0x30, 0x30, 0x30, 2, 0, 4, 0, 1, 0, 0x80, 0x80, 10, 0, 0, 0,
+                              1, 2, 3, 4, 0xAA};
+    memcpy(in + n, data, 21);
+    n += 21;
+    memcpy(in + n, "000z", 4);
+    n += 4;
+
+    sim_faults_t f;
+    kdh_err_t err;
+    assert_int_equal(sim_faults_parse(&f, "drop-packet=0,dup-packet=0", 1, &err), KDH_OK);
+    assert_int_equal(split_all(&f, in, n, out), n);
+    assert_memory_equal(out, in, n);
+
+    assert_int_equal(sim_faults_parse(&f, "drop-packet=1", 1, &err), KDH_OK);
+    assert_int_equal(split_all(&f, in, n, out), 6);
+    assert_memory_equal(out, "\x12\x62" "000z", 6);
+    assert_int_equal(f.st.dropped_packets, 2);
+
+    assert_int_equal(sim_faults_parse(&f, "dup-packet=1", 1, &err), KDH_OK);
+    assert_int_equal(split_all(&f, in, n, out), n + 16 + 21);
+    assert_memory_equal(out + 2, ack, 16);
+    assert_memory_equal(out + 18, ack, 16);
+    assert_memory_equal(out + 34, data, 21);
+    assert_memory_equal(out + 55, data, 21);
+
+    /* a packet cut short is let through after max_ns */
+    sim_splitter_t sp;
+    memset(&sp, 0, sizeof sp);
+    uint8_t tmp[SIM_SPLIT_OUT_MAX];
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(sim_splitter_byte(&sp, &f, data[i], 1000, tmp), 0);
+    assert_int_equal(sim_splitter_expire(&sp, 1000 + 49 * MS, 50 * MS, tmp), 0);
+    assert_int_equal(sim_splitter_expire(&sp, 1000 + 50 * MS, 50 * MS, tmp), 10);
+    assert_memory_equal(tmp, data, 10);
+    /* ByteCount over 4000: passed on as noise, not held */
+    const uint8_t big[16] = {0x30, 0x30, 0x30, 0x30, 2, 0, 0xA1, 0x0F};
+    size_t k = 0;
+    for (int i = 0; i < 16; i++)
+        k += sim_splitter_byte(&sp, &f, big[i], 0, tmp + k);
+    assert_int_equal(k, 16);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -164,6 +230,7 @@ int main(void)
         cmocka_unit_test(test_fault_spec),
         cmocka_unit_test(test_fault_effects_deterministic),
         cmocka_unit_test(test_stall_and_reboot_schedule),
+        cmocka_unit_test(test_splitter_packets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
