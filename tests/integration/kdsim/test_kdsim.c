@@ -382,6 +382,48 @@ static void test_unix(void **state)
     exchange("--unix", 0, 0);
 }
 
+/* --faults reboot=2s while the host holds the target stopped: the new boot announces itself
+ * with the sync bit, and after a RESET the kernel is found at its new load address. */
+static void test_reboot_fault(void **state)
+{
+    const char *args[] = {"--tcp", "0", "--fixtures", g_fixtures, "--baud", "0", "--faults", "reboot=2s",
+                          NULL};
+    char errbuf[512];
+    child_t c;
+    assert_int_equal(start(&c, args, errbuf, sizeof errbuf), -1);
+    line_t l;
+    memset(&l, 0, sizeof l);
+    kdh_wire_decoder_init(&l.dec);
+    l.fd = open_line(c.addr);
+    sync_with_target(&l);
+    kdh_wire_manip_t m, r;
+    size_t dlen;
+    memset(&m, 0, sizeof m);
+    m.api = KDH_WIRE_API_GET_VERSION;
+    request(&l, &m, 0x80800000u, &r, &dlen);
+    uint64_t old_base = r.u.version.kern_base;
+
+    kdh_wire_packet_t p;
+    int synced = 0;
+    double end = now_s() + 10;
+    while (!synced && now_s() < end && next_packet(&l, end - now_s(), &p, g_buf)) {
+        if (p.is_control)
+            continue;
+        send_control(&l, KDH_WIRE_TYPE_ACKNOWLEDGE, p.id & ~KDH_WIRE_SYNC_BIT);
+        if (p.type == KDH_WIRE_TYPE_STATE_CHANGE64) {
+            assert_int_equal(p.id, KDH_WIRE_INITIAL_ID | KDH_WIRE_SYNC_BIT);
+            assert_int_equal(kdh_get_u32(p.payload), KDH_WIRE_STATE_LOAD_SYMBOLS);
+            synced = 1;
+        }
+    }
+    assert_true(synced);
+    sync_with_target(&l);
+    request(&l, &m, 0x80800000u, &r, &dlen);
+    assert_true(r.u.version.kern_base != old_base);
+    close(l.fd);
+    stop(&c);
+}
+
 static void expect_usage_error(const char *const *args, const char *needle)
 {
     child_t c;
@@ -437,6 +479,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tcp_and_baud),
         cmocka_unit_test(test_unix),
         cmocka_unit_test(test_x86_tcp),
+        cmocka_unit_test(test_reboot_fault),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

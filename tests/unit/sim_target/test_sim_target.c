@@ -730,6 +730,28 @@ static void test_breakin_during_print(void **state)
     assert_true(host_find(&H, 0, 0, KDH_WIRE_TYPE_DEBUG_IO) >= 0);
 }
 
+/* Continue2's Dr7 reaches every CPU's context and shows in the next control report. */
+static void test_continue2_dr7(void **state)
+{
+    host_teardown(&H);
+    host_setup(&H, SIM_ARCH_X64, 2, NULL);
+    host_boot(&H);
+    kdh_wire_state_change_t sc;
+    host_break(&H, &sc);
+    kdh_wire_manip_t c = req(KDH_WIRE_API_CONTINUE2);
+    c.u.cont2.status = KDH_WIRE_DBG_CONTINUE;
+    c.u.cont2.dr7 = 0x401;
+    host_no_reply(&H, &c);
+    uint8_t ctx[0x4D0];
+    for (int cpu = 0; cpu < 2; cpu++) {
+        assert_int_equal(sim_machine_get_context(H.m, cpu, ctx, sizeof ctx), KDH_OK);
+        assert_true(kdh_get_u64(ctx + 0x70) == 0x401);
+    }
+    host_clear(&H);
+    host_wait_state_change(&H, 2, &sc); /* the int3 again (PC was not moved) */
+    assert_true(sc.report.dr7 == 0x401);
+}
+
 /* Untrusted host bytes: seeded noise mixed with leaders, oversize and truncated headers and
  * valid requests with random fields. The target must neither crash nor lose its way: afterwards
  * a RESET still brings the echo and a state change. (Run under ASan/UBSan in CI.) */
@@ -807,6 +829,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_x86_breakin, setup_x64, teardown),
         cmocka_unit_test_setup_teardown(test_breakin_during_print, setup_x64, teardown),
         cmocka_unit_test_setup_teardown(test_random_host_bytes, setup_x64, teardown),
+        cmocka_unit_test_setup_teardown(test_continue2_dr7, setup_x64, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
