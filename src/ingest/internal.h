@@ -92,6 +92,12 @@ typedef struct kdh_ingest_arm {
     int has_addr, has_size;
 } kdh_ingest_arm_t;
 
+/* One held !verifier 0x80 record (verifier80.c). */
+typedef struct kdh_ingest_v80 {
+    kdh_ingest_stack_t st;
+    kdh_ingest_frame_t *frames;
+} kdh_ingest_v80_t;
+
 struct kdh_ingest_parser {
     kdh_ingest_patterns_t *pat;
     unsigned kinds;
@@ -135,6 +141,9 @@ struct kdh_ingest_parser {
     size_t pu_end[4];    /* last column (0-based, exclusive) of each numeric !poolused field */
     const char *snap_origin;
     unsigned vm_seen;    /* !vm pools already sampled in the current snapshot */
+
+    kdh_ingest_v80_t *v80;
+    size_t nv80;
 };
 
 /* tables.c: table lines (poolmon, !poolused, !vm, !verifier 3). Returns 1 when the line was
@@ -143,5 +152,10 @@ int kdh_ingest_table_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_e
 /* Emits one stack through the sink (used by the !verifier 3 rows). */
 int kdh_ingest_emit_stack(kdh_ingest_parser_t *p, kdh_ingest_stack_t *st, kdh_err_t *err);
 void kdh_ingest_note_skip(kdh_ingest_parser_t *p);
+
+/* verifier80.c: hold one !verifier 0x80 record; emit the held records oldest first. */
+int kdh_ingest_v80_hold(kdh_ingest_parser_t *p, const kdh_ingest_stack_t *st, kdh_err_t *err);
+int kdh_ingest_v80_flush(kdh_ingest_parser_t *p, kdh_err_t *err);
+void kdh_ingest_v80_free(kdh_ingest_parser_t *p);
 
 #endif

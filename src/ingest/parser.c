@@ -41,6 +41,7 @@ void kdh_ingest_parser_free(kdh_ingest_parser_t *p)
     if (!p)
         return;
     kdh_ingest_patterns_free(p->pat);
+    kdh_ingest_v80_free(p);
     free(p->fr);
     free(p->lbuf);
     free(p);
@@ -202,7 +203,10 @@ static int end_stack(kdh_ingest_parser_t *p, kdh_err_t *err)
                             ? KDH_INGEST_KD
                             : KDH_INGEST_VERIFIER;
     p->nfr = 0;
-    return kdh_ingest_emit_stack(p, &st, err);
+    if (strcmp(st.origin, "verifier80") == 0)
+        return kdh_ingest_v80_hold(p, &st, err);
+    int rc = kdh_ingest_v80_flush(p, err); /* other output: the pool log listing has ended */
+    return rc ? rc : kdh_ingest_emit_stack(p, &st, err);
 }
 
 static void arm(kdh_ingest_parser_t *p, unsigned mask, const char *origin, int forced_kind)
@@ -499,6 +503,8 @@ int kdh_ingest_parser_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_
 
     size_t *ov;
     if (memchr(s, '>', n < 260 ? n : 260) && kdh_ingest_match(p->pat, PAT_PROMPT, s, n, &ov)) {
+        if ((rc = kdh_ingest_v80_flush(p, err)))
+            return rc;
         prompt(p, s, ov);
         return KDH_OK;
     }
@@ -584,6 +590,8 @@ int kdh_ingest_parser_finish(kdh_ingest_parser_t *p, kdh_err_t *err)
     p->llen = 0;
     if (!rc)
         rc = end_stack(p, err);
+    if (!rc)
+        rc = kdh_ingest_v80_flush(p, err);
     p->lineno = 0;
     p->blk = BLK_NONE;
     p->armed = p->open = 0;

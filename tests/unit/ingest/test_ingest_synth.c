@@ -387,6 +387,54 @@ static void test_variants(void **state)
     coll_free(c);
 }
 
+/* !verifier 0x80 printed newest first: the free of 82000000 comes before its allocation in the
+ * text, so the records must come out reversed (allocation first) for pairing by address. */
+static const char v80_newest_first[] =
+    "kd> !verifier 0x80\n"
+    "Log of recent kernel pool Allocate and Free operations:\n"
+    "\n"
+    "Pool block 82000000, Size 00000040, Thread 85000000\n"
+    "81000010 nt!VerifierExFreePoolWithTag+0x20\n"
+    "90000020 LeakDrv!Release+0x8\n"
+    "\n"
+    "Pool block 83000000, Size 00000020, Thread 85000000\n"
+    "81000030 nt!VerifierExAllocatePoolWithTag+0x24\n"
+    "90000040 LeakDrv!Grow+0x10\n"
+    "\n"
+    "Pool block 82000000, Size 00000040, Thread 85000000\n"
+    "81000030 nt!VerifierExAllocatePoolWithTag+0x24\n"
+    "90000050 LeakDrv!Open+0x30\n"
+    "kd> !verifier 0x80\n"
+    "Pool block 84000000, Size 00000010, Thread 85000000\n"
+    "81000030 nt!VerifierExAllocatePoolWithTag+0x24\n"
+    "90000050 LeakDrv!Open+0x30\n"
+    "\n"
+    "Pool block 84000000, Size 00000010, Thread 85000000\n"
+    "81000010 nt!VerifierExFreePoolWithTag+0x20\n"
+    "90000020 LeakDrv!Release+0x8\n";
+
+static void test_verifier80_order(void **state)
+{
+    (void)state;
+    coll_t *c = coll_run(KDH_INGEST_VERIFIER, NULL, v80_newest_first, sizeof v80_newest_first - 1, 64);
+    assert_non_null(c);
+    assert_int_equal(c->nstacks, 5);
+    /* first output reversed */
+    assert_int_equal(c->stacks[0].st.kind, KDH_INGEST_EV_ALLOC);
+    assert_int_equal(c->stacks[0].st.addr, 0x82000000);
+    assert_int_equal(c->stacks[0].st.line, 13);
+    assert_int_equal(c->stacks[1].st.addr, 0x83000000);
+    assert_int_equal(c->stacks[2].st.kind, KDH_INGEST_EV_FREE);
+    assert_int_equal(c->stacks[2].st.addr, 0x82000000);
+    assert_int_equal(c->stacks[2].st.line, 5);
+    /* second output already oldest first: kept */
+    assert_int_equal(c->stacks[3].st.kind, KDH_INGEST_EV_ALLOC);
+    assert_int_equal(c->stacks[4].st.kind, KDH_INGEST_EV_FREE);
+    assert_int_equal(c->stacks[4].st.size, 0x10);
+    assert_int_equal(c->stacks[4].st.thread, 0x85000000);
+    coll_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -394,7 +442,7 @@ int main(void)
         cmocka_unit_test(test_x86_args),           cmocka_unit_test(test_lookalikes),
         cmocka_unit_test(test_bad_input),          cmocka_unit_test(test_poolmon_series),
         cmocka_unit_test(test_poolused_tabs),      cmocka_unit_test(test_frame_lines),
-        cmocka_unit_test(test_variants),
+        cmocka_unit_test(test_variants),           cmocka_unit_test(test_verifier80_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
