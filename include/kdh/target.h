@@ -168,6 +168,8 @@ typedef struct kdh_target_stack {
     kdh_unwind_t u;
     int started;
     uint32_t rounds;                   /* steps that answered KDH_ENOTCACHED */
+    uint64_t sp0;                      /* SP of the stop */
+    int prefetched;                    /* the learned stack span was asked for */
     uint32_t n_frames;
     kdh_target_frame_t frames[KDH_UNWIND_FRAMES_MAX];
 } kdh_target_stack_t;
@@ -177,7 +179,9 @@ void kdh_target_stack_slice(const kdh_target_t *t, uint32_t *offset, uint32_t *l
 /* Starts a walk from pc (the state change's ProgramCounter) and that slice. */
 int kdh_target_stack_init(kdh_target_t *t, kdh_target_stack_t *s, uint64_t pc,
                           const uint8_t *slice, size_t slice_len, kdh_err_t *err);
-/* The walk as a step (stack bytes per stop, unwind data and code per boot). */
+/* The walk as a step (stack bytes per stop, unwind data and code per boot). Its first miss
+ * asks for the stack span earlier walks needed (the largest seen, up to 4 KiB) in one read, so
+ * a typical capture costs one stack fetch instead of one per frame. */
 int kdh_target_step_stack(kdh_target_t *t, kdh_target_stack_t *s, kdh_err_t *err);
 
 /* ---- drivers ---- */

@@ -5,6 +5,8 @@
 
 #include "target_int.h"
 
+#define STACK_HINT_MAX 0x1000u
+
 void kdh_target_stack_slice(const kdh_target_t *t, uint32_t *offset, uint32_t *len)
 {
     if (t->psize == 8) { /* Rsp 0x98, Rbp 0xA0 */
@@ -47,6 +49,7 @@ int kdh_target_stack_init(kdh_target_t *t, kdh_target_stack_t *s, uint64_t pc,
     if (rc != KDH_OK)
         return rc;
     s->started = 1;
+    s->sp0 = r.sp;
     return KDH_OK;
 }
 
@@ -80,6 +83,16 @@ int kdh_target_step_stack(kdh_target_t *t, kdh_target_stack_t *s, kdh_err_t *err
 {
     if (!s->started)
         return kdh_err_set(err, KDH_EINVAL, "stack walk not started");
+    if (!s->prefetched) {
+        s->prefetched = 1;
+        uint32_t got;
+        uint8_t tmp[STACK_HINT_MAX];
+        if (t->stack_hint && kdh_target_read(t, KDH_TARGET_STOP, s->sp0, tmp, t->stack_hint, &got) ==
+                                 KDH_ENOTCACHED) {
+            s->rounds++;
+            return KDH_ENOTCACHED;
+        }
+    }
     kdh_unwind_env_t env = {t, uw_read, uw_find};
     int rc = kdh_unwind_run(&s->u, &env, err);
     if (rc == KDH_ENOTCACHED) {
@@ -96,6 +109,9 @@ int kdh_target_step_stack(kdh_target_t *t, kdh_target_stack_t *s, kdh_err_t *err
         o->module = kdh_target_module_by_addr(t, f->pc);
         o->rva = o->module ? (uint32_t)(f->pc - o->module->base) : 0;
     }
+    uint64_t end = kdh_unwind_stack_end(&s->u);
+    if (end > s->sp0 && end - s->sp0 <= STACK_HINT_MAX && end - s->sp0 > t->stack_hint)
+        t->stack_hint = (uint32_t)(end - s->sp0);
     /* a walk ended by bad unwind data still yields the frames before it: that is the result */
     return KDH_OK;
 }

@@ -40,6 +40,7 @@ struct kdh_target {
     kdh_wire_arch_t arch;
     unsigned psize;
     uint64_t stop_serial;
+    uint32_t stack_hint;      /* largest stack span a walk needed (bytes from SP) */
     uint64_t skipped_serial;  /* stop whose int 3 was stepped over */
 
     tcache_t stop, boot;
