@@ -1,6 +1,7 @@
 /* fuzz_store.c: untrusted run-directory lines. Each input is parsed as an event line by the fast
- * path and by the jansson reference, which must agree whenever the fast path accepts, and as a
- * stack line; neither may crash, read out of bounds, or loop. */
+ * path and by the jansson reference, which must agree whenever the fast path accepts, as stack,
+ * module and pool lines, and as a pooltag.txt (whose owners the report prints); none may crash,
+ * read out of bounds, or loop. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include <jansson.h>
 
 #include "../../../src/store/store_int.h"
+#include "kdh/pooltag.h"
 
 static void same(const kdh_store_event_t *a, const kdh_store_event_t *b)
 {
@@ -49,6 +51,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         kdh_store_pool_t p;
         kdh_store_pool_from(o, &p, NULL);
         json_decref(o);
+    }
+    kdh_pooltag_t *pt;
+    if (kdh_pooltag_parse(&pt, (const char *)data, size, NULL) == KDH_OK) {
+        for (size_t i = 0; i < kdh_pooltag_count(pt); i++) {
+            const kdh_pooltag_entry_t *e = kdh_pooltag_entry(pt, i);
+            if (strlen(e->tag) != 4 || kdh_pooltag_lookup(pt, e->tag) == NULL)
+                abort(); /* every entry finds at least itself (or a more specific one) */
+        }
+        kdh_pooltag_lookup(pt, "Leak");
+        kdh_pooltag_free(pt);
     }
     free(line);
     return 0;
