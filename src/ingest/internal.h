@@ -138,7 +138,9 @@ struct kdh_ingest_parser {
     int snap_pending;    /* the next row starts a new snapshot */
     uint64_t snapshot;
     size_t pu_tagcol;
-    size_t pu_end[4];    /* last column (0-based, exclusive) of each numeric !poolused field */
+    size_t pu_end[8];    /* last column (0-based, exclusive) of each numeric !poolused field */
+    char pu_kind[8];     /* 'A'llocs, 'F'rees, 'D'iff, 'U'sed: 4 fields, or 8 with flag 1 */
+    unsigned pu_nf;
     const char *snap_origin;
     unsigned vm_seen;    /* !vm pools already sampled in the current snapshot */
 

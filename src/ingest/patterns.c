@@ -51,7 +51,7 @@ static const char *const sources[PAT_COUNT] = {
                   "(?:\\(\\s*-?\\d+\\s*\\))?\\s+(-?\\d+)\\s+(-?\\d+)\\s*(?:\\(\\s*-?\\d+\\s*\\))?\\s+(-?\\d+)(?:\\s.*)?$",
     [PAT_PUSORT] = "^\\s*Sorting by\\s",
     /* 1: the indentation before Tag */
-    [PAT_PUHDR] = "^(\\s*)Tag\\s+Allocs\\s+Used\\s+Allocs\\s+Used\\s*$",
+    [PAT_PUHDR] = "^(\\s*)Tag(?:\\s+(?:Allocs|Frees|Diff|Used)){4,8}\\s*$",
     /* 1 pool name, 2 pages, 3 KB */
     [PAT_VMUSAGE] = "^\\s*(NonPagedPool|NonPagedPoolNx|PagedPool) Usage:\\s*(\\d+)\\s*\\(\\s*(\\d+)\\s*Kb\\)\\s*$",
     /* 1 hex value, 2 quoted characters */

@@ -70,57 +70,83 @@ static int poolmon_row(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_err_
 
 /* ---- !poolused ---- */
 
-static void pu_header(kdh_ingest_parser_t *p, const char *s, size_t n, size_t tagcol)
+/* The header names the columns: "Allocs Used" per pool type, or with flag 1 (verbose)
+ * "Allocs Frees Diff Used"; the first half is nonpaged, the second paged. */
+static int pu_header(kdh_ingest_parser_t *p, const char *s, size_t n, size_t tagcol)
 {
     p->pu_tagcol = tagcol;
-    size_t i = tagcol + 3, k = 0;
-    while (k < 4 && i < n) {
+    size_t i = tagcol + 3;
+    unsigned k = 0;
+    while (i < n) {
         while (i < n && (s[i] == ' ' || s[i] == '\t'))
             i++;
+        if (i == n)
+            break;
+        if (k == 8)
+            return 0;
+        p->pu_kind[k] = s[i];
         while (i < n && s[i] != ' ' && s[i] != '\t')
             i++;
         p->pu_end[k++] = i;
     }
+    p->pu_nf = k;
+    if (k != 4 && k != 8)
+        return 0;
+    for (unsigned h = 0; h < k / 2; h++)
+        if (p->pu_kind[h] != p->pu_kind[h + k / 2])
+            return 0;
+    return 1;
+}
+
+/* A field of digits (a leading '-' only for Diff, which can be negative). */
+static int pu_number(char kind, const char *s, size_t n, uint64_t *v)
+{
+    if (kind == 'D' && n > 1 && s[0] == '-')
+        s++, n--;
+    return is_digits(s, n) && kdh_ingest_dec(s, n, v);
 }
 
 /* Old kdexts glue the description to the last number ("0UNKNOWN pooltag", "01394 OHCI"), so
  * fields are cut at the header words' last columns; when a cut splits a digit run (rows one
- * column short exist) fall back to blanks, taking the leading digits of the fourth token. */
-static int pu_fields(const kdh_ingest_parser_t *p, const char *s, size_t n, uint64_t v[4])
+ * column short exist) fall back to blanks, taking the leading digits of the last token. */
+static int pu_fields(const kdh_ingest_parser_t *p, const char *s, size_t n, uint64_t v[8])
 {
     size_t from = p->pu_tagcol + 4;
+    unsigned nf = p->pu_nf;
     const char *tab = memchr(s, '\t', n);
     int cut_ok = !tab;
-    for (int k = 0; k < 4 && cut_ok; k++) {
+    for (unsigned k = 0; k < nf && cut_ok; k++) {
         size_t e = p->pu_end[k];
         if (e > n || from >= e) {
             cut_ok = 0;
             break;
         }
         /* the last field is always glued to the description: only inner cuts can split a number */
-        if (k < 3 && e < n && s[e - 1] >= '0' && s[e - 1] <= '9' && s[e] >= '0' && s[e] <= '9') {
+        if (k + 1 < nf && e < n && s[e - 1] >= '0' && s[e - 1] <= '9' && s[e] >= '0' && s[e] <= '9') {
             cut_ok = 0;
             break;
         }
         size_t a = from, b = e;
         while (a < b && s[a] == ' ')
             a++;
-        if (!is_digits(s + a, b - a) || !kdh_ingest_dec(s + a, b - a, &v[k]))
+        if (!pu_number(p->pu_kind[k], s + a, b - a, &v[k]))
             cut_ok = 0;
         from = e;
     }
     if (cut_ok)
         return 1;
     size_t end = tab ? (size_t)(tab - s) : n, i = p->pu_tagcol + 4;
-    for (int k = 0; k < 4; k++) {
+    for (unsigned k = 0; k < nf; k++) {
         while (i < end && (s[i] == ' ' || s[i] == '\t'))
             i++;
         size_t a = i;
+        if (i < end && s[i] == '-' && p->pu_kind[k] == 'D')
+            i++;
         while (i < end && s[i] >= '0' && s[i] <= '9')
             i++;
-        if (i == a || !kdh_ingest_dec(s + a, i - a, &v[k]))
+        if (i == a || !pu_number(p->pu_kind[k], s + a, i - a, &v[k]))
             return 0;
-        if (k < 3 && i < end && s[i] != ' ')
+        if (k + 1 < nf && i < end && s[i] != ' ')
             return 0;
     }
     return 1;
@@ -133,26 +159,38 @@ static int poolused_row(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_err
         return 0;
     if (n >= tc + 5 && memcmp(s + tc, "TOTAL", 5) == 0)
         return 1;
-    uint64_t v[4];
+    uint64_t v[8];
     if (!pu_fields(p, s, n, v))
         return 0;
-    kdh_ingest_sample_t sm;
-    memset(&sm, 0, sizeof sm);
-    sm.origin = "poolused";
-    tag4(sm.tag, s + tc, 4);
-    sm.has_allocs = 1;
-    sm.pool = "nonpaged";
-    sm.allocs = v[0];
-    sm.bytes = v[1];
     p->st.kinds_seen |= KDH_INGEST_POOLUSED;
-    int rc = emit_sample(p, &sm, err);
-    if (rc)
-        return rc;
-    sm.pool = "paged";
-    sm.allocs = v[2];
-    sm.bytes = v[3];
-    rc = emit_sample(p, &sm, err);
-    return rc ? rc : 1;
+    unsigned half = p->pu_nf / 2;
+    for (unsigned h = 0; h < 2; h++) {
+        kdh_ingest_sample_t sm;
+        memset(&sm, 0, sizeof sm);
+        sm.origin = "poolused";
+        tag4(sm.tag, s + tc, 4);
+        sm.pool = h ? "paged" : "nonpaged";
+        for (unsigned k = 0; k < half; k++) {
+            uint64_t x = v[h * half + k];
+            switch (p->pu_kind[k]) {
+            case 'A':
+                sm.allocs = x, sm.has_allocs = 1;
+                break;
+            case 'F':
+                sm.frees = x, sm.has_frees = 1;
+                break;
+            case 'U':
+                sm.bytes = x;
+                break;
+            default:
+                break;
+            }
+        }
+        int rc = emit_sample(p, &sm, err);
+        if (rc)
+            return rc;
+    }
+    return 1;
 }
 
 /* ---- !vm ---- */
@@ -295,9 +333,10 @@ int kdh_ingest_table_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_e
         }
         if ((p->kinds & KDH_INGEST_POOLUSED) && kdh_ingest_match(p->pat, PAT_PUHDR, s, n, &ov)) {
             kdh_ingest_group(ov, 1, s, &g, &gl);
-            pu_header(p, s, n, gl);
-            p->blk = BLK_POOLUSED;
-            p->snap_pending = 1;
+            if (pu_header(p, s, n, gl)) {
+                p->blk = BLK_POOLUSED;
+                p->snap_pending = 1;
+            }
             return 1;
         }
     }

@@ -257,6 +257,36 @@ static const char poolused_new[] =
     "\n"
     " Leak      1100     12345778901         0            0\tUNKNOWN pooltag 'Leak', please update pooltag.txt\n";
 
+/* flag 1 (verbose): Allocs Frees Diff Used per pool type */
+static const char poolused_verbose[] =
+    "0: kd> !poolused 1\n"
+    "   Sorting by  Tag\n"
+    "\n"
+    "  Pool Used:\n"
+    "                        NonPaged                               Paged\n"
+    " Tag    Allocs    Frees     Diff     Used   Allocs    Frees     Diff     Used\n"
+    " Leak     1000      100      900    86400        5        5        0        0UNKNOWN pooltag 'Leak'\n"
+    " Io        300      200      100     9600       40       10       30     2880Io manager\n";
+
+static void test_poolused_verbose(void **state)
+{
+    (void)state;
+    coll_t *c = coll_run(KDH_INGEST_AUTO, NULL, poolused_verbose, sizeof poolused_verbose - 1, 4096);
+    assert_non_null(c);
+    assert_int_equal(c->stats.snapshots, 1);
+    assert_int_equal(c->nsamples, 4);
+    assert_string_equal(c->samples[0].tag, "Leak");
+    assert_int_equal(c->samples[0].allocs, 1000);
+    assert_int_equal(c->samples[0].frees, 100);
+    assert_int_equal(c->samples[0].has_frees, 1);
+    assert_int_equal(c->samples[0].bytes, 86400);
+    assert_string_equal(c->samples[3].tag, "Io  ");
+    assert_string_equal(c->samples[3].pool, "paged");
+    assert_int_equal(c->samples[3].frees, 10);
+    assert_int_equal(c->samples[3].bytes, 2880);
+    coll_free(c);
+}
+
 static void test_poolused_tabs(void **state)
 {
     (void)state;
@@ -443,6 +473,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),          cmocka_unit_test(test_poolmon_series),
         cmocka_unit_test(test_poolused_tabs),      cmocka_unit_test(test_frame_lines),
         cmocka_unit_test(test_variants),           cmocka_unit_test(test_verifier80_order),
+        cmocka_unit_test(test_poolused_verbose),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
