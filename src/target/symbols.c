@@ -226,11 +226,17 @@ int kdh_target_step_resolve(kdh_target_t *t, const char *name, uint64_t *addr, c
             }
         }
     }
-    char pdbpart[400];
+    /* short enough that the way out at the end of the line survives kdh_err_t's 256 bytes */
+    char pdbpart[160];
     if (m->sym_found)
-        snprintf(pdbpart, sizeof pdbpart, "%s (no such public)", m->pdb_name);
+        snprintf(pdbpart, sizeof pdbpart, "%.64s (no such public)", m->pdb_name);
+    else if (!m->has_pdb)
+        snprintf(pdbpart, sizeof pdbpart, "the PDB (%.40s has no CodeView record)", m->file);
+    else if (!t->store)
+        snprintf(pdbpart, sizeof pdbpart, "%.64s (no symbol path)", m->pdb_name);
     else
-        snprintf(pdbpart, sizeof pdbpart, "%.100s (%.280s)", m->has_pdb ? m->pdb_name : "PDB", m->sym_path);
+        snprintf(pdbpart, sizeof pdbpart, "%.40s (not found in %.60s%s)", m->pdb_name, t->sym_path_text,
+                 strlen(t->sym_path_text) > 60 ? "..." : "");
     return kdh_err_set(err, KDH_ENOTFOUND,
                        "%s!%s not found: tried %s and exports%s; pass --symbols DIR or --symbol %s=%s+0xRVA",
                        m->name, sym, pdbpart, s->exports_read == -1 ? " (unreadable)" : "", sym, m->name);
