@@ -161,7 +161,9 @@ static int call_routine(sim_machine_t *m, uint64_t fn, uint64_t stack_top, uint6
     m->intr = SIM_INTR_NONE;
     m->running_cpu = 0;
     m->watch_idle = 0;
-    uc_err e = uc_emu_start(m->uc, fn, 0, 0, BOOT_MAX_INSNS);
+    m->insns = 0;
+    m->insn_limit = BOOT_MAX_INSNS;
+    uc_err e = uc_emu_start(m->uc, fn, 0, 0, 0);
     sim_regs_save(m, &r);
     m->cpus[0].shadow_depth = 0;
     if (e != UC_ERR_OK || m->intr != SIM_INTR_NONE || r.rip != 0)
@@ -383,8 +385,9 @@ static int run_cpu(sim_machine_t *m, int c, uint64_t count, sim_stop_t *stop, in
     /* A CPU without a work item runs only when the debugger diverted it (a simulated break-in
      * call); it stops again once back in the idle loop. */
     m->watch_idle = !(m->active && m->active_cpu == c) && count > 1;
+    m->insn_limit = count;
     sim_regs_load(m, &cpu->regs);
-    uc_err e = uc_emu_start(m->uc, cpu->regs.rip, 0, 0, count);
+    uc_err e = uc_emu_start(m->uc, cpu->regs.rip, 0, 0, 0);
     sim_regs_save(m, &cpu->regs);
     m->now_ns += m->insns;  /* one simulated nanosecond per instruction */
     if (m->intr == SIM_INTR_BREAK) {

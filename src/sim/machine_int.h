@@ -132,6 +132,7 @@ struct sim_machine {
     uint64_t boot;
     uint64_t now_ns;
     uint64_t insns;       /* instructions executed in the current uc_emu_start */
+    uint64_t insn_limit;  /* the code hook stops the emulator before instruction limit+1 */
 
     /* the work item in flight (it may be stopped) */
     int active, active_cpu;

@@ -32,11 +32,17 @@ static int is_prefix(uint8_t b, int x64)
 void sim_shadow_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user)
 {
     sim_machine_t *m = user;
-    m->insns++;
     if (m->watch_idle && sim_in_idle_loop(m, address)) {
         uc_emu_stop(uc);  /* a diverted idle CPU is back where it was interrupted */
         return;
     }
+    /* The instruction limit lives here rather than in uc_emu_start's count, which installs a
+     * hook per call and so throws away all translated code every time. */
+    if (m->insns >= m->insn_limit) {
+        uc_emu_stop(uc);
+        return;
+    }
+    m->insns++;
     sim_cpu_t *cpu = &m->cpus[m->running_cpu];
     if (size == 0 || size > 15)
         return;
