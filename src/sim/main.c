@@ -72,6 +72,8 @@ typedef struct app {
     sim_serve_t *serve;
     uv_signal_t sigint, sigterm;
     uv_timer_t status;
+    int status_lines; /* --status */
+    int error_shown;
 } app_t;
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -93,6 +95,13 @@ static const char *state_name(sim_target_state_t s)
 static void on_status(uv_timer_t *h)
 {
     app_t *a = h->data;
+    const char *e = sim_serve_error(a->serve);
+    if (e && !a->error_shown) {
+        fprintf(stderr, "kdsim: the simulated machine failed: %s\n", strip_prefix(e));
+        a->error_shown = 1;
+    }
+    if (!a->status_lines)
+        return;
     sim_target_stats_t ts;
     sim_serve_stats_t ss;
     sim_info_t info;
@@ -272,8 +281,8 @@ int main(int argc, char **argv)
     uv_signal_start(&a.sigterm, on_signal, SIGTERM);
     uv_timer_init(a.loop, &a.status);
     a.status.data = &a;
-    if (status)
-        uv_timer_start(&a.status, on_status, 1000, 1000);
+    a.status_lines = status;
+    uv_timer_start(&a.status, on_status, 1000, 1000);
 
     uv_run(a.loop, UV_RUN_DEFAULT);
     uv_loop_close(a.loop);

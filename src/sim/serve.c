@@ -46,6 +46,7 @@ struct sim_serve {
     sim_splitter_t split; /* host packets, for packet faults in the host-to-target direction */
     uint8_t split_out[SIM_SPLIT_OUT_MAX];
     sim_serve_stats_t st;
+    kdh_err_t error;
 };
 
 static void handle_closed(uv_handle_t *h)
@@ -238,6 +239,14 @@ static void send_bytes(sim_serve_t *s, uint64_t now)
     }
 }
 
+/* The first failure of the machine is kept for the program to report (library code does not
+ * print); the line keeps serving so a host sees a target that no longer runs. */
+static void note_error(sim_serve_t *s, int rc, const kdh_err_t *err)
+{
+    if (rc != KDH_OK && s->error.code == KDH_OK)
+        s->error = *err;
+}
+
 /* Moves bytes both ways, runs the target; from the timer and whenever host bytes arrive. */
 static void service(sim_serve_t *s)
 {
@@ -245,7 +254,7 @@ static void service(sim_serve_t *s)
     uint64_t since = now - s->start_ns;
     kdh_err_t err;
     if (sim_faults_reboot_due(&s->faults, since))
-        sim_target_reboot(s->t, &err);
+        note_error(s, sim_target_reboot(s->t, &err), &err);
     int stalled = sim_faults_stalled(&s->faults, since);
     /* a host packet held for packet faults that never completes goes on as it is */
     size_t k = sim_splitter_expire(&s->split, now, 50000000ull, s->split_out);
@@ -260,7 +269,7 @@ static void service(sim_serve_t *s)
     s->last_ns = now;
     if (dt > MAX_SLICE_NS)
         dt = MAX_SLICE_NS;
-    sim_target_tick(s->t, now, (uint64_t)((double)dt * s->o.speed), &err);
+    note_error(s, sim_target_tick(s->t, now, (uint64_t)((double)dt * s->o.speed), &err), &err);
     if (!stalled)
         send_bytes(s, now);
 }
@@ -396,6 +405,11 @@ void sim_serve_stats(const sim_serve_t *s, sim_serve_stats_t *st)
 {
     *st = s->st;
     st->faults = s->faults.st;
+}
+
+const char *sim_serve_error(const sim_serve_t *s)
+{
+    return s->error.code != KDH_OK ? s->error.msg : NULL;
 }
 
 void sim_serve_close(sim_serve_t *s)

@@ -44,6 +44,8 @@ int sim_serve_start(uv_loop_t *loop, sim_target_t *t, const sim_serve_opts_t *o,
 /* "/dev/pts/N", "tcp:127.0.0.1:PORT" or "unix:PATH". */
 const char *sim_serve_address(const sim_serve_t *s);
 void sim_serve_stats(const sim_serve_t *s, sim_serve_stats_t *st);
+/* The first error of the simulated machine (it then stops running), or NULL. */
+const char *sim_serve_error(const sim_serve_t *s);
 /* Closes every handle; the object is freed once libuv has closed them (run the loop). */
 void sim_serve_close(sim_serve_t *s);
 
