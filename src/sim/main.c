@@ -267,11 +267,14 @@ int main(int argc, char **argv)
     sim_info_t info;
     sim_machine_info(a.m, &info);
     printf("kdsim: serving on %s\n", sim_serve_address(a.serve));
-    printf("kdsim: %s build %u, %d cpu%s, kernel base 0x%016llx, %d modules, workload %s, boot %llu, "
+    char mods[16] = "?"; /* a hostile list may not end */
+    int nmods = count_modules(a.m, &info);
+    if (nmods >= 0)
+        snprintf(mods, sizeof mods, "%d", nmods);
+    printf("kdsim: %s build %u, %d cpu%s, kernel base 0x%016llx, %s modules, workload %s, boot %llu, "
            "%u baud\n",
            info.arch == SIM_ARCH_X64 ? "x64" : "x86", info.build, info.cpus, info.cpus == 1 ? "" : "s",
-           (unsigned long long)info.kern_base, count_modules(a.m, &info), cfg.workload,
-           (unsigned long long)info.boot, so.baud);
+           (unsigned long long)info.kern_base, mods, cfg.workload, (unsigned long long)info.boot, so.baud);
     fflush(stdout);
 
     uv_signal_init(a.loop, &a.sigint);

@@ -84,6 +84,8 @@ static void boot(sim_machine_t *m)
         m->mem[FAKE_BWS + 1] = 0xC2; /* ret 4, as the stdcall DbgBreakPointWithStatus */
         kdh_put_u16(m->mem + FAKE_BWS + 2, 4);
     }
+    put_ptr(m, FAKE_PSLML, b + FAKE_PSLML); /* an empty module list */
+    put_ptr(m, FAKE_PSLML + (x64(m) ? 8 : 4), b + FAKE_PSLML);
     put_ptr(m, FAKE_DDLIST, b + FAKE_KDBG);
     put_ptr(m, FAKE_DDLIST + (x64(m) ? 8 : 4), b + FAKE_KDBG);
     kdh_put_u64(m->mem + FAKE_KDBG, b + FAKE_DDLIST);
