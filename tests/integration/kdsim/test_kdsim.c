@@ -382,6 +382,126 @@ static void test_unix(void **state)
     exchange("--unix", 0, 0);
 }
 
+/* Waits for a state change, ACKing whatever else comes (prints); decodes it into sc. */
+static void wait_state_change(line_t *l, double timeout, kdh_wire_state_change_t *sc)
+{
+    kdh_wire_packet_t p;
+    double end = now_s() + timeout;
+    while (now_s() < end && next_packet(l, end - now_s(), &p, g_buf)) {
+        if (p.is_control)
+            continue;
+        send_control(l, KDH_WIRE_TYPE_ACKNOWLEDGE, p.id & ~KDH_WIRE_SYNC_BIT);
+        if (p.type == KDH_WIRE_TYPE_STATE_CHANGE64) {
+            kdh_err_t err;
+            assert_int_equal(kdh_wire_state_change_decode(p.payload, p.payload_len, KDH_WIRE_ARCH_AMD64,
+                                                          sc, &err), KDH_OK);
+            return;
+        }
+    }
+    fail_msg("no state change within %.0f s", timeout);
+}
+
+static void continue2(line_t *l, uint32_t *id, uint32_t trace)
+{
+    kdh_wire_manip_t m;
+    memset(&m, 0, sizeof m);
+    m.api = KDH_WIRE_API_CONTINUE2;
+    m.u.cont2.status = KDH_WIRE_DBG_CONTINUE;
+    m.u.cont2.trace_flag = trace;
+    m.u.cont2.symbol_start = 1;
+    send_manip(l, &m, *id);
+    *id ^= 1;
+}
+
+static uint64_t read_u64(line_t *l, uint32_t *id, uint64_t va)
+{
+    kdh_wire_manip_t m, r;
+    size_t dlen;
+    memset(&m, 0, sizeof m);
+    m.api = KDH_WIRE_API_READ_VIRTUAL_MEMORY;
+    m.u.mem.address = va;
+    m.u.mem.transfer_count = 8;
+    request(l, &m, *id, &r, &dlen);
+    *id ^= 1;
+    assert_int_equal(dlen, 8);
+    return kdh_get_u64(g_buf + KDH_WIRE_MANIP_SIZE);
+}
+
+/* x64 break-in on the running workload: the stop is at KDDEBUGGER_DATA64.BreakpointWithStatus,
+ * [RSP] holds the interrupted PC, and stepping past the int3 returns there. */
+static void test_breakin_step(void **state)
+{
+    const char *args[] = {"--tcp", "0", "--fixtures", g_fixtures, "--baud", "0", NULL};
+    char errbuf[512];
+    child_t c;
+    assert_int_equal(start(&c, args, errbuf, sizeof errbuf), -1);
+    line_t l;
+    memset(&l, 0, sizeof l);
+    kdh_wire_decoder_init(&l.dec);
+    l.fd = open_line(c.addr);
+    sync_with_target(&l); /* stopped at the kernel's load-symbols */
+    uint32_t id = 0x80800000u;
+    kdh_wire_manip_t m, r;
+    size_t dlen;
+    memset(&m, 0, sizeof m);
+    m.api = KDH_WIRE_API_GET_VERSION;
+    request(&l, &m, id, &r, &dlen);
+    id ^= 1;
+    uint64_t kdbg = read_u64(&l, &id, r.u.version.debugger_data_list);
+    uint64_t bws = read_u64(&l, &id, kdbg + 0x20);
+
+    kdh_wire_state_change_t sc;
+    continue2(&l, &id, 0);
+    wait_state_change(&l, 10, &sc); /* the HAL's load-symbols */
+    assert_int_equal(sc.new_state, KDH_WIRE_STATE_LOAD_SYMBOLS);
+    continue2(&l, &id, 0);
+    usleep(300000);
+    uint8_t b = KDH_WIRE_BREAKIN_BYTE;
+    line_write(&l, &b, 1);
+    wait_state_change(&l, 10, &sc);
+    assert_int_equal(sc.new_state, KDH_WIRE_STATE_EXCEPTION);
+    assert_int_equal(sc.u.exception.code, 0x80000003u);
+    assert_true(sc.program_counter == bws);
+    assert_int_equal(sc.report.instruction_stream[0], 0xCC);
+
+    memset(&m, 0, sizeof m);
+    m.api = KDH_WIRE_API_GET_CONTEXT;
+    request(&l, &m, id, &r, &dlen);
+    id ^= 1;
+    assert_int_equal(dlen, 0x4D0);
+    uint8_t ctx[0x4D0];
+    memcpy(ctx, g_buf + KDH_WIRE_MANIP_SIZE, sizeof ctx);
+    assert_true(kdh_get_u64(ctx + 0xF8) == bws);
+    uint64_t ret = read_u64(&l, &id, kdh_get_u64(ctx + 0x98));
+    kdh_put_u64(ctx + 0xF8, bws + 1);
+    memset(&m, 0, sizeof m);
+    m.api = KDH_WIRE_API_SET_CONTEXT;
+    m.u.set_context.context_flags = 0x10001F;
+    uint8_t hdr[KDH_WIRE_MANIP_SIZE], f[KDH_WIRE_FRAME_MAX];
+    kdh_wire_manip_encode(&m, KDH_WIRE_ARCH_AMD64, hdr);
+    int n = kdh_wire_encode_data2(f, sizeof f, KDH_WIRE_TYPE_STATE_MANIPULATE, id, hdr, sizeof hdr, ctx,
+                                  sizeof ctx);
+    line_write(&l, f, (size_t)n);
+    kdh_wire_packet_t p;
+    int replied = 0;
+    while (!replied && next_packet(&l, 10, &p, g_buf)) {
+        if (!p.is_control && p.type == KDH_WIRE_TYPE_STATE_MANIPULATE) {
+            send_control(&l, KDH_WIRE_TYPE_ACKNOWLEDGE, p.id);
+            assert_int_equal(kdh_get_u32(p.payload + 8), 0); /* STATUS_SUCCESS */
+            replied = 1;
+        }
+    }
+    assert_true(replied);
+    id ^= 1;
+    continue2(&l, &id, 1);
+    wait_state_change(&l, 10, &sc);
+    assert_int_equal(sc.u.exception.code, 0x80000004u);
+    assert_true(sc.program_counter == ret); /* the `ret` went back to the interrupted code */
+    continue2(&l, &id, 0);
+    close(l.fd);
+    stop(&c);
+}
+
 /* --faults reboot=2s while the host holds the target stopped: the new boot announces itself
  * with the sync bit, and after a RESET the kernel is found at its new load address. */
 static void test_reboot_fault(void **state)
@@ -480,6 +600,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_unix),
         cmocka_unit_test(test_x86_tcp),
         cmocka_unit_test(test_reboot_fault),
+        cmocka_unit_test(test_breakin_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
