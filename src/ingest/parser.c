@@ -94,6 +94,16 @@ static int name_is(const kdh_ingest_frame_t *f, const char *name)
     return f->form == KDH_INGEST_CS_SYMBOL && f->name_len == m && memcmp(f->sym + f->name_off, name, m) == 0;
 }
 
+/* A tag argument; the kernel ignores the protected-pool bit (0x80000000) when it compares. */
+static int tag_arg(uint32_t v, kdh_ingest_stack_t *st)
+{
+    if (kdh_ingest_tag_from_dword(v, st->tag) || kdh_ingest_tag_from_dword(v & 0x7fffffffu, st->tag)) {
+        st->tag_dword = v & 0x7fffffffu;
+        return 1;
+    }
+    return 0;
+}
+
 /* x86 "Args to Child" of the pool routine on top give the tag, size or block: the routines are
  * stdcall with (PoolType, NumberOfBytes, Tag) or (P, Tag), so the first three dwords above the
  * return address are exactly those parameters. */
@@ -110,8 +120,7 @@ static void args_facts(const kdh_ingest_frame_t *f, size_t n, kdh_ingest_stack_t
             continue;
         for (size_t k = 0; k < KDH_ARRAY_LEN(allocs); k++)
             if (name_is(&f[i], allocs[k])) {
-                if (kdh_ingest_tag_from_dword(f[i].args[2], st->tag))
-                    st->tag_dword = f[i].args[2];
+                tag_arg(f[i].args[2], st);
                 st->size = f[i].args[1];
                 st->has_size = 1;
                 return;
@@ -120,8 +129,8 @@ static void args_facts(const kdh_ingest_frame_t *f, size_t n, kdh_ingest_stack_t
             if (name_is(&f[i], frees[k])) {
                 st->addr = f[i].args[0];
                 st->has_addr = 1;
-                if (k < 2 && kdh_ingest_tag_from_dword(f[i].args[1], st->tag))
-                    st->tag_dword = f[i].args[1];
+                if (k < 2)
+                    tag_arg(f[i].args[1], st);
                 return;
             }
     }
@@ -308,7 +317,7 @@ static void command(kdh_ingest_parser_t *p, const char *c, size_t n)
     if (kdh_ingest_match(p->pat, PAT_HITTAG, c, n, &ov)) {
         if (kdh_ingest_group(ov, 1, c, &g, &gl))
             tag_from_text(g, gl, 0, p->hit_tag);
-        else if (kdh_ingest_group(ov, 2, c, &g, &gl))
+        else if (kdh_ingest_group(ov, 2, c, &g, &gl) || kdh_ingest_group(ov, 3, c, &g, &gl))
             tag_from_text(g, gl, 1, p->hit_tag);
         return;
     }

@@ -54,8 +54,9 @@ static const char *const sources[PAT_COUNT] = {
     [PAT_PUHDR] = "^(\\s*)Tag(?:\\s+(?:Allocs|Frees|Diff|Used)){4,8}\\s*$",
     /* 1 pool name, 2 pages, 3 KB */
     [PAT_VMUSAGE] = "^\\s*(NonPagedPool|NonPagedPoolNx|PagedPool) Usage:\\s*(\\d+)\\s*\\(\\s*(\\d+)\\s*Kb\\)\\s*$",
-    /* 1 hex value, 2 quoted characters */
-    [PAT_HITTAG] = "^\\s*ed\\s+(?:nt!)?PoolHitTag\\s+(?:(?:0x)?([0-9a-fA-F]{1,8})\\b|'([^']{1,4})')",
+    /* 1 hex value, 2 quoted characters (ed), 3 string (ea) */
+    [PAT_HITTAG] = "^\\s*(?:ed\\s+(?:nt!)?PoolHitTag\\s+(?:(?:0x)?([0-9a-fA-F]{1,8})\\b|'([^']{1,4})')"
+                   "|ea\\s+(?:nt!)?PoolHitTag\\s+\"([^\"]{1,4})\")",
     [PAT_BPTAG] = "^\\s*(?:bp|bu|bm)\\b.*(?:@r8d?|@rdx|poi\\(@?esp\\+0?x?c\\))\\s*==\\s*(?:0x)?([0-9a-fA-F]{8})\\b",
     [PAT_STACKWARN] = "^\\s*(?:WARNING: (?:Stack unwind information not available|Frame IP not in any known module)"
                       "|\\*\\*\\* Stack trace for last set context)",
@@ -157,9 +158,10 @@ int kdh_ingest_tag_from_dword(uint32_t v, char out[5])
     for (int i = 0; i < 4; i++) {
         unsigned char c = (unsigned char)(v >> (8 * i));
         if (c < 0x20 || c > 0x7e)
-            return 0;
-        out[i] = (char)c;
+            return 0; /* out is untouched */
     }
+    for (int i = 0; i < 4; i++)
+        out[i] = (char)(v >> (8 * i));
     out[4] = 0;
     return 1;
 }

@@ -139,6 +139,20 @@ static void test_x86_args(void **state)
     assert_string_equal(c->stacks[1].st.tag, "Leak");
     assert_int_equal(c->stacks[1].st.cpu, -1);
     coll_free(c);
+    /* the protected-pool bit on the tag argument; the tag written with ea */
+    const char prot[] = "kd> ea nt!PoolHitTag \"Leak\"\n"
+                        "kd> kb\n"
+                        "ChildEBP RetAddr  Args to Child\n"
+                        "87745834 a05c1047 00000001 00000040 eb61654c nt!ExAllocatePoolWithTag+0x5\n"
+                        "kd> kb\n"
+                        "ChildEBP RetAddr  Args to Child\n"
+                        "87745834 a05c1047 00000001 00000040 01616161 nt!ExAllocatePoolWithTag+0x5\n";
+    c = coll_run(KDH_INGEST_AUTO, NULL, prot, sizeof prot - 1, 100);
+    assert_int_equal(c->nstacks, 2);
+    assert_string_equal(c->stacks[0].st.tag, "Leak");
+    assert_int_equal(c->stacks[0].st.tag_dword, 0x6b61654c);
+    assert_string_equal(c->stacks[1].st.tag, "Leak"); /* no tag argument: the armed PoolHitTag */
+    coll_free(c);
 }
 
 /* Lines that only look like frames, outside any stack. */
