@@ -1,0 +1,108 @@
+/* kdh/pool.h: live pool usage by tag, read from the kernel's pool tracking table (nt!PoolTrackTable)
+ * as !poolused and poolmon show it. The parser is pure (bytes -> per-tag rows, x64 and x86 layouts,
+ * every count bounded); a resumable step reads the table through the target model; printers write
+ * the !poolused-like table and the poolmon-like sample blocks.
+ *
+ * What is relied on (see kd-protocol.md 3.4 and tests/fixtures/ntoskrnl.c):
+ * - KDDEBUGGER_DATA64.PoolTrackTable (offset 0x1B8) is the ADDRESS of the pointer variable
+ *   nt!PoolTrackTable, which holds the array address;
+ * - the entry count is the value of nt!PoolTrackTableSize (a SIZE_T), found through symbols (PDB
+ *   publics or a --symbol override) or given by the user; it is not in the debugger data;
+ * - POOL_TRACKER_TABLE: x64 0x28 bytes {Key u32 @0, NonPagedAllocs u32 @4, NonPagedFrees u32 @8,
+ *   NonPagedBytes u64 @0x10, PagedAllocs u32 @0x18, PagedFrees u32 @0x1C, PagedBytes u64 @0x20};
+ *   x86 0x1C bytes {Key, NonPagedAllocs, NonPagedFrees, NonPagedBytes, PagedAllocs, PagedFrees,
+ *   PagedBytes}, all u32; Key 0 is an empty entry; the PROTECTED_POOL bit (0x80000000) is cleared.
+ * - Windows versions that also keep per-processor tables are summed by merging several tables
+ *   into one (kdh_pool_parse adds into existing rows); kdsim models one global table only. */
+#ifndef KDH_POOL_H
+#define KDH_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kdh/common.h"
+
+#define KDH_POOL_MAX_ENTRIES (1u << 20) /* PoolTrackTableSize accepted (Windows: thousands) */
+#define KDH_POOL_ENTRY_X64 0x28
+#define KDH_POOL_ENTRY_X86 0x1C
+#define KDH_POOL_PROTECTED 0x80000000u
+
+typedef struct kdh_pool_row {
+    uint32_t key;      /* tag DWORD, PROTECTED_POOL cleared */
+    char tag[5];       /* 4 display characters (non-printables '.') + NUL */
+    uint64_t np_allocs, np_frees, np_bytes;
+    uint64_t p_allocs, p_frees, p_bytes;
+} kdh_pool_row_t;
+
+typedef struct kdh_pool_table {
+    size_t count, cap;
+    kdh_pool_row_t *rows;
+    size_t entries_read; /* tracker entries parsed, empty ones included */
+} kdh_pool_table_t;
+
+typedef enum kdh_pool_sort {
+    KDH_POOL_SORT_TAG = 0,      /* !poolused 0 */
+    KDH_POOL_SORT_NONPAGED = 1, /* !poolused 4: NonPaged Pool Consumed */
+    KDH_POOL_SORT_PAGED = 2     /* !poolused 8: Paged Pool Consumed */
+} kdh_pool_sort_t;
+
+/* Bytes per tracker entry for a pointer size of 8 or 4; 0 otherwise. */
+size_t kdh_pool_entry_size(unsigned pointer_size);
+
+void kdh_pool_table_init(kdh_pool_table_t *tab);
+void kdh_pool_table_free(kdh_pool_table_t *tab);
+
+/* Parses `entries` tracker entries from buf (len must hold them all) and adds them into tab:
+ * a key already present has its counters summed (per-processor tables). Empty entries are
+ * skipped. KDH_ERANGE when entries exceeds KDH_POOL_MAX_ENTRIES or len is short, KDH_EINVAL for a
+ * pointer size other than 4 or 8. */
+int kdh_pool_parse(kdh_pool_table_t *tab, const uint8_t *buf, size_t len, unsigned pointer_size,
+                   uint64_t entries, kdh_err_t *err);
+
+/* Row of a tag DWORD, or NULL. */
+const kdh_pool_row_t *kdh_pool_find(const kdh_pool_table_t *tab, uint32_t key);
+
+/* Sorts like !poolused: by tag text, or by used bytes of one pool (largest first, tag breaks ties). */
+void kdh_pool_sort(kdh_pool_table_t *tab, kdh_pool_sort_t by);
+
+/* Sum of every row (key 0, tag "TOTL"). */
+void kdh_pool_totals(const kdh_pool_table_t *tab, kdh_pool_row_t *sum);
+
+/* The !poolused-like table: "Sorting by ...", NonPaged/Paged column groups, one row per tag with
+ * outstanding allocations (Allocs - Frees) and used bytes, the pooltag owner (owner_fn may be
+ * NULL), then a TOTAL row. top = 0 prints every row. Rows are printed in the table's order. */
+typedef const char *(*kdh_pool_owner_fn)(void *ctx, const char *tag);
+int kdh_pool_print_poolused(FILE *out, const kdh_pool_table_t *tab, kdh_pool_sort_t by, unsigned top,
+                            kdh_pool_owner_fn owner_fn, void *owner_ctx);
+
+/* One poolmon-like sample block (log-formats.md 9 layout): a title line, the column header, then
+ * one row per tag and pool type in use: " TAG  Nonp|Paged  Allocs (dA) Frees (dF) Diff Bytes (dB)
+ * PerAlloc". Deltas are against prev (the previous sample; NULL: deltas 0). */
+int kdh_pool_print_poolmon(FILE *out, const char *title, const kdh_pool_table_t *tab,
+                           const kdh_pool_table_t *prev);
+
+/* ---- reading the table from a stopped target (resumable step over the target model) ---- */
+struct kdh_target;
+
+typedef struct kdh_pool_read {
+    /* in */
+    uint64_t table_size;        /* entries; 0 = the value of nt!PoolTrackTableSize */
+    /* out (valid after KDH_OK) */
+    uint64_t table_va;          /* the array (value of nt!PoolTrackTable) */
+    uint64_t entries;
+    char size_source[64];       /* "ntkrnlmp.pdb", "--symbol", "--table-size" */
+    kdh_pool_table_t tab;       /* rows sorted by key */
+    /* private */
+    uint8_t *buf_;
+    size_t buf_len_;
+} kdh_pool_read_t;
+
+/* Reads the table at the current stop: KDDEBUGGER_DATA64.PoolTrackTable -> pointer -> array of
+ * PoolTrackTableSize entries, in chunks of at most 64 KiB (per-stop cache). Needs the debugger
+ * data (kdh_target_step_kdbg). Answers KDH_ENOTCACHED like every target step; the rows are
+ * rebuilt on each call, so re-running after a fetch is correct. */
+int kdh_pool_step_read(struct kdh_target *t, kdh_pool_read_t *r, kdh_err_t *err);
+void kdh_pool_read_free(kdh_pool_read_t *r);
+
+#endif

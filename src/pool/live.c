@@ -1,0 +1,93 @@
+/* live.c: reading nt's pool tracking table at a stop of a real (or simulated) target through the
+ * target model: debugger data -> &nt!PoolTrackTable -> array; the entry count from
+ * nt!PoolTrackTableSize. A resumable step: misses answer KDH_ENOTCACHED for the driver to fetch. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kdh/pool.h"
+#include "kdh/target.h"
+
+#define CHUNK (64u * 1024u) /* bytes per cache read: well under KDH_TARGET_FETCH_MAX */
+
+void kdh_pool_read_free(kdh_pool_read_t *r)
+{
+    if (!r)
+        return;
+    kdh_pool_table_free(&r->tab);
+    free(r->buf_);
+    r->buf_ = NULL;
+    r->buf_len_ = 0;
+}
+
+static int table_size(kdh_target_t *t, kdh_pool_read_t *r, kdh_err_t *err)
+{
+    if (r->table_size) {
+        r->entries = r->table_size;
+        snprintf(r->size_source, sizeof r->size_source, "--table-size");
+        return KDH_OK;
+    }
+    uint64_t va = 0;
+    char src[48];
+    int rc = kdh_target_step_resolve(t, "nt!PoolTrackTableSize", &va, src, sizeof src, err);
+    if (rc != KDH_OK)
+        return rc == KDH_ENOTFOUND
+                   ? kdh_err_set(err, KDH_ENOTFOUND,
+                                 "nt!PoolTrackTableSize not found (needs nt's PDB): pass --symbols DIR, "
+                                 "--symbol PoolTrackTableSize=nt+0xRVA or --table-size N")
+                   : rc;
+    /* SIZE_T: pointer-sized; read_ptr sign-extends on x86, so keep the low 32 bits there. */
+    uint64_t v = 0;
+    rc = kdh_target_read_ptr(t, KDH_TARGET_STOP, va, &v, "nt!PoolTrackTableSize", err);
+    if (rc != KDH_OK)
+        return rc;
+    if (kdh_target_pointer_size(t) == 4)
+        v &= 0xFFFFFFFFu;
+    r->entries = v;
+    snprintf(r->size_source, sizeof r->size_source, "%s", src);
+    return KDH_OK;
+}
+
+int kdh_pool_step_read(kdh_target_t *t, kdh_pool_read_t *r, kdh_err_t *err)
+{
+    kdh_pool_table_free(&r->tab);
+    const kdh_target_kdbg_t *k = kdh_target_kdbg(t);
+    if (!k)
+        return kdh_err_set(err, KDH_EINVAL, "pool tracker table: the debugger data was not read yet");
+    if (!k->pool_track_table)
+        return kdh_err_set(err, KDH_ENOTFOUND,
+                           "KDDEBUGGER_DATA64.PoolTrackTable is 0: this kernel keeps no pool tag tracking");
+    int rc = table_size(t, r, err);
+    if (rc != KDH_OK)
+        return rc;
+    unsigned ps = kdh_target_pointer_size(t);
+    size_t esz = kdh_pool_entry_size(ps);
+    if (!esz)
+        return kdh_err_set(err, KDH_EUNSUPPORTED, "pool tracker table: pointer size %u", ps);
+    if (r->entries == 0 || r->entries > KDH_POOL_MAX_ENTRIES)
+        return kdh_err_set(err, KDH_ERANGE,
+                           "PoolTrackTableSize %llu (from %s) is not in 1..%u: wrong symbol? try --table-size N",
+                           (unsigned long long)r->entries, r->size_source, KDH_POOL_MAX_ENTRIES);
+    rc = kdh_target_read_ptr(t, KDH_TARGET_STOP, k->pool_track_table, &r->table_va, "nt!PoolTrackTable", err);
+    if (rc != KDH_OK)
+        return rc;
+    if (!r->table_va)
+        return kdh_err_set(err, KDH_ENOTFOUND, "nt!PoolTrackTable is NULL: pool tag tracking is not set up yet");
+    size_t need = (size_t)r->entries * esz;
+    if (r->buf_len_ < need) {
+        uint8_t *b = realloc(r->buf_, need);
+        if (!b)
+            return kdh_err_set(err, KDH_ENOMEM, "out of memory for a pool tracker table of %zu bytes", need);
+        r->buf_ = b;
+        r->buf_len_ = need;
+    }
+    /* Chunks earlier runs of this step fetched are in the per-stop cache: each re-run only misses
+     * the next chunk, so the table costs one ReadVirtualMemory per chunk. */
+    for (size_t off = 0; off < need; off += CHUNK) {
+        uint32_t n = (uint32_t)(need - off < CHUNK ? need - off : CHUNK);
+        rc = kdh_target_read_full(t, KDH_TARGET_STOP, r->table_va + off, r->buf_ + off, n,
+                                  "the pool tracker table", err);
+        if (rc != KDH_OK)
+            return rc;
+    }
+    return kdh_pool_parse(&r->tab, r->buf_, need, ps, r->entries, err);
+}
