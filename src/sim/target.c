@@ -206,7 +206,10 @@ static void rx_packet_done(sim_target_t *t)
 static void rx_byte(sim_target_t *t, uint8_t b)
 {
     if (t->state == SIM_TARGET_RUNNING) {
-        /* KdPollBreakIn reads one byte at a time; only 'b' counts, the rest is discarded. */
+        /* KdPollBreakIn reads one byte at a time; only 'b' counts, the rest is discarded
+         * (with any packet that was half received when the target resumed). */
+        if (t->rx_phase != RX_LEADER || t->lead_count)
+            rx_reset(t);
         if (b == KD_BREAKIN) {
             t->break_pending = 1;
             t->st.breakins++;
@@ -288,7 +291,7 @@ int sim_target_input(sim_target_t *t, uint64_t now_ns, const uint8_t *buf, size_
 static void check_timeouts(sim_target_t *t)
 {
     if (t->rx_deadline && t->now >= t->rx_deadline) {
-        if (t->rx_phase != RX_LEADER)
+        if (t->rx_phase != RX_LEADER && t->state != SIM_TARGET_RUNNING)
             rx_bad(t); /* short read: the host sends it again */
         rx_reset(t);
     }
