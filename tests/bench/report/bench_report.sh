@@ -10,24 +10,24 @@ run="$work/run"
 echo "generating $events events over $stacks stacks in $run"
 "$gen" "$run" "$events" "$stacks" "$work/per-alloc.folded"
 
-measure() { # label, command...: prints label, seconds, peak RSS
+measure() { # label, command...: prints label, seconds, peak RSS, CPU seconds
     label=$1
     shift
     "$runstat" "$@" 2>"$work/stat" >/dev/null || { echo "$label failed"; cat "$work/stat"; exit 1; }
     set -- $(tail -n 1 "$work/stat")
-    echo "$label $1 $2"
+    echo "$label $1 $2 $3"
 }
 
 set -- $(measure text "$kdh" report --format text "$run")
-text_s=$2 text_rss=$3
+text_s=$2 text_rss=$3 text_cpu=$4
 set -- $(measure folded "$kdh" report --format folded --value count "$run")
-fold_s=$2 fold_rss=$3
+fold_s=$2 fold_rss=$3 fold_cpu=$4
 set -- $(measure uniq sh -c "LC_ALL=C sort '$work/per-alloc.folded' | uniq -c > '$work/uniq.out'")
-uniq_s=$2 uniq_rss=$3
+uniq_s=$2 uniq_rss=$3 uniq_cpu=$4
 eps=$(awk -v n="$events" -v s="$text_s" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
-printf 'report text:    %8.3f s  peak RSS %8d KiB  %s events/s\n' "$text_s" "$text_rss" "$eps"
-printf 'report folded:  %8.3f s  peak RSS %8d KiB\n' "$fold_s" "$fold_rss"
-printf 'sort | uniq -c: %8.3f s  peak RSS %8d KiB (over %s per-allocation lines)\n' "$uniq_s" "$uniq_rss" \
+printf 'report text:    %8.3f s (cpu %8.3f s)  peak RSS %8d KiB  %s events/s\n' "$text_s" "$text_cpu" "$text_rss" "$eps"
+printf 'report folded:  %8.3f s (cpu %8.3f s)  peak RSS %8d KiB\n' "$fold_s" "$fold_cpu" "$fold_rss"
+printf 'sort | uniq -c: %8.3f s (cpu %8.3f s)  peak RSS %8d KiB (over %s per-allocation lines)\n' "$uniq_s" "$uniq_cpu" "$uniq_rss" \
     "$(wc -l < "$work/per-alloc.folded")"
 
 # Same numbers both ways: uniq -c's "COUNT TEXT" against the report's "TEXT COUNT".
