@@ -263,8 +263,13 @@ static void service(sim_serve_t *s)
             sim_bucket_idle(&s->brx, now);
         rx_queue(s, s->split_out, k);
     }
-    if (!stalled)
+    if (stalled) {
+        /* a quiet line carries nothing, and nothing is made up for afterwards */
+        sim_bucket_idle(&s->brx, now);
+        sim_bucket_idle(&s->btx, now);
+    } else {
         move_bytes(s, now);
+    }
     uint64_t dt = now - s->last_ns;
     s->last_ns = now;
     if (dt > MAX_SLICE_NS)
