@@ -619,15 +619,36 @@ void kdh_ingest_parser_reset_stats(kdh_ingest_parser_t *p)
     memset(&p->st, 0, sizeof p->st);
 }
 
+/* `.logopen /u` writes UTF-16LE. The grammar is ASCII, so code units below 0x80 are kept and
+ * the rest become '?'; an odd trailing byte waits in *carry for the next chunk. */
+static size_t from_utf16(const unsigned char *in, size_t n, char *out, int *carry)
+{
+    size_t k = 0, i = 0;
+    if (*carry >= 0 && n) {
+        unsigned u = (unsigned)*carry | (unsigned)in[0] << 8;
+        out[k++] = u < 0x80 ? (char)u : '?';
+        *carry = -1;
+        i = 1;
+    }
+    for (; i + 1 < n; i += 2) {
+        unsigned u = (unsigned)in[i] | (unsigned)in[i + 1] << 8;
+        out[k++] = u < 0x80 ? (char)u : '?';
+    }
+    if (i < n)
+        *carry = in[i];
+    return k;
+}
+
 int kdh_ingest_parse_file(kdh_ingest_parser_t *p, const char *path, kdh_err_t *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return kdh_err_set(err, KDH_EIO, "cannot open %s: %s", path, strerror(errno));
-    static __thread char buf[1 << 16];
-    int rc = KDH_OK;
+    static __thread unsigned char buf[1 << 16];
+    static __thread char wide[1 << 15];
+    int rc = KDH_OK, first = 1, utf16 = 0, carry = -1;
     for (;;) {
-        ssize_t r = read(fd, buf, sizeof buf);
+        ssize_t r = read(fd, buf, first ? 4096 : sizeof buf);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -636,7 +657,27 @@ int kdh_ingest_parse_file(kdh_ingest_parser_t *p, const char *path, kdh_err_t *e
         }
         if (r == 0)
             break;
-        if ((rc = kdh_ingest_parser_feed(p, buf, (size_t)r, err)))
+        size_t off = 0, n = (size_t)r;
+        if (first) {
+            /* BOMs; or UTF-16LE without one: ASCII text with a NUL after every byte */
+            if (n >= 3 && buf[0] == 0xef && buf[1] == 0xbb && buf[2] == 0xbf)
+                off = 3;
+            else if (n >= 2 && buf[0] == 0xff && buf[1] == 0xfe)
+                utf16 = 1, off = 2;
+            else if (n >= 4 && buf[0] && !buf[1] && buf[2] && !buf[3])
+                utf16 = 1;
+            first = 0;
+        }
+        if (utf16) {
+            for (size_t at = off; at < n && !rc; at += sizeof wide) {
+                size_t take = n - at < sizeof wide ? n - at : sizeof wide;
+                size_t k = from_utf16(buf + at, take, wide, &carry);
+                rc = kdh_ingest_parser_feed(p, wide, k, err);
+            }
+        } else {
+            rc = kdh_ingest_parser_feed(p, (const char *)buf + off, n - off, err);
+        }
+        if (rc)
             break;
     }
     close(fd);

@@ -147,6 +147,29 @@ static void test_run(void **state)
     assert_int_equal(s.pool[0].frees, 100);
     assert_int_equal(s.pool[0].bytes, 86400);
 
+    /* the same session as `.logopen /u` writes it (UTF-16LE with a BOM): the same stacks */
+    char wide_in[512], out3[512];
+    snprintf(wide_in, sizeof wide_in, "%s/session-u.log", dir);
+    snprintf(out3, sizeof out3, "%s/run3", dir);
+    FILE *wf = fopen(wide_in, "wb");
+    assert_non_null(wf);
+    fputc(0xff, wf);
+    fputc(0xfe, wf);
+    for (const char *c = session; *c; c++) {
+        fputc(*c, wf);
+        fputc(0, wf);
+    }
+    fclose(wf);
+    char *argv4[] = {"ingest", "--out", out3, wide_in, NULL};
+    assert_int_equal(kdh_cli_cmd_ingest(4, argv4), 0);
+    seen_t s3;
+    memset(&s3, 0, sizeof s3);
+    rd.ud = &s3;
+    assert_int_equal(kdh_store_read(out3, &rd, NULL, &err), 0);
+    assert_int_equal(s3.nev, 3);
+    assert_int_equal(s3.ev[1].sid, free_sid);
+    assert_string_equal(s3.src[2], "session-u.log:24");
+
     /* a file with nothing in it: exit status 1 */
     char empty[512], out2[512];
     snprintf(empty, sizeof empty, "%s/empty.log", dir);
