@@ -53,10 +53,25 @@ typedef struct kdh_unwind_module {
 /* Finds the module containing pc: KDH_OK and *out filled, or KDH_ENOTFOUND (the walk stops). */
 typedef int (*kdh_unwind_find_module_fn)(void *ctx, uint64_t pc, kdh_unwind_module_t *out);
 
+/* x86 frame data (PDB New FPO, FRAMEDATA) of the record covering an RVA: the one with the
+ * greatest rva_start <= rva inside its block. program is the record's RPN program string,
+ * e.g. "$T0 .raSearch = $eip $T0 ^ = $esp $T0 4 + =", valid until run() returns. */
+typedef struct kdh_unwind_fpo {
+    uint32_t rva_start, block_size;
+    uint32_t locals, params, max_stack;  /* bytes */
+    uint16_t prolog_size, saved_regs;    /* saved_regs in bytes */
+    const char *program;                 /* NULL: none (the walk falls back to the EBP chain) */
+} kdh_unwind_fpo_t;
+
+/* Optional (x86): KDH_OK and *out filled, or KDH_ENOTFOUND. */
+typedef int (*kdh_unwind_find_fpo_fn)(void *ctx, const kdh_unwind_module_t *m, uint32_t rva,
+                                      kdh_unwind_fpo_t *out);
+
 typedef struct kdh_unwind_env {
     void *ctx;
     kdh_unwind_read_fn read;
     kdh_unwind_find_module_fn find_module;
+    kdh_unwind_find_fpo_fn find_fpo;     /* optional; x86 only */
 } kdh_unwind_env_t;
 
 typedef struct kdh_unwind_config {
@@ -77,7 +92,8 @@ enum {
     KDH_UNWIND_F_MACHFRAME = 1u << 1, /* pc came from a PUSH_MACHFRAME (interrupted context) */
     KDH_UNWIND_F_SCAN = 1u << 2,      /* pc came from a stack scan: a guess */
     KDH_UNWIND_F_LEAF = 1u << 3,      /* x64: no RUNTIME_FUNCTION, unwound as a leaf */
-    KDH_UNWIND_F_EPILOG = 1u << 4     /* x64: pc was inside an epilog (emulated forward) */
+    KDH_UNWIND_F_EPILOG = 1u << 4,    /* x64: pc was inside an epilog (emulated forward) */
+    KDH_UNWIND_F_FPO = 1u << 5        /* x86: unwound by its FRAMEDATA program */
 };
 
 typedef struct kdh_unwind_frame {
@@ -114,6 +130,7 @@ typedef struct kdh_unwind {
     uint64_t need_va;          /* valid after run() returned KDH_ENOTCACHED */
     uint32_t need_len;
     uint32_t reads;            /* read callbacks made so far (statistics) */
+    uint32_t callee_params;    /* x86: argument bytes of the frame just unwound (FRAMEDATA) */
     kdh_unwind_frame_t frames[KDH_UNWIND_FRAMES_MAX];
 } kdh_unwind_t;
 

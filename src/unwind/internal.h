@@ -16,6 +16,7 @@ typedef struct uw_ctx {
     uint64_t miss_lo, miss_hi;
     uint64_t stack_hi;         /* one past the highest stack byte read in this frame */
     int stop;                  /* kdh_unwind_stop_t to end the walk with after this step */
+    uint32_t callee_params;    /* x86 out: argument bytes of this frame (FRAMEDATA), else 0 */
 } uw_ctx_t;
 
 /* Stack read that defers misses (see above). Returns KDH_OK (possibly zero-filled on a
@@ -35,6 +36,15 @@ int uw_x64_step(uw_ctx_t *c, const kdh_unwind_module_t *m, kdh_unwind_regs_t *r,
                 uint32_t flags, uint32_t *caller_flags, uint32_t *how);
 int uw_x86_step(uw_ctx_t *c, const kdh_unwind_module_t *m, kdh_unwind_regs_t *r,
                 uint32_t flags, uint32_t *caller_flags, uint32_t *how);
+
+/* x86: 1 when the bytes before ra decode as a CALL returning to ra; *rcp gets
+ * KDH_ENOTCACHED when the bytes must be fetched first. */
+int uw_x86_call_before(uw_ctx_t *c, const kdh_unwind_module_t *m, uint64_t ra, int *rcp);
+
+/* x86: runs a FRAMEDATA program on r. KDH_OK with *ok = 1 when it gave the caller's EIP and
+ * ESP (r updated), *ok = 0 when the program cannot be used (the caller falls back to the
+ * EBP chain); KDH_ENOTCACHED when bytes are missing. */
+int uw_x86_fpo(uw_ctx_t *c, const kdh_unwind_fpo_t *f, kdh_unwind_regs_t *r, int *ok);
 
 /* 1 when pc may be code: not below 4096, not user space, inside a module (m filled). */
 int uw_pc_in_module(uw_ctx_t *c, uint64_t pc, kdh_unwind_module_t *m);

@@ -210,5 +210,6 @@ int kdh_unwind_run(kdh_unwind_t *u, const kdh_unwind_env_t *env, kdh_err_t *err)
             return finish(u, KDH_UNWIND_STOP_SP, KDH_OK);
         *r = next;
         u->next_flags = caller_flags;
+        u->callee_params = c.callee_params;
     }
 }

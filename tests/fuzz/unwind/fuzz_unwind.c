@@ -1,7 +1,7 @@
 /* fuzz_unwind.c: libFuzzer harness for the unwinder: the x64 UNWIND_INFO decoder on raw
  * bytes, and whole walks (x64 and x86, fully cached or filled through the not-cached
- * protocol) over a fuzz-provided module image and stack. Input: a 12-byte header, then the
- * image bytes, then the stack bytes. */
+ * protocol, x86 also with FRAMEDATA programs) over a fuzz-provided module image and stack.
+ * Input: a 12-byte header, then the image bytes, then the stack bytes. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +54,20 @@ static int fz_find(void *ctx, uint64_t pc, kdh_unwind_module_t *m)
     if (pc < f->mod.base || pc - f->mod.base >= f->mod.size)
         return KDH_ENOTFOUND;
     *m = f->mod;
+    return KDH_OK;
+}
+
+/* x86 frame data from the input: sizes from the header, the program from the stack bytes. */
+static char PROGRAM[256];
+static uint8_t FPO_SIZES[3];
+
+static int fz_fpo(void *ctx, const kdh_unwind_module_t *m, uint32_t rva, kdh_unwind_fpo_t *out)
+{
+    (void)ctx;
+    (void)m;
+    kdh_unwind_fpo_t f = {.rva_start = rva & ~0xFu, .block_size = 16, .locals = FPO_SIZES[0],
+                          .params = FPO_SIZES[1], .saved_regs = FPO_SIZES[2], .program = PROGRAM};
+    *out = f;
     return KDH_OK;
 }
 
@@ -110,6 +124,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (kdh_unwind_init(&U, &cfg, &r, NULL) != KDH_OK)
         return 0;
     kdh_unwind_env_t env = {.ctx = &f, .read = fz_read, .find_module = fz_find};
+    if (mode & 8) {
+        /* Programs: a fixed well-formed one, or the stack's first bytes as text. */
+        uint32_t n = f.stk_len < sizeof PROGRAM - 1 ? f.stk_len : (uint32_t)sizeof PROGRAM - 1;
+        if (mode & 16) {
+            memcpy(PROGRAM, f.stk, n);
+            PROGRAM[n] = 0;
+        } else {
+            strcpy(PROGRAM, "$T0 .raSearch = $eip $T0 ^ = $esp $T0 4 + = $ebx $T0 4 - ^ =");
+        }
+        FPO_SIZES[0] = data[3];
+        FPO_SIZES[1] = data[4];
+        FPO_SIZES[2] = data[5];
+        env.find_fpo = fz_fpo;
+    }
     if (lazy) {
         f.img_cached = calloc(1, f.img_len + 1);
         f.stk_cached = calloc(1, f.stk_len + 1);

@@ -18,9 +18,16 @@
 #define SENTINEL64 0x5EE0001000ull
 #define SENTINEL32 0x0BEE0010ull
 
+typedef struct fpo_row {
+    kdh_unwind_fpo_t f;
+    char program[400];
+} fpo_row_t;
+
 typedef struct emu {
     uc_engine *uc;
     int is64;
+    fpo_row_t *fpo; /* x86 FRAMEDATA rows from llvm-pdbutil, or NULL */
+    int nfpo;
     pe_img_t pe;
     pub_t pubs[64];
     int npubs;
@@ -85,6 +92,13 @@ static int emu_open(emu_t *e, const char *dll, const char *pubs, int is64)
     assert_int_equal(uc_hook_add(e->uc, &h1, UC_HOOK_CODE, (void *)hook_code, e, 1, 0), UC_ERR_OK);
     assert_int_equal(uc_hook_add(e->uc, &h2, UC_HOOK_INTR, (void *)hook_intr, e, 1, 0), UC_ERR_OK);
     e->sentinel = is64 ? SENTINEL64 : SENTINEL32;
+    if (!is64) {
+        /* The x86 sentinel is a return address in a "caller" module, after a real CALL, as
+         * a return address found by a search must be. */
+        const uint8_t call[5] = {0xe8, 0, 0, 0, 0};
+        assert_int_equal(uc_mem_map(e->uc, e->sentinel & ~0xFFFull, 0x1000, UC_PROT_ALL), UC_ERR_OK);
+        assert_int_equal(uc_mem_write(e->uc, e->sentinel - 5, call, 5), UC_ERR_OK);
+    }
     e->sp_entry = STACK_LO + STACK_LEN - 0x408; /* 16-byte aligned before the call */
     return 0;
 }
@@ -159,6 +173,64 @@ static int v_find(void *ctx, uint64_t pc, kdh_unwind_module_t *m)
     return KDH_ENOTFOUND;
 }
 
+/* FRAMEDATA from `llvm-pdbutil dump -fpo`: "RVA | Code | Locals | Params | Stack | Prolog |
+ * Saved Regs | SEH | C++EH | Start | Program" rows, numbers in hex (RVA) and decimal. */
+static int fpo_load(emu_t *e, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    static fpo_row_t rows[256];
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof line, f) && n < 256) {
+        unsigned rva, code, locals, params, stack, prolog, saved;
+        if (sscanf(line, "%x | %u | %u | %u | %u | %u | %u |", &rva, &code, &locals, &params,
+                   &stack, &prolog, &saved) != 7)
+            continue;
+        char *prog = line;
+        for (int bars = 0; bars < 10 && prog; bars++) {
+            prog = strchr(prog, '|');
+            if (prog)
+                prog++;
+        }
+        if (!prog)
+            continue;
+        while (*prog == ' ')
+            prog++;
+        prog[strcspn(prog, "\r\n")] = 0;
+        fpo_row_t *r = &rows[n++];
+        snprintf(r->program, sizeof r->program, "%s", prog);
+        kdh_unwind_fpo_t fd = {.rva_start = rva, .block_size = code, .locals = locals,
+                               .params = params, .max_stack = stack,
+                               .prolog_size = (uint16_t)prolog, .saved_regs = (uint16_t)saved,
+                               .program = r->program};
+        r->f = fd;
+    }
+    fclose(f);
+    e->fpo = rows;
+    e->nfpo = n;
+    return n;
+}
+
+static int v_fpo(void *ctx, const kdh_unwind_module_t *m, uint32_t rva, kdh_unwind_fpo_t *out)
+{
+    emu_t *e = ctx;
+    const fpo_row_t *best = NULL;
+    if (m->id != 1)
+        return KDH_ENOTFOUND;
+    for (int i = 0; i < e->nfpo; i++) {
+        const kdh_unwind_fpo_t *f = &e->fpo[i].f;
+        if (f->rva_start <= rva && rva - f->rva_start < f->block_size &&
+            (!best || f->rva_start > best->f.rva_start))
+            best = &e->fpo[i];
+    }
+    if (!best)
+        return KDH_ENOTFOUND;
+    *out = best->f;
+    return KDH_OK;
+}
+
 static kdh_unwind_t U;
 
 /* Captures the stopped context and unwinds it. */
@@ -193,7 +265,8 @@ static int unwind_now(emu_t *e)
     cfg.user_limit = 0;
     kdh_err_t err;
     assert_int_equal(kdh_unwind_init(&U, &cfg, &r, &err), KDH_OK);
-    kdh_unwind_env_t env = {.ctx = e, .read = v_read, .find_module = v_find};
+    kdh_unwind_env_t env = {.ctx = e, .read = v_read, .find_module = v_find,
+                            .find_fpo = e->fpo ? v_fpo : NULL};
     return kdh_unwind_run(&U, &env, &err);
 }
 
@@ -227,6 +300,14 @@ static void check_sentinel(emu_t *e, uint64_t where)
         }
     } else {
         assert_true(U.regs.gpr[KDH_REG_RBP] == kdh_sign_extend32(seed_gpr32(KDH_REG_RBP)));
+        /* With frame data every callee-saved register is restored. */
+        const int nv[] = {KDH_REG_RBX, KDH_REG_RSI, KDH_REG_RDI};
+        for (size_t i = 0; e->fpo && i < KDH_ARRAY_LEN(nv); i++)
+            if (!(U.regs.gpr_known & (1u << nv[i])) ||
+                U.regs.gpr[nv[i]] != kdh_sign_extend32(seed_gpr32(nv[i])))
+                fail_msg("stop at 0x%llx: register %d = 0x%llx, seeded 0x%x",
+                         (unsigned long long)where, nv[i], (unsigned long long)U.regs.gpr[nv[i]],
+                         seed_gpr32(nv[i]));
     }
 }
 
@@ -366,11 +447,37 @@ static void test_x86(void **state)
     emu_close(&e);
 }
 
+/* Frame-pointer-omitted x86 code unwound with the PDB's FRAMEDATA programs. */
+static void test_x86_fpo(void **state)
+{
+    (void)state;
+    char d[512], p[512], q[512];
+    emu_t e;
+    if (emu_open(&e, fixture(d, sizeof d, "rich32fpo.dll"), fixture(p, sizeof p, "rich32fpo.publics"), 0)) {
+        skip();
+        return;
+    }
+    assert_true(fpo_load(&e, fixture(q, sizeof q, "rich32fpo.fpo")) > 8);
+    emu_run(&e, "_Entry", -1, 1);
+    assert_int_equal(e.stopped, 2);
+    assert_int_equal(unwind_now(&e), KDH_OK);
+    const char *chain[] = {"_bottom", "_pushes", "_middle", "_top", "_Entry"};
+    check_chain(&e, chain, 5);
+    assert_int_equal(U.n_frames, 6);
+    for (int i = 0; i < 5; i++)
+        assert_true(U.frames[i].flags & KDH_UNWIND_F_FPO);
+    check_sentinel(&e, U.frames[0].pc);
+    int epilogs = 0, prologs = 0;
+    every_instruction(&e, "_Entry", &epilogs, &prologs);
+    emu_close(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_x64),
         cmocka_unit_test(test_x86),
+        cmocka_unit_test(test_x86_fpo),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
