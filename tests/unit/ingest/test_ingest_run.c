@@ -16,7 +16,19 @@
 #include "kdh/ingest.h"
 #include "kdh/store.h"
 
+#include "kdh/cli.h"
+
 int kdh_cli_cmd_ingest(int argc, char **argv);
+int kdh_cli_cmd_help(int argc, char **argv);
+int kdh_cli_cmd_version(int argc, char **argv);
+
+/* The dispatcher's table, reduced to what this test runs. */
+const kdh_cli_command_t kdh_cli_commands[] = {
+    {"help", "show the usage", kdh_cli_cmd_help},
+    {"version", "print the version", kdh_cli_cmd_version},
+    {"ingest", "parse kd/WinDbg, Driver Verifier, poolmon and !poolused/!vm output into a run", kdh_cli_cmd_ingest},
+};
+const size_t kdh_cli_command_count = KDH_ARRAY_LEN(kdh_cli_commands);
 
 static const char session[] =
     "0: kd> ed nt!PoolHitTag 0x6b61654c\n"
@@ -113,8 +125,8 @@ static void test_run(void **state)
     snprintf(out, sizeof out, "%s/run", dir);
     write_file(in, session);
     write_file(in2, poolmon);
-    char *argv[] = {"ingest", "--out", out, in, in2, NULL};
-    assert_int_equal(kdh_cli_cmd_ingest(5, argv), 0);
+    char *argv[] = {"kdharvest", "ingest", "--out", out, in, in2, NULL};
+    assert_int_equal(kdh_cli_main(6, argv), 0);
 
     seen_t s;
     memset(&s, 0, sizeof s);
