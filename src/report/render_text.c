@@ -84,21 +84,39 @@ static void driver_table(const kdh_report_t *r, FILE *out)
     free(d);
 }
 
+static int cmp_pool(const void *a, const void *b)
+{
+    const kdh_report_pool_summary_t *x = a, *y = b;
+    if (x->steady_growth != y->steady_growth)
+        return y->steady_growth - x->steady_growth;
+    if (x->last_bytes != y->last_bytes)
+        return x->last_bytes > y->last_bytes ? -1 : 1;
+    return strcmp(x->tag, y->tag);
+}
+
+/* Steadily growing tags first, then by size, with the owner when a pooltag file was given. */
 static void pool_table(const kdh_report_t *r, FILE *out)
 {
     if (!r->npools)
         return;
-    fprintf(out, "\nPool usage samples\n%-6s %-10s %8s %14s %14s %14s %14s  %s\n", "TAG", "POOL", "SAMPLES",
-            "FIRST_BYTES", "LAST_BYTES", "PEAK_BYTES", "SLOPE_B/S", "TREND");
+    kdh_report_pool_summary_t *ps = malloc(r->npools * sizeof *ps);
+    if (!ps)
+        return;
+    for (uint32_t i = 0; i < r->npools; i++)
+        rep_pool_summary(r, &r->pools[i], &ps[i]);
+    qsort(ps, r->npools, sizeof *ps, cmp_pool);
+    fprintf(out, "\nPool usage samples\n%-6s %-10s %8s %14s %14s %14s %14s  %-13s  %s\n", "TAG", "POOL", "SAMPLES",
+            "FIRST_BYTES", "LAST_BYTES", "PEAK_BYTES", "SLOPE_B/S", "TREND", "OWNER");
     for (uint32_t i = 0; i < r->npools; i++) {
-        kdh_report_pool_summary_t s;
+        const kdh_report_pool_summary_t *p = &ps[i];
         char tag[8];
-        rep_pool_summary(r, &r->pools[i], &s);
-        snprintf(tag, sizeof tag, "'%s'", s.tag);
-        fprintf(out, "%-6s %-10s %8" PRIu64 " %14" PRIu64 " %14" PRIu64 " %14" PRIu64 " %14.3f  %s\n", tag,
-                s.pool[0] ? s.pool : "-", s.samples, s.first_bytes, s.last_bytes, s.peak_bytes, s.slope,
-                s.steady_growth ? "STEADY GROWTH" : "-");
+        const char *owner = rep_owner(r, p->tag);
+        snprintf(tag, sizeof tag, "'%s'", p->tag);
+        fprintf(out, "%-6s %-10s %8" PRIu64 " %14" PRIu64 " %14" PRIu64 " %14" PRIu64 " %14.3f  %-13s  %s\n", tag,
+                p->pool[0] ? p->pool : "-", p->samples, p->first_bytes, p->last_bytes, p->peak_bytes, p->slope,
+                p->steady_growth ? "STEADY GROWTH" : "-", owner ? owner : "-");
     }
+    free(ps);
 }
 
 int rep_render_text(const kdh_report_t *r, FILE *out)
