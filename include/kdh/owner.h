@@ -60,8 +60,9 @@ int kdh_owner_scan_image(const kdh_pe_t *pe, const char *module, uint32_t tag, k
 /* Appends one KDH_OWNER_IMPORT hit per untagged allocator the image imports. */
 int kdh_owner_untagged_imports(const kdh_pe_t *pe, const char *module, kdh_owner_result_t *res, kdh_err_t *err);
 
-/* Ranks hits: imports and immediate operands first, then other code, then data; within a kind by
- * module then rva (stable over runs). */
+/* Ranks hits: untagged-allocator imports first (for 'None' they name the drivers; nt's own
+ * immediate is the allocator), then immediate operands, other code, data; within a kind by module
+ * then rva (stable over runs). */
 void kdh_owner_sort(kdh_owner_result_t *res);
 
 /* Modules in rank order, each once: fills up to max names (pointers into res), returns the count. */

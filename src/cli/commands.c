@@ -12,6 +12,8 @@ int kdh_cli_cmd_tag(int argc, char **argv);
 int kdh_cli_cmd_run(int argc, char **argv);
 int kdh_cli_cmd_probe(int argc, char **argv);
 int kdh_cli_cmd_stack(int argc, char **argv);
+int kdh_cli_cmd_pool(int argc, char **argv);
+int kdh_cli_cmd_owner(int argc, char **argv);
 
 const kdh_cli_command_t kdh_cli_commands[] = {
     {"help", "show the usage of kdharvest or of one command", kdh_cli_cmd_help},
@@ -24,6 +26,8 @@ const kdh_cli_command_t kdh_cli_commands[] = {
     {"tag", "print a pool tag's DWORD and the commands that arm it", kdh_cli_cmd_tag},
     {"probe", "connect to a target: kernel, modules, symbols, pool-tracking addresses; then detach", kdh_cli_cmd_probe},
     {"stack", "print the current stack of every processor of a target, like WinDbg's k", kdh_cli_cmd_stack},
+    {"pool", "live pool usage by tag (!poolused), or sampled over time to find growing tags", kdh_cli_cmd_pool},
+    {"owner", "which driver uses a pool tag: search driver images (a folder or a live target)", kdh_cli_cmd_owner},
 };
 
 const size_t kdh_cli_command_count = KDH_ARRAY_LEN(kdh_cli_commands);

@@ -174,9 +174,11 @@ int kdh_owner_scan_image(const kdh_pe_t *pe, const char *module, uint32_t tag, k
     return rc;
 }
 
+/* An import of an untagged allocator outranks an immediate: for 'None' the immediate is nt's own
+ * allocator passing the tag, while the importers are the drivers that asked for untagged pool. */
 static int kind_rank(kdh_owner_kind_t k)
 {
-    return k == KDH_OWNER_IMPORT || k == KDH_OWNER_IMM ? 0 : k == KDH_OWNER_CODE ? 1 : 2;
+    return k == KDH_OWNER_IMPORT ? 0 : k == KDH_OWNER_IMM ? 1 : k == KDH_OWNER_CODE ? 2 : 3;
 }
 
 static int cmp_hit(const void *a, const void *b)
@@ -188,8 +190,6 @@ static int cmp_hit(const void *a, const void *b)
     c = strcmp(x->module, y->module);
     if (c)
         return c;
-    if (x->kind != y->kind)
-        return (int)x->kind - (int)y->kind;
     return (x->rva > y->rva) - (x->rva < y->rva);
 }
 
