@@ -1,4 +1,5 @@
-/* kdh/unwind.h: x64 (.pdata/.xdata) and x86 (EBP chain + bounded scan) stack unwinders.
+/* kdh/unwind.h: x64 (.pdata/.xdata) and x86 (FRAMEDATA programs, EBP chain, bounded scan)
+ * stack unwinders.
  * Pure and restartable: memory comes from a caller-supplied view that may answer "not cached";
  * the walk then stops, says exactly which bytes it needs, and resumes from the last completed
  * frame when called again after the caller has fetched them. No I/O, no globals, no allocation. */
