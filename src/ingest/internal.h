@@ -96,6 +96,7 @@ typedef struct kdh_ingest_arm {
 typedef struct kdh_ingest_v80 {
     kdh_ingest_stack_t st;
     kdh_ingest_frame_t *frames;
+    int superseded; /* a !verifier 3 row whose block the 0x80 log showed with its whole stack */
 } kdh_ingest_v80_t;
 
 struct kdh_ingest_parser {
@@ -146,6 +147,10 @@ struct kdh_ingest_parser {
 
     kdh_ingest_v80_t *v80;
     size_t nv80;
+    kdh_ingest_v80_t *v3; /* !verifier 3 rows held until the end of the file */
+    size_t nv3, capv3;
+    uint64_t *v80_addrs;  /* blocks the 0x80 log showed allocated, in this file */
+    size_t nv80_addrs, capv80_addrs;
 };
 
 /* tables.c: table lines (poolmon, !poolused, !vm, !verifier 3). Returns 1 when the line was
@@ -159,5 +164,10 @@ void kdh_ingest_note_skip(kdh_ingest_parser_t *p);
 int kdh_ingest_v80_hold(kdh_ingest_parser_t *p, const kdh_ingest_stack_t *st, kdh_err_t *err);
 int kdh_ingest_v80_flush(kdh_ingest_parser_t *p, kdh_err_t *err);
 void kdh_ingest_v80_free(kdh_ingest_parser_t *p);
+/* A !verifier 3 row and the 0x80 log record of the same block are one allocation: rows are held
+ * to the end of the file and left out when the log gave the block's stack (which takes the
+ * row's tag). */
+int kdh_ingest_v3_hold(kdh_ingest_parser_t *p, const kdh_ingest_stack_t *st, kdh_err_t *err);
+int kdh_ingest_v3_flush(kdh_ingest_parser_t *p, kdh_err_t *err);
 
 #endif

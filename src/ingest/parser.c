@@ -601,6 +601,8 @@ int kdh_ingest_parser_finish(kdh_ingest_parser_t *p, kdh_err_t *err)
         rc = end_stack(p, err);
     if (!rc)
         rc = kdh_ingest_v80_flush(p, err);
+    if (!rc)
+        rc = kdh_ingest_v3_flush(p, err);
     p->lineno = 0;
     p->blk = BLK_NONE;
     p->armed = p->open = 0;

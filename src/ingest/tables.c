@@ -269,9 +269,7 @@ static int v3_row(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_err_t *er
     st.line = p->lineno;
     st.origin = "verifier3";
     p->st.kinds_seen |= KDH_INGEST_VERIFIER;
-    int rc = kdh_ingest_v80_flush(p, err);
-    if (!rc)
-        rc = kdh_ingest_emit_stack(p, &st, err);
+    int rc = kdh_ingest_v3_hold(p, &st, err);
     return rc ? rc : 1;
 }
 

@@ -322,6 +322,38 @@ static void test_pool_rows(void **state)
     coll_free(c);
 }
 
+/* The docs workflow in one log: the !verifier 3 table lists 0x982a8fe0 (VMdl), 0x8645a000 (mdrv)
+ * and 0x9a836fd0 (Vfwi); !verifier 0x80 then shows those three blocks with whole stacks. Each
+ * block is one allocation: the log's stack with the table's tag. */
+static void test_verifier3_and_80(void **state)
+{
+    (void)state;
+    FILE *a = fopen(sample("verifier3_x86_poolalloc_01.txt"), "rb");
+    assert_non_null(a);
+    static char buf[16384];
+    size_t n = fread(buf, 1, sizeof buf, a);
+    fclose(a);
+    FILE *b = fopen(sample("verifier80_x86_poolstacks_01.txt"), "rb");
+    assert_non_null(b);
+    n += fread(buf + n, 1, sizeof buf - n, b);
+    fclose(b);
+    coll_t *c = coll_run(KDH_INGEST_AUTO, NULL, buf, n, 4096);
+    assert_non_null(c);
+    assert_int_equal(c->nstacks, 3);
+    static const struct {
+        uint64_t addr;
+        const char *tag;
+        unsigned frames;
+    } want[] = {{0x982a8fe0, "VMdl", 13}, {0x8645a000, "mdrv", 13}, {0x9a836fd0, "Vfwi", 13}};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(c->stacks[i].st.addr, want[i].addr);
+        assert_string_equal(c->stacks[i].st.tag, want[i].tag);
+        assert_int_equal(c->stacks[i].st.nframes, want[i].frames);
+        assert_string_equal(c->stacks[i].st.origin, "verifier80");
+    }
+    coll_free(c);
+}
+
 int main(void)
 {
     if (!have_samples()) {
@@ -331,7 +363,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts),          cmocka_unit_test(test_frames),
         cmocka_unit_test(test_poolhittag_alloc), cmocka_unit_test(test_events),
-        cmocka_unit_test(test_pool_rows),
+        cmocka_unit_test(test_pool_rows),       cmocka_unit_test(test_verifier3_and_80),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
