@@ -88,8 +88,8 @@ int kdh_cli_cmd_ingest(int argc, char **argv)
            (unsigned long long)t.unique_stacks, (unsigned long long)t.events, (unsigned long long)t.snapshots,
            (unsigned long long)t.samples, io.nfiles);
     if (t.stacks == 0 && t.snapshots == 0) {
-        kdh_cli_errorf("ingest: no stacks and no pool snapshots found in %zu file%s (try --kind auto)", io.nfiles,
-                       io.nfiles == 1 ? "" : "s");
+        kdh_cli_errorf("ingest: no stacks and no pool snapshots found in %zu file%s%s", io.nfiles,
+                       io.nfiles == 1 ? "" : "s", kinds == KDH_INGEST_AUTO ? "" : " (try --kind auto)");
         return KDH_CLI_EXIT_FAIL;
     }
     if (t.files_failed == io.nfiles) {
