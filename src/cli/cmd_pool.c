@@ -272,11 +272,12 @@ static int take_sample(sampler_t *sm, kdh_err_t *err)
 /* Lets the target run for ms (the loop keeps answering its packets), then breaks in again. */
 static int run_between(sampler_t *sm, uint64_t ms, kdh_err_t *err)
 {
+    /* the interval counts from the continue, so the detach's wait for stray stops is part of it */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = kdh_target_session_detach(sm->s, err);
     if (rc != KDH_OK)
         return rc;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
         clock_gettime(CLOCK_MONOTONIC, &t1);
         uint64_t el = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000 + (uint64_t)((t1.tv_nsec - t0.tv_nsec) / 1000000);
@@ -398,6 +399,8 @@ static int run_pool(sampler_t *sm, kdh_pooltag_t *pt, char *dir, size_t dirlen, 
         rc = open_out(sm, dir, dirlen, err);
     if (rc != KDH_OK)
         return rc;
+    if (po->every_ms)
+        printf("sampling pool usage every %.1f s into %s (Ctrl-C ends)\n", (double)po->every_ms / 1000, dir);
     rc = take_sample(sm, err);
     if (rc != KDH_OK)
         return rc;
@@ -408,7 +411,6 @@ static int run_pool(sampler_t *sm, kdh_pooltag_t *pt, char *dir, size_t dirlen, 
                (unsigned long long)sm->rd.entries, sm->rd.size_source);
         return KDH_OK;
     }
-    printf("sampling pool usage every %.1f s into %s (Ctrl-C ends)\n", (double)po->every_ms / 1000, dir);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {

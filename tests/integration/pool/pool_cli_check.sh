@@ -1,0 +1,86 @@
+#!/bin/sh
+# pool_cli_check.sh KDHARVEST KDSIM FIXTURE_DIR WORKDIR: kdharvest pool and owner end to end against
+# kdsim (x64 and x86). Checks, each against something other than the code under test:
+#  - sampled `pool` over the "leak" workload flags 'Leak' as steady growth and the balanced,
+#    high-rate busydrv tag 'Bsy0' not, and `kdharvest report` on the same run shows the same;
+#  - `owner Leak` (live) names leakdrv.sys first and `owner None` names olddrv.sys (which imports
+#    the untagged ExAllocatePool, per llvm-readobj-14) first;
+#  - `owner --scan` over the fixture folder gives the same code/import owners and hits as the live
+#    search, and its immediate hits are exactly the instructions llvm-objdump-14 shows with the
+#    tag as an immediate (addresses minus the image base).
+set -u
+KDH=$1 SIM=$2 FIX=$3 WORK=$4
+[ -f "$FIX/x64/ntoskrnl.exe" ] && [ -f "$FIX/x86/ntoskrnl.exe" ] || { echo "fixtures missing: skipped"; exit 77; }
+command -v llvm-objdump-14 >/dev/null && command -v llvm-readobj-14 >/dev/null || { echo "llvm-14 tools missing: skipped"; exit 77; }
+rm -rf "$WORK" && mkdir -p "$WORK" || exit 1
+fail() { echo "FAIL: $*"; [ -n "${SIMPID:-}" ] && kill "$SIMPID" 2>/dev/null; exit 1; }
+
+start_sim() { # arch
+    "$SIM" --tcp 0 --arch "$1" --fixtures "$FIX/$1" --baud 0 --workload leak >"$WORK/sim-$1.out" 2>"$WORK/sim-$1.err" &
+    SIMPID=$!
+    i=0
+    while ! grep -q "serving on tcp:" "$WORK/sim-$1.out" 2>/dev/null; do
+        i=$((i + 1)); [ $i -gt 100 ] && fail "kdsim did not start: $(cat "$WORK/sim-$1.err")"
+        sleep 0.1
+    done
+    PORT="tcp://$(sed -n 's/^kdsim: serving on tcp:\(.*\)$/\1/p' "$WORK/sim-$1.out")"
+}
+
+# owners with code or import hits, in rank order, from an owner listing
+code_owners() { sed -n 's/^  [0-9]*\. \([^ ]*\) *\([0-9]*\) immediate, \([0-9]*\) other code, [0-9]* data\(.*\)$/\1 \2 \3\4/p' "$1" | awk '$2 > 0 || $3 > 0 || /imports/'; }
+code_hits() { grep -E '^  [^ ]+ +[^ ]+ +0x[0-9a-f]+ (immediate|code|import)' "$1"; }
+
+for ARCH in x64 x86; do
+    start_sim $ARCH
+    # --- pool: sampled growth ---
+    "$KDH" pool "$PORT" --symbols "$FIX/$ARCH" --every 1s --duration 7s --out "$WORK/run-$ARCH" --top 0 >"$WORK/pool-$ARCH.txt" 2>&1 \
+        || fail "$ARCH pool: $(cat "$WORK/pool-$ARCH.txt")"
+    grep -q "^'Leak' nonpaged .*STEADY GROWTH" "$WORK/pool-$ARCH.txt" || fail "$ARCH: Leak not flagged: $(cat "$WORK/pool-$ARCH.txt")"
+    grep -q "^'Bsy0' nonpaged " "$WORK/pool-$ARCH.txt" || fail "$ARCH: no Bsy0 row"
+    grep "^'Bsy0' " "$WORK/pool-$ARCH.txt" | grep -q "STEADY" && fail "$ARCH: Bsy0 flagged as growing"
+    n=$(grep -c '^sample ' "$WORK/pool-$ARCH.txt")
+    [ "$n" -ge 4 ] || fail "$ARCH: only $n samples"
+    # busydrv allocates at a high rate: its counters must have moved between the first and last sample
+    first=$(grep -m1 '"tag":"Bsy0"' "$WORK/run-$ARCH/pool.jsonl" | sed 's/.*"allocs":\([0-9]*\).*/\1/')
+    last=$(grep '"tag":"Bsy0"' "$WORK/run-$ARCH/pool.jsonl" | tail -1 | sed 's/.*"allocs":\([0-9]*\).*/\1/')
+    [ "$last" -gt "$first" ] || fail "$ARCH: Bsy0 allocs did not grow ($first -> $last)"
+    grep -q "System pool information" "$WORK/run-$ARCH/poolmon.txt" || fail "$ARCH: no poolmon.txt blocks"
+    "$KDH" report "$WORK/run-$ARCH" >"$WORK/report-$ARCH.txt" 2>&1 || fail "$ARCH report: $(cat "$WORK/report-$ARCH.txt")"
+    grep -q "^'Leak' *nonpaged .*STEADY GROWTH" "$WORK/report-$ARCH.txt" || fail "$ARCH: report does not flag Leak"
+    grep "^'Bsy0' " "$WORK/report-$ARCH.txt" | grep -q "STEADY" && fail "$ARCH: report flags Bsy0"
+
+    # --- owner, live ---
+    "$KDH" owner Leak "$PORT" --hits 0 >"$WORK/own-leak-live-$ARCH.txt" 2>&1 || fail "$ARCH owner Leak live"
+    grep -q '^  1\. leakdrv.sys ' "$WORK/own-leak-live-$ARCH.txt" || fail "$ARCH: owner Leak: $(cat "$WORK/own-leak-live-$ARCH.txt")"
+    "$KDH" owner None "$PORT" --hits 0 >"$WORK/own-none-live-$ARCH.txt" 2>&1 || fail "$ARCH owner None live"
+    grep -q '^  1\. olddrv.sys .*imports untagged ExAllocatePool' "$WORK/own-none-live-$ARCH.txt" \
+        || fail "$ARCH: owner None: $(cat "$WORK/own-none-live-$ARCH.txt")"
+    llvm-readobj-14 --coff-imports "$FIX/$ARCH/olddrv.sys" | grep -q 'Symbol: ExAllocatePool (' \
+        || fail "$ARCH: llvm-readobj shows no ExAllocatePool import in olddrv.sys"
+    kill "$SIMPID"; wait "$SIMPID" 2>/dev/null; SIMPID=
+
+    # --- owner, offline: same owners and code hits as live ---
+    for TAG in Leak None; do
+        t=$(echo $TAG | tr A-Z a-z)
+        "$KDH" owner $TAG --scan "$FIX/$ARCH" --hits 0 >"$WORK/own-$t-scan-$ARCH.txt" 2>&1 || fail "$ARCH owner $TAG --scan"
+        code_owners "$WORK/own-$t-scan-$ARCH.txt" >"$WORK/a" ; code_owners "$WORK/own-$t-live-$ARCH.txt" >"$WORK/b"
+        [ -s "$WORK/a" ] && cmp -s "$WORK/a" "$WORK/b" || fail "$ARCH $TAG: scan and live owners differ: $(diff "$WORK/a" "$WORK/b")"
+        code_hits "$WORK/own-$t-scan-$ARCH.txt" >"$WORK/a" ; code_hits "$WORK/own-$t-live-$ARCH.txt" >"$WORK/b"
+        cmp -s "$WORK/a" "$WORK/b" || fail "$ARCH $TAG: scan and live hits differ: $(diff "$WORK/a" "$WORK/b")"
+    done
+    # --- immediates against llvm-objdump ---
+    for PAIR in leakdrv.sys:0x6B61654C ntoskrnl.exe:0x656E6F4E; do
+        IMG=${PAIR%%:*} IMM=${PAIR#*:}
+        base=$(llvm-readobj-14 --file-headers "$FIX/$ARCH/$IMG" | sed -n 's/^ *ImageBase: \(0x[0-9A-Fa-f]*\)$/\1/p')
+        [ -n "$base" ] || fail "$ARCH: no ImageBase for $IMG"
+        llvm-objdump-14 -d "$FIX/$ARCH/$IMG" | grep -i "imm = $IMM\$" | sed 's/^ *\([0-9a-f]*\):.*/\1/' |
+            while read a; do printf '0x%08x\n' $((0x$a - base)); done | sort >"$WORK/want"
+        [ -s "$WORK/want" ] || fail "$ARCH: llvm-objdump shows no $IMM immediate in $IMG"
+        t=$([ "$IMM" = 0x6B61654C ] && echo leak || echo none)
+        grep -E "^  $IMG +[^ ]+ +0x[0-9a-f]+ immediate" "$WORK/own-$t-scan-$ARCH.txt" |
+            sed 's/.*(instruction at \(0x[0-9a-f]*\)).*/\1/' | sort >"$WORK/got"
+        cmp -s "$WORK/want" "$WORK/got" || fail "$ARCH $IMG: immediates differ from llvm-objdump: $(diff "$WORK/want" "$WORK/got")"
+    done
+done
+echo "pool/owner end to end: OK"
+exit 0
