@@ -298,9 +298,10 @@ int kdh_ingest_parse_frame(kdh_ingest_patterns_t *p, const char *line, size_t le
 /* Substrings of routine names that allocate or free pool (kernel, verifier, verifier extension,
  * kmautofail shims, the PoolHitTag trackers that break on older kernels, NDIS lookaside frees). */
 static const char *const alloc_words[] = {"AllocatePool", "AllocateHeapPool", "AllocateSpecialPool",
-                                          "AllocateBigPool", "ExpInsertPoolTracker"};
+                                          "AllocateBigPool", "AllocateLargePool", "ExpInsertPoolTracker"};
 static const char *const free_words[] = {"FreePool", "FreeHeapPool", "FreeSpecialPool", "FreeBigPool",
-                                         "ExpRemovePoolTracker", "FreeToNPagedPool", "FreeTrackedPool"};
+                                         "FreeLargePool", "ExpRemovePoolTracker", "FreeToNPagedPool",
+                                         "FreeTrackedPool"};
 
 static int has_word(const char *s, size_t n, const char *w)
 {

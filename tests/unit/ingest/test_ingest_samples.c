@@ -155,6 +155,33 @@ static void test_counts(void **state)
     }
 }
 
+/* What auto-detection recognizes per file (KDH_INGEST_* bits), for one file of each family. */
+static void test_recognized(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *file;
+        unsigned kinds;
+    } want[] = {
+        {"kd_verifier_bugcheck_x86_kb_01.txt", KDH_INGEST_KD | KDH_INGEST_VERIFIER},
+        {"kn_x86_01.txt", KDH_INGEST_KD},
+        {"verifier80_x86_poolstacks_01.txt", KDH_INGEST_VERIFIER},
+        {"kmautofail_x64_01.txt", KDH_INGEST_VERIFIER},
+        {"poolmon_snapshot_n_01.txt", KDH_INGEST_POOLMON},
+        {"poolused_flag4_01.txt", KDH_INGEST_POOLUSED},
+        {"vm1_x86_01.txt", KDH_INGEST_POOLUSED},
+        {"pool_x86_01.txt", 0},
+        {"pooltag_txt_ws2003_rktools_01.txt", 0},
+    };
+    for (size_t i = 0; i < KDH_ARRAY_LEN(want); i++) {
+        coll_t *c = coll_run(KDH_INGEST_AUTO, sample(want[i].file), NULL, 0, 0);
+        assert_non_null(c);
+        if (c->stats.kinds_seen != want[i].kinds)
+            fail_msg("%s: recognized %#x, expected %#x", want[i].file, c->stats.kinds_seen, want[i].kinds);
+        coll_free(c);
+    }
+}
+
 static void test_frames(void **state)
 {
     (void)state;
@@ -362,6 +389,7 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts),          cmocka_unit_test(test_frames),
+        cmocka_unit_test(test_recognized),
         cmocka_unit_test(test_poolhittag_alloc), cmocka_unit_test(test_events),
         cmocka_unit_test(test_pool_rows),       cmocka_unit_test(test_verifier3_and_80),
     };
