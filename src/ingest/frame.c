@@ -1,6 +1,7 @@
 /* frame.c: one stack frame line -> module, symbol, offset, addresses. The column layouts and the
  * CALLSITE grammar are in reference/log-formats.md section 3; the callsite is found by removing
- * trailing annotations ([src @ line], (FPO: ...), (CONV: ...), (Inline Function @ ...), <-- notes)
+ * trailing annotations ([src @ line], (FPO: ...), (CONV: ...), (Inline Function @ ...),
+ * (TrapFrame @ ...), <-- notes)
  * from the right, because symbols may contain spaces and so cannot be cut at the first blank. */
 #include "internal.h"
 
@@ -60,7 +61,8 @@ static size_t strip_annotations(const char *s, size_t n)
     if (a > 0)
         n = rtrim(s, (size_t)a);
     n = strip_source(s, n);
-    static const char *const groups[] = {" (FPO: ", " (CONV: ", " (Inline Function @ ", " (no FPO"};
+    static const char *const groups[] = {" (FPO: ", " (CONV: ", " (Inline Function @ ", " (TrapFrame @ ",
+                                         " (no FPO"};
     for (int guard = 0; guard < 4 && n && s[n - 1] == ')'; guard++) {
         long best = -1;
         for (size_t g = 0; g < KDH_ARRAY_LEN(groups); g++) {

@@ -22,7 +22,8 @@ static const char *const sources[PAT_COUNT] = {
     [PAT_MEX] = "^\\s*([0-9a-fA-F]{1,4})\\s+([0-9a-fA-F]{16})\\s+([0-9a-fA-F]{16})\\s+(\\S.*)$",
     [PAT_KC] = "^\\s*(?:([0-9a-fA-F]{2,4})\\s+)?(\\S.*)$",
     [PAT_ADDRFR] = "^\\s*(?:0x)?([0-9a-fA-F]{8}(?:`?[0-9a-fA-F]{8})?)\\s+(\\S.*)$",
-    [PAT_CALLSITE] = "^(?:(" MOD ")!(\\S.*?)(?:\\+0x([0-9a-fA-F]{1,16}))?|(" MOD ")\\+0x([0-9a-fA-F]{1,16})"
+    /* "<Unloaded_drv.sys>+0x1047": a frame in a driver that has since been unloaded */
+    [PAT_CALLSITE] = "^(?:(" MOD ")!(\\S.*?)(?:\\+0x([0-9a-fA-F]{1,16}))?|(" MOD "|<Unloaded_[^<>\\s]{1,200}>)\\+0x([0-9a-fA-F]{1,16})"
                      "|0x([0-9a-fA-F]{1,8}(?:`[0-9a-fA-F]{8})?|[0-9a-fA-F]{9,16}))$",
     /* 1: x86, 2: x64, 3: mex, 4: kc (newer WinDbg prints "Call Site"); kf adds "Memory" */
     [PAT_HEADER] = "^\\s*(?:#\\s*)?(?:Memory\\s+)?(?:(ChildEBP\\s+RetAddr(?:\\s+Args to Child)?)"

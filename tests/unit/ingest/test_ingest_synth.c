@@ -357,6 +357,10 @@ static void test_frame_lines(void **state)
              0);
     frame_ok(p, "02 ffffd68d`7952edc0 fffff804`0591e433     xrt_core_7ffc5a340000!`anonymous namespace'::run<int>+0x81 <--- here",
              KDH_INGEST_L_X64, "xrt_core_7ffc5a340000!`anonymous namespace'::run<int>+0x81", 0);
+    frame_ok(p, "05 ffff8c85`cbd4fa00 00007ffa`1234abcd     nt!KiSystemServiceCopyEnd+0x25 (TrapFrame @ ffff8c85`cbd4fa80)",
+             KDH_INGEST_L_X64, "nt!KiSystemServiceCopyEnd+0x25", 0);
+    frame_ok(p, "03 8774585c 82d40cba 00000001 00000040 6b61654c <Unloaded_LeakDrv.sys>+0x1047", KDH_INGEST_L_X86,
+             "<Unloaded_LeakDrv.sys>+0x1047", 0);
     kdh_ingest_frame_t f;
     /* not frames: !token output and numbered text */
     assert_int_equal(kdh_ingest_parse_frame(p, " 00 S-1-5-32-544", 16, KDH_INGEST_L_ALL, &f), 0);
