@@ -46,7 +46,7 @@ static const char *const sources[PAT_COUNT] = {
     [PAT_V3ROW] = "^\\s*0x([0-9a-fA-F`]{1,17})\\s+0x([0-9a-fA-F`]{1,17})\\s\\s?(\\S.{0,3}?)\\s+0x([0-9a-fA-F`]{1,17})"
                   "(?:\\s+(\\S.*?))?\\s*$",
     [PAT_PMMEM] = "^\\s*Memory:\\s*\\d+K",
-    [PAT_PMHDR] = "^\\s*Tag\\s+Type\\s+Allocs\\s+Frees\\s+Diff\\s+Bytes\\s+Per Alloc",
+    [PAT_PMHDR] = "^\\s*Tag\\s+Type\\s+Allocs\\s+Frees\\s+Diff\\s+Bytes\\b",
     /* 1 tag 2 type 3 allocs 4 frees 5 diff 6 bytes 7 per-alloc */
     [PAT_PMROW] = "^ ?(\\S.{0,3}?)\\s+(Nonp|Paged|NonP|Pagd|Sess)\\s+(\\d+)\\s*(?:\\(\\s*-?\\d+\\s*\\))?\\s+(\\d+)\\s*"
                   "(?:\\(\\s*-?\\d+\\s*\\))?\\s+(-?\\d+)\\s+(-?\\d+)\\s*(?:\\(\\s*-?\\d+\\s*\\))?\\s+(-?\\d+)(?:\\s.*)?$",

@@ -152,10 +152,16 @@ static int pu_fields(const kdh_ingest_parser_t *p, const char *s, size_t n, uint
     return 1;
 }
 
+static int is_blank4(const char *t)
+{
+    return t[0] == ' ' && t[1] == ' ' && t[2] == ' ' && t[3] == ' ';
+}
+
 static int poolused_row(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_err_t *err)
 {
     size_t tc = p->pu_tagcol;
-    if (n < tc + 6 || s[tc + 4] != ' ' || s[tc] == ' ')
+    /* the tag is the 4 columns under "Tag" and may hold blanks anywhere, but not only blanks */
+    if (n < tc + 6 || s[tc + 4] != ' ' || is_blank4(s + tc))
         return 0;
     if (n >= tc + 5 && memcmp(s + tc, "TOTAL", 5) == 0)
         return 1;

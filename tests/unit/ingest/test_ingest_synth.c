@@ -280,7 +280,8 @@ static const char poolused_verbose[] =
     "                        NonPaged                               Paged\n"
     " Tag    Allocs    Frees     Diff     Used   Allocs    Frees     Diff     Used\n"
     " Leak     1000      100      900    86400        5        5        0        0UNKNOWN pooltag 'Leak'\n"
-    " Io        300      200      100     9600       40       10       30     2880Io manager\n";
+    " Io        300      200      100     9600       40       10       30     2880Io manager\n"
+    "  rx         3        3        0        0        0        0        0        0\n";
 
 static void test_poolused_verbose(void **state)
 {
@@ -288,7 +289,8 @@ static void test_poolused_verbose(void **state)
     coll_t *c = coll_run(KDH_INGEST_AUTO, NULL, poolused_verbose, sizeof poolused_verbose - 1, 4096);
     assert_non_null(c);
     assert_int_equal(c->stats.snapshots, 1);
-    assert_int_equal(c->nsamples, 4);
+    assert_int_equal(c->nsamples, 6);
+    assert_string_equal(c->samples[5].tag, " rx "); /* a tag that starts with a blank */
     assert_string_equal(c->samples[0].tag, "Leak");
     assert_int_equal(c->samples[0].allocs, 1000);
     assert_int_equal(c->samples[0].frees, 100);
