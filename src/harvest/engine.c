@@ -161,7 +161,7 @@ static void status(hv_t *h, const char *state, int force)
     s.captured = h->captured;
     s.allocs = h->allocs;
     s.frees = h->frees;
-    s.unique_stacks = h->stacks_before + h->sids.n;
+    s.unique_stacks = h->sids.n;
     s.hits_per_s = dt > 0 ? (double)(h->hits - h->last_status_hits) / dt : 0;
     s.bytes_per_s = dt > 0 ? (double)(bytes - h->last_status_bytes) / dt : 0;
     s.stall_pct = h->armed_at > 0 ? hv_stall_pct(h, now) : 0;
@@ -389,6 +389,16 @@ static int resume(hv_t *h, kdh_err_t *err)
     return hv_conn_continue(&h->c, st, err);
 }
 
+static int is_pool_hit(hv_t *h, const kdh_wire_state_change_t *sc)
+{
+    if (!sc || !h->pht_addr || sc->new_state != KDH_WIRE_STATE_EXCEPTION ||
+        sc->u.exception.code != KDH_WIRE_STATUS_BREAKPOINT || sc->report.instruction_count < 1 ||
+        sc->report.instruction_stream[0] != 0xCC)
+        return 0;
+    const kdh_target_kdbg_t *kd = kdh_target_kdbg(h->t);
+    return !(kd && sc->program_counter == kd->breakpoint_with_status);
+}
+
 /* Break in (if running), disarm, continue. */
 static int detach(hv_t *h, kdh_err_t *err)
 {
@@ -402,22 +412,15 @@ static int detach(hv_t *h, kdh_err_t *err)
         if ((rc = hv_conn_wait_stop(&h->c, 5000, NULL, err)) != KDH_OK)
             return rc;
     }
+    int hit = is_pool_hit(h, kdh_kd_state(h->c.kd));
     if ((rc = disarm(h, err)) != KDH_OK)
         return rc;
-    if ((rc = resume(h, err)) != KDH_OK)
+    /* a hit that came before the break-in is logged like any other, so the log stays complete */
+    rc = hit ? hv_handle_hit(h, err) : resume(h, err);
+    if (rc != KDH_OK)
         return rc;
     hv_conn_drain(&h->c);
     return KDH_OK;
-}
-
-static int is_pool_hit(hv_t *h, const kdh_wire_state_change_t *sc)
-{
-    if (!h->armed || sc->new_state != KDH_WIRE_STATE_EXCEPTION ||
-        sc->u.exception.code != KDH_WIRE_STATUS_BREAKPOINT || sc->report.instruction_count < 1 ||
-        sc->report.instruction_stream[0] != 0xCC)
-        return 0;
-    const kdh_target_kdbg_t *kd = kdh_target_kdbg(h->t);
-    return !(kd && sc->program_counter == kd->breakpoint_with_status);
 }
 
 /* Reads meta.json of a continued run for the boot number and kernel base it ended with. */
@@ -434,6 +437,21 @@ static void resume_boot(hv_t *h, uint64_t *base)
     json_decref(m);
 }
 
+static int on_old_stack(void *ud, uint64_t sid, const kdh_store_frame_t *frames, size_t n)
+{
+    (void)frames;
+    (void)n;
+    return hv_sid_known(ud, sid);
+}
+
+/* Every event was counted against a stack logged before: stop at the first event line. */
+static int on_old_event(void *ud, const kdh_store_event_t *ev)
+{
+    (void)ud;
+    (void)ev;
+    return 1;
+}
+
 static int open_run(hv_t *h, uint64_t *prev_base, kdh_err_t *err)
 {
     int rc = kdh_store_open(&h->st, h->dir, NULL, err);
@@ -444,7 +462,9 @@ static int open_run(hv_t *h, uint64_t *prev_base, kdh_err_t *err)
     *prev_base = 0;
     if (inf->resumed) {
         resume_boot(h, prev_base);
-        h->stacks_before = inf->stacks;
+        kdh_store_reader_t rd = {.ud = h, .on_stack = on_old_stack, .on_event = on_old_event};
+        kdh_err_t ignore;
+        kdh_store_read(h->dir, &rd, NULL, &ignore);
         if (inf->repaired)
             notice(h, "%s", inf->repair_note);
     }
@@ -592,7 +612,7 @@ int kdh_harvest_run(const kdh_harvest_opts_t *o, kdh_harvest_result_t *res, kdh_
         res->final.captured = h->captured;
         res->final.allocs = h->allocs;
         res->final.frees = h->frees;
-        res->final.unique_stacks = h->stacks_before + h->sids.n;
+        res->final.unique_stacks = h->sids.n;
         res->bytes_in = hv_conn_bytes(&h->c, 0);
         res->bytes_out = hv_conn_bytes(&h->c, 1);
         res->requests = h->c.kd ? kdh_kd_stats(h->c.kd)->requests : 0;

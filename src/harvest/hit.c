@@ -97,6 +97,12 @@ static uint64_t *sid_slot(hv_sidset_t *s, uint64_t sid, int *fresh)
     return &s->count[j];
 }
 
+int hv_sid_known(hv_t *h, uint64_t sid)
+{
+    int fresh;
+    return sid_slot(&h->sids, sid, &fresh) ? KDH_OK : KDH_ENOMEM;
+}
+
 /* ---- classification ---- */
 static int kind_of(hv_t *h, uint64_t va)
 {
