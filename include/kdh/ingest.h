@@ -164,9 +164,21 @@ typedef struct kdh_ingest_opts {
     void *ud;
 } kdh_ingest_opts_t;
 
+#define KDH_INGEST_TOP 5
+
+/* A stack and how many hits (events) it had in this ingest, for the summary. */
+typedef struct kdh_ingest_top {
+    uint64_t sid;
+    uint64_t hits;
+    int kind;        /* KDH_INGEST_EV_* of its first hit */
+    char label[128]; /* the first frame below the pool routines: who allocated */
+} kdh_ingest_top_t;
+
 typedef struct kdh_ingest_totals {
     uint64_t stacks, unique_stacks, frames, events, snapshots, samples, skipped;
     unsigned files_failed;
+    kdh_ingest_top_t top[KDH_INGEST_TOP]; /* most hit stacks, most first */
+    unsigned ntop;
 } kdh_ingest_totals_t;
 
 /* Parses every file into the run directory out_dir (created, or continued when it already holds

@@ -87,6 +87,13 @@ int kdh_cli_cmd_ingest(int argc, char **argv)
     printf("%s: %llu unique stacks, %llu events, %llu snapshots, %llu pool rows from %zu files\n", out,
            (unsigned long long)t.unique_stacks, (unsigned long long)t.events, (unsigned long long)t.snapshots,
            (unsigned long long)t.samples, io.nfiles);
+    static const char *const kinds_txt[] = {"alloc", "free", "hit"};
+    for (unsigned i = 0; i < t.ntop; i++) {
+        char sid[17];
+        snprintf(sid, sizeof sid, "%016llx", (unsigned long long)t.top[i].sid);
+        printf("  %6llu %-5s  %s  (sid %s)\n", (unsigned long long)t.top[i].hits,
+               kinds_txt[t.top[i].kind >= 0 && t.top[i].kind <= 2 ? t.top[i].kind : 2], t.top[i].label, sid);
+    }
     if (t.stacks == 0 && t.snapshots == 0) {
         kdh_cli_errorf("ingest: no stacks and no pool snapshots found in %zu file%s%s", io.nfiles,
                        io.nfiles == 1 ? "" : "s", kinds == KDH_INGEST_AUTO ? "" : " (try --kind auto)");

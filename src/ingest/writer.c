@@ -15,7 +15,75 @@
 
 #define MODS_MAX 4096 /* module names remembered for modules.jsonl; beyond that they repeat */
 
+/* Hits per stack id: open addressing, grown at half load. */
+typedef struct hitmap {
+    kdh_ingest_top_t *slot;
+    size_t cap, n;
+} hitmap_t;
+
+static kdh_ingest_top_t *hit_slot(hitmap_t *m, uint64_t sid)
+{
+    size_t i = (size_t)(sid ^ (sid >> 29)) & (m->cap - 1);
+    while (m->slot[i].hits && m->slot[i].sid != sid)
+        i = (i + 1) & (m->cap - 1);
+    return &m->slot[i];
+}
+
+static int hit_add(hitmap_t *m, uint64_t sid, const kdh_ingest_stack_t *st)
+{
+    if (2 * (m->n + 1) > m->cap) {
+        hitmap_t g = {calloc(m->cap ? m->cap * 2 : 1024, sizeof *m->slot), m->cap ? m->cap * 2 : 1024, 0};
+        if (!g.slot)
+            return KDH_ENOMEM;
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->slot[i].hits) {
+                *hit_slot(&g, m->slot[i].sid) = m->slot[i];
+                g.n++;
+            }
+        free(m->slot);
+        *m = g;
+    }
+    kdh_ingest_top_t *t = hit_slot(m, sid);
+    if (!t->hits) {
+        t->sid = sid;
+        t->kind = st->kind;
+        /* label: the first frame that is not a pool routine (the caller that allocated) */
+        size_t k = 0;
+        while (k + 1 < st->nframes && kdh_ingest_pool_routine(&st->frames[k]) >= 0)
+            k++;
+        const char *lab = st->nframes ? st->frames[k].sym : "";
+        size_t ll = strnlen(lab, sizeof t->label - 1);
+        memcpy(t->label, lab, ll); /* cut to the label's room */
+        t->label[ll] = 0;
+        m->n++;
+    }
+    t->hits++;
+    return KDH_OK;
+}
+
+static void hit_top(const hitmap_t *m, kdh_ingest_totals_t *t)
+{
+    t->ntop = 0;
+    for (size_t i = 0; i < m->cap; i++) {
+        const kdh_ingest_top_t *e = &m->slot[i];
+        if (!e->hits)
+            continue;
+        unsigned pos = t->ntop;
+        while (pos > 0 && (t->top[pos - 1].hits < e->hits ||
+                           (t->top[pos - 1].hits == e->hits && t->top[pos - 1].sid > e->sid)))
+            pos--;
+        if (pos >= KDH_INGEST_TOP)
+            continue;
+        unsigned last = t->ntop < KDH_INGEST_TOP ? t->ntop : KDH_INGEST_TOP - 1;
+        memmove(&t->top[pos + 1], &t->top[pos], (last - pos) * sizeof t->top[0]);
+        t->top[pos] = *e;
+        if (t->ntop < KDH_INGEST_TOP)
+            t->ntop++;
+    }
+}
+
 typedef struct writer {
+    hitmap_t hits;
     kdh_store_t *store;
     const char *file; /* base name of the current input */
     char *mods[MODS_MAX];
@@ -88,6 +156,8 @@ static int on_stack(void *ud, const kdh_ingest_stack_t *st, kdh_err_t *err)
         return rc;
     if (st->repeat)
         return KDH_OK;
+    if (hit_add(&w->hits, sid, st))
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory counting hits per stack");
     kdh_store_event_t ev;
     memset(&ev, 0, sizeof ev);
     ev.boot = 1;
@@ -246,6 +316,7 @@ int kdh_ingest_run(const kdh_ingest_opts_t *o, kdh_ingest_totals_t *totals, kdh_
             o->on_file(o->ud, &r);
     }
     t.unique_stacks = kdh_store_info(w->store)->stacks - stacks_before;
+    hit_top(&w->hits, &t);
     if ((rc = write_meta(w, o, &t, err)))
         goto out;
 out:
@@ -260,6 +331,7 @@ out:
         free(w->mods[i]);
     free(w->sf);
     free(w->modbuf);
+    free(w->hits.slot);
     free(w);
     if (totals)
         *totals = t;

@@ -128,6 +128,22 @@ static void test_run(void **state)
     char *argv[] = {"kdharvest", "ingest", "--out", out, in, in2, NULL};
     assert_int_equal(kdh_cli_main(6, argv), 0);
 
+    /* the library's totals: 2 hits on the allocating stack (caller LeakDrv+0x1170), 1 on the free */
+    kdh_ingest_totals_t t;
+    const char *files[] = {in};
+    char outt[512];
+    snprintf(outt, sizeof outt, "%s/runt", dir);
+    kdh_ingest_opts_t io = {.kinds = KDH_INGEST_AUTO, .files = files, .nfiles = 1, .out_dir = outt};
+    kdh_err_t terr;
+    assert_int_equal(kdh_ingest_run(&io, &t, &terr), 0);
+    assert_int_equal(t.ntop, 2);
+    assert_int_equal(t.top[0].hits, 2);
+    assert_string_equal(t.top[0].label, "LeakDrv+0x1170");
+    assert_int_equal(t.top[0].kind, KDH_INGEST_EV_ALLOC);
+    assert_int_equal(t.top[1].hits, 1);
+    assert_int_equal(t.unique_stacks, 2);
+    assert_int_equal(t.events, 3);
+
     seen_t s;
     memset(&s, 0, sizeof s);
     kdh_store_reader_t rd = {.ud = &s, .on_event = on_event, .on_stack = on_stack, .on_module = on_module,
