@@ -10,6 +10,7 @@ int kdh_cli_cmd_demo(int argc, char **argv);
 int kdh_cli_cmd_report(int argc, char **argv);
 int kdh_cli_cmd_tag(int argc, char **argv);
 int kdh_cli_cmd_run(int argc, char **argv);
+int kdh_cli_cmd_harvest_demo(int argc, char **argv);
 int kdh_cli_cmd_probe(int argc, char **argv);
 int kdh_cli_cmd_stack(int argc, char **argv);
 int kdh_cli_cmd_pool(int argc, char **argv);
@@ -21,7 +22,7 @@ const kdh_cli_command_t kdh_cli_commands[] = {
     {"version", "print the kdharvest version", kdh_cli_cmd_version},
     {"selftest-link", "check the serial link end to end over a pseudo-terminal (no target needed)",
      kdh_cli_cmd_selftest_link},
-    {"demo", "show kdharvest working without a target (currently: the link self-test)", kdh_cli_cmd_demo},
+    {"demo", "harvest a simulated target (kdsim, leaking driver) for 20 s and print the report", kdh_cli_cmd_harvest_demo},
     {"report", "report run directories: top stacks, drivers, growth, diff, folded", kdh_cli_cmd_report},
     {"tag", "print a pool tag's DWORD and the commands that arm it", kdh_cli_cmd_tag},
     {"probe", "connect to a target: kernel, modules, symbols, pool-tracking addresses; then detach", kdh_cli_cmd_probe},
