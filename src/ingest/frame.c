@@ -53,7 +53,7 @@ static size_t strip_source(const char *s, size_t n)
     return n;
 }
 
-static size_t strip_annotations(const char *s, size_t n)
+size_t kdh_ingest_strip_annotations(const char *s, size_t n)
 {
     n = rtrim(s, n);
     /* author notes appended to pasted logs: "... <--- note", "<-- note" */
@@ -170,7 +170,7 @@ static int finish(kdh_ingest_patterns_t *p, const char *line, size_t *ov, int re
     const char *r;
     size_t rl;
     kdh_ingest_group(ov, rest_g, line, &r, &rl);
-    rl = strip_annotations(r, rl);
+    rl = kdh_ingest_strip_annotations(r, rl);
     /* The callsite match reuses the match block: copy what we still need first (done by callers). */
     return kdh_ingest_parse_callsite(p, r, rl, out) == KDH_OK;
 }

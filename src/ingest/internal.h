@@ -72,6 +72,9 @@ int kdh_ingest_hex(const char *s, size_t len, uint64_t *out);
 /* Decimal digits to a value; 0 when empty, non-digit or overflowing. */
 int kdh_ingest_dec(const char *s, size_t len, uint64_t *out);
 
+/* Length of a frame's tail without its annotations ([src @ line], (FPO: ..), <-- notes, ...). */
+size_t kdh_ingest_strip_annotations(const char *s, size_t n);
+
 /* Classifies a frame's symbol as a pool allocate (EV_ALLOC), free (EV_FREE) routine, or -1. */
 int kdh_ingest_pool_routine(const kdh_ingest_frame_t *f);
 
@@ -119,6 +122,8 @@ struct kdh_ingest_parser {
     uint64_t stack_line;
     uint64_t last_ret;
     int has_last_ret;
+    int kp_open;          /* kP: the last frame's parameter list continues on the next lines */
+    unsigned kp_lines;
 
     /* debugger session state */
     int cpu;

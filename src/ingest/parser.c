@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -228,6 +229,7 @@ static void arm(kdh_ingest_parser_t *p, unsigned mask, const char *origin, int f
     p->open = 0;
     p->nfr = 0;
     p->has_last_ret = 0;
+    p->kp_open = 0;
 }
 
 /* Appends the frame just parsed into p->fr[p->nfr] (already filled). */
@@ -248,10 +250,53 @@ static void add_frame(kdh_ingest_parser_t *p, int layout)
         p->last_ret = f->ret;
         p->has_last_ret = 1;
     }
+    /* kP prints "Drv!Fn(" and then one parameter per line up to ")+0xoff" */
+    p->kp_open = f->form == KDH_INGEST_CS_SYMBOL && f->name_len > 1 && !f->truncated &&
+                 f->sym[f->name_off + f->name_len - 1] == '(';
+    p->kp_lines = 0;
     if (p->nfr + 1 < KDH_INGEST_MAX_FRAMES)
         p->nfr++;
     else
         kdh_ingest_note_skip(p); /* deeper than we keep: the frame is dropped, the line counted */
+}
+
+/* A line of a kP parameter list. The last one ends in ")" or ")+0xoff": the frame then becomes
+ * "Drv!Fn+0xoff", as k prints it, so that it deduplicates with k. Returns 1 when consumed. */
+static int kp_line(kdh_ingest_parser_t *p, const char *s, size_t n)
+{
+    if (++p->kp_lines > 64 || p->nfr == 0) {
+        p->kp_open = 0;
+        return 0;
+    }
+    n = kdh_ingest_strip_annotations(s, n);
+    size_t e = n;
+    while (e && ((s[e - 1] >= '0' && s[e - 1] <= '9') || (s[e - 1] >= 'a' && s[e - 1] <= 'f') ||
+                 (s[e - 1] >= 'A' && s[e - 1] <= 'F')))
+        e--;
+    uint64_t off = 0;
+    int has_off = 0;
+    if (e >= 4 && e < n && memcmp(s + e - 3, "+0x", 3) == 0 && s[e - 4] == ')') {
+        has_off = kdh_ingest_hex(s + e, n - e, &off);
+        e -= 3;
+    } else {
+        e = n;
+    }
+    if (!e || s[e - 1] != ')')
+        return 1; /* a parameter line */
+    kdh_ingest_frame_t *f = &p->fr[p->nfr - 1];
+    size_t q = f->name_off + f->name_len - 1; /* the '(' */
+    char tail[24] = "";
+    if (has_off)
+        snprintf(tail, sizeof tail, "+0x%llx", (unsigned long long)off);
+    size_t tl = strlen(tail);
+    if (q + tl < KDH_INGEST_SYM_MAX) {
+        memcpy(f->sym + q, tail, tl + 1);
+        f->name_len--;
+        f->off = off;
+        f->has_off = has_off;
+    }
+    p->kp_open = 0;
+    return 1;
 }
 
 /* Inside an open stack, a line that starts like a frame but fails the grammar is a damaged
@@ -482,6 +527,8 @@ int kdh_ingest_parser_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_
                 return end_stack(p, err);
             return KDH_OK; /* verifier 4 puts a blank line between "Thread:" and the frames */
         }
+        if (p->kp_open && kp_line(p, s, n))
+            return KDH_OK;
         int lay = kdh_ingest_parse_frame(p->pat, s, n, p->arm.mask, &p->fr[p->nfr]);
         if (lay) {
             add_frame(p, lay);

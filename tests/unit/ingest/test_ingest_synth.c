@@ -381,7 +381,8 @@ static void test_frame_lines(void **state)
 }
 
 /* Variants of newer and older WinDbg: kc with a "Call Site" header and no numbers, kf's Memory
- * column, kp parameter lists, the THREAD line of !thread, a bp comparing @r8d with the tag. */
+ * column, kp and kP parameter lists, the THREAD line of !thread, a bp comparing @r8d with the
+ * tag. */
 static const char variants[] =
     "0: kd> bp nt!ExAllocatePool2 \".if (@r8d == 0x6b61654c) {} .else {gc}\"\n"
     "0: kd> g\n"
@@ -407,6 +408,14 @@ static const char variants[] =
     "NumberOfBytes = 0x60, unsigned long Tag = 0x6b61654c)\n"
     "01 ffffc001`00001020 fffff805`00002222     LeakDrv!Grow(struct _CTX * Ctx = 0xffffc001`00002000)+0x19 "
     "[c:\\leak\\grow.c @ 9]\n"
+    "0: kd> kP\n"
+    " # Child-SP          RetAddr               Call Site\n"
+    "00 ffffc001`00001000 fffff805`12345678     nt!ExAllocatePool2(\n"
+    "\t\t\tunsigned int64 Flags = 0x40, \n"
+    "\t\t\tunsigned int64 NumberOfBytes = 0x60, \n"
+    "\t\t\tunsigned long Tag = 0x6b61654c)\n"
+    "01 ffffc001`00001020 fffff805`00002222     LeakDrv!Grow(\n"
+    "\t\t\tstruct _CTX * Ctx = 0xffffc001`00002000)+0x19 [c:\\leak\\grow.c @ 9]\n"
     "0: kd> !thread\n"
     "THREAD ffffcb088f0a4480  Cid 0e34.3814  Teb: 0000001a27ca6000 Win32Thread: 0000000000000000 RUNNING\n"
     "Child-SP          RetAddr           Call Site\n"
@@ -418,8 +427,8 @@ static void test_variants(void **state)
     (void)state;
     coll_t *c = coll_run(KDH_INGEST_AUTO, NULL, variants, sizeof variants - 1, 4096);
     assert_non_null(c);
-    assert_int_equal(c->nstacks, 5);
-    for (size_t i = 0; i < 5; i++) {
+    assert_int_equal(c->nstacks, 6);
+    for (size_t i = 0; i < 6; i++) {
         assert_int_equal(c->stacks[i].st.nframes, 2);
         assert_int_equal(c->stacks[i].st.kind, KDH_INGEST_EV_ALLOC);
         assert_string_equal(c->stacks[i].st.tag, "Leak");
@@ -431,7 +440,9 @@ static void test_variants(void **state)
     assert_string_equal(c->stacks[2].frames[1].sym, "LeakDrv!Grow+0x19");
     assert_string_equal(c->stacks[3].frames[1].sym, "LeakDrv!Grow+0x19");
     assert_int_equal(c->stacks[3].st.repeat, 1); /* kp shows the kf stack again */
-    assert_int_equal(c->stacks[4].st.thread, 0xffffcb088f0a4480ull);
+    assert_string_equal(c->stacks[4].frames[1].sym, "LeakDrv!Grow+0x19"); /* kP */
+    assert_int_equal(c->stacks[4].st.repeat, 1);
+    assert_int_equal(c->stacks[5].st.thread, 0xffffcb088f0a4480ull);
     assert_int_equal(c->stacks[2].st.thread, 0);
     assert_int_equal(c->stats.events, 2); /* kc stack and kf stack; the rest are repeats */
     coll_free(c);
