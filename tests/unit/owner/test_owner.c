@@ -269,6 +269,48 @@ static void test_memory_layout(void **state)
     free(img);
 }
 
+/* Damaged images (bytes flipped in the headers, the section table and the import data; every
+ * truncation of the headers) give an error or a bounded result, never a crash: run under ASan in
+ * the sanitizer build. */
+static void test_hostile(void **state)
+{
+    (void)state;
+    uint8_t *good = build(1, k_code64, sizeof k_code64, k_data, sizeof k_data, "ExAllocatePool");
+    uint8_t *img = malloc(IMG_SIZE);
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    unsigned opened = 0;
+    for (int iter = 0; iter < 4000; iter++) {
+        memcpy(img, good, IMG_SIZE);
+        int flips = 1 + iter % 6;
+        for (int f = 0; f < flips; f++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            /* half the flips in the headers, the rest in the import section */
+            size_t at = (f & 1) ? 0x800 + (size_t)(x % 0x100) : (size_t)((x >> 8) % 0x200);
+            img[at] = (uint8_t)(x >> 32);
+        }
+        size_t len = iter % 10 == 9 ? (size_t)(x % IMG_SIZE) : IMG_SIZE;
+        kdh_pe_t pe;
+        kdh_err_t err = {0};
+        if (kdh_pe_open_buffer(&pe, img, len, &err) != KDH_OK)
+            continue;
+        opened++;
+        kdh_owner_result_t res;
+        kdh_owner_result_init(&res);
+        int rc = kdh_owner_scan_image(&pe, "bad.sys", NONE, &res, &err);
+        assert_true(rc == KDH_OK || rc < 0);
+        assert_true(res.count <= KDH_OWNER_MAX_HITS);
+        rc = kdh_owner_scan_image(&pe, "bad.sys", LEAK, &res, &err);
+        assert_true(rc == KDH_OK || rc < 0);
+        kdh_owner_sort(&res);
+        kdh_owner_result_free(&res);
+    }
+    assert_true(opened > 100); /* the mutations left many images parseable, so the scan ran */
+    free(img);
+    free(good);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -276,6 +318,7 @@ int main(void)
         cmocka_unit_test(test_x86_forms_and_none),
         cmocka_unit_test(test_decode_bounds),
         cmocka_unit_test(test_memory_layout),
+        cmocka_unit_test(test_hostile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
