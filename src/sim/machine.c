@@ -163,8 +163,10 @@ static int call_routine(sim_machine_t *m, uint64_t fn, uint64_t stack_top, uint6
     m->watch_idle = 0;
     m->insns = 0;
     m->insn_limit = BOOT_MAX_INSNS;
+    m->have_pending = 0;
     uc_err e = uc_emu_start(m->uc, fn, 0, 0, 0);
     sim_regs_save(m, &r);
+    sim_block_flush(m, r.rip);
     m->cpus[0].shadow_depth = 0;
     if (e != UC_ERR_OK || m->intr != SIM_INTR_NONE || r.rip != 0)
         return kdh_err_set(err, KDH_ETARGET, "kdsim: boot routine at 0x%llx did not return (pc 0x%llx, %s)",
@@ -277,7 +279,7 @@ int sim_machine_reboot(sim_machine_t *m, kdh_err_t *err)
     if (e != UC_ERR_OK)
         return kdh_err_set(err, KDH_EIO, "kdsim: cannot start the emulator: %s", uc_strerror(e));
     if (uc_hook_add(m->uc, &m->hook_intr, UC_HOOK_INTR, (void *)intr_hook, m, 1, 0) != UC_ERR_OK ||
-        uc_hook_add(m->uc, &m->hook_code, UC_HOOK_CODE, (void *)sim_shadow_hook, m, 1, 0) != UC_ERR_OK)
+        uc_hook_add(m->uc, &m->hook_block, UC_HOOK_BLOCK, (void *)sim_block_hook, m, 1, 0) != UC_ERR_OK)
         return kdh_err_set(err, KDH_EIO, "kdsim: cannot install emulator hooks");
 
     uint64_t boot_stack = 0;
@@ -386,9 +388,27 @@ static int run_cpu(sim_machine_t *m, int c, uint64_t count, sim_stop_t *stop, in
      * call); it stops again once back in the idle loop. */
     m->watch_idle = !(m->active && m->active_cpu == c) && count > 1;
     m->insn_limit = count;
+    m->have_pending = 0;
     sim_regs_load(m, &cpu->regs);
-    uc_err e = uc_emu_start(m->uc, cpu->regs.rip, 0, 0, 0);
-    sim_regs_save(m, &cpu->regs);
+    uint64_t pc0 = cpu->regs.rip;
+    uc_err e;
+    if (count == 1) {
+        /* A single step stops inside a block: Unicorn's own count does it. Its counting hook
+         * reaches only code translated after it was installed, so all translated code goes
+         * first (a debugger's step can afford that). */
+        uc_ctl_flush_tlb(m->uc);
+        m->stepping = 1;
+        e = uc_emu_start(m->uc, pc0, 0, 0, 1);
+        m->stepping = 0;
+        sim_regs_save(m, &cpu->regs);
+        sim_step_account(m, pc0, cpu->regs.rip);
+    } else {
+        e = uc_emu_start(m->uc, pc0, 0, 0, 0);
+        sim_regs_save(m, &cpu->regs);
+        sim_block_flush(m, cpu->regs.rip);
+    }
+    m->stat_insns += m->insns;
+    m->stat_starts++;
     m->now_ns += m->insns;  /* one simulated nanosecond per instruction */
     if (m->intr == SIM_INTR_BREAK) {
         cpu->regs.rip = m->intr_pc;  /* as Windows does: PC back on the int 3 */

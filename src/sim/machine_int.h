@@ -60,6 +60,20 @@ typedef struct sim_shadow_frame {
     uint64_t ret;  /* return address pushed by the call */
 } sim_shadow_frame_t;
 
+/* What ends a block of code, as far as the shadow call stack cares. */
+typedef enum { SIM_INSN_OTHER = 0, SIM_INSN_CALL, SIM_INSN_RET } sim_insn_kind_t;
+
+/* A translated block as the block hook sees it, decoded once and cached by start address. */
+typedef struct sim_block {
+    uint64_t addr;
+    uint64_t last_end;   /* address after the block's last instruction (a call's return address) */
+    uint32_t size;       /* bytes, as Unicorn reports them; 0 = empty cache slot */
+    uint32_t ninsns;
+    uint8_t kind;        /* sim_insn_kind_t of the last instruction */
+} sim_block_t;
+
+#define SIM_BLOCK_CACHE 4096  /* power of two; the fixtures have a few hundred blocks */
+
 typedef struct sim_cpu {
     sim_regs_t regs;        /* current registers (the idle loop or the running work item) */
     sim_regs_t idle_regs;   /* the idle loop's registers, restored when an item ends */
@@ -106,7 +120,7 @@ struct sim_machine {
     sim_arch_t arch;
     int psize;
     uc_engine *uc;
-    uc_hook hook_code, hook_intr;
+    uc_hook hook_block, hook_intr;
 
     sim_region_t regions[SIM_MAX_REGIONS];
     int nregions;
@@ -132,7 +146,17 @@ struct sim_machine {
     uint64_t boot;
     uint64_t now_ns;
     uint64_t insns;       /* instructions executed in the current uc_emu_start */
-    uint64_t insn_limit;  /* the code hook stops the emulator before instruction limit+1 */
+    uint64_t insn_limit;  /* the block hook stops the emulator once this many have run */
+
+    /* truth.c: the block that started last and has not been accounted yet (its instructions
+     * are counted, and its closing call or ret applied, when the next block starts or the
+     * emulator stops) */
+    sim_block_t pending;
+    int have_pending;
+    int stepping;            /* one instruction under Unicorn's own count: the hook stands aside */
+    uint64_t decode_misses;
+    uint64_t stat_insns, stat_starts;  /* totals since boot: instructions, uc_emu_start calls */  /* blocks the length decoder could not walk (counts then approximate) */
+    sim_block_t blocks[SIM_BLOCK_CACHE];
 
     /* the work item in flight (it may be stopped) */
     int active, active_cpu;
@@ -197,8 +221,14 @@ void sim_hostile_boot(sim_machine_t *m);
 void sim_hostile_stop(sim_machine_t *m, int cpu);
 void sim_hostile_resume(sim_machine_t *m);
 
+/* decode.c: length of the instruction at p (0 when unknown or past avail) and its kind */
+uint32_t sim_insn_decode(const uint8_t *p, uint32_t avail, int x64, sim_insn_kind_t *kind);
+
 /* truth.c */
-void sim_shadow_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user);
+void sim_block_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user);
+void sim_block_flush(sim_machine_t *m, uint64_t next_pc);
+void sim_block_cache_clear(sim_machine_t *m);
+void sim_step_account(sim_machine_t *m, uint64_t pc, uint64_t next_pc);
 void sim_shadow_push(sim_machine_t *m, int cpu, uint64_t ret);
 int sim_in_idle_loop(const sim_machine_t *m, uint64_t pc);
 int sim_truth_write(sim_machine_t *m, const sim_stop_t *stop, kdh_err_t *err);

@@ -136,6 +136,8 @@ static int mem_access(sim_machine_t *m, uint64_t va, void *buf, const void *src,
             memcpy(p, (const uint8_t *)src + n, chunk);
             uint64_t c = sim_mem_canon(m, a);
             uc_ctl_remove_cache(m->uc, c, c + chunk);  /* the bytes may be code */
+            if (sim_image_by_addr(m, c))
+                sim_block_cache_clear(m);  /* and so may the decoded blocks (code is in images) */
         }
         n += chunk;
     }

@@ -1,8 +1,10 @@
 /* truth.c: the machine's own record of the call stack and the ground-truth file built from it.
- * A code hook sees every instruction: a call pushes its return address onto a shadow stack, a
- * ret pops back to the entry matching the address it returns to (so tail jumps, __chkstk's
- * push/ret and unbalanced paths stay right). No unwinding is involved, which makes the record an
- * independent oracle for the host's unwinder.
+ * A block hook sees every translated block start; the block before it ran to its end, so its
+ * instructions are counted (the machine's clock) and, when its last instruction was a call,
+ * the return address is pushed onto a shadow stack; after a ret the stack pops back to the entry
+ * matching the address execution arrived at (so tail jumps, __chkstk's push/ret and unbalanced
+ * paths stay right). No unwinding is involved, which makes the record an independent oracle
+ * for the host's unwinder.
  *
  * Ground truth: one JSON line per breakpoint stop (PoolHitTag, special pool, patched 0xCC):
  *   {"seq","boot","time_ns","cpu","thread","pc","kind":"alloc"|"free"|"break","tag","tag_u32",
@@ -18,57 +20,11 @@
 
 #include "machine_int.h"
 
-static int is_prefix(uint8_t b, int x64)
+/* A ret pops back to the entry matching the address it returned to; an unmatched target (a
+ * return into code whose call was not seen) leaves the stack alone. */
+static void shadow_ret(sim_machine_t *m, int c, uint64_t target)
 {
-    switch (b) {
-    case 0x66: case 0x67: case 0xF2: case 0xF3: case 0x2E: case 0x3E: case 0x26: case 0x36:
-    case 0x64: case 0x65: case 0xF0:
-        return 1;
-    default:
-        return x64 && (b & 0xF0) == 0x40;
-    }
-}
-
-void sim_shadow_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user)
-{
-    sim_machine_t *m = user;
-    if (m->watch_idle && sim_in_idle_loop(m, address)) {
-        uc_emu_stop(uc);  /* a diverted idle CPU is back where it was interrupted */
-        return;
-    }
-    /* The instruction limit lives here rather than in uc_emu_start's count, which installs a
-     * hook per call and so throws away all translated code every time. */
-    if (m->insns >= m->insn_limit) {
-        uc_emu_stop(uc);
-        return;
-    }
-    m->insns++;
-    sim_cpu_t *cpu = &m->cpus[m->running_cpu];
-    if (size == 0 || size > 15)
-        return;
-    const uint8_t *p = sim_mem_host(m, address, size);
-    if (!p)
-        return;
-    int x64 = m->arch == SIM_ARCH_X64;
-    uint32_t i = 0;
-    while (i < size && is_prefix(p[i], x64))
-        i++;
-    if (i >= size)
-        return;
-    uint8_t op = p[i];
-    int call = op == 0xE8 || (op == 0xFF && i + 1 < size && ((p[i + 1] >> 3) & 7) == 2);
-    if (call) {
-        sim_shadow_push(m, m->running_cpu, address + size);
-        return;
-    }
-    if (op != 0xC3 && op != 0xC2)
-        return;
-    uint64_t sp = 0, target = 0;
-    uc_reg_read(uc, x64 ? UC_X86_REG_RSP : UC_X86_REG_ESP, &sp);
-    if (!x64)
-        sp &= 0xffffffffu;
-    if (sim_mem_get_ptr(m, sp, &target) != KDH_OK)
-        return;
+    sim_cpu_t *cpu = &m->cpus[c];
     int top = cpu->shadow_depth < SIM_SHADOW_MAX ? cpu->shadow_depth : SIM_SHADOW_MAX;
     for (int k = top - 1; k >= 0; k--) {
         if (cpu->shadow[k].ret == target) {
@@ -76,6 +32,100 @@ void sim_shadow_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user)
             return;
         }
     }
+}
+
+void sim_block_cache_clear(sim_machine_t *m)
+{
+    memset(m->blocks, 0, sizeof m->blocks);
+}
+
+/* Walks the block's instructions once. Call and ret always end a translated block, so only the
+ * last instruction can change the shadow stack. */
+static const sim_block_t *block_info(sim_machine_t *m, uint64_t addr, uint32_t size)
+{
+    sim_block_t *b = &m->blocks[(addr ^ (addr >> 12)) & (SIM_BLOCK_CACHE - 1)];
+    if (b->size == size && b->addr == addr)
+        return b;
+    b->addr = addr;
+    b->size = size;
+    b->ninsns = 0;
+    b->kind = SIM_INSN_OTHER;
+    b->last_end = addr;
+    const uint8_t *p = size ? sim_mem_host(m, addr, size) : NULL;
+    uint32_t off = 0;
+    int x64 = m->arch == SIM_ARCH_X64;
+    while (p && off < size) {
+        sim_insn_kind_t kind;
+        uint32_t len = sim_insn_decode(p + off, size - off, x64, &kind);
+        if (len == 0)
+            break;
+        b->ninsns++;
+        b->kind = (uint8_t)kind;
+        off += len;
+        b->last_end = addr + off;
+    }
+    if (!p || off != size) {
+        /* Not fixture code (bytes a debugger wrote, or an unknown encoding): keep running with
+         * an approximate count rather than fail the machine, and say so in decode_misses. */
+        m->decode_misses++;
+        b->ninsns++;
+        b->kind = SIM_INSN_OTHER;
+        b->last_end = addr + size;
+    }
+    return b;
+}
+
+void sim_block_flush(sim_machine_t *m, uint64_t next_pc)
+{
+    if (!m->have_pending)
+        return;
+    m->have_pending = 0;
+    m->insns += m->pending.ninsns;
+    if (m->pending.kind == SIM_INSN_CALL)
+        sim_shadow_push(m, m->running_cpu, m->pending.last_end);
+    else if (m->pending.kind == SIM_INSN_RET)
+        shadow_ret(m, m->running_cpu, next_pc);
+}
+
+void sim_block_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user)
+{
+    sim_machine_t *m = user;
+    if (m->arch == SIM_ARCH_X86)
+        address &= 0xffffffffu;
+    sim_block_flush(m, address);  /* the previous block ran to its end and led here */
+    if (m->stepping)
+        return;
+    if (m->watch_idle && sim_in_idle_loop(m, address)) {
+        uc_emu_stop(uc);  /* a diverted idle CPU is back where it was interrupted */
+        return;
+    }
+    /* The instruction limit lives here rather than in uc_emu_start's count, which installs a
+     * code hook and so throws away all translated code every time. */
+    if (m->insns >= m->insn_limit) {
+        uc_emu_stop(uc);
+        return;
+    }
+    m->pending = *block_info(m, address, size);
+    m->have_pending = 1;
+}
+
+/* One instruction run under Unicorn's count (a single step): count it and apply its call or
+ * ret, as a block of one. */
+void sim_step_account(sim_machine_t *m, uint64_t pc, uint64_t next_pc)
+{
+    m->have_pending = 0;
+    m->insns = 1;
+    uint8_t buf[15];
+    uint32_t avail = 0;
+    sim_machine_read(m, pc, buf, sizeof buf, &avail);
+    sim_insn_kind_t kind;
+    uint32_t len = sim_insn_decode(buf, avail, m->arch == SIM_ARCH_X64, &kind);
+    if (len == 0)
+        return;
+    if (kind == SIM_INSN_CALL)
+        sim_shadow_push(m, m->running_cpu, pc + len);
+    else if (kind == SIM_INSN_RET)
+        shadow_ret(m, m->running_cpu, next_pc);
 }
 
 void sim_shadow_push(sim_machine_t *m, int c, uint64_t ret)
