@@ -68,7 +68,8 @@ int kdh_report_new(kdh_report_t **out, const kdh_report_opts_t *opts, kdh_err_t 
         return kdh_err_set(err, KDH_ENOMEM, "out of memory creating a report");
     if (opts)
         r->opts = *opts;
-    r->freelive = NONE_IDX;
+    r->last_tag = NONE_IDX;
+    r->last_tb = NONE_IDX;
     *out = r;
     return KDH_OK;
 }
@@ -85,7 +86,9 @@ void kdh_report_free(kdh_report_t *r)
     free(r->stacks);
     free(r->tags);
     free(r->pools);
-    free(r->live);
+    rep_live_clear(&r->live);
+    free(r->tbs);
+    kdh_u64map_free(&r->tbmap);
     for (unsigned i = 0; i < r->nruns; i++) {
         free(r->runs[i].dir);
         free(r->runs[i].target);
@@ -96,7 +99,6 @@ void kdh_report_free(kdh_report_t *r)
     kdh_u64map_free(&r->strmap);
     kdh_u64map_free(&r->modnames);
     kdh_u64map_free(&r->stackmap);
-    kdh_u64map_free(&r->livemap);
     free(r);
 }
 
@@ -237,23 +239,38 @@ static int on_stack(void *ud, uint64_t sid, const kdh_store_frame_t *f, size_t n
 
 static rtag_t *get_tag(kdh_report_t *r, const char tag[5])
 {
+    if (r->last_tag != NONE_IDX && memcmp(r->tags[r->last_tag].tag, tag, 4) == 0)
+        return &r->tags[r->last_tag];
     for (uint32_t i = 0; i < r->ntags; i++)
-        if (memcmp(r->tags[i].tag, tag, 4) == 0)
+        if (memcmp(r->tags[i].tag, tag, 4) == 0) {
+            r->last_tag = i;
             return &r->tags[i];
+        }
     if (grow((void **)&r->tags, &r->captags, r->ntags + 1, sizeof *r->tags) != 0) {
         r->oom = 1;
         return NULL;
     }
+    r->last_tag = r->ntags;
     rtag_t *t = &r->tags[r->ntags++];
     memset(t, 0, sizeof *t);
     memcpy(t->tag, tag, 4);
     return t;
 }
 
-static uint64_t live_key(unsigned run, uint32_t boot, uint64_t addr)
+/* Index of the (tag, boot) pair a live block carries; NONE_IDX when out of memory. */
+static uint32_t get_tb(kdh_report_t *r, uint32_t tag, uint32_t boot)
 {
-    uint64_t k[2] = {addr, ((uint64_t)run << 32) | boot};
-    return XXH3_64bits(k, sizeof k);
+    if (r->last_tb != NONE_IDX && r->tbs[r->last_tb].tag == tag && r->tbs[r->last_tb].boot == boot)
+        return r->last_tb;
+    uint64_t key = ((uint64_t)tag << 32) | boot;
+    uint64_t *v = kdh_u64map_get(&r->tbmap, key);
+    if (v)
+        return r->last_tb = (uint32_t)*v;
+    if (r->ntbs >= NONE_IDX - 1 || grow((void **)&r->tbs, &r->captbs, r->ntbs + 1, sizeof *r->tbs) != 0 ||
+        kdh_u64map_put(&r->tbmap, key, r->ntbs, NULL) != 0)
+        return NONE_IDX;
+    r->tbs[r->ntbs] = (rep_tb_t){tag, boot};
+    return r->last_tb = r->ntbs++;
 }
 
 static void stack_out(kdh_report_t *r, uint32_t st, int64_t count, int64_t bytes)
@@ -265,16 +282,13 @@ static void stack_out(kdh_report_t *r, uint32_t st, int64_t count, int64_t bytes
 }
 
 /* Ends a live allocation: its stack and tag no longer count it as outstanding. */
-static void retire(kdh_report_t *r, uint64_t *slot, uint64_t key)
+static void retire(kdh_report_t *r, rlive_t *l)
 {
-    rlive_t *l = &r->live[*slot];
     stack_out(r, l->stack, -1, -(int64_t)l->size);
-    r->tags[l->tag].out_count--;
-    r->tags[l->tag].out_bytes -= (int64_t)l->size;
-    uint32_t li = (uint32_t)*slot;
-    kdh_u64map_del(&r->livemap, key);
-    l->stack = r->freelive; /* onto the free list */
-    r->freelive = li;
+    rtag_t *t = &r->tags[r->tbs[l->tb].tag];
+    t->out_count--;
+    t->out_bytes -= (int64_t)l->size;
+    rep_live_remove(&r->live, r->tbs, l);
 }
 
 static int on_event(void *ud, const kdh_store_event_t *ev)
@@ -308,7 +322,6 @@ static int on_event(void *ud, const kdh_store_event_t *ev)
         }
     }
     uint64_t size = ev->has_size ? ev->size : 0;
-    unsigned run = r->nruns;
     switch (ev->kind) {
     case KDH_STORE_ALLOC:
         t->allocs++;
@@ -321,38 +334,25 @@ static int on_event(void *ud, const kdh_store_event_t *ev)
         }
         stack_out(r, st, 1, (int64_t)size);
         if (ev->has_addr) {
-            uint64_t key = live_key(run, ev->boot, ev->addr);
-            uint64_t *slot = kdh_u64map_get(&r->livemap, key);
+            rlive_t *slot = rep_live_find(&r->live, r->tbs, ev->addr, ev->boot);
             if (slot) { /* the block at this address was freed without our seeing it */
                 t->reused++;
-                retire(r, slot, key);
+                retire(r, slot);
             }
-            uint32_t li;
-            if (r->freelive != NONE_IDX) {
-                li = r->freelive;
-                r->freelive = r->live[li].stack;
-            } else if (grow((void **)&r->live, &r->caplive, r->nlive + 1, sizeof *r->live) == 0) {
-                li = r->nlive++;
-            } else {
-                r->oom = 1;
-                break;
-            }
-            r->live[li] = (rlive_t){st, ti, size};
-            if (kdh_u64map_put(&r->livemap, key, li, NULL) != 0)
+            rlive_t blk = {ev->addr, size, st, get_tb(r, ti, ev->boot)};
+            if (blk.tb == NONE_IDX || rep_live_add(&r->live, r->tbs, &blk) != 0)
                 r->oom = 1;
         }
         break;
     case KDH_STORE_FREE:
         t->frees++;
         if (ev->has_addr) {
-            uint64_t key = live_key(run, ev->boot, ev->addr);
-            uint64_t *slot = kdh_u64map_get(&r->livemap, key);
+            rlive_t *slot = rep_live_find(&r->live, r->tbs, ev->addr, ev->boot);
             if (slot) {
                 t->paired++;
-                uint32_t ast = r->live[*slot].stack;
-                if (ast != NONE_IDX)
-                    r->stacks[ast].frees_paired++;
-                retire(r, slot, key);
+                if (slot->stack != NONE_IDX)
+                    r->stacks[slot->stack].frees_paired++;
+                retire(r, slot);
             } else {
                 t->unpaired++; /* allocated before the run (or before --since) */
             }
@@ -456,6 +456,9 @@ int kdh_report_add_run(kdh_report_t *r, const char *dir, kdh_err_t *err)
     memset(&runs[r->nruns], 0, sizeof runs[0]);
     runs[r->nruns].dir = strdup(dir);
     r->nruns++;
+    /* Addresses pair only inside one run: blocks still live in the previous run stay counted as
+     * outstanding in its stacks and tags, and need no slot any more. */
+    rep_live_clear(&r->live);
     kdh_store_reader_t rd = {r, on_meta, on_module, on_stack, on_event, on_pool, on_gap, on_skip};
     int rc = kdh_store_read(dir, &rd, NULL, err);
     if (rc != KDH_OK) {

@@ -41,10 +41,28 @@ typedef struct rpool {
     double t0, n, sx, sy, sxx, sxy;
 } rpool_t;
 
-typedef struct rlive { /* one allocation not yet freed */
-    uint32_t stack, tag;
+/* One (tag, boot) pair seen with an address; live blocks refer to it by index. */
+typedef struct rep_tb {
+    uint32_t tag, boot;
+} rep_tb_t;
+
+typedef struct rlive { /* one allocation not yet freed: 24 bytes */
+    uint64_t addr;
     uint64_t size;
+    uint32_t stack; /* NONE_IDX for an allocation without a stack */
+    uint32_t tb;    /* index into tbs; UINT32_MAX marks an empty slot */
 } rlive_t;
+
+typedef struct rep_live {
+    rlive_t *slots;
+    size_t cap, count; /* cap is a power of two or 0 */
+} rep_live_t;
+
+/* live.c. Blocks pair only inside one run: the table is cleared when the next run starts. */
+rlive_t *rep_live_find(const rep_live_t *t, const rep_tb_t *tbs, uint64_t addr, uint32_t boot);
+int rep_live_add(rep_live_t *t, const rep_tb_t *tbs, const rlive_t *blk);
+void rep_live_remove(rep_live_t *t, const rep_tb_t *tbs, rlive_t *slot);
+void rep_live_clear(rep_live_t *t);
 
 typedef struct rrun {
     char *dir, *target, *tag, *source;
@@ -65,9 +83,11 @@ struct kdh_report {
     uint32_t ntags, captags;
     rpool_t *pools;
     uint32_t npools, cappools;
-    rlive_t *live;
-    uint32_t nlive, caplive, freelive; /* free list through .stack */
-    kdh_u64map_t livemap; /* XXH3(run, boot, addr) -> live index */
+    rep_live_t live;
+    rep_tb_t *tbs;
+    uint32_t ntbs, captbs, last_tb;
+    kdh_u64map_t tbmap; /* tag << 32 | boot -> tbs index */
+    uint32_t last_tag; /* index of the tag of the previous event (events come in long runs of one tag) */
     rrun_t *runs;
     unsigned nruns;
     uint64_t events, events_used, skipped, gaps;

@@ -1,8 +1,10 @@
 /* fastev.c: a fast path for events.jsonl lines. A run can hold ten million events, and building a
  * jansson object per line costs most of the report's time, so the common shape (one flat object of
- * known keys, plain ASCII strings, numbers) is scanned directly. Anything else (escapes, non-ASCII,
- * unknown or repeated keys, nesting, a missing field, a number jansson would treat differently)
- * returns 0 and the caller parses the line with jansson, which stays the reference. */
+ * known keys, plain ASCII strings, numbers) is scanned directly, in one pass per value: string
+ * bodies are checked and hex-decoded through one table lookup per byte, numbers are accumulated as
+ * they are read. Anything else (escapes, non-ASCII, unknown or repeated keys, nesting, a missing
+ * field, a number jansson would treat differently) returns 0 and the caller parses the line with
+ * jansson, which stays the reference. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,83 +12,132 @@
 #include "store_int.h"
 
 enum { K_SEQ, K_T, K_BOOT, K_CPU, K_THREAD, K_KIND, K_TAG, K_SIZE, K_ADDR, K_SID, K_SRC, K_COUNT };
-static const char *const keys[K_COUNT] = {"seq", "t", "boot", "cpu", "thread", "kind", "tag", "size", "addr", "sid", "src"};
+
+/* Byte classes inside a JSON string: 0..15 a hex digit's value (|UP for 'A'..'F'), OTHER any other
+ * printable ASCII, QUOTE the closing quote, BAD what the fast path leaves to jansson (control bytes,
+ * backslash escapes, non-ASCII). */
+enum { UP = 0x10, OTHER = 0x20, QUOTE = 0x40, BAD = 0x80 };
+
+static const unsigned char cls[256] = {
+    BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD,
+    BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD,
+    OTHER, OTHER, QUOTE, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER,
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER,
+    OTHER, UP | 10, UP | 11, UP | 12, UP | 13, UP | 14, UP | 15, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER,
+    OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, BAD, OTHER, OTHER, OTHER,
+    OTHER, 10, 11, 12, 13, 14, 15, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER,
+    OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, OTHER, BAD,
+    BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD,
+    BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD,
+    BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD,
+    BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD,
+    BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD,
+    BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD,
+    BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD,
+    BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD,
+};
 
 typedef struct val {
     int is_str, is_int;
     const char *s; /* string body (not terminated) */
     size_t n;
+    uint64_t hex;  /* string: its hex digits taken in order (valid when "other" says so) */
+    unsigned other, upper; /* string: non-hex bytes, upper-case hex digits seen */
     int64_t i;
     double d;
 } val_t;
 
-static const char *ws(const char *p, const char *end)
+static inline const char *ws(const char *p, const char *end)
 {
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
         p++;
     return p;
 }
 
-/* A string of printable ASCII without escapes; returns the position after the closing quote. */
-static const char *str(const char *p, const char *end, const char **s, size_t *n)
+/* A string of printable ASCII without escapes, p at its opening quote; returns the position after
+ * the closing quote. */
+static inline const char *str(const char *p, const char *end, val_t *v)
 {
     if (p >= end || *p != '"')
         return NULL;
     const char *b = ++p;
-    while (p < end && *p != '"') {
-        unsigned char c = (unsigned char)*p;
-        if (c < 0x20 || c >= 0x7f || c == '\\')
+    uint64_t acc = 0;
+    unsigned other = 0, upper = 0;
+    for (;; p++) {
+        if (p >= end)
             return NULL;
-        p++;
+        unsigned c = cls[(unsigned char)*p];
+        if (c < OTHER) {
+            acc = (acc << 4) | (c & 15);
+            upper |= c;
+        } else if (c == OTHER) {
+            other++;
+        } else if (c == QUOTE) {
+            break;
+        } else {
+            return NULL;
+        }
     }
-    if (p >= end)
-        return NULL;
-    *s = b;
-    *n = (size_t)(p - b);
+    v->is_str = 1;
+    v->s = b;
+    v->n = (size_t)(p - b);
+    v->hex = acc;
+    v->other = other;
+    v->upper = upper & UP;
     return p + 1;
 }
 
-/* A JSON number; integers of up to 18 digits exactly, reals through strtod. */
+/* A JSON number. Integers of up to 18 digits exactly. Reals without exponent whose digits fit in 53
+ * bits take Clinger's fast path: the digits and the power of ten are both exact doubles, so one
+ * correctly rounded division gives strtod's result bit for bit (the store writes times such as
+ * 1795478400.125: 13 digits). Other reals go through strtod. */
 static const char *num(const char *p, const char *end, val_t *v)
 {
+    static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
     const char *b = p;
-    int frac = 0;
-    if (p < end && *p == '-')
+    int neg = 0, real = 0;
+    uint64_t m = 0;
+    unsigned nd = 0, nf = 0;
+    if (p < end && *p == '-') {
+        neg = 1;
         p++;
-    if (p >= end || *p < '0' || *p > '9')
+    }
+    if (p >= end || (unsigned)(*p - '0') > 9)
         return NULL;
-    if (*p == '0' && p + 1 < end && p[1] >= '0' && p[1] <= '9')
+    if (*p == '0' && p + 1 < end && (unsigned)(p[1] - '0') <= 9)
         return NULL; /* leading zero */
-    while (p < end && *p >= '0' && *p <= '9')
-        p++;
-    size_t digits = (size_t)(p - b) - (*b == '-');
+    for (; p < end && (unsigned)(*p - '0') <= 9; p++, nd++)
+        m = m * 10 + (uint64_t)(*p - '0'); /* wraps past 19 digits; nd then sends it elsewhere */
     if (p < end && *p == '.') {
-        frac = 1;
+        real = 1;
         p++;
-        if (p >= end || *p < '0' || *p > '9')
+        if (p >= end || (unsigned)(*p - '0') > 9)
             return NULL;
-        while (p < end && *p >= '0' && *p <= '9')
-            p++;
+        for (; p < end && (unsigned)(*p - '0') <= 9; p++, nd++, nf++)
+            m = m * 10 + (uint64_t)(*p - '0');
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
-        frac = 1;
+        real = 2;
         p++;
         if (p < end && (*p == '+' || *p == '-'))
             p++;
-        if (p >= end || *p < '0' || *p > '9')
+        if (p >= end || (unsigned)(*p - '0') > 9)
             return NULL;
-        while (p < end && *p >= '0' && *p <= '9')
+        while (p < end && (unsigned)(*p - '0') <= 9)
             p++;
     }
-    if (!frac) {
-        if (digits > 18)
+    if (!real) {
+        if (nd > 18)
             return NULL;
-        int64_t x = 0;
-        for (const char *q = b + (*b == '-'); q < p; q++)
-            x = x * 10 + (*q - '0');
         v->is_int = 1;
-        v->i = *b == '-' ? -x : x;
+        v->i = neg ? -(int64_t)m : (int64_t)m;
         v->d = (double)v->i;
+        return p;
+    }
+    if (real == 1 && nd <= 15 && nf < KDH_ARRAY_LEN(p10)) {
+        double d = (double)m / p10[nf];
+        v->d = neg ? -d : d;
         return p;
     }
     char tmp[64];
@@ -100,6 +151,8 @@ static const char *num(const char *p, const char *end, val_t *v)
     return p;
 }
 
+/* The writer's "0x" + 1..16 hex digits come decoded from str(); any other text (decimal, WinDbg's `
+ * separator) goes through the store's general parser. */
 static int hexval(const val_t *v, uint64_t *out)
 {
     char tmp[40];
@@ -109,11 +162,52 @@ static int hexval(const val_t *v, uint64_t *out)
         *out = (uint64_t)v->i;
         return 1;
     }
-    if (!v->is_str || v->n >= sizeof tmp)
+    if (!v->is_str)
+        return 0;
+    if (v->n >= 3 && v->n <= 18 && v->other == 1 && v->s[0] == '0' && (v->s[1] == 'x' || v->s[1] == 'X')) {
+        *out = v->hex; /* the leading '0' shifted in as a zero nibble: the value is exact */
+        return 1;
+    }
+    if (v->n >= sizeof tmp)
         return 0;
     memcpy(tmp, v->s, v->n);
     tmp[v->n] = '\0';
     return kdh_store_parse_hex(tmp, out) == KDH_OK;
+}
+
+/* Key name to K_*, or -1. */
+static inline int key_index(const char *k, size_t n)
+{
+    switch (n) {
+    case 1:
+        return k[0] == 't' ? K_T : -1;
+    case 3:
+        if (memcmp(k, "seq", 3) == 0)
+            return K_SEQ;
+        if (memcmp(k, "cpu", 3) == 0)
+            return K_CPU;
+        if (memcmp(k, "tag", 3) == 0)
+            return K_TAG;
+        if (memcmp(k, "sid", 3) == 0)
+            return K_SID;
+        if (memcmp(k, "src", 3) == 0)
+            return K_SRC;
+        return -1;
+    case 4:
+        if (memcmp(k, "boot", 4) == 0)
+            return K_BOOT;
+        if (memcmp(k, "kind", 4) == 0)
+            return K_KIND;
+        if (memcmp(k, "size", 4) == 0)
+            return K_SIZE;
+        if (memcmp(k, "addr", 4) == 0)
+            return K_ADDR;
+        return -1;
+    case 6:
+        return memcmp(k, "thread", 6) == 0 ? K_THREAD : -1;
+    default:
+        return -1;
+    }
 }
 
 int kdh_store_fast_event(const char *line, size_t len, kdh_store_event_t *ev, const char **src, size_t *src_len)
@@ -128,14 +222,10 @@ int kdh_store_fast_event(const char *line, size_t len, kdh_store_event_t *ev, co
     if (p < end && *p == '}')
         return 0; /* no seq: let the reference parser word the error */
     for (;;) {
-        const char *k;
-        size_t kn;
-        int ki = -1;
-        if (!(p = str(p, end, &k, &kn)))
+        val_t key;
+        if (!(p = str(p, end, &key)))
             return 0;
-        for (int i = 0; i < K_COUNT; i++)
-            if (strlen(keys[i]) == kn && memcmp(keys[i], k, kn) == 0)
-                ki = i;
+        int ki = key_index(key.s, key.n);
         if (ki < 0 || (seen & (1u << ki)))
             return 0;
         seen |= 1u << ki;
@@ -143,12 +233,12 @@ int kdh_store_fast_event(const char *line, size_t len, kdh_store_event_t *ev, co
         if (p >= end || *p++ != ':')
             return 0;
         p = ws(p, end);
-        memset(&v[ki], 0, sizeof v[ki]);
+        val_t *x = &v[ki];
+        x->is_str = x->is_int = 0;
         if (p < end && *p == '"') {
-            v[ki].is_str = 1;
-            if (!(p = str(p, end, &v[ki].s, &v[ki].n)))
+            if (!(p = str(p, end, x)))
                 return 0;
-        } else if (!(p = num(p, end, &v[ki]))) {
+        } else if (!(p = num(p, end, x))) {
             return 0;
         }
         p = ws(p, end);
@@ -221,13 +311,10 @@ int kdh_store_fast_event(const char *line, size_t len, kdh_store_event_t *ev, co
         ev->has_addr = 1;
     }
     if (seen & (1u << K_SID)) {
-        char tmp[17];
-        if (!v[K_SID].is_str || v[K_SID].n != 16)
+        /* kdh_store_sid_parse's form: 16 lower-case hex digits */
+        if (!v[K_SID].is_str || v[K_SID].n != 16 || v[K_SID].other || v[K_SID].upper)
             return 0;
-        memcpy(tmp, v[K_SID].s, 16);
-        tmp[16] = '\0';
-        if (kdh_store_sid_parse(tmp, &ev->sid) != KDH_OK)
-            return 0;
+        ev->sid = v[K_SID].hex;
         ev->has_sid = 1;
     }
     *src = NULL;
