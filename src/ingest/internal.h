@@ -158,6 +158,9 @@ struct kdh_ingest_parser {
     size_t nv80_addrs, capv80_addrs;
 };
 
+/* parser.c: closes the stack being collected (emits it, or holds a !verifier 0x80 record). */
+int kdh_ingest_end_stack(kdh_ingest_parser_t *p, kdh_err_t *err);
+
 /* tables.c: table lines (poolmon, !poolused, !vm, !verifier 3). Returns 1 when the line was
  * consumed, 0 when it is not a table line, or a negative sink error. */
 int kdh_ingest_table_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_err_t *err);
