@@ -103,7 +103,10 @@ typedef struct kdh_ingest_sample {
 } kdh_ingest_sample_t;
 
 /* Callbacks get pointers valid only during the call; a non-zero return stops the parser and is
- * returned by kdh_ingest_parser_feed / _finish (the callback sets *err's message itself). */
+ * returned by kdh_ingest_parser_feed / _finish (the callback sets *err's message itself).
+ * Stacks come in text order except: the records of one !verifier 0x80 output come together,
+ * oldest first, and !verifier 3 rows come at the end of the file (a row whose block the 0x80 log
+ * showed is not sent: that record carries the row's tag instead). */
 typedef struct kdh_ingest_sink {
     void *ud;
     int (*on_stack)(void *ud, const kdh_ingest_stack_t *st, kdh_err_t *err);
