@@ -88,20 +88,31 @@ struct kdh_target;
 typedef struct kdh_pool_read {
     /* in */
     uint64_t table_size;        /* entries; 0 = the value of nt!PoolTrackTableSize */
+    unsigned full_every;        /* read the whole table every Nth sample (0 = 10; 1 = always) */
     /* out (valid after KDH_OK) */
     uint64_t table_va;          /* the array (value of nt!PoolTrackTable) */
     uint64_t entries;
     char size_source[64];       /* "ntkrnlmp.pdb", "--symbol", "--table-size" */
     kdh_pool_table_t tab;       /* rows sorted by key */
+    int full;                   /* this sample read the whole table */
+    uint64_t bytes_asked;       /* table bytes this sample needed */
+    unsigned samples;           /* successful reads so far */
     /* private */
     uint8_t *buf_;
     size_t buf_len_;
+    uint8_t *used_;             /* one byte per entry: occupied at the last full read */
+    uint64_t used_va_, used_entries_;
+    int used_stable_;           /* the last two full reads found the same slots in use */
 } kdh_pool_read_t;
 
 /* Reads the table at the current stop: KDDEBUGGER_DATA64.PoolTrackTable -> pointer -> array of
- * PoolTrackTableSize entries, in chunks of at most 64 KiB (per-stop cache). Needs the debugger
- * data (kdh_target_step_kdbg). Answers KDH_ENOTCACHED like every target step; the rows are
- * rebuilt on each call, so re-running after a fetch is correct. */
+ * PoolTrackTableSize entries (per-stop cache). Needs the debugger data (kdh_target_step_kdbg).
+ * Wire bytes: entries are never freed and a tag keeps its slot (open addressing), so between full
+ * reads only the slots occupied at the last full read are fetched (runs of them, small gaps
+ * bridged), once two full reads in a row agree on them; a tag first seen since then appears at
+ * the next full read (every full_every samples).
+ * Answers KDH_ENOTCACHED like every target step; the rows are rebuilt on each call, so re-running
+ * after a fetch is correct. */
 int kdh_pool_step_read(struct kdh_target *t, kdh_pool_read_t *r, kdh_err_t *err);
 void kdh_pool_read_free(kdh_pool_read_t *r);
 

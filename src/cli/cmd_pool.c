@@ -23,7 +23,7 @@
 
 static const char pool_usage[] =
     "PORT [--every DUR --duration DUR] [--out DIR] [--sort tag|nonpaged|paged] [--top N]\n"
-    "       [--table-size N] [--pooltag FILE] [--baud N] [--symbols PATH] [--symbol NAME=VALUE]...\n"
+    "       [--table-size N] [--full-every N] [--pooltag FILE] [--baud N] [--symbols PATH] [--symbol NAME=VALUE]...\n"
     "  PORT               /dev/ttyS0, tcp://host:port or unix:/path\n"
     "  --every DUR        sample every DUR (500ms, 60s, 5m, 1h); the target runs in between\n"
     "  --duration DUR     stop sampling after DUR (default: until SIGINT)\n"
@@ -32,6 +32,8 @@ static const char pool_usage[] =
     "  --sort KEY         order of the !poolused table: tag, nonpaged (default), paged\n"
     "  --top N            rows of the table, and of non-growing tags in the summary (default 20; 0 all)\n"
     "  --table-size N     entries of nt!PoolTrackTable when nt!PoolTrackTableSize has no symbol\n"
+    "  --full-every N     read the whole table every Nth sample (default 10); in between only the\n"
+    "                     slots in use, so a sample costs few wire bytes (a new tag waits for a full read)\n"
     "  --pooltag FILE     owner descriptions from a pooltag.txt\n"
     "  --baud N           line speed of a serial port (default 115200)\n"
     "  --symbols PATH     symbol path (default: _NT_SYMBOL_PATH); a plain folder works\n"
@@ -41,7 +43,7 @@ typedef struct pool_opts {
     const char *port, *out, *pooltag, *symbols;
     const char *overrides[16];
     int noverrides;
-    unsigned baud, top;
+    unsigned baud, top, full_every;
     uint64_t every_ms, duration_ms, table_size;
     kdh_pool_sort_t sort;
 } pool_opts_t;
@@ -79,14 +81,14 @@ static int parse_duration(const char *what, const char *s, uint64_t *ms)
 
 static int parse_opts(int argc, char **argv, pool_opts_t *po)
 {
-    enum { O_EVERY = 256, O_DURATION, O_OUT, O_SORT, O_TOP, O_TABLE, O_POOLTAG, O_BAUD, O_SYMBOLS, O_SYMBOL };
+    enum { O_EVERY = 256, O_DURATION, O_OUT, O_SORT, O_TOP, O_TABLE, O_POOLTAG, O_BAUD, O_SYMBOLS, O_SYMBOL, O_FULL };
     static const struct option longopts[] = {
         {"every", required_argument, NULL, O_EVERY},       {"duration", required_argument, NULL, O_DURATION},
         {"out", required_argument, NULL, O_OUT},           {"sort", required_argument, NULL, O_SORT},
         {"top", required_argument, NULL, O_TOP},           {"table-size", required_argument, NULL, O_TABLE},
         {"pooltag", required_argument, NULL, O_POOLTAG},   {"baud", required_argument, NULL, O_BAUD},
         {"symbols", required_argument, NULL, O_SYMBOLS},   {"symbol", required_argument, NULL, O_SYMBOL},
-        {0, 0, 0, 0}};
+        {"full-every", required_argument, NULL, O_FULL},   {0, 0, 0, 0}};
     kdh_cli_opt_t o = {.cmd = "pool", .usage = pool_usage, .longopts = longopts};
     memset(po, 0, sizeof *po);
     po->baud = 115200;
@@ -126,6 +128,11 @@ static int parse_opts(int argc, char **argv, pool_opts_t *po)
             if (kdh_cli_parse_u64("pool", "--table-size", o.arg, 1, KDH_POOL_MAX_ENTRIES, &v))
                 return KDH_CLI_EXIT_USAGE;
             po->table_size = v;
+            break;
+        case O_FULL:
+            if (kdh_cli_parse_u64("pool", "--full-every", o.arg, 1, 1000000, &v))
+                return KDH_CLI_EXIT_USAGE;
+            po->full_every = (unsigned)v;
             break;
         case O_POOLTAG:
             po->pooltag = o.arg;
@@ -262,9 +269,9 @@ static int take_sample(sampler_t *sm, kdh_err_t *err)
     kdh_pool_totals(&sm->rd.tab, &sum);
     if (sm->po->every_ms)
         printf("sample %u: %zu tags, nonpaged %" PRIu64 " bytes in %" PRIu64 " blocks, paged %" PRIu64
-               " bytes in %" PRIu64 " blocks\n",
+               " bytes in %" PRIu64 " blocks (%" PRIu64 " table bytes read, %s)\n",
                sm->samples, sm->rd.tab.count, sum.np_bytes, sum.np_allocs - sum.np_frees, sum.p_bytes,
-               sum.p_allocs - sum.p_frees);
+               sum.p_allocs - sum.p_frees, sm->rd.bytes_asked, sm->rd.full ? "whole table" : "slots in use");
     fflush(stdout);
     return KDH_OK;
 }
@@ -342,7 +349,8 @@ static int print_growth(const char *dir, unsigned top, kdh_err_t *err)
             const kdh_report_pool_summary_t *s = &v[i];
             if (!s->steady_growth && top && others++ >= top)
                 break;
-            const char *trend = s->steady_growth ? "STEADY GROWTH (leak?)"
+            const char *trend = s->steady_growth     ? "STEADY GROWTH (leak?)"
+                                : s->samples < 3     ? "too few samples"
                                 : (s->first_bytes == s->last_bytes && s->peak_bytes == s->first_bytes)
                                     ? "flat"
                                     : "rises and falls";
@@ -449,6 +457,7 @@ int kdh_cli_cmd_pool(int argc, char **argv)
     memset(&sm, 0, sizeof sm);
     sm.po = &po;
     sm.rd.table_size = po.table_size;
+    sm.rd.full_every = po.full_every;
     kdh_pool_table_init(&sm.prev);
     char dir[4096] = "";
     rc = run_pool(&sm, pt, dir, sizeof dir, &err);

@@ -15,8 +15,56 @@ void kdh_pool_read_free(kdh_pool_read_t *r)
         return;
     kdh_pool_table_free(&r->tab);
     free(r->buf_);
+    free(r->used_);
     r->buf_ = NULL;
+    r->used_ = NULL;
     r->buf_len_ = 0;
+}
+
+/* Entries this close together are fetched in one read rather than two: a request costs about as
+ * many wire bytes as a few entries. */
+#define GAP_BRIDGE 4
+
+/* Reads [first, last) entries into buf at their place. */
+static int read_entries(kdh_target_t *t, kdh_pool_read_t *r, size_t esz, uint64_t first, uint64_t last,
+                        kdh_err_t *err)
+{
+    for (uint64_t off = first * esz; off < last * esz; off += CHUNK) {
+        uint64_t left = last * esz - off;
+        uint32_t n = (uint32_t)(left < CHUNK ? left : CHUNK);
+        int rc = kdh_target_read_full(t, KDH_TARGET_STOP, r->table_va + off, r->buf_ + off, n,
+                                      "the pool tracker table", err);
+        if (rc != KDH_OK)
+            return rc;
+    }
+    r->bytes_asked += (last - first) * esz;
+    return KDH_OK;
+}
+
+static int read_sparse(kdh_target_t *t, kdh_pool_read_t *r, size_t esz, kdh_err_t *err)
+{
+    memset(r->buf_, 0, (size_t)r->entries * esz);
+    uint64_t i = 0;
+    while (i < r->entries) {
+        while (i < r->entries && !r->used_[i])
+            i++;
+        if (i >= r->entries)
+            break;
+        uint64_t j = i + 1, gap = 0;
+        for (uint64_t k = i + 1; k < r->entries && gap <= GAP_BRIDGE; k++) {
+            if (r->used_[k]) {
+                j = k + 1;
+                gap = 0;
+            } else {
+                gap++;
+            }
+        }
+        int rc = read_entries(t, r, esz, i, j, err);
+        if (rc != KDH_OK)
+            return rc;
+        i = j;
+    }
+    return KDH_OK;
 }
 
 static int table_size(kdh_target_t *t, kdh_pool_read_t *r, kdh_err_t *err)
@@ -80,14 +128,37 @@ int kdh_pool_step_read(kdh_target_t *t, kdh_pool_read_t *r, kdh_err_t *err)
         r->buf_ = b;
         r->buf_len_ = need;
     }
-    /* Chunks earlier runs of this step fetched are in the per-stop cache: each re-run only misses
-     * the next chunk, so the table costs one ReadVirtualMemory per chunk. */
-    for (size_t off = 0; off < need; off += CHUNK) {
-        uint32_t n = (uint32_t)(need - off < CHUNK ? need - off : CHUNK);
-        rc = kdh_target_read_full(t, KDH_TARGET_STOP, r->table_va + off, r->buf_ + off, n,
-                                  "the pool tracker table", err);
-        if (rc != KDH_OK)
-            return rc;
+    /* Ranges earlier runs of this step fetched are in the per-stop cache: each re-run only misses
+     * the next one, so the table costs one ReadVirtualMemory per range. The choice of a full read
+     * depends only on state changed after success, so it is the same on every re-run. */
+    unsigned every = r->full_every ? r->full_every : 10;
+    r->full = !r->used_ || !r->used_stable_ || r->used_va_ != r->table_va || r->used_entries_ != r->entries ||
+              r->samples % every == 0;
+    r->bytes_asked = 0;
+    rc = r->full ? read_entries(t, r, esz, 0, r->entries, err) : read_sparse(t, r, esz, err);
+    if (rc != KDH_OK)
+        return rc;
+    rc = kdh_pool_parse(&r->tab, r->buf_, need, ps, r->entries, err);
+    if (rc != KDH_OK)
+        return rc;
+    if (r->full) {
+        /* Sparse reads start once two full reads in a row found the same slots in use (a booting
+         * or busy system keeps reading everything until its set of tags settles). */
+        int same = r->used_ && r->used_va_ == r->table_va && r->used_entries_ == r->entries;
+        uint8_t *used = realloc(r->used_, (size_t)r->entries);
+        if (!used)
+            return kdh_err_set(err, KDH_ENOMEM, "out of memory for %llu tracker slots",
+                               (unsigned long long)r->entries);
+        for (uint64_t i = 0; i < r->entries; i++) {
+            uint8_t u = kdh_get_u32(r->buf_ + i * esz) != 0;
+            same = same && used[i] == u;
+            used[i] = u;
+        }
+        r->used_stable_ = same;
+        r->used_ = used;
+        r->used_va_ = r->table_va;
+        r->used_entries_ = r->entries;
     }
-    return kdh_pool_parse(&r->tab, r->buf_, need, ps, r->entries, err);
+    r->samples++;
+    return KDH_OK;
 }

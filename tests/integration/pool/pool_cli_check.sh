@@ -45,6 +45,14 @@ for ARCH in x64 x86; do
     last=$(grep '"tag":"Bsy0"' "$WORK/run-$ARCH/pool.jsonl" | tail -1 | sed 's/.*"allocs":\([0-9]*\).*/\1/')
     [ "$last" -gt "$first" ] || fail "$ARCH: Bsy0 allocs did not grow ($first -> $last)"
     grep -q "System pool information" "$WORK/run-$ARCH/poolmon.txt" || fail "$ARCH: no poolmon.txt blocks"
+    # samples between full table reads fetch only the slots in use; the tracker's counters never go
+    # down, so a wrong sparse read (a slot missed or misplaced) shows as a drop
+    grep -q "table bytes read, slots in use" "$WORK/pool-$ARCH.txt" || fail "$ARCH: no sparse sample"
+    for T in Leak Bsy0 None; do
+        grep "\"tag\":\"$T\",\"pool\":\"nonpaged\"" "$WORK/run-$ARCH/pool.jsonl" | sed 's/.*"allocs":\([0-9]*\),"frees":\([0-9]*\).*/\1 \2/' |
+            awk -v t=$T 'NR > 1 && ($1 < a || $2 < f || (t == "Leak" && $1 == a)) { print "drop " NR; exit 1 } { a = $1; f = $2 }' \
+            || fail "$ARCH: $T counters not monotonic across samples"
+    done
     "$KDH" report "$WORK/run-$ARCH" >"$WORK/report-$ARCH.txt" 2>&1 || fail "$ARCH report: $(cat "$WORK/report-$ARCH.txt")"
     grep -q "^'Leak' *nonpaged .*STEADY GROWTH" "$WORK/report-$ARCH.txt" || fail "$ARCH: report does not flag Leak"
     grep "^'Bsy0' " "$WORK/report-$ARCH.txt" | grep -q "STEADY" && fail "$ARCH: report flags Bsy0"
