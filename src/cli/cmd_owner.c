@@ -21,7 +21,7 @@
 #define SCAN_MAX_FILE (256u << 20)
 
 static const char owner_usage[] =
-    "TAG (--scan DIR | PORT) [--pooltag FILE] [--module NAME] [--hits N] [--baud N] [--symbols PATH]\n"
+    "TAG (--scan DIR | PORT) [--pooltag FILE] [--module NAME] [--hits N] [--baud N]\n"
     "  TAG            1 to 4 characters, as Windows shows the tag ('None' also lists the\n"
     "                 importers of the untagged ExAllocatePool)\n"
     "  --scan DIR     search the .sys/.dll/.exe files under DIR (recursively) instead of a target\n"
@@ -29,11 +29,10 @@ static const char owner_usage[] =
     "  --pooltag FILE also print the owner listed in a pooltag.txt\n"
     "  --module NAME  live: search this module only (repeatable; default every loaded module)\n"
     "  --hits N       hits listed (default 20; 0 = all)\n"
-    "  --baud N       line speed of a serial port (default 115200)\n"
-    "  --symbols PATH symbol path (not needed for the search itself)\n";
+    "  --baud N       line speed of a serial port (default 115200)\n";
 
 typedef struct owner_opts {
-    const char *scan, *port, *pooltag, *symbols;
+    const char *scan, *port, *pooltag;
     const char *modules[16];
     int nmodules;
     unsigned baud, hits;
@@ -43,12 +42,11 @@ typedef struct owner_opts {
 
 static int parse_opts(int argc, char **argv, owner_opts_t *oo)
 {
-    enum { O_SCAN = 256, O_POOLTAG, O_MODULE, O_HITS, O_BAUD, O_SYMBOLS };
+    enum { O_SCAN = 256, O_POOLTAG, O_MODULE, O_HITS, O_BAUD };
     static const struct option longopts[] = {
         {"scan", required_argument, NULL, O_SCAN},     {"pooltag", required_argument, NULL, O_POOLTAG},
         {"module", required_argument, NULL, O_MODULE}, {"hits", required_argument, NULL, O_HITS},
-        {"baud", required_argument, NULL, O_BAUD},     {"symbols", required_argument, NULL, O_SYMBOLS},
-        {0, 0, 0, 0}};
+        {"baud", required_argument, NULL, O_BAUD},     {0, 0, 0, 0}};
     kdh_cli_opt_t o = {.cmd = "owner", .usage = owner_usage, .longopts = longopts};
     memset(oo, 0, sizeof *oo);
     oo->baud = 115200;
@@ -59,7 +57,6 @@ static int parse_opts(int argc, char **argv, owner_opts_t *oo)
         switch (c) {
         case O_SCAN: oo->scan = o.arg; break;
         case O_POOLTAG: oo->pooltag = o.arg; break;
-        case O_SYMBOLS: oo->symbols = o.arg; break;
         case O_MODULE:
             if (oo->nmodules >= (int)KDH_ARRAY_LEN(oo->modules))
                 return kdh_cli_usage_errorf("owner", "at most %zu --module options", KDH_ARRAY_LEN(oo->modules));

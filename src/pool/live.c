@@ -1,6 +1,7 @@
 /* live.c: reading nt's pool tracking table at a stop of a real (or simulated) target through the
  * target model: debugger data -> &nt!PoolTrackTable -> array; the entry count from
  * nt!PoolTrackTableSize. A resumable step: misses answer KDH_ENOTCACHED for the driver to fetch. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,11 +30,13 @@ void kdh_pool_read_free(kdh_pool_read_t *r)
 static int read_entries(kdh_target_t *t, kdh_pool_read_t *r, size_t esz, uint64_t first, uint64_t last,
                         kdh_err_t *err)
 {
+    char what[120];
+    snprintf(what, sizeof what, "the pool tracker table (%llu entries from %.40s)", (unsigned long long)r->entries,
+             r->size_source);
     for (uint64_t off = first * esz; off < last * esz; off += CHUNK) {
         uint64_t left = last * esz - off;
         uint32_t n = (uint32_t)(left < CHUNK ? left : CHUNK);
-        int rc = kdh_target_read_full(t, KDH_TARGET_STOP, r->table_va + off, r->buf_ + off, n,
-                                      "the pool tracker table", err);
+        int rc = kdh_target_read_full(t, KDH_TARGET_STOP, r->table_va + off, r->buf_ + off, n, what, err);
         if (rc != KDH_OK)
             return rc;
     }

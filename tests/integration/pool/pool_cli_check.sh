@@ -67,6 +67,10 @@ for ARCH in x64 x86; do
         || fail "$ARCH: llvm-readobj shows no ExAllocatePool import in olddrv.sys"
     kill "$SIMPID"; wait "$SIMPID" 2>/dev/null; SIMPID=
 
+    # --- pooltag.txt owner line ---
+    printf 'Leak - leakdrv.sys   - fixture leak\n' >"$WORK/pooltag.txt"
+    "$KDH" owner Leak --scan "$FIX/$ARCH" --pooltag "$WORK/pooltag.txt" | grep -q '^pooltag.txt: leakdrv.sys - fixture leak$' \
+        || fail "$ARCH: owner --pooltag line missing"
     # --- owner, offline: same owners and code hits as live ---
     for TAG in Leak None; do
         t=$(echo $TAG | tr A-Z a-z)
