@@ -1,7 +1,8 @@
 /* live.c: the table of allocations not yet freed, which pairs a free with its allocation by address.
  * It is the only part of the report that grows with the data (4.56 million blocks in the benchmark),
- * so each block is one 24-byte slot of an open-addressing table (linear probing, backward-shift
- * deletion: no tombstones to sweep), with its tag and boot folded into one small index. */
+ * so each block is one 16-byte slot of an open-addressing table (linear probing, backward-shift
+ * deletion: no tombstones to sweep): its address, its stack, and one index standing for its tag,
+ * boot and size, which repeat across blocks. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,60 @@ static inline size_t slot_of(uint64_t addr, uint32_t boot, size_t mask)
 {
     /* Addresses are 16-byte aligned and clustered; mix every bit into the low ones. */
     return (size_t)kdh_u64map_mix(addr ^ ((uint64_t)boot * 0x9e3779b97f4a7c15ULL)) & mask;
+}
+
+static inline uint32_t class_hash(uint32_t tag, uint32_t boot, uint64_t size)
+{
+    return (uint32_t)kdh_u64map_mix(size ^ ((uint64_t)tag << 40) ^ ((uint64_t)boot * 0x9e3779b97f4a7c15ULL));
+}
+
+uint32_t rep_live_class(kdh_report_t *r, uint32_t tag, uint32_t boot, uint64_t size)
+{
+    const rep_tb_t *last = r->last_tb != NONE_IDX ? &r->tbs[r->last_tb] : NULL;
+    if (last && last->size == size && last->tag == tag && last->boot == boot)
+        return r->last_tb;
+    uint32_t h = class_hash(tag, boot, size);
+    if (r->tbhcap) {
+        for (uint32_t i = h & (r->tbhcap - 1);; i = (i + 1) & (r->tbhcap - 1)) {
+            uint32_t k = r->tbhash[i];
+            if (k == NONE_IDX)
+                break;
+            if (r->tbs[k].size == size && r->tbs[k].tag == tag && r->tbs[k].boot == boot)
+                return r->last_tb = k;
+        }
+    }
+    if (r->ntbs >= NONE_IDX / 4)
+        return NONE_IDX;
+    if (r->ntbs >= r->captbs) {
+        uint32_t ncap = r->captbs ? r->captbs * 2 : 64;
+        rep_tb_t *n = realloc(r->tbs, ncap * sizeof *n);
+        if (!n)
+            return NONE_IDX;
+        r->tbs = n;
+        r->captbs = ncap;
+    }
+    if ((r->ntbs + 1) * 2 > r->tbhcap) { /* at most half full: rebuild at twice the size */
+        uint32_t ncap = r->tbhcap ? r->tbhcap * 2 : 128;
+        uint32_t *nh = malloc(ncap * sizeof *nh);
+        if (!nh)
+            return NONE_IDX;
+        memset(nh, 0xff, ncap * sizeof *nh);
+        for (uint32_t k = 0; k < r->ntbs; k++) {
+            uint32_t i = class_hash(r->tbs[k].tag, r->tbs[k].boot, r->tbs[k].size) & (ncap - 1);
+            while (nh[i] != NONE_IDX)
+                i = (i + 1) & (ncap - 1);
+            nh[i] = k;
+        }
+        free(r->tbhash);
+        r->tbhash = nh;
+        r->tbhcap = ncap;
+    }
+    uint32_t i = h & (r->tbhcap - 1);
+    while (r->tbhash[i] != NONE_IDX)
+        i = (i + 1) & (r->tbhcap - 1);
+    r->tbhash[i] = r->ntbs;
+    r->tbs[r->ntbs] = (rep_tb_t){size, tag, boot};
+    return r->last_tb = r->ntbs++;
 }
 
 void rep_live_clear(rep_live_t *t)

@@ -88,7 +88,7 @@ void kdh_report_free(kdh_report_t *r)
     free(r->pools);
     rep_live_clear(&r->live);
     free(r->tbs);
-    kdh_u64map_free(&r->tbmap);
+    free(r->tbhash);
     for (unsigned i = 0; i < r->nruns; i++) {
         free(r->runs[i].dir);
         free(r->runs[i].target);
@@ -257,22 +257,6 @@ static rtag_t *get_tag(kdh_report_t *r, const char tag[5])
     return t;
 }
 
-/* Index of the (tag, boot) pair a live block carries; NONE_IDX when out of memory. */
-static uint32_t get_tb(kdh_report_t *r, uint32_t tag, uint32_t boot)
-{
-    if (r->last_tb != NONE_IDX && r->tbs[r->last_tb].tag == tag && r->tbs[r->last_tb].boot == boot)
-        return r->last_tb;
-    uint64_t key = ((uint64_t)tag << 32) | boot;
-    uint64_t *v = kdh_u64map_get(&r->tbmap, key);
-    if (v)
-        return r->last_tb = (uint32_t)*v;
-    if (r->ntbs >= NONE_IDX - 1 || grow((void **)&r->tbs, &r->captbs, r->ntbs + 1, sizeof *r->tbs) != 0 ||
-        kdh_u64map_put(&r->tbmap, key, r->ntbs, NULL) != 0)
-        return NONE_IDX;
-    r->tbs[r->ntbs] = (rep_tb_t){tag, boot};
-    return r->last_tb = r->ntbs++;
-}
-
 static void stack_out(kdh_report_t *r, uint32_t st, int64_t count, int64_t bytes)
 {
     if (st == NONE_IDX)
@@ -284,10 +268,11 @@ static void stack_out(kdh_report_t *r, uint32_t st, int64_t count, int64_t bytes
 /* Ends a live allocation: its stack and tag no longer count it as outstanding. */
 static void retire(kdh_report_t *r, rlive_t *l)
 {
-    stack_out(r, l->stack, -1, -(int64_t)l->size);
-    rtag_t *t = &r->tags[r->tbs[l->tb].tag];
+    const rep_tb_t *c = &r->tbs[l->tb];
+    stack_out(r, l->stack, -1, -(int64_t)c->size);
+    rtag_t *t = &r->tags[c->tag];
     t->out_count--;
-    t->out_bytes -= (int64_t)l->size;
+    t->out_bytes -= (int64_t)c->size;
     rep_live_remove(&r->live, r->tbs, l);
 }
 
@@ -339,7 +324,7 @@ static int on_event(void *ud, const kdh_store_event_t *ev)
                 t->reused++;
                 retire(r, slot);
             }
-            rlive_t blk = {ev->addr, size, st, get_tb(r, ti, ev->boot)};
+            rlive_t blk = {ev->addr, st, rep_live_class(r, ti, ev->boot, size)};
             if (blk.tb == NONE_IDX || rep_live_add(&r->live, r->tbs, &blk) != 0)
                 r->oom = 1;
         }

@@ -41,14 +41,15 @@ typedef struct rpool {
     double t0, n, sx, sy, sxx, sxy;
 } rpool_t;
 
-/* One (tag, boot) pair seen with an address; live blocks refer to it by index. */
+/* One (tag, boot, size) combination of live blocks. Pool allocations come in few distinct sizes, so
+ * a block refers to its combination by index instead of carrying the three fields. */
 typedef struct rep_tb {
+    uint64_t size;
     uint32_t tag, boot;
 } rep_tb_t;
 
-typedef struct rlive { /* one allocation not yet freed: 24 bytes */
+typedef struct rlive { /* one allocation not yet freed: 16 bytes */
     uint64_t addr;
-    uint64_t size;
     uint32_t stack; /* NONE_IDX for an allocation without a stack */
     uint32_t tb;    /* index into tbs; UINT32_MAX marks an empty slot */
 } rlive_t;
@@ -57,6 +58,9 @@ typedef struct rep_live {
     rlive_t *slots;
     size_t cap, count; /* cap is a power of two or 0 */
 } rep_live_t;
+
+/* Index of a (tag, boot, size) combination in r->tbs, NONE_IDX when out of memory. */
+uint32_t rep_live_class(kdh_report_t *r, uint32_t tag, uint32_t boot, uint64_t size);
 
 /* live.c. Blocks pair only inside one run: the table is cleared when the next run starts. */
 rlive_t *rep_live_find(const rep_live_t *t, const rep_tb_t *tbs, uint64_t addr, uint32_t boot);
@@ -86,7 +90,8 @@ struct kdh_report {
     rep_live_t live;
     rep_tb_t *tbs;
     uint32_t ntbs, captbs, last_tb;
-    kdh_u64map_t tbmap; /* tag << 32 | boot -> tbs index */
+    uint32_t *tbhash; /* open addressing over tbs indexes (NONE_IDX = empty), tbhcap slots */
+    uint32_t tbhcap;
     uint32_t last_tag; /* index of the tag of the previous event (events come in long runs of one tag) */
     rrun_t *runs;
     unsigned nruns;

@@ -49,6 +49,8 @@ typedef struct val {
 
 static inline const char *ws(const char *p, const char *end)
 {
+    if (p < end && (unsigned char)*p > ' ') /* compact JSON: the usual case, one compare */
+        return p;
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
         p++;
     return p;
@@ -70,14 +72,14 @@ static inline const char *str(const char *p, const char *end, val_t *v)
         if (c < OTHER) {
             acc = (acc << 4) | (c & 15);
             upper |= c;
-        } else if (c == OTHER) {
-            other++;
-        } else if (c == QUOTE) {
-            break;
-        } else {
-            return NULL;
+            continue;
         }
+        if (c != OTHER)
+            break; /* QUOTE or BAD, told apart below */
+        other++;
     }
+    if (*p != '"')
+        return NULL;
     v->is_str = 1;
     v->s = b;
     v->n = (size_t)(p - b);
@@ -325,5 +327,181 @@ int kdh_store_fast_event(const char *line, size_t len, kdh_store_event_t *ev, co
         *src = v[K_SRC].s;
         *src_len = v[K_SRC].n;
     }
+    return 1;
+}
+
+/* ---- stacks.jsonl ---- */
+
+/* Reads a frame object at p ('{'). Strings are left unterminated; their lengths go to *modn, *symn. */
+static const char *fast_frame(const char *p, const char *end, kdh_store_frame_t *f, size_t *modn, size_t *symn)
+{
+    enum { F_MOD = 1, F_RVA = 2, F_SYM = 4, F_ADDR = 8, F_INLINE = 16 };
+    unsigned seen = 0;
+    memset(f, 0, sizeof *f);
+    if (p >= end || *p++ != '{')
+        return NULL;
+    p = ws(p, end);
+    if (p < end && *p == '}')
+        return NULL; /* an empty frame: the reference parser words the error */
+    for (;;) {
+        val_t key, x;
+        unsigned bit;
+        if (!(p = str(p, end, &key)))
+            return NULL;
+        if (key.n == 3 && memcmp(key.s, "mod", 3) == 0)
+            bit = F_MOD;
+        else if (key.n == 3 && memcmp(key.s, "rva", 3) == 0)
+            bit = F_RVA;
+        else if (key.n == 3 && memcmp(key.s, "sym", 3) == 0)
+            bit = F_SYM;
+        else if (key.n == 4 && memcmp(key.s, "addr", 4) == 0)
+            bit = F_ADDR;
+        else if (key.n == 6 && memcmp(key.s, "inline", 6) == 0)
+            bit = F_INLINE;
+        else
+            return NULL;
+        if (seen & bit)
+            return NULL;
+        seen |= bit;
+        p = ws(p, end);
+        if (p >= end || *p++ != ':')
+            return NULL;
+        p = ws(p, end);
+        if (bit == F_INLINE) {
+            if (end - p >= 4 && memcmp(p, "true", 4) == 0) {
+                f->is_inline = 1;
+                p += 4;
+            } else if (end - p >= 5 && memcmp(p, "false", 5) == 0) {
+                p += 5;
+            } else {
+                return NULL;
+            }
+        } else {
+            x.is_str = x.is_int = 0;
+            if (p < end && *p == '"') {
+                if (!(p = str(p, end, &x)))
+                    return NULL;
+            } else if (!(p = num(p, end, &x))) {
+                return NULL;
+            }
+            switch (bit) {
+            case F_MOD:
+                if (!x.is_str)
+                    return NULL;
+                f->mod = x.s;
+                *modn = x.n;
+                break;
+            case F_SYM:
+                if (!x.is_str)
+                    return NULL;
+                f->sym = x.s;
+                *symn = x.n;
+                break;
+            case F_RVA:
+                if (!x.is_int || x.i < 0)
+                    return NULL;
+                f->rva = (uint64_t)x.i;
+                f->has_rva = 1;
+                break;
+            default:
+                if (!hexval(&x, &f->addr))
+                    return NULL;
+                f->has_addr = 1;
+                break;
+            }
+        }
+        p = ws(p, end);
+        if (p < end && *p == ',') {
+            p = ws(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == '}')
+            break;
+        return NULL;
+    }
+    if (!(f->mod && f->has_rva) && !f->sym && !f->has_addr)
+        return NULL;
+    return p + 1;
+}
+
+int kdh_store_fast_stack(char *line, size_t len, uint64_t *sid, kdh_store_frame_t *frames, size_t *n)
+{
+    static const size_t none = (size_t)-1;
+    const char *p = line, *end = line + len;
+    int have_sid = 0, have_frames = 0;
+    size_t nf = 0;
+    /* String ends, terminated only once the whole line is accepted: a line handed back to jansson must
+     * be intact. Two per frame (mod, sym). */
+    size_t ends[2 * KDH_STORE_FRAMES_MAX];
+    p = ws(p, end);
+    if (p >= end || *p++ != '{')
+        return 0;
+    p = ws(p, end);
+    for (;;) {
+        val_t key;
+        if (!(p = str(p, end, &key)))
+            return 0;
+        p = ws(p, end);
+        if (p >= end || *p++ != ':')
+            return 0;
+        p = ws(p, end);
+        if (key.n == 3 && memcmp(key.s, "sid", 3) == 0 && !have_sid) {
+            val_t x;
+            if (!(p = str(p, end, &x)) || x.n != 16 || x.other || x.upper)
+                return 0;
+            *sid = x.hex;
+            have_sid = 1;
+        } else if (key.n == 6 && memcmp(key.s, "frames", 6) == 0 && !have_frames) {
+            have_frames = 1;
+            if (p >= end || *p++ != '[')
+                return 0;
+            p = ws(p, end);
+            if (p < end && *p == ']') {
+                p++;
+            } else {
+                for (;;) {
+                    size_t modn = none, symn = none;
+                    if (nf >= KDH_STORE_FRAMES_MAX)
+                        return 0; /* the reference parser names the limit */
+                    if (!(p = fast_frame(p, end, &frames[nf], &modn, &symn)))
+                        return 0;
+                    ends[2 * nf] = modn;
+                    ends[2 * nf + 1] = symn;
+                    nf++;
+                    p = ws(p, end);
+                    if (p < end && *p == ',') {
+                        p = ws(p + 1, end);
+                        continue;
+                    }
+                    if (p < end && *p == ']') {
+                        p++;
+                        break;
+                    }
+                    return 0;
+                }
+            }
+        } else {
+            return 0; /* unknown or repeated key */
+        }
+        p = ws(p, end);
+        if (p < end && *p == ',') {
+            p = ws(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == '}') {
+            p = ws(p + 1, end);
+            break;
+        }
+        return 0;
+    }
+    if (p != end || !have_sid || !have_frames)
+        return 0;
+    for (size_t i = 0; i < nf; i++) { /* each closing quote becomes the terminator */
+        if (ends[2 * i] != none)
+            line[frames[i].mod - line + (ptrdiff_t)ends[2 * i]] = '\0';
+        if (ends[2 * i + 1] != none)
+            line[frames[i].sym - line + (ptrdiff_t)ends[2 * i + 1]] = '\0';
+    }
+    *n = nf;
     return 1;
 }

@@ -134,6 +134,18 @@ static int read_file(read_ctx_t *c, const char *dir, const char *name, int kind,
                 continue;
             }
         }
+        if (kind == R_STACKS) {
+            uint64_t sid;
+            size_t n;
+            if (kdh_store_fast_stack(line, len, &sid, c->frames, &n)) {
+                c->stats->lines++;
+                c->stats->stacks++;
+                rc = c->rd->on_stack ? c->rd->on_stack(c->rd->ud, sid, c->frames, n) : 0;
+                if (rc != 0)
+                    break;
+                continue;
+            }
+        }
         json_error_t je;
         json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
         if (!o) {

@@ -31,6 +31,11 @@ int kdh_store_stack_from(json_t *obj, uint64_t *sid, kdh_store_frame_t *frames, 
  * accepts a line the jansson path would reject or read differently. */
 int kdh_store_fast_event(const char *line, size_t len, kdh_store_event_t *ev, const char **src, size_t *src_len);
 
+/* Fast path for the common shape of a stacks.jsonl line ({"sid","frames":[{mod,rva,sym,addr,inline}]}):
+ * 1 with the frames filled, their strings terminated inside line (which is modified only then), or 0
+ * when the line must go through jansson. frames must have room for KDH_STORE_FRAMES_MAX. */
+int kdh_store_fast_stack(char *line, size_t len, uint64_t *sid, kdh_store_frame_t *frames, size_t *n);
+
 /* "0x..." (or decimal) text to a number. */
 int kdh_store_parse_hex(const char *s, uint64_t *v);
 
