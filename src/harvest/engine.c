@@ -378,7 +378,12 @@ static int disarm(hv_t *h, kdh_err_t *err)
 /* Leave a stopped target running: int 3 stepped over, Continue2 with Dr7 0, bytes written out. */
 static int resume(hv_t *h, kdh_err_t *err)
 {
-    int rc = kdh_target_skip_int3(h->t, h->c.kd, err);
+    const kdh_wire_state_change_t *sc0 = kdh_kd_state(h->c.kd);
+    int rc = KDH_OK;
+    if (sc0 && sc0->new_state == KDH_WIRE_STATE_EXCEPTION && sc0->u.exception.code == KDH_WIRE_STATUS_BREAKPOINT)
+        rc = hv_touch_context(h, err);
+    if (rc == KDH_OK)
+        rc = kdh_target_skip_int3(h->t, h->c.kd, err);
     if (rc != KDH_OK)
         return rc;
     const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);

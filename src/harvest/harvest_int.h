@@ -129,6 +129,8 @@ double hv_now_wall(void);
 /* Handles the current stop as a pool hit: classify, capture (or count), log, step over the
  * int 3 and continue. */
 int hv_handle_hit(hv_t *h, kdh_err_t *err);
+/* GetContextEx of the PC alone, so that a following SetContextEx is accepted. */
+int hv_touch_context(hv_t *h, kdh_err_t *err);
 /* Adds a stack id written by an earlier start of the run. */
 int hv_sid_known(hv_t *h, uint64_t sid);
 void hv_stall_add(hv_t *h, double t0, double t1);

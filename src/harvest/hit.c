@@ -254,12 +254,32 @@ static int fast_capture(hv_t *h, const kdh_wire_state_change_t *sc, kdh_target_s
     return kdh_target_skip_int3(h->t, h->c.kd, err);
 }
 
+/* Windows refuses Set(Ex)Context unless a Get happened in the same stop (KdpContextSent), and the
+ * kd session takes a refused SetContextEx as "no Ex support" for good: read the PC slice first
+ * wherever nothing else read the context. */
+int hv_touch_context(hv_t *h, kdh_err_t *err)
+{
+    const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
+    if (!sc)
+        return KDH_OK;
+    uint8_t pc[8];
+    unsigned ps = kdh_target_pointer_size(h->t);
+    kdh_kd_req_t req;
+    memset(&req, 0, sizeof req);
+    kdh_kd_get_context_slice(h->c.kd, &req, sc->processor, ps == 8 ? 0xF8 : 0xB8, pc, ps, NULL, NULL);
+    return hv_conn_call(&h->c, &req, "reading the program counter", err);
+}
+
 /* Counted only: the return address word classifies the hit when the break is DbgBreakPoint. */
 static int count_only(hv_t *h, const kdh_wire_state_change_t *sc, int *kind, kdh_err_t *err)
 {
     uint64_t ret = 0;
     int k = kind_of(h, sc->program_counter);
-    if (k < 0) {
+    if (k >= 0) {
+        int rc = hv_touch_context(h, err);
+        if (rc != KDH_OK)
+            return rc;
+    } else {
         uint8_t slice[0x20];
         uint32_t off, len;
         int rc = get_slice(h, sc->processor, slice, &off, &len, err);
