@@ -21,7 +21,7 @@
 #define SCAN_MAX_FILE (256u << 20)
 
 static const char owner_usage[] =
-    "TAG (--scan DIR | PORT) [--pooltag FILE] [--module NAME] [--hits N] [--baud N]\n"
+    "TAG (--scan DIR | PORT) [--pooltag FILE] [--module NAME] [--hits N] [--max-bytes N] [--baud N]\n"
     "  TAG            1 to 4 characters, as Windows shows the tag ('None' also lists the\n"
     "                 importers of the untagged ExAllocatePool)\n"
     "  --scan DIR     search the .sys/.dll/.exe files under DIR (recursively) instead of a target\n"
@@ -29,6 +29,8 @@ static const char owner_usage[] =
     "  --pooltag FILE also print the owner listed in a pooltag.txt\n"
     "  --module NAME  live: search this module only (repeatable; default every loaded module)\n"
     "  --hits N       hits listed (default 20; 0 = all)\n"
+    "  --max-bytes N  live: stop reading images after N bytes from the target (default 32 MiB,\n"
+    "                 about 50 minutes at 115200 baud); use --module to search the rest\n"
     "  --baud N       line speed of a serial port (default 115200)\n";
 
 typedef struct owner_opts {
@@ -36,21 +38,24 @@ typedef struct owner_opts {
     const char *modules[16];
     int nmodules;
     unsigned baud, hits;
+    unsigned long long max_bytes;
     char tag[5];
     uint32_t dword;
 } owner_opts_t;
 
 static int parse_opts(int argc, char **argv, owner_opts_t *oo)
 {
-    enum { O_SCAN = 256, O_POOLTAG, O_MODULE, O_HITS, O_BAUD };
+    enum { O_SCAN = 256, O_POOLTAG, O_MODULE, O_HITS, O_BAUD, O_MAXB };
     static const struct option longopts[] = {
         {"scan", required_argument, NULL, O_SCAN},     {"pooltag", required_argument, NULL, O_POOLTAG},
         {"module", required_argument, NULL, O_MODULE}, {"hits", required_argument, NULL, O_HITS},
-        {"baud", required_argument, NULL, O_BAUD},     {0, 0, 0, 0}};
+        {"baud", required_argument, NULL, O_BAUD},     {"max-bytes", required_argument, NULL, O_MAXB},
+        {0, 0, 0, 0}};
     kdh_cli_opt_t o = {.cmd = "owner", .usage = owner_usage, .longopts = longopts};
     memset(oo, 0, sizeof *oo);
     oo->baud = 115200;
     oo->hits = 20;
+    oo->max_bytes = 32ull << 20;
     int c;
     while ((c = kdh_cli_opt_next(&o, argc, argv)) > 0) {
         unsigned long long v;
@@ -66,6 +71,11 @@ static int parse_opts(int argc, char **argv, owner_opts_t *oo)
             if (kdh_cli_parse_u64("owner", "--hits", o.arg, 0, 1000000, &v))
                 return KDH_CLI_EXIT_USAGE;
             oo->hits = (unsigned)v;
+            break;
+        case O_MAXB:
+            if (kdh_cli_parse_u64("owner", "--max-bytes", o.arg, 4096, 1ull << 40, &v))
+                return KDH_CLI_EXIT_USAGE;
+            oo->max_bytes = v;
             break;
         case O_BAUD:
             if (kdh_cli_parse_u64("owner", "--baud", o.arg, 1, 4000000, &v))
@@ -234,10 +244,16 @@ static int scan_live(const owner_opts_t *oo, kdh_owner_result_t *res, kdh_target
     kdh_target_t *t = kdh_target_session_target(*sp);
     kdh_kd_t *kd = kdh_target_session_kd(*sp);
     size_t n = kdh_target_module_count(t), searched = 0;
+    const kdh_link_stats_t *ls = kdh_link_stats(kdh_kd_link(kd));
     for (size_t i = 0; i < n; i++) {
         const kdh_target_module_t *m = kdh_target_module_at(t, i);
         if (!wanted(oo, m))
             continue;
+        if (ls->bytes_in >= oo->max_bytes) {
+            fprintf(stderr, "kdharvest: stopped before %s: %llu bytes read (--max-bytes); search the rest with --module\n",
+                    m->file, (unsigned long long)ls->bytes_in);
+            break;
+        }
         if (!m->ok) {
             fprintf(stderr, "kdharvest: skipped %s: %s\n", m->file, m->error);
             continue;
@@ -255,7 +271,6 @@ static int scan_live(const owner_opts_t *oo, kdh_owner_result_t *res, kdh_target
         else
             searched++;
     }
-    const kdh_link_stats_t *ls = kdh_link_stats(kdh_kd_link(kd));
     printf("searched %zu of %zu loaded modules (%llu bytes read from the target)\n", searched, n,
            (unsigned long long)ls->bytes_in);
     return KDH_OK;
