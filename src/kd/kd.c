@@ -327,7 +327,8 @@ static void copy_out(kdh_kd_req_t *req, size_t at, const uint8_t *data, size_t l
     if (at > req->out_cap)
         return;
     size_t n = len < req->out_cap - at ? len : req->out_cap - at;
-    memcpy(req->out + at, data, n);
+    if (n) /* requests without reply data have no out buffer at all */
+        memcpy(req->out + at, data, n);
     req->out_len = at + n;
 }
 
