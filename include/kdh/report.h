@@ -41,6 +41,9 @@ typedef struct kdh_report_opts {
     double since, until;      /* event time window (Unix seconds); 0 = open */
     uint64_t min_count;       /* hide stacks seen fewer times (allocations + hits) */
     const kdh_pooltag_t *pooltag; /* owners per tag; may be NULL */
+    /* Re-symbolize frames with mod+rva from the PDBs found along this symbol path, by module
+     * identity (file, TimeDateStamp, SizeOfImage, PDB GUID and age); borrowed, may be NULL. */
+    struct kdh_symstore *symbols;
 } kdh_report_opts_t;
 
 typedef struct kdh_report kdh_report_t;
@@ -115,6 +118,10 @@ int kdh_report_pool_get(const kdh_report_t *rep, size_t i, kdh_report_pool_summa
 /* Skipped-line notes kept ("file:line: reason", first 20). */
 size_t kdh_report_skip_count(const kdh_report_t *rep);
 const char *kdh_report_skip_note(const kdh_report_t *rep, size_t i);
+
+/* Symbol notes kept with --symbols ("symbols: no PDB for KEY: reason", first 20). */
+size_t kdh_report_symbol_note_count(const kdh_report_t *rep);
+const char *kdh_report_symbol_note(const kdh_report_t *rep, size_t i);
 
 /* ---- trend rule (pure, documented in docs/run-format.md "Report") ---- */
 

@@ -10,6 +10,7 @@
 #include "kdh/cli.h"
 #include "kdh/pooltag.h"
 #include "kdh/report.h"
+#include "kdh/symstore.h"
 #include "kdh/tag.h"
 
 static const char usage[] =
@@ -26,9 +27,12 @@ static const char usage[] =
     "  --until T       only events at or before T\n"
     "  --min-count N   hide stacks seen fewer than N times\n"
     "  --pooltag FILE  owner of each tag from a pooltag.txt\n"
+    "  --symbols PATH  re-symbolize frames from PDBs found by module identity along a symbol\n"
+    "                  path (srv*cache*url;dir;..., as the daemon; default _NT_SYMBOL_PATH if\n"
+    "                  given as an empty string)\n"
     "  --diff BASE     compare BASE with the runs given as operands, UMDH style\n";
 
-enum { OPT_FORMAT = 256, OPT_BY, OPT_VALUE, OPT_TOP, OPT_TAG, OPT_SINCE, OPT_UNTIL, OPT_MIN, OPT_POOLTAG, OPT_DIFF };
+enum { OPT_FORMAT = 256, OPT_BY, OPT_VALUE, OPT_TOP, OPT_TAG, OPT_SINCE, OPT_UNTIL, OPT_MIN, OPT_POOLTAG, OPT_DIFF, OPT_SYMBOLS };
 
 static const struct option longopts[] = {
     {"format", required_argument, NULL, OPT_FORMAT}, {"by", required_argument, NULL, OPT_BY},
@@ -36,6 +40,7 @@ static const struct option longopts[] = {
     {"tag", required_argument, NULL, OPT_TAG},       {"since", required_argument, NULL, OPT_SINCE},
     {"until", required_argument, NULL, OPT_UNTIL},   {"min-count", required_argument, NULL, OPT_MIN},
     {"pooltag", required_argument, NULL, OPT_POOLTAG}, {"diff", required_argument, NULL, OPT_DIFF},
+    {"symbols", required_argument, NULL, OPT_SYMBOLS},
     {0, 0, 0, 0}};
 
 /* Unix seconds ("1795478400.5") or ISO 8601 UTC ("2026-11-21T23:00:00Z", seconds optional). */
@@ -91,7 +96,7 @@ int kdh_cli_cmd_report(int argc, char **argv)
 {
     kdh_cli_opt_t o = {.cmd = "report", .usage = usage, .longopts = longopts};
     kdh_report_opts_t ro = {.top = 10};
-    const char *pooltag_path = NULL, *diff_base = NULL;
+    const char *pooltag_path = NULL, *diff_base = NULL, *symbols = NULL;
     unsigned long long n;
     int c;
     while ((c = kdh_cli_opt_next(&o, argc, argv)) > 0) {
@@ -158,6 +163,9 @@ int kdh_cli_cmd_report(int argc, char **argv)
         case OPT_DIFF:
             diff_base = o.arg;
             break;
+        case OPT_SYMBOLS:
+            symbols = o.arg;
+            break;
         default:
             return kdh_cli_usage_errorf("report", "unexpected option");
         }
@@ -179,6 +187,20 @@ int kdh_cli_cmd_report(int argc, char **argv)
             kdh_cli_errorf("report: %s: %zu unreadable line(s) ignored, first at line %u", pooltag_path,
                            kdh_pooltag_malformed(pt), kdh_pooltag_first_malformed(pt));
         ro.pooltag = pt;
+    }
+    kdh_symstore_t *store = NULL;
+    if (symbols) {
+        if (!*symbols)
+            symbols = getenv("_NT_SYMBOL_PATH");
+        if (!symbols || !*symbols) {
+            kdh_pooltag_free(pt);
+            return kdh_cli_usage_errorf("report", "--symbols is empty and _NT_SYMBOL_PATH is not set");
+        }
+        if (kdh_symstore_new(&store, symbols, NULL, &err) != KDH_OK) {
+            kdh_pooltag_free(pt);
+            return kdh_cli_fail(&err);
+        }
+        ro.symbols = store;
     }
     kdh_report_t *rep = NULL, *base = NULL;
     int failed = 0, rc = KDH_CLI_EXIT_OK;
@@ -211,11 +233,17 @@ int kdh_cli_cmd_report(int argc, char **argv)
                 kdh_cli_errorf("report: skipped %s", kdh_report_skip_note(r, i));
         }
     }
+    /* PDBs that were not found: the frames stay as recorded, and the reader should know why. */
+    for (kdh_report_t *r = rep; r; r = (r == rep ? base : NULL)) {
+        for (size_t i = 0; kdh_report_symbol_note(r, i); i++)
+            kdh_cli_errorf("report: %s", kdh_report_symbol_note(r, i));
+    }
     if (failed)
         rc = KDH_CLI_EXIT_FAIL;
 out:
     kdh_report_free(rep);
     kdh_report_free(base);
     kdh_pooltag_free(pt);
+    kdh_symstore_free(store);
     return rc;
 }

@@ -98,6 +98,9 @@ void kdh_report_free(kdh_report_t *r)
     free(r->runs);
     kdh_u64map_free(&r->strmap);
     kdh_u64map_free(&r->modnames);
+    kdh_u64map_free(&r->modinfomap);
+    free(r->modinfo);
+    rep_symbols_free(r);
     kdh_u64map_free(&r->stackmap);
     free(r);
 }
@@ -167,10 +170,28 @@ static int on_module(void *ud, const kdh_store_module_t *m)
         derive_modname(m->key, buf, sizeof buf);
         name = buf;
     }
+    uint64_t h = XXH3_64bits(m->key, strlen(m->key));
     uint32_t s = intern_z(r, name);
-    if (s == NONE_IDX || kdh_u64map_put(&r->modnames, XXH3_64bits(m->key, strlen(m->key)), s, NULL) != 0)
+    if (s == NONE_IDX || kdh_u64map_put(&r->modnames, h, s, NULL) != 0)
         r->oom = 1;
+    if ((m->pdb || m->guid) && !kdh_u64map_get(&r->modinfomap, h)) {
+        if (grow((void **)&r->modinfo, &r->capmodinfo, r->nmodinfo + 1, sizeof *r->modinfo) != 0 ||
+            kdh_u64map_put(&r->modinfomap, h, r->nmodinfo, NULL) != 0) {
+            r->oom = 1;
+            return 0;
+        }
+        rep_modinfo_t *mi = &r->modinfo[r->nmodinfo++];
+        snprintf(mi->pdb, sizeof mi->pdb, "%s", m->pdb ? m->pdb : "");
+        snprintf(mi->guid, sizeof mi->guid, "%s", m->guid ? m->guid : "");
+        mi->age = m->age;
+    }
     return 0;
+}
+
+const rep_modinfo_t *rep_modinfo(const kdh_report_t *r, const char *key)
+{
+    uint64_t *v = kdh_u64map_get(&r->modinfomap, XXH3_64bits(key, strlen(key)));
+    return v ? &r->modinfo[*v] : NULL;
 }
 
 static uint32_t new_stack(kdh_report_t *r, uint64_t sid)
@@ -216,7 +237,9 @@ static int on_stack(void *ud, uint64_t sid, const kdh_store_frame_t *f, size_t n
             mod = modname(r, f[i].mod, mbuf, sizeof mbuf);
         else if (sym_module(f[i].sym, sbuf, sizeof sbuf))
             mod = sbuf;
-        if (f[i].sym && f[i].sym[0])
+        if (f[i].mod && f[i].has_rva && rep_symbolize(r, f[i].mod, mod, f[i].rva, text, sizeof text))
+            ; /* named from the module's PDB (--symbols) */
+        else if (f[i].sym && f[i].sym[0])
             snprintf(text, sizeof text, "%s", f[i].sym);
         else if (mod && f[i].has_rva)
             snprintf(text, sizeof text, "%s+0x%" PRIx64, mod, f[i].rva);

@@ -68,6 +68,15 @@ int rep_live_add(rep_live_t *t, const rep_tb_t *tbs, const rlive_t *blk);
 void rep_live_remove(rep_live_t *t, const rep_tb_t *tbs, rlive_t *slot);
 void rep_live_clear(rep_live_t *t);
 
+/* What modules.jsonl says about a module key, for finding its PDB. */
+typedef struct rep_modinfo {
+    char pdb[128];
+    char guid[33];
+    uint32_t age;
+} rep_modinfo_t;
+
+typedef struct rep_symmod rep_symmod_t;
+
 typedef struct rrun {
     char *dir, *target, *tag, *source;
     uint64_t events;
@@ -80,6 +89,14 @@ struct kdh_report {
     uint32_t nstrs, capstrs;
     kdh_u64map_t strmap;
     kdh_u64map_t modnames; /* XXH3(module key) -> string index of its display name */
+    kdh_u64map_t modinfomap; /* XXH3(module key) -> modinfo index */
+    rep_modinfo_t *modinfo;
+    uint32_t nmodinfo, capmodinfo;
+    kdh_u64map_t symmap; /* XXH3(module key) -> symmods index */
+    rep_symmod_t *symmods;
+    uint32_t nsymmods, capsymmods;
+    char symnotes[SKIP_NOTES][300];
+    unsigned nsymnotes;
     rstack_t *stacks;
     uint32_t nstacks, capstacks;
     kdh_u64map_t stackmap; /* sid -> index */
@@ -121,6 +138,13 @@ typedef struct rdriver {
 rdriver_t *rep_drivers(const kdh_report_t *r, kdh_report_value_t v, uint32_t *n);
 
 void rep_time(double t, char *buf, size_t cap);
+
+/* symbols.c: with opts.symbols, the frame text "module!symbol+0xoff" (or "module+0xRVA" when the
+ * PDB has no symbol before rva) into out; 0 when the module's PDB is not available. */
+int rep_symbolize(kdh_report_t *r, const char *key, const char *modname, uint64_t rva, char *out, size_t cap);
+void rep_symbols_free(kdh_report_t *r);
+int rep_parse_pdb_id(const char *s, size_t n, uint8_t guid[16], uint32_t *age);
+const rep_modinfo_t *rep_modinfo(const kdh_report_t *r, const char *key);
 
 int rep_render_text(const kdh_report_t *r, FILE *out);
 int rep_render_json(const kdh_report_t *r, FILE *out, kdh_err_t *err);
