@@ -364,8 +364,10 @@ static void command(kdh_ingest_parser_t *p, const char *c, size_t n)
         return;
     }
     if (kdh_ingest_match(p->pat, PAT_BPTAG, c, n, &ov)) {
-        kdh_ingest_group(ov, 1, c, &g, &gl);
-        tag_from_text(g, gl, 0, p->bp_tag);
+        if (kdh_ingest_group(ov, 1, c, &g, &gl))
+            tag_from_text(g, gl, 0, p->bp_tag);
+        else if (kdh_ingest_group(ov, 2, c, &g, &gl))
+            tag_from_text(g, gl, 1, p->bp_tag);
         return;
     }
     size_t w = 0;

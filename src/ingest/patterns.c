@@ -58,7 +58,10 @@ static const char *const sources[PAT_COUNT] = {
     /* 1 hex value, 2 quoted characters (ed), 3 string (ea) */
     [PAT_HITTAG] = "^\\s*(?:ed\\s+(?:nt!)?PoolHitTag\\s+(?:(?:0x)?([0-9a-fA-F]{1,8})\\b|'([^']{1,4})')"
                    "|ea\\s+(?:nt!)?PoolHitTag\\s+\"([^\"]{1,4})\")",
-    [PAT_BPTAG] = "^\\s*(?:bp|bu|bm)\\b.*(?:@r8d?|@rdx|poi\\(@?esp\\+0?x?c\\))\\s*==\\s*(?:0x)?([0-9a-fA-F]{8})\\b",
+    /* 1 hex tag, 2 quoted tag; r8 / poi(esp+c) = Tag of the allocate routines, rdx / poi(esp+8) of
+     * ExFreePoolWithTag (a size compared there is never 4 printable bytes, so it is not taken) */
+    [PAT_BPTAG] = "^\\s*(?:bp|bu|bm)\\b.*(?:@r8d?|@rdx|@edx|poi\\(@?esp\\+0?x?[8c]\\))\\s*==\\s*"
+                  "(?:(?:0x)?([0-9a-fA-F]{8})\\b|'([^']{4})')",
     [PAT_STACKWARN] = "^\\s*(?:WARNING: (?:Stack unwind information not available|Frame IP not in any known module)"
                       "|\\*\\*\\* Stack trace for last set context)",
 };

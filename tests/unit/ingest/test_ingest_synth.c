@@ -147,6 +147,16 @@ static void test_x86_args(void **state)
                         "kd> kb\n"
                         "ChildEBP RetAddr  Args to Child\n"
                         "87745834 a05c1047 00000001 00000040 01616161 nt!ExAllocatePoolWithTag+0x5\n";
+    /* a j-style conditional bp with a quoted tag */
+    const char jbp[] = "kd> bp nt!ExAllocatePoolWithTag \"j (poi(esp+0xc)=='Leak') 'kb;g';'gc'\"\n"
+                       "Breakpoint 0 hit\n"
+                       "ChildEBP RetAddr  Args to Child\n"
+                       "87745834 a05c1047 00000001 00000040 00000000 nt!ExAllocatePoolWithTag\n";
+    c = coll_run(KDH_INGEST_AUTO, NULL, jbp, sizeof jbp - 1, 100);
+    assert_int_equal(c->nstacks, 1);
+    assert_string_equal(c->stacks[0].st.tag, "Leak");
+    assert_int_equal(c->stacks[0].st.size, 0x40);
+    coll_free(c);
     c = coll_run(KDH_INGEST_AUTO, NULL, prot, sizeof prot - 1, 100);
     assert_int_equal(c->nstacks, 2);
     assert_string_equal(c->stacks[0].st.tag, "Leak");
