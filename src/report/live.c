@@ -5,6 +5,7 @@
  * boot and size, which repeat across blocks. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "report_int.h"
 
@@ -70,9 +71,30 @@ uint32_t rep_live_class(kdh_report_t *r, uint32_t tag, uint32_t boot, uint64_t s
     return r->last_tb = r->ntbs++;
 }
 
+/* Slots come from mmap so a large table can be backed by transparent huge pages: lookups land at
+ * random over up to hundreds of MiB, and with 4 KiB pages nearly every one would also miss the TLB. */
+static rlive_t *slots_alloc(size_t n)
+{
+    size_t bytes = n * sizeof(rlive_t);
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    if (bytes >= (4u << 20))
+        (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice only: without it the table still works */
+#endif
+    return p;
+}
+
+static void slots_free(rlive_t *s, size_t n)
+{
+    if (s)
+        munmap(s, n * sizeof *s);
+}
+
 void rep_live_clear(rep_live_t *t)
 {
-    free(t->slots);
+    slots_free(t->slots, t->cap);
     memset(t, 0, sizeof *t);
 }
 
@@ -93,7 +115,7 @@ rlive_t *rep_live_find(const rep_live_t *t, const rep_tb_t *tbs, uint64_t addr, 
 static int grow(rep_live_t *t, const rep_tb_t *tbs)
 {
     size_t ncap = t->cap ? t->cap * 2 : 1024;
-    rlive_t *ns = malloc(ncap * sizeof *ns);
+    rlive_t *ns = slots_alloc(ncap);
     if (!ns)
         return -1;
     for (size_t i = 0; i < ncap; i++)
@@ -107,7 +129,7 @@ static int grow(rep_live_t *t, const rep_tb_t *tbs)
             i = (i + 1) & (ncap - 1);
         ns[i] = *s;
     }
-    free(t->slots);
+    slots_free(t->slots, t->cap);
     t->slots = ns;
     t->cap = ncap;
     return 0;

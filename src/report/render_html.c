@@ -36,6 +36,10 @@ static const char css[] =
 /* The flame graph and chart. Data: D.stacks = [[value, root, ..., leaf], ...], D.series =
  * [{tag, t0, w, y:[...]}]. Plain DOM and SVG, no libraries. */
 static const char script[] =
+    /* A failure anywhere is written into #status (data-error), and data-ok="1" only after everything
+     * ran, so a headless browser's DOM dump tells whether the page works. */
+    "window.onerror=function(m){var s=document.getElementById('status');if(s){s.setAttribute('data-error',String(m));"
+    "s.hidden=false;s.textContent='script error: '+m;}};\n"
     "var NS='http://www.w3.org/2000/svg';\n"
     "function el(n,a,p){var e=document.createElementNS(NS,n);for(var k in a)e.setAttribute(k,a[k]);if(p)p.appendChild(e);return e;}\n"
     "var root={n:'all',v:0,c:{}};\n"
@@ -62,17 +66,19 @@ static const char script[] =
     "document.getElementById('search').oninput=function(e){term=e.target.value;draw();};\n"
     "window.onresize=draw;draw();\n"
     "(function(){var svg=document.getElementById('chart'),W=900,H=260,L=70,B=30;"
-    "var pts=[],tmin=1e300,tmax=-1e300,ymax=1;D.series.forEach(function(s){s.y.forEach(function(v,i){var t=s.t0+(i+1)*s.w;"
-    "tmin=Math.min(tmin,t);tmax=Math.max(tmax,t);ymax=Math.max(ymax,v);});});if(tmax<=tmin)tmax=tmin+1;"
+    "var tmin=1e300,tmax=-1e300,ymax=1;D.series.forEach(function(s){tmin=Math.min(tmin,s.t0);s.y.forEach(function(v,i){"
+    "tmax=Math.max(tmax,s.t0+(i+1)*s.w);ymax=Math.max(ymax,v);});});if(tmax<=tmin)tmax=tmin+1;"
     "el('line',{x1:L,y1:H-B,x2:W,y2:H-B,stroke:'#888'},svg);el('line',{x1:L,y1:0,x2:L,y2:H-B,stroke:'#888'},svg);"
     "el('text',{x:2,y:12,'font-size':11},svg).textContent=ymax+' B';el('text',{x:2,y:H-B,'font-size':11},svg).textContent='0';"
     "el('text',{x:L,y:H-8,'font-size':11},svg).textContent=new Date(tmin*1000).toISOString();"
     "el('text',{x:W-180,y:H-8,'font-size':11},svg).textContent=new Date(tmax*1000).toISOString();"
     "var pal=['#c00','#06c','#090','#c60','#909','#099'];"
-    "D.series.forEach(function(s,k){var p=s.y.map(function(v,i){var t=s.t0+(i+1)*s.w;"
-    "return (L+(W-L)*(t-tmin)/(tmax-tmin)).toFixed(1)+','+(H-B-(H-B-4)*Math.max(v,0)/ymax).toFixed(1);}).join(' ');"
+    "function X(t){return (L+(W-L)*(t-tmin)/(tmax-tmin)).toFixed(1);}"
+    "D.series.forEach(function(s,k){var p=[];s.y.forEach(function(v,i){var y=(H-B-(H-B-4)*Math.max(v,0)/ymax).toFixed(1);"
+    "p.push(X(s.t0+i*s.w)+','+y);p.push(X(s.t0+(i+1)*s.w)+','+y);});p=p.join(' ');"
     "var pl=el('polyline',{points:p,fill:'none',stroke:pal[k%pal.length],'stroke-width':2},svg);"
-    "el('title',{},pl).textContent=s.tag;el('text',{x:L+8,y:14+14*k,fill:pal[k%pal.length],'font-size':12},svg).textContent=s.tag+' ('+s.trend+')';});})();\n";
+    "el('title',{},pl).textContent=s.tag;el('text',{x:L+8,y:14+14*k,fill:pal[k%pal.length],'font-size':12},svg).textContent=s.tag+' ('+s.trend+')';});})();\n"
+    "(function(){var s=document.getElementById('status');if(s&&!s.getAttribute('data-error'))s.setAttribute('data-ok','1');})();\n";
 
 int rep_render_html(const kdh_report_t *r, FILE *out, kdh_err_t *err)
 {
@@ -198,7 +204,7 @@ int rep_render_html(const kdh_report_t *r, FILE *out, kdh_err_t *err)
     json_object_set_new(data, "series", series);
     if (used == HTML_STACKS_MAX)
         fprintf(out, "<p class=warn>The flame graph shows the %d stacks with the most outstanding bytes.</p>\n", HTML_STACKS_MAX);
-    fputs("<script>\nvar D=", out);
+    fputs("<div id=\"status\" class=\"warn\" hidden></div>\n<script>\nvar D=", out);
     int rc = json_dumpf(data, out, JSON_COMPACT | JSON_ESCAPE_SLASH);
     json_decref(data);
     fprintf(out, ";\n%s</script>\n</body></html>\n", script);
