@@ -95,6 +95,14 @@ typedef struct kdh_ingest_arm {
     int has_addr, has_size;
 } kdh_ingest_arm_t;
 
+/* Block address -> index, open addressing (verifier80.c); keys are never 0 in practice, a 0
+ * address is simply not indexed. */
+typedef struct kdh_ingest_addrmap {
+    uint64_t *key;
+    uint32_t *val;
+    size_t cap, n;
+} kdh_ingest_addrmap_t;
+
 /* One held !verifier 0x80 record (verifier80.c). */
 typedef struct kdh_ingest_v80 {
     kdh_ingest_stack_t st;
@@ -154,8 +162,8 @@ struct kdh_ingest_parser {
     size_t nv80;
     kdh_ingest_v80_t *v3; /* !verifier 3 rows held until the end of the file */
     size_t nv3, capv3;
-    uint64_t *v80_addrs;  /* blocks the 0x80 log showed allocated, in this file */
-    size_t nv80_addrs, capv80_addrs;
+    kdh_ingest_addrmap_t v3_index;  /* block -> held row */
+    kdh_ingest_addrmap_t v80_seen;  /* blocks the 0x80 log showed allocated, in this file */
 };
 
 /* parser.c: closes the stack being collected (emits it, or holds a !verifier 0x80 record). */

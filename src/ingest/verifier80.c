@@ -7,11 +7,66 @@
  * the 0x80 log is one allocation event (the log's whole stack, the table's tag), not two. */
 #include "internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define V80_MAX 4096   /* records held per output; beyond that they go out in text order */
 #define V3_MAX 65536   /* table rows held per file; beyond that they go out at once */
+
+#define NONE UINT32_MAX
+
+static uint32_t am_get(const kdh_ingest_addrmap_t *m, uint64_t key)
+{
+    if (!m->cap || !key)
+        return NONE;
+    size_t i = (size_t)(key ^ (key >> 31)) * 0x9e3779b97f4a7c15ull >> 7 & (m->cap - 1);
+    while (m->key[i]) {
+        if (m->key[i] == key)
+            return m->val[i];
+        i = (i + 1) & (m->cap - 1);
+    }
+    return NONE;
+}
+
+/* Returns 0, or -1 when out of memory or the map is full (the caller only loses a merge). */
+static int am_put(kdh_ingest_addrmap_t *m, uint64_t key, uint32_t val)
+{
+    if (!key)
+        return 0;
+    if (2 * (m->n + 1) > m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 256;
+        if (cap > 4 * (size_t)V3_MAX)
+            return -1;
+        kdh_ingest_addrmap_t g = {calloc(cap, sizeof *g.key), calloc(cap, sizeof *g.val), cap, 0};
+        if (!g.key || !g.val) {
+            free(g.key);
+            free(g.val);
+            return -1;
+        }
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->key[i])
+                am_put(&g, m->key[i], m->val[i]);
+        free(m->key);
+        free(m->val);
+        *m = g;
+    }
+    size_t i = (size_t)(key ^ (key >> 31)) * 0x9e3779b97f4a7c15ull >> 7 & (m->cap - 1);
+    while (m->key[i] && m->key[i] != key)
+        i = (i + 1) & (m->cap - 1);
+    if (!m->key[i])
+        m->n++;
+    m->key[i] = key;
+    m->val[i] = val;
+    return 0;
+}
+
+static void am_free(kdh_ingest_addrmap_t *m)
+{
+    free(m->key);
+    free(m->val);
+    memset(m, 0, sizeof *m);
+}
 
 /* Called for each 0x80 record as it goes out: an allocation takes the tag of the table row of
  * its block, and the block is remembered so that a later table row of it is left out. */
@@ -19,26 +74,18 @@ static void merge_v3(kdh_ingest_parser_t *p, kdh_ingest_v80_t *r)
 {
     if (r->st.kind != KDH_INGEST_EV_ALLOC || !r->st.has_addr)
         return;
-    for (size_t i = 0; i < p->nv3; i++) {
+    uint32_t i = am_get(&p->v3_index, r->st.addr);
+    if (i != NONE && i < p->nv3 && !p->v3[i].superseded) {
         kdh_ingest_v80_t *t = &p->v3[i];
-        if (!t->superseded && t->st.addr == r->st.addr) {
-            t->superseded = 1;
-            if (!r->st.tag[0]) {
-                memcpy(r->st.tag, t->st.tag, sizeof r->st.tag);
-                r->st.tag_dword = t->st.tag_dword;
-            }
-            break;
+        t->superseded = 1;
+        free(t->frames);
+        t->frames = NULL;
+        if (!r->st.tag[0]) {
+            memcpy(r->st.tag, t->st.tag, sizeof r->st.tag);
+            r->st.tag_dword = t->st.tag_dword;
         }
     }
-    if (p->nv80_addrs == p->capv80_addrs) {
-        size_t cap = p->capv80_addrs ? p->capv80_addrs * 2 : 64;
-        uint64_t *a = cap <= V3_MAX ? realloc(p->v80_addrs, cap * sizeof *a) : NULL;
-        if (!a)
-            return; /* only a lost merge: both events stay */
-        p->v80_addrs = a;
-        p->capv80_addrs = cap;
-    }
-    p->v80_addrs[p->nv80_addrs++] = r->st.addr;
+    (void)am_put(&p->v80_seen, r->st.addr, 1);
 }
 
 static int emit_one(kdh_ingest_parser_t *p, kdh_ingest_v80_t *r, kdh_err_t *err)
@@ -114,16 +161,21 @@ void kdh_ingest_v80_free(kdh_ingest_parser_t *p)
     free(p->v3);
     p->v3 = NULL;
     p->nv3 = p->capv3 = 0;
-    free(p->v80_addrs);
-    p->v80_addrs = NULL;
-    p->nv80_addrs = p->capv80_addrs = 0;
+    am_free(&p->v3_index);
+    am_free(&p->v80_seen);
 }
 
 int kdh_ingest_v3_hold(kdh_ingest_parser_t *p, const kdh_ingest_stack_t *st, kdh_err_t *err)
 {
-    for (size_t i = 0; st->has_addr && i < p->nv80_addrs; i++)
-        if (p->v80_addrs[i] == st->addr)
-            return KDH_OK; /* the 0x80 log already gave this block with its stack */
+    if (st->has_addr && am_get(&p->v80_seen, st->addr) != NONE)
+        return KDH_OK; /* the 0x80 log already gave this block with its stack */
+    if (st->has_addr) {
+        /* the same table printed again (a second !verifier 3) lists the same allocation */
+        uint32_t i = am_get(&p->v3_index, st->addr);
+        if (i != NONE && i < p->nv3 && !p->v3[i].superseded && p->v3[i].st.size == st->size &&
+            memcmp(p->v3[i].st.tag, st->tag, sizeof st->tag) == 0)
+            return KDH_OK;
+    }
     if (p->nv3 == p->capv3) {
         size_t cap = p->capv3 ? p->capv3 * 2 : 64;
         kdh_ingest_v80_t *a = cap <= V3_MAX ? realloc(p->v3, cap * sizeof *a) : NULL;
@@ -142,6 +194,8 @@ int kdh_ingest_v3_hold(kdh_ingest_parser_t *p, const kdh_ingest_stack_t *st, kdh
     r->st = *st;
     r->st.frames = r->frames;
     r->superseded = 0;
+    if (st->has_addr)
+        (void)am_put(&p->v3_index, st->addr, (uint32_t)p->nv3);
     p->nv3++;
     return KDH_OK;
 }
@@ -159,6 +213,7 @@ int kdh_ingest_v3_flush(kdh_ingest_parser_t *p, kdh_err_t *err)
         r->frames = NULL;
     }
     p->nv3 = 0;
-    p->nv80_addrs = 0;
+    am_free(&p->v3_index);
+    am_free(&p->v80_seen);
     return rc;
 }

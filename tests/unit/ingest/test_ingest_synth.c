@@ -484,6 +484,30 @@ static const char v80_newest_first[] =
     "81000010 nt!VerifierExFreePoolWithTag+0x20\n"
     "90000020 LeakDrv!Release+0x8\n";
 
+/* !verifier 3 run twice in one log lists the same outstanding blocks twice: one allocation each */
+static const char v3_twice[] = "kd> !verifier 3 LeakDrv.sys\n"
+                               "      Address     Length      Tag   Caller\n"
+                               "      ----------  ----------  ----  ----------\n"
+                               "      0x86000010  0x00000070  Leak  0xa05c1047  LeakDrv!Grow+0x27\n"
+                               "      0x86000090  0x00000020  Leak  0xa05c1047  LeakDrv!Grow+0x27\n"
+                               "kd> !verifier 3 LeakDrv.sys\n"
+                               "      Address     Length      Tag   Caller\n"
+                               "      ----------  ----------  ----  ----------\n"
+                               "      0x86000010  0x00000070  Leak  0xa05c1047  LeakDrv!Grow+0x27\n"
+                               "      0x86000090  0x00000020  Leak  0xa05c1047  LeakDrv!Grow+0x27\n"
+                               "      0x86000100  0x00000070  Leak  0xa05c1047  LeakDrv!Grow+0x27\n";
+
+static void test_verifier3_twice(void **state)
+{
+    (void)state;
+    coll_t *c = coll_run(KDH_INGEST_AUTO, NULL, v3_twice, sizeof v3_twice - 1, 64);
+    assert_non_null(c);
+    assert_int_equal(c->nstacks, 3);
+    assert_int_equal(c->stacks[2].st.addr, 0x86000100);
+    assert_int_equal(c->stacks[2].st.line, 11);
+    coll_free(c);
+}
+
 static void test_verifier80_order(void **state)
 {
     (void)state;
@@ -514,7 +538,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),          cmocka_unit_test(test_poolmon_series),
         cmocka_unit_test(test_poolused_tabs),      cmocka_unit_test(test_frame_lines),
         cmocka_unit_test(test_variants),           cmocka_unit_test(test_verifier80_order),
-        cmocka_unit_test(test_poolused_verbose),
+        cmocka_unit_test(test_poolused_verbose),   cmocka_unit_test(test_verifier3_twice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
