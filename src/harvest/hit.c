@@ -241,14 +241,49 @@ static int fast_capture(hv_t *h, const kdh_wire_state_change_t *sc, kdh_target_s
     if (span && (rc = fetch_stop(h, sp, span, &got, err)) != KDH_OK)
         return rc;
     cost->stack_read = got;
-    kdh_target_cache_stats_t before, after;
-    kdh_target_cache_stats(h->t, &before);
-    rc = kdh_target_run_sync(h->t, h->c.kd, stack_step, s, err);
+    /* the walk, fetching what it still misses; the predicted span for next time is everything
+     * of the stack it looked at, including the slot where the outermost frame's walk ended */
+    uint64_t end = span ? sp + span : sp;
+    for (unsigned round = 0;; round++) {
+        rc = kdh_target_step_stack(h->t, s, err);
+        if (rc != KDH_ENOTCACHED)
+            break;
+        uint64_t va;
+        uint32_t n;
+        kdh_target_class_t cls;
+        kdh_target_need(h->t, &va, &n, &cls);
+        if (round >= 4096 || n == 0 || n > KDH_TARGET_FETCH_MAX)
+            return kdh_err_set(err, KDH_EPROTO, "stack walk at 0x%llx did not converge",
+                               (unsigned long long)sc->program_counter);
+        if (cls == KDH_TARGET_STOP) {
+            if ((rc = fetch_stop(h, va, n, &got, err)) != KDH_OK)
+                return rc;
+            cost->stack_read += got;
+            if (va >= sp && va + n > end && va + n - sp <= 0x10000)
+                end = va + n;
+        } else {
+            uint8_t *buf = malloc(n);
+            if (!buf)
+                return kdh_err_set(err, KDH_ENOMEM, "out of memory for a %u-byte read", n);
+            kdh_kd_req_t req;
+            memset(&req, 0, sizeof req);
+            kdh_kd_read_virtual(h->c.kd, &req, va, buf, n, NULL, NULL);
+            int wrc = kdh_kd_wait(h->c.kd, &req);
+            if (wrc != KDH_OK && wrc != KDH_ETARGET) {
+                free(buf);
+                return kdh_err_set(err, wrc, "reading 0x%llx: %s", (unsigned long long)va, req.err.msg);
+            }
+            rc = kdh_target_fill(h->t, cls, va, buf, req.out_len < n ? (uint32_t)req.out_len : n, n, err);
+            free(buf);
+            if (rc != KDH_OK)
+                return rc;
+        }
+    }
     if (rc != KDH_OK)
         return rc;
-    kdh_target_cache_stats(h->t, &after);
-    cost->stack_read += (uint32_t)(after.fetched_bytes - before.fetched_bytes);
-    uint64_t end = kdh_unwind_stack_end(&s->u);
+    uint64_t uend = kdh_unwind_stack_end(&s->u);
+    if (uend > end)
+        end = uend;
     if (end > sp)
         hv_pred_put(&h->pred, sc->program_counter, sp, sc->thread, (uint32_t)(end - sp));
     return kdh_target_skip_int3(h->t, h->c.kd, err);
