@@ -274,6 +274,9 @@ int sim_machine_reboot(sim_machine_t *m, kdh_err_t *err)
     m->active = 0;
     m->qhead = m->qlen = 0;
     memset(m->cpus, 0, sizeof m->cpus);
+    sim_block_cache_clear(m);  /* the new boot's code lies at other addresses */
+    m->have_pending = 0;
+    m->decode_misses = m->stat_insns = m->stat_starts = 0;
 
     uc_err e = uc_open(UC_ARCH_X86, m->arch == SIM_ARCH_X64 ? UC_MODE_64 : UC_MODE_32, &m->uc);
     if (e != UC_ERR_OK)

@@ -154,8 +154,8 @@ struct sim_machine {
     sim_block_t pending;
     int have_pending;
     int stepping;            /* one instruction under Unicorn's own count: the hook stands aside */
-    uint64_t decode_misses;
-    uint64_t stat_insns, stat_starts;  /* totals since boot: instructions, uc_emu_start calls */  /* blocks the length decoder could not walk (counts then approximate) */
+    uint64_t decode_misses;  /* blocks the length decoder could not walk (counts then approximate) */
+    uint64_t stat_insns, stat_starts;  /* totals since boot: instructions, uc_emu_start calls */
     sim_block_t blocks[SIM_BLOCK_CACHE];
 
     /* the work item in flight (it may be stopped) */

@@ -152,6 +152,30 @@ static void check_no_misses(sim_arch_t a)
         assert_int_equal(sim_machine_run(m, 50000000ull - sim_machine_now_ns(m), &s, &err), KDH_OK);
     assert_true(m->stat_insns > 100000);
     assert_int_equal(m->decode_misses, 0);
+    /* A reboot moves the code: every block remembered afterwards must describe the bytes now at
+     * its address (the boot routines have run, so some are remembered already). */
+    assert_int_equal(sim_machine_reboot(m, &err), KDH_OK);
+    int x64 = a == SIM_ARCH_X64;
+    for (int i = 0; i < SIM_BLOCK_CACHE; i++) {
+        const sim_block_t *b = &m->blocks[i];
+        if (!b->size)
+            continue;
+        const uint8_t *p = sim_mem_host(m, b->addr, b->size);
+        assert_non_null(p);
+        uint32_t off = 0, n = 0;
+        sim_insn_kind_t kind = SIM_INSN_OTHER;
+        while (off < b->size) {
+            uint32_t len = sim_insn_decode(p + off, b->size - off, x64, &kind);
+            assert_true(len > 0);
+            off += len;
+            n++;
+        }
+        assert_int_equal(n, b->ninsns);
+        assert_int_equal(kind, b->kind);
+    }
+    while (sim_machine_now_ns(m) < 20000000ull)
+        assert_int_equal(sim_machine_run(m, 20000000ull - sim_machine_now_ns(m), &s, &err), KDH_OK);
+    assert_int_equal(m->decode_misses, 0);
     sim_machine_destroy(m);
 }
 
