@@ -26,17 +26,23 @@ double hv_now_wall(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Moves the one-minute window so that its newest bucket is second sec (older ones are cleared). */
+static void stall_age(hv_t *h, int64_t sec)
+{
+    if (sec <= h->stall_sec)
+        return;
+    for (int64_t s = h->stall_sec + 1; s <= sec && s <= h->stall_sec + 60; s++)
+        h->stall[s % 60] = 0;
+    h->stall_sec = sec;
+}
+
 void hv_stall_add(hv_t *h, double t0, double t1)
 {
-    /* spread [t0, t1) over whole-second buckets; buckets older than a minute are reused */
+    /* spread [t0, t1) over whole-second buckets */
     while (t0 < t1) {
         int64_t sec = (int64_t)t0;
         double end = (double)(sec + 1) < t1 ? (double)(sec + 1) : t1;
-        if (sec > h->stall_sec) {
-            for (int64_t s = h->stall_sec + 1; s <= sec && s <= h->stall_sec + 60; s++)
-                h->stall[s % 60] = 0;
-            h->stall_sec = sec;
-        }
+        stall_age(h, sec);
         if (sec > h->stall_sec - 60)
             h->stall[sec % 60] += end - t0;
         t0 = end;
@@ -45,7 +51,7 @@ void hv_stall_add(hv_t *h, double t0, double t1)
 
 double hv_stall_pct(hv_t *h, double now)
 {
-    hv_stall_add(h, now, now); /* ages the buckets */
+    stall_age(h, (int64_t)now);
     double sum = 0;
     for (int i = 0; i < 60; i++)
         sum += h->stall[i];
