@@ -8,7 +8,8 @@
 
 #include "target_int.h"
 
-#define MAX_ROUNDS 200000u /* a hostile 4096-entry list needs about 3 rounds per entry */
+#define MAX_ROUNDS 200000u
+#define MAX_CANCELS 8u /* re-reported stops (RESET, lost ACK) a run rides out */ /* a hostile 4096-entry list needs about 3 rounds per entry */
 
 /* Next fetch for a step that answered KDH_ENOTCACHED; KDH_EPROTO when it repeats itself. */
 static int next_fetch(kdh_target_t *t, uint64_t *va, uint32_t *len, kdh_target_class_t *cls,
@@ -46,7 +47,7 @@ int kdh_target_run_sync(kdh_target_t *t, kdh_kd_t *kd, kdh_target_step_fn step, 
                         kdh_err_t *err)
 {
     uint64_t last_va = 0;
-    uint32_t last_len = 0, repeats = 0;
+    uint32_t last_len = 0, repeats = 0, cancels = 0;
     for (uint32_t round = 0; round < MAX_ROUNDS; round++) {
         kdh_target_sync_stop(t, kdh_kd_stop_serial(kd));
         int rc = step(t, arg, err);
@@ -65,6 +66,10 @@ int kdh_target_run_sync(kdh_target_t *t, kdh_kd_t *kd, kdh_target_step_fn step, 
         memset(&req, 0, sizeof req);
         kdh_kd_read_virtual(kd, &req, va, buf, len, NULL, NULL);
         kdh_kd_wait(kd, &req);
+        if (req.status == KDH_ECANCELED && kdh_kd_stopped(kd) && cancels++ < MAX_CANCELS) {
+            free(buf); /* the target re-reported its stop: ask again in the new one */
+            continue;
+        }
         rc = take_result(t, &req, cls, va, buf, len, err);
         free(buf);
         if (rc != KDH_OK)
@@ -149,10 +154,14 @@ static int discover_step(kdh_target_t *t, void *arg, kdh_err_t *err)
 int kdh_target_attach_sync(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err)
 {
     kdh_kd_req_t req;
-    memset(&req, 0, sizeof req);
-    kdh_kd_get_version(kd, &req, NULL, NULL);
-    if (kdh_kd_wait(kd, &req) != KDH_OK)
-        return kdh_err_set(err, req.status, "GetVersion: %s", req.err.msg);
+    for (unsigned i = 0;; i++) {
+        memset(&req, 0, sizeof req);
+        kdh_kd_get_version(kd, &req, NULL, NULL);
+        if (kdh_kd_wait(kd, &req) == KDH_OK)
+            break;
+        if (req.status != KDH_ECANCELED || !kdh_kd_stopped(kd) || i >= MAX_CANCELS)
+            return kdh_err_set(err, req.status, "GetVersion: %s", req.err.msg);
+    }
     int rc = kdh_target_set_version(t, &req.m.u.version, err);
     if (rc != KDH_OK)
         return rc;
@@ -176,10 +185,17 @@ int kdh_target_capture_sync(kdh_target_t *t, kdh_kd_t *kd, kdh_target_stack_t *s
     kdh_target_stack_slice(t, &off, &len);
     uint8_t slice[0x20];
     kdh_kd_req_t req;
-    memset(&req, 0, sizeof req);
-    kdh_kd_get_context_slice(kd, &req, cpu, off, slice, len, NULL, NULL);
-    if (kdh_kd_wait(kd, &req) != KDH_OK)
-        return kdh_err_set(err, req.status, "registers of processor %u: %s", cpu, req.err.msg);
+    for (unsigned i = 0;; i++) {
+        memset(&req, 0, sizeof req);
+        kdh_kd_get_context_slice(kd, &req, cpu, off, slice, len, NULL, NULL);
+        if (kdh_kd_wait(kd, &req) == KDH_OK)
+            break;
+        if (req.status != KDH_ECANCELED || !kdh_kd_stopped(kd) || i >= MAX_CANCELS)
+            return kdh_err_set(err, req.status, "registers of processor %u: %s", cpu, req.err.msg);
+        sc = kdh_kd_state(kd);
+        pc = sc->program_counter;
+        cpu = sc->processor;
+    }
     if (req.out_len < len)
         return kdh_err_set(err, KDH_EPROTO, "registers of processor %u: %zu of %u bytes", cpu, req.out_len, len);
     int rc = kdh_target_stack_init(t, s, pc, slice, len, err);

@@ -17,6 +17,8 @@ struct kdh_target_session {
     kdh_target_t *t;
     unsigned baud;
     int tp_dead;
+    uv_timer_t rebreak;
+    unsigned breaks_sent;
     char tp_error[256];
     int no_packet;
     char no_packet_msg[256];
@@ -63,15 +65,30 @@ static void on_timer(uv_timer_t *h)
     s->expired = 1;
 }
 
-/* Runs the loop until the target stops, the port dies, no packet came, or timeout_ms passed. */
-static int wait_stop(kdh_target_session_t *s, unsigned timeout_ms, kdh_err_t *err)
+static void on_rebreak(uv_timer_t *h)
+{
+    kdh_target_session_t *s = h->data;
+    /* A target polls for 'b' only while the line is quiet; our ACKs of its DbgPrint packets can
+     * hide a lone 'b'. Ask again while nothing has stopped it. */
+    if (s->kd && !kdh_kd_stopped(s->kd) && kdh_link_state(kdh_kd_link(s->kd)) == KDH_LINK_CONNECTED) {
+        kdh_kd_break(s->kd, NULL);
+        s->breaks_sent++;
+    }
+}
+
+/* Runs the loop until the target stops, the port dies, no packet came, or timeout_ms passed.
+ * rebreak: send 'b' again every 2 s while the target talks but does not stop. */
+static int wait_stop_ex(kdh_target_session_t *s, unsigned timeout_ms, int rebreak, kdh_err_t *err)
 {
     s->expired = 0;
     s->no_packet = 0;
     uv_timer_start(&s->timer, on_timer, timeout_ms, 0);
+    if (rebreak)
+        uv_timer_start(&s->rebreak, on_rebreak, 2000, 2000);
     while (!kdh_kd_stopped(s->kd) && !s->tp_dead && !s->expired && !s->no_packet)
         uv_run(&s->loop, UV_RUN_ONCE);
     uv_timer_stop(&s->timer);
+    uv_timer_stop(&s->rebreak);
     if (kdh_kd_stopped(s->kd))
         return KDH_OK;
     if (s->tp_dead)
@@ -80,6 +97,28 @@ static int wait_stop(kdh_target_session_t *s, unsigned timeout_ms, kdh_err_t *er
         return kdh_err_set(err, KDH_ETIMEDOUT, "%s",
                            s->no_packet ? s->no_packet_msg : "no valid packet: check the cable and the target's /BAUDRATE");
     return kdh_err_set(err, KDH_ETIMEDOUT, "the target answered but did not stop within %u ms", timeout_ms);
+}
+
+static int wait_stop(kdh_target_session_t *s, unsigned timeout_ms, kdh_err_t *err)
+{
+    return wait_stop_ex(s, timeout_ms, 0, err);
+}
+
+/* Continue2; a stop re-reported meanwhile (RESET, lost ACK) is stepped over and continued. */
+static int continue_plain(kdh_target_session_t *s, kdh_err_t *err)
+{
+    for (unsigned i = 0;; i++) {
+        kdh_kd_req_t req;
+        memset(&req, 0, sizeof req);
+        kdh_kd_continue(s->kd, &req, KDH_WIRE_DBG_CONTINUE, 0, 0, NULL, NULL);
+        if (kdh_kd_wait(s->kd, &req) == KDH_OK)
+            return KDH_OK;
+        if (req.status != KDH_ECANCELED || !kdh_kd_stopped(s->kd) || i >= 8)
+            return kdh_err_set(err, req.status, "Continue: %s", req.err.msg);
+        int rc = kdh_target_skip_int3(s->t, s->kd, err);
+        if (rc != KDH_OK)
+            return rc;
+    }
 }
 
 int kdh_target_session_open(kdh_target_session_t **out, const char *port, unsigned baud,
@@ -97,6 +136,8 @@ int kdh_target_session_open(kdh_target_session_t **out, const char *port, unsign
     s->loop_ok = 1;
     uv_timer_init(&s->loop, &s->timer);
     s->timer.data = s;
+    uv_timer_init(&s->loop, &s->rebreak);
+    s->rebreak.data = s;
     s->timer_ok = 1;
     *out = s;
     kdh_transport_cb_t cb = {.ctx = s, .on_bytes = on_bytes, .on_error = on_tp_error};
@@ -121,7 +162,10 @@ int kdh_target_session_open(kdh_target_session_t **out, const char *port, unsign
     rc = kdh_kd_connect(s->kd, 1, err);
     if (rc != KDH_OK)
         return rc;
-    rc = wait_stop(s, 15000, err);
+    s->breaks_sent = 1;
+    rc = wait_stop_ex(s, 15000, 1, err);
+    /* Any report is a stop: a booting target's LoadSymbols report waits in the same loop for
+     * our requests as an exception does. A 'b' it saw meanwhile is dealt with at detach. */
     if (rc != KDH_OK)
         return rc;
     return kdh_target_attach_sync(s->t, s->kd, err);
@@ -173,14 +217,31 @@ int kdh_target_skip_int3(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err)
         return KDH_OK;
     uint8_t pc[8];
     uint32_t off = t->psize == 8 ? 0xF8 : 0xB8;
-    kdh_put_u64(pc, sc->program_counter + 1);
     kdh_kd_req_t req;
+    if (t->skipped_pc == sc->program_counter && t->skipped_thread == sc->thread &&
+        t->skipped_cpu == sc->processor) {
+        /* Same place, same thread: a re-report of a stop already stepped over (after a RESET
+         * or a lost ACK) or a new hit. Only the context can tell; PC += 2 would be a crash. */
+        memset(&req, 0, sizeof req);
+        kdh_kd_get_context_slice(kd, &req, sc->processor, off, pc, t->psize, NULL, NULL);
+        if (kdh_kd_wait(kd, &req) != KDH_OK)
+            return kdh_err_set(err, req.status, "reading PC: %s", req.err.msg);
+        uint64_t cur = t->psize == 8 ? kdh_get_u64(pc) : kdh_sign_extend32(kdh_get_u32(pc));
+        if (cur != sc->program_counter) {
+            t->skipped_serial = kdh_kd_stop_serial(kd);
+            return KDH_OK;
+        }
+    }
+    kdh_put_u64(pc, sc->program_counter + 1);
     memset(&req, 0, sizeof req);
     kdh_kd_set_context_slice(kd, &req, sc->processor, off, pc, t->psize, NULL, NULL);
     if (kdh_kd_wait(kd, &req) != KDH_OK)
         return kdh_err_set(err, req.status, "stepping over the int 3 at 0x%llx: %s",
                            (unsigned long long)sc->program_counter, req.err.msg);
     t->skipped_serial = kdh_kd_stop_serial(kd);
+    t->skipped_pc = sc->program_counter;
+    t->skipped_thread = sc->thread;
+    t->skipped_cpu = sc->processor;
     return KDH_OK;
 }
 
@@ -191,11 +252,22 @@ int kdh_target_session_detach(kdh_target_session_t *s, kdh_err_t *err)
     int rc = kdh_target_skip_int3(s->t, s->kd, err);
     if (rc != KDH_OK)
         return rc;
-    kdh_kd_req_t req;
-    memset(&req, 0, sizeof req);
-    kdh_kd_continue(s->kd, &req, KDH_WIRE_DBG_CONTINUE, 0, 0, NULL, NULL);
-    if (kdh_kd_wait(s->kd, &req) != KDH_OK)
-        return kdh_err_set(err, req.status, "Continue: %s", req.err.msg);
+    rc = continue_plain(s, err);
+    if (rc != KDH_OK)
+        return rc;
+    /* A 'b' that reached the target while it was sending is honoured after the Continue, as
+     * one more stop that nobody would answer once we are gone (an exception report retries
+     * forever): wait a moment and let such stops go too. */
+    for (unsigned i = 0; i < s->breaks_sent + 1; i++) {
+        kdh_err_t e;
+        if (wait_stop(s, 400, &e) != KDH_OK)
+            break;
+        rc = kdh_target_skip_int3(s->t, s->kd, err);
+        if (rc == KDH_OK)
+            rc = continue_plain(s, err);
+        if (rc != KDH_OK)
+            return rc;
+    }
     /* the ACK of the target's last packet may still sit in our write buffer */
     s->expired = 0;
     uv_timer_start(&s->timer, on_timer, 2000, 0);
@@ -214,8 +286,10 @@ void kdh_target_session_close(kdh_target_session_t *s)
     s->kd = NULL;
     if (s->tp)
         kdh_transport_close(s->tp);
-    if (s->timer_ok)
+    if (s->timer_ok) {
         uv_close((uv_handle_t *)&s->timer, NULL);
+        uv_close((uv_handle_t *)&s->rebreak, NULL);
+    }
     if (s->loop_ok) {
         uv_run(&s->loop, UV_RUN_DEFAULT);
         uv_loop_close(&s->loop);

@@ -93,7 +93,7 @@ int kdh_target_step_stack(kdh_target_t *t, kdh_target_stack_t *s, kdh_err_t *err
             return KDH_ENOTCACHED;
         }
     }
-    kdh_unwind_env_t env = {t, uw_read, uw_find};
+    kdh_unwind_env_t env = {.ctx = t, .read = uw_read, .find_module = uw_find};
     int rc = kdh_unwind_run(&s->u, &env, err);
     if (rc == KDH_ENOTCACHED) {
         s->rounds++;

@@ -42,6 +42,8 @@ struct kdh_target {
     uint64_t stop_serial;
     uint32_t stack_hint;      /* largest stack span a walk needed (bytes from SP) */
     uint64_t skipped_serial;  /* stop whose int 3 was stepped over */
+    uint64_t skipped_pc, skipped_thread;
+    unsigned skipped_cpu;
 
     tcache_t stop, boot;
     kdh_target_cache_stats_t cstats;

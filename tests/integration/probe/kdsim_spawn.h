@@ -4,6 +4,7 @@
 #ifndef KDSIM_SPAWN_H
 #define KDSIM_SPAWN_H
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,8 +22,9 @@ typedef struct kdsim_proc {
     unsigned build;
 } kdsim_proc_t;
 
-/* argv: NULL-terminated, argv[0] = the kdsim path. 0 on success. */
-static inline int kdsim_start(kdsim_proc_t *p, char *const argv[])
+/* argv: NULL-terminated, argv[0] = the kdsim path; errpath (may be NULL) receives kdsim's
+ * stderr (its --status lines). 0 on success. */
+static inline int kdsim_start(kdsim_proc_t *p, char *const argv[], const char *errpath)
 {
     int fds[2];
     memset(p, 0, sizeof *p);
@@ -33,6 +35,11 @@ static inline int kdsim_start(kdsim_proc_t *p, char *const argv[])
         return -1;
     if (p->pid == 0) {
         dup2(fds[1], 1);
+        if (errpath) {
+            FILE *e = fopen(errpath, "w");
+            if (e)
+                dup2(fileno(e), 2);
+        }
         close(fds[0]);
         close(fds[1]);
         execv(argv[0], argv);
