@@ -44,8 +44,8 @@ static drow_t *stack_rows(const kdh_report_t *base, const kdh_report_t *cur, kdh
         return NULL;
     for (uint32_t i = 0; i < cur->nstacks; i++) {
         const rstack_t *s = &cur->stacks[i];
-        uint64_t *o = kdh_u64map_get(&base->stackmap, s->sid);
-        const rstack_t *os = o ? &base->stacks[*o] : NULL;
+        uint32_t o = rep_stack_find(base, s->sid);
+        const rstack_t *os = o != NONE_IDX ? &base->stacks[o] : NULL;
         if (!active(s) && !(os && active(os)))
             continue;
         rows[k] = (drow_t){os, s, s->known || !os ? cur : base, os ? rep_stack_value(os, v) : 0,
@@ -54,7 +54,7 @@ static drow_t *stack_rows(const kdh_report_t *base, const kdh_report_t *cur, kdh
     }
     for (uint32_t i = 0; i < base->nstacks; i++) {
         const rstack_t *s = &base->stacks[i];
-        if (!active(s) || kdh_u64map_get(&cur->stackmap, s->sid))
+        if (!active(s) || rep_stack_find(cur, s->sid) != NONE_IDX)
             continue;
         rows[k++] = (drow_t){s, NULL, base, rep_stack_value(s, v), 0, 0, 0, NULL};
     }

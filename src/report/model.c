@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,7 +102,7 @@ void kdh_report_free(kdh_report_t *r)
     kdh_u64map_free(&r->modinfomap);
     free(r->modinfo);
     rep_symbols_free(r);
-    kdh_u64map_free(&r->stackmap);
+    free(r->stackidx.slots);
     free(r);
 }
 
@@ -194,10 +195,87 @@ const rep_modinfo_t *rep_modinfo(const kdh_report_t *r, const char *key)
     return v ? &r->modinfo[*v] : NULL;
 }
 
+static inline size_t stack_slot(uint64_t sid, size_t mask)
+{
+    return (size_t)kdh_u64map_mix(sid) & mask; /* sids come from files: do not trust them to be hashes */
+}
+
+uint32_t rep_stack_find(const kdh_report_t *r, uint64_t sid)
+{
+    const rep_stackidx_t *t = &r->stackidx;
+    if (!t->cap)
+        return NONE_IDX;
+    size_t mask = t->cap - 1;
+    uint32_t check = (uint32_t)(sid >> 32);
+    for (size_t i = stack_slot(sid, mask);; i = (i + 1) & mask) {
+        uint32_t idx1 = t->slots[2 * i + 1];
+        if (idx1 == 0)
+            return NONE_IDX;
+        if (t->slots[2 * i] == check && r->stacks[idx1 - 1].sid == sid)
+            return idx1 - 1;
+    }
+}
+
+static int stackidx_put(kdh_report_t *r, uint64_t sid, uint32_t idx)
+{
+    rep_stackidx_t *t = &r->stackidx;
+    if ((t->count + 1) * 2 > t->cap) { /* at most half full */
+        size_t ncap = t->cap ? t->cap * 2 : 1024;
+        uint32_t *ns = calloc(ncap, 2 * sizeof *ns);
+        if (!ns)
+            return -1;
+        for (size_t j = 0; j < t->cap; j++) {
+            uint32_t idx1 = t->slots[2 * j + 1];
+            if (!idx1)
+                continue;
+            size_t i = stack_slot(r->stacks[idx1 - 1].sid, ncap - 1);
+            while (ns[2 * i + 1])
+                i = (i + 1) & (ncap - 1);
+            ns[2 * i] = t->slots[2 * j];
+            ns[2 * i + 1] = idx1;
+        }
+        free(t->slots);
+        t->slots = ns;
+        t->cap = ncap;
+    }
+    size_t i = stack_slot(sid, t->cap - 1);
+    while (t->slots[2 * i + 1])
+        i = (i + 1) & (t->cap - 1);
+    t->slots[2 * i] = (uint32_t)(sid >> 32);
+    t->slots[2 * i + 1] = idx + 1;
+    t->count++;
+    return 0;
+}
+
+_Static_assert(sizeof(rstack_t) == 128 && offsetof(rstack_t, hits) == 64, "rstack_t: hot half in one cache line");
+
+/* The stack array, 64-byte aligned so each entry's hot half is one cache line. */
+static int grow_stacks(kdh_report_t *r)
+{
+    if (r->nstacks < r->capstacks)
+        return 0;
+    if (r->nstacks >= NONE_IDX - 1)
+        return -1;
+    uint32_t ncap = r->capstacks ? r->capstacks * 2 : 64;
+    rstack_t *n = aligned_alloc(64, (size_t)ncap * sizeof *n);
+    if (!n)
+        return -1;
+    if (r->nstacks)
+        memcpy(n, r->stacks, (size_t)r->nstacks * sizeof *n);
+    free(r->stacks);
+    r->stacks = n;
+    r->capstacks = ncap;
+    return 0;
+}
+
 static uint32_t new_stack(kdh_report_t *r, uint64_t sid)
 {
-    if (grow((void **)&r->stacks, &r->capstacks, r->nstacks + 1, sizeof *r->stacks) != 0 ||
-        kdh_u64map_put(&r->stackmap, sid, r->nstacks, NULL) != 0) {
+    if (grow_stacks(r) != 0) {
+        r->oom = 1;
+        return NONE_IDX;
+    }
+    r->stacks[r->nstacks].sid = sid; /* the index reads it when it grows */
+    if (stackidx_put(r, sid, r->nstacks) != 0) {
         r->oom = 1;
         return NONE_IDX;
     }
@@ -211,12 +289,10 @@ static uint32_t new_stack(kdh_report_t *r, uint64_t sid)
 static int on_stack(void *ud, uint64_t sid, const kdh_store_frame_t *f, size_t n)
 {
     kdh_report_t *r = ud;
-    uint64_t *have = kdh_u64map_get(&r->stackmap, sid);
-    uint32_t idx;
-    if (have) {
-        if (r->stacks[*have].known)
+    uint32_t idx = rep_stack_find(r, sid);
+    if (idx != NONE_IDX) {
+        if (r->stacks[idx].known)
             return 0; /* the same stack from another run: identity is the sid */
-        idx = (uint32_t)*have;
     } else if ((idx = new_stack(r, sid)) == NONE_IDX) {
         return 0;
     }
@@ -319,12 +395,14 @@ static int on_event(void *ud, const kdh_store_event_t *ev)
         t->last = ev->t;
     uint32_t st = NONE_IDX;
     if (ev->has_sid) {
-        uint64_t *v = kdh_u64map_get(&r->stackmap, ev->sid);
-        st = v ? (uint32_t)*v : new_stack(r, ev->sid);
+        st = rep_stack_find(r, ev->sid);
+        if (st == NONE_IDX)
+            st = new_stack(r, ev->sid);
         if (st != NONE_IDX) {
             rstack_t *s = &r->stacks[st];
-            if (s->allocs + s->hits + s->frees_paired == 0 || ev->t < s->first)
+            if (!s->seen || ev->t < s->first)
                 s->first = ev->t;
+            s->seen = 1;
             if (ev->t > s->last)
                 s->last = ev->t;
         }
@@ -563,10 +641,10 @@ int kdh_report_tag_get(const kdh_report_t *r, size_t i, kdh_report_tag_summary_t
 
 int kdh_report_stack_get(const kdh_report_t *r, uint64_t sid, kdh_report_stack_summary_t *s)
 {
-    uint64_t *v = kdh_u64map_get(&r->stackmap, sid);
-    if (!v)
+    uint32_t v = rep_stack_find(r, sid);
+    if (v == NONE_IDX)
         return KDH_ENOTFOUND;
-    const rstack_t *st = &r->stacks[*v];
+    const rstack_t *st = &r->stacks[v];
     memset(s, 0, sizeof *s);
     s->sid = sid;
     s->driver = rep_str(r, st->driver);
@@ -584,10 +662,10 @@ int kdh_report_stack_get(const kdh_report_t *r, uint64_t sid, kdh_report_stack_s
 
 const char *kdh_report_stack_frame(const kdh_report_t *r, uint64_t sid, size_t i)
 {
-    uint64_t *v = kdh_u64map_get(&r->stackmap, sid);
-    if (!v || i >= r->stacks[*v].nframes)
+    uint32_t v = rep_stack_find(r, sid);
+    if (v == NONE_IDX || i >= r->stacks[v].nframes)
         return NULL;
-    return rep_str(r, r->stacks[*v].frames[i]);
+    return rep_str(r, r->stacks[v].frames[i]);
 }
 
 size_t kdh_report_pool_count(const kdh_report_t *r)

@@ -12,16 +12,30 @@
 #define NONE_IDX UINT32_MAX
 #define SKIP_NOTES 20
 
+/* One unique stack. Every event touches the first 64 bytes (one cache line: the array is 64-byte
+ * aligned and each entry takes two lines), the rest only on frees, hits and when rendering. */
 typedef struct rstack {
     uint64_t sid;
-    uint32_t *frames; /* string indexes, innermost first */
-    uint32_t nframes;
-    uint32_t driver; /* string index */
-    int known;       /* described in a stacks.jsonl */
-    uint64_t allocs, alloc_bytes, hits, frees_paired;
+    uint64_t allocs, alloc_bytes;
     int64_t out_count, out_bytes;
     double first, last;
+    uint32_t seen;   /* first and last are set */
+    uint32_t driver; /* string index */
+    /* -- second line -- */
+    uint64_t hits, frees_paired;
+    uint32_t *frames; /* string indexes, innermost first */
+    uint32_t nframes;
+    int known; /* described in a stacks.jsonl */
+    char pad[32];
 } rstack_t;
+
+/* sid -> stack index: open addressing over 8-byte slots (the sid's high half as a check, the index
+ * plus one; 0 = empty), so a lookup costs one cache miss in a table a quarter of a u64map's size. */
+typedef struct rep_stackidx {
+    uint32_t *slots; /* pairs: check, index + 1 */
+    size_t cap, count;
+} rep_stackidx_t;
+uint32_t rep_stack_find(const kdh_report_t *r, uint64_t sid);
 
 typedef struct rtag {
     char tag[5];
@@ -99,7 +113,7 @@ struct kdh_report {
     unsigned nsymnotes;
     rstack_t *stacks;
     uint32_t nstacks, capstacks;
-    kdh_u64map_t stackmap; /* sid -> index */
+    rep_stackidx_t stackidx;
     rtag_t *tags;
     uint32_t ntags, captags;
     rpool_t *pools;

@@ -3,12 +3,14 @@
  * lines are skipped and named (file:line, reason) instead of ending the read. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "lines.h"
+#include "reader_pipe.h"
 #include "store_int.h"
 
 int kdh_store_parse_event(const char *line, size_t len, kdh_store_event_t *ev, kdh_err_t *err)
@@ -91,13 +93,62 @@ static int dispatch(read_ctx_t *c, int kind, json_t *o, const char *file, uint64
     return rc;
 }
 
+typedef struct file_ctx {
+    read_ctx_t *c;
+    const char *name;
+    int kind;
+} file_ctx_t;
+
+/* One line of a run file, in file order; fast is an event line the fast path already read. */
+static int handle_line(void *ud, char *line, size_t len, int state, uint64_t lineno, const kdh_store_event_t *fast)
+{
+    file_ctx_t *f = ud;
+    read_ctx_t *c = f->c;
+    if (fast) {
+        c->stats->lines++;
+        c->stats->events++;
+        return c->rd->on_event ? c->rd->on_event(c->rd->ud, fast) : 0;
+    }
+    if (state == KDH_LINE_TOOLONG) {
+        skip(c, f->name, lineno, "line longer than 1 MiB");
+        return 0;
+    }
+    if (len == 0 && state == KDH_LINE_WHOLE)
+        return 0; /* blank line: nothing to report */
+    if (f->kind == R_STACKS) {
+        uint64_t sid;
+        size_t n;
+        if (kdh_store_fast_stack(line, len, &sid, c->frames, &n)) {
+            c->stats->lines++;
+            c->stats->stacks++;
+            return c->rd->on_stack ? c->rd->on_stack(c->rd->ud, sid, c->frames, n) : 0;
+        }
+    }
+    json_error_t je;
+    json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+    if (!o) {
+        char why[300];
+        snprintf(why, sizeof why, "%s: %s", state == KDH_LINE_TORN ? "torn last line" : "not JSON", je.text);
+        skip(c, f->name, lineno, why);
+        return 0;
+    }
+    int rc = dispatch(c, f->kind, o, f->name, lineno);
+    json_decref(o);
+    return rc;
+}
+
+/* Files this large read their events on a helper thread (kdh_store_pipe_events). */
+#define PIPE_MIN_BYTES (1u << 20)
+
 static int read_file(read_ctx_t *c, const char *dir, const char *name, int kind, int *present, kdh_err_t *err)
 {
     char path[4200];
     kdh_lines_t lr;
     char *line;
     size_t len;
-    int state, r, rc = 0;
+    int state, r = 0, rc = 0;
+    struct stat sb;
+    file_ctx_t fc = {c, name, kind};
     snprintf(path, sizeof path, "%s/%s", dir, name);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     *present = fd >= 0;
@@ -106,56 +157,33 @@ static int read_file(read_ctx_t *c, const char *dir, const char *name, int kind,
             return KDH_OK;
         return kdh_err_set(err, KDH_EIO, "cannot open %s: %s", path, strerror(errno));
     }
+    if (kind == R_EVENTS && fstat(fd, &sb) == 0 && sb.st_size >= (off_t)PIPE_MIN_BYTES) {
+        rc = kdh_store_pipe_events(fd, handle_line, &fc);
+        close(fd);
+        if (rc == KDH_EIO)
+            return kdh_err_set(err, KDH_EIO, "read error in %s", path);
+        if (rc == KDH_ENOMEM)
+            return kdh_err_set(err, KDH_ENOMEM, "out of memory reading %s", path);
+        return rc;
+    }
     if (kdh_lines_init(&lr, fd) != KDH_OK) {
         close(fd);
         return kdh_err_set(err, KDH_ENOMEM, "out of memory reading %s", path);
     }
     while ((r = kdh_lines_next(&lr, &line, &len, &state)) == 1) {
-        if (state == KDH_LINE_TOOLONG) {
-            skip(c, name, lr.lineno, "line longer than 1 MiB");
-            continue;
-        }
-        if (len == 0 && state == KDH_LINE_WHOLE)
-            continue; /* blank line: nothing to report */
-        if (kind == R_EVENTS) {
-            kdh_store_event_t ev;
-            const char *src;
-            size_t src_len;
-            if (kdh_store_fast_event(line, len, &ev, &src, &src_len)) {
-                if (src) {
-                    ((char *)src)[src_len] = '\0'; /* inside line, which is ours to change */
-                    ev.src = src;
-                }
-                c->stats->lines++;
-                c->stats->events++;
-                rc = c->rd->on_event ? c->rd->on_event(c->rd->ud, &ev) : 0;
-                if (rc != 0)
-                    break;
-                continue;
+        kdh_store_event_t ev;
+        const char *src = NULL;
+        size_t src_len = 0;
+        if (kind == R_EVENTS && state != KDH_LINE_TOOLONG && len > 0 &&
+            kdh_store_fast_event(line, len, &ev, &src, &src_len)) {
+            if (src) {
+                line[src - line + (ptrdiff_t)src_len] = '\0'; /* inside line, which is ours to change */
+                ev.src = src;
             }
+            rc = handle_line(&fc, line, len, state, lr.lineno, &ev);
+        } else {
+            rc = handle_line(&fc, line, len, state, lr.lineno, NULL);
         }
-        if (kind == R_STACKS) {
-            uint64_t sid;
-            size_t n;
-            if (kdh_store_fast_stack(line, len, &sid, c->frames, &n)) {
-                c->stats->lines++;
-                c->stats->stacks++;
-                rc = c->rd->on_stack ? c->rd->on_stack(c->rd->ud, sid, c->frames, n) : 0;
-                if (rc != 0)
-                    break;
-                continue;
-            }
-        }
-        json_error_t je;
-        json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
-        if (!o) {
-            char why[300];
-            snprintf(why, sizeof why, "%s: %s", state == KDH_LINE_TORN ? "torn last line" : "not JSON", je.text);
-            skip(c, name, lr.lineno, why);
-            continue;
-        }
-        rc = dispatch(c, kind, o, name, lr.lineno);
-        json_decref(o);
         if (rc != 0)
             break;
     }
