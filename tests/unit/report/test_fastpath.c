@@ -181,12 +181,100 @@ static void test_stack_fallbacks(void **state)
     assert_string_equal(fast.f[0].mod, "m");
 }
 
+typedef struct pipe_seen {
+    uint64_t events, next_seq, bad_order, src_ok;
+    uint64_t skip_lines[8];
+    unsigned nskips;
+} pipe_seen_t;
+
+static int pipe_on_event(void *ud, const kdh_store_event_t *ev)
+{
+    pipe_seen_t *p = ud;
+    if (ev->seq != p->next_seq)
+        p->bad_order++;
+    p->next_seq = ev->seq + 1;
+    if (ev->seq % 1000 == 7) { /* those carry src "kd.log:<seq>" */
+        char want[32];
+        snprintf(want, sizeof want, "kd.log:%llu", (unsigned long long)ev->seq);
+        if (ev->src && strcmp(ev->src, want) == 0)
+            p->src_ok++;
+    } else if (ev->src) {
+        p->bad_order++;
+    }
+    p->events++;
+    return 0;
+}
+
+static void pipe_on_skip(void *ud, const char *file, uint64_t line, const char *why)
+{
+    pipe_seen_t *p = ud;
+    (void)why;
+    if (strcmp(file, "events.jsonl") == 0 && p->nskips < 8)
+        p->skip_lines[p->nskips++] = line;
+}
+
+/* An events.jsonl large enough for the helper thread (over 1 MiB), with damage placed by hand: every
+ * event arrives once and in order, src texts survive the hand-over, and skipped lines keep their numbers. */
+static void test_pipe_reader(void **state)
+{
+    (void)state;
+    char tmpl[] = "/tmp/kdh_pipe_XXXXXX", path[128];
+    char *dir = mkdtemp(tmpl);
+    assert_non_null(dir);
+    snprintf(path, sizeof path, "%s/events.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    uint64_t seq = 1, expect_src = 0;
+    for (uint64_t line = 1; line <= 30000; line++) {
+        if (line == 100) {
+            fputs("{\"seq\": garbage\n", f); /* not JSON: skipped as line 100 */
+            continue;
+        }
+        if (line == 20000) { /* longer than 1 MiB: skipped as line 20000 */
+            for (int k = 0; k < (1 << 20) + 10; k++)
+                fputc('x', f);
+            fputc('\n', f);
+            continue;
+        }
+        fprintf(f, "{\"seq\":%llu,\"t\":%llu.125,\"boot\":1,\"kind\":\"alloc\",\"tag\":\"Leak\",\"size\":64,"
+                   "\"addr\":\"0x%llx\",\"sid\":\"00000000000000a1\"",
+                (unsigned long long)seq, 1795478400ull + seq, 0xffffc00100000000ull + 16 * seq);
+        if (seq % 1000 == 7) {
+            fprintf(f, ",\"src\":\"kd.log:%llu\"", (unsigned long long)seq);
+            expect_src++;
+        }
+        if (line == 25000) /* an escape: the jansson path, still in order */
+            fputs(",\"src\":\"k\\u0064.log\"", f);
+        fputs("}\n", f);
+        seq++;
+    }
+    fputs("{\"seq\":99999,\"t\":1", f); /* torn last line: skipped as line 30001 */
+    fclose(f);
+    pipe_seen_t seen = {.next_seq = 1};
+    kdh_store_reader_t rd = {.ud = &seen, .on_event = pipe_on_event, .on_skip = pipe_on_skip};
+    kdh_store_read_stats_t st;
+    kdh_err_t err = {0};
+    assert_int_equal(kdh_store_read(dir, &rd, &st, &err), KDH_OK);
+    assert_int_equal(seen.events, 29998);
+    assert_int_equal(st.events, 29998);
+    assert_int_equal(seen.bad_order, 1); /* only the escaped src of line 25000 is not "kd.log:<seq>" */
+    assert_int_equal(seen.src_ok, expect_src);
+    assert_int_equal(seen.nskips, 3);
+    assert_int_equal(seen.skip_lines[0], 100);
+    assert_int_equal(seen.skip_lines[1], 20000);
+    assert_int_equal(seen.skip_lines[2], 30001);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_events_agree),
         cmocka_unit_test(test_stacks_agree),
         cmocka_unit_test(test_stack_fallbacks),
+        cmocka_unit_test(test_pipe_reader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
