@@ -31,6 +31,8 @@ static void drop_modules(kdh_target_t *t)
             kdh_pdb_close(t->syms[i].pdb);
         if (t->syms[i].exports_read == 1)
             kdh_pe_exports_free(&t->syms[i].exports);
+        free(t->syms[i].fpo);
+        free(t->syms[i].names);
     }
     free(t->mods);
     free(t->syms);

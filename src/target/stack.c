@@ -94,6 +94,8 @@ int kdh_target_step_stack(kdh_target_t *t, kdh_target_stack_t *s, kdh_err_t *err
         }
     }
     kdh_unwind_env_t env = {.ctx = t, .read = uw_read, .find_module = uw_find};
+    if (t->psize == 4) /* x86: FRAMEDATA programs from the modules' PDBs, when found */
+        env.find_fpo = target_find_fpo;
     int rc = kdh_unwind_run(&s->u, &env, err);
     if (rc == KDH_ENOTCACHED) {
         s->rounds++;

@@ -32,6 +32,11 @@ typedef struct tmodsym {
     kdh_pe_exports_t exports;
     int exports_read;  /* 1 read, -1 failed */
     char exports_error[160];
+    int fpo_state;     /* x86 FRAMEDATA: 0 not tried, 1 loaded, -1 none */
+    uint8_t *fpo;      /* 32-byte records sorted by RvaStart */
+    uint32_t nfpo;
+    uint8_t *names;    /* the "/names" stream: programs at 12 + offset */
+    uint32_t names_len;
 } tmodsym_t;
 
 struct kdh_target {
@@ -73,6 +78,8 @@ struct kdh_target {
 };
 
 void tcache_clear(tcache_t *c);
+/* kdh_unwind_find_fpo_fn over module PDBs (fpo.c). */
+int target_find_fpo(void *ctx, const kdh_unwind_module_t *m, uint32_t rva, kdh_unwind_fpo_t *out);
 /* Module i's WinDbg name from its file name (i == 0 is the kernel: "nt"). */
 void target_module_name(const char *file, int kernel, char *out, size_t len);
 
