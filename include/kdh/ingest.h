@@ -34,7 +34,7 @@ enum {
     KDH_INGEST_L_X64 = 1,    /* Child-SP RetAddr [: args :] callsite (k, kn, kv, !thread) */
     KDH_INGEST_L_X86 = 2,    /* ChildEBP RetAddr [3 args] callsite (k, kn, kb, kv, !thread) */
     KDH_INGEST_L_MEX = 4,    /* !mex.t: N Child-SP Return callsite, 16 hex digits, no backtick */
-    KDH_INGEST_L_KC = 8,     /* kc: NN callsite */
+    KDH_INGEST_L_KC = 8,     /* kc: [NN] callsite (only after kc or a "Call Site" header) */
     KDH_INGEST_L_ADDR = 16,  /* ADDR callsite (!verifier 0x80 / 4, kmautofail) */
     KDH_INGEST_L_ALL = 31
 };

@@ -1,8 +1,7 @@
 /* frame.c: one stack frame line -> module, symbol, offset, addresses. The column layouts and the
- * CALLSITE grammar are in reference/log-formats.md section 3; the callsite is found by removing
- * trailing annotations ([src @ line], (FPO: ...), (CONV: ...), (Inline Function @ ...),
- * (TrapFrame @ ...), <-- notes)
- * from the right, because symbols may contain spaces and so cannot be cut at the first blank. */
+ * CALLSITE grammar are in reference/log-formats.md section 3. The callsite is found by removing
+ * trailing annotations ([src @ line], (FPO: ..), (CONV: ..), (Inline Function @ ..), (TrapFrame
+ * @ ..), <-- notes) from the right: symbols may contain spaces, so no cut at the first blank. */
 #include "internal.h"
 
 #include <stdio.h>
