@@ -109,6 +109,7 @@ static int write_meta(hv_t *h, kdh_err_t *err)
     json_object_set_new(c, "frees", json_integer((json_int_t)h->frees));
     json_object_set_new(c, "unclassified", json_integer((json_int_t)h->unknown));
     json_object_set_new(c, "capped", json_integer((json_int_t)h->capped));
+    json_object_set_new(c, "reboots", json_integer((json_int_t)h->reboots));
     json_object_set_new(c, "sample", json_integer(h->o->sample > 1 ? h->o->sample : 1));
     json_object_set_new(m, "counters", c);
     int rc = kdh_store_write_meta(h->st, m, err);
@@ -244,6 +245,9 @@ static int discover_step(kdh_target_t *t, void *arg, kdh_err_t *err)
     return kdh_target_step_discover(t, err);
 }
 
+static int attach_target(hv_t *h, kdh_err_t *err);
+static int probe_stop(hv_t *h, kdh_err_t *err);
+
 /* Connect, stop, GetVersion, discovery, symbols. */
 static int attach(hv_t *h, kdh_err_t *err)
 {
@@ -268,6 +272,13 @@ static int attach(hv_t *h, kdh_err_t *err)
         return rc;
     }
     status(h, "attaching", 1);
+    return attach_target(h, err);
+}
+
+/* GetVersion, discovery and symbols of the stopped target (also after a reboot). */
+static int attach_target(hv_t *h, kdh_err_t *err)
+{
+    int rc;
     kdh_kd_req_t req;
     memset(&req, 0, sizeof req);
     kdh_kd_get_version(h->c.kd, &req, NULL, NULL);
@@ -411,11 +422,21 @@ static int detach(hv_t *h, kdh_err_t *err)
         return KDH_OK;
     status(h, "detaching", 1);
     int rc;
-    if (!kdh_kd_stopped(h->c.kd)) {
-        if ((rc = kdh_kd_break(h->c.kd, err)) != KDH_OK)
+    if (!kdh_kd_stopped(h->c.kd) || h->c.reset_seen) {
+        if ((rc = probe_stop(h, err)) != KDH_OK)
             return rc;
-        if ((rc = hv_conn_wait_stop(&h->c, 5000, NULL, err)) != KDH_OK)
+        kdh_kd_req_t req;
+        memset(&req, 0, sizeof req);
+        kdh_kd_get_version(h->c.kd, &req, NULL, NULL);
+        if ((rc = hv_conn_call(&h->c, &req, "GetVersion", err)) != KDH_OK)
             return rc;
+        if (req.m.u.version.kern_base != kdh_target_version(h->t)->kern_base && h->armed) {
+            /* rebooted since the last look: the new kernel was never armed */
+            if ((rc = hv_journal_append(h->dir, "disarm", h->pht_addr, h->pht_old, h->pht_old,
+                                        kdh_target_version(h->t)->kern_base, err)) != KDH_OK)
+                return rc;
+            h->armed = 0;
+        }
     }
     int hit = is_pool_hit(h, kdh_kd_state(h->c.kd));
     if ((rc = disarm(h, err)) != KDH_OK)
@@ -477,6 +498,72 @@ static int open_run(hv_t *h, uint64_t *prev_base, kdh_err_t *err)
     return KDH_OK;
 }
 
+/* Stops the target for a look: break-in; a target that rebooted may answer only a fresh
+ * connect (break-in + RESET), so that comes next. KDH_OK once a new stop is reported. */
+static int probe_stop(hv_t *h, kdh_err_t *err)
+{
+    uint64_t serial = kdh_kd_stop_serial(h->c.kd);
+    int rc = kdh_kd_break(h->c.kd, err);
+    if (rc != KDH_OK)
+        return rc;
+    if (hv_conn_wait_new_stop(&h->c, serial, 3000))
+        return KDH_OK;
+    if ((rc = kdh_kd_connect(h->c.kd, 1, err)) != KDH_OK)
+        return rc;
+    if (hv_conn_wait_new_stop(&h->c, serial, 10000))
+        return KDH_OK;
+    if (h->c.tp_dead)
+        return kdh_err_set(err, KDH_EHANGUP, "%s", h->c.tp_error);
+    return kdh_err_set(err, KDH_ETIMEDOUT, "the target on %s stopped answering (no stop after a break-in and a "
+                       "reconnect)", h->o->port);
+}
+
+/* After the target reset the link: a new kernel base, or PoolHitTag no longer holding the tag,
+ * means a new boot. Then the model is rebuilt from scratch (modules may have moved), the boot
+ * number goes up, the time since the last hit is logged as a gap, and the tag is armed again. */
+static int check_boot(hv_t *h, kdh_err_t *err)
+{
+    kdh_kd_req_t req;
+    memset(&req, 0, sizeof req);
+    kdh_kd_get_version(h->c.kd, &req, NULL, NULL);
+    int rc = hv_conn_call(&h->c, &req, "GetVersion", err);
+    if (rc != KDH_OK)
+        return rc;
+    int rebooted = req.m.u.version.kern_base != kdh_target_version(h->t)->kern_base;
+    if (!rebooted && h->armed) {
+        uint32_t cur;
+        if ((rc = rw_u32(h, h->pht_addr, &cur, 0, err)) != KDH_OK)
+            return rc;
+        rebooted = cur != h->tag_dword;
+    }
+    if (!rebooted)
+        return KDH_OK;
+    /* the old boot's arming died with it */
+    if (h->armed && (rc = hv_journal_append(h->dir, "disarm", h->pht_addr, h->pht_old, h->pht_old,
+                                            kdh_target_version(h->t)->kern_base, err)) != KDH_OK)
+        return rc;
+    h->armed = 0;
+    kdh_store_gap_t g = {.t0 = h->last_hit_wall > 0 ? h->last_hit_wall : h->started, .t1 = hv_now_wall(),
+                         .reason = "reboot", .detail = "the target rebooted; harvest continued on the new boot"};
+    if ((rc = kdh_store_append_gap(h->st, &g, err)) != KDH_OK)
+        return rc;
+    kdh_target_free(h->t);
+    h->t = NULL;
+    if ((rc = kdh_target_new(&h->t, err)) != KDH_OK)
+        return rc;
+    memset(&h->pred, 0, sizeof h->pred);
+    memset(&h->kinds, 0, sizeof h->kinds);
+    h->boot++;
+    h->reboots++;
+    notice(h, "the target rebooted (kernel at 0x%llx): boot %u, re-arming",
+           (unsigned long long)req.m.u.version.kern_base, h->boot);
+    if ((rc = attach_target(h, err)) != KDH_OK)
+        return rc;
+    if ((rc = arm(h, err)) != KDH_OK)
+        return rc;
+    return write_meta(h, err);
+}
+
 /* ---- the run ---- */
 static int serve(hv_t *h, kdh_err_t *err)
 {
@@ -526,6 +613,19 @@ static int serve(hv_t *h, kdh_err_t *err)
                 return rc;
             continue;
         }
+        /* A quiet target is looked at every 10 s: a reboot need not say anything on the line
+         * (the new kernel comes up with PoolHitTag unarmed and just runs). */
+        double last = h->last_hit_wall > h->last_probe_wall ? h->last_hit_wall : h->last_probe_wall;
+        if (h->armed && last > 0 && hv_now_wall() - last >= 10)
+            h->c.reset_seen = 1;
+        if (h->c.reset_seen) {
+            /* A rebooted target runs on without reporting a stop (the stop the session still
+             * holds is from the old boot); a target that only reset the link reports its stop
+             * again. Stop it and look either way. */
+            h->last_probe_wall = hv_now_wall();
+            if ((rc = probe_stop(h, err)) != KDH_OK)
+                return rc;
+        }
         int timed_out = 0;
         rc = hv_conn_wait_stop(&h->c, 200, &timed_out, err);
         if (rc != KDH_OK) {
@@ -534,6 +634,14 @@ static int serve(hv_t *h, kdh_err_t *err)
                 continue;
             }
             return rc;
+        }
+        if (h->c.reset_seen) {
+            h->c.reset_seen = 0;
+            rc = check_boot(h, err);
+            if (rc == KDH_ECANCELED)
+                continue; /* reset again: the stop is re-reported */
+            if (rc != KDH_OK)
+                return rc;
         }
         const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
         if (is_pool_hit(h, sc)) {
@@ -544,12 +652,14 @@ static int serve(hv_t *h, kdh_err_t *err)
                 notice(h, "target stopped %.0f%% of the last minute (limit %.0f%%): disarmed for 10 s",
                        hv_stall_pct(h, now), o->max_stall_pct);
             }
-            if ((rc = hv_handle_hit(h, err)) != KDH_OK)
-                return rc;
+            rc = hv_handle_hit(h, err);
         } else {
-            if ((rc = resume(h, err)) != KDH_OK)
-                return rc;
+            rc = resume(h, err);
         }
+        if (rc == KDH_ECANCELED)
+            continue; /* the target reset the link mid-stop: it reports the stop again */
+        if (rc != KDH_OK)
+            return rc;
         status(h, h->armed ? "armed" : "paused", 0);
     }
 }
@@ -585,6 +695,7 @@ int kdh_harvest_run(const kdh_harvest_opts_t *o, kdh_harvest_result_t *res, kdh_
         rc = write_meta(h, err);
     if (rc == KDH_OK) {
         h->armed_at = hv_now_mono();
+        h->last_probe_wall = hv_now_wall();
         h->stall_sec = (int64_t)h->armed_at;
         rc = resume(h, err);
         h->mark_in = hv_conn_bytes(&h->c, 0);

@@ -24,6 +24,7 @@ typedef struct hv_conn {
     char tp_error[256];
     int no_packet;
     char no_packet_msg[256];
+    int reset_seen;         /* the target reset the link (rebooted?): check the boot at the next stop */
     unsigned baud;
     void (*on_print)(void *ctx, const char *text, size_t len);
     void *print_ctx;
@@ -33,6 +34,8 @@ int hv_conn_open(hv_conn_t *c, const char *port, unsigned baud, kdh_err_t *err);
 /* Runs the loop until the target is stopped, timeout_ms passed (KDH_ETIMEDOUT with *timed_out
  * set), the port died (KDH_EHANGUP) or the link reported silence while a packet was expected. */
 int hv_conn_wait_stop(hv_conn_t *c, unsigned timeout_ms, int *timed_out, kdh_err_t *err);
+/* Runs the loop until a stop other than number serial is reported (1), or timeout_ms (0). */
+int hv_conn_wait_new_stop(hv_conn_t *c, uint64_t serial, unsigned timeout_ms);
 /* One request, blocking; KDH_OK or the request's status with its message in err. */
 int hv_conn_call(hv_conn_t *c, kdh_kd_req_t *req, const char *what, kdh_err_t *err);
 /* Continue2 DBG_CONTINUE (or status), trace 0, Dr7 0; waits for the ACK. */
@@ -111,7 +114,9 @@ typedef struct hv {
     size_t stacks_before;    /* unique stacks of the run before this start */
     FILE *dbgprint;
     /* counters */
-    uint64_t hits, captured, counted, allocs, frees, unknown, capped, errors;
+    uint64_t hits, captured, counted, allocs, frees, unknown, capped, errors, reboots;
+    double last_probe_wall;  /* Unix time of the last look at a quiet target */
+    double last_hit_wall;    /* Unix time of the last hit, for the gap a reboot leaves */
     /* stall accounting: stopped seconds per wall second, last 60 s */
     double stall[60];
     int64_t stall_sec;

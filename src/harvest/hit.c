@@ -421,6 +421,7 @@ int hv_handle_hit(hv_t *h, kdh_err_t *err)
         h->frees++;
     else
         h->unknown++;
+    h->last_hit_wall = t_wall;
     if (capped) {
         h->capped++;
     } else {

@@ -32,6 +32,8 @@ static int kd_write(void *ctx, const uint8_t *buf, size_t len)
 static void on_link_event(void *ctx, const kdh_link_event_t *ev)
 {
     hv_conn_t *c = ctx;
+    if (ev->kind == KDH_LINK_EV_RESET_SEEN || ev->kind == KDH_LINK_EV_RESYNC)
+        c->reset_seen = 1;
     if (ev->kind == KDH_LINK_EV_NO_PACKET && !c->no_packet) {
         c->no_packet = 1;
         snprintf(c->no_packet_msg, sizeof c->no_packet_msg, "%s", ev->message ? ev->message : "no valid packet");
@@ -97,6 +99,16 @@ int hv_conn_wait_stop(hv_conn_t *c, unsigned timeout_ms, int *timed_out, kdh_err
     if (timed_out)
         *timed_out = 1;
     return kdh_err_set(err, KDH_ETIMEDOUT, "the target did not stop within %u ms", timeout_ms);
+}
+
+int hv_conn_wait_new_stop(hv_conn_t *c, uint64_t serial, unsigned timeout_ms)
+{
+    c->expired = 0;
+    uv_timer_start(&c->timer, on_timer, timeout_ms, 0);
+    while (kdh_kd_stop_serial(c->kd) == serial && !c->tp_dead && !c->expired)
+        uv_run(&c->loop, UV_RUN_ONCE);
+    uv_timer_stop(&c->timer);
+    return kdh_kd_stop_serial(c->kd) != serial && kdh_kd_stopped(c->kd);
 }
 
 int hv_conn_call(hv_conn_t *c, kdh_kd_req_t *req, const char *what, kdh_err_t *err)
