@@ -159,14 +159,14 @@ static long file_size(const char *path)
     return stat(path, &st) == 0 ? (long)st.st_size : 0;
 }
 
-/* After a tool left (its stderr lines start at offset from): kdsim says "running" within 12 s
+/* After a tool left (its stderr lines start at offset from): kdsim says "running" within 25 s
  * and never "stopped". A DbgPrint nobody reads keeps a target "sending" for its retries (20 x
- * 500 ms), then it runs on; a target left stopped, or sending an exception report nobody
+ * 500 ms, plus the packet's own time), then it runs on; a target left stopped, or sending an exception report nobody
  * answers (retried forever), never says "running" again. */
 static int sim_left_running(const char *errpath, long from)
 {
     static char buf[1 << 20];
-    for (int i = 0; i < 120; i++) {
+    for (int i = 0; i < 250; i++) {
         usleep(100 * 1000);
         slurp(errpath, buf, sizeof buf);
         if ((long)strlen(buf) <= from)
