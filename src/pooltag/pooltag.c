@@ -140,16 +140,19 @@ int kdh_pooltag_load(kdh_pooltag_t **out, const char *path, kdh_err_t *err)
         return kdh_err_set(err, KDH_EIO, "cannot open pooltag file %s: %s", path, strerror(errno));
     size_t cap = 1 << 16, len = 0;
     char *buf = malloc(cap);
-    int rc = KDH_OK;
-    while (buf) {
+    int rc = buf ? KDH_OK : kdh_err_set(err, KDH_ENOMEM, "out of memory reading %s", path);
+    while (rc == KDH_OK) {
         if (len == cap) {
             if (cap >= (64u << 20)) {
                 rc = kdh_err_set(err, KDH_ERANGE, "pooltag file %s is larger than 64 MiB", path);
                 break;
             }
+            /* a failed growth must fail the load: parsing the part read so far would lose tags */
             char *n = realloc(buf, cap * 2);
-            if (!n)
+            if (!n) {
+                rc = kdh_err_set(err, KDH_ENOMEM, "out of memory reading %s", path);
                 break;
+            }
             buf = n;
             cap *= 2;
         }
@@ -158,9 +161,7 @@ int kdh_pooltag_load(kdh_pooltag_t **out, const char *path, kdh_err_t *err)
         if (r == 0)
             break;
     }
-    if (!buf && rc == KDH_OK)
-        rc = kdh_err_set(err, KDH_ENOMEM, "out of memory reading %s", path);
-    else if (rc == KDH_OK && ferror(f))
+    if (rc == KDH_OK && ferror(f))
         rc = kdh_err_set(err, KDH_EIO, "read error in %s", path);
     fclose(f);
     if (rc == KDH_OK)
