@@ -10,10 +10,11 @@
 
 void kdh_cli_print_cmd_usage(const kdh_cli_opt_t *o)
 {
+    /* a command without usage text prints the bare "usage: kdharvest <cmd>" line */
     const char *u = o->usage ? o->usage : "\n";
     printf("usage: kdharvest %s%s%s", o->cmd, u[0] == '\n' ? "" : " ", u);
-    size_t n = o->usage ? strlen(o->usage) : 1;
-    if (n == 0 || o->usage[n - 1] != '\n')
+    size_t n = strlen(u);
+    if (n == 0 || u[n - 1] != '\n')
         putchar('\n');
 }
 
