@@ -165,6 +165,13 @@ typedef struct kdh_store_read_stats {
 int kdh_store_read(const char *dir, const kdh_store_reader_t *rd, kdh_store_read_stats_t *stats,
                    kdh_err_t *err);
 
+/* kdh_store_read, plus a hint: on_event_ahead (may be NULL) receives an event a few events before
+ * on_event does (large files only, not necessarily every event), so the consumer can prefetch what
+ * it will touch. */
+int kdh_store_read_hinted(const char *dir, const kdh_store_reader_t *rd,
+                          void (*on_event_ahead)(void *ud, const kdh_store_event_t *ev),
+                          kdh_store_read_stats_t *stats, kdh_err_t *err);
+
 /* Parses one line of events.jsonl (no newline needed). Pure; used by the reader and fuzzed.
  * ev->src is left NULL (the reader passes it to on_event while the line is alive). */
 int kdh_store_parse_event(const char *line, size_t len, kdh_store_event_t *ev, kdh_err_t *err);

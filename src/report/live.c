@@ -92,6 +92,12 @@ static void slots_free(rlive_t *s, size_t n)
         munmap(s, n * sizeof *s);
 }
 
+void rep_live_prefetch(const rep_live_t *t, uint64_t addr, uint32_t boot)
+{
+    if (t->cap)
+        __builtin_prefetch(&t->slots[slot_of(addr, boot, t->cap - 1)], 1);
+}
+
 void rep_live_clear(rep_live_t *t)
 {
     slots_free(t->slots, t->cap);

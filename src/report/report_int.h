@@ -81,6 +81,7 @@ rlive_t *rep_live_find(const rep_live_t *t, const rep_tb_t *tbs, uint64_t addr, 
 int rep_live_add(rep_live_t *t, const rep_tb_t *tbs, const rlive_t *blk);
 void rep_live_remove(rep_live_t *t, const rep_tb_t *tbs, rlive_t *slot);
 void rep_live_clear(rep_live_t *t);
+void rep_live_prefetch(const rep_live_t *t, uint64_t addr, uint32_t boot);
 
 /* What modules.jsonl says about a module key, for finding its PDB. */
 typedef struct rep_modinfo {
@@ -114,6 +115,8 @@ struct kdh_report {
     rstack_t *stacks;
     uint32_t nstacks, capstacks;
     rep_stackidx_t stackidx;
+    uint64_t ahead_sids[16]; /* sids of hinted events, for the second prefetch stage */
+    unsigned ahead_n;
     rtag_t *tags;
     uint32_t ntags, captags;
     rpool_t *pools;

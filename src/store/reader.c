@@ -30,6 +30,7 @@ enum { R_MODULES, R_STACKS, R_EVENTS, R_POOL, R_GAPS };
 typedef struct read_ctx {
     const kdh_store_reader_t *rd;
     kdh_store_read_stats_t *stats;
+    void (*ahead)(void *ud, const kdh_store_event_t *ev);
     kdh_store_frame_t frames[KDH_STORE_FRAMES_MAX];
 } read_ctx_t;
 
@@ -158,7 +159,7 @@ static int read_file(read_ctx_t *c, const char *dir, const char *name, int kind,
         return kdh_err_set(err, KDH_EIO, "cannot open %s: %s", path, strerror(errno));
     }
     if (kind == R_EVENTS && fstat(fd, &sb) == 0 && sb.st_size >= (off_t)PIPE_MIN_BYTES) {
-        rc = kdh_store_pipe_events(fd, handle_line, &fc);
+        rc = kdh_store_pipe_events(fd, handle_line, c->ahead, c->rd->ud, &fc);
         close(fd);
         if (rc == KDH_EIO)
             return kdh_err_set(err, KDH_EIO, "read error in %s", path);
@@ -197,6 +198,13 @@ static int read_file(read_ctx_t *c, const char *dir, const char *name, int kind,
 int kdh_store_read(const char *dir, const kdh_store_reader_t *rd, kdh_store_read_stats_t *stats,
                    kdh_err_t *err)
 {
+    return kdh_store_read_hinted(dir, rd, NULL, stats, err);
+}
+
+int kdh_store_read_hinted(const char *dir, const kdh_store_reader_t *rd,
+                          void (*on_event_ahead)(void *ud, const kdh_store_event_t *ev),
+                          kdh_store_read_stats_t *stats, kdh_err_t *err)
+{
     static const kdh_store_reader_t none;
     kdh_store_read_stats_t local;
     char path[4200];
@@ -221,6 +229,7 @@ int kdh_store_read(const char *dir, const kdh_store_reader_t *rd, kdh_store_read
         return kdh_err_set(err, KDH_ENOMEM, "out of memory reading %s", dir);
     c->rd = rd;
     c->stats = stats;
+    c->ahead = on_event_ahead;
     if (has_meta) {
         json_error_t je;
         snprintf(path, sizeof path, "%s/meta.json", dir);

@@ -158,7 +158,8 @@ static int direct(int fd, kdh_pipe_line_fn fn, void *ud)
     return rc;
 }
 
-int kdh_store_pipe_events(int fd, kdh_pipe_line_fn fn, void *ud)
+int kdh_store_pipe_events(int fd, kdh_pipe_line_fn fn, void (*ahead)(void *, const kdh_store_event_t *),
+                          void *ahead_ud, void *ud)
 {
     pipe_t *p = calloc(1, sizeof *p);
     if (!p)
@@ -190,8 +191,14 @@ int kdh_store_pipe_events(int fd, kdh_pipe_line_fn fn, void *ud)
         if (!have)
             break; /* end of file, every batch drained */
         batch_t *b = p->ring[slot];
+        if (ahead) /* the first lines of the batch: their hint time passed while it was being filled */
+            for (size_t i = 0; i < b->n && i < KDH_PIPE_AHEAD; i++)
+                if (b->items[i].fast)
+                    ahead(ahead_ud, &b->items[i].ev);
         for (size_t i = 0; i < b->n && rc == 0; i++) {
             item_t *it = &b->items[i];
+            if (ahead && i + KDH_PIPE_AHEAD < b->n && b->items[i + KDH_PIPE_AHEAD].fast)
+                ahead(ahead_ud, &b->items[i + KDH_PIPE_AHEAD].ev);
             if (it->fast) {
                 it->ev.src = it->has_src ? b->arena + it->off : NULL;
                 rc = fn(ud, NULL, 0, it->state, it->lineno, &it->ev);

@@ -16,6 +16,9 @@ typedef int (*kdh_pipe_line_fn)(void *ud, char *line, size_t len, int state, uin
 
 /* Reads fd to its end. Returns the first non-zero result of fn, KDH_EIO on a read error, KDH_ENOMEM,
  * or 0. Falls back to reading on the caller's thread when no thread can be started. */
-int kdh_store_pipe_events(int fd, kdh_pipe_line_fn fn, void *ud);
+/* ahead (may be NULL) is called with parsed events KDH_PIPE_AHEAD lines before fn gets them. */
+#define KDH_PIPE_AHEAD 16
+int kdh_store_pipe_events(int fd, kdh_pipe_line_fn fn, void (*ahead)(void *, const kdh_store_event_t *),
+                          void *ahead_ud, void *ud);
 
 #endif
