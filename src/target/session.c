@@ -218,10 +218,13 @@ int kdh_target_skip_int3(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err)
     uint8_t pc[8];
     uint32_t off = t->psize == 8 ? 0xF8 : 0xB8;
     kdh_kd_req_t req;
+    const kdh_link_stats_t *ls = kdh_link_stats(kdh_kd_link(kd));
+    uint64_t resets = ls->resets_sent + ls->resets_received;
     if (t->skipped_pc == sc->program_counter && t->skipped_thread == sc->thread &&
-        t->skipped_cpu == sc->processor) {
-        /* Same place, same thread: a re-report of a stop already stepped over (after a RESET
-         * or a lost ACK) or a new hit. Only the context can tell; PC += 2 would be a crash. */
+        t->skipped_cpu == sc->processor && t->skipped_resets != resets) {
+        /* Same place and thread after a RESET: the target may be re-reporting the stop we
+         * already stepped over (without a RESET the link drops such a copy as a duplicate),
+         * or this is a new hit. Only the context can tell; PC += 2 would be a crash. */
         memset(&req, 0, sizeof req);
         kdh_kd_get_context_slice(kd, &req, sc->processor, off, pc, t->psize, NULL, NULL);
         if (kdh_kd_wait(kd, &req) != KDH_OK)
@@ -242,6 +245,7 @@ int kdh_target_skip_int3(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err)
     t->skipped_pc = sc->program_counter;
     t->skipped_thread = sc->thread;
     t->skipped_cpu = sc->processor;
+    t->skipped_resets = resets;
     return KDH_OK;
 }
 

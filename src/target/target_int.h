@@ -47,7 +47,7 @@ struct kdh_target {
     uint64_t stop_serial;
     uint32_t stack_hint;      /* largest stack span a walk needed (bytes from SP) */
     uint64_t skipped_serial;  /* stop whose int 3 was stepped over */
-    uint64_t skipped_pc, skipped_thread;
+    uint64_t skipped_pc, skipped_thread, skipped_resets;
     unsigned skipped_cpu;
 
     tcache_t stop, boot;

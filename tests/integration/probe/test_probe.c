@@ -161,8 +161,8 @@ static long file_size(const char *path)
 
 /* After a tool left (its stderr lines start at offset from): kdsim says "running" within 25 s
  * and never "stopped". A DbgPrint nobody reads keeps a target "sending" for its retries (20 x
- * 500 ms, plus the packet's own time), then it runs on; a target left stopped, or sending an exception report nobody
- * answers (retried forever), never says "running" again. */
+ * 500 ms plus the packet's own time), then it runs on; a target left stopped, or sending an
+ * exception report nobody answers (retried forever), never says "running" again. */
 static int sim_left_running(const char *errpath, long from)
 {
     static char buf[1 << 20];
