@@ -8,6 +8,7 @@ int kdh_cli_cmd_version(int argc, char **argv);
 int kdh_cli_cmd_selftest_link(int argc, char **argv);
 int kdh_cli_cmd_demo(int argc, char **argv);
 int kdh_cli_cmd_report(int argc, char **argv);
+int kdh_cli_cmd_ingest(int argc, char **argv);
 int kdh_cli_cmd_tag(int argc, char **argv);
 int kdh_cli_cmd_run(int argc, char **argv);
 int kdh_cli_cmd_harvest_demo(int argc, char **argv);
@@ -24,6 +25,7 @@ const kdh_cli_command_t kdh_cli_commands[] = {
      kdh_cli_cmd_selftest_link},
     {"demo", "harvest a simulated target (kdsim, leaking driver) for 20 s and print the report", kdh_cli_cmd_harvest_demo},
     {"report", "report run directories: top stacks, drivers, growth, diff, folded", kdh_cli_cmd_report},
+    {"ingest", "parse kd/WinDbg logs, Driver Verifier, poolmon and !poolused/!vm output into a run", kdh_cli_cmd_ingest},
     {"tag", "print a pool tag's DWORD and the commands that arm it", kdh_cli_cmd_tag},
     {"probe", "connect to a target: kernel, modules, symbols, pool-tracking addresses; then detach", kdh_cli_cmd_probe},
     {"stack", "print the current stack of every processor of a target, like WinDbg's k", kdh_cli_cmd_stack},
