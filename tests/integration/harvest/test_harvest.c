@@ -3,7 +3,8 @@
  * frame (module file + RVA), the alloc and free events equal the true breaks in number and order,
  * --sample N captures exactly every Nth hit, SIGTERM mid-run leaves the target running and
  * unarmed (no break after the detach for seconds while the leaking workload goes on), and a
- * restart with the same directory continues seq without duplicates. x64 and x86.
+ * restart with the same directory continues seq without duplicates, and a target that reboots
+ * mid-run is followed onto its new boot. x64 and x86.
  * usage: test_harvest KDSIM KDHARVEST FIXTURES [x64|x86]   (77 when the fixtures are absent) */
 #include <errno.h>
 #include <jansson.h>
@@ -40,7 +41,14 @@ typedef struct sim {
     char truth[512];
 } sim_t;
 
+static void sim_start_faults(sim_t *s, const char *arch, const char *name, const char *faults);
+
 static void sim_start(sim_t *s, const char *arch, const char *name)
+{
+    sim_start_faults(s, arch, name, NULL);
+}
+
+static void sim_start_faults(sim_t *s, const char *arch, const char *name, const char *faults)
 {
     char fx[512], out[512];
     snprintf(fx, sizeof fx, "%s/%s", g_fixtures, arch);
@@ -53,8 +61,12 @@ static void sim_start(sim_t *s, const char *arch, const char *name)
     if (s->pid == 0) {
         if (!freopen(out, "w", stdout) || !freopen("/dev/null", "w", stderr))
             _exit(126);
-        execl(g_kdsim, g_kdsim, "--pty", "--fixtures", fx, "--arch", arch, "--baud", "0", "--truth", s->truth,
-              "--workload", "leak", (char *)NULL);
+        if (faults)
+            execl(g_kdsim, g_kdsim, "--pty", "--fixtures", fx, "--arch", arch, "--baud", "0", "--truth", s->truth,
+                  "--workload", "leak", "--faults", faults, (char *)NULL);
+        else
+            execl(g_kdsim, g_kdsim, "--pty", "--fixtures", fx, "--arch", arch, "--baud", "0", "--truth", s->truth,
+                  "--workload", "leak", (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 100; i++) {
@@ -397,6 +409,59 @@ static void test_sigterm(void **state)
     sim_stop(&s);
 }
 
+/* The target reboots 3 s in: the harvest notices (at the latest 10 s of silence later), logs a
+ * reboot gap, re-arms on the new boot and logs every break of boot 2; boot 1 may lose the one
+ * hit that was being handled when it rebooted. */
+static void test_reboot(void **state)
+{
+    (void)state;
+    sim_t s;
+    sim_start_faults(&s, "x64", "reboot", "reboot=3s");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/run-reboot", g_tmp);
+    assert_int_equal(harvest(&s, dir, 1, "--duration", "22", NULL), 0);
+    usleep(1000000);
+    size_t truth[3] = {0, 0, 0}, ours[3] = {0, 0, 0};
+    char path[600], *line = NULL;
+    size_t lcap = 0;
+    FILE *f = fopen(s.truth, "r");
+    assert_non_null(f);
+    while (getline(&line, &lcap, f) > 0) {
+        json_t *o = json_loads(line, 0, NULL);
+        const char *k = json_string_value(json_object_get(o, "kind"));
+        json_int_t b = json_integer_value(json_object_get(o, "boot"));
+        if (k && strcmp(k, "break") != 0 && b >= 1 && b <= 2)
+            truth[b]++;
+        json_decref(o);
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "%s/events.jsonl", dir);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    while (getline(&line, &lcap, f) > 0) {
+        json_t *o = json_loads(line, 0, NULL);
+        json_int_t b = json_integer_value(json_object_get(o, "boot"));
+        assert_true(b >= 1 && b <= 2);
+        ours[b]++;
+        json_decref(o);
+    }
+    fclose(f);
+    free(line);
+    assert_true(truth[2] > 0);
+    assert_int_equal(ours[2], truth[2]);
+    assert_true(ours[1] + 1 >= truth[1] && ours[1] <= truth[1]);
+    snprintf(path, sizeof path, "%s/gaps.jsonl", dir);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    char gl[1024];
+    assert_non_null(fgets(gl, sizeof gl, f));
+    fclose(f);
+    assert_non_null(strstr(gl, "\"reason\":\"reboot\""));
+    char op[32];
+    assert_string_equal(journal_last_op(dir, op, sizeof op), "disarm");
+    sim_stop(&s);
+}
+
 /* A port that does not exist: one line, exit 1. */
 static void test_bad_port(void **state)
 {
@@ -429,6 +494,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_full_x64),
         cmocka_unit_test(test_sample),
         cmocka_unit_test(test_sigterm),
+        cmocka_unit_test(test_reboot),
     };
     const struct CMUnitTest x86[] = {
         cmocka_unit_test(test_full_x86),
