@@ -29,6 +29,15 @@ static kdh_ingest_top_t *hit_slot(hitmap_t *m, uint64_t sid)
     return &m->slot[i];
 }
 
+static int system_frame(const kdh_ingest_frame_t *f)
+{
+    static const char *const mods[] = {"nt", "hal", "VerifierExt", "verifier", "kmautofail"};
+    for (size_t i = 0; i < KDH_ARRAY_LEN(mods); i++)
+        if (f->mod_len == strlen(mods[i]) && strncmp(f->sym, mods[i], f->mod_len) == 0)
+            return 1;
+    return 0;
+}
+
 static int hit_add(hitmap_t *m, uint64_t sid, const kdh_ingest_stack_t *st)
 {
     if (2 * (m->n + 1) > m->cap) {
@@ -47,10 +56,13 @@ static int hit_add(hitmap_t *m, uint64_t sid, const kdh_ingest_stack_t *st)
     if (!t->hits) {
         t->sid = sid;
         t->kind = st->kind;
-        /* label: the first frame that is not a pool routine (the caller that allocated) */
+        /* label: the first frame outside the pool routines, the kernel and the verifier shims:
+         * the driver that allocated; the top frame when there is none */
         size_t k = 0;
-        while (k + 1 < st->nframes && kdh_ingest_pool_routine(&st->frames[k]) >= 0)
+        while (k < st->nframes && (kdh_ingest_pool_routine(&st->frames[k]) >= 0 || system_frame(&st->frames[k])))
             k++;
+        if (k == st->nframes)
+            k = 0;
         const char *lab = st->nframes ? st->frames[k].sym : "";
         size_t ll = strnlen(lab, sizeof t->label - 1);
         memcpy(t->label, lab, ll); /* cut to the label's room */
