@@ -175,6 +175,8 @@ int kdh_cli_cmd_report(int argc, char **argv)
     if (o.optind >= argc)
         return kdh_cli_usage_errorf("report", diff_base ? "--diff BASE needs the NEW run directory after it"
                                                         : "give at least one run directory");
+    if (ro.since > 0 && ro.until > 0 && ro.until < ro.since)
+        return kdh_cli_usage_errorf("report", "--until is before --since: no event can match");
     if (diff_base && (ro.format == KDH_REPORT_CSV || ro.format == KDH_REPORT_HTML))
         return kdh_cli_usage_errorf("report", "--diff writes text, json or folded");
 

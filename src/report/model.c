@@ -798,6 +798,8 @@ rdriver_t *rep_drivers(const kdh_report_t *r, kdh_report_value_t v, uint32_t *n)
         const rstack_t *s = &r->stacks[i];
         if (s->allocs + s->hits + s->frees_paired == 0)
             continue;
+        if (r->opts.min_count && s->allocs + s->hits < r->opts.min_count)
+            continue; /* the roll-up covers the stacks the lists show */
         uint64_t *slot = kdh_u64map_get(&m, s->driver);
         uint32_t k;
         if (slot) {

@@ -340,6 +340,28 @@ static void test_filters(void **state)
     assert_int_equal(s->outstanding, 1);
     assert_int_equal(s->outstanding_bytes, 150);
     kdh_report_free(r);
+    /* Both bounds are inclusive: --since 1040 --until 1040 keeps seq 5 alone. */
+    kdh_report_opts_t one = {.since = 1040, .until = 1040};
+    r = load(&one, run_a, NULL);
+    s = tag_of(r, "Leak");
+    assert_int_equal(s->allocs, 1);
+    assert_int_equal(s->frees, 0);
+    assert_int_equal(s->outstanding_bytes, 100);
+    assert_int_equal(kdh_report_tag_count(r), 1);
+    kdh_report_free(r);
+    /* A window after every event: no tags at all, and nothing outstanding. */
+    kdh_report_opts_t late = {.since = 5000};
+    r = load(&late, run_a, NULL);
+    assert_int_equal(kdh_report_tag_count(r), 0);
+    kdh_report_free(r);
+    /* --min-count 4 also narrows the driver roll-up: in A, a1 (LeakDrv) has 3, b2 (Good) 3 + 1 hit. */
+    kdh_report_opts_t mc = {.min_count = 4, .by = KDH_REPORT_BY_DRIVER};
+    r = load(&mc, run_a, NULL);
+    char *text = render(r);
+    assert_non_null(strstr(text, "\nGood "));
+    assert_null(strstr(text, "\nLeakDrv "));
+    free(text);
+    kdh_report_free(r);
 }
 
 static void test_owner_json_csv(void **state)
