@@ -721,7 +721,8 @@ int kdh_harvest_run(const kdh_harvest_opts_t *o, kdh_harvest_result_t *res, kdh_
         write_meta(h, &e2);
         write_summary(h);
     }
-    status(h, "done", 1);
+    if (h->armed_at > 0)
+        status(h, "done", 1);
     if (res) {
         memset(res, 0, sizeof *res);
         res->final.hits = h->hits;
