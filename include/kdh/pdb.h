@@ -1,7 +1,8 @@
 /* kdh/pdb.h: public symbols of a PDB (MSF 7.0): name -> RVA and RVA -> nearest preceding name,
  * for resolving non-exported kernel symbols (nt!PoolHitTag) and symbolizing stacks offline.
  * Reads the MSF container, the PDB info stream (GUID), the DBI header (age, symbol-record
- * stream, optional debug header with section headers and OMAP) and the S_PUB32 records.
+ * stream, optional debug header with section headers and OMAP), the S_PUB32 records, and the
+ * procedure records of the module streams (full PDBs) for naming addresses.
  * Every block number, size and count is checked; malformed files give KDH_ECORRUPT. */
 #ifndef KDH_PDB_H
 #define KDH_PDB_H
@@ -63,8 +64,10 @@ int kdh_pdb_lookup(const kdh_pdb_t *pdb, const char *name, uint32_t *rva);
 /* The same, returning the record. */
 const kdh_pdb_public_t *kdh_pdb_find(const kdh_pdb_t *pdb, const char *name);
 
-/* RVA -> the public with the greatest RVA <= rva, and rva minus its RVA. NULL when rva
- * precedes every public. */
+/* RVA -> the symbol naming it, and rva minus its RVA: the procedure record (S_GPROC32 /
+ * S_LPROC32 of a full PDB's module streams, static functions included) whose code covers rva,
+ * else the public with the greatest RVA <= rva. NULL when neither exists. Procedure names are
+ * undecorated, as WinDbg prints them. */
 const kdh_pdb_public_t *kdh_pdb_symbolize(const kdh_pdb_t *pdb, uint32_t rva, uint32_t *offset);
 
 /* Publics sorted by RVA (then name): index 0 .. count-1. */

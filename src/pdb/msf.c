@@ -77,12 +77,12 @@ int msf_open(msf_t *m, const uint8_t *buf, size_t len, kdh_err_t *err)
         goto out;
     }
     for (uint32_t i = 0; i < nmap && rc == KDH_OK; i++) {
-        uint32_t mb = kdh_get_u32(buf + 52 + 4 * i);
+        uint32_t mb = kdh_get_u32(buf + 52 + (size_t)4 * i);
         if ((rc = check_block(m, mb, "the block map", err)))
             break;
         const uint8_t *p = buf + (size_t)mb * m->bs;
         for (uint32_t j = 0; j < m->bs / 4; j++)
-            dirlist[i * (m->bs / 4) + j] = kdh_get_u32(p + 4 * j);
+            dirlist[(size_t)i * (m->bs / 4) + j] = kdh_get_u32(p + (size_t)4 * j);
     }
     if (rc || (rc = gather(m, dirlist, dir_bytes, dir, "the stream directory", err)))
         goto out;
@@ -102,7 +102,7 @@ int msf_open(msf_t *m, const uint8_t *buf, size_t len, kdh_err_t *err)
     }
     uint64_t total = 0;
     for (uint32_t i = 0; i < ns; i++) {
-        uint32_t sz = kdh_get_u32(dir + 4 + 4 * i);
+        uint32_t sz = kdh_get_u32(dir + 4 + (size_t)4 * i);
         if (sz == MSF_NIL_SIZE)
             sz = 0; /* a deleted stream: no blocks */
         if (sz > (uint64_t)m->nblocks * m->bs) {

@@ -90,7 +90,7 @@ static int read_dbi(kdh_pdb_t *p, kdh_err_t *err)
     }
     uint32_t cnt = (uint32_t)dbg / 2;
     for (uint32_t i = 0; i < cnt && i < KDH_PDB_DBG_COUNT; i++)
-        p->info.dbg_streams[i] = kdh_get_u16(d + at + 2 * i);
+        p->info.dbg_streams[i] = kdh_get_u16(d + at + (size_t)2 * i);
     free(d);
     return KDH_OK;
 }
@@ -114,7 +114,7 @@ static int read_sections(kdh_pdb_t *p, uint16_t idx, uint32_t **vas, uint32_t *c
             return kdh_err_set(err, KDH_ENOMEM, "PDB: out of memory for section headers");
         }
         for (uint32_t i = 0; i < c; i++)
-            (*vas)[i] = kdh_get_u32(s + 40 * i + 12);
+            (*vas)[i] = kdh_get_u32(s + (size_t)40 * i + 12);
     }
     *count = c;
     free(s);
@@ -205,6 +205,8 @@ static int read_publics(kdh_pdb_t *p, kdh_err_t *err)
         else
             rc = scan_publics(p, 1, vas, nsec, omap, omap_len / 8, &p->npubs, err);
     }
+    if (!rc)
+        rc = pdb_read_procs(p, vas, nsec, err);
     free(vas);
     free(omap);
     return rc;
@@ -305,6 +307,8 @@ void kdh_pdb_close(kdh_pdb_t *p)
     free(p->by_name);
     free(p->undec);
     free(p->undec_pool);
+    free(p->procs);
+    free(p->proc_names);
     free(p);
 }
 

@@ -123,6 +123,20 @@ int kdh_pdb_lookup(const kdh_pdb_t *p, const char *name, uint32_t *rva)
 
 const kdh_pdb_public_t *kdh_pdb_symbolize(const kdh_pdb_t *p, uint32_t rva, uint32_t *offset)
 {
+    /* A procedure that covers rva names it better than the nearest public below it (which,
+     * for a static function, is some unrelated global before it), unless a public starts
+     * inside the procedure after its beginning. */
+    const kdh_pdb_public_t *pub = pdb_public_below(p, rva);
+    const kdh_pdb_public_t *proc = pdb_proc_at(p, rva);
+    if (proc && (!pub || pub->rva <= proc->rva))
+        pub = proc;
+    if (pub && offset)
+        *offset = rva - pub->rva;
+    return pub;
+}
+
+const kdh_pdb_public_t *pdb_public_below(const kdh_pdb_t *p, uint32_t rva)
+{
     /* The last public with pub.rva <= rva (the first of equal RVAs, by name). */
     uint32_t lo = 0, hi = p->npubs;
     while (lo < hi) {
@@ -137,8 +151,6 @@ const kdh_pdb_public_t *kdh_pdb_symbolize(const kdh_pdb_t *p, uint32_t rva, uint
     uint32_t i = lo - 1;
     while (i > 0 && p->pubs[i - 1].rva == p->pubs[i].rva)
         i--;
-    if (offset)
-        *offset = rva - p->pubs[i].rva;
     return &p->pubs[i];
 }
 

@@ -219,10 +219,14 @@ static void test_symbolize(void **state)
         const kdh_pdb_public_t *pub = kdh_pdb_public_at(p, i);
         if (i && kdh_pdb_public_at(p, i - 1)->rva == pub->rva)
             continue; /* an alias at the same RVA: the first by name answers */
-        assert_ptr_equal(kdh_pdb_symbolize(p, pub->rva, &off), pub);
+        /* A function may be named by its procedure record (same start, same name on x64)
+         * rather than the public itself. */
+        const kdh_pdb_public_t *got = kdh_pdb_symbolize(p, pub->rva, &off);
+        assert_non_null(got);
+        assert_int_equal(got->rva, pub->rva);
         assert_int_equal(off, 0);
         const kdh_pdb_public_t *next = kdh_pdb_public_at(p, i + 1);
-        if (next && next->rva > pub->rva + 1) {
+        if (next && next->rva > pub->rva + 1 && got == pub) {
             assert_ptr_equal(kdh_pdb_symbolize(p, next->rva - 1, &off), pub);
             assert_int_equal(off, next->rva - 1 - pub->rva);
         }
