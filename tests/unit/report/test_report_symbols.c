@@ -21,6 +21,7 @@
 typedef struct pub {
     char name[128];
     uint32_t rva;
+    uint32_t size; /* code size of a procedure record, 0 for a public */
 } pub_t;
 
 typedef struct pubs {
@@ -28,8 +29,10 @@ typedef struct pubs {
     size_t n;
 } pubs_t;
 
-/* Parses `llvm-pdbutil-14 dump -publics -section-headers` text: "`Name`" then "addr = SSSS:OOOO"
- * (decimal offset into 1-based section SSSS); "SECTION HEADER #N" then "<hex> virtual address". */
+/* Parses `llvm-pdbutil-14 dump -publics -symbols -section-headers` text: S_PUB32, S_GPROC32 and
+ * S_LPROC32 records ("`Name`", then "addr = SSSS:OOOO" with a decimal offset into 1-based section
+ * SSSS, and for procedures ", code size = N"); "SECTION HEADER #N" then "<hex> virtual address".
+ * Procedures matter: kdh_pdb names addresses by them (static functions too) when the PDB has them. */
 static int load_pubs(const char *path, pubs_t *p)
 {
     FILE *f = fopen(path, "r");
@@ -39,13 +42,14 @@ static int load_pubs(const char *path, pubs_t *p)
     uint32_t secva[64] = {0}, cursec = 0;
     struct {
         char name[128];
-        unsigned sec, off;
+        unsigned sec, off, size;
     } raw[512];
     size_t nraw = 0;
     while (fgets(line, sizeof line, f)) {
         char *q, *bt;
         unsigned a, b;
-        if ((q = strstr(line, "S_PUB32")) && (bt = strchr(q, '`'))) {
+        if (((q = strstr(line, "S_PUB32")) || (q = strstr(line, "S_GPROC32")) || (q = strstr(line, "S_LPROC32"))) &&
+            (bt = strchr(q, '`'))) {
             char *e = strchr(bt + 1, '`');
             if (e && (size_t)(e - bt - 1) < sizeof name) {
                 memcpy(name, bt + 1, (size_t)(e - bt - 1));
@@ -56,6 +60,8 @@ static int load_pubs(const char *path, pubs_t *p)
             memcpy(raw[nraw].name, name, sizeof raw[nraw].name);
             raw[nraw].sec = a;
             raw[nraw].off = b;
+            char *cs = strstr(q, "code size = ");
+            raw[nraw].size = cs ? (unsigned)strtoul(cs + 12, NULL, 10) : 0;
             nraw++;
             name[0] = 0;
         } else if (sscanf(line, " SECTION HEADER #%u", &a) == 1) {
@@ -71,6 +77,7 @@ static int load_pubs(const char *path, pubs_t *p)
             continue;
         memcpy(p->v[p->n].name, raw[i].name, sizeof p->v[p->n].name); /* same size, terminated */
         p->v[p->n].rva = secva[raw[i].sec] + raw[i].off;
+        p->v[p->n].size = raw[i].size;
         p->n++;
     }
     return p->n ? 0 : -1;
@@ -84,14 +91,18 @@ static const pub_t *find_pub(const pubs_t *p, const char *name)
     return NULL;
 }
 
-/* Distance from a public to the next one above it: offsets below it stay inside that public. */
-static uint32_t room_after(const pubs_t *p, const pub_t *x)
+/* An offset into x no greater than want that stays inside x: below the next symbol of either kind
+ * and below the code size of x's procedure record, if it has one. */
+static uint32_t inside(const pubs_t *p, const pub_t *x, uint32_t want)
 {
-    uint32_t best = UINT32_MAX;
-    for (size_t i = 0; i < p->n; i++)
-        if (p->v[i].rva > x->rva && p->v[i].rva - x->rva < best)
-            best = p->v[i].rva - x->rva;
-    return best;
+    uint32_t room = UINT32_MAX;
+    for (size_t i = 0; i < p->n; i++) {
+        if (p->v[i].rva > x->rva && p->v[i].rva - x->rva < room)
+            room = p->v[i].rva - x->rva;
+        if (p->v[i].rva == x->rva && p->v[i].size && p->v[i].size < room)
+            room = p->v[i].size;
+    }
+    return want < room ? want : room - 1;
 }
 
 typedef struct image {
@@ -149,9 +160,8 @@ static void test_symbols_from_fixture_pdbs(void **state)
     assert_non_null(wa);
     assert_non_null(wb);
     assert_non_null(de);
-    uint32_t offa = room_after(&nt, alloc) > 0x14 ? 0x14 : 1;
-    uint32_t offb = room_after(&drv, wb) > 0x2b ? 0x2b : 1;
-    uint32_t offd = room_after(&drv, de) > 0x9 ? 0x9 : 1;
+    uint32_t offa = inside(&nt, alloc, 0x14), offb = inside(&drv, wb, 0x2b), offd = inside(&drv, de, 0x9);
+    assert_true(offa > 0 && offb > 0 && offd > 0);
 
     char tmpl[] = "/tmp/kdh_repsym_XXXXXX";
     char *dir = mkdtemp(tmpl);
