@@ -65,12 +65,24 @@ static int is_blank(const char *s, size_t n)
     return 1;
 }
 
-static int starts_with(const char *s, size_t n, const char *w)
+/* Does the line, after spaces and tabs, begin with w? Inlined with a literal w, the length is a
+ * constant and the first byte is compared before any memcmp: most lines fail right there. */
+static inline int starts_with(const char *s, size_t n, const char *w)
 {
     size_t m = strlen(w);
     while (n && (*s == ' ' || *s == '\t'))
         s++, n--;
-    return n >= m && memcmp(s, w, m) == 0;
+    return n >= m && *s == *w && memcmp(s, w, m) == 0;
+}
+
+/* The first byte that PCRE2's \s does not match (0 when there is none). The header pattern can
+ * only match a line whose first such byte is '#', 'M' or 'C', which keeps memmem off the rest. */
+static char first_nonspace(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!(s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n' || s[i] == '\v' || s[i] == '\f'))
+            return s[i];
+    return 0;
 }
 
 /* ---- stacks and events ---- */
@@ -421,7 +433,8 @@ static int kd_line(kdh_ingest_parser_t *p, const char *s, size_t n)
     const char *g;
     size_t gl;
     /* cheap substring and first-word checks keep the patterns off ordinary lines */
-    int h = (memmem(s, n, "Child", 5) || memmem(s, n, "Call Site", 9)) &&
+    char c0 = first_nonspace(s, n);
+    int h = (c0 == 'C' || c0 == 'M' || c0 == '#') && (memmem(s, n, "Child", 5) || memmem(s, n, "Call Site", 9)) &&
             kdh_ingest_match(p->pat, PAT_HEADER, s, n, &ov);
     if (h) {
         if (kdh_ingest_group(ov, 4, s, &g, &gl)) {
@@ -458,7 +471,9 @@ static int kd_line(kdh_ingest_parser_t *p, const char *s, size_t n)
         return 1;
     }
     if ((p->break_id && p->break_loc_pending) || p->go_pending) {
-        if (kdh_ingest_match(p->pat, PAT_LOCATION, s, n, &ov)) {
+        /* the location pattern ends in ":\s*$" and the line's trailing blanks are already gone */
+        if (n && (s[n - 1] == ':' || s[n - 1] == '\v' || s[n - 1] == '\f') &&
+            kdh_ingest_match(p->pat, PAT_LOCATION, s, n, &ov)) {
             if (!p->break_id || !p->break_loc_pending)
                 new_break(p, 0); /* e.g. `sxe ld`: the location line is the only sign of the break */
             kdh_ingest_group(ov, 1, s, &g, &gl);
