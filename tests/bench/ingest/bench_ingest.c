@@ -1,7 +1,8 @@
 /* bench_ingest.c: ingest throughput. Builds a kd log of the requested size in the build folder by
  * concatenating the shared samples with varied offsets and CPU numbers (so stacks do not all
  * deduplicate into one), then reports MB/s of the parser alone, of a full `ingest` into a run
- * directory, and of `grep -c` for a frame-line pattern over the same file, with peak RSS.
+ * directory, and of `grep -c` for two frame-line patterns over the same file, with the ratios
+ * (CPU MB/s of ours over grep's) and peak RSS.
  * usage: bench_ingest [BYTES]   (default 1 GiB; exit 77 when the samples are absent) */
 #include <dirent.h>
 #include <errno.h>
@@ -170,27 +171,35 @@ int main(int argc, char **argv)
     long self_rss = ru.ru_maxrss;
 
     /* 3. grep -c over the same file, for scale. The count goes to a file: GNU grep stops at the
-     * first match when its output is /dev/null. LC_ALL=C is grep's fastest mode. */
-    char cnt[1300];
-    snprintf(cnt, sizeof cnt, "%s/grep-count", dir);
-    snprintf(cmd, sizeof cmd, "LC_ALL=C grep -c -E '^ *[0-9a-f]{2} [0-9a-f]{8}' '%s' > '%s'", log, cnt);
-    getrusage(RUSAGE_CHILDREN, &ru);
-    double cg0 = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-                 (double)ru.ru_stime.tv_usec / 1e6;
-    t0 = now();
-    int g = system(cmd);
-    double t_grep = now() - t0;
-    getrusage(RUSAGE_CHILDREN, &ru);
-    double c_grep = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+     * first match when its output is /dev/null. LC_ALL=C is grep's fastest mode. Two patterns:
+     * what a user types to pull the stacks out of a log (headers and module!symbol+0x lines),
+     * and a stricter one anchored on the frame number and first address column. */
+    static const char *const pats[2] = {"Child-SP|ChildEBP|!.*\\+0x", "^ *[0-9a-f]{2} [0-9a-f]{8}"};
+    double t_grep[2], c_grep[2];
+    unsigned long long grep_lines[2];
+    int g[2];
+    for (int k = 0; k < 2; k++) {
+        char cnt[1300];
+        snprintf(cnt, sizeof cnt, "%s/grep-count", dir);
+        snprintf(cmd, sizeof cmd, "LC_ALL=C grep -c -E '%s' '%s' > '%s'", pats[k], log, cnt);
+        getrusage(RUSAGE_CHILDREN, &ru);
+        double cg0 = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+                     (double)ru.ru_stime.tv_usec / 1e6;
+        t0 = now();
+        g[k] = system(cmd);
+        t_grep[k] = now() - t0;
+        getrusage(RUSAGE_CHILDREN, &ru);
+        c_grep[k] = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
                     (double)ru.ru_stime.tv_usec / 1e6 - cg0;
-    unsigned long long grep_lines = 0;
-    FILE *cf = fopen(cnt, "r");
-    if (cf) {
-        if (fscanf(cf, "%llu", &grep_lines) != 1)
-            grep_lines = 0;
-        fclose(cf);
+        grep_lines[k] = 0;
+        FILE *cf = fopen(cnt, "r");
+        if (cf) {
+            if (fscanf(cf, "%llu", &grep_lines[k]) != 1)
+                grep_lines[k] = 0;
+            fclose(cf);
+        }
+        remove(cnt);
     }
-    remove(cnt);
 
     printf("input           %.1f MB, %llu lines\n", mb, (unsigned long long)st.lines);
     printf("found           %llu stacks, %llu frames, %llu events, %llu snapshots, %llu skipped lines\n",
@@ -200,8 +209,16 @@ int main(int argc, char **argv)
     printf("parse only      %9.1f  %9.1f   (%.2f s wall)\n", mb / t_parse, mb / c_parse, t_parse);
     printf("ingest to run   %9.1f  %9.1f   (%.2f s wall, %llu unique stacks)\n", mb / t_run, mb / c_run, t_run,
            (unsigned long long)tot.unique_stacks);
-    printf("grep -c frames  %9.1f  %9.1f   (%.2f s wall, %llu matching lines, exit %d)\n", mb / t_grep,
-           c_grep > 0 ? mb / c_grep : 0.0, t_grep, grep_lines, g);
+    for (int k = 0; k < 2; k++)
+        printf("grep -c #%d      %9.1f  %9.1f   (%.2f s wall, %llu matching lines, exit %d)\n", k + 1,
+               mb / t_grep[k], c_grep[k] > 0 ? mb / c_grep[k] : 0.0, t_grep[k], grep_lines[k], g[k]);
+    for (int k = 0; k < 2; k++)
+        printf("grep #%d         LC_ALL=C grep -c -E '%s'\n", k + 1, pats[k]);
+    /* the target: ingest at least half of grep's throughput on the same file (CPU, load-independent) */
+    for (int k = 0; k < 2; k++)
+        if (c_grep[k] > 0)
+            printf("ratio to grep #%d  parse %.2f  ingest %.2f  (CPU MB/s over grep's CPU MB/s)\n", k + 1,
+                   c_grep[k] / c_parse, c_grep[k] / c_run);
     /* (a child's ru_maxrss starts from the forked copy of this process, so grep's is not shown) */
     printf("peak RSS        ingest %ld KiB\n", self_rss);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", run);
