@@ -114,7 +114,15 @@ int kdh_ingest_parse_callsite(kdh_ingest_patterns_t *p, const char *s, size_t le
     size_t gl;
     len = rtrim(s, len);
     /* NUL bytes are line noise, never part of a symbol (and would cut the kept text short) */
-    if (!len || memchr(s, 0, len) || !kdh_ingest_match(p, PAT_CALLSITE, s, len, &ov))
+    if (!len || memchr(s, 0, len))
+        return KDH_ECORRUPT;
+    size_t fov[2 * KDH_INGEST_CS_GROUPS];
+    int fast = kdh_ingest_callsite_fast(s, len, fov);
+    if (fast == 0)
+        return KDH_ECORRUPT;
+    if (fast > 0)
+        ov = fov;
+    else if (!kdh_ingest_match(p, PAT_CALLSITE, s, len, &ov))
         return KDH_ECORRUPT;
     size_t keep = len < KDH_INGEST_SYM_MAX - 1 ? len : KDH_INGEST_SYM_MAX - 1;
     memcpy(out->sym, s, keep);

@@ -67,6 +67,12 @@ static inline int kdh_ingest_group(const size_t *ov, int g, const char *s, const
     return 1;
 }
 
+/* callsite.c: the CALLSITE pattern decided directly. Returns 1 on a match with ov filled as
+ * PCRE2 would (groups 0..6, unset ones PCRE2_UNSET), 0 when the pattern cannot match, -1 when
+ * the text is not plain printable ASCII and PCRE2 must decide. */
+#define KDH_INGEST_CS_GROUPS 7
+int kdh_ingest_callsite_fast(const char *s, size_t n, size_t ov[2 * KDH_INGEST_CS_GROUPS]);
+
 /* Hex digits (backticks skipped) to a value; 0 when empty or > 16 digits. */
 int kdh_ingest_hex(const char *s, size_t len, uint64_t *out);
 /* Decimal digits to a value; 0 when empty, non-digit or overflowing. */

@@ -1,11 +1,13 @@
 /* fuzz_ingest_frame.c: libFuzzer harness for the stack-line parser: every layout of one frame
  * line, the bare callsite grammar, and the streaming parser over the same bytes (so line
- * assembly, table rows and the state machine see arbitrary input too). */
+ * assembly, table rows and the state machine see arbitrary input too). The direct CALLSITE
+ * decision must agree with PCRE2 running the pattern, group for group. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "kdh/ingest.h"
+#include "../../../src/ingest/internal.h"
 
 static kdh_ingest_patterns_t *pat;
 static kdh_ingest_parser_t *parser;
@@ -31,6 +33,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             __builtin_trap();
     }
     (void)kdh_ingest_parse_callsite(pat, s, size, &f);
+    size_t fov[2 * KDH_INGEST_CS_GROUPS], *ov;
+    int fast = kdh_ingest_callsite_fast(s, size, fov);
+    if (fast >= 0) {
+        int ref = kdh_ingest_match(pat, PAT_CALLSITE, s, size, &ov) > 0;
+        if (fast != ref)
+            __builtin_trap();
+        for (int g = 0; ref && g < 2 * KDH_INGEST_CS_GROUPS; g++)
+            if (fov[g] != ov[g])
+                __builtin_trap();
+    }
     (void)kdh_ingest_parser_feed(parser, s, size, &err);
     (void)kdh_ingest_parser_finish(parser, &err);
     return 0;

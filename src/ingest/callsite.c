@@ -1,0 +1,95 @@
+/* callsite.c: the CALLSITE grammar (patterns.c, PAT_CALLSITE) decided without PCRE2 for the lines
+ * logs are made of: printable ASCII. Every frame goes through it, and the pattern's lazy name
+ * with an optional "+0x" tail cost more than the rest of the frame; other bytes go to PCRE2. */
+#include "internal.h"
+
+#include <string.h>
+
+static int is_mod(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+           c == '$' || c == '-';
+}
+
+static int is_hex(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static size_t hex_run(const char *s, size_t from, size_t n)
+{
+    size_t i = from;
+    while (i < n && is_hex((unsigned char)s[i]))
+        i++;
+    return i - from;
+}
+
+static void set(size_t *ov, int g, size_t a, size_t b)
+{
+    ov[2 * g] = a;
+    ov[2 * g + 1] = b;
+}
+
+/* The reasoning, alternative by alternative (MOD has neither '!' nor '+', so its greedy run can
+ * never give back characters usefully; in printable ASCII \s is only ' ' and '.' is any byte):
+ * 1. MOD '!' \S then the shortest name after which "+0x" and 1-16 hex digits end the line; the
+ *    hex run before the end is maximal, so at most one such tail exists.
+ * 2. MOD or "<Unloaded_" 1-200 bytes other than "<> " and '>', then "+0x" and 1-16 hex digits.
+ * 3. "0x" and 1-16 hex digits, or 1-8 hex digits, '`' and 8 hex digits. */
+int kdh_ingest_callsite_fast(const char *s, size_t n, size_t ov[2 * KDH_INGEST_CS_GROUPS])
+{
+    if (!n)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+            return -1;
+    for (int g = 0; g < 2 * KDH_INGEST_CS_GROUPS; g++)
+        ov[g] = PCRE2_UNSET;
+    set(ov, 0, 0, n);
+    size_t m = 0;
+    while (m < n && is_mod((unsigned char)s[m]))
+        m++;
+    /* trailing hex digits, and whether "+0x" precedes them */
+    size_t h = 0;
+    while (h < n && is_hex((unsigned char)s[n - 1 - h]))
+        h++;
+    int tail = h >= 1 && h <= 16 && n >= h + 3 && memcmp(s + n - h - 3, "+0x", 3) == 0;
+    size_t tail_at = tail ? n - h - 3 : 0;
+
+    if (m > 0 && m + 1 < n && s[m] == '!' && s[m + 1] != ' ') {
+        set(ov, 1, 0, m);
+        if (tail && tail_at >= m + 2) {
+            set(ov, 2, m + 1, tail_at);
+            set(ov, 3, n - h, n);
+        } else {
+            set(ov, 2, m + 1, n);
+        }
+        return 1;
+    }
+    size_t e = 0;
+    if (m > 0) {
+        e = m;
+    } else if (n > 10 && memcmp(s, "<Unloaded_", 10) == 0) {
+        size_t r = 10;
+        while (r < n && s[r] != '<' && s[r] != '>' && s[r] != ' ')
+            r++;
+        if (r > 10 && r - 10 <= 200 && r < n && s[r] == '>')
+            e = r + 1;
+    }
+    if (e && tail && tail_at == e) {
+        set(ov, 4, 0, e);
+        set(ov, 5, e + 3, n);
+        return 1;
+    }
+    if (n >= 3 && s[0] == '0' && s[1] == 'x') {
+        size_t a = hex_run(s, 2, n);
+        int ok = (a >= 1 && a <= 16 && 2 + a == n) ||
+                 (a >= 1 && a <= 8 && 2 + a + 9 == n && s[2 + a] == '`' && hex_run(s, 3 + a, n) == 8);
+        if (ok) {
+            set(ov, 6, 2, n);
+            return 1;
+        }
+    }
+    set(ov, 0, PCRE2_UNSET, PCRE2_UNSET);
+    return 0;
+}

@@ -1,0 +1,131 @@
+/* test_ingest_callsite.c: the direct CALLSITE decision (callsite.c) against PCRE2 running the
+ * grammar's pattern, the reference: same match or no match, same groups, over token soups built
+ * to hit every alternative's edges and over every word-suffix of every sample log line. */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "internal.h"
+
+static kdh_ingest_patterns_t *pat;
+static unsigned long compared, matched, pcre_only;
+
+/* Fails the test on the first disagreement, naming the text. */
+static void same(const char *s, size_t n)
+{
+    size_t fov[2 * KDH_INGEST_CS_GROUPS];
+    int fast = kdh_ingest_callsite_fast(s, n, fov);
+    size_t *ov;
+    int ref = kdh_ingest_match(pat, PAT_CALLSITE, s, n, &ov) > 0;
+    if (fast < 0) {
+        pcre_only++;
+        return;
+    }
+    compared++;
+    if (fast != ref)
+        fail_msg("match differs (fast %d, pcre2 %d) on \"%.*s\"", fast, ref, (int)n, s);
+    if (!ref)
+        return;
+    matched++;
+    for (int g = 0; g < 2 * KDH_INGEST_CS_GROUPS; g++)
+        if (fov[g] != ov[g])
+            fail_msg("group %d bound %d differs (fast %zu, pcre2 %zu) on \"%.*s\"", g / 2, g % 2, fov[g], ov[g],
+                     (int)n, s);
+}
+
+static void token_soup(void **state)
+{
+    (void)state;
+    static const char *const tok[] = {"nt", "!", "+0x", "0x", "1", "f", "A", "g", "`", " ", "<Unloaded_", ">",
+                                      "<", "Ex", "$", "-", ".", "_", "(", ")", "12345678", "0", "+", "x",
+                                      "ffffffff", "deadbeef", "drv.sys", "::", "*", "\t"};
+    const size_t nt = sizeof tok / sizeof tok[0];
+    char buf[512];
+    unsigned long long r = 0x9e3779b97f4a7c15ull;
+    for (int it = 0; it < 300000; it++) {
+        size_t n = 0;
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        int k = (int)(r % 9);
+        for (int j = 0; j < k; j++) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            const char *t = tok[r % nt];
+            size_t l = strlen(t);
+            memcpy(buf + n, t, l);
+            n += l;
+        }
+        same(buf, n);
+    }
+    /* lengths at the limits: 16 / 17 hex digits, 200 / 201 bytes of an unloaded name */
+    const char *edge[] = {"nt!f+0x0123456789abcdef", "nt!f+0x0123456789abcdef0", "nt+0x0123456789abcdef",
+                          "nt+0x0123456789abcdef0", "0x0123456789abcdef", "0x0123456789abcdef0",
+                          "0x12345678`12345678", "0x123456789`12345678", "0x1`12345678", "0x1`1234567",
+                          "nt!+0x10", "nt!a+0x10", "nt! a", "nt!", "!a", "+0x1", "nt+0x", "0x", "a!b+0x1+0x2"};
+    for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++)
+        same(edge[i], strlen(edge[i]));
+    for (size_t len = 199; len <= 202; len++) {
+        char u[300] = "<Unloaded_";
+        memset(u + 10, 'd', len);
+        strcpy(u + 10 + len, ">+0x1047");
+        same(u, strlen(u));
+    }
+    assert_true(matched > 1000 && compared > 100000);
+}
+
+static void sample_lines(void **state)
+{
+    (void)state;
+    DIR *d = opendir(KDH_SAMPLES_DIR);
+    if (!d)
+        skip();
+    struct dirent *e;
+    unsigned files = 0;
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l < 5 || strcmp(e->d_name + l - 4, ".txt"))
+            continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", KDH_SAMPLES_DIR, e->d_name);
+        FILE *f = fopen(path, "rb");
+        if (!f)
+            continue;
+        files++;
+        char line[4096];
+        while (fgets(line, sizeof line, f)) {
+            size_t n = strcspn(line, "\r\n");
+            /* every suffix that starts a word, with annotations removed as the frame parser does */
+            for (size_t i = 0; i < n; i++)
+                if (i == 0 || line[i - 1] == ' ')
+                    same(line + i, kdh_ingest_strip_annotations(line + i, n - i));
+        }
+        fclose(f);
+    }
+    closedir(d);
+    assert_true(files > 0);
+    assert_true(matched > 1000);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    kdh_err_t err = {0, ""};
+    return kdh_ingest_patterns_new(&pat, &err);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kdh_ingest_patterns_free(pat);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(token_soup), cmocka_unit_test(sample_lines)};
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
