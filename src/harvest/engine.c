@@ -697,7 +697,11 @@ int kdh_harvest_run(const kdh_harvest_opts_t *o, kdh_harvest_result_t *res, kdh_
         h->armed_at = hv_now_mono();
         h->last_probe_wall = hv_now_wall();
         h->stall_sec = (int64_t)h->armed_at;
-        rc = resume(h, err);
+        h->mark_in = hv_conn_bytes(&h->c, 0);
+        h->mark_out = hv_conn_bytes(&h->c, 1);
+        h->mark_req = kdh_kd_stats(h->c.kd)->requests;
+        /* a target left armed by a crashed run may be stopped at a hit: log it, it is real */
+        rc = is_pool_hit(h, kdh_kd_state(h->c.kd)) ? hv_handle_hit(h, err) : resume(h, err);
         h->mark_in = hv_conn_bytes(&h->c, 0);
         h->mark_out = hv_conn_bytes(&h->c, 1);
         h->mark_req = kdh_kd_stats(h->c.kd)->requests;
