@@ -187,7 +187,10 @@ static int try_x64(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_i
     size_t *ov;
     const char *g;
     size_t gl;
-    if (!kdh_ingest_match(p, PAT_X64, line, len, &ov))
+    size_t fov[2 * KDH_INGEST_LAYOUT_GROUPS];
+    if (kdh_ingest_layout_fast(PAT_X64, line, len, fov) > 0)
+        ov = fov;
+    else if (!kdh_ingest_match(p, PAT_X64, line, len, &ov))
         return 0;
     int is_inline = kdh_ingest_group(ov, 3, line, &g, &gl);
     uint64_t ret = 0;
@@ -206,7 +209,10 @@ static int try_x86(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_i
     size_t *ov;
     const char *g;
     size_t gl;
-    if (!kdh_ingest_match(p, PAT_X86, line, len, &ov))
+    size_t fov[2 * KDH_INGEST_LAYOUT_GROUPS];
+    if (kdh_ingest_layout_fast(PAT_X86, line, len, fov) > 0)
+        ov = fov;
+    else if (!kdh_ingest_match(p, PAT_X86, line, len, &ov))
         return 0;
     int is_inline = kdh_ingest_group(ov, 3, line, &g, &gl);
     uint64_t ret = 0, a;

@@ -73,6 +73,11 @@ static inline int kdh_ingest_group(const size_t *ov, int g, const char *s, const
 #define KDH_INGEST_CS_GROUPS 7
 int kdh_ingest_callsite_fast(const char *s, size_t n, size_t ov[2 * KDH_INGEST_CS_GROUPS]);
 
+/* layout.c: PAT_X64 / PAT_X86 decided directly. Returns 1 on a match with ov filled as PCRE2
+ * would (unset groups PCRE2_UNSET), -1 when PCRE2 must decide (never a certain no-match). */
+#define KDH_INGEST_LAYOUT_GROUPS 9
+int kdh_ingest_layout_fast(int id, const char *s, size_t n, size_t ov[2 * KDH_INGEST_LAYOUT_GROUPS]);
+
 /* Hex digits (backticks skipped) to a value; 0 when empty or > 16 digits. */
 int kdh_ingest_hex(const char *s, size_t len, uint64_t *out);
 /* Decimal digits to a value; 0 when empty, non-digit or overflowing. */

@@ -1,7 +1,7 @@
 /* fuzz_ingest_frame.c: libFuzzer harness for the stack-line parser: every layout of one frame
  * line, the bare callsite grammar, and the streaming parser over the same bytes (so line
  * assembly, table rows and the state machine see arbitrary input too). The direct CALLSITE
- * decision must agree with PCRE2 running the pattern, group for group. */
+ * and x64/x86 layout decisions must agree with PCRE2 running the patterns, group for group. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -41,6 +41,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             __builtin_trap();
         for (int g = 0; ref && g < 2 * KDH_INGEST_CS_GROUPS; g++)
             if (fov[g] != ov[g])
+                __builtin_trap();
+    }
+    /* so must the direct x64 / x86 layout decisions, over the pattern's own groups */
+    static const int ids[2] = {PAT_X64, PAT_X86}, groups[2] = {6, 9};
+    for (int k = 0; k < 2; k++) {
+        size_t lov[2 * KDH_INGEST_LAYOUT_GROUPS];
+        if (kdh_ingest_layout_fast(ids[k], s, size, lov) <= 0)
+            continue;
+        if (kdh_ingest_match(pat, ids[k], s, size, &ov) <= 0)
+            __builtin_trap();
+        for (int g = 0; g < 2 * groups[k]; g++)
+            if (lov[g] != ov[g])
                 __builtin_trap();
     }
     (void)kdh_ingest_parser_feed(parser, s, size, &err);

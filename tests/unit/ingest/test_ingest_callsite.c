@@ -1,6 +1,7 @@
-/* test_ingest_callsite.c: the direct CALLSITE decision (callsite.c) against PCRE2 running the
- * grammar's pattern, the reference: same match or no match, same groups, over token soups built
- * to hit every alternative's edges and over every word-suffix of every sample log line. */
+/* test_ingest_callsite.c: the direct CALLSITE and x64/x86 frame-layout decisions (callsite.c,
+ * layout.c) against PCRE2 running the grammar's patterns, the reference: same match or no match,
+ * same groups, over token soups built to hit every alternative's edges and over the sample logs
+ * (every word-suffix of every line for the callsite, every line for the layouts). */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -37,6 +38,53 @@ static void same(const char *s, size_t n)
         if (fov[g] != ov[g])
             fail_msg("group %d bound %d differs (fast %zu, pcre2 %zu) on \"%.*s\"", g / 2, g % 2, fov[g], ov[g],
                      (int)n, s);
+}
+
+static unsigned long lay_matched;
+
+static void same_layout(int id, const char *s, size_t n)
+{
+    size_t fov[2 * KDH_INGEST_LAYOUT_GROUPS];
+    int fast = kdh_ingest_layout_fast(id, s, n, fov);
+    if (fast < 0)
+        return;
+    size_t *ov;
+    if (kdh_ingest_match(pat, id, s, n, &ov) <= 0)
+        fail_msg("pattern %d: fast path matched what pcre2 does not: \"%.*s\"", id, (int)n, s);
+    lay_matched++;
+    /* PCRE2 leaves ovector pairs past the pattern's own groups (5 for x64) untouched */
+    int groups = id == PAT_X64 ? 6 : 9;
+    for (int g = 0; g < 2 * groups; g++)
+        if (fov[g] != ov[g])
+            fail_msg("pattern %d group %d bound %d differs (fast %zu, pcre2 %zu) on \"%.*s\"", id, g / 2, g % 2,
+                     fov[g], ov[g], (int)n, s);
+}
+
+static void layout_soup(void **state)
+{
+    (void)state;
+    static const char *const tok[] = {"00", " ", "  ", "ffffd001`5551d7a0", "--------`--------", "(Inline Function)",
+                                      "(Inline)", ":", "0006fc5c", "--------", "nt!Foo+0x10", "abcde", "1234567",
+                                      "12345678", "x", "`", "-", "123456789", "ffffd001`5551d7a0f", "a", "0a1f", "12345"};
+    const size_t nt = sizeof tok / sizeof tok[0];
+    char buf[512];
+    unsigned long long r = 0x2545f4914f6cdd1dull;
+    for (int it = 0; it < 300000; it++) {
+        size_t n = 0;
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        int k = (int)(r % 14);
+        for (int j = 0; j < k; j++) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            /* mostly well-formed columns, so that deep paths are reached */
+            const char *t = (j & 1) ? " " : tok[r % nt];
+            size_t l = strlen(t);
+            memcpy(buf + n, t, l);
+            n += l;
+        }
+        same_layout(PAT_X64, buf, n);
+        same_layout(PAT_X86, buf, n);
+    }
+    assert_true(lay_matched > 1000);
 }
 
 static void token_soup(void **state)
@@ -98,6 +146,11 @@ static void sample_lines(void **state)
         char line[4096];
         while (fgets(line, sizeof line, f)) {
             size_t n = strcspn(line, "\r\n");
+            size_t t = n;
+            while (t && line[t - 1] == ' ')
+                t--;
+            same_layout(PAT_X64, line, t);
+            same_layout(PAT_X86, line, t);
             /* every suffix that starts a word, with annotations removed as the frame parser does */
             for (size_t i = 0; i < n; i++)
                 if (i == 0 || line[i - 1] == ' ')
@@ -126,6 +179,7 @@ static int teardown(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(token_soup), cmocka_unit_test(sample_lines)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(token_soup), cmocka_unit_test(sample_lines),
+                                       cmocka_unit_test(layout_soup)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

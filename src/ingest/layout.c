@@ -1,0 +1,140 @@
+/* layout.c: the x64 and x86 frame-line patterns (patterns.c, PAT_X64 / PAT_X86) decided without
+ * PCRE2 for the shape nearly every frame line has: printable ASCII, single tokens separated by
+ * spaces. Anything this code is not certain about is left to PCRE2 (return -1). */
+#include "internal.h"
+
+#include <string.h>
+
+static int is_hex(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static size_t hex_run(const char *s, size_t i, size_t n)
+{
+    size_t k = i;
+    while (k < n && is_hex((unsigned char)s[k]))
+        k++;
+    return k - i;
+}
+
+static size_t spaces(const char *s, size_t i, size_t n)
+{
+    while (i < n && s[i] == ' ')
+        i++;
+    return i;
+}
+
+static void set(size_t *ov, int g, size_t a, size_t b)
+{
+    ov[2 * g] = a;
+    ov[2 * g + 1] = b;
+}
+
+/* width-w hex, or w dashes, at i (w = 8), or for x64 8`8 of either; then at least one space. */
+static int word8(const char *s, size_t i, size_t n, int dash_ok)
+{
+    if (i + 8 > n)
+        return 0;
+    if (hex_run(s, i, n) >= 8)
+        return hex_run(s, i, n) == 8;
+    return dash_ok && memcmp(s + i, "--------", 8) == 0 && (i + 8 == n || s[i + 8] != '-');
+}
+
+static int word64(const char *s, size_t i, size_t n, int dash_ok)
+{
+    if (i + 17 > n || s[i + 8] != '`')
+        return 0;
+    if (hex_run(s, i, n) == 8 && hex_run(s, i + 9, n) == 8)
+        return 1;
+    return dash_ok && memcmp(s + i, "--------`--------", 17) == 0;
+}
+
+/* The leading [frame number] [hex] columns: groups ([hex]{1,4}\s+)? ([hex]{1,7}\s+)? with
+ * PCRE2's order of preference. Returns the index after them, or (size_t)-1 when unsure. */
+static size_t prefix(const char *s, size_t i, size_t n, size_t *ov)
+{
+    size_t a = hex_run(s, i, n);
+    if (a == 0 || a > 7 || i + a >= n || s[i + a] != ' ')
+        return i; /* no prefix column: the address column starts here */
+    size_t j = spaces(s, i + a, n);
+    size_t b = hex_run(s, j, n);
+    int second = b >= 1 && b <= 7 && j + b < n && s[j + b] == ' ';
+    if (a <= 4) {
+        set(ov, 1, i, i + a);
+        return second ? spaces(s, j + b, n) : j;
+    }
+    return second ? (size_t)-1 : j; /* 5-7 digits: the unnamed column; then a second is an error */
+}
+
+int kdh_ingest_layout_fast(int id, const char *s, size_t n, size_t ov[2 * KDH_INGEST_LAYOUT_GROUPS])
+{
+    int x64 = id == PAT_X64;
+    if (!n || (id != PAT_X64 && id != PAT_X86))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+            return -1;
+    for (int g = 0; g < 2 * KDH_INGEST_LAYOUT_GROUPS; g++)
+        ov[g] = PCRE2_UNSET;
+    size_t i = prefix(s, spaces(s, 0, n), n, ov);
+    if (i == (size_t)-1)
+        return -1;
+    const char *inl = x64 ? "(Inline Function)" : "(Inline)";
+    size_t il = strlen(inl), w = x64 ? 17 : 8;
+    if (x64 ? word64(s, i, n, 0) : word8(s, i, n, 0)) {
+        set(ov, 2, i, i + w);
+        i += w;
+    } else if (n - i >= il && memcmp(s + i, inl, il) == 0) {
+        set(ov, 3, i, i + il);
+        i += il;
+    } else {
+        return -1;
+    }
+    if (i >= n || s[i] != ' ')
+        return -1;
+    i = spaces(s, i, n);
+    if (!(x64 ? word64(s, i, n, 1) : word8(s, i, n, 1)) || i + w >= n || s[i + w] != ' ')
+        return -1;
+    set(ov, 4, i, i + w);
+    i = spaces(s, i + w, n);
+    if (i >= n)
+        return -1;
+    /* the optional argument columns: taken only when all of them and a callsite follow */
+    size_t j = i;
+    int args = 1;
+    if (x64) {
+        if (s[j] != ':' || j + 1 >= n || s[j + 1] != ' ')
+            args = 0;
+        else
+            j = spaces(s, j + 1, n);
+        for (int k = 0; args && k < 4; k++) {
+            if (!word64(s, j, n, 1) || j + 17 >= n || s[j + 17] != ' ')
+                args = 0;
+            else
+                j = spaces(s, j + 17, n);
+        }
+        if (args && (j >= n || s[j] != ':' || j + 1 >= n || s[j + 1] != ' '))
+            args = 0;
+        if (args)
+            j = spaces(s, j + 1, n);
+    } else {
+        size_t at[3];
+        for (int k = 0; args && k < 3; k++) {
+            if (!word8(s, j, n, 1) || j + 8 >= n || s[j + 8] != ' ') {
+                args = 0;
+            } else {
+                at[k] = j;
+                j = spaces(s, j + 8, n);
+            }
+        }
+        if (args && j < n)
+            for (int k = 0; k < 3; k++)
+                set(ov, 5 + k, at[k], at[k] + 8);
+    }
+    if (!args || j >= n)
+        j = i;
+    set(ov, x64 ? 5 : 8, j, n);
+    set(ov, 0, 0, n);
+    return 1;
+}
