@@ -8,7 +8,7 @@ ifneq ($(CI),)
 CMAKE_ARGS += -DKDH_WERROR=ON
 endif
 
-.PHONY: all deps build check test fuzz-smoke demo clean
+.PHONY: all deps build check test fuzz-smoke demo soak clean
 
 all: build
 
@@ -28,6 +28,10 @@ check: build
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+# Every reliability scenario against kdsim at full length (about 20 minutes), with a results table.
+soak: build
+	scripts/soak "$(BUILD)"
 
 demo: build
 	$(BUILD)/src/cli/kdharvest demo

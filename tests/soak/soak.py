@@ -4,7 +4,11 @@ against kdsim's ground truth (--truth): every true alloc/free is either logged o
 stated downtime (a gap in gaps.jsonl, or a time the daemon was down on purpose); no event twice;
 how late the host logged a hit after the target reported it (desync).
 
-usage: soak.py KDSIM KDHARVEST FIXTURES [--full] [--only NAME[,NAME...]] [--table FILE]
+usage: soak.py KDSIM KDHARVEST FIXTURES [--full] [--only SCENARIO,...] [--case CASE,...] [--seed N]
+               [--table FILE]
+scenarios: noise (cases corrupt-1e-4 corrupt-1e-3 drop-bytes dup+drop-packet stall-5s), cable (pull
+reset), reboot (reboot reboot-late), kill9, sigterm, hostile (ldr-cycle ldr-wild name-long kdbg-tag
+kdbg-size stack-garbage).
 exit 0 when every scenario run passed, 1 when one failed, 77 when the fixtures are absent."""
 import json
 import os
@@ -288,12 +292,12 @@ def check_common(name, iters, c, max_desync):
 
 
 def sc_noise(ctx):
-    secs = 60 if ctx.full else 12
+    secs = 45 if ctx.full else 12
     specs = [("corrupt-1e-4", "corrupt=0.0001", 3), ("corrupt-1e-3", "corrupt=0.001", 3),
              ("drop-bytes", "drop=0.0005", 3), ("dup+drop-packet", "drop-packet=0.01,dup-packet=0.01", 3),
              ("stall-5s", "stall=5s/%ds" % (20 if ctx.full else 8), 5 + 3)]
     rows = []
-    for name, spec, max_desync in specs:
+    for name, spec, max_desync in ctx.pick(specs):
         sim = Sim(ctx, "noise-" + name, faults=spec, seed=ctx.seed)
         d = os.path.join(sim.dir, "run")
         h = Harvest(ctx, sim.port, d, "--duration", str(secs))
@@ -387,8 +391,8 @@ class Proxy:
 
 def sc_cable(ctx):
     rows = []
-    iters = 6 if ctx.full else 2
-    for mode in ("pull", "reset"):
+    iters = 4 if ctx.full else 2
+    for mode in ctx.pick(("pull", "reset")):
         sim = Sim(ctx, "cable-" + mode, tcp=True, seed=ctx.seed)
         px = Proxy(sim.port)
         d = os.path.join(sim.dir, "run")
@@ -429,7 +433,7 @@ def sc_cable(ctx):
 
 def sc_reboot(ctx):
     rows = []
-    for name, at in (("reboot", "4s"), ("reboot-late", "9s")):
+    for name, at in ctx.pick((("reboot", "4s"), ("reboot-late", "9s"))):
         sim = Sim(ctx, "reboot-" + name, faults="reboot=" + at, seed=ctx.seed)
         d = os.path.join(sim.dir, "run")
         secs = 40 if ctx.full else 24
@@ -561,10 +565,10 @@ def sc_sigterm(ctx):
 
 def sc_hostile(ctx):
     rows = []
-    for opt in ("ldr-cycle", "ldr-wild", "name-long", "kdbg-tag", "kdbg-size", "stack-garbage"):
+    for opt in ctx.pick(("ldr-cycle", "ldr-wild", "name-long", "kdbg-tag", "kdbg-size", "stack-garbage")):
         sim = Sim(ctx, "hostile-" + opt, hostile=opt, seed=ctx.seed)
         d = os.path.join(sim.dir, "run")
-        secs = 20 if ctx.full else 6
+        secs = 10 if ctx.full else 6
         h = Harvest(ctx, sim.port, d, "--duration", str(secs))
         rc = h.wait(secs + 60)
         time.sleep(0.3)
@@ -611,7 +615,10 @@ def fmt_table(rows):
 
 
 class Ctx:
-    pass
+    def pick(self, cases):
+        """The cases of a scenario named by --case (all when none is given)."""
+        name = lambda c: c[0] if isinstance(c, tuple) else c
+        return [c for c in cases if not self.cases or name(c) in self.cases]
 
 
 def main():
@@ -624,6 +631,7 @@ def main():
     ctx.full = "--full" in a
     only = a[a.index("--only") + 1].split(",") if "--only" in a else list(SCENARIOS)
     table = a[a.index("--table") + 1] if "--table" in a else None
+    ctx.cases = a[a.index("--case") + 1].split(",") if "--case" in a else []
     ctx.seed = int(a[a.index("--seed") + 1]) if "--seed" in a else 1
     if not os.access(os.path.join(ctx.fixtures, "x64", "ntoskrnl.exe"), os.R_OK):
         return 77
