@@ -36,8 +36,9 @@ static int word8(const char *s, size_t i, size_t n, int dash_ok)
 {
     if (i + 8 > n)
         return 0;
-    if (hex_run(s, i, n) >= 8)
-        return hex_run(s, i, n) == 8;
+    size_t h = hex_run(s, i, n);
+    if (h >= 8)
+        return h == 8;
     return dash_ok && memcmp(s + i, "--------", 8) == 0 && (i + 8 == n || s[i + 8] != '-');
 }
 
@@ -72,9 +73,6 @@ int kdh_ingest_layout_fast(int id, const char *s, size_t n, size_t ov[2 * KDH_IN
     int x64 = id == PAT_X64;
     if (!n || (id != PAT_X64 && id != PAT_X86))
         return -1;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
-            return -1;
     for (int g = 0; g < 2 * KDH_INGEST_LAYOUT_GROUPS; g++)
         ov[g] = PCRE2_UNSET;
     size_t i = prefix(s, spaces(s, 0, n), n, ov);
@@ -101,26 +99,29 @@ int kdh_ingest_layout_fast(int id, const char *s, size_t n, size_t ov[2 * KDH_IN
     if (i >= n)
         return -1;
     /* the optional argument columns: taken only when all of them and a callsite follow */
-    size_t j = i;
+    size_t j = i, hi = i + 1; /* hi: past the last byte the decision looked at */
     int args = 1;
     if (x64) {
         if (s[j] != ':' || j + 1 >= n || s[j + 1] != ' ')
             args = 0;
         else
             j = spaces(s, j + 1, n);
+        hi = j + 2;
         for (int k = 0; args && k < 4; k++) {
+            hi = j + 18;
             if (!word64(s, j, n, 1) || j + 17 >= n || s[j + 17] != ' ')
                 args = 0;
             else
                 j = spaces(s, j + 17, n);
         }
-        if (args && (j >= n || s[j] != ':' || j + 1 >= n || s[j + 1] != ' '))
+        if (args && (hi = j + 2, j >= n || s[j] != ':' || j + 1 >= n || s[j + 1] != ' '))
             args = 0;
         if (args)
             j = spaces(s, j + 1, n);
     } else {
         size_t at[3];
         for (int k = 0; args && k < 3; k++) {
+            hi = j + 9;
             if (!word8(s, j, n, 1) || j + 8 >= n || s[j + 8] != ' ') {
                 args = 0;
             } else {
@@ -134,6 +135,18 @@ int kdh_ingest_layout_fast(int id, const char *s, size_t n, size_t ov[2 * KDH_IN
     }
     if (!args || j >= n)
         j = i;
+    /* The decision above treats every byte but ' ' as a non-blank: that holds only where the
+     * bytes it looked at are printable (\s also covers \t \v \f \r \n). After that the
+     * callsite is ".*$", any byte but a line end. Checking afterwards keeps the scan short. */
+    if (hi > n)
+        hi = n;
+    if (j + 1 > hi)
+        hi = j + 1;
+    for (size_t k = 0; k < hi; k++)
+        if ((unsigned char)s[k] < 0x20 || (unsigned char)s[k] > 0x7e)
+            return -1;
+    if (memchr(s + j, '\n', n - j) || memchr(s + j, '\r', n - j))
+        return -1;
     set(ov, x64 ? 5 : 8, j, n);
     set(ov, 0, 0, n);
     return 1;

@@ -65,7 +65,7 @@ static void layout_soup(void **state)
     (void)state;
     static const char *const tok[] = {"00", " ", "  ", "ffffd001`5551d7a0", "--------`--------", "(Inline Function)",
                                       "(Inline)", ":", "0006fc5c", "--------", "nt!Foo+0x10", "abcde", "1234567",
-                                      "12345678", "x", "`", "-", "123456789", "ffffd001`5551d7a0f", "a", "0a1f", "12345"};
+                                      "12345678", "x", "`", "-", "123456789", "ffffd001`5551d7a0f", "a", "0a1f", "12345", "\t", "\r", "\n"};
     const size_t nt = sizeof tok / sizeof tok[0];
     char buf[512];
     unsigned long long r = 0x2545f4914f6cdd1dull;
@@ -76,7 +76,7 @@ static void layout_soup(void **state)
         for (int j = 0; j < k; j++) {
             r ^= r << 13, r ^= r >> 7, r ^= r << 17;
             /* mostly well-formed columns, so that deep paths are reached */
-            const char *t = (j & 1) ? " " : tok[r % nt];
+            const char *t = (j & 1) ? ((r >> 40) % 16 ? " " : "\t") : tok[r % nt];
             size_t l = strlen(t);
             memcpy(buf + n, t, l);
             n += l;
