@@ -34,6 +34,11 @@ typedef struct kdh_err {
  * so that error paths read `return kdh_err_set(err, KDH_ECORRUPT, "...", ...);`. */
 int kdh_err_set(kdh_err_t *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+#ifdef __clang_analyzer__
+/* The static analyzer sees only the declaration and would otherwise follow error paths as if
+ * kdh_err_set could return KDH_OK; this lets it see that the result is the code passed in. */
+#define kdh_err_set(err, code, ...) (kdh_err_set((err), (code), __VA_ARGS__), (code))
+#endif
 void kdh_err_clear(kdh_err_t *err);
 const char *kdh_strerror(int code);
 

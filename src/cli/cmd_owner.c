@@ -155,7 +155,8 @@ static void scan_file(walk_t *w, const char *path, const char *rel, off_t size)
     free(buf);
 }
 
-static void walk_dir(walk_t *w, const char *dir, int depth)
+/* Recursion depth is bounded by SCAN_MAX_DEPTH and symbolic links are not followed. */
+static void walk_dir(walk_t *w, const char *dir, int depth) /* NOLINT(misc-no-recursion) */
 {
     DIR *d = opendir(dir);
     if (!d) {
@@ -319,7 +320,7 @@ static void print_result(const owner_opts_t *oo, kdh_owner_result_t *res, kdh_po
     if (shown < res->count)
         printf("  ... %zu more (--hits 0 lists all)\n", res->count - shown);
     if (res->dropped)
-        printf("  %zu hits beyond %u were not kept\n", res->dropped, KDH_OWNER_MAX_HITS);
+        printf("  %zu hits beyond %d were not kept\n", res->dropped, KDH_OWNER_MAX_HITS);
     if (res->unreadable)
         printf("  %zu section%s could not be read (discarded INIT sections of loaded drivers, for one)\n",
                res->unreadable, res->unreadable == 1 ? "" : "s");

@@ -340,7 +340,8 @@ static int print_growth(const char *dir, unsigned top, kdh_err_t *err)
     for (size_t i = 0; rc == KDH_OK && i < n; i++)
         rc = kdh_report_pool_get(rep, i, &v[i]);
     if (rc == KDH_OK) {
-        qsort(v, n, sizeof *v, cmp_slope);
+        if (v) /* NULL for a run without pool samples, and qsort's array must not be NULL */
+            qsort(v, n, sizeof *v, cmp_slope);
         printf("\nGrowth per tag (%s; rule of `kdharvest report`):\n", dir);
         printf("%-6s %-9s %8s %14s %14s %14s %12s  %s\n", "TAG", "POOL", "SAMPLES", "FIRST_BYTES", "PEAK_BYTES",
                "LAST_BYTES", "SLOPE_B/S", "TREND");

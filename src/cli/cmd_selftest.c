@@ -140,7 +140,7 @@ static int check_read(selftest_t *s, const kdh_wire_manip_t *m, const uint8_t *d
     for (size_t i = 0; i < len; i++) {
         if (data[i] != kdh_selftest_pattern(addr + i)) {
             finish(s, -1, "request %u: byte at 0x%llx is 0x%02x, expected 0x%02x", s->next + 1,
-                   (unsigned long long)(addr + i), data[i], kdh_selftest_pattern(addr + i));
+                   (unsigned long long)addr + i, data[i], kdh_selftest_pattern(addr + i));
             return -1;
         }
     }

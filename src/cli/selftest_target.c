@@ -13,7 +13,7 @@
 
 #include "kdh/wire.h"
 
-#define OUT_CAP (64u * 1024u)
+#define OUT_CAP ((size_t)64 * 1024)
 
 struct kdh_selftest_target {
     uv_loop_t *loop;

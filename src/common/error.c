@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-int kdh_err_set(kdh_err_t *err, int code, const char *fmt, ...)
+int(kdh_err_set)(kdh_err_t *err, int code, const char *fmt, ...) /* parentheses: see common.h */
 {
     if (err) {
         va_list ap;

@@ -162,7 +162,7 @@ int kdh_owner_scan_image(const kdh_pe_t *pe, const char *module, uint32_t tag, k
         rc = kdh_owner_untagged_imports(pe, module, res, &e);
         if (rc == KDH_ENOTCACHED || rc == KDH_ENOMEM)
             *err = e;
-        else if (rc != KDH_OK)
+        else
             rc = KDH_OK; /* a damaged import table: the byte search still stands */
     }
     if (rc != KDH_OK) {

@@ -209,7 +209,7 @@ static int parse_headers(kdh_pe_t *pe, kdh_err_t *err)
         dirs_at = 96;
     } else if (magic == 0x20B) {
         pe->pe32plus = 1;
-        if (optread < 112)
+        if (optsize < 112)
             return kdh_err_set(err, KDH_ECORRUPT, "PE32+: optional header of %u bytes is too small",
                                optsize);
         pe->image_base = kdh_get_u64(opt + 24);

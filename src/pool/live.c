@@ -8,7 +8,7 @@
 #include "kdh/pool.h"
 #include "kdh/target.h"
 
-#define CHUNK (64u * 1024u) /* bytes per cache read: well under KDH_TARGET_FETCH_MAX */
+#define CHUNK ((uint64_t)64 * 1024) /* bytes per cache read: well under KDH_TARGET_FETCH_MAX */
 
 void kdh_pool_read_free(kdh_pool_read_t *r)
 {

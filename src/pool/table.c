@@ -28,7 +28,7 @@ static void tag_text(uint32_t key, char out[5])
 {
     for (int i = 0; i < 4; i++) {
         uint8_t c = (uint8_t)(key >> (8 * i));
-        out[i] = (c >= 0x20 && c < 0x7F) ? (char)c : '.';
+        out[i] = (char)((c >= 0x20 && c < 0x7F) ? c : '.');
     }
     out[4] = 0;
 }

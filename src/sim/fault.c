@@ -69,7 +69,7 @@ int sim_faults_parse(sim_faults_t *f, const char *spec, uint64_t seed, kdh_err_t
     char buf[512];
     if (strlen(spec) >= sizeof buf)
         return kdh_err_set(err, KDH_EINVAL, "--faults: spec longer than %zu characters", sizeof buf - 1);
-    strcpy(buf, spec);
+    memcpy(buf, spec, strlen(spec) + 1); /* fits: length checked above */
     char *save = NULL;
     for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(item, '=');

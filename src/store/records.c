@@ -220,9 +220,8 @@ static int get_tag(json_t *o, char tag[KDH_STORE_TAG_MAX])
     if (!s || n == 0 || n > 4)
         return KDH_ECORRUPT;
     memset(tag, 0, KDH_STORE_TAG_MAX);
-    memcpy(tag, s, n);
-    for (size_t i = n; i < 4; i++) /* shorter tags are displayed space padded */
-        tag[i] = ' ';
+    for (size_t i = 0; i < 4; i++) /* shorter tags are displayed space padded */
+        tag[i] = i < n ? s[i] : ' ';
     return KDH_OK;
 }
 

@@ -371,7 +371,7 @@ int kdh_store_append_gap(kdh_store_t *st, const kdh_store_gap_t *g, kdh_err_t *e
 
 int kdh_store_write_meta(kdh_store_t *st, const json_t *meta, kdh_err_t *err)
 {
-    char tmp[4200], dst[4200], now[32];
+    char tmp[4200], dst[4200];
     int rc;
     if ((rc = path_of(st, "meta.json.tmp", tmp, sizeof tmp, err)) != KDH_OK ||
         (rc = path_of(st, "meta.json", dst, sizeof dst, err)) != KDH_OK)
@@ -384,6 +384,7 @@ int kdh_store_write_meta(kdh_store_t *st, const json_t *meta, kdh_err_t *err)
         json_object_update(m, (json_t *)meta);
     json_object_set_new(m, "schema", json_string(KDH_STORE_SCHEMA));
     if (!json_object_get(m, "updated")) {
+        char now[32];
         iso_now(now, sizeof now);
         json_object_set_new(m, "updated", json_string(now));
     }
@@ -409,7 +410,7 @@ int kdh_store_write_meta(kdh_store_t *st, const json_t *meta, kdh_err_t *err)
     }
     int dfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) { /* make the rename itself durable */
-        fsync(dfd);
+        (void)fsync(dfd); /* best effort: the file's own data was synced before the rename */
         close(dfd);
     }
     return KDH_OK;

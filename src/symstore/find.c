@@ -62,7 +62,7 @@ static int find(kdh_symstore_t *s, const char *name, const char *id, const want_
                            "a path, or control characters)", name ? name : "");
     char upper[48];
     size_t k = 0;
-    for (; id[k] && k < sizeof upper - 1; k++)
+    for (; k < sizeof upper - 1 && id[k]; k++)
         upper[k] = (char)toupper((unsigned char)id[k]);
     upper[k] = '\0';
     kdh_err_t last = {0};

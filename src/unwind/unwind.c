@@ -98,7 +98,6 @@ int uw_read_stack_deferred(uw_ctx_t *c, uint64_t va, void *buf, uint32_t len)
         if (!c->stack_miss || va + len > c->miss_hi)
             c->miss_hi = va + len;
         c->stack_miss = 1;
-        rc = KDH_OK;
     } else if (rc != KDH_OK && c->stack_miss) {
         /* The address may derive from a value not fetched yet (a machine frame's RSP): let
          * the retry with real values decide whether this memory is really unreadable. */

@@ -289,6 +289,7 @@ static int epilog_v1(x64_t *x, const kdh_unwind_x64_info_t *info, const rf_t *e)
     int64_t disp = 0;
     if (n >= 4 && (b[0] & 0xf8) == 0x48) {
         if (b[1] == 0x83 && b[2] == 0xc4) {
+            /* NOLINTNEXTLINE(bugprone-signed-char-misuse,cert-str34-c): disp8 is sign-extended */
             disp = (int8_t)b[3], p = 4, sp_kind = 1;
         } else if (n >= 7 && b[1] == 0x81 && b[2] == 0xc4) {
             disp = (int32_t)kdh_get_u32(b + 3), p = 7, sp_kind = 1;
@@ -296,6 +297,7 @@ static int epilog_v1(x64_t *x, const kdh_unwind_x64_info_t *info, const rf_t *e)
                    !(b[0] & 4) && (b[2] & 7) == (info->frame_reg & 7) && (b[2] & 7) != 4 &&
                    (b[0] & 1) == (info->frame_reg >> 3)) {
             if ((b[2] >> 6) == 1)
+                /* NOLINTNEXTLINE(bugprone-signed-char-misuse,cert-str34-c): disp8, sign-extended */
                 disp = (int8_t)b[3], p = 4, sp_kind = 2;
             else if ((b[2] >> 6) == 2 && n >= 7)
                 disp = (int32_t)kdh_get_u32(b + 3), p = 7, sp_kind = 2;
@@ -319,6 +321,7 @@ static int epilog_v1(x64_t *x, const kdh_unwind_x64_info_t *info, const rf_t *e)
     if (p >= n)
         return 0;
     int match = 0;
+    /* NOLINTNEXTLINE(bugprone-branch-clone): each epilogue form is its own branch for clarity */
     if (b[p] == 0xc3 || (b[p] == 0xc2 && p + 3 <= n) || (b[p] == 0xf3 && p + 1 < n && b[p + 1] == 0xc3)) {
         match = 1;
     } else if ((b[p] == 0xe9 && p + 5 <= n) || (b[p] == 0xeb && p + 2 <= n)) {
