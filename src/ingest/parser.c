@@ -432,6 +432,11 @@ static int kd_line(kdh_ingest_parser_t *p, const char *s, size_t n)
     size_t *ov;
     const char *g;
     size_t gl;
+    /* the leading blanks skipped once for every first-word check below */
+    size_t tn = n;
+    const char *t = s;
+    while (tn && (*t == ' ' || *t == '\t'))
+        t++, tn--;
     /* cheap substring and first-word checks keep the patterns off ordinary lines */
     char c0 = first_nonspace(s, n);
     int h = (c0 == 'C' || c0 == 'M' || c0 == '#') && (memmem(s, n, "Child", 5) || memmem(s, n, "Call Site", 9)) &&
@@ -448,22 +453,22 @@ static int kd_line(kdh_ingest_parser_t *p, const char *s, size_t n)
         p->arm.thread = p->thread_hint;
         return 1;
     }
-    if (starts_with(s, n, "THREAD ") && kdh_ingest_match(p->pat, PAT_THREADHDR, s, n, &ov)) {
+    if (starts_with(t, tn, "THREAD ") && kdh_ingest_match(p->pat, PAT_THREADHDR, s, n, &ov)) {
         uint64_t v;
         kdh_ingest_group(ov, 1, s, &g, &gl);
         if (kdh_ingest_hex(g, gl, &v))
             p->thread_hint = v;
         return 1;
     }
-    if (starts_with(s, n, "STACK_TEXT:")) {
+    if (starts_with(t, tn, "STACK_TEXT:")) {
         arm(p, KDH_INGEST_L_X86 | KDH_INGEST_L_X64, "stack_text", -1);
         return 1;
     }
-    if (starts_with(s, n, "Breakpoint ") && kdh_ingest_match(p->pat, PAT_BPHIT, s, n, &ov)) {
+    if (starts_with(t, tn, "Breakpoint ") && kdh_ingest_match(p->pat, PAT_BPHIT, s, n, &ov)) {
         new_break(p, 1);
         return 1;
     }
-    if ((starts_with(s, n, "Break instruction") || starts_with(s, n, "*** Fatal")) &&
+    if ((starts_with(t, tn, "Break instruction") || starts_with(t, tn, "*** Fatal")) &&
         kdh_ingest_match(p->pat, PAT_BREAKEX, s, n, &ov)) {
         /* "Fatal System Error" is followed by its own "Break instruction exception": one break */
         if (!(p->break_id && p->break_loc_pending))
@@ -489,8 +494,13 @@ static int verifier_line(kdh_ingest_parser_t *p, const char *s, size_t n)
     size_t *ov;
     const char *g;
     size_t gl;
+    /* the leading blanks skipped once for every first-word check below */
+    size_t tn = n;
+    const char *t = s;
+    while (tn && (*t == ' ' || *t == '\t'))
+        t++, tn--;
     uint64_t v;
-    if (starts_with(s, n, "Pool block ") && kdh_ingest_match(p->pat, PAT_POOLBLOCK, s, n, &ov)) {
+    if (starts_with(t, tn, "Pool block ") && kdh_ingest_match(p->pat, PAT_POOLBLOCK, s, n, &ov)) {
         arm(p, KDH_INGEST_L_ADDR, "verifier80", -1);
         kdh_ingest_group(ov, 1, s, &g, &gl);
         p->arm.has_addr = kdh_ingest_hex(g, gl, &p->arm.addr);
@@ -501,7 +511,7 @@ static int verifier_line(kdh_ingest_parser_t *p, const char *s, size_t n)
             p->arm.thread = v;
         return 1;
     }
-    if (starts_with(s, n, "Entry @") && kdh_ingest_match(p->pat, PAT_V4ENTRY, s, n, &ov)) {
+    if (starts_with(t, tn, "Entry @") && kdh_ingest_match(p->pat, PAT_V4ENTRY, s, n, &ov)) {
         /* fault injection: a failed allocation, so not an allocation that could leak */
         arm(p, KDH_INGEST_L_ADDR, "verifier4", KDH_INGEST_EV_HIT);
         return 1;
@@ -512,7 +522,7 @@ static int verifier_line(kdh_ingest_parser_t *p, const char *s, size_t n)
             p->arm.thread = v;
         return 1;
     }
-    if (starts_with(s, n, "Sequence:") && kdh_ingest_match(p->pat, PAT_KMSEQ, s, n, &ov)) {
+    if (starts_with(t, tn, "Sequence:") && kdh_ingest_match(p->pat, PAT_KMSEQ, s, n, &ov)) {
         arm(p, KDH_INGEST_L_ADDR, "kmautofail", KDH_INGEST_EV_HIT);
         return 1;
     }
