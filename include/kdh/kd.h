@@ -66,6 +66,7 @@ typedef struct kdh_kd_stats {
     uint64_t state_changes;
     uint64_t prints;
     uint64_t context_ex_fallbacks;
+    uint64_t stale_reply_resyncs; /* RESETs sent again because a stale reply came first */
 } kdh_kd_stats_t;
 
 typedef struct kdh_kd_cfg {
@@ -128,7 +129,9 @@ void kdh_kd_set_context(kdh_kd_t *kd, kdh_kd_req_t *req, unsigned processor, con
 void kdh_kd_get_context_slice(kdh_kd_t *kd, kdh_kd_req_t *req, unsigned processor,
                               uint32_t offset, void *buf, size_t len, kdh_kd_done_cb done,
                               void *user);
-/* Writes CONTEXT bytes [offset, offset+len): SetContextEx, or GetContext + patch + SetContext. */
+/* Writes CONTEXT bytes [offset, offset+len): SetContextEx (after a GetContextEx of the slice
+ * when the target refuses to set what was not read in this stop), or GetContext + patch +
+ * SetContext on targets without the Ex calls. */
 void kdh_kd_set_context_slice(kdh_kd_t *kd, kdh_kd_req_t *req, unsigned processor,
                               uint32_t offset, const void *buf, size_t len, kdh_kd_done_cb done,
                               void *user);

@@ -35,7 +35,11 @@ struct kdh_kd {
     size_t sc_len;
     kdh_wire_state_change_t sc;
 
-    int ctx_ex_unsupported;
+    int ctx_ex_unsupported;  /* GetContextEx refused: slice full contexts */
+    int set_ex_unsupported;  /* SetContextEx refused even after a Get in the same stop */
+    uint64_t ctx_got_serial; /* stop in which a context read last succeeded (+1; 0 = none) */
+    uint8_t ex_scratch[KDH_WIRE_CONTEXT_AMD64_SIZE];
+    int resync_armed;        /* connected, no stop seen yet: a stale reply means "re-report" */
     uint8_t ctx_cache[KDH_WIRE_CONTEXT_AMD64_SIZE];
     int ctx_cache_valid;
     unsigned ctx_cache_cpu;
@@ -228,8 +232,18 @@ static void start_head(kdh_kd_t *kd)
         send_manip(kd, &m, NULL, 0);
         return;
     case KDH_KD_OP_SET_CONTEXT_EX:
-        if (kd->ctx_ex_unsupported && req->stage == 0)
+        if ((kd->ctx_ex_unsupported || kd->set_ex_unsupported) && req->stage == 0)
             req->stage = 1;
+        if (req->stage == 3) {
+            /* A target refuses to set a context it has not been asked for in this stop (as
+             * SetContext needs a GetContext): read the same slice, then set again. */
+            m.api = KDH_WIRE_API_GET_CONTEXT_EX;
+            m.u.context_ex.offset = (uint32_t)req->address;
+            m.u.context_ex.byte_count = (uint32_t)req->data_len;
+            m.u.context_ex.bytes_copied = 0;
+            send_manip(kd, &m, NULL, 0);
+            return;
+        }
         if (req->stage >= 1) {
             /* SetContext needs a GetContext in the same stop, and a whole CONTEXT. */
             if (ctx_cache_ok(kd, req->m.processor)) {
@@ -375,7 +389,16 @@ static void on_reply(kdh_kd_t *kd, kdh_kd_req_t *req, const kdh_wire_manip_t *m,
     }
     case KDH_KD_OP_GET_CONTEXT_EX:
     case KDH_KD_OP_SET_CONTEXT_EX:
-        if (req->stage == 0) {
+        if (req->stage == 3) {
+            if (ok) {
+                kd->ctx_got_serial = kd->stop_serial + 1;
+                req->stage = 0; /* set again, now that the slice was read in this stop */
+            } else {
+                kd->ctx_ex_unsupported = 1;
+                kd->st.context_ex_fallbacks++;
+                req->stage = 1;
+            }
+        } else if (req->stage == 0) {
             if (ok) {
                 if (req->op == KDH_KD_OP_GET_CONTEXT_EX) {
                     size_t n = m->u.context_ex.bytes_copied;
@@ -387,11 +410,18 @@ static void on_reply(kdh_kd_t *kd, kdh_kd_req_t *req, const kdh_wire_manip_t *m,
                         finish(kd, req, KDH_ECORRUPT);
                         break;
                     }
+                    kd->ctx_got_serial = kd->stop_serial + 1;
                 }
                 finish(kd, req, KDH_OK);
+            } else if (req->op == KDH_KD_OP_SET_CONTEXT_EX &&
+                       kd->ctx_got_serial != kd->stop_serial + 1) {
+                req->stage = 3; /* maybe only refused for want of a read in this stop */
             } else {
-                /* The target lacks the Ex calls: slice full contexts from now on. */
-                kd->ctx_ex_unsupported = 1;
+                /* The target lacks this Ex call: slice full contexts from now on. */
+                if (req->op == KDH_KD_OP_GET_CONTEXT_EX)
+                    kd->ctx_ex_unsupported = 1;
+                else
+                    kd->set_ex_unsupported = 1;
                 kd->st.context_ex_fallbacks++;
                 req->stage = 1;
             }
@@ -401,6 +431,7 @@ static void on_reply(kdh_kd_t *kd, kdh_kd_req_t *req, const kdh_wire_manip_t *m,
                 break;
             }
             memcpy(kd->ctx_cache, data, ctx_size(kd));
+            kd->ctx_got_serial = kd->stop_serial + 1;
             kd->ctx_cache_valid = 1;
             kd->ctx_cache_cpu = req->m.processor;
             kd->ctx_cache_serial = kd->stop_serial;
@@ -418,6 +449,8 @@ static void on_reply(kdh_kd_t *kd, kdh_kd_req_t *req, const kdh_wire_manip_t *m,
     default:
         req->m = *m;
         copy_out(req, 0, data, len);
+        if (ok && (m->api == KDH_WIRE_API_GET_CONTEXT || m->api == KDH_WIRE_API_GET_CONTEXT_EX))
+            kd->ctx_got_serial = kd->stop_serial + 1;
         if (ok)
             finish(kd, req, KDH_OK);
         else
@@ -482,6 +515,7 @@ static void on_state_change(kdh_kd_t *kd, const uint8_t *p, size_t len)
         arm_timer(kd);
         fail(kd, kd->head, KDH_ECANCELED, "the target reported a new stop during the request");
     }
+    kd->resync_armed = 0;
     memcpy(kd->sc_raw, p, len);
     kd->sc_len = len;
     kdh_wire_state_change_decode(kd->sc_raw, kd->sc_len, kd->cfg.arch, &kd->sc, NULL);
@@ -513,10 +547,20 @@ static void on_packet(void *ctx, uint16_t type, uint32_t id, const uint8_t *p, s
                     want = KDH_WIRE_API_GET_CONTEXT;
                 else if (req->stage == 2)
                     want = KDH_WIRE_API_SET_CONTEXT;
+                else if (req->stage == 3)
+                    want = KDH_WIRE_API_GET_CONTEXT_EX;
             }
         }
         if (!req || !kd->awaiting_reply || m.api != want) {
             kd->st.stray_replies++;
+            if (!kd->stopped && kd->resync_armed) {
+                /* After our RESET a target that was waiting for the ACK of a reply (its last
+                 * host went away mid-request) sends that reply again and then sits in its
+                 * debugger loop. A second RESET there makes it report its stop again. */
+                kd->resync_armed = 0;
+                kd->st.stale_reply_resyncs++;
+                kdh_link_connect(kd->link, 0, NULL);
+            }
             return;
         }
         kd->st.replies++;
@@ -613,6 +657,7 @@ kdh_link_t *kdh_kd_link(kdh_kd_t *kd) { return kd->link; }
 int kdh_kd_connect(kdh_kd_t *kd, int breakin, kdh_err_t *err)
 {
     kd->stopped = 0;
+    kd->resync_armed = 1;
     return kdh_link_connect(kd->link, breakin, err);
 }
 

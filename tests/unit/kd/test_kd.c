@@ -381,6 +381,90 @@ static void test_slice_bounds(void **state)
     assert_true(host_wrote_nothing_more(f));
 }
 
+
+static void test_set_ex_needs_read_first(void **state)
+{
+    fake_t *f = *state;
+    uint8_t newrip[8];
+    kdh_put_u64(newrip, 0xfffff80000001001ull);
+    kdh_kd_req_t req;
+    kdh_kd_set_context_slice(f->kd, &req, 0, 0xF8, newrip, 8, count_done, f);
+    const uint8_t *d;
+    size_t dl;
+    kdh_wire_manip_t m = host_request(f, &d, &dl);
+    assert_int_equal(m.api, 0x3160);
+    reply(f, m, KDH_WIRE_STATUS_UNSUCCESSFUL, NULL, 0); /* nothing was read in this stop */
+    /* The session reads the slice (satisfying the target), then sets it again. */
+    m = host_request(f, &d, &dl);
+    assert_int_equal(m.api, 0x315F);
+    assert_int_equal(m.u.context_ex.offset, 0xF8);
+    assert_int_equal(m.u.context_ex.byte_count, 8);
+    uint8_t oldrip[8];
+    kdh_put_u64(oldrip, 0xfffff80000001000ull);
+    m.u.context_ex.bytes_copied = 8;
+    reply(f, m, 0, oldrip, 8);
+    m = host_request(f, &d, &dl);
+    assert_int_equal(m.api, 0x3160);
+    assert_memory_equal(d, newrip, 8);
+    reply(f, m, 0, NULL, 0);
+    assert_int_equal(req.status, KDH_OK);
+    assert_false(kdh_kd_context_ex_unsupported(f->kd));
+    assert_true(host_wrote_nothing_more(f));
+    /* The next stop: a set after a read goes straight through. */
+    uint8_t sl[16];
+    kdh_kd_get_context_slice(f->kd, &req, 0, 0x98, sl, 16, count_done, f);
+    m = host_request(f, &d, &dl);
+    assert_int_equal(m.api, 0x315F);
+    m.u.context_ex.bytes_copied = 16;
+    reply(f, m, 0, sl, 16);
+    kdh_kd_set_context_slice(f->kd, &req, 0, 0xF8, newrip, 8, count_done, f);
+    m = host_request(f, &d, &dl);
+    assert_int_equal(m.api, 0x3160);
+}
+
+static void test_stale_reply_after_reset(void **state)
+{
+    (void)state;
+    static fake_t g;
+    memset(&g, 0, sizeof g);
+    kdh_kd_cfg_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.link.write = fake_write;
+    cfg.link.now = fake_now;
+    cfg.link_ctx = &g;
+    cfg.on_state_change = on_sc;
+    cfg.ctx = &g;
+    assert_int_equal(kdh_kd_new(&g.kd, &cfg, NULL), KDH_OK);
+    assert_int_equal(kdh_kd_connect(g.kd, 0, NULL), KDH_OK);
+    kdh_wire_packet_t p;
+    uint8_t buf[KDH_WIRE_FRAME_MAX];
+    assert_true(host_packet(&g, &p, buf));
+    assert_int_equal(p.type, KDH_WIRE_TYPE_RESET);
+    uint8_t echo[16];
+    kdh_wire_encode_control(echo, sizeof echo, KDH_WIRE_TYPE_RESET, 0);
+    kdh_kd_feed(g.kd, echo, sizeof echo);
+    /* The target's previous host vanished before ACKing a ReadVirtualMemory reply: the target
+     * sends that reply again instead of a state change. */
+    g.tgt_id = KDH_WIRE_INITIAL_ID;
+    kdh_wire_manip_t m;
+    memset(&m, 0, sizeof m);
+    m.api = KDH_WIRE_API_READ_VIRTUAL_MEMORY;
+    reply(&g, m, 0, NULL, 0);
+    assert_int_equal(g.stops, 0);
+    /* The session answers with another RESET; the target then reports its stop again. */
+    int saw_reset = 0;
+    while (host_packet(&g, &p, buf))
+        saw_reset |= p.is_control && p.type == KDH_WIRE_TYPE_RESET;
+    assert_true(saw_reset);
+    kdh_kd_feed(g.kd, echo, sizeof echo);
+    g.tgt_id = KDH_WIRE_INITIAL_ID;
+    stop_target(&g);
+    assert_int_equal(g.stops, 1);
+    assert_true(kdh_kd_stopped(g.kd));
+    assert_int_equal(kdh_kd_stats(g.kd)->stale_reply_resyncs, 1);
+    kdh_kd_free(g.kd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -392,6 +476,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reply_timeout_and_stray, setup, teardown),
         cmocka_unit_test_setup_teardown(test_print_prompt_fileio, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slice_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_ex_needs_read_first, setup, teardown),
+        cmocka_unit_test(test_stale_reply_after_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
