@@ -1,4 +1,4 @@
-/* cmd_selftest.c: `kdharvest selftest-link` and `kdharvest demo`: the link end to end over a
+/* cmd_selftest.c: `kdharvest selftest-link`: the link end to end over a
  * real pseudo-terminal with no Windows machine: a minimal KD target (selftest_target.c) answers
  * on the pty master; the host side is the real stack (transport on the slave path, the link)
  * and runs N GetVersion / ReadVirtualMemory round trips, checking every answer. */
@@ -392,21 +392,5 @@ int kdh_cli_cmd_selftest_link(int argc, char **argv)
                             "  -n, --packets N   round trips, 1..100000 (default 100)\n",
                             argc, argv, &baud, &packets, &code) < 0)
         return code;
-    return run_selftest(baud, packets);
-}
-
-int kdh_cli_cmd_demo(int argc, char **argv)
-{
-    unsigned baud = 115200, packets = 100;
-    int code = 0;
-    if (parse_selftest_opts("demo",
-                            "[--baud N] [--packets N]\n"
-                            "For now the same as selftest-link: the KD serial link end to end over a\n"
-                            "pseudo-terminal, with a built-in minimal target.\n",
-                            argc, argv, &baud, &packets, &code) < 0)
-        return code;
-    printf("kdharvest demo: checking the KD serial link over a pseudo-terminal with a built-in minimal "
-           "target (%u round trips of GetVersion and ReadVirtualMemory)\n", packets);
-    fflush(stdout);
     return run_selftest(baud, packets);
 }

@@ -6,7 +6,6 @@
 int kdh_cli_cmd_help(int argc, char **argv);
 int kdh_cli_cmd_version(int argc, char **argv);
 int kdh_cli_cmd_selftest_link(int argc, char **argv);
-int kdh_cli_cmd_demo(int argc, char **argv);
 int kdh_cli_cmd_report(int argc, char **argv);
 int kdh_cli_cmd_ingest(int argc, char **argv);
 int kdh_cli_cmd_tag(int argc, char **argv);
