@@ -33,7 +33,7 @@ static const char usage[] =
     "  --max-hits N      stop after N hits\n"
     "  --duration S      stop after S seconds\n"
     "  --stack-cap N     after N events of one stack, only count it\n"
-    "  --max-stall PCT   disarm for 10 s when the target is stopped more than PCT%% of a minute\n"
+    "  --max-stall PCT   disarm for 10 s when the target is stopped more than PCT% of a minute\n"
     "  --quiet           no status line\n";
 
 enum {
