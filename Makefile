@@ -8,7 +8,7 @@ ifneq ($(CI),)
 CMAKE_ARGS += -DKDH_WERROR=ON
 endif
 
-.PHONY: all deps build check test fuzz-smoke demo soak clean
+.PHONY: all deps build check test demo soak bench clean
 
 all: build
 
@@ -22,7 +22,8 @@ build: deps $(BUILD)/CMakeCache.txt
 	cmake -S . -B $(BUILD) $(CMAKE_ARGS) >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
 
-# The whole suite: unit and integration tests, then a short run of every fuzz harness.
+# The whole suite: unit, integration and short soak tests, the same under ASan+UBSan, then a
+# short run of every fuzz harness.
 check: build
 	scripts/check "$(BUILD)" "$(FUZZ_BUILD)" "$(JOBS)"
 
@@ -36,5 +37,9 @@ soak: build
 demo: build
 	$(BUILD)/src/cli/kdharvest demo
 
+# Every benchmark at full size, with its baseline measured in the same run (BUILD/bench.txt).
+bench: build
+	scripts/bench "$(BUILD)"
+
 clean:
-	rm -rf $(BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(FUZZ_BUILD) build-asan
