@@ -245,7 +245,8 @@ static int parse_headers(kdh_pe_t *pe, kdh_err_t *err)
         return kdh_err_set(err, KDH_ECORRUPT, "PE: SizeOfHeaders 0x%x does not cover the section "
                            "table (ends at 0x%llx) or exceeds SizeOfImage",
                            pe->size_of_headers, (unsigned long long)sec_end);
-    uint8_t sh[40 * KDH_PE_MAX_SECTIONS];
+    /* zeroed so no path can parse stale stack bytes as a section header */
+    uint8_t sh[40 * KDH_PE_MAX_SECTIONS] = {0};
     if (nsec && (rc = kdh_pe_read_rva(pe, sec_at, sh, 40 * nsec, err)))
         return rc;
     for (uint32_t i = 0; i < nsec; i++) {

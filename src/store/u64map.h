@@ -105,7 +105,9 @@ static inline int kdh_u64map_put(kdh_u64map_t *m, uint64_t key, uint64_t val, in
         m->filled++;
     m->used[i] = 1;
     m->keys[i] = key;
-    m->vals[i] = val;
+    /* cap is non-zero here (grown above when it was 0), so vals is allocated; the analyzer loses
+     * that across kdh_u64map_get's returned pointer */
+    m->vals[i] = val; /* NOLINT(clang-analyzer-core.NullDereference) */
     m->count++;
     return 0;
 }
