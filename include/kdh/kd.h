@@ -8,7 +8,8 @@
  * it is queued, and done() runs exactly once with req->status set:
  *   KDH_OK          the target answered with STATUS_SUCCESS (reads: see out_len for partial reads)
  *   KDH_ETARGET     the target answered with a failure status (req->nt_status)
- *   KDH_ETIMEDOUT   no ACK (after the link's retries) or no reply within reply_timeout_ms
+ *   KDH_ETIMEDOUT   no ACK (after the link's retries), or no reply within reply_timeout_ms
+ *                   after the request was sent 1 + reply_retries times
  *   KDH_ECANCELED   the target reset or re-sent its state change; the stop it belonged to is gone
  *   KDH_EINVAL      the target was running (only continue/break make sense then)
  * req->err carries a one-line message for every failure. */
@@ -56,6 +57,7 @@ struct kdh_kd_req {
     size_t cursor;               /* bytes done so far (split transfers) */
     size_t chunk;                /* bytes asked in the chunk on the wire */
     int stage;                   /* fallback stage of the context ops */
+    unsigned retries;            /* times the current packet was asked again for want of a reply */
     int acked;
 };
 
@@ -67,6 +69,7 @@ typedef struct kdh_kd_stats {
     uint64_t prints;
     uint64_t context_ex_fallbacks;
     uint64_t stale_reply_resyncs; /* RESETs sent again because a stale reply came first */
+    uint64_t reply_retries;       /* requests asked again after their reply did not come */
 } kdh_kd_stats_t;
 
 typedef struct kdh_kd_cfg {
@@ -75,7 +78,9 @@ typedef struct kdh_kd_cfg {
     kdh_link_cfg_t link;
     void *link_ctx;              /* ctx passed to link.write / link.now */
     kdh_wire_arch_t arch;        /* best guess until kdh_kd_set_arch() (after GetVersion) */
-    unsigned reply_timeout_ms;   /* after the ACK; default 5000 */
+    unsigned reply_timeout_ms;   /* after the ACK; default 1 s + the largest reply's wire time at
+                                    link.baud (1.35 s at 115200) */
+    unsigned reply_retries;      /* the request is sent again this many times; default 3 */
 
     void (*on_state_change)(void *ctx, const kdh_wire_state_change_t *sc);
     void (*on_print)(void *ctx, unsigned processor, const char *text, size_t len);

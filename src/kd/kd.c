@@ -93,14 +93,29 @@ static void fail_all(kdh_kd_t *kd, int status, const char *msg)
 
 /* ---- timer --------------------------------------------------------------------------------- */
 
+static void start_head(kdh_kd_t *kd);
+
 static void reply_timeout(kdh_kd_t *kd)
 {
     kdh_kd_req_t *req = kd->head;
     if (!req || !kd->awaiting_reply || now_ms(kd) < kd->reply_due)
         return;
+    kd->awaiting_reply = 0;
+    if (req->retries < kd->cfg.reply_retries) {
+        /* On a noisy line the reply can be lost for good: when our request is retransmitted
+         * because its ACK was damaged, a target waiting for the ACK of its reply takes the copy
+         * as "my ACK was lost" and drops the reply. Asking again, as a new packet, recovers;
+         * every request the session sends is idempotent (a read, a write of the same bytes,
+         * a context slice). A late reply to the first copy matches as well, and carries the
+         * same answer. */
+        req->retries++;
+        kd->st.reply_retries++;
+        start_head(kd);
+        return;
+    }
     kdh_err_set(&req->err, KDH_ETIMEDOUT,
-                "no reply to KD request 0x%04x within %u ms (the target ACKed it)", req->m.api,
-                kd->cfg.reply_timeout_ms);
+                "no reply to KD request 0x%04x within %u ms, %u times (the target ACKed it)",
+                req->m.api, kd->cfg.reply_timeout_ms, req->retries + 1);
     finish(kd, req, KDH_ETIMEDOUT);
     pump(kd);
 }
@@ -611,8 +626,14 @@ int kdh_kd_new(kdh_kd_t **out, const kdh_kd_cfg_t *cfg, kdh_err_t *err)
     if (!kd)
         return kdh_err_set(err, KDH_ENOMEM, "out of memory for the KD session");
     kd->cfg = *cfg;
-    if (!kd->cfg.reply_timeout_ms)
-        kd->cfg.reply_timeout_ms = 5000;
+    if (!kd->cfg.reply_timeout_ms) {
+        /* A second for the target to answer, plus the time the largest reply (4000 bytes,
+         * 10 bits a byte) takes on the line; 1.35 s at 115200 baud. */
+        unsigned baud = cfg->link.baud ? cfg->link.baud : 115200;
+        kd->cfg.reply_timeout_ms = 1000 + (unsigned)(KDH_WIRE_FRAME_MAX * 10ull * 1000 / baud);
+    }
+    if (!kd->cfg.reply_retries)
+        kd->cfg.reply_retries = 3;
     kdh_link_cfg_t lc = cfg->link;
     lc.write = link_write;
     lc.now = cfg->link.now ? link_now : NULL;
@@ -689,6 +710,7 @@ static void enqueue(kdh_kd_t *kd, kdh_kd_req_t *req)
     req->cursor = 0;
     req->out_len = 0;
     req->stage = 0;
+    req->retries = 0;
     req->nt_status = 0;
     kdh_err_clear(&req->err);
     if (kd->tail)

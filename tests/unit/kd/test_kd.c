@@ -325,15 +325,53 @@ static void test_reply_timeout_and_stray(void **state)
     const uint8_t *d;
     size_t dl;
     kdh_wire_manip_t m = host_request(f, &d, &dl);
-    f->now += 4999;
-    kdh_kd_poll(f->kd);
-    assert_int_equal(f->done_calls, 0);
-    f->now += 1;
+    /* Default at 115200 baud (the link's default): 1000 ms + 4017 bytes at 10 bits a byte =
+     * 1348 ms for the reply, then the request is asked again, 3 times. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        f->now += 1347;
+        kdh_kd_poll(f->kd);
+        assert_true(host_wrote_nothing_more(f));
+        f->now += 1;
+        kdh_kd_poll(f->kd);
+        assert_int_equal(f->done_calls, 0);
+        m = host_request(f, &d, &dl); /* the same request, as a new packet */
+        assert_int_equal(m.api, 0x3146);
+    }
+    f->now += 1348;
     kdh_kd_poll(f->kd);
     assert_int_equal(f->done_calls, 1);
     assert_int_equal(req.status, KDH_ETIMEDOUT);
+    assert_int_equal(kdh_kd_stats(f->kd)->reply_retries, 3);
+    assert_true(host_wrote_nothing_more(f));
     reply(f, m, 0, NULL, 0); /* late */
     assert_int_equal(kdh_kd_stats(f->kd)->stray_replies, 1);
+}
+
+static void test_lost_reply_asked_again(void **state)
+{
+    fake_t *f = *state;
+    uint8_t buf[64];
+    kdh_kd_req_t req;
+    kdh_kd_read_virtual(f->kd, &req, 0x2000, buf, sizeof buf, count_done, f);
+    const uint8_t *d;
+    size_t dl;
+    kdh_wire_manip_t m = host_request(f, &d, &dl);
+    assert_true(m.u.mem.address == 0x2000);
+    /* The target believes its reply was delivered (it took a retransmitted request for a lost
+     * ACK): nothing comes. The session asks again. */
+    f->now += 1348;
+    kdh_kd_poll(f->kd);
+    m = host_request(f, &d, &dl);
+    assert_int_equal(m.api, 0x3130);
+    assert_true(m.u.mem.address == 0x2000);
+    assert_int_equal(m.u.mem.transfer_count, 64);
+    uint8_t data[64];
+    memset(data, 0x5A, sizeof data);
+    m.u.mem.actual_count = 64;
+    reply(f, m, 0, data, 64);
+    assert_int_equal(req.status, KDH_OK);
+    assert_int_equal(req.out_len, 64);
+    assert_memory_equal(buf, data, 64);
 }
 
 static void test_print_prompt_fileio(void **state)
@@ -477,6 +515,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_print_prompt_fileio, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slice_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_ex_needs_read_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_reply_asked_again, setup, teardown),
         cmocka_unit_test(test_stale_reply_after_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
