@@ -144,7 +144,8 @@ int pdb_read_procs(kdh_pdb_t *p, const uint32_t *vas, uint32_t nsec, kdh_err_t *
     free(d);
     if (rc)
         return rc;
-    qsort(p->procs, p->nprocs, sizeof *p->procs, cmp_proc);
+    if (p->nprocs) /* a public-only PDB has none (and no array) */
+        qsort(p->procs, p->nprocs, sizeof *p->procs, cmp_proc);
     return KDH_OK;
 }
 
