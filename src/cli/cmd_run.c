@@ -123,6 +123,10 @@ int kdh_cli_run_harvest(kdh_harvest_opts_t *ho, int quiet, kdh_harvest_result_t 
     signal(SIGPIPE, SIG_IGN);
     kdh_err_t err = {0};
     int rc = kdh_harvest_run(ho, res, &err);
+    /* ui lives on this stack: leave no pointer to it in the caller's options */
+    ho->ctx = NULL;
+    ho->on_status = NULL;
+    ho->on_notice = NULL;
     if (ui.tty && !quiet)
         fputc('\n', stderr);
     if (rc != KDH_OK) {
