@@ -189,3 +189,22 @@ void host_break(host_t *h, kdh_wire_state_change_t *sc)
     host_raw(h, &b, 1);
     host_wait_state_change(h, 5, sc);
 }
+
+kdh_wire_manip_t host_req(uint32_t api)
+{
+    kdh_wire_manip_t m;
+    memset(&m, 0, sizeof m);
+    m.api = api;
+    m.return_status = KDH_WIRE_STATUS_PENDING;
+    return m;
+}
+
+void host_cont2(host_t *h, uint32_t trace)
+{
+    kdh_wire_manip_t c = host_req(KDH_WIRE_API_CONTINUE2);
+    c.u.cont2.status = KDH_WIRE_DBG_CONTINUE;
+    c.u.cont2.trace_flag = trace;
+    c.u.cont2.symbol_start = 1;
+    host_no_reply(h, &c);
+    assert_int_equal(sim_target_state(h->t), SIM_TARGET_RUNNING);
+}

@@ -49,6 +49,10 @@ const host_pkt_t *host_request(host_t *h, const kdh_wire_manip_t *m, const uint8
                                kdh_wire_manip_t *r, const uint8_t **rdata, size_t *rdlen);
 /* Sends a request that has no reply (Continue, Continue2, ...) and expects only its ACK. */
 void host_no_reply(host_t *h, const kdh_wire_manip_t *m);
+/* A request header for api with STATUS_PENDING, as WinDbg fills it. */
+kdh_wire_manip_t host_req(uint32_t api);
+/* Continue2 (DBG_CONTINUE, "no change" symbol range), asserting that the target then runs. */
+void host_cont2(host_t *h, uint32_t trace);
 /* Index of the first packet of type (data or control) at or after from, or -1. */
 int host_find(const host_t *h, int from, int is_control, uint16_t type);
 /* Runs until a state change arrives (up to max_ticks of 1 ms); ACKs it; decodes into sc. */

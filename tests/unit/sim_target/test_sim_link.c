@@ -28,25 +28,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static kdh_wire_manip_t req(uint32_t api)
-{
-    kdh_wire_manip_t m;
-    memset(&m, 0, sizeof m);
-    m.api = api;
-    m.return_status = KDH_WIRE_STATUS_PENDING;
-    return m;
-}
-
-static void cont2(host_t *h, uint32_t trace)
-{
-    kdh_wire_manip_t c = req(KDH_WIRE_API_CONTINUE2);
-    c.u.cont2.status = KDH_WIRE_DBG_CONTINUE;
-    c.u.cont2.trace_flag = trace;
-    c.u.cont2.symbol_start = 1;
-    host_no_reply(h, &c);
-    assert_int_equal(sim_target_state(h->t), SIM_TARGET_RUNNING);
-}
-
 static uint64_t base(void)
 {
     return fake_base(H.m);
@@ -80,7 +61,7 @@ static void test_boot_sync_bit_and_load_symbols(void **state)
     /* ACK with the sync bit masked, as the host must. */
     host_control(&H, KDH_WIRE_TYPE_ACKNOWLEDGE, 0x80800000u);
     assert_int_equal(sim_target_state(H.t), SIM_TARGET_STOPPED);
-    cont2(&H, 0);
+    host_cont2(&H, 0);
 
     host_clear(&H);
     host_tick(&H, MS, MS);
@@ -89,7 +70,7 @@ static void test_boot_sync_bit_and_load_symbols(void **state)
     assert_true(kdh_get_u64(H.pkts[0].payload + 0x28) == base() + 0x8000);
     assert_memory_equal(H.pkts[0].payload + 0xF0, "\\SystemRoot\\system32\\hal.dll", 29);
     host_control(&H, KDH_WIRE_TYPE_ACKNOWLEDGE, 0x80800001u);
-    cont2(&H, 0);
+    host_cont2(&H, 0);
     /* Running now: prints come as DEBUG_IO with the next id. */
     host_clear(&H);
     host_tick(&H, MS, MS);
@@ -122,7 +103,7 @@ static void test_resend_reset(void **state)
     host_control(&H, KDH_WIRE_TYPE_ACKNOWLEDGE, 0x80800000u);
     assert_int_equal(sim_target_state(H.t), SIM_TARGET_STOPPED);
     /* RESET while stopped: echo and the stop reported again; the host's ids start over. */
-    kdh_wire_manip_t m = req(KDH_WIRE_API_GET_VERSION), r;
+    kdh_wire_manip_t m = host_req(KDH_WIRE_API_GET_VERSION), r;
     const uint8_t *d;
     size_t dl;
     host_request(&H, &m, NULL, 0, &r, &d, &dl);
@@ -144,7 +125,7 @@ static void test_duplicates_and_lost_ack(void **state)
     host_boot(&H);
     kdh_wire_state_change_t sc;
     host_break(&H, &sc);
-    kdh_wire_manip_t m = req(KDH_WIRE_API_GET_VERSION), r;
+    kdh_wire_manip_t m = host_req(KDH_WIRE_API_GET_VERSION), r;
     const uint8_t *d;
     size_t dl;
     uint32_t id = H.next_id;
@@ -285,16 +266,16 @@ static void test_breakin_during_print(void **state)
 
     /* stopped: 'b', step past the int3, Continue: no break follows, the workload prints again */
     host_raw(&H, &b, 1);
-    kdh_wire_manip_t m = req(KDH_WIRE_API_GET_CONTEXT), r;
+    kdh_wire_manip_t m = host_req(KDH_WIRE_API_GET_CONTEXT), r;
     const uint8_t *d;
     size_t dl;
     host_request(&H, &m, NULL, 0, &r, &d, &dl);
     uint8_t ctx[0x4D0];
     memcpy(ctx, d, sizeof ctx);
     kdh_put_u64(ctx + 0xF8, base() + FAKE_BWS + 1);
-    m = req(KDH_WIRE_API_SET_CONTEXT);
+    m = host_req(KDH_WIRE_API_SET_CONTEXT);
     host_request(&H, &m, ctx, sizeof ctx, &r, &d, &dl);
-    cont2(&H, 0);
+    host_cont2(&H, 0);
     H.ack_prints = 1;
     host_clear(&H);
     host_tick(&H, MS, MS);

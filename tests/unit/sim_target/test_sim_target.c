@@ -27,25 +27,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static kdh_wire_manip_t req(uint32_t api)
-{
-    kdh_wire_manip_t m;
-    memset(&m, 0, sizeof m);
-    m.api = api;
-    m.return_status = KDH_WIRE_STATUS_PENDING;
-    return m;
-}
-
-static void cont2(host_t *h, uint32_t trace)
-{
-    kdh_wire_manip_t c = req(KDH_WIRE_API_CONTINUE2);
-    c.u.cont2.status = KDH_WIRE_DBG_CONTINUE;
-    c.u.cont2.trace_flag = trace;
-    c.u.cont2.symbol_start = 1;
-    host_no_reply(h, &c);
-    assert_int_equal(sim_target_state(h->t), SIM_TARGET_RUNNING);
-}
-
 static uint64_t base(void)
 {
     return fake_base(H.m);
@@ -88,7 +69,7 @@ static void test_read_write_memory(void **state)
     host_boot(&H);
     kdh_wire_state_change_t sc;
     host_break(&H, &sc);
-    kdh_wire_manip_t m = req(KDH_WIRE_API_READ_VIRTUAL_MEMORY), r;
+    kdh_wire_manip_t m = host_req(KDH_WIRE_API_READ_VIRTUAL_MEMORY), r;
     const uint8_t *d;
     size_t dl;
     m.u.mem.address = base();
@@ -119,7 +100,7 @@ static void test_read_write_memory(void **state)
     assert_int_equal(r.return_status, 0xC0000001u);
     assert_int_equal(dl, 0);
 
-    kdh_wire_manip_t w = req(KDH_WIRE_API_WRITE_VIRTUAL_MEMORY);
+    kdh_wire_manip_t w = host_req(KDH_WIRE_API_WRITE_VIRTUAL_MEMORY);
     w.u.mem.address = base() + 0x6000;
     w.u.mem.transfer_count = 4;
     const uint8_t tag[4] = {'T', 'a', 'g', '1'};
@@ -158,14 +139,14 @@ static void test_breakin_context_and_int3(void **state)
     sim_machine_read(H.m, sp_before - 8, ret, 8, &done);
     assert_true(kdh_get_u64(ret) == pc_before);
 
-    kdh_wire_manip_t m = req(KDH_WIRE_API_SET_CONTEXT), r;
+    kdh_wire_manip_t m = host_req(KDH_WIRE_API_SET_CONTEXT), r;
     const uint8_t *d;
     size_t dl;
     uint8_t ctx[0x4D0] = {0};
     host_request(&H, &m, ctx, sizeof ctx, &r, &d, &dl);
     assert_int_equal(r.return_status, 0xC0000001u); /* no GetContext in this stop yet */
 
-    m = req(KDH_WIRE_API_GET_CONTEXT);
+    m = host_req(KDH_WIRE_API_GET_CONTEXT);
     host_request(&H, &m, NULL, 0, &r, &d, &dl);
     assert_int_equal(r.return_status, 0);
     assert_int_equal(dl, 0x4D0);
@@ -174,21 +155,21 @@ static void test_breakin_context_and_int3(void **state)
     memcpy(ctx, d, 0x4D0);
 
     /* Continue without moving PC: the int3 executes again. */
-    cont2(&H, 0);
+    host_cont2(&H, 0);
     host_clear(&H);
     host_wait_state_change(&H, 2, &sc);
     assert_true(sc.program_counter == base() + FAKE_BWS);
 
-    m = req(KDH_WIRE_API_GET_CONTEXT);
+    m = host_req(KDH_WIRE_API_GET_CONTEXT);
     host_request(&H, &m, NULL, 0, &r, &d, &dl);
     kdh_put_u64(ctx + 0xF8, base() + FAKE_BWS + 1);
-    m = req(KDH_WIRE_API_SET_CONTEXT);
+    m = host_req(KDH_WIRE_API_SET_CONTEXT);
     m.u.set_context.context_flags = 0x10001F;
     host_request(&H, &m, ctx, sizeof ctx, &r, &d, &dl);
     assert_int_equal(r.return_status, 0);
     assert_true(fake_pc(H.m, 0) == base() + FAKE_BWS + 1);
     /* Single-step the `ret`: back at the interrupted PC with the stack as it was. */
-    cont2(&H, 1);
+    host_cont2(&H, 1);
     host_clear(&H);
     host_wait_state_change(&H, 2, &sc);
     assert_int_equal(sc.u.exception.code, 0x80000004u);
@@ -201,7 +182,7 @@ static void test_context_ex(void **state)
     host_boot(&H);
     kdh_wire_state_change_t sc;
     host_break(&H, &sc);
-    kdh_wire_manip_t m = req(KDH_WIRE_API_SET_CONTEXT_EX), r;
+    kdh_wire_manip_t m = host_req(KDH_WIRE_API_SET_CONTEXT_EX), r;
     const uint8_t *d;
     size_t dl;
     uint8_t rip[8];
@@ -211,7 +192,7 @@ static void test_context_ex(void **state)
     host_request(&H, &m, rip, 8, &r, &d, &dl);
     assert_int_equal(r.return_status, 0xC0000001u);
 
-    m = req(KDH_WIRE_API_GET_CONTEXT_EX);
+    m = host_req(KDH_WIRE_API_GET_CONTEXT_EX);
     m.u.context_ex.offset = 0x98;
     m.u.context_ex.byte_count = 0x68; /* Rsp .. Rip inclusive */
     host_request(&H, &m, NULL, 0, &r, &d, &dl);
@@ -227,7 +208,7 @@ static void test_context_ex(void **state)
     host_request(&H, &m, NULL, 0, &r, &d, &dl);
     assert_int_equal(r.u.context_ex.bytes_copied, 0x10);
 
-    m = req(KDH_WIRE_API_SET_CONTEXT_EX);
+    m = host_req(KDH_WIRE_API_SET_CONTEXT_EX);
     m.u.context_ex.offset = 0xF8;
     m.u.context_ex.byte_count = 8;
     host_request(&H, &m, rip, 8, &r, &d, &dl);
@@ -246,7 +227,7 @@ static void test_no_context_ex_profile(void **state)
     host_boot(&H);
     kdh_wire_state_change_t sc;
     host_break(&H, &sc);
-    kdh_wire_manip_t m = req(KDH_WIRE_API_GET_CONTEXT_EX), r;
+    kdh_wire_manip_t m = host_req(KDH_WIRE_API_GET_CONTEXT_EX), r;
     const uint8_t *d;
     size_t dl;
     m.u.context_ex.offset = 0;
@@ -254,7 +235,7 @@ static void test_no_context_ex_profile(void **state)
     host_request(&H, &m, NULL, 0, &r, &d, &dl);
     assert_int_equal(r.return_status, 0xC0000001u);
     assert_int_equal(dl, 0);
-    m = req(KDH_WIRE_API_GET_CONTEXT); /* the fallback still works */
+    m = host_req(KDH_WIRE_API_GET_CONTEXT); /* the fallback still works */
     host_request(&H, &m, NULL, 0, &r, &d, &dl);
     assert_int_equal(r.return_status, 0);
     assert_int_equal(dl, 0x4D0);
@@ -265,7 +246,7 @@ static void test_read_control_query_unknown(void **state)
     host_boot(&H);
     kdh_wire_state_change_t sc;
     host_break(&H, &sc);
-    kdh_wire_manip_t m = req(KDH_WIRE_API_READ_CONTROL_SPACE), r;
+    kdh_wire_manip_t m = host_req(KDH_WIRE_API_READ_CONTROL_SPACE), r;
     const uint8_t *d;
     size_t dl;
     m.u.mem.address = 3;
@@ -275,7 +256,7 @@ static void test_read_control_query_unknown(void **state)
     assert_int_equal(dl, 8);
     assert_true(kdh_get_u64(d) == base() + FAKE_KTHREAD + 0x30);
 
-    m = req(KDH_WIRE_API_QUERY_MEMORY);
+    m = host_req(KDH_WIRE_API_QUERY_MEMORY);
     m.u.query_memory.address = base() + 0x100;
     host_request(&H, &m, NULL, 0, &r, &d, &dl);
     assert_int_equal(r.return_status, 0);
@@ -285,12 +266,12 @@ static void test_read_control_query_unknown(void **state)
     host_request(&H, &m, NULL, 0, &r, &d, &dl);
     assert_int_equal(r.return_status, 0xC0000001u);
 
-    m = req(0x3152); /* ReadMSR: not served */
+    m = host_req(0x3152); /* ReadMSR: not served */
     host_request(&H, &m, NULL, 0, &r, &d, &dl);
     assert_int_equal(r.return_status, 0xC0000001u);
 
     /* ClearAllInternalBreakpoints: ACK only, still stopped. */
-    m = req(KDH_WIRE_API_CLEAR_ALL_INTERNAL_BREAKPOINTS);
+    m = host_req(KDH_WIRE_API_CLEAR_ALL_INTERNAL_BREAKPOINTS);
     host_no_reply(&H, &m);
     assert_int_equal(H.n, 1);
     assert_int_equal(sim_target_state(H.t), SIM_TARGET_STOPPED);
@@ -298,7 +279,7 @@ static void test_read_control_query_unknown(void **state)
 
 static uint32_t write_bp(uint64_t addr, uint32_t *status)
 {
-    kdh_wire_manip_t m = req(KDH_WIRE_API_WRITE_BREAKPOINT), r;
+    kdh_wire_manip_t m = host_req(KDH_WIRE_API_WRITE_BREAKPOINT), r;
     const uint8_t *d;
     size_t dl;
     m.u.write_bp.address = addr;
@@ -309,7 +290,7 @@ static uint32_t write_bp(uint64_t addr, uint32_t *status)
 
 static uint32_t restore_bp(uint32_t handle)
 {
-    kdh_wire_manip_t m = req(KDH_WIRE_API_RESTORE_BREAKPOINT), r;
+    kdh_wire_manip_t m = host_req(KDH_WIRE_API_RESTORE_BREAKPOINT), r;
     const uint8_t *d;
     size_t dl;
     m.u.restore_bp.handle = handle;
@@ -356,17 +337,17 @@ static void test_breakpoints(void **state)
     assert_int_equal(write_bp(code + 0x30, &st), 1);
     assert_int_equal(write_bp(code + 0x38, &st), 2);
     assert_int_equal(write_bp(code + 0x40, &st), 3);
-    kdh_wire_manip_t m = req(KDH_WIRE_API_GET_CONTEXT), r;
+    kdh_wire_manip_t m = host_req(KDH_WIRE_API_GET_CONTEXT), r;
     const uint8_t *d;
     size_t dl;
     host_request(&H, &m, NULL, 0, &r, &d, &dl);
     uint8_t ctx[0x4D0];
     memcpy(ctx, d, sizeof ctx);
     kdh_put_u64(ctx + 0xF8, code);
-    m = req(KDH_WIRE_API_SET_CONTEXT);
+    m = host_req(KDH_WIRE_API_SET_CONTEXT);
     host_request(&H, &m, ctx, sizeof ctx, &r, &d, &dl);
     assert_int_equal(r.return_status, 0);
-    cont2(&H, 0);
+    host_cont2(&H, 0);
     host_clear(&H);
     host_wait_state_change(&H, 2, &sc);
     assert_true(sc.program_counter == code + 0x30);
@@ -391,7 +372,7 @@ static void test_switch_processor(void **state)
     host_break(&H, &sc);
     assert_int_equal(sc.number_processors, 2);
     assert_int_equal(sc.processor, 0);
-    kdh_wire_manip_t m = req(KDH_WIRE_API_SWITCH_PROCESSOR);
+    kdh_wire_manip_t m = host_req(KDH_WIRE_API_SWITCH_PROCESSOR);
     m.processor = 1;
     host_no_reply(&H, &m);
     assert_int_equal(H.n, 2);
@@ -403,7 +384,7 @@ static void test_switch_processor(void **state)
     assert_true(sc.thread == base() + FAKE_KTHREAD + 0x100 + 0x30);
     host_control(&H, KDH_WIRE_TYPE_ACKNOWLEDGE, H.pkts[1].id);
     /* GetContext on the header's processor: CPU 1's Rax is 0x2222. */
-    m = req(KDH_WIRE_API_GET_CONTEXT);
+    m = host_req(KDH_WIRE_API_GET_CONTEXT);
     m.processor = 1;
     kdh_wire_manip_t r;
     const uint8_t *d;
@@ -414,7 +395,7 @@ static void test_switch_processor(void **state)
     host_request(&H, &m, NULL, 0, &r, &d, &dl);
     assert_int_equal(r.return_status, 0xC0000001u);
     /* Version says MP with two CPUs. */
-    m = req(KDH_WIRE_API_GET_VERSION);
+    m = host_req(KDH_WIRE_API_GET_VERSION);
     host_request(&H, &m, NULL, 0, &r, &d, &dl);
     assert_int_equal(r.u.version.flags, 0x7);
 }
@@ -425,7 +406,7 @@ static void test_reboot(void **state)
     kdh_wire_state_change_t sc;
     host_break(&H, &sc);
     uint64_t old = base();
-    kdh_wire_manip_t m = req(KDH_WIRE_API_REBOOT);
+    kdh_wire_manip_t m = host_req(KDH_WIRE_API_REBOOT);
     host_no_reply(&H, &m);
     assert_int_equal(H.n, 1);
     assert_true(base() == old + 0x100000);
@@ -461,7 +442,7 @@ static void test_x86_breakin(void **state)
     assert_int_equal(kdh_get_u32(st), (uint32_t)pc_before); /* return address */
     assert_int_equal(kdh_get_u32(st + 4), 1);                /* DBG_STATUS_CONTROL_C */
 
-    kdh_wire_manip_t m = req(KDH_WIRE_API_GET_CONTEXT), r;
+    kdh_wire_manip_t m = host_req(KDH_WIRE_API_GET_CONTEXT), r;
     const uint8_t *d;
     size_t dl;
     host_request(&H, &m, NULL, 0, &r, &d, &dl);
@@ -469,10 +450,10 @@ static void test_x86_breakin(void **state)
     uint8_t ctx[0x2CC];
     memcpy(ctx, d, sizeof ctx);
     kdh_put_u32(ctx + 0xB8, kdh_get_u32(ctx + 0xB8) + 1);
-    m = req(KDH_WIRE_API_SET_CONTEXT);
+    m = host_req(KDH_WIRE_API_SET_CONTEXT);
     host_request(&H, &m, ctx, sizeof ctx, &r, &d, &dl);
     assert_int_equal(r.return_status, 0);
-    cont2(&H, 1);
+    host_cont2(&H, 1);
     host_clear(&H);
     host_wait_state_change(&H, 2, &sc);
     assert_int_equal(sc.u.exception.code, 0x80000004u);
@@ -488,7 +469,7 @@ static void test_continue2_dr7(void **state)
     host_boot(&H);
     kdh_wire_state_change_t sc;
     host_break(&H, &sc);
-    kdh_wire_manip_t c = req(KDH_WIRE_API_CONTINUE2);
+    kdh_wire_manip_t c = host_req(KDH_WIRE_API_CONTINUE2);
     c.u.cont2.status = KDH_WIRE_DBG_CONTINUE;
     c.u.cont2.dr7 = 0x401;
     host_no_reply(&H, &c);
