@@ -140,6 +140,14 @@ static int run_phase(const char *pty, const char *fx, phase_t *p, double seconds
     return rc;
 }
 
+static void free_phases(phase_t *ph, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(ph[i].v);
+        ph[i].v = NULL;
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 4)
@@ -192,8 +200,10 @@ int main(int argc, char **argv)
     waitpid(pid, NULL, 0);
     fclose(f);
     unlink(wl);
-    if (rc != 0)
+    if (rc != 0) {
+        free_phases(ph, 3);
         return 1;
+    }
     row_t r[3];
     printf("kdsim x64, 115200 baud, tag 'Leak' (leakdrv paths at 90000 calls/s), %.0f s per strategy, first %d hits of each "
            "excluded (cold caches)\n\n",
@@ -210,6 +220,7 @@ int main(int argc, char **argv)
     double speedup = r[2].cap_per_s > 0 ? r[0].cap_per_s / r[2].cap_per_s : 0;
     printf("\nmedians per hit; rt = request round trips (Continue2, acknowledged without a reply, not counted);\n"
            "captured hits per second, fast vs naive: %.2fx\n", speedup);
+    free_phases(ph, 3);
     if (!check)
         return 0;
     int ok = 1;
