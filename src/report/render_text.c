@@ -27,13 +27,16 @@ static void print_stack(const kdh_report_t *r, FILE *out, unsigned rank, const r
         fprintf(out, "       (stack %s is not described in stacks.jsonl)\n", sid);
 }
 
-static void stack_list(const kdh_report_t *r, FILE *out, const char *title, kdh_report_value_t v)
+/* by_count: list stacks with outstanding blocks even when their bytes are unknown (the order of
+ * KDH_REPORT_VALUE_OUTSTANDING already falls back to the outstanding count on equal bytes). */
+static void stack_list(const kdh_report_t *r, FILE *out, const char *title, kdh_report_value_t v,
+                       int by_count)
 {
     uint32_t n = 0, *idx = rep_sorted_stacks(r, v, &n), shown = 0;
     fprintf(out, "\n%s\n", title);
     for (uint32_t k = 0; k < n; k++) {
         const rstack_t *s = &r->stacks[idx[k]];
-        if (rep_stack_value(s, v) <= 0)
+        if ((by_count ? s->out_count : rep_stack_value(s, v)) <= 0)
             continue;
         if (r->opts.top && shown >= r->opts.top)
             break;
@@ -42,6 +45,19 @@ static void stack_list(const kdh_report_t *r, FILE *out, const char *title, kdh_
     if (!shown)
         fprintf(out, "  (none)\n");
     free(idx);
+}
+
+/* No stack has outstanding bytes but some have outstanding blocks: the events carried no sizes
+ * (a harvest without --pair, or a log that does not show them). */
+static int sizes_unknown(const kdh_report_t *r)
+{
+    int blocks = 0;
+    for (uint32_t i = 0; i < r->nstacks; i++) {
+        if (r->stacks[i].out_bytes > 0)
+            return 0;
+        blocks |= r->stacks[i].out_count > 0;
+    }
+    return blocks;
 }
 
 static void tag_table(const kdh_report_t *r, FILE *out)
@@ -134,9 +150,13 @@ int rep_render_text(const kdh_report_t *r, FILE *out)
         fprintf(out, "  gaps: %" PRIu64 " (%.1f s) when hits may have been missed\n", r->gaps, r->gap_seconds);
     tag_table(r, out);
     if (r->opts.by == KDH_REPORT_BY_ALL || r->opts.by == KDH_REPORT_BY_STACK) {
-        stack_list(r, out, "Top stacks by outstanding bytes", KDH_REPORT_VALUE_OUTSTANDING);
-        stack_list(r, out, "Top stacks by allocation count", KDH_REPORT_VALUE_COUNT);
-        stack_list(r, out, "Top stacks by allocated bytes", KDH_REPORT_VALUE_BYTES);
+        if (sizes_unknown(r))
+            stack_list(r, out, "Top stacks by outstanding allocations (sizes unknown: by count)",
+                       KDH_REPORT_VALUE_OUTSTANDING, 1);
+        else
+            stack_list(r, out, "Top stacks by outstanding bytes", KDH_REPORT_VALUE_OUTSTANDING, 0);
+        stack_list(r, out, "Top stacks by allocation count", KDH_REPORT_VALUE_COUNT, 0);
+        stack_list(r, out, "Top stacks by allocated bytes", KDH_REPORT_VALUE_BYTES, 0);
     }
     if (r->opts.by == KDH_REPORT_BY_ALL || r->opts.by == KDH_REPORT_BY_DRIVER)
         driver_table(r, out);
