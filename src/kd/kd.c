@@ -201,10 +201,12 @@ static void start_full_set(kdh_kd_t *kd, kdh_kd_req_t *req)
     m.api = KDH_WIRE_API_SET_CONTEXT;
     m.processor = req->m.processor;
     m.return_status = KDH_WIRE_STATUS_PENDING;
-    memcpy(kd->ctx_cache + req->address, req->data, req->data_len);
+    /* Patch a copy: the session's CONTEXT changes only once the target has taken it. */
+    memcpy(kd->ex_scratch, kd->ctx_cache, ctx_size(kd));
+    memcpy(kd->ex_scratch + req->address, req->data, req->data_len);
     uint32_t off = kd->cfg.arch == KDH_WIRE_ARCH_X86 ? CTX_FLAGS_OFF_X86 : CTX_FLAGS_OFF_AMD64;
-    m.u.set_context.context_flags = kdh_get_u32(kd->ctx_cache + off);
-    send_manip(kd, &m, kd->ctx_cache, ctx_size(kd));
+    m.u.set_context.context_flags = kdh_get_u32(kd->ex_scratch + off);
+    send_manip(kd, &m, kd->ex_scratch, ctx_size(kd));
 }
 
 /* Puts the next packet of the head request on the wire. */
@@ -455,10 +457,12 @@ static void on_reply(kdh_kd_t *kd, kdh_kd_req_t *req, const kdh_wire_manip_t *m,
             else
                 req->stage = 2;
         } else {
-            if (ok)
+            if (ok) {
+                memcpy(kd->ctx_cache, kd->ex_scratch, ctx_size(kd));
                 finish(kd, req, KDH_OK);
-            else
+            } else {
                 reply_failed(kd, req, "SetContext");
+            }
         }
         break;
     default:

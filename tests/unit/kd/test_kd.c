@@ -271,6 +271,21 @@ static void test_context_ex_fallback(void **state)
     assert_memory_equal(d + 0x98, ctx + 0x98, 16);
     reply(f, m, 0, NULL, 0);
     assert_int_equal(req.status, KDH_OK);
+    kdh_kd_get_context_slice(f->kd, &req, 0, 0xF8, rip, 8, count_done, f);
+    assert_true(kdh_get_u64(rip) == 0xfffff80000001001ull); /* the copy follows a taken set */
+
+    /* A refused SetContext leaves the session's copy as the target has it. */
+    uint8_t badrip[8];
+    kdh_put_u64(badrip, 0xdead);
+    kdh_kd_set_context_slice(f->kd, &req, 0, 0xF8, badrip, 8, count_done, f);
+    m = host_request(f, &d, &dl);
+    assert_int_equal(m.api, 0x3133);
+    reply(f, m, KDH_WIRE_STATUS_UNSUCCESSFUL, NULL, 0);
+    assert_int_equal(req.status, KDH_ETARGET);
+    kdh_kd_get_context_slice(f->kd, &req, 0, 0xF8, rip, 8, count_done, f);
+    assert_int_equal(req.status, KDH_OK);
+    assert_true(kdh_get_u64(rip) == 0xfffff80000001001ull);
+    assert_true(host_wrote_nothing_more(f));
 }
 
 static void test_context_ex_supported(void **state)
