@@ -13,8 +13,13 @@
  * been accepted since connect/RESET or it differs from the last accepted packet (the target
  * re-initialised, e.g. rebooted; a byte-identical copy is a retransmission). Anything else is a
  * duplicate: ACKed and dropped. A damaged data frame (checksum, missing trailer, oversize,
- * truncated by a new leader or by cfg.interbyte_timeout_ms of silence) is answered with RESEND.
- * RESET packets from the target are never echoed (that would ping-pong).
+ * truncated by a new leader or by cfg.interbyte_timeout_ms of silence) is answered with RESEND,
+ * and so is one whose header was damaged where the checksum does not reach: a type no target
+ * sends, or an id other than 0x8080000[01] (sync bit masked). Control packets have no checksum:
+ * a RESEND or RESET carrying a packet id is a damaged ACK and is ignored; an ACK whose id is
+ * neither packet id while a send waits means the target read a damaged id (or the ACK itself
+ * was damaged), so the packet goes again after KDH_LINK_DAMAGED_ACK_WAIT_MS unless the reply
+ * comes first. RESET packets from the target are never echoed (that would ping-pong).
  *
  * Sending. One data packet at a time (kdh_link_send() returns KDH_EBUSY otherwise). It is
  * retransmitted on RESEND and when no ACK came within cfg.ack_timeout_ms (plus its own time on
@@ -72,7 +77,10 @@ typedef struct kdh_link_stats {
     uint64_t accepted, duplicates;    /* data packets delivered / dropped as duplicates */
     uint64_t dropped_connecting;      /* data packets ACKed and dropped before the RESET echo */
     uint64_t bad_ids;                 /* data packets with an id other than 0x8080000[01] (+0x800):
-                                         ACKed and dropped */
+                                         answered with RESEND (ACKed before the RESET echo) */
+    uint64_t bad_types;               /* data packets of a type no target sends: RESEND */
+    uint64_t bad_controls;            /* RESEND / RESET carrying a packet id: damaged ACKs, ignored */
+    uint64_t acks_damaged;            /* ACKs with an id outside 0x8080000[01] while a send waits */
     uint64_t resends_sent, resends_received;
     uint64_t retransmits;
     uint64_t resets_sent, resets_received;
@@ -86,6 +94,10 @@ typedef struct kdh_link_stats {
     int has_valid;                    /* a valid packet has been seen */
     uint64_t last_valid_ms;           /* clock time of the last valid packet */
 } kdh_link_stats_t;
+
+/* After an ACK whose id is neither packet id, how long the link waits for the reply that follows
+ * a valid request before it retransmits (plus the ACK's time on the wire). */
+#define KDH_LINK_DAMAGED_ACK_WAIT_MS 200u
 
 typedef struct kdh_link_cfg {
     uv_loop_t *loop;                  /* optional: timers run on it */

@@ -90,6 +90,23 @@ static void send_control(kdh_link_t *l, uint16_t type, uint32_t id)
         l->st.resets_sent++;
 }
 
+/* Data packet types a target sends (kd-protocol.md 1.3); the others never come from it. */
+static int is_target_data_type(uint16_t type)
+{
+    switch (type) {
+    case KDH_WIRE_TYPE_STATE_CHANGE32:
+    case KDH_WIRE_TYPE_STATE_MANIPULATE:
+    case KDH_WIRE_TYPE_DEBUG_IO:
+    case KDH_WIRE_TYPE_STATE_CHANGE64:
+    case KDH_WIRE_TYPE_TRACE_IO:
+    case KDH_WIRE_TYPE_CONTROL_REQUEST:
+    case KDH_WIRE_TYPE_FILE_IO:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 /* Milliseconds n bytes take on the line (8N1: 10 bits a byte). */
 static uint64_t wire_ms(const kdh_link_t *l, size_t n)
 {
@@ -212,16 +229,28 @@ static void on_data(kdh_link_t *l, const kdh_wire_packet_t *p)
 {
     l->st.data_in++;
     uint32_t masked = p->id & ~KDH_WIRE_SYNC_BIT;
+    /* The checksum covers the payload only: a damaged type or id in the header passes it. Such
+     * a packet is answered like any damaged frame, with RESEND, so that the target sends it
+     * again at once; an ACK would either be ignored (wrong id: the target retransmits only
+     * after its own timeout) or make it drop a packet nobody read (wrong type). */
+    if (!is_target_data_type(p->type)) {
+        l->st.bad_types++;
+        if (l->state == KDH_LINK_CONNECTED)
+            send_control(l, KDH_WIRE_TYPE_RESEND, 0);
+        return;
+    }
+    if (l->state == KDH_LINK_CONNECTED && (masked & ~1u) != KDH_WIRE_INITIAL_ID) {
+        /* Ids only ever take two values; anything else is noise that passed the checksum. */
+        l->st.bad_ids++;
+        mark_valid(l);
+        send_control(l, KDH_WIRE_TYPE_RESEND, 0);
+        return;
+    }
     send_control(l, KDH_WIRE_TYPE_ACKNOWLEDGE, masked);
     mark_valid(l);
     if (l->state != KDH_LINK_CONNECTED) {
         /* Before the echo the target's counters are unknown; it resends after the RESET. */
         l->st.dropped_connecting++;
-        return;
-    }
-    if ((masked & ~1u) != KDH_WIRE_INITIAL_ID) {
-        /* Ids only ever take two values; anything else is noise that passed the checksum. */
-        l->st.bad_ids++;
         return;
     }
     int resync = 0;
@@ -266,14 +295,35 @@ static void on_data(kdh_link_t *l, const kdh_wire_packet_t *p)
 static void on_control(kdh_link_t *l, const kdh_wire_packet_t *p)
 {
     l->st.control_in++;
+    uint32_t masked = p->id & ~KDH_WIRE_SYNC_BIT;
+    int packet_id = (masked & ~1u) == KDH_WIRE_INITIAL_ID;
+    /* Control packets carry no checksum, so one flipped bit in the type turns an ACK (4) into
+     * a RESEND (5) or a RESET (6). Targets send RESEND and RESET with id 0 (some with another
+     * constant), never with a packet id, which only ACKs carry: such a packet is a damaged ACK.
+     * Obeying it would cost a whole resynchronisation (RESET) or make the target drop the
+     * reply it is sending (a retransmitted request counts as the ACK of that reply). */
+    if ((p->type == KDH_WIRE_TYPE_RESEND || p->type == KDH_WIRE_TYPE_RESET) && packet_id) {
+        l->st.bad_controls++;
+        return;
+    }
     mark_valid(l);
     switch (p->type) {
     case KDH_WIRE_TYPE_ACKNOWLEDGE:
-        if (l->state == KDH_LINK_CONNECTED && l->tx_pending &&
-            (p->id & ~KDH_WIRE_SYNC_BIT) == l->tx_id)
+        if (l->state == KDH_LINK_CONNECTED && l->tx_pending && masked == l->tx_id) {
             complete_send(l, KDH_OK);
-        else
+        } else if (l->state == KDH_LINK_CONNECTED && l->tx_pending && !packet_id) {
+            /* The target acknowledges the id it read: our packet reached it with a damaged id
+             * (outside the checksum) and was dropped as a duplicate; or this ACK itself was
+             * damaged on the way back. In the second case the reply follows at once, so a
+             * short wait tells them apart; then the packet goes again without waiting out the
+             * whole ACK timeout. */
+            l->st.acks_damaged++;
+            uint64_t soon = now_ms(l) + KDH_LINK_DAMAGED_ACK_WAIT_MS + wire_ms(l, KDH_WIRE_HEADER_SIZE);
+            if (soon < l->ack_due)
+                l->ack_due = soon;
+        } else {
             l->st.acks_unmatched++;
+        }
         break;
     case KDH_WIRE_TYPE_RESEND:
         l->st.resends_received++;
