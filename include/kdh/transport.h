@@ -27,8 +27,11 @@ typedef enum kdh_transport_kind {
 typedef struct kdh_transport_cb {
     void *ctx;
     void (*on_bytes)(void *ctx, const uint8_t *buf, size_t len);
-    /* code: KDH_EHANGUP when the port was unplugged / hung up or the peer closed the
-     * connection; KDH_EIO (or another KDH_E*) when connecting or an OS call failed. */
+    /* code: KDH_EHANGUP when the serial port was unplugged / hung up; KDH_EIO (or another
+     * KDH_E*) when the first connect or an OS call failed. A socket transport whose established
+     * connection is closed or reset by the peer does not end: it reports that through
+     * on_notice, drops what is written meanwhile and reconnects with backoff (100 ms .. 2 s)
+     * until it is closed, then says so in another notice. */
     void (*on_error)(void *ctx, int code, const char *message);
     /* Optional. One-line informational messages (e.g. the termios fallback was taken); may be
      * called from inside kdh_transport_open(). */

@@ -1,7 +1,11 @@
 /* stream.c: socket transports on libuv streams: `tcp://host:port` (QEMU -serial tcp:...,server,
  * socat bridges; TCP_NODELAY because KD packets are small and latency-bound) and `unix:/path`
- * (QEMU -serial unix:, VirtualBox host pipes). The peer closing or resetting the connection is
- * reported as KDH_EHANGUP; failing to connect as KDH_EIO with the likely cause. */
+ * (QEMU -serial unix:, VirtualBox host pipes). Failing to connect at first is reported as
+ * KDH_EIO with the likely cause. Once connected, the peer closing or resetting the connection
+ * (a terminal server or VM restarting) is a cable pulled and put back, not an end: the transport
+ * says so in a notice and connects again to the same address with backoff (100 ms doubling to
+ * 2 s), for as long as the owner keeps it open. Bytes written meanwhile are dropped, as a line
+ * would drop them; the KD link's retransmit and RESET timers recover from that. */
 #include "transport_int.h"
 
 #include <netdb.h>
@@ -17,6 +21,118 @@ typedef struct write_req {
     size_t len;
     uint8_t data[];
 } write_req_t;
+
+#define RECONNECT_FIRST_MS 100u
+#define RECONNECT_MAX_MS 2000u
+
+static void on_connect(uv_connect_t *req, int status);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* t is freed once the owner has closed it and neither of its handles is open any more. */
+static void maybe_free(struct kdh_transport *t)
+{
+    if (!t->u.stream.handle_open && !t->u.stream.timer_open)
+        free(t);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct kdh_transport *t = h->data;
+    t->u.stream.timer_open = 0;
+    maybe_free(t);
+}
+
+static void schedule_retry(struct kdh_transport *t);
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct kdh_transport *t = h->data;
+    t->u.stream.handle_open = 0;
+    if (t->closing) {
+        maybe_free(t);
+        return;
+    }
+    if (t->dead)
+        return; /* the owner closes it */
+    schedule_retry(t); /* the connection was lost and its handle is gone: try again */
+}
+
+static void close_handle(struct kdh_transport *t)
+{
+    if (t->u.stream.handle_open && !uv_is_closing((uv_handle_t *)&t->u.stream.h.stream))
+        uv_close((uv_handle_t *)&t->u.stream.h.stream, on_handle_closed);
+}
+
+/* Initialises the stream handle and starts connecting to the spec's address. */
+static int start_connect(struct kdh_transport *t)
+{
+    int r;
+    if (t->kind == KDH_TRANSPORT_TCP) {
+        r = uv_tcp_init(t->loop, &t->u.stream.h.tcp);
+        if (r < 0)
+            return r;
+        t->u.stream.h.tcp.data = t;
+        t->u.stream.handle_open = 1;
+        uv_tcp_nodelay(&t->u.stream.h.tcp, 1);
+        t->u.stream.connect.data = t;
+        return uv_tcp_connect(&t->u.stream.connect, &t->u.stream.h.tcp,
+                              (const struct sockaddr *)&t->u.stream.addr, on_connect);
+    }
+    r = uv_pipe_init(t->loop, &t->u.stream.h.pipe, 0);
+    if (r < 0)
+        return r;
+    t->u.stream.h.pipe.data = t;
+    t->u.stream.handle_open = 1;
+    t->u.stream.connect.data = t;
+    /* Errors, including a missing socket file, arrive through on_connect. */
+    uv_pipe_connect(&t->u.stream.connect, &t->u.stream.h.pipe, t->name + 5, on_connect);
+    return 0;
+}
+
+static void on_retry(uv_timer_t *timer)
+{
+    struct kdh_transport *t = timer->data;
+    if (t->closing || t->dead)
+        return;
+    t->u.stream.attempts++;
+    int r = start_connect(t);
+    if (r < 0) {
+        if (t->u.stream.handle_open)
+            close_handle(t); /* its close schedules the next attempt */
+        else
+            schedule_retry(t);
+    }
+}
+
+static void schedule_retry(struct kdh_transport *t)
+{
+    if (!t->u.stream.timer_open) {
+        if (uv_timer_init(t->loop, &t->u.stream.retry) < 0) {
+            kdh__transport_fail(t, KDH_EHANGUP, "%s: connection lost and cannot retry", t->name);
+            return;
+        }
+        t->u.stream.retry.data = t;
+        t->u.stream.timer_open = 1;
+    }
+    unsigned wait = t->u.stream.backoff_ms;
+    t->u.stream.backoff_ms = wait * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : wait * 2;
+    uv_timer_start(&t->u.stream.retry, on_retry, wait, 0);
+}
+
+/* The established connection went away: say so once and reconnect. */
+static void lose(struct kdh_transport *t, const char *why)
+{
+    if (t->u.stream.reconnecting)
+        return;
+    t->u.stream.connected = 0;
+    t->u.stream.reconnecting = 1;
+    t->u.stream.attempts = 0;
+    t->u.stream.backoff_ms = RECONNECT_FIRST_MS;
+    t->u.stream.dropped = 0;
+    uv_read_stop(&t->u.stream.h.stream);
+    kdh__transport_notice(t, "%s: %s; reconnecting", t->name, why);
+    close_handle(t);
+}
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
@@ -42,13 +158,16 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return; /* EAGAIN inside libuv */
-    uv_read_stop(s);
-    if (nread == UV_EOF)
-        kdh__transport_fail(t, KDH_EHANGUP, "%s: connection closed by the peer", t->name);
-    else if (is_reset((int)nread))
-        kdh__transport_fail(t, KDH_EHANGUP, "%s: connection lost (%s)", t->name, uv_strerror((int)nread));
-    else
+    if (nread == UV_EOF) {
+        lose(t, "connection closed by the peer");
+    } else if (is_reset((int)nread)) {
+        char why[128];
+        snprintf(why, sizeof why, "connection lost (%s)", uv_strerror((int)nread));
+        lose(t, why);
+    } else {
+        uv_read_stop(s);
         kdh__transport_fail(t, KDH_EIO, "%s: read failed: %s", t->name, uv_strerror((int)nread));
+    }
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -56,6 +175,10 @@ static void on_connect(uv_connect_t *req, int status)
     struct kdh_transport *t = req->data;
     if (status == UV_ECANCELED || t->closing || t->dead)
         return;
+    if (status < 0 && t->u.stream.reconnecting) {
+        close_handle(t); /* its close schedules the next attempt */
+        return;
+    }
     if (status < 0) {
         const char *hint = t->kind == KDH_TRANSPORT_TCP
                                ? "is the target listening (QEMU -serial tcp:HOST:PORT,server=on,wait=off)?"
@@ -76,6 +199,13 @@ static void on_connect(uv_connect_t *req, int status)
         kdh__transport_fail(t, KDH_EIO, "%s: cannot read: %s", t->name, uv_strerror(r));
         return;
     }
+    if (t->u.stream.reconnecting) {
+        t->u.stream.reconnecting = 0;
+        kdh__transport_notice(t, "%s: reconnected after %u attempt(s); %llu byte(s) written while it was down were lost",
+                              t->name, t->u.stream.attempts, (unsigned long long)t->u.stream.dropped);
+        return;
+    }
+    t->u.stream.was_connected = 1;
     if (t->cb.on_connect)
         t->cb.on_connect(t->cb.ctx);
 }
@@ -87,14 +217,17 @@ static void on_written(uv_write_t *req, int status)
     t->u.stream.queued -= w->len;
     size_t len = w->len;
     free(w);
-    if (status == UV_ECANCELED || t->closing || t->dead)
+    if (status == UV_ECANCELED || t->closing || t->dead || t->u.stream.reconnecting)
         return;
     if (status < 0) {
-        uv_read_stop(&t->u.stream.h.stream);
-        if (is_reset(status))
-            kdh__transport_fail(t, KDH_EHANGUP, "%s: connection lost (%s)", t->name, uv_strerror(status));
-        else
+        if (is_reset(status)) {
+            char why[128];
+            snprintf(why, sizeof why, "connection lost (%s)", uv_strerror(status));
+            lose(t, why);
+        } else {
+            uv_read_stop(&t->u.stream.h.stream);
             kdh__transport_fail(t, KDH_EIO, "%s: write failed: %s", t->name, uv_strerror(status));
+        }
         return;
     }
     t->bytes_out += len;
@@ -104,6 +237,10 @@ static void on_written(uv_write_t *req, int status)
 
 static int stream_write(struct kdh_transport *t, const void *buf, size_t len, kdh_err_t *err)
 {
+    if (t->u.stream.reconnecting) {
+        t->u.stream.dropped += len; /* the cable is out: the bytes are lost on the way */
+        return KDH_OK;
+    }
     if (len > KDH_TRANSPORT_WRITE_CAP - t->u.stream.queued) {
         t->refused = 1;
         return kdh_err_set(err, KDH_EBUSY, "%s: write buffer full (%zu bytes pending)", t->name,
@@ -131,14 +268,16 @@ static size_t stream_pending(const struct kdh_transport *t)
     return t->u.stream.queued;
 }
 
-static void on_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
 static void stream_close(struct kdh_transport *t)
 {
-    uv_close((uv_handle_t *)&t->u.stream.h.stream, on_closed);
+    if (t->u.stream.timer_open && !uv_is_closing((uv_handle_t *)&t->u.stream.retry)) {
+        uv_timer_stop(&t->u.stream.retry);
+        uv_close((uv_handle_t *)&t->u.stream.retry, on_timer_closed);
+    }
+    if (t->u.stream.handle_open)
+        close_handle(t);
+    else
+        maybe_free(t);
 }
 
 static const kdh_transport_ops_t stream_ops = {stream_write, stream_pending, stream_close};
@@ -194,20 +333,20 @@ int kdh__transport_open_tcp(struct kdh_transport *t, const char *spec, kdh_err_t
         return kdh_err_set(err, KDH_ENOTFOUND, "%s: cannot resolve host '%s': %s", spec, host, gai_strerror(g));
     t->kind = KDH_TRANSPORT_TCP;
     t->ops = &stream_ops;
-    int r = uv_tcp_init(t->loop, &t->u.stream.h.tcp);
-    if (r < 0) {
+    if (ai->ai_addrlen > sizeof t->u.stream.addr) {
         freeaddrinfo(ai);
-        return kdh_err_set(err, KDH_EIO, "%s: %s", spec, uv_strerror(r));
+        return kdh_err_set(err, KDH_EINVAL, "%s: address too long", spec);
     }
-    t->u.stream.h.tcp.data = t;
-    uv_tcp_nodelay(&t->u.stream.h.tcp, 1);
-    t->u.stream.connect.data = t;
-    r = uv_tcp_connect(&t->u.stream.connect, &t->u.stream.h.tcp, ai->ai_addr, on_connect);
+    memcpy(&t->u.stream.addr, ai->ai_addr, ai->ai_addrlen);
+    t->u.stream.addrlen = (unsigned)ai->ai_addrlen;
     freeaddrinfo(ai);
+    int r = start_connect(t);
+    if (r < 0 && !t->u.stream.handle_open)
+        return kdh_err_set(err, KDH_EIO, "%s: %s", spec, uv_strerror(r));
     if (r < 0) {
         t->closing = 1;
         t->loop_owned = 1;
-        uv_close((uv_handle_t *)&t->u.stream.h.tcp, on_closed);
+        close_handle(t);
         return kdh_err_set(err, KDH_EIO, "%s: cannot connect: %s", spec, uv_strerror(r));
     }
     return KDH_OK;
@@ -224,12 +363,8 @@ int kdh__transport_open_unix(struct kdh_transport *t, const char *spec, kdh_err_
     snprintf(t->name, sizeof t->name, "%s", spec);
     t->kind = KDH_TRANSPORT_UNIX;
     t->ops = &stream_ops;
-    int r = uv_pipe_init(t->loop, &t->u.stream.h.pipe, 0);
+    int r = start_connect(t); /* the path is read back from the name */
     if (r < 0)
         return kdh_err_set(err, KDH_EIO, "%s: %s", spec, uv_strerror(r));
-    t->u.stream.h.pipe.data = t;
-    t->u.stream.connect.data = t;
-    /* Errors, including a missing socket file, arrive through on_connect. */
-    uv_pipe_connect(&t->u.stream.connect, &t->u.stream.h.pipe, path, on_connect);
     return KDH_OK;
 }

@@ -4,6 +4,7 @@
 #define KDH_TRANSPORT_INT_H
 
 #include <limits.h>
+#include <sys/socket.h>
 
 #include "kdh/transport.h"
 
@@ -45,6 +46,16 @@ struct kdh_transport {
             uv_connect_t connect;
             size_t queued;         /* bytes in uv_write requests not yet completed */
             int connected;
+            int was_connected;     /* the first connect succeeded: losses are reconnected */
+            int handle_open;       /* the stream handle is initialised and not yet closed */
+            int reconnecting;      /* lost; the handle is closing or a retry is scheduled */
+            unsigned attempts;     /* reconnect attempts since the loss */
+            unsigned backoff_ms;   /* wait before the next attempt */
+            uint64_t dropped;      /* bytes written while the connection was down */
+            uv_timer_t retry;
+            int timer_open;
+            struct sockaddr_storage addr; /* TCP: the resolved address, for reconnecting */
+            unsigned addrlen;
             uint8_t rbuf[16384];
         } stream;
     } u;

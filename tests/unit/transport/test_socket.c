@@ -1,6 +1,6 @@
 /* test_socket.c: the tcp:// and unix: transports against a libuv server in the same loop
- * (loopback): bytes both ways, the peer closing (KDH_EHANGUP), connection refused and missing
- * sockets (one-line KDH_EIO), malformed specs. */
+ * (loopback): bytes both ways, the peer closing or resetting (a notice and a reconnect, bytes
+ * flowing again), connection refused and missing sockets (one-line KDH_EIO), malformed specs. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -72,8 +72,8 @@ static void srv_send(server_t *s, const char *text)
 }
 
 /* Exercises one connected transport against server s: both directions, then the server hangs
- * up and the transport must say KDH_EHANGUP. */
-static void exchange_and_hangup(uv_loop_t *loop, server_t *s, const char *spec)
+ * up and the transport must reconnect by itself. */
+static void exchange_and_reconnect(uv_loop_t *loop, server_t *s, const char *spec)
 {
     static recorder_t r;
     memset(&r, 0, sizeof r);
@@ -100,15 +100,40 @@ static void exchange_and_hangup(uv_loop_t *loop, server_t *s, const char *spec)
     assert_memory_equal(r.in, "pong", 4);
     assert_int_equal(kdh_transport_bytes_in(t), 4);
 
+    /* The peer goes away (a terminal server restarting): a notice, no error, and the
+     * transport connects again by itself; bytes flow both ways on the new connection. */
+    s->accepted = 0;
     uv_close((uv_handle_t *)&s->client.stream, NULL);
-    assert_true(run_until(loop, &r.errors, 3000));
-    assert_int_equal(r.error_code, KDH_EHANGUP);
+    PUMP_UNTIL(loop, r.notices >= 1 || r.errors, 3000);
+    assert_int_equal(r.errors, 0);
     char want[300];
-    snprintf(want, sizeof want, "%s: connection closed by the peer", spec);
-    assert_string_equal(r.error_msg, want);
-    assert_int_equal(kdh_transport_write(t, "x", 1, &err), KDH_EHANGUP);
-    kdh_transport_close(t);
+    snprintf(want, sizeof want, "%s: connection closed by the peer; reconnecting", spec);
+    assert_string_equal(r.notice, want);
+    assert_true(run_until(loop, &s->accepted, 3000));
+    PUMP_UNTIL(loop, r.notices >= 2 || r.errors, 3000);
+    assert_int_equal(r.errors, 0);
+    assert_non_null(strstr(r.notice, ": reconnected after 1 attempt(s)"));
+    assert_int_equal(r.connected, 1); /* on_connect is for the first connection only */
+    s->in_len = 0;
+    assert_int_equal(kdh_transport_write(t, "again", 5, &err), KDH_OK);
+    PUMP_UNTIL(loop, s->in_len >= 5 || r.errors, 3000);
+    assert_memory_equal(s->in, "again", 5);
+    srv_send(s, "back");
+    PUMP_UNTIL(loop, r.in_len >= 8 || r.errors, 3000);
+    assert_memory_equal(r.in + 4, "back", 4);
+    assert_int_equal(r.errors, 0);
+
+    /* Lost again with nobody listening any more: it keeps trying (writes are dropped, not
+     * refused) until the owner closes it, which frees everything (the loop must end empty). */
+    uv_close((uv_handle_t *)&s->client.stream, NULL);
     uv_close((uv_handle_t *)&s->listen.stream, NULL);
+    PUMP_UNTIL(loop, r.notices >= 3 || r.errors, 3000);
+    assert_int_equal(r.notices, 3);
+    int spin = 0;
+    run_until(loop, &spin, 400); /* a few refused attempts */
+    assert_int_equal(r.errors, 0);
+    assert_int_equal(kdh_transport_write(t, "lost", 4, &err), KDH_OK);
+    kdh_transport_close(t);
 }
 
 static void test_tcp(void **state)
@@ -129,7 +154,7 @@ static void test_tcp(void **state)
     uv_tcp_getsockname(&s.listen.tcp, (struct sockaddr *)&bound, &len);
     char spec[64];
     snprintf(spec, sizeof spec, "tcp://127.0.0.1:%u", ntohs(bound.sin_port));
-    exchange_and_hangup(&loop, &s, spec);
+    exchange_and_reconnect(&loop, &s, spec);
     assert_int_equal(finish_loop(&loop), 0);
 }
 
@@ -148,7 +173,7 @@ static void test_unix(void **state)
     s.listen.stream.data = &s;
     assert_int_equal(uv_pipe_bind(&s.listen.pipe, path), 0);
     assert_int_equal(uv_listen(&s.listen.stream, 1, srv_conn), 0);
-    exchange_and_hangup(&loop, &s, spec);
+    exchange_and_reconnect(&loop, &s, spec);
     assert_int_equal(finish_loop(&loop), 0);
     unlink(path);
     rmdir(dir);
