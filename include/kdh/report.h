@@ -27,9 +27,11 @@ typedef enum kdh_report_by {
 } kdh_report_by_t;
 
 typedef enum kdh_report_value {
-    KDH_REPORT_VALUE_OUTSTANDING = 0, /* outstanding bytes */
+    KDH_REPORT_VALUE_OUTSTANDING = 0, /* outstanding bytes; outstanding allocations when the events
+                                         carry no sizes (kdh_report_sizes_known) */
     KDH_REPORT_VALUE_COUNT,           /* allocations */
-    KDH_REPORT_VALUE_BYTES            /* bytes allocated */
+    KDH_REPORT_VALUE_BYTES,           /* bytes allocated */
+    KDH_REPORT_VALUE_OUT_COUNT        /* outstanding allocations */
 } kdh_report_value_t;
 
 typedef struct kdh_report_opts {
@@ -76,9 +78,12 @@ typedef struct kdh_report_tag_summary {
     uint64_t reused_addrs;   /* allocations at a live address: the free was missed */
     uint64_t outstanding, outstanding_bytes;
     double first, last;      /* event times */
-    double slope;            /* least-squares outstanding bytes per second */
-    double monotonic;        /* fraction of non-decreasing steps of the bucketed series, 0..1 */
-    const char *trend;       /* "steady growth", "rises and falls", "shrinking", "flat", "too short" */
+    /* The trend follows outstanding bytes when every allocation has a size, else outstanding
+     * allocations (by_count = 1): the same measure the stack lists are ranked by. */
+    int by_count;
+    double slope;            /* least-squares outstanding bytes (or allocations) per second */
+    double monotonic;        /* share of the bucketed series' changes that are rises, 0..1 */
+    const char *trend;       /* kdh_report_series_trend */
 } kdh_report_tag_summary_t;
 
 typedef struct kdh_report_stack_summary {
@@ -97,16 +102,26 @@ typedef struct kdh_report_pool_summary {
     double first_t, last_t;
     uint64_t first_bytes, last_bytes, peak_bytes;
     double slope, monotonic;
-    int steady_growth;
+    const char *trend;  /* kdh_report_series_trend over the samples' bytes */
+    int steady_growth;  /* trend is "steady growth" */
 } kdh_report_pool_summary_t;
 
 typedef struct kdh_report_totals {
     unsigned runs;
     uint64_t events, events_used, skipped_lines, gaps;
+    uint64_t allocs, allocs_sized; /* allocations used, and how many of them carried a size */
     double gap_seconds;
 } kdh_report_totals_t;
 
 void kdh_report_totals(const kdh_report_t *rep, kdh_report_totals_t *t);
+/* 1 when every allocation used carried a size: stacks, drivers and trends then follow outstanding
+ * bytes; else (a hittag harvest without --pair, a log without sizes, or a mix) they follow
+ * outstanding allocations, and every format says so. */
+int kdh_report_sizes_known(const kdh_report_t *rep);
+/* What KDH_REPORT_VALUE_OUTSTANDING means for this report (OUTSTANDING or OUT_COUNT). */
+kdh_report_value_t kdh_report_value_used(const kdh_report_t *rep, kdh_report_value_t v);
+/* "outstanding_bytes", "outstanding_count", "allocations" or "allocated_bytes". */
+const char *kdh_report_value_name(kdh_report_value_t v);
 size_t kdh_report_tag_count(const kdh_report_t *rep);
 int kdh_report_tag_get(const kdh_report_t *rep, size_t i, kdh_report_tag_summary_t *s);
 /* KDH_ENOTFOUND when the stack is not in the totals. */
@@ -123,7 +138,8 @@ const char *kdh_report_skip_note(const kdh_report_t *rep, size_t i);
 size_t kdh_report_symbol_note_count(const kdh_report_t *rep);
 const char *kdh_report_symbol_note(const kdh_report_t *rep, size_t i);
 
-/* ---- trend rule (pure, documented in docs/run-format.md "Report") ---- */
+/* ---- growth rule (pure, documented in trend.c and docs/run-format.md "Report"); the one rule for
+ * event series (per tag) and pool usage samples alike ---- */
 
 typedef struct kdh_report_series {
     double t0, width; /* bucket i covers [t0 + i*width, t0 + (i+1)*width) */

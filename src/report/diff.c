@@ -65,7 +65,7 @@ static drow_t *stack_rows(const kdh_report_t *base, const kdh_report_t *cur, kdh
 
 static int64_t drv_val(const rdriver_t *d, kdh_report_value_t v)
 {
-    return v == KDH_REPORT_VALUE_COUNT ? (int64_t)d->allocs : v == KDH_REPORT_VALUE_BYTES ? (int64_t)d->alloc_bytes : d->out_bytes;
+    return rep_driver_value(d, v);
 }
 
 static drow_t *driver_rows(const kdh_report_t *base, const kdh_report_t *cur, kdh_report_value_t v, size_t *n)
@@ -106,12 +106,18 @@ static drow_t *driver_rows(const kdh_report_t *base, const kdh_report_t *cur, kd
 
 static const char *value_name(kdh_report_value_t v)
 {
-    return v == KDH_REPORT_VALUE_COUNT ? "allocations" : v == KDH_REPORT_VALUE_BYTES ? "allocated bytes" : "outstanding bytes";
+    return v == KDH_REPORT_VALUE_COUNT       ? "allocations"
+           : v == KDH_REPORT_VALUE_BYTES     ? "allocated bytes"
+           : v == KDH_REPORT_VALUE_OUT_COUNT ? "outstanding allocations"
+                                             : "outstanding bytes";
 }
 
 int kdh_report_render_diff(const kdh_report_t *base, const kdh_report_t *cur, FILE *out, kdh_err_t *err)
 {
+    /* Bytes compare only when both sides know every size; else both compare outstanding counts. */
     kdh_report_value_t v = cur->opts.value;
+    if (v == KDH_REPORT_VALUE_OUTSTANDING && (!kdh_report_sizes_known(base) || !kdh_report_sizes_known(cur)))
+        v = KDH_REPORT_VALUE_OUT_COUNT;
     unsigned top = cur->opts.top;
     size_t ns = 0, nd = 0;
     drow_t *rows = stack_rows(base, cur, v, &ns);
@@ -137,6 +143,7 @@ int kdh_report_render_diff(const kdh_report_t *base, const kdh_report_t *cur, FI
     case KDH_REPORT_JSON: {
         json_t *root = json_object(), *sa = json_array(), *da = json_array();
         json_object_set_new(root, "value", json_string(value_name(v)));
+        json_object_set_new(root, "ranked_by", json_string(kdh_report_value_name(v)));
         for (size_t i = 0; i < ns && (!top || i < top); i++) {
             const rstack_t *s = rows[i].cur && rows[i].from == cur ? rows[i].cur : rows[i].old;
             json_t *fr = json_array();
@@ -148,7 +155,7 @@ int kdh_report_render_diff(const kdh_report_t *base, const kdh_report_t *cur, FI
                                                 (json_int_t)rows[i].nv, "delta", (json_int_t)(rows[i].nv - rows[i].ov),
                                                 "frames", fr));
         }
-        for (size_t i = 0; i < nd; i++)
+        for (size_t i = 0; i < nd && (!top || i < top); i++)
             json_array_append_new(da, json_pack("{s:s,s:I,s:I,s:I}", "driver", drows[i].name, "old",
                                                 (json_int_t)drows[i].ov, "new", (json_int_t)drows[i].nv, "delta",
                                                 (json_int_t)(drows[i].nv - drows[i].ov)));
@@ -188,6 +195,8 @@ int kdh_report_render_diff(const kdh_report_t *base, const kdh_report_t *cur, FI
             int64_t d = drows[i].nv - drows[i].ov;
             if (d == 0)
                 continue;
+            if (top && shown >= top)
+                break;
             shown++;
             fprintf(out, "%c %" PRId64 " (%" PRId64 " - %" PRId64 ")  %s\n", d > 0 ? '+' : '-', d > 0 ? d : -d,
                     drows[i].nv, drows[i].ov, drows[i].name);

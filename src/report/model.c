@@ -411,6 +411,8 @@ static int on_event(void *ud, const kdh_store_event_t *ev)
     switch (ev->kind) {
     case KDH_STORE_ALLOC:
         t->allocs++;
+        r->allocs_used++;
+        r->allocs_sized += ev->has_size;
         t->alloc_bytes += size;
         t->out_count++;
         t->out_bytes += (int64_t)size;
@@ -454,8 +456,10 @@ static int on_event(void *ud, const kdh_store_event_t *ev)
             r->stacks[st].hits++;
         break;
     }
-    if (ev->kind != KDH_STORE_HIT)
+    if (ev->kind != KDH_STORE_HIT) {
         kdh_report_series_add(&t->series, ev->t, t->out_bytes);
+        kdh_report_series_add(&t->series_count, ev->t, t->out_count);
+    }
     return 0;
 }
 
@@ -505,22 +509,15 @@ static int on_pool(void *ud, const kdh_store_pool_t *p)
         memset(e, 0, sizeof *e);
         memcpy(e->tag, p->tag, 4);
         e->pool = pool;
-        e->first_t = e->t0 = p->t;
+        e->first_t = p->t;
         e->first_bytes = p->bytes;
-    } else if (p->bytes >= e->last_bytes) {
-        e->nondec++;
     }
-    double x = p->t - e->t0;
     e->samples++;
     e->last_t = p->t;
     e->last_bytes = p->bytes;
     if (p->bytes > e->peak_bytes)
         e->peak_bytes = p->bytes;
-    e->n += 1;
-    e->sx += x;
-    e->sy += (double)p->bytes;
-    e->sxx += x * x;
-    e->sxy += x * (double)p->bytes;
+    kdh_report_series_add(&e->series, p->t, p->bytes > INT64_MAX ? INT64_MAX : (int64_t)p->bytes);
     return 0;
 }
 
@@ -585,6 +582,33 @@ int kdh_report_add_run(kdh_report_t *r, const char *dir, kdh_err_t *err)
     return KDH_OK;
 }
 
+/* ---- the measure: bytes when every allocation has a size, else allocations ---- */
+
+int kdh_report_sizes_known(const kdh_report_t *r)
+{
+    return r->allocs_used > 0 && r->allocs_sized == r->allocs_used;
+}
+
+kdh_report_value_t kdh_report_value_used(const kdh_report_t *r, kdh_report_value_t v)
+{
+    return v == KDH_REPORT_VALUE_OUTSTANDING && !kdh_report_sizes_known(r) ? KDH_REPORT_VALUE_OUT_COUNT : v;
+}
+
+const char *kdh_report_value_name(kdh_report_value_t v)
+{
+    switch (v) {
+    case KDH_REPORT_VALUE_COUNT: return "allocations";
+    case KDH_REPORT_VALUE_BYTES: return "allocated_bytes";
+    case KDH_REPORT_VALUE_OUT_COUNT: return "outstanding_count";
+    default: return "outstanding_bytes";
+    }
+}
+
+const kdh_report_series_t *rep_tag_series(const kdh_report_t *r, const rtag_t *t)
+{
+    return kdh_report_sizes_known(r) ? &t->series : &t->series_count;
+}
+
 /* ---- orderings ---- */
 
 int64_t rep_stack_value(const rstack_t *s, kdh_report_value_t v)
@@ -594,6 +618,8 @@ int64_t rep_stack_value(const rstack_t *s, kdh_report_value_t v)
         return (int64_t)s->allocs;
     case KDH_REPORT_VALUE_BYTES:
         return (int64_t)s->alloc_bytes;
+    case KDH_REPORT_VALUE_OUT_COUNT:
+        return s->out_count > 0 ? s->out_count : 0;
     default:
         return s->out_bytes > 0 ? s->out_bytes : 0;
     }
@@ -634,25 +660,32 @@ uint32_t *rep_sorted_stacks(const kdh_report_t *r, kdh_report_value_t v, uint32_
             continue;
         idx[k++] = i;
     }
-    sort_ctx_t c = {r, v};
+    sort_ctx_t c = {r, kdh_report_value_used(r, v)};
     qsort_r(idx, k, sizeof *idx, cmp_stack, &c);
     *n = k;
     return idx;
 }
 
+int64_t rep_driver_value(const rdriver_t *d, kdh_report_value_t v)
+{
+    switch (v) {
+    case KDH_REPORT_VALUE_COUNT: return (int64_t)d->allocs;
+    case KDH_REPORT_VALUE_BYTES: return (int64_t)d->alloc_bytes;
+    case KDH_REPORT_VALUE_OUT_COUNT: return d->out_count;
+    default: return d->out_bytes;
+    }
+}
+
 static int cmp_driver(const void *a, const void *b, void *arg)
 {
     const sort_ctx_t *c = arg;
-    kdh_report_value_t drv_value = c->v;
     const rdriver_t *x = a, *y = b;
-    int64_t vx = drv_value == KDH_REPORT_VALUE_COUNT   ? (int64_t)x->allocs
-                 : drv_value == KDH_REPORT_VALUE_BYTES ? (int64_t)x->alloc_bytes
-                                                       : x->out_bytes;
-    int64_t vy = drv_value == KDH_REPORT_VALUE_COUNT   ? (int64_t)y->allocs
-                 : drv_value == KDH_REPORT_VALUE_BYTES ? (int64_t)y->alloc_bytes
-                                                       : y->out_bytes;
+    int64_t vx = rep_driver_value(x, c->v), vy = rep_driver_value(y, c->v);
     if (vx != vy)
         return vx > vy ? -1 : 1;
+    /* Ties (no sizes with --value bytes, equal bytes): more outstanding, then more allocations. */
+    if (x->out_count != y->out_count)
+        return x->out_count > y->out_count ? -1 : 1;
     if (x->allocs != y->allocs)
         return x->allocs > y->allocs ? -1 : 1;
     return strcmp(c->r->strs[x->name], c->r->strs[y->name]);
@@ -687,7 +720,7 @@ rdriver_t *rep_drivers(const kdh_report_t *r, kdh_report_value_t v, uint32_t *n)
         d[k].out_bytes += s->out_bytes > 0 ? s->out_bytes : 0;
     }
     kdh_u64map_free(&m);
-    sort_ctx_t c = {r, v};
+    sort_ctx_t c = {r, kdh_report_value_used(r, v)};
     if (nd)
         qsort_r(d, nd, sizeof *d, cmp_driver, &c);
     *n = nd;

@@ -39,6 +39,14 @@ int rep_render_json(const kdh_report_t *r, FILE *out, kdh_err_t *err)
         json_array_append_new(runs, o);
     }
     json_object_set_new(root, "runs", runs);
+    /* What the lists are ranked by and what the trends follow: outstanding bytes only when every
+     * allocation carried a size. */
+    kdh_report_value_t v = kdh_report_value_used(r, r->opts.value);
+    json_object_set_new(root, "measure",
+                        json_pack("{s:s,s:s,s:b,s:I,s:I}", "ranked_by", kdh_report_value_name(v), "trend_of",
+                                  kdh_report_sizes_known(r) ? "outstanding_bytes" : "outstanding_count",
+                                  "sizes_known", kdh_report_sizes_known(r), "allocs", (json_int_t)r->allocs_used,
+                                  "allocs_with_size", (json_int_t)r->allocs_sized));
     json_object_set_new(root, "totals",
                         json_pack("{s:I,s:I,s:I,s:I,s:f}", "events", (json_int_t)r->events, "events_used",
                                   (json_int_t)r->events_used, "skipped_lines", (json_int_t)r->skipped, "gaps",
@@ -56,19 +64,24 @@ int rep_render_json(const kdh_report_t *r, FILE *out, kdh_err_t *err)
                               "addrless_frees", (json_int_t)s.addrless_frees, "reused_addrs",
                               (json_int_t)s.reused_addrs, "outstanding", (json_int_t)s.outstanding,
                               "outstanding_bytes", (json_int_t)s.outstanding_bytes, "first", first, "last", last,
-                              "slope_bytes_per_s", s.slope, "monotonic", s.monotonic, "trend", s.trend);
+                              "slope_per_s", s.slope, "monotonic", s.monotonic, "trend", s.trend);
+        json_object_set_new(o, "trend_of", json_string(s.by_count ? "outstanding_count" : "outstanding_bytes"));
         if (s.owner)
             json_object_set_new(o, "owner", json_string(s.owner));
         json_array_append_new(tags, o);
     }
     json_object_set_new(root, "tags", tags);
-    uint32_t n = 0, *idx = rep_sorted_stacks(r, r->opts.value, &n);
+    /* --by as in text: tags always, stacks and drivers unless another section was asked for. */
+    int want_stacks = r->opts.by == KDH_REPORT_BY_ALL || r->opts.by == KDH_REPORT_BY_STACK;
+    int want_drivers = r->opts.by == KDH_REPORT_BY_ALL || r->opts.by == KDH_REPORT_BY_DRIVER;
+    uint32_t n = 0, *idx = want_stacks ? rep_sorted_stacks(r, v, &n) : NULL;
     for (uint32_t k = 0; k < n && (!r->opts.top || k < r->opts.top); k++)
         json_array_append_new(stacks, stack_json(r, &r->stacks[idx[k]]));
     free(idx);
+    n = 0;
     json_object_set_new(root, "stacks", stacks);
-    rdriver_t *d = rep_drivers(r, r->opts.value, &n);
-    for (uint32_t i = 0; i < n; i++)
+    rdriver_t *d = want_drivers ? rep_drivers(r, v, &n) : NULL;
+    for (uint32_t i = 0; i < n && (!r->opts.top || i < r->opts.top); i++)
         json_array_append_new(drivers, json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "driver", rep_str(r, d[i].name),
                                                   "stacks", (json_int_t)d[i].stacks, "allocs",
                                                   (json_int_t)d[i].allocs, "alloc_bytes", (json_int_t)d[i].alloc_bytes,
@@ -79,11 +92,12 @@ int rep_render_json(const kdh_report_t *r, FILE *out, kdh_err_t *err)
     for (uint32_t i = 0; i < r->npools; i++) {
         kdh_report_pool_summary_t s;
         rep_pool_summary(r, &r->pools[i], &s);
-        json_array_append_new(pools, json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:f,s:f,s:b}", "tag", s.tag, "pool",
+        json_array_append_new(pools, json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:f,s:f,s:s,s:b}", "tag", s.tag, "pool",
                                                s.pool, "samples", (json_int_t)s.samples, "first_bytes",
                                                (json_int_t)s.first_bytes, "last_bytes", (json_int_t)s.last_bytes,
                                                "peak_bytes", (json_int_t)s.peak_bytes, "slope_bytes_per_s", s.slope,
-                                               "monotonic", s.monotonic, "steady_growth", s.steady_growth));
+                                               "monotonic", s.monotonic, "trend", s.trend, "steady_growth",
+                                               s.steady_growth));
     }
     json_object_set_new(root, "pool", pools);
     for (unsigned i = 0; i < r->nnotes; i++)
@@ -115,8 +129,12 @@ static void csv_field(FILE *out, const char *s)
 int rep_render_csv(const kdh_report_t *r, FILE *out)
 {
     char first[40], last[40], sid[17];
+    /* The last column names the measure: what the rows are ranked by, or what the trend follows. */
+    kdh_report_value_t v = kdh_report_value_used(r, r->opts.value);
+    const char *ranked = kdh_report_value_name(v);
     if (r->opts.by == KDH_REPORT_BY_TAG) {
-        fputs("tag,owner,allocs,frees,hits,alloc_bytes,outstanding,outstanding_bytes,first,last,trend,slope_bytes_per_s\n",
+        fputs("tag,owner,allocs,frees,hits,alloc_bytes,outstanding,outstanding_bytes,first,last,trend,slope_per_s,"
+              "trend_of\n",
               out);
         for (uint32_t i = 0; i < r->ntags; i++) {
             kdh_report_tag_summary_t s;
@@ -126,23 +144,25 @@ int rep_render_csv(const kdh_report_t *r, FILE *out)
             csv_field(out, s.tag);
             fputc(',', out);
             csv_field(out, s.owner ? s.owner : "");
-            fprintf(out, ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%s,%s,%s,%.3f\n",
+            fprintf(out, ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%s,%s,%s,%.3f,%s\n",
                     s.allocs, s.frees, s.hits, s.alloc_bytes, s.outstanding, s.outstanding_bytes, first, last, s.trend,
-                    s.slope);
+                    s.slope, s.by_count ? "outstanding_count" : "outstanding_bytes");
         }
     } else if (r->opts.by == KDH_REPORT_BY_DRIVER) {
         uint32_t n = 0;
-        rdriver_t *d = rep_drivers(r, r->opts.value, &n);
-        fputs("driver,stacks,allocs,alloc_bytes,outstanding,outstanding_bytes\n", out);
-        for (uint32_t i = 0; i < n; i++) {
+        rdriver_t *d = rep_drivers(r, v, &n);
+        fputs("driver,stacks,allocs,alloc_bytes,outstanding,outstanding_bytes,ranked_by\n", out);
+        for (uint32_t i = 0; i < n && (!r->opts.top || i < r->opts.top); i++) {
             csv_field(out, rep_str(r, d[i].name));
-            fprintf(out, ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRId64 ",%" PRId64 "\n", d[i].stacks, d[i].allocs,
-                    d[i].alloc_bytes, d[i].out_count, d[i].out_bytes);
+            fprintf(out, ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRId64 ",%" PRId64 ",%s\n", d[i].stacks, d[i].allocs,
+                    d[i].alloc_bytes, d[i].out_count, d[i].out_bytes, ranked);
         }
         free(d);
     } else {
-        uint32_t n = 0, *idx = rep_sorted_stacks(r, r->opts.value, &n);
-        fputs("sid,driver,allocs,alloc_bytes,outstanding,outstanding_bytes,frees_paired,hits,first,last,frames\n", out);
+        uint32_t n = 0, *idx = rep_sorted_stacks(r, v, &n);
+        fputs("sid,driver,allocs,alloc_bytes,outstanding,outstanding_bytes,frees_paired,hits,first,last,frames,"
+              "ranked_by\n",
+              out);
         for (uint32_t k = 0; k < n && (!r->opts.top || k < r->opts.top); k++) {
             const rstack_t *s = &r->stacks[idx[k]];
             kdh_store_sid_format(s->sid, sid);
@@ -168,7 +188,7 @@ int rep_render_csv(const kdh_report_t *r, FILE *out)
                 csv_field(out, joined);
                 free(joined);
             }
-            fputc('\n', out);
+            fprintf(out, ",%s\n", ranked);
         }
         free(idx);
     }
@@ -215,7 +235,8 @@ static int cmp_fline(const void *a, const void *b)
 
 int rep_render_folded(const kdh_report_t *r, FILE *out)
 {
-    uint32_t n = 0, *idx = rep_sorted_stacks(r, r->opts.value, &n), k = 0;
+    kdh_report_value_t v = kdh_report_value_used(r, r->opts.value);
+    uint32_t n = 0, *idx = rep_sorted_stacks(r, v, &n), k = 0;
     fline_t *lines = malloc((n ? n : 1) * sizeof *lines);
     if (!lines) {
         free(idx);
@@ -223,12 +244,12 @@ int rep_render_folded(const kdh_report_t *r, FILE *out)
     }
     for (uint32_t i = 0; i < n; i++) {
         const rstack_t *s = &r->stacks[idx[i]];
-        int64_t v = rep_stack_value(s, r->opts.value);
-        if (v <= 0)
+        int64_t val = rep_stack_value(s, v);
+        if (val <= 0)
             continue;
         if (!(lines[k].text = rep_folded_text(r, s)))
             continue;
-        lines[k++].v = v;
+        lines[k++].v = val;
     }
     free(idx);
     qsort(lines, k, sizeof *lines, cmp_fline);

@@ -69,7 +69,7 @@ static const char script[] =
     "var tmin=1e300,tmax=-1e300,ymax=1;D.series.forEach(function(s){tmin=Math.min(tmin,s.t0);s.y.forEach(function(v,i){"
     "tmax=Math.max(tmax,s.t0+(i+1)*s.w);ymax=Math.max(ymax,v);});});if(tmax<=tmin)tmax=tmin+1;"
     "el('line',{x1:L,y1:H-B,x2:W,y2:H-B,stroke:'#888'},svg);el('line',{x1:L,y1:0,x2:L,y2:H-B,stroke:'#888'},svg);"
-    "el('text',{x:2,y:12,'font-size':11},svg).textContent=ymax+' B';el('text',{x:2,y:H-B,'font-size':11},svg).textContent='0';"
+    "el('text',{x:2,y:12,'font-size':11},svg).textContent=ymax+' '+D.unit;el('text',{x:2,y:H-B,'font-size':11},svg).textContent='0';"
     "el('text',{x:L,y:H-8,'font-size':11},svg).textContent=new Date(tmin*1000).toISOString();"
     "el('text',{x:W-180,y:H-8,'font-size':11},svg).textContent=new Date(tmax*1000).toISOString();"
     "var pal=['#c00','#06c','#090','#c60','#909','#099'];"
@@ -83,6 +83,9 @@ static const char script[] =
 int rep_render_html(const kdh_report_t *r, FILE *out, kdh_err_t *err)
 {
     char a[40], b[40], sid[17];
+    /* Every heading names its measure: outstanding bytes, or allocations when sizes are unknown. */
+    int bytes = kdh_report_sizes_known(r);
+    const char *what = bytes ? "outstanding bytes" : "outstanding allocations";
     fprintf(out, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>kdharvest report</title><style>%s</style></head><body>\n", css);
     fprintf(out, "<h1>kdharvest report</h1><p>%u run%s, %" PRIu64 " events read, %" PRIu64 " used", r->nruns,
             r->nruns == 1 ? "" : "s", r->events, r->events_used);
@@ -90,15 +93,21 @@ int rep_render_html(const kdh_report_t *r, FILE *out, kdh_err_t *err)
         fprintf(out, ", <span class=\"warn\">%" PRIu64 " damaged lines skipped</span>", r->skipped);
     if (r->gaps)
         fprintf(out, ", %" PRIu64 " gaps (%.1f s) when hits may have been missed", r->gaps, r->gap_seconds);
-    fputs("</p><ul>", out);
+    fputs("</p>", out);
+    if (!bytes)
+        fprintf(out, "<p class=warn id=measure>%" PRIu64 " of %" PRIu64 " allocations have no size: stacks, drivers and "
+                     "trends are ranked by outstanding allocations (count), not bytes.</p>",
+                r->allocs_used - r->allocs_sized, r->allocs_used);
+    fputs("<ul>", out);
     for (unsigned i = 0; i < r->nruns; i++) {
         fputs("<li>", out);
         esc(out, r->runs[i].dir);
         fprintf(out, " (%" PRIu64 " events)</li>", r->runs[i].events);
     }
-    fputs("</ul>\n<h2>Tags</h2><table><tr><th class=l>tag</th><th>allocs</th><th>frees</th><th>outstanding</th>"
-          "<th>outstanding bytes</th><th>first</th><th>last</th><th class=l>trend</th><th>slope B/s</th><th class=l>owner</th></tr>\n",
-          out);
+    fprintf(out, "</ul>\n<h2>Tags</h2><table><tr><th class=l>tag</th><th>allocs</th><th>frees</th><th>outstanding</th>"
+                 "<th>outstanding bytes</th><th>first</th><th>last</th><th class=l>trend of %s</th><th>slope %s/s</th>"
+                 "<th class=l>owner</th></tr>\n",
+            what, bytes ? "B" : "allocs");
     for (uint32_t i = 0; i < r->ntags; i++) {
         kdh_report_tag_summary_t s;
         rep_tag_summary(r, &r->tags[i], &s);
@@ -113,15 +122,18 @@ int rep_render_html(const kdh_report_t *r, FILE *out, kdh_err_t *err)
         esc(out, s.owner ? s.owner : "");
         fputs("</td></tr>\n", out);
     }
-    fputs("</table>\n<h2>Outstanding bytes over time</h2><svg id=\"chart\" width=\"900\" height=\"260\"></svg>\n"
-          "<h2>Flame graph of outstanding bytes</h2><div id=\"ctl\"><button id=\"reset\">reset zoom</button> "
-          "search <input id=\"search\" size=\"30\"><span id=\"info\"></span></div><svg id=\"fg\"></svg>\n",
-          out);
-    uint32_t n = 0, *idx = rep_sorted_stacks(r, KDH_REPORT_VALUE_OUTSTANDING, &n);
-    fputs("<h2>Top stacks by outstanding bytes</h2>\n", out);
-    for (uint32_t k = 0, shown = 0; k < n && (!r->opts.top || shown < r->opts.top); k++) {
+    fprintf(out, "</table>\n<h2>%s over time</h2><svg id=\"chart\" width=\"900\" height=\"260\"></svg>\n"
+                 "<h2>Flame graph of %s</h2><div id=\"ctl\"><button id=\"reset\">reset zoom</button> "
+                 "search <input id=\"search\" size=\"30\"><span id=\"info\"></span></div><svg id=\"fg\"></svg>\n",
+            bytes ? "Outstanding bytes" : "Outstanding allocations", what);
+    kdh_report_value_t v = kdh_report_value_used(r, KDH_REPORT_VALUE_OUTSTANDING);
+    uint32_t n = 0, *idx = rep_sorted_stacks(r, v, &n);
+    int want_stacks = r->opts.by == KDH_REPORT_BY_ALL || r->opts.by == KDH_REPORT_BY_STACK;
+    if (want_stacks)
+        fprintf(out, "<h2>Top stacks by %s</h2>\n", what);
+    for (uint32_t k = 0, shown = 0; want_stacks && k < n && (!r->opts.top || shown < r->opts.top); k++) {
         const rstack_t *s = &r->stacks[idx[k]];
-        if (rep_stack_value(s, KDH_REPORT_VALUE_OUTSTANDING) <= 0)
+        if (rep_stack_value(s, v) <= 0)
             break;
         kdh_store_sid_format(s->sid, sid);
         fprintf(out, "<p>%u. <b>", ++shown);
@@ -135,16 +147,19 @@ int rep_render_html(const kdh_report_t *r, FILE *out, kdh_err_t *err)
         fputs("</pre>\n", out);
     }
     uint32_t nd = 0;
-    rdriver_t *d = rep_drivers(r, KDH_REPORT_VALUE_OUTSTANDING, &nd);
-    fputs("<h2>Drivers</h2><table><tr><th class=l>driver</th><th>stacks</th><th>allocs</th><th>bytes</th>"
-          "<th>outstanding</th><th>outstanding bytes</th></tr>\n", out);
-    for (uint32_t i = 0; i < nd; i++) {
+    int want_drivers = r->opts.by == KDH_REPORT_BY_ALL || r->opts.by == KDH_REPORT_BY_DRIVER;
+    rdriver_t *d = want_drivers ? rep_drivers(r, v, &nd) : NULL;
+    if (want_drivers)
+        fprintf(out, "<h2>Drivers by %s</h2><table><tr><th class=l>driver</th><th>stacks</th><th>allocs</th><th>bytes</th>"
+                     "<th>outstanding</th><th>outstanding bytes</th></tr>\n", what);
+    for (uint32_t i = 0; i < nd && (!r->opts.top || i < r->opts.top); i++) {
         fputs("<tr><td class=l>", out);
         esc(out, rep_str(r, d[i].name));
         fprintf(out, "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRId64 "</td><td>%" PRId64 "</td></tr>\n",
                 d[i].stacks, d[i].allocs, d[i].alloc_bytes, d[i].out_count, d[i].out_bytes);
     }
-    fputs("</table>\n", out);
+    if (want_drivers)
+        fputs("</table>\n", out);
     free(d);
     if (r->npools) {
         fputs("<h2>Pool usage samples</h2><table><tr><th class=l>tag</th><th class=l>pool</th><th>samples</th>"
@@ -157,7 +172,8 @@ int rep_render_html(const kdh_report_t *r, FILE *out, kdh_err_t *err)
             fputs("'</code></td><td class=l>", out);
             esc(out, s.pool);
             fprintf(out, "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%.3f</td><td class=l>%s</td></tr>\n",
-                    s.samples, s.first_bytes, s.last_bytes, s.peak_bytes, s.slope, s.steady_growth ? "<span class=warn>steady growth</span>" : "-");
+                    s.samples, s.first_bytes, s.last_bytes, s.peak_bytes, s.slope,
+                    s.steady_growth ? "<span class=warn>steady growth</span>" : s.trend);
         }
         fputs("</table>\n", out);
     }
@@ -175,11 +191,11 @@ int rep_render_html(const kdh_report_t *r, FILE *out, kdh_err_t *err)
     uint32_t used = 0;
     for (uint32_t k = 0; k < n && used < HTML_STACKS_MAX; k++) {
         const rstack_t *s = &r->stacks[idx[k]];
-        int64_t v = rep_stack_value(s, KDH_REPORT_VALUE_OUTSTANDING);
-        if (v <= 0)
+        int64_t val = rep_stack_value(s, v);
+        if (val <= 0)
             break;
         json_t *row = json_array();
-        json_array_append_new(row, json_integer(v));
+        json_array_append_new(row, json_integer(val));
         if (s->nframes == 0) {
             kdh_store_sid_format(s->sid, sid);
             json_array_append_new(row, json_string(sid));
@@ -191,7 +207,7 @@ int rep_render_html(const kdh_report_t *r, FILE *out, kdh_err_t *err)
     }
     free(idx);
     for (uint32_t i = 0; i < r->ntags; i++) {
-        const kdh_report_series_t *s = &r->tags[i].series;
+        const kdh_report_series_t *s = rep_tag_series(r, &r->tags[i]);
         if (!s->started)
             continue;
         json_t *y = json_array();
@@ -202,8 +218,9 @@ int rep_render_html(const kdh_report_t *r, FILE *out, kdh_err_t *err)
     }
     json_object_set_new(data, "stacks", stacks);
     json_object_set_new(data, "series", series);
+    json_object_set_new(data, "unit", json_string(bytes ? "B" : "allocs"));
     if (used == HTML_STACKS_MAX)
-        fprintf(out, "<p class=warn>The flame graph shows the %d stacks with the most outstanding bytes.</p>\n", HTML_STACKS_MAX);
+        fprintf(out, "<p class=warn>The flame graph shows the %d stacks with the most %s.</p>\n", HTML_STACKS_MAX, what);
     fputs("<div id=\"status\" class=\"warn\" hidden></div>\n<script>\nvar D=", out);
     int rc = json_dumpf(data, out, JSON_COMPACT | JSON_ESCAPE_SLASH);
     json_decref(data);

@@ -27,16 +27,14 @@ static void print_stack(const kdh_report_t *r, FILE *out, unsigned rank, const r
         fprintf(out, "       (stack %s is not described in stacks.jsonl)\n", sid);
 }
 
-/* by_count: list stacks with outstanding blocks even when their bytes are unknown (the order of
- * KDH_REPORT_VALUE_OUTSTANDING already falls back to the outstanding count on equal bytes). */
-static void stack_list(const kdh_report_t *r, FILE *out, const char *title, kdh_report_value_t v,
-                       int by_count)
+static void stack_list(const kdh_report_t *r, FILE *out, const char *title, kdh_report_value_t v)
 {
     uint32_t n = 0, *idx = rep_sorted_stacks(r, v, &n), shown = 0;
+    v = kdh_report_value_used(r, v);
     fprintf(out, "\n%s\n", title);
     for (uint32_t k = 0; k < n; k++) {
         const rstack_t *s = &r->stacks[idx[k]];
-        if ((by_count ? s->out_count : rep_stack_value(s, v)) <= 0)
+        if (rep_stack_value(s, v) <= 0)
             continue;
         if (r->opts.top && shown >= r->opts.top)
             break;
@@ -47,23 +45,12 @@ static void stack_list(const kdh_report_t *r, FILE *out, const char *title, kdh_
     free(idx);
 }
 
-/* No stack has outstanding bytes but some have outstanding blocks: the events carried no sizes
- * (a harvest without --pair, or a log that does not show them). */
-static int sizes_unknown(const kdh_report_t *r)
-{
-    int blocks = 0;
-    for (uint32_t i = 0; i < r->nstacks; i++) {
-        if (r->stacks[i].out_bytes > 0)
-            return 0;
-        blocks |= r->stacks[i].out_count > 0;
-    }
-    return blocks;
-}
-
 static void tag_table(const kdh_report_t *r, FILE *out)
 {
-    fprintf(out, "\nTags\n%-6s %10s %10s %10s %12s %12s  %-24s %-24s %-16s %14s  %s\n", "TAG", "ALLOCS", "FREES",
-            "OUTSTANDING", "OUT_BYTES", "ALLOC_BYTES", "FIRST", "LAST", "TREND", "SLOPE_B/S", "OWNER");
+    int bytes = kdh_report_sizes_known(r);
+    fprintf(out, "\nTags (trend of outstanding %s)\n%-6s %10s %10s %10s %12s %12s  %-24s %-24s %-16s %14s  %s\n",
+            bytes ? "bytes" : "allocations", "TAG", "ALLOCS", "FREES", "OUTSTANDING", "OUT_BYTES", "ALLOC_BYTES",
+            "FIRST", "LAST", "TREND", bytes ? "SLOPE_B/S" : "SLOPE_ALLOC/S", "OWNER");
     for (uint32_t i = 0; i < r->ntags; i++) {
         kdh_report_tag_summary_t s;
         char first[40], last[40], tag[8];
@@ -90,8 +77,10 @@ static void driver_table(const kdh_report_t *r, FILE *out)
 {
     uint32_t n = 0;
     rdriver_t *d = rep_drivers(r, KDH_REPORT_VALUE_OUTSTANDING, &n);
-    fprintf(out, "\nDrivers (first frame outside nt, hal and the allocator)\n%-24s %8s %10s %12s %12s %12s\n",
-            "DRIVER", "STACKS", "ALLOCS", "ALLOC_BYTES", "OUTSTANDING", "OUT_BYTES");
+    fprintf(out,
+            "\nDrivers by outstanding %s (first frame outside nt, hal and the allocator)\n%-24s %8s %10s %12s %12s %12s\n",
+            kdh_report_sizes_known(r) ? "bytes" : "allocations", "DRIVER", "STACKS", "ALLOCS", "ALLOC_BYTES",
+            "OUTSTANDING", "OUT_BYTES");
     for (uint32_t i = 0; i < n && (!r->opts.top || i < r->opts.top); i++)
         fprintf(out, "%-24s %8" PRIu64 " %10" PRIu64 " %12" PRIu64 " %12" PRId64 " %12" PRId64 "\n",
                 rep_str(r, d[i].name), d[i].stacks, d[i].allocs, d[i].alloc_bytes, d[i].out_count, d[i].out_bytes);
@@ -121,16 +110,16 @@ static void pool_table(const kdh_report_t *r, FILE *out)
     for (uint32_t i = 0; i < r->npools; i++)
         rep_pool_summary(r, &r->pools[i], &ps[i]);
     qsort(ps, r->npools, sizeof *ps, cmp_pool);
-    fprintf(out, "\nPool usage samples\n%-6s %-10s %8s %14s %14s %14s %14s  %-13s  %s\n", "TAG", "POOL", "SAMPLES",
+    fprintf(out, "\nPool usage samples\n%-6s %-10s %8s %14s %14s %14s %14s  %-15s  %s\n", "TAG", "POOL", "SAMPLES",
             "FIRST_BYTES", "LAST_BYTES", "PEAK_BYTES", "SLOPE_B/S", "TREND", "OWNER");
     for (uint32_t i = 0; i < r->npools; i++) {
         const kdh_report_pool_summary_t *p = &ps[i];
         char tag[8];
         const char *owner = rep_owner(r, p->tag);
         snprintf(tag, sizeof tag, "'%s'", p->tag);
-        fprintf(out, "%-6s %-10s %8" PRIu64 " %14" PRIu64 " %14" PRIu64 " %14" PRIu64 " %14.3f  %-13s  %s\n", tag,
+        fprintf(out, "%-6s %-10s %8" PRIu64 " %14" PRIu64 " %14" PRIu64 " %14" PRIu64 " %14.3f  %-15s  %s\n", tag,
                 p->pool[0] ? p->pool : "-", p->samples, p->first_bytes, p->last_bytes, p->peak_bytes, p->slope,
-                p->steady_growth ? "STEADY GROWTH" : "-", owner ? owner : "-");
+                p->steady_growth ? "STEADY GROWTH" : p->trend, owner ? owner : "-");
     }
     free(ps);
 }
@@ -150,13 +139,21 @@ int rep_render_text(const kdh_report_t *r, FILE *out)
         fprintf(out, "  gaps: %" PRIu64 " (%.1f s) when hits may have been missed\n", r->gaps, r->gap_seconds);
     tag_table(r, out);
     if (r->opts.by == KDH_REPORT_BY_ALL || r->opts.by == KDH_REPORT_BY_STACK) {
-        if (sizes_unknown(r))
-            stack_list(r, out, "Top stacks by outstanding allocations (sizes unknown: by count)",
-                       KDH_REPORT_VALUE_OUTSTANDING, 1);
+        if (kdh_report_sizes_known(r)) {
+            stack_list(r, out, "Top stacks by outstanding bytes", KDH_REPORT_VALUE_OUTSTANDING);
+        } else {
+            char title[160];
+            snprintf(title, sizeof title,
+                     "Top stacks by outstanding allocations (%" PRIu64 " of %" PRIu64
+                     " allocations have no size: ranked by count)",
+                     r->allocs_used - r->allocs_sized, r->allocs_used);
+            stack_list(r, out, title, KDH_REPORT_VALUE_OUTSTANDING);
+        }
+        stack_list(r, out, "Top stacks by allocation count", KDH_REPORT_VALUE_COUNT);
+        if (r->allocs_sized)
+            stack_list(r, out, "Top stacks by allocated bytes", KDH_REPORT_VALUE_BYTES);
         else
-            stack_list(r, out, "Top stacks by outstanding bytes", KDH_REPORT_VALUE_OUTSTANDING, 0);
-        stack_list(r, out, "Top stacks by allocation count", KDH_REPORT_VALUE_COUNT, 0);
-        stack_list(r, out, "Top stacks by allocated bytes", KDH_REPORT_VALUE_BYTES, 0);
+            fprintf(out, "\nTop stacks by allocated bytes\n  (no allocation has a size)\n");
     }
     if (r->opts.by == KDH_REPORT_BY_ALL || r->opts.by == KDH_REPORT_BY_DRIVER)
         driver_table(r, out);

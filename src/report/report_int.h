@@ -43,16 +43,17 @@ typedef struct rtag {
     uint64_t paired, unpaired, addrless, reused;
     int64_t out_count, out_bytes;
     double first, last;
-    kdh_report_series_t series;
+    kdh_report_series_t series;       /* outstanding bytes after each alloc/free */
+    kdh_report_series_t series_count; /* outstanding allocations, the trend when sizes are unknown */
 } rtag_t;
 
 typedef struct rpool {
     char tag[5];
     uint32_t pool; /* string index */
-    uint64_t samples, nondec;
+    uint64_t samples;
     double first_t, last_t;
     uint64_t first_bytes, last_bytes, peak_bytes;
-    double t0, n, sx, sy, sxx, sxy;
+    kdh_report_series_t series; /* bytes per sample: the same growth rule as the events */
 } rpool_t;
 
 /* One (tag, boot, size) combination of live blocks. Pool allocations come in few distinct sizes, so
@@ -130,6 +131,7 @@ struct kdh_report {
     rrun_t *runs;
     unsigned nruns;
     uint64_t events, events_used, skipped, gaps;
+    uint64_t allocs_used, allocs_sized; /* decide bytes or counts: kdh_report_sizes_known */
     double gap_seconds;
     char notes[SKIP_NOTES][300];
     unsigned nnotes;
@@ -141,9 +143,12 @@ const char *rep_str(const kdh_report_t *r, uint32_t i);
 const char *rep_owner(const kdh_report_t *r, const char tag[5]);
 void rep_tag_summary(const kdh_report_t *r, const rtag_t *t, kdh_report_tag_summary_t *s);
 void rep_pool_summary(const kdh_report_t *r, const rpool_t *p, kdh_report_pool_summary_t *s);
+/* v as kdh_report_value_used resolved it (never OUTSTANDING for a report without sizes). */
 int64_t rep_stack_value(const rstack_t *s, kdh_report_value_t v);
-/* Indexes of stacks with activity, at least min_count allocations, sorted by value (descending,
- * ties by sid). Caller frees. */
+/* The series a tag's trend follows (bytes or allocations, as kdh_report_sizes_known says). */
+const kdh_report_series_t *rep_tag_series(const kdh_report_t *r, const rtag_t *t);
+/* Indexes of stacks with activity, at least min_count allocations, sorted by value (resolved with
+ * kdh_report_value_used; descending, ties by sid). Caller frees. */
 uint32_t *rep_sorted_stacks(const kdh_report_t *r, kdh_report_value_t v, uint32_t *n);
 
 /* Per-driver roll-up. */
@@ -152,7 +157,9 @@ typedef struct rdriver {
     uint64_t stacks, allocs, alloc_bytes;
     int64_t out_count, out_bytes;
 } rdriver_t;
+/* Sorted by v (resolved with kdh_report_value_used), largest first. Caller frees. */
 rdriver_t *rep_drivers(const kdh_report_t *r, kdh_report_value_t v, uint32_t *n);
+int64_t rep_driver_value(const rdriver_t *d, kdh_report_value_t v);
 
 void rep_time(double t, char *buf, size_t cap);
 

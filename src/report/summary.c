@@ -37,9 +37,11 @@ void rep_tag_summary(const kdh_report_t *r, const rtag_t *t, kdh_report_tag_summ
     s->outstanding_bytes = t->out_bytes > 0 ? (uint64_t)t->out_bytes : 0;
     s->first = t->first;
     s->last = t->last;
-    s->slope = kdh_report_series_slope(&t->series);
-    s->monotonic = kdh_report_series_monotonic(&t->series);
-    s->trend = kdh_report_series_trend(&t->series);
+    const kdh_report_series_t *ser = rep_tag_series(r, t);
+    s->by_count = ser == &t->series_count;
+    s->slope = kdh_report_series_slope(ser);
+    s->monotonic = kdh_report_series_monotonic(ser);
+    s->trend = kdh_report_series_trend(ser);
 }
 
 void rep_pool_summary(const kdh_report_t *r, const rpool_t *p, kdh_report_pool_summary_t *s)
@@ -53,11 +55,10 @@ void rep_pool_summary(const kdh_report_t *r, const rpool_t *p, kdh_report_pool_s
     s->first_bytes = p->first_bytes;
     s->last_bytes = p->last_bytes;
     s->peak_bytes = p->peak_bytes;
-    double d = p->n * p->sxx - p->sx * p->sx;
-    s->slope = (p->n >= 2 && d > 0) ? (p->n * p->sxy - p->sx * p->sy) / d : 0;
-    s->monotonic = p->samples > 1 ? (double)p->nondec / (double)(p->samples - 1) : 1.0;
-    /* Same spirit as the event rule: rising fit, mostly non-decreasing, ends above its start. */
-    s->steady_growth = p->samples >= 3 && s->slope > 0 && s->monotonic >= 0.8 && p->last_bytes > p->first_bytes;
+    s->slope = kdh_report_series_slope(&p->series);
+    s->monotonic = kdh_report_series_monotonic(&p->series);
+    s->trend = kdh_report_series_trend(&p->series); /* the rule the events' trend follows */
+    s->steady_growth = strcmp(s->trend, "steady growth") == 0;
 }
 
 void kdh_report_totals(const kdh_report_t *r, kdh_report_totals_t *t)
@@ -68,6 +69,8 @@ void kdh_report_totals(const kdh_report_t *r, kdh_report_totals_t *t)
     t->events_used = r->events_used;
     t->skipped_lines = r->skipped;
     t->gaps = r->gaps;
+    t->allocs = r->allocs_used;
+    t->allocs_sized = r->allocs_sized;
     t->gap_seconds = r->gap_seconds;
 }
 

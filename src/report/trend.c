@@ -1,7 +1,7 @@
-/* trend.c: the growth rule for outstanding bytes over a run. A steady leak and a load that rises
- * and falls can end at the same total; they differ in shape. The series keeps 64 time buckets
- * (doubling their width as the run grows, so memory is fixed) plus a least-squares fit over every
- * point; the label combines the slope with how monotonic the bucketed curve is. */
+/* trend.c: the one growth rule of the report, for the outstanding bytes (or allocations) of a tag's
+ * events and for pool usage samples alike. A steady leak and a load that rises and falls can end
+ * at the same total; they differ in shape. The series keeps 64 time buckets (doubling their width
+ * as the run grows, so memory is fixed) plus a least-squares fit over every point. */
 #include <math.h>
 
 #include "kdh/report.h"
@@ -57,33 +57,56 @@ double kdh_report_series_slope(const kdh_report_series_t *s)
     return (s->n * s->sxy - s->sx * s->sy) / d;
 }
 
+/* Share of the bucketed curve's changes that are rises. Equal neighbours are left out: a quiet
+ * bucket carries the last value and says nothing about direction. 1 for a curve that never changes. */
 double kdh_report_series_monotonic(const kdh_report_series_t *s)
 {
-    unsigned up = 0;
-    if (s->used < 2)
-        return 1.0;
-    for (unsigned i = 1; i < s->used; i++)
-        up += s->y[i] >= s->y[i - 1];
-    return (double)up / (double)(s->used - 1);
+    unsigned up = 0, changes = 0;
+    for (unsigned i = 1; i < s->used; i++) {
+        changes += s->y[i] != s->y[i - 1];
+        up += s->y[i] > s->y[i - 1];
+    }
+    return changes ? (double)up / (double)changes : 1.0;
 }
 
-/* The rule (also in docs/run-format.md):
- *   too short        fewer than 3 points, or all at one time
- *   flat             the whole range (peak - lowest) is within 5% of the peak
- *   steady growth    slope > 0, >= 80% of bucket steps non-decreasing, last >= 90% of the peak,
- *                    last > first
+/* The rule (also in docs/run-format.md). A leak is memory that is never given back, so the level
+ * the curve returns to -- its floor -- rises through the run; under high load the curve climbs and
+ * falls back to the same floor however high it peaks. So the curve is cut into four quarters of
+ * time and the lowest value of each quarter (its floor) is compared, with R = peak - lowest:
+ *   too short        fewer than 3 points, all at one instant, or fewer than 4 buckets (a shape
+ *                    needs a start, a middle and an end)
+ *   flat             R <= 5% of the peak
+ *   steady growth    slope > 0, no quarter's floor falls more than R/10 below the one before, at
+ *                    least two of the three quarter-to-quarter steps raise the floor by more than
+ *                    R/10 (a single step up -- a cache filled once -- raises it only once), and
+ *                    the last floor is at least R/2 above the first (growth, not swings, makes up
+ *                    most of the range)
  *   shrinking        slope < 0 and last < first
- *   rises and falls  anything else */
+ *   rises and falls  anything else (load: swings that return to their floor; a step; noise) */
 const char *kdh_report_series_trend(const kdh_report_series_t *s)
 {
-    if (s->n < 3 || s->sxx <= 0)
+    if (s->n < 3 || s->sxx <= 0 || s->used < 4)
         return "too short";
     double peak = s->peak_y > 0 ? (double)s->peak_y : 0;
-    if (peak <= 0 || (double)(s->peak_y - s->min_y) <= 0.05 * peak)
+    double range = (double)(s->peak_y - s->min_y);
+    if (peak <= 0 || range <= 0.05 * peak)
         return "flat";
     double slope = kdh_report_series_slope(s);
-    if (slope > 0 && kdh_report_series_monotonic(s) >= 0.8 && (double)s->last_y >= 0.9 * peak &&
-        s->last_y > s->first_y)
+    int64_t floor_q[4];
+    for (unsigned q = 0; q < 4; q++) {
+        unsigned a = q * s->used / 4, b = (q + 1) * s->used / 4;
+        floor_q[q] = s->y[a];
+        for (unsigned i = a + 1; i < b; i++)
+            if (s->y[i] < floor_q[q])
+                floor_q[q] = s->y[i];
+    }
+    unsigned rises = 0, falls = 0;
+    for (unsigned q = 1; q < 4; q++) {
+        double d = (double)(floor_q[q] - floor_q[q - 1]);
+        rises += d > 0.1 * range;
+        falls += d < -0.1 * range;
+    }
+    if (slope > 0 && falls == 0 && rises >= 2 && (double)(floor_q[3] - floor_q[0]) >= 0.5 * range)
         return "steady growth";
     if (slope < 0 && s->last_y < s->first_y)
         return "shrinking";

@@ -383,9 +383,9 @@ static void test_owner_json_csv(void **state)
     kdh_report_opts_t c = {.format = KDH_REPORT_CSV, .by = KDH_REPORT_BY_DRIVER};
     r = load(&c, run_a, NULL);
     text = render(r);
-    assert_string_equal(text, "driver,stacks,allocs,alloc_bytes,outstanding,outstanding_bytes\n"
-                              "LeakDrv,1,3,300,3,300\n"
-                              "Good,1,3,110,1,50\n");
+    assert_string_equal(text, "driver,stacks,allocs,alloc_bytes,outstanding,outstanding_bytes,ranked_by\n"
+                              "LeakDrv,1,3,300,3,300,outstanding_bytes\n"
+                              "Good,1,3,110,1,50,outstanding_bytes\n");
     free(text);
     kdh_report_free(r);
     kdh_pooltag_free(pt);
