@@ -1,6 +1,8 @@
 /* cmd_report.c: `kdharvest report DIR...` and `kdharvest report --diff BASE NEW...`: reads run
- * directories with kdh_report and prints them in the chosen format. A run that cannot be read is
- * named on stderr and the others are still reported (exit 1 at the end). */
+ * directories with kdh_report and prints them in the chosen format. A run that cannot be read and
+ * every damaged line are named on stderr (text output lists the lines itself) and the rest is
+ * still reported; the exit status is non-zero only when nothing at all was readable. */
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +22,8 @@ static const char usage[] =
     "  --format F      text (default), json, csv, folded (flame graph input) or html (one\n"
     "                  self-contained page: tables, interactive flame graph, growth chart)\n"
     "  --by B          stack, driver or tag (text: sections shown; csv: rows)\n"
-    "  --value V       outstanding (bytes, default), count or bytes: folded values, ordering\n"
+    "  --value V       outstanding (bytes, default; allocations when the events carry no\n"
+    "                  sizes), count or bytes: folded values, ordering\n"
     "  --top N         stacks/drivers per list (default 10, 0 = all; folded always lists all)\n"
     "  --tag TAG       only events of this pool tag\n"
     "  --since T       only events at or after T (Unix seconds or 2026-11-21T23:00:00Z)\n"
@@ -77,14 +80,13 @@ static int parse_time(const char *s, double *out)
     return 0;
 }
 
-static int add_runs(kdh_report_t *r, int n, char **dirs, int *failed)
+static int add_runs(kdh_report_t *r, int n, char **dirs)
 {
     int ok = 0;
     for (int i = 0; i < n; i++) {
         kdh_err_t err = {0};
         if (kdh_report_add_run(r, dirs[i], &err) != KDH_OK) {
             kdh_cli_errorf("report: %s", err.msg);
-            *failed = 1;
         } else {
             ok++;
         }
@@ -179,6 +181,8 @@ int kdh_cli_cmd_report(int argc, char **argv)
         return kdh_cli_usage_errorf("report", "--until is before --since: no event can match");
     if (diff_base && (ro.format == KDH_REPORT_CSV || ro.format == KDH_REPORT_HTML))
         return kdh_cli_usage_errorf("report", "--diff writes text, json or folded");
+    if (ro.format == KDH_REPORT_FOLDED && ro.by != KDH_REPORT_BY_ALL && ro.by != KDH_REPORT_BY_STACK)
+        return kdh_cli_usage_errorf("report", "--format folded lists stacks; --by driver or tag does not apply");
 
     kdh_pooltag_t *pt = NULL;
     kdh_err_t err = {0};
@@ -205,19 +209,30 @@ int kdh_cli_cmd_report(int argc, char **argv)
         ro.symbols = store;
     }
     kdh_report_t *rep = NULL, *base = NULL;
-    int failed = 0, rc = KDH_CLI_EXIT_OK;
+    int rc = KDH_CLI_EXIT_OK;
     if (kdh_report_new(&rep, &ro, &err) != KDH_OK || (diff_base && kdh_report_new(&base, &ro, &err) != KDH_OK)) {
         rc = kdh_cli_fail(&err);
         goto out;
     }
-    int ok = add_runs(rep, argc - o.optind, argv + o.optind, &failed);
-    if (diff_base && add_runs(base, 1, (char **)&diff_base, &failed) == 0) {
+    int ok = add_runs(rep, argc - o.optind, argv + o.optind);
+    if (diff_base && add_runs(base, 1, (char **)&diff_base) == 0) {
         rc = KDH_CLI_EXIT_FAIL;
         goto out;
     }
     if (ok == 0) {
         rc = KDH_CLI_EXIT_FAIL;
         goto out;
+    }
+    for (kdh_report_t *r = rep; r; r = (r == rep ? base : NULL)) {
+        kdh_report_totals_t t;
+        kdh_report_totals(r, &t);
+        if (t.events == 0 && t.skipped_lines > 0 && kdh_report_pool_count(r) == 0) {
+            for (size_t i = 0; kdh_report_skip_note(r, i); i++)
+                kdh_cli_errorf("report: skipped %s", kdh_report_skip_note(r, i));
+            kdh_cli_errorf("report: nothing readable: every event line is damaged");
+            rc = KDH_CLI_EXIT_FAIL;
+            goto out;
+        }
     }
     if (diff_base)
         c = kdh_report_render_diff(base, rep, stdout, &err);
@@ -240,8 +255,15 @@ int kdh_cli_cmd_report(int argc, char **argv)
         for (size_t i = 0; kdh_report_symbol_note(r, i); i++)
             kdh_cli_errorf("report: %s", kdh_report_symbol_note(r, i));
     }
-    if (failed)
-        rc = KDH_CLI_EXIT_FAIL;
+    /* Formats without a place for it get the measure on stderr. */
+    if (ro.format == KDH_REPORT_FOLDED && ro.value == KDH_REPORT_VALUE_OUTSTANDING) {
+        kdh_report_totals_t t;
+        kdh_report_totals(rep, &t);
+        if (kdh_report_value_used(rep, ro.value) != ro.value ||
+            (base && kdh_report_value_used(base, ro.value) != ro.value))
+            kdh_cli_errorf("report: %" PRIu64 " of %" PRIu64 " allocations have no size: values are outstanding "
+                           "allocations, not bytes", t.allocs - t.allocs_sized, t.allocs);
+    }
 out:
     kdh_report_free(rep);
     kdh_report_free(base);
