@@ -438,12 +438,49 @@ static void test_top_and_by_every_format(void **state)
     free(text);
 }
 
+/* --diff without sizes compares outstanding allocations: the nosize run against itself read twice
+ * (same sids: Y 3 -> 6, X 1 -> 2), text, json and folded. */
+static char *diff_as(kdh_report_format_t fmt)
+{
+    kdh_report_opts_t o = {.format = fmt, .top = 10};
+    kdh_report_t *base = load(&o, run_nosize, NULL), *cur = load(&o, run_nosize, run_nosize);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    kdh_err_t err = {0};
+    assert_int_equal(kdh_report_render_diff(base, cur, f, &err), KDH_OK);
+    fclose(f);
+    kdh_report_free(base);
+    kdh_report_free(cur);
+    return buf;
+}
+
+static void test_diff_without_sizes(void **state)
+{
+    (void)state;
+    char *text = diff_as(KDH_REPORT_TEXT);
+    assert_non_null(strstr(text, "compared by outstanding allocations\n"));
+    assert_non_null(strstr(text, "largest growth first\n+ 3 (6 - 3)  6 outstanding  YDrv  sid 0000000000000022\n"));
+    assert_non_null(strstr(text, "\n+ 1 (2 - 1)  2 outstanding  XDrv  sid 0000000000000011\n"));
+    assert_non_null(strstr(text, "\nDrivers\n+ 3 (6 - 3)  YDrv\n+ 1 (2 - 1)  XDrv\n"));
+    free(text);
+    text = diff_as(KDH_REPORT_JSON);
+    assert_non_null(strstr(text, "\"ranked_by\": \"outstanding_count\""));
+    assert_non_null(strstr(text, "\"delta\": 3"));
+    free(text);
+    text = diff_as(KDH_REPORT_FOLDED);
+    assert_string_equal(text, "YDrv!Queue+0x20;nt!ExAllocatePoolWithTag+0x34 3 6\n"
+                              "XDrv!Work+0x10;nt!ExAllocatePoolWithTag+0x34 1 2\n");
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_growth_rule_shapes),      cmocka_unit_test(test_pool_and_events_share_the_rule),
         cmocka_unit_test(test_no_sizes_every_format),   cmocka_unit_test(test_mixed_sizes_count),
         cmocka_unit_test(test_outstanding_bytes_by_hand), cmocka_unit_test(test_top_and_by_every_format),
+        cmocka_unit_test(test_diff_without_sizes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
