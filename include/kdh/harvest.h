@@ -61,6 +61,9 @@ typedef struct kdh_harvest_opts {
                                  log a gap, re-arm 10 s later; 0 = never */
     unsigned status_ms;       /* on_status period; 0 = 1000 */
     unsigned connect_timeout_ms; /* 0 = 15000 */
+    /* The libuv loop to run on: NULL = a private loop for this harvest; the daemon passes its
+     * one shared loop and runs each target's kdh_harvest_run as a task (kdh/task.h) on it. */
+    struct uv_loop_s *loop;
     volatile sig_atomic_t *stop; /* set non-zero (from a signal handler) to detach and return */
     volatile sig_atomic_t *reopen; /* set non-zero to reopen dbgprint.log (SIGHUP) */
     void (*on_status)(void *ctx, const kdh_harvest_status_t *st);

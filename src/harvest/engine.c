@@ -251,7 +251,7 @@ static int probe_stop(hv_t *h, kdh_err_t *err);
 /* Connect, stop, GetVersion, discovery, symbols. */
 static int attach(hv_t *h, kdh_err_t *err)
 {
-    int rc = hv_conn_open(&h->c, h->o->port, h->o->baud, err);
+    int rc = hv_conn_open(&h->c, h->o->loop, h->o->port, h->o->baud, err);
     if (rc != KDH_OK)
         return rc;
     status(h, "connecting", 1);

@@ -12,12 +12,13 @@
 #include "kdh/target.h"
 #include "kdh/transport.h"
 
-/* ---- connection shell (shell.c): transport + kd session on a private loop ---- */
+/* ---- connection shell (shell.c): transport + kd session on the caller's loop or a private one ---- */
 typedef struct hv_conn {
-    uv_loop_t loop;
-    int loop_ok;
+    uv_loop_t own_loop;     /* used when the harvest options name no loop */
+    uv_loop_t *loop;
+    int loop_ok;            /* own_loop initialised */
     uv_timer_t timer;
-    int timer_ok, expired;
+    int timer_ok, expired, timer_closed;
     kdh_transport_t *tp;
     kdh_kd_t *kd;
     int tp_dead;
@@ -30,7 +31,9 @@ typedef struct hv_conn {
     void *print_ctx;
 } hv_conn_t;
 
-int hv_conn_open(hv_conn_t *c, const char *port, unsigned baud, kdh_err_t *err);
+/* loop NULL: a private loop, run by the blocking helpers themselves; otherwise the shared loop
+ * of the daemon, whose scheduler runs it while this harvest's task waits. */
+int hv_conn_open(hv_conn_t *c, uv_loop_t *loop, const char *port, unsigned baud, kdh_err_t *err);
 /* Runs the loop until the target is stopped, timeout_ms passed (KDH_ETIMEDOUT with *timed_out
  * set), the port died (KDH_EHANGUP) or the link reported silence while a packet was expected. */
 int hv_conn_wait_stop(hv_conn_t *c, unsigned timeout_ms, int *timed_out, kdh_err_t *err);
@@ -42,6 +45,7 @@ int hv_conn_call(hv_conn_t *c, kdh_kd_req_t *req, const char *what, kdh_err_t *e
 int hv_conn_continue(hv_conn_t *c, uint32_t status, kdh_err_t *err);
 /* Writes out what the transport still holds (the ACK of the last packet), up to 2 s. */
 void hv_conn_drain(hv_conn_t *c);
+/* Closes the port and the session; returns once c's own handles are closed (c may be freed). */
 void hv_conn_close(hv_conn_t *c);
 uint64_t hv_conn_bytes(const hv_conn_t *c, int out);
 

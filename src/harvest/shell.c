@@ -1,10 +1,13 @@
-/* shell.c: the harvest engine's connection: a transport and a KD session on a private libuv
- * loop, with blocking helpers (wait for a stop, one request, continue) so the per-hit pipeline
- * reads as a straight sequence of wire steps. */
+/* shell.c: the harvest engine's connection: a transport and a KD session on a libuv loop, with
+ * blocking helpers (wait for a stop, one request, continue) so the per-hit pipeline reads as a
+ * straight sequence of wire steps. The loop is private to the harvest (one-target `kdharvest
+ * run`) or the daemon's shared one; every wait is kdh_task_wait(), which on the shared loop
+ * lets the other targets' tasks run while this one waits. */
 #include <stdio.h>
 #include <string.h>
 
 #include "harvest_int.h"
+#include "kdh/task.h"
 
 static void on_bytes(void *ctx, const uint8_t *buf, size_t len)
 {
@@ -54,22 +57,33 @@ static void on_timer(uv_timer_t *h)
     c->expired = 1;
 }
 
-int hv_conn_open(hv_conn_t *c, const char *port, unsigned baud, kdh_err_t *err)
+static void on_timer_closed(uv_handle_t *h)
+{
+    hv_conn_t *c = h->data;
+    c->timer_closed = 1;
+}
+
+int hv_conn_open(hv_conn_t *c, uv_loop_t *loop, const char *port, unsigned baud, kdh_err_t *err)
 {
     c->baud = baud ? baud : 115200;
-    if (uv_loop_init(&c->loop) != 0)
-        return kdh_err_set(err, KDH_EIO, "cannot create an event loop");
-    c->loop_ok = 1;
-    uv_timer_init(&c->loop, &c->timer);
+    if (loop) {
+        c->loop = loop;
+    } else {
+        if (uv_loop_init(&c->own_loop) != 0)
+            return kdh_err_set(err, KDH_EIO, "cannot create an event loop");
+        c->loop_ok = 1;
+        c->loop = &c->own_loop;
+    }
+    uv_timer_init(c->loop, &c->timer);
     c->timer.data = c;
     c->timer_ok = 1;
     kdh_transport_cb_t cb = {.ctx = c, .on_bytes = on_bytes, .on_error = on_tp_error};
-    int rc = kdh_transport_open(&c->tp, &c->loop, port, c->baud, &cb, err);
+    int rc = kdh_transport_open(&c->tp, c->loop, port, c->baud, &cb, err);
     if (rc != KDH_OK)
         return rc;
     kdh_kd_cfg_t kc;
     memset(&kc, 0, sizeof kc);
-    kc.link.loop = &c->loop;
+    kc.link.loop = c->loop;
     kc.link.write = kd_write;
     kc.link.baud = c->baud;
     kc.link_ctx = c;
@@ -88,7 +102,7 @@ int hv_conn_wait_stop(hv_conn_t *c, unsigned timeout_ms, int *timed_out, kdh_err
     c->no_packet = 0;
     uv_timer_start(&c->timer, on_timer, timeout_ms, 0);
     while (!kdh_kd_stopped(c->kd) && !c->tp_dead && !c->expired && !c->no_packet)
-        uv_run(&c->loop, UV_RUN_ONCE);
+        kdh_task_wait(c->loop);
     uv_timer_stop(&c->timer);
     if (kdh_kd_stopped(c->kd))
         return KDH_OK;
@@ -106,7 +120,7 @@ int hv_conn_wait_new_stop(hv_conn_t *c, uint64_t serial, unsigned timeout_ms)
     c->expired = 0;
     uv_timer_start(&c->timer, on_timer, timeout_ms, 0);
     while (kdh_kd_stop_serial(c->kd) == serial && !c->tp_dead && !c->expired)
-        uv_run(&c->loop, UV_RUN_ONCE);
+        kdh_task_wait(c->loop);
     uv_timer_stop(&c->timer);
     return kdh_kd_stop_serial(c->kd) != serial && kdh_kd_stopped(c->kd);
 }
@@ -134,7 +148,7 @@ void hv_conn_drain(hv_conn_t *c)
     c->expired = 0;
     uv_timer_start(&c->timer, on_timer, 2000, 0);
     while (!c->tp_dead && !c->expired && kdh_transport_pending(c->tp) > 0)
-        uv_run(&c->loop, UV_RUN_ONCE);
+        kdh_task_wait(c->loop);
     uv_timer_stop(&c->timer);
 }
 
@@ -154,12 +168,19 @@ void hv_conn_close(hv_conn_t *c)
     if (c->tp)
         kdh_transport_close(c->tp);
     c->tp = NULL;
-    if (c->timer_ok)
-        uv_close((uv_handle_t *)&c->timer, NULL);
-    c->timer_ok = 0;
-    if (c->loop_ok) {
-        uv_run(&c->loop, UV_RUN_DEFAULT);
-        uv_loop_close(&c->loop);
+    if (c->timer_ok) {
+        c->timer_closed = 0;
+        uv_close((uv_handle_t *)&c->timer, on_timer_closed);
     }
+    if (c->loop_ok) {
+        uv_run(&c->own_loop, UV_RUN_DEFAULT);
+        uv_loop_close(&c->own_loop);
+    } else if (c->timer_ok) {
+        /* the timer lives in c: on a shared loop, wait for its close before c can be freed
+         * (the transport and the session free themselves in their own close callbacks) */
+        while (!c->timer_closed)
+            kdh_task_wait(c->loop);
+    }
+    c->timer_ok = 0;
     c->loop_ok = 0;
 }

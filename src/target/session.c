@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kdh/task.h"
 #include "kdh/transport.h"
 #include "target_int.h"
 
@@ -86,7 +87,7 @@ static int wait_stop_ex(kdh_target_session_t *s, unsigned timeout_ms, int rebrea
     if (rebreak)
         uv_timer_start(&s->rebreak, on_rebreak, 2000, 2000);
     while (!kdh_kd_stopped(s->kd) && !s->tp_dead && !s->expired && !s->no_packet)
-        uv_run(&s->loop, UV_RUN_ONCE);
+        kdh_task_wait(&s->loop);
     uv_timer_stop(&s->timer);
     uv_timer_stop(&s->rebreak);
     if (kdh_kd_stopped(s->kd))
@@ -276,7 +277,7 @@ int kdh_target_session_detach(kdh_target_session_t *s, kdh_err_t *err)
     s->expired = 0;
     uv_timer_start(&s->timer, on_timer, 2000, 0);
     while (!s->tp_dead && !s->expired && kdh_transport_pending(s->tp) > 0)
-        uv_run(&s->loop, UV_RUN_ONCE);
+        kdh_task_wait(&s->loop);
     uv_timer_stop(&s->timer);
     return KDH_OK;
 }
