@@ -40,6 +40,9 @@ void kdh_cli_print_usage(void *stream);
 
 /* ---- shared helpers for command files ---- */
 
+/* `kdharvest run --config FILE`: every target of the file in this process (cmd_run_config.c). */
+int kdh_cli_run_config(const char *path, int quiet);
+
 /* "kdharvest: <message>\n" on stderr. */
 void kdh_cli_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Same line plus "Try 'kdharvest <cmd> --help'." (or 'kdharvest --help' when cmd is NULL);

@@ -1,12 +1,12 @@
 /* cmd_run.c: `kdharvest run`: harvest the allocation stacks of one pool tag from one target
  * (kdh_harvest), with a live status line on a terminal, plain periodic lines otherwise, and
- * clean detach on SIGINT/SIGTERM (SIGHUP reopens dbgprint.log). */
+ * clean detach on SIGINT/SIGTERM (SIGHUP reopens dbgprint.log). --config runs several targets
+ * in this process (cmd_run_config.c). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,7 +20,7 @@ static const char usage[] =
     "--port SPEC --tag TAG [options]\n"
     "Arms nt!PoolHitTag for TAG on the target at SPEC, records the stack of every allocation and free\n"
     "with that tag, and writes a run directory (see docs/run-format.md). Ctrl-C detaches cleanly.\n"
-    "  --config FILE     run every [target] of an INI file (config/kdharvest.ini), one process each\n"
+    "  --config FILE     run every [target] of an INI file (config/kdharvest.ini) in this process\n"
     "  --port SPEC       /dev/ttyS0, /dev/serial/by-id/..., tcp://host:port or unix:/path\n"
     "  --baud N          serial speed (default 115200)\n"
     "  --tag TAG         pool tag, 1-4 characters\n"
@@ -62,7 +62,6 @@ static void on_signal(int sig)
 }
 
 typedef struct run_ui {
-    const char *name;  /* target name prefixed to lines when several targets share the terminal */
     int tty;
     int quiet;
     double last_plain;
@@ -78,12 +77,7 @@ static void on_status(void *ctx, const kdh_harvest_status_t *s)
              "%-10s hits %llu (alloc %llu, free %llu)  stacks %llu  %.1f hits/s  %.0f B/s  stall %.1f%%  %.0fs",
              s->state, (unsigned long long)s->hits, (unsigned long long)s->allocs, (unsigned long long)s->frees,
              (unsigned long long)s->unique_stacks, s->hits_per_s, s->bytes_per_s, s->stall_pct, s->elapsed_s);
-    if (ui->name) {
-        if (s->elapsed_s - ui->last_plain >= 10 || strcmp(s->state, "armed") != 0) {
-            ui->last_plain = s->elapsed_s;
-            fprintf(stderr, "[%s] %s\n", ui->name, line);
-        }
-    } else if (ui->tty) {
+    if (ui->tty) {
         fprintf(stderr, "\r\033[K%s", line);
         if (strcmp(s->state, "done") == 0)
             fputc('\n', stderr);
@@ -97,17 +91,12 @@ static void on_status(void *ctx, const kdh_harvest_status_t *s)
 static void on_notice(void *ctx, const char *line)
 {
     run_ui_t *ui = ctx;
-    if (ui->name)
-        fprintf(stderr, "[%s] kdharvest: %s\n", ui->name, line);
-    else
-        fprintf(stderr, "%skdharvest: %s\n", ui->tty ? "\r\033[K" : "", line);
+    fprintf(stderr, "%skdharvest: %s\n", ui->tty ? "\r\033[K" : "", line);
 }
-
-static const char *g_prefix; /* set in the child process of one target of a config */
 
 int kdh_cli_run_harvest(kdh_harvest_opts_t *ho, int quiet, kdh_harvest_result_t *res)
 {
-    run_ui_t ui = {.name = g_prefix, .tty = isatty(2), .quiet = quiet};
+    run_ui_t ui = {.tty = isatty(2), .quiet = quiet};
     ho->on_status = on_status;
     ho->on_notice = on_notice;
     ho->ctx = &ui;
@@ -129,84 +118,9 @@ int kdh_cli_run_harvest(kdh_harvest_opts_t *ho, int quiet, kdh_harvest_result_t 
     ho->on_notice = NULL;
     if (ui.tty && !quiet)
         fputc('\n', stderr);
-    if (rc != KDH_OK) {
-        if (g_prefix)
-            fprintf(stderr, "[%s] ", g_prefix);
+    if (rc != KDH_OK)
         return kdh_cli_fail(&err);
-    }
     return KDH_CLI_EXIT_OK;
-}
-
-/* Every target of the config in its own process (a blocked or dead line stalls only its own
- * harvest); SIGINT/SIGTERM are passed on so each one detaches cleanly. */
-static int run_config(const char *path, int quiet)
-{
-    static kdh_daemon_config_t cfg;
-    kdh_err_t err = {0};
-    if (kdh_daemon_config_load(path, &cfg, &err) != KDH_OK)
-        return kdh_cli_fail(&err);
-    pid_t pids[KDH_DAEMON_MAX_TARGETS];
-    for (size_t i = 0; i < cfg.n; i++) {
-        pids[i] = fork();
-        if (pids[i] < 0) {
-            kdh_cli_errorf("cannot start a process for target %s", cfg.t[i].name);
-            pids[i] = 0;
-            continue;
-        }
-        if (pids[i] == 0) {
-            static char out[512];
-            kdh_harvest_opts_t ho;
-            kdh_daemon_target_opts(&cfg, i, &ho, out);
-            g_prefix = cfg.t[i].name;
-            kdh_harvest_result_t res;
-            int rc = kdh_cli_run_harvest(&ho, quiet, &res);
-            if (rc == KDH_CLI_EXIT_OK)
-                printf("[%s] run directory: %s (%llu hits, %llu stacks)\n", cfg.t[i].name, res.run_dir,
-                       (unsigned long long)res.final.hits, (unsigned long long)res.final.unique_stacks);
-            fflush(stdout);
-            _exit(rc);
-        }
-    }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    int worst = KDH_CLI_EXIT_OK;
-    size_t left = 0;
-    for (size_t i = 0; i < cfg.n; i++)
-        left += pids[i] > 0;
-    int forwarded = 0;
-    while (left > 0) {
-        int st;
-        pid_t p = waitpid(-1, &st, 0);
-        if (p < 0) {
-            if (g_stop && !forwarded) {
-                forwarded = 1;
-                for (size_t i = 0; i < cfg.n; i++)
-                    if (pids[i] > 0)
-                        kill(pids[i], SIGTERM);
-            }
-            if (g_reopen) {
-                g_reopen = 0;
-                for (size_t i = 0; i < cfg.n; i++)
-                    if (pids[i] > 0)
-                        kill(pids[i], SIGHUP);
-            }
-            continue;
-        }
-        for (size_t i = 0; i < cfg.n; i++)
-            if (pids[i] == p) {
-                pids[i] = 0;
-                left--;
-                int code = WIFEXITED(st) ? WEXITSTATUS(st) : KDH_CLI_EXIT_FAIL;
-                if (code != KDH_CLI_EXIT_OK)
-                    worst = KDH_CLI_EXIT_FAIL;
-            }
-    }
-    return worst;
 }
 
 /* "logs/<target>/<YYYYmmddTHHMMSSZ>", target from the port's last path part. */
@@ -299,7 +213,7 @@ int kdh_cli_cmd_run(int argc, char **argv)
     if (config) {
         if (ho.port || ho.tag)
             return kdh_cli_usage_errorf("run", "--config takes ports and tags from the file; drop --port/--tag");
-        return run_config(config, quiet);
+        return kdh_cli_run_config(config, quiet);
     }
     if (!ho.port)
         return kdh_cli_usage_errorf("run", "--port is required");
