@@ -1,0 +1,456 @@
+/* test_daemon.c: `kdharvest run --config` with three targets in one process: kdsim x64, kdsim
+ * x86 (both unpaced, leaking workload, ground truth on) and a port that does not exist.
+ * Checked against the truth and /proc, not against kdharvest's own figures:
+ *  - the bad port gives one error line naming the target while the others go on;
+ *  - it is one process with one thread (no child per target, /proc/PID/task has one entry);
+ *  - both targets keep capturing at the same time: over the same 3 s window each truth grows,
+ *    neither by less than a fifth of the other;
+ *  - SIGHUP reopens dbgprint.log of every target (moved away first, it comes back);
+ *  - SIGTERM detaches all: exit status 1 (a target failed), journals end "disarm", no break on
+ *    either target for 3 s after the exit although the workload allocates with the tag all
+ *    the time, and kdsim reports neither target stopped;
+ *  - each run directory's events equal its target's true allocs and frees in number, kind and
+ *    order, every stack frame for frame;
+ *  - one status line per target, prefixed by its name, and each task's deepest stack use is
+ *    under half its stack.
+ * usage: test_daemon KDSIM KDHARVEST FIXTURES   (77 when the fixtures are absent) */
+#include <dirent.h>
+#include <jansson.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static const char *g_kdsim, *g_kdh, *g_fixtures;
+static char g_tmp[256];
+static pid_t g_children[4];
+static int g_nchildren;
+
+static void kill_children(void)
+{
+    for (int i = 0; i < g_nchildren; i++)
+        if (g_children[i] > 0)
+            kill(g_children[i], SIGKILL);
+}
+
+typedef struct sim {
+    pid_t pid;
+    char pty[128];
+    char truth[512];
+    char err[512];
+} sim_t;
+
+static void sim_start(sim_t *s, const char *arch)
+{
+    char fx[512], out[512];
+    snprintf(fx, sizeof fx, "%s/%s", g_fixtures, arch);
+    snprintf(s->truth, sizeof s->truth, "%s/%s.truth.jsonl", g_tmp, arch);
+    snprintf(s->err, sizeof s->err, "%s/%s.kdsim.err", g_tmp, arch);
+    snprintf(out, sizeof out, "%s/%s.kdsim.out", g_tmp, arch);
+    s->pid = fork();
+    assert_true(s->pid >= 0);
+    if (s->pid == 0) {
+        if (!freopen(out, "w", stdout) || !freopen(s->err, "w", stderr))
+            _exit(126);
+        execl(g_kdsim, g_kdsim, "--pty", "--fixtures", fx, "--arch", arch, "--baud", "0", "--truth", s->truth,
+              "--workload", "leak", "--status", (char *)NULL);
+        _exit(127);
+    }
+    g_children[g_nchildren++] = s->pid;
+    for (int i = 0; i < 100; i++) {
+        FILE *f = fopen(out, "r");
+        char line[256];
+        if (f) {
+            while (fgets(line, sizeof line, f))
+                if (sscanf(line, "kdsim: serving on %127s", s->pty) == 1) {
+                    fclose(f);
+                    return;
+                }
+            fclose(f);
+        }
+        usleep(50000);
+    }
+    fail_msg("kdsim did not print its pty");
+}
+
+static size_t count_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = 0;
+    int c;
+    while ((c = fgetc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+/* The state word of kdsim's last --status line ("kdsim: running boot=..."). */
+static void sim_state(const sim_t *s, char *state, size_t len)
+{
+    FILE *f = fopen(s->err, "r");
+    assert_non_null(f);
+    char line[2048];
+    state[0] = 0;
+    while (fgets(line, sizeof line, f)) {
+        char w[32];
+        if (sscanf(line, "kdsim: %31s boot=", w) == 1 && strstr(line, " boot="))
+            snprintf(state, len, "%s", w);
+    }
+    fclose(f);
+}
+
+/* ---- the truth and the run directory ---- */
+typedef struct truth_ev {
+    int kind; /* 0 alloc, 1 free */
+    char frames[64][48];
+    int n;
+} truth_ev_t;
+
+static size_t load_truth(const char *path, truth_ev_t **out)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t cap = 1024, n = 0;
+    truth_ev_t *v = calloc(cap, sizeof *v);
+    char *line = NULL;
+    size_t lcap = 0;
+    while (getline(&line, &lcap, f) > 0) {
+        json_t *o = json_loads(line, 0, NULL);
+        assert_non_null(o);
+        const char *kind = json_string_value(json_object_get(o, "kind"));
+        if (kind && (strcmp(kind, "alloc") == 0 || strcmp(kind, "free") == 0)) {
+            if (n == cap) {
+                cap *= 2;
+                v = realloc(v, cap * sizeof *v);
+            }
+            truth_ev_t *e = &v[n++];
+            memset(e, 0, sizeof *e);
+            e->kind = strcmp(kind, "free") == 0;
+            json_t *st = json_object_get(o, "stack");
+            for (size_t i = 0; i < json_array_size(st) && i < 64; i++) {
+                json_t *fr = json_array_get(st, i);
+                snprintf(e->frames[i], sizeof e->frames[i], "%s+%llx",
+                         json_string_value(json_object_get(fr, "module")),
+                         (unsigned long long)json_integer_value(json_object_get(fr, "rva")));
+                e->n++;
+            }
+        }
+        json_decref(o);
+    }
+    free(line);
+    fclose(f);
+    *out = v;
+    return n;
+}
+
+/* sid -> ["file+rva", ...], file = module key before '/', lower case */
+static json_t *load_stacks(const char *dir)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/stacks.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    json_t *map = json_object();
+    char *line = NULL;
+    size_t lcap = 0;
+    while (getline(&line, &lcap, f) > 0) {
+        json_t *o = json_loads(line, 0, NULL);
+        assert_non_null(o);
+        json_t *arr = json_array(), *fr;
+        size_t i;
+        json_array_foreach(json_object_get(o, "frames"), i, fr) {
+            char file[128], text[160];
+            snprintf(file, sizeof file, "%s", json_string_value(json_object_get(fr, "mod")));
+            char *sl = strchr(file, '/');
+            if (sl)
+                *sl = 0;
+            for (char *p = file; *p; p++)
+                *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+            snprintf(text, sizeof text, "%s+%llx", file,
+                     (unsigned long long)json_integer_value(json_object_get(fr, "rva")));
+            json_array_append_new(arr, json_string(text));
+        }
+        json_object_set_new(map, json_string_value(json_object_get(o, "sid")), arr);
+        json_decref(o);
+    }
+    free(line);
+    fclose(f);
+    return map;
+}
+
+/* Event i is truth event i: same kind, same stack frame for frame. Returns the event count. */
+static size_t check_run(const char *dir, const char *truth)
+{
+    truth_ev_t *tv;
+    size_t tn = load_truth(truth, &tv);
+    json_t *stacks = load_stacks(dir);
+    char path[600];
+    snprintf(path, sizeof path, "%s/events.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char *line = NULL;
+    size_t lcap = 0, n = 0;
+    while (getline(&line, &lcap, f) > 0) {
+        json_t *o = json_loads(line, 0, NULL);
+        assert_non_null(o);
+        uint64_t seq = (uint64_t)json_integer_value(json_object_get(o, "seq"));
+        assert_int_equal(seq, n + 1);
+        assert_true(n < tn);
+        assert_string_equal(json_string_value(json_object_get(o, "kind")), tv[n].kind ? "free" : "alloc");
+        json_t *arr = json_object_get(stacks, json_string_value(json_object_get(o, "sid")));
+        assert_non_null(arr);
+        if (json_array_size(arr) != (size_t)tv[n].n)
+            fail_msg("%s seq %llu: %zu frames, truth %d", dir, (unsigned long long)seq, json_array_size(arr),
+                     tv[n].n);
+        for (int k = 0; k < tv[n].n; k++)
+            if (strcmp(json_string_value(json_array_get(arr, (size_t)k)), tv[n].frames[k]) != 0)
+                fail_msg("%s seq %llu frame %d: %s, truth %s", dir, (unsigned long long)seq, k,
+                         json_string_value(json_array_get(arr, (size_t)k)), tv[n].frames[k]);
+        n++;
+        json_decref(o);
+    }
+    free(line);
+    fclose(f);
+    json_decref(stacks);
+    free(tv);
+    assert_int_equal(n, tn); /* every true alloc and free logged, none missing */
+    return n;
+}
+
+static void journal_last_op(const char *dir, char *buf, size_t len)
+{
+    char path[600], line[1024];
+    snprintf(path, sizeof path, "%s/journal.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    buf[0] = 0;
+    while (fgets(line, sizeof line, f)) {
+        json_t *o = json_loads(line, 0, NULL);
+        snprintf(buf, len, "%s", json_string_value(json_object_get(o, "op")));
+        json_decref(o);
+    }
+    fclose(f);
+}
+
+/* Processes whose parent is pid. */
+static int children_of(pid_t pid)
+{
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t got = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[got] = 0;
+        const char *rp = strrchr(buf, ')'); /* the command name may hold spaces */
+        int ppid = 0;
+        char st;
+        if (rp && sscanf(rp + 1, " %c %d", &st, &ppid) == 2 && ppid == pid)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static int thread_count(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static int file_has(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char line[2048];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+static void test_three_targets(void **state)
+{
+    (void)state;
+    sim_t s64, s86;
+    sim_start(&s64, "x64");
+    sim_start(&s86, "x86");
+    char cfg[512], out[512], err[512], d64[512], d86[512];
+    snprintf(cfg, sizeof cfg, "%s/kdharvest.ini", g_tmp);
+    snprintf(out, sizeof out, "%s/daemon.out", g_tmp);
+    snprintf(err, sizeof err, "%s/daemon.err", g_tmp);
+    snprintf(d64, sizeof d64, "%s/run-a64", g_tmp);
+    snprintf(d86, sizeof d86, "%s/run-b86", g_tmp);
+    FILE *f = fopen(cfg, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "[daemon]\nlogs = %s/logs\n\n"
+            "[target a64]\nport = %s\ntag = Leak\nsymbols = %s/x64\nout = %s\n\n"
+            "[target b86]\nport = %s\ntag = Leak\nsymbols = %s/x86\nout = %s\n\n"
+            "[target bad]\nport = /dev/nonexistent-kdh-port\ntag = Leak\n",
+            g_tmp, s64.pty, g_fixtures, d64, s86.pty, g_fixtures, d86);
+    fclose(f);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (!freopen(out, "w", stdout) || !freopen(err, "w", stderr))
+            _exit(126);
+        setenv("KDH_TASK_STATS", "1", 1);
+        execl(g_kdh, g_kdh, "run", "--config", cfg, (char *)NULL);
+        _exit(127);
+    }
+    g_children[g_nchildren++] = pid;
+
+    /* both targets armed and hitting */
+    size_t n64 = 0, n86 = 0;
+    for (int i = 0; i < 400 && (n64 < 100 || n86 < 100); i++) {
+        usleep(50000);
+        n64 = count_lines(s64.truth);
+        n86 = count_lines(s86.truth);
+    }
+    assert_true(n64 >= 100 && n86 >= 100);
+    assert_true(file_has(err, "[bad] kdharvest: /dev/nonexistent-kdh-port"));
+
+    /* one process, one thread */
+    assert_int_equal(children_of(pid), 0);
+    assert_int_equal(thread_count(pid), 1);
+
+    /* both capture over the same window */
+    size_t a0 = count_lines(s64.truth), b0 = count_lines(s86.truth);
+    usleep(3000000);
+    size_t a1 = count_lines(s64.truth), b1 = count_lines(s86.truth);
+    double ra = (double)(a1 - a0) / 3.0, rb = (double)(b1 - b0) / 3.0;
+    print_message("together: x64 %.0f breaks/s, x86 %.0f breaks/s\n", ra, rb);
+    assert_true(ra > 10 && rb > 10);
+    assert_true(ra >= rb / 5 && rb >= ra / 5);
+
+    /* SIGHUP: every target's dbgprint.log is reopened */
+    char p64[600], p86[600], m64[600], m86[600];
+    snprintf(p64, sizeof p64, "%s/dbgprint.log", d64);
+    snprintf(p86, sizeof p86, "%s/dbgprint.log", d86);
+    snprintf(m64, sizeof m64, "%s/dbgprint.log.1", d64);
+    snprintf(m86, sizeof m86, "%s/dbgprint.log.1", d86);
+    assert_int_equal(rename(p64, m64), 0);
+    assert_int_equal(rename(p86, m86), 0);
+    kill(pid, SIGHUP);
+    int back = 0;
+    for (int i = 0; i < 60 && !back; i++) {
+        usleep(50000);
+        back = access(p64, F_OK) == 0 && access(p86, F_OK) == 0;
+    }
+    assert_true(back);
+
+    /* SIGTERM: all detach; exit 1 because one target failed */
+    kill(pid, SIGTERM);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    g_children[g_nchildren - 1] = 0;
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    size_t after64 = count_lines(s64.truth), after86 = count_lines(s86.truth);
+    usleep(3000000);
+    assert_int_equal(count_lines(s64.truth), after64); /* unarmed: the workload goes on unseen */
+    assert_int_equal(count_lines(s86.truth), after86);
+    /* not stopped: "running", or "sending" its own DbgPrint, which with nobody listening is
+     * retried and then given up, as a kernel without a debugger does (no stop, no break) */
+    char word[32];
+    sim_state(&s64, word, sizeof word);
+    assert_true(strcmp(word, "running") == 0 || strcmp(word, "sending") == 0);
+    sim_state(&s86, word, sizeof word);
+    assert_true(strcmp(word, "running") == 0 || strcmp(word, "sending") == 0);
+    char op[32];
+    journal_last_op(d64, op, sizeof op);
+    assert_string_equal(op, "disarm");
+    journal_last_op(d86, op, sizeof op);
+    assert_string_equal(op, "disarm");
+
+    /* each run directory against its own target's truth */
+    size_t e64 = check_run(d64, s64.truth), e86 = check_run(d86, s86.truth);
+    print_message("events: x64 %zu, x86 %zu, each equal to its truth\n", e64, e86);
+
+    /* output: the bad target's one line, a status line per target, run directories, stacks */
+    assert_true(file_has(err, "[a64] armed"));
+    assert_true(file_has(err, "[b86] armed"));
+    assert_true(file_has(err, "[a64] done"));
+    assert_true(file_has(err, "[b86] done"));
+    assert_true(file_has(out, "[a64] run directory: "));
+    assert_true(file_has(out, "[b86] run directory: "));
+    assert_false(file_has(out, "[bad] run directory"));
+    f = fopen(err, "r");
+    assert_non_null(f);
+    char line[2048];
+    int bad_lines = 0, stacks = 0;
+    while (fgets(line, sizeof line, f)) {
+        bad_lines += strncmp(line, "[bad] kdharvest:", 16) == 0;
+        char name[16];
+        size_t used, size;
+        if (sscanf(line, "[%15[^]]] task stack: used %zu of %zu bytes", name, &used, &size) == 3) {
+            print_message("%s: task stack %zu of %zu bytes\n", name, used, size);
+            assert_true(used > 0 && used < size / 2);
+            stacks++;
+        }
+    }
+    fclose(f);
+    assert_int_equal(bad_lines, 1);
+    assert_int_equal(stacks, 3);
+    kill(s64.pid, SIGTERM);
+    kill(s86.pid, SIGTERM);
+    waitpid(s64.pid, &st, 0);
+    waitpid(s86.pid, &st, 0);
+    g_nchildren = 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 4)
+        return 2;
+    g_kdsim = argv[1];
+    g_kdh = argv[2];
+    g_fixtures = argv[3];
+    char probe[600];
+    snprintf(probe, sizeof probe, "%s/x86/ntoskrnl.exe", g_fixtures);
+    if (access(probe, R_OK) != 0 || access(g_kdsim, X_OK) != 0)
+        return 77;
+    snprintf(g_tmp, sizeof g_tmp, "/tmp/kdh-daemon-test-XXXXXX");
+    if (!mkdtemp(g_tmp))
+        return 1;
+    atexit(kill_children);
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_three_targets)};
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    if (rc == 0) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
+        if (system(cmd) != 0)
+            rc = 1;
+    }
+    return rc;
+}
