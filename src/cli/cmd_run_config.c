@@ -34,16 +34,15 @@ typedef struct daemon_ui daemon_ui_t;
 typedef struct target_slot {
     daemon_ui_t *ui;
     const char *name;
-    kdh_harvest_opts_t ho;
-    char out[512];
-    volatile sig_atomic_t reopen;
-    kdh_harvest_result_t res;
-    int rc, ended;
-    int have_status;
-    kdh_harvest_status_t st;
-    char state[16];
-    double last_plain;
     kdh_task_t *task;
+    kdh_harvest_opts_t ho;
+    kdh_harvest_result_t res;
+    kdh_harvest_status_t st;     /* the last status (state text in state[]) */
+    double last_plain;           /* elapsed_s of the last plain status line */
+    volatile sig_atomic_t reopen;
+    int rc, ended, have_status;
+    char state[16];
+    char out[512];
 } target_slot_t;
 
 struct daemon_ui {
