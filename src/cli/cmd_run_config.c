@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -70,16 +71,22 @@ static void status_text(const target_slot_t *t, char *line, size_t len)
              (unsigned long long)s->unique_stacks, s->hits_per_s, s->bytes_per_s, s->stall_pct, s->elapsed_s);
 }
 
-/* The block of status lines at the bottom of the terminal, redrawn in place. */
+/* The block of status lines at the bottom of the terminal, redrawn in place. Each line is cut
+ * to the terminal's width: a wrapped line would take two rows and the cursor-up count that
+ * redraws the block would then land one row short. */
 static void draw_block(daemon_ui_t *ui)
 {
     if (!ui->tty || ui->quiet)
         return;
+    struct winsize ws;
+    size_t cols = ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 ? ws.ws_col : 80;
     if (ui->drawn)
         fprintf(stderr, "\033[%dA", ui->drawn);
     for (size_t i = 0; i < ui->n; i++) {
         char line[320];
         status_text(&ui->slots[i], line, sizeof line);
+        if (cols - 1 < sizeof line)
+            line[cols - 1] = 0;
         fprintf(stderr, "\r\033[K%s\n", line);
     }
     ui->drawn = (int)ui->n;

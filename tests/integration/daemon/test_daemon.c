@@ -13,6 +13,11 @@
  *    order, every stack frame for frame;
  *  - one status line per target, prefixed by its name, and each task's deepest stack use is
  *    under half its stack.
+ * And on a terminal (a pty 90 columns wide, the output replayed through a small terminal model
+ * that knows the escapes kdharvest uses): the screen ends with a block of exactly one status
+ * line per target, "done" and "failed", none wider than the terminal, with the bad target's
+ * error line above it; no other status line is left on the screen, and the block was redrawn
+ * in place (cursor moved up over it) many times.
  * usage: test_daemon KDSIM KDHARVEST FIXTURES   (77 when the fixtures are absent) */
 #include <dirent.h>
 #include <jansson.h>
@@ -26,6 +31,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <pty.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -49,13 +56,14 @@ typedef struct sim {
     char err[512];
 } sim_t;
 
-static void sim_start(sim_t *s, const char *arch)
+/* name: a file prefix of its own, so no stale file of an earlier kdsim is read for this one */
+static void sim_start(sim_t *s, const char *arch, const char *name)
 {
     char fx[512], out[512];
     snprintf(fx, sizeof fx, "%s/%s", g_fixtures, arch);
-    snprintf(s->truth, sizeof s->truth, "%s/%s.truth.jsonl", g_tmp, arch);
-    snprintf(s->err, sizeof s->err, "%s/%s.kdsim.err", g_tmp, arch);
-    snprintf(out, sizeof out, "%s/%s.kdsim.out", g_tmp, arch);
+    snprintf(s->truth, sizeof s->truth, "%s/%s.truth.jsonl", g_tmp, name);
+    snprintf(s->err, sizeof s->err, "%s/%s.kdsim.err", g_tmp, name);
+    snprintf(out, sizeof out, "%s/%s.kdsim.out", g_tmp, name);
     s->pid = fork();
     assert_true(s->pid >= 0);
     if (s->pid == 0) {
@@ -302,8 +310,8 @@ static void test_three_targets(void **state)
 {
     (void)state;
     sim_t s64, s86;
-    sim_start(&s64, "x64");
-    sim_start(&s86, "x86");
+    sim_start(&s64, "x64", "three-x64");
+    sim_start(&s86, "x86", "three-x86");
     char cfg[512], out[512], err[512], d64[512], d86[512];
     snprintf(cfg, sizeof cfg, "%s/kdharvest.ini", g_tmp);
     snprintf(out, sizeof out, "%s/daemon.out", g_tmp);
@@ -429,6 +437,141 @@ static void test_three_targets(void **state)
     g_nchildren = 0;
 }
 
+/* ---- a terminal model: rows of text; \r, \n, ESC[K, ESC[J, ESC[nA ---- */
+#define ROWS 64
+#define COLS 90
+
+typedef struct screen {
+    char row[ROWS][COLS + 1];
+    int y, x, maxy;
+    unsigned ups;      /* cursor-up escapes seen */
+} screen_t;
+
+static int starts(const char *s, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strlen(s) >= n && memcmp(s, prefix, n) == 0;
+}
+
+static void scr_newline(screen_t *s)
+{
+    if (s->y == ROWS - 1) { /* scroll */
+        memmove(s->row[0], s->row[1], sizeof s->row[0] * (ROWS - 1));
+        memset(s->row[ROWS - 1], 0, sizeof s->row[0]);
+    } else {
+        s->y++;
+    }
+    if (s->y > s->maxy)
+        s->maxy = s->y;
+}
+
+static void scr_feed(screen_t *s, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = b[i];
+        if (c == '\033' && i + 1 < n && b[i + 1] == '[') {
+            size_t j = i + 2;
+            int num = 0;
+            while (j < n && b[j] >= '0' && b[j] <= '9')
+                num = num * 10 + (b[j++] - '0');
+            assert_true(j < n);
+            if (b[j] == 'K') {
+                memset(s->row[s->y] + s->x, 0, (size_t)(COLS + 1 - s->x));
+            } else if (b[j] == 'J') {
+                memset(s->row[s->y] + s->x, 0, (size_t)(COLS + 1 - s->x));
+                for (int y = s->y + 1; y < ROWS; y++)
+                    memset(s->row[y], 0, sizeof s->row[y]);
+                s->maxy = s->y;
+            } else if (b[j] == 'A') {
+                s->y = s->y - (num ? num : 1) < 0 ? 0 : s->y - (num ? num : 1);
+                s->ups++;
+            } else {
+                fail_msg("unexpected escape ESC[%d%c", num, b[j]);
+            }
+            i = j;
+        } else if (c == '\r') {
+            s->x = 0;
+        } else if (c == '\n') {
+            s->x = 0; /* the pty turns \n into \r\n */
+            scr_newline(s);
+        } else {
+            if (s->x >= COLS) { /* wraps, as a terminal does */
+                s->x = 0;
+                scr_newline(s);
+            }
+            s->row[s->y][s->x++] = c;
+        }
+    }
+}
+
+static void test_terminal_block(void **state)
+{
+    (void)state;
+    sim_t s64;
+    sim_start(&s64, "x64", "tty-x64");
+    char cfg[512], out[512], d64[512];
+    snprintf(cfg, sizeof cfg, "%s/tty.ini", g_tmp);
+    snprintf(out, sizeof out, "%s/tty.out", g_tmp);
+    snprintf(d64, sizeof d64, "%s/run-tty", g_tmp);
+    FILE *f = fopen(cfg, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "[target a64]\nport = %s\ntag = Leak\nsymbols = %s/x64\nout = %s\nduration = 4\n\n"
+            "[target bad]\nport = /dev/nonexistent-kdh-port\ntag = Leak\n",
+            s64.pty, g_fixtures, d64);
+    fclose(f);
+    int master, slave;
+    struct winsize ws = {.ws_row = 40, .ws_col = COLS};
+    assert_int_equal(openpty(&master, &slave, NULL, NULL, &ws), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(master);
+        if (!freopen(out, "w", stdout) || dup2(slave, 2) < 0)
+            _exit(126);
+        execl(g_kdh, g_kdh, "run", "--config", cfg, (char *)NULL);
+        _exit(127);
+    }
+    g_children[g_nchildren++] = pid;
+    close(slave);
+    static screen_t scr;
+    memset(&scr, 0, sizeof scr);
+    char buf[4096];
+    ssize_t got;
+    while ((got = read(master, buf, sizeof buf)) > 0)
+        scr_feed(&scr, buf, (size_t)got);
+    close(master);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    g_children[g_nchildren - 1] = 0;
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    /* the screen: the error line, then the block (the cursor rests on the row after it) */
+    int last = scr.y - 1;
+    assert_true(last >= 2);
+    for (int y = 0; y <= last; y++)
+        print_message("screen %2d: %s\n", y, scr.row[y]);
+    assert_true(starts(scr.row[last - 1], "[a64] done "));
+    assert_non_null(strstr(scr.row[last - 1], " hits "));
+    assert_true(starts(scr.row[last], "[bad] failed"));
+    assert_true(strlen(scr.row[last - 1]) < COLS && strlen(scr.row[last]) < COLS); /* cut, not wrapped */
+    /* the error line once (long lines wrap: it may take two rows); no status line left behind
+     * anywhere but in the block (the block was redrawn, not scrolled) */
+    int errors = 0, status_rows = 0;
+    for (int y = 0; y <= last; y++) {
+        errors += starts(scr.row[y], "[bad] kdharvest: /dev/nonexistent-kdh-port");
+        status_rows += (starts(scr.row[y], "[a64] ") || starts(scr.row[y], "[bad] ")) &&
+                       !starts(scr.row[y] + 6, "kdharvest: ");
+    }
+    assert_int_equal(errors, 1);
+    assert_int_equal(status_rows, 2);
+    assert_true(scr.ups >= 4); /* redrawn in place, not scrolled */
+    assert_true(file_has(out, "[a64] run directory: "));
+    kill(s64.pid, SIGTERM);
+    waitpid(s64.pid, &st, 0);
+    g_nchildren = 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 4)
@@ -444,7 +587,7 @@ int main(int argc, char **argv)
     if (!mkdtemp(g_tmp))
         return 1;
     atexit(kill_children);
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_three_targets)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_three_targets), cmocka_unit_test(test_terminal_block)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     if (rc == 0) {
         char cmd[300];
