@@ -56,6 +56,11 @@ void kdh_sched_free(kdh_sched_t *s);
  * round; anywhere else (one-target tools, another loop) runs loop once (UV_RUN_ONCE). */
 void kdh_task_wait(uv_loop_t *loop);
 
+/* Sleeps at least ms: inside a task, on a timer of the scheduler's loop while the other tasks
+ * run; anywhere else the thread sleeps. For work that polls something the loop does not watch
+ * (a libcurl transfer), so that it never holds the loop for its whole duration. */
+void kdh_task_sleep(unsigned ms);
+
 /* The task running now, NULL on the scheduler's (or any plain) stack. */
 kdh_task_t *kdh_task_self(void);
 

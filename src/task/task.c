@@ -10,12 +10,14 @@
  * Stacks are mmap'd with a PROT_NONE guard page below them, so an overflow faults at once
  * instead of writing over another task's memory. Under AddressSanitizer every switch is
  * announced (__sanitizer_start/finish_switch_fiber) so ASan knows which stack is live. */
+#include <errno.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -236,6 +238,42 @@ void kdh_task_wait(uv_loop_t *loop)
         return;
     }
     uv_run(loop, UV_RUN_ONCE);
+}
+
+typedef struct sleep_wait {
+    int fired, closed;
+} sleep_wait_t;
+
+static void sleep_fired(uv_timer_t *t)
+{
+    ((sleep_wait_t *)t->data)->fired = 1;
+}
+
+static void sleep_closed(uv_handle_t *h)
+{
+    ((sleep_wait_t *)h->data)->closed = 1;
+}
+
+void kdh_task_sleep(unsigned ms)
+{
+    kdh_sched_t *s = g_active;
+    if (!s || !s->current) {
+        struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+        return;
+    }
+    sleep_wait_t w = {0, 0};
+    uv_timer_t t;
+    uv_timer_init(s->loop, &t);
+    t.data = &w;
+    uv_timer_start(&t, sleep_fired, ms, 0);
+    while (!w.fired)
+        yield(s, s->current);
+    /* t lives on this task's stack: the loop must be done with it before the frame goes */
+    uv_close((uv_handle_t *)&t, sleep_closed);
+    while (!w.closed)
+        yield(s, s->current);
 }
 
 kdh_task_t *kdh_task_self(void)

@@ -2,7 +2,8 @@
  * round robin in spawn order and drop out when they end; 300 tasks each waiting on its own
  * timer all finish, concurrently (far below the sum of their waits); a task's error comes back
  * with its message while the others finish; kdh_task_wait outside a task, or on a loop other
- * than the scheduler's, runs that loop itself; the stack high-water mark sees a 64 KiB frame. */
+ * than the scheduler's, runs that loop itself; the stack high-water mark sees a 64 KiB frame;
+ * a long kdh_task_sleep in one task lets another take many short ones meanwhile. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -333,12 +334,59 @@ static void test_stack_used(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- sleeping ---- */
+typedef struct napper {
+    order_t *o;
+    char id;
+    unsigned ms;
+    int times;
+} napper_t;
+
+static int napper(void *arg, kdh_err_t *err)
+{
+    napper_t *n = arg;
+    (void)err;
+    for (int i = 0; i < n->times; i++) {
+        kdh_task_sleep(n->ms);
+        n->o->log[n->o->n++] = n->id;
+    }
+    return KDH_OK;
+}
+
+/* A 200 ms nap in one task lets the other take its ten 5 ms naps meanwhile. */
+static void test_sleep(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    order_t o = {.loop = &loop};
+    napper_t longer = {&o, 'L', 200, 1}, shorter = {&o, 's', 5, 10};
+    kdh_sched_t *s;
+    kdh_err_t err = {0};
+    assert_int_equal(kdh_sched_new(&s, &loop, &err), KDH_OK);
+    assert_int_equal(kdh_sched_spawn(s, "long", napper, &longer, 0, NULL, &err), KDH_OK);
+    assert_int_equal(kdh_sched_spawn(s, "short", napper, &shorter, 0, NULL, &err), KDH_OK);
+    uv_update_time(&loop);
+    double t0 = now_s();
+    assert_int_equal(kdh_sched_run(s), 0);
+    double dt = now_s() - t0;
+    o.log[o.n] = 0;
+    assert_string_equal(o.log, "ssssssssssL");
+    assert_true(dt >= 0.195 && dt < 2.0);
+    kdh_sched_free(s);
+    assert_int_equal(uv_loop_close(&loop), 0); /* the naps' timers are all closed */
+    t0 = now_s();
+    kdh_task_sleep(30); /* outside a task: the thread sleeps */
+    assert_true(now_s() - t0 >= 0.029);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_robin),     cmocka_unit_test(test_many_tasks),
         cmocka_unit_test(test_task_error),      cmocka_unit_test(test_wait_outside_task),
         cmocka_unit_test(test_wait_other_loop), cmocka_unit_test(test_stack_used),
+        cmocka_unit_test(test_sleep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
