@@ -2,6 +2,7 @@
  * its destination and is renamed only once it is complete and starts with the expected magic,
  * so an HTML error page, a 404 or a dropped connection never leaves a file in the cache. */
 #include "symstore_internal.h"
+#include "kdh/task.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -12,6 +13,42 @@
 #include <unistd.h>
 
 static const char MSF_MAGIC[] = "Microsoft C/C++ MSF 7.00\r\n";
+
+/* Inside a daemon task the transfer must not hold the shared loop: a PDB from a symbol server
+ * can take minutes, and every other target stopped at a hit meanwhile would stay stopped. So
+ * there the transfer runs on a multi handle, driven in 5 ms naps (kdh_task_sleep) that let
+ * the other targets' tasks run; each curl_multi_perform reads all the socket holds, so the
+ * naps cost little throughput. Outside a task (one-target tools) it is curl_easy_perform. */
+static CURLcode perform(CURL *c)
+{
+    if (!kdh_task_self())
+        return curl_easy_perform(c);
+    CURLM *m = curl_multi_init();
+    if (!m)
+        return CURLE_OUT_OF_MEMORY;
+    if (curl_multi_add_handle(m, c) != CURLM_OK) {
+        curl_multi_cleanup(m);
+        return CURLE_FAILED_INIT;
+    }
+    CURLcode result = CURLE_OK;
+    int running = 1;
+    while (running) {
+        if (curl_multi_perform(m, &running) != CURLM_OK) {
+            result = CURLE_FAILED_INIT;
+            break;
+        }
+        if (running)
+            kdh_task_sleep(5);
+    }
+    int left;
+    CURLMsg *msg;
+    while ((msg = curl_multi_info_read(m, &left)) != NULL)
+        if (msg->msg == CURLMSG_DONE && msg->easy_handle == c)
+            result = msg->data.result;
+    curl_multi_remove_handle(m, c);
+    curl_multi_cleanup(m);
+    return result;
+}
 
 typedef struct dl {
     FILE *f;
@@ -145,7 +182,7 @@ int kdh_symstore_download(kdh_symstore_t *s, const char *url, const char *dest, 
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 #endif
-    CURLcode cc = curl_easy_perform(c);
+    CURLcode cc = perform(c);
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_cleanup(c);

@@ -336,6 +336,7 @@ int main(void)
         cmocka_unit_test(test_http_dropped),
         cmocka_unit_test(test_http_html),
         cmocka_unit_test(test_http_redirect_and_magic),
+        cmocka_unit_test(test_http_download_in_task),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

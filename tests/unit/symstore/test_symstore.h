@@ -27,5 +27,6 @@ void test_http_refused(void **state);
 void test_http_dropped(void **state);
 void test_http_html(void **state);
 void test_http_redirect_and_magic(void **state);
+void test_http_download_in_task(void **state);
 
 #endif

@@ -1,7 +1,8 @@
 /* test_symstore_http.c: downloads from real HTTP servers on 127.0.0.1 started by the test:
  * python3 -m http.server serving a store folder (hit, 404), tiny_server.py (dropped connection,
- * HTML with 200, redirect), and a closed port (connection refused). After every failure the
- * cache must hold no file at all, temporary ones included. */
+ * HTML with 200, redirect, a slow body), and a closed port (connection refused). After every
+ * failure the cache must hold no file at all, temporary ones included. A download inside a
+ * daemon task must leave the shared loop to the other tasks while the body trickles in. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +21,7 @@
 
 #include "kdh/pe.h"
 #include "kdh/symstore.h"
+#include "kdh/task.h"
 #include "test_symstore.h"
 
 /* A port nobody listens on right now (bound, then released). */
@@ -270,5 +272,73 @@ void test_http_redirect_and_magic(void **state)
     assert_int_equal(tiny_download(&f, "file", rel, 0, &err, dir, sizeof dir), KDH_ECORRUPT);
     snprintf(dest, sizeof dest, "%s/cache", dir);
     assert_int_equal(count_files(dest), 0);
+    rm_rf(dir);
+}
+
+/* ---- a download inside a task does not hold the loop ---- */
+typedef struct dl_task {
+    kdh_symstore_t *s;
+    const char *url, *dest;
+    int done, rc;
+    unsigned ticks;
+    kdh_err_t err;
+} dl_task_t;
+
+static int download_task(void *arg, kdh_err_t *err)
+{
+    dl_task_t *d = arg;
+    d->rc = kdh_symstore_download(d->s, d->url, d->dest, 1, &d->err);
+    d->done = 1;
+    (void)err;
+    return KDH_OK;
+}
+
+static int ticker_task(void *arg, kdh_err_t *err)
+{
+    dl_task_t *d = arg;
+    (void)err;
+    while (!d->done) {
+        kdh_task_sleep(10);
+        d->ticks++;
+    }
+    return KDH_OK;
+}
+
+/* The body comes in 20 pieces over about 1 s; a task ticking every 10 ms meanwhile must tick
+ * dozens of times (a download holding the loop lets it tick once or twice). */
+void test_http_download_in_task(void **state)
+{
+    (void)state;
+    fixture_t f;
+    if (!fixture_load(&f))
+        skip();
+    char dir[256], serve[300], url[600], dest[600], rel[256];
+    make_tmpdir(dir, sizeof dir);
+    snprintf(serve, sizeof serve, "%s/serve", dir);
+    make_served_store(&f, serve);
+    rel_pdb(&f, rel, sizeof rel);
+    server_t sv;
+    const char *args[] = {KDH_SS_TINY_SERVER, "PORT", serve, NULL};
+    start(&sv, args);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/slow/%s", sv.port, rel);
+    snprintf(dest, sizeof dest, "%s/cache/%s", dir, rel);
+    dl_task_t d = {.s = store_for(dir, "http://unused"), .url = url, .dest = dest};
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    kdh_sched_t *sc;
+    kdh_err_t err;
+    assert_int_equal(kdh_sched_new(&sc, &loop, &err), KDH_OK);
+    assert_int_equal(kdh_sched_spawn(sc, "download", download_task, &d, 0, NULL, &err), KDH_OK);
+    assert_int_equal(kdh_sched_spawn(sc, "ticker", ticker_task, &d, 0, NULL, &err), KDH_OK);
+    assert_int_equal(kdh_sched_run(sc), 0);
+    kdh_sched_free(sc);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    kdh_symstore_free(d.s);
+    stop(&sv);
+    if (d.rc != KDH_OK)
+        fail_msg("download: %s", d.err.msg);
+    assert_true(files_equal(dest, f.pdb));
+    print_message("ticks during a ~1 s download: %u\n", d.ticks);
+    assert_true(d.ticks >= 30);
     rm_rf(dir);
 }

@@ -3,10 +3,12 @@
   /drop/<path>      announces the file's full length, sends half of it, then closes
   /html/<path>      answers 200 with an HTML page (a proxy or dead server)
   /redirect/<path>  answers 302 to /file/<path>
-  /file/<path>      serves DIR/<path>, or 404"""
+  /file/<path>      serves DIR/<path>, or 404
+  /slow/<path>      serves DIR/<path> in 20 pieces over about 1 s"""
 import http.server
 import os
 import sys
+import time
 
 port, root = int(sys.argv[1]), sys.argv[2]
 
@@ -51,6 +53,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             self.connection.shutdown(2)
+            return
+        if kind == "slow":
+            step = (len(data) + 19) // 20
+            for i in range(0, len(data), step):
+                self.wfile.write(data[i : i + step])
+                self.wfile.flush()
+                time.sleep(0.05)
             return
         self.wfile.write(data)
 
