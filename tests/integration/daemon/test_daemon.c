@@ -534,13 +534,31 @@ static void test_terminal_block(void **state)
     }
     g_children[g_nchildren++] = pid;
     close(slave);
+    /* all of it first: a read may end in the middle of an escape sequence */
+    static char all[1 << 20];
+    size_t len = 0;
+    ssize_t got;
+    while (len < sizeof all - 1 && (got = read(master, all + len, sizeof all - 1 - len)) > 0)
+        len += (size_t)got;
+    all[len] = 0;
+    close(master);
+    /* A sanitizer build's runtime writes its own lines ("==PID==WARNING: ASan doesn't fully
+     * support makecontext/swapcontext...") to the same terminal: not kdharvest's output. */
+    for (char *w = strstr(all, "=="); w && w < all + len; w = strstr(w, "==")) {
+        char *digits = w + 2;
+        while (*digits >= '0' && *digits <= '9')
+            digits++;
+        char *eol = strchr(w, '\n');
+        if (digits > w + 2 && strncmp(digits, "==", 2) == 0 && eol) {
+            memmove(w, eol + 1, (size_t)(all + len - (eol + 1)) + 1);
+            len -= (size_t)(eol + 1 - w);
+        } else {
+            w += 2;
+        }
+    }
     static screen_t scr;
     memset(&scr, 0, sizeof scr);
-    char buf[4096];
-    ssize_t got;
-    while ((got = read(master, buf, sizeof buf)) > 0)
-        scr_feed(&scr, buf, (size_t)got);
-    close(master);
+    scr_feed(&scr, all, len);
     int st;
     assert_int_equal(waitpid(pid, &st, 0), pid);
     g_children[g_nchildren - 1] = 0;
