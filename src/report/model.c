@@ -456,10 +456,8 @@ static int on_event(void *ud, const kdh_store_event_t *ev)
             r->stacks[st].hits++;
         break;
     }
-    if (ev->kind != KDH_STORE_HIT) {
-        kdh_report_series_add(&t->series, ev->t, t->out_bytes);
-        kdh_report_series_add(&t->series_count, ev->t, t->out_count);
-    }
+    if (ev->kind != KDH_STORE_HIT)
+        rep_series_add2(&t->series, &t->series_count, ev->t, t->out_bytes, t->out_count);
     return 0;
 }
 

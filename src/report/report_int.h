@@ -145,6 +145,8 @@ void rep_tag_summary(const kdh_report_t *r, const rtag_t *t, kdh_report_tag_summ
 void rep_pool_summary(const kdh_report_t *r, const rpool_t *p, kdh_report_pool_summary_t *s);
 /* v as kdh_report_value_used resolved it (never OUTSTANDING for a report without sizes). */
 int64_t rep_stack_value(const rstack_t *s, kdh_report_value_t v);
+/* trend.c: kdh_report_series_add to two series fed at the same times, the bucket work done once. */
+void rep_series_add2(kdh_report_series_t *a, kdh_report_series_t *b, double t, int64_t ya, int64_t yb);
 /* The series a tag's trend follows (bytes or allocations, as kdh_report_sizes_known says). */
 const kdh_report_series_t *rep_tag_series(const kdh_report_t *r, const rtag_t *t);
 /* Indexes of stacks with activity, at least min_count allocations, sorted by value (resolved with

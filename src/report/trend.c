@@ -4,21 +4,14 @@
  * as the run grows, so memory is fixed) plus a least-squares fit over every point. */
 #include <math.h>
 
-#include "kdh/report.h"
+#include "report_int.h"
 
 #define NB 64
 
-void kdh_report_series_add(kdh_report_series_t *s, double t, int64_t y)
+/* Places x in the buckets of s, merging neighbours while it lies beyond the last; returns the
+ * bucket index. Series fed the same times (rep_series_add2) merge identically. */
+static unsigned place(kdh_report_series_t *s, double x, kdh_report_series_t *twin)
 {
-    if (!s->started) {
-        s->started = 1;
-        s->t0 = t;
-        s->width = 1.0;
-        s->first_y = s->peak_y = s->min_y = y;
-    }
-    double x = t - s->t0;
-    if (!(x >= 0)) /* earlier than the first point (another run, a clock step) or NaN */
-        x = 0;
     double fi = floor(x / s->width);
     while (fi >= NB) {
         /* Merge neighbours: a bucket's value is the value at its end. */
@@ -26,12 +19,34 @@ void kdh_report_series_add(kdh_report_series_t *s, double t, int64_t y)
         for (unsigned i = 0; i < nu; i++) {
             unsigned j = 2 * i + 1 < s->used ? 2 * i + 1 : s->used - 1;
             s->y[i] = s->y[j];
+            if (twin)
+                twin->y[i] = twin->y[j];
         }
         s->used = nu;
         s->width *= 2;
         fi = floor(x / s->width);
     }
-    unsigned idx = (unsigned)fi;
+    return (unsigned)fi;
+}
+
+static void start(kdh_report_series_t *s, double t, int64_t y)
+{
+    if (!s->started) {
+        s->started = 1;
+        s->t0 = t;
+        s->width = 1.0;
+        s->first_y = s->peak_y = s->min_y = y;
+    }
+}
+
+static double rel_x(const kdh_report_series_t *s, double t)
+{
+    double x = t - s->t0;
+    return x >= 0 ? x : 0; /* earlier than the first point (another run, a clock step) or NaN */
+}
+
+static void put(kdh_report_series_t *s, unsigned idx, double x, int64_t y)
+{
     for (unsigned j = s->used; j < idx; j++) /* quiet buckets keep the last value */
         s->y[j] = s->used ? s->last_y : s->first_y;
     s->y[idx] = y;
@@ -47,6 +62,26 @@ void kdh_report_series_add(kdh_report_series_t *s, double t, int64_t y)
         s->peak_y = y;
     if (y < s->min_y)
         s->min_y = y;
+}
+
+void kdh_report_series_add(kdh_report_series_t *s, double t, int64_t y)
+{
+    start(s, t, y);
+    double x = rel_x(s, t);
+    put(s, place(s, x, NULL), x, y);
+}
+
+/* Two series always fed at the same times (a tag's bytes and counts): the bucket arithmetic once. */
+void rep_series_add2(kdh_report_series_t *a, kdh_report_series_t *b, double t, int64_t ya, int64_t yb)
+{
+    start(a, t, ya);
+    start(b, t, yb);
+    double x = rel_x(a, t);
+    unsigned idx = place(a, x, b);
+    b->used = a->used;
+    b->width = a->width;
+    put(a, idx, x, ya);
+    put(b, idx, x, yb);
 }
 
 double kdh_report_series_slope(const kdh_report_series_t *s)
