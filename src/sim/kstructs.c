@@ -73,6 +73,12 @@ static void kdbg_put(sim_machine_t *m, uint32_t off, uint64_t v)
         kdh_put_u64(p, sim_report_addr(m, v));
 }
 
+const sim_mm_var_t sim_mm_vars[SIM_MM_VARS] = {
+    {"MmMaximumNonPagedPoolInBytes", 0x100}, {"MmSizeOfPagedPoolInBytes", 0x140},
+    {"MmTotalCommitLimit", 0x148},           {"MmTotalCommittedPages", 0x150},
+    {"MmPagedPoolCommit", 0x170},            {"MmAllocatedNonPagedPool", 0x250},
+};
+
 static int build_kdbg(sim_machine_t *m, uint64_t processor_block, kdh_err_t *err)
 {
     uint8_t *p = sim_mem_host(m, m->kdbg, KDBG_SIZE);
@@ -97,6 +103,12 @@ static int build_kdbg(sim_machine_t *m, uint64_t processor_block, kdh_err_t *err
     kdbg_put(m, 0x218, processor_block);
     kdbg_put(m, 0x238, m->special_pool_tag);
     kdh_put_u16(p + 0x2B4, x64 ? 0x08 : 0x04);  /* OffsetPrcbCurrentThread */
+    /* The memory manager's pool counters: addresses of nt's variables, as wdbgexts.h lists them. */
+    for (size_t i = 0; i < SIM_MM_VARS; i++) {
+        uint64_t va = 0;
+        if (sim_image_export(m, "ntoskrnl.exe", sim_mm_vars[i].name, &va) == KDH_OK)
+            kdbg_put(m, sim_mm_vars[i].kdbg_offset, va);
+    }
     /* KdpDebuggerDataListHead (native LIST_ENTRY) -> the block. */
     sim_mem_put_ptr(m, m->kdbg_list_head, m->kdbg);
     sim_mem_put_ptr(m, m->kdbg_list_head + m->psize, m->kdbg);

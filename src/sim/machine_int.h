@@ -224,6 +224,14 @@ void sim_hostile_resume(sim_machine_t *m);
 /* decode.c: length of the instruction at p (0 when unknown or past avail) and its kind */
 uint32_t sim_insn_decode(const uint8_t *p, uint32_t avail, int x64, sim_insn_kind_t *kind);
 
+/* kstructs.c: nt's memory manager counters that KDDEBUGGER_DATA64 points at (fixture exports) */
+#define SIM_MM_VARS 6
+typedef struct sim_mm_var {
+    const char *name;       /* nt export and the truth file's key */
+    uint32_t kdbg_offset;   /* KDDEBUGGER_DATA64 field holding its address */
+} sim_mm_var_t;
+extern const sim_mm_var_t sim_mm_vars[SIM_MM_VARS];
+
 /* truth.c */
 void sim_block_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user);
 void sim_block_flush(sim_machine_t *m, uint64_t next_pc);

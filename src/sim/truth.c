@@ -166,6 +166,43 @@ static void tag_text(uint32_t tag, char out[5])
     out[4] = 0;
 }
 
+/* {"Leak":[NonPagedAllocs, NonPagedFrees, NonPagedBytes, PagedAllocs, PagedFrees, PagedBytes],...}
+ * from nt's table (the fixture's own pointer and size variables; layout in ntoskrnl.c). */
+static json_t *tracker_json(sim_machine_t *m)
+{
+    uint64_t table = 0, entries = 0;
+    if (sim_mem_get_ptr(m, m->pool_track_table, &table) != KDH_OK ||
+        sim_mem_get_ptr(m, m->pool_track_table_size, &entries) != KDH_OK)
+        return NULL;
+    int x64 = m->psize == 8;
+    if (!x64)
+        entries &= 0xFFFFFFFFu;
+    uint32_t esz = x64 ? 0x28 : 0x1C;
+    json_t *o = json_object();
+    for (uint64_t i = 0; o && i < entries && i < (1u << 20); i++) {
+        const uint8_t *e = sim_mem_host(m, table + i * esz, esz);
+        if (!e)
+            break;
+        uint32_t key = kdh_get_u32(e);
+        if (!key)
+            continue;
+        uint64_t v[6];
+        v[0] = kdh_get_u32(e + 4);
+        v[1] = kdh_get_u32(e + 8);
+        v[2] = x64 ? kdh_get_u64(e + 0x10) : kdh_get_u32(e + 0xC);
+        v[3] = kdh_get_u32(e + (x64 ? 0x18 : 0x10));
+        v[4] = kdh_get_u32(e + (x64 ? 0x1C : 0x14));
+        v[5] = x64 ? kdh_get_u64(e + 0x20) : kdh_get_u32(e + 0x18);
+        json_t *a = json_array();
+        for (int k = 0; a && k < 6; k++)
+            json_array_append_new(a, json_integer((json_int_t)v[k]));
+        char tag[5];
+        tag_text(key, tag);
+        json_object_set_new(o, tag, a);
+    }
+    return o;
+}
+
 int sim_truth_write(sim_machine_t *m, const sim_stop_t *stop, kdh_err_t *err)
 {
     if (!m->truth)
@@ -223,6 +260,24 @@ int sim_truth_write(sim_machine_t *m, const sim_stop_t *stop, kdh_err_t *err)
         json_object_set_new(line, "size", json_integer((json_int_t)op[2]));
         json_object_set_new(line, "requested", json_integer((json_int_t)op[3]));
         json_object_set_new(line, "block", hex(m, op[4]));
+    }
+    /* The memory manager's pool counters at this stop, read from nt's variables directly (not
+     * through KDDEBUGGER_DATA64), in their own units (see tests/fixtures/ntoskrnl.c). */
+    json_t *mm = json_object();
+    for (size_t i = 0; mm && i < SIM_MM_VARS; i++) {
+        uint64_t va = 0, v = 0;
+        if (sim_image_export(m, "ntoskrnl.exe", sim_mm_vars[i].name, &va) == KDH_OK &&
+            sim_mem_get_ptr(m, va, &v) == KDH_OK)
+            json_object_set_new(mm, sim_mm_vars[i].name, json_integer((json_int_t)(m->psize == 4 ? (uint32_t)v : v)));
+    }
+    if (mm)
+        json_object_set_new(line, "mm", mm);
+    if (op[0] != 1 && op[0] != 2) {
+        /* A stop outside any pool operation (a break-in): every tag's tracker counters, so a host
+         * reading the table at this stop can be checked tag by tag. */
+        json_t *tracker = tracker_json(m);
+        if (tracker)
+            json_object_set_new(line, "tracker", tracker);
     }
     json_object_set_new(line, "stack", stack);
     json_object_set_new(line, "regs", regs);
