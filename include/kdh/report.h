@@ -102,8 +102,9 @@ typedef struct kdh_report_pool_summary {
     double first_t, last_t;
     uint64_t first_bytes, last_bytes, peak_bytes;
     double slope, monotonic;
-    const char *trend;  /* kdh_report_series_trend over the samples' bytes */
+    const char *trend;  /* kdh_report_series_trend over the samples' bytes, joined across reboots */
     int steady_growth;  /* trend is "steady growth" */
+    uint64_t boots;     /* boots the samples came from (docs/run-format.md) */
 } kdh_report_pool_summary_t;
 
 typedef struct kdh_report_totals {

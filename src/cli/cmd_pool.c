@@ -1,8 +1,11 @@
-/* cmd_pool.c: `kdharvest pool PORT`: live pool usage by tag from nt's pool tracking table. One
- * sample is one short stop (break in, read the table, continue); with --every the target runs
- * between samples, each sample is appended to pool.jsonl of a run directory and as a poolmon-like
+/* cmd_pool.c: `kdharvest pool PORT`: live pool usage by tag from nt's pool tracking table, and the
+ * !vm-style pool totals the debugger data points at. One sample is one short stop (break in, read
+ * the table and totals, continue); with --every the target runs between samples, each sample is
+ * appended to pool.jsonl (per tag) and pool_totals.jsonl of a run directory and as a poolmon-like
  * block to poolmon.txt, and at the end (or on SIGINT/SIGTERM) the growth of each tag is printed
- * with the report's own trend rule (kdh_report), so `pool` and `report` never disagree. */
+ * with the report's own trend rule (kdh_report), so `pool` and `report` never disagree.
+ * A target reboot between samples (a new kernel base, or the tracker's counters starting over) is
+ * followed: the target is discovered again and the samples carry the new boot number. */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -11,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -188,22 +192,48 @@ static double now_unix(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static int vm_step(kdh_target_t *t, void *arg, kdh_err_t *err)
+{
+    return kdh_pool_step_vm(t, arg, err);
+}
+
 typedef struct sampler {
     pool_opts_t *po;
     kdh_target_session_t *s;
     kdh_pool_read_t rd;
-    kdh_pool_table_t prev;  /* previous sample, for poolmon deltas */
+    kdh_pool_vm_t vm;
+    kdh_pool_table_t prev;  /* previous sample (this boot), for poolmon deltas and reboot checks */
+    int have_prev;
     kdh_store_t *st;
-    FILE *poolmon;
+    FILE *poolmon, *totals;
     unsigned samples;
+    unsigned boot;          /* 1 for the boot sampling started on, +1 per reboot seen */
 } sampler_t;
+
+/* One line of pool_totals.jsonl: the totals given at this stop, in Kb (docs/run-format.md). */
+static int write_totals(sampler_t *sm, double t, kdh_err_t *err)
+{
+    json_t *j = json_pack("{s:f, s:I}", "t", t, "boot", (json_int_t)sm->boot);
+    for (unsigned f = 0; j && f < KDH_POOL_VM_COUNT; f++)
+        if (sm->vm.have[f])
+            json_object_set_new(j, kdh_pool_vm_info(f)->key, json_integer((json_int_t)kdh_pool_vm_kb(&sm->vm, f)));
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(16)) : NULL;
+    json_decref(j);
+    if (!text)
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory");
+    int bad = fprintf(sm->totals, "%s\n", text) < 0 || fflush(sm->totals) != 0 || fsync(fileno(sm->totals)) != 0;
+    free(text);
+    if (bad)
+        return kdh_err_set(err, KDH_EIO, "cannot write pool_totals.jsonl: %s", strerror(errno));
+    return KDH_OK;
+}
 
 static int write_sample(sampler_t *sm, double t, kdh_err_t *err)
 {
     const kdh_pool_table_t *tab = &sm->rd.tab;
     for (size_t i = 0; i < tab->count; i++) {
         const kdh_pool_row_t *r = &tab->rows[i];
-        kdh_store_pool_t p = {.t = t, .boot = 1};
+        kdh_store_pool_t p = {.t = t, .boot = sm->boot};
         memcpy(p.tag, r->tag, 5);
         if (r->np_allocs || r->np_frees) {
             p.pool = "nonpaged";
@@ -229,16 +259,24 @@ static int write_sample(sampler_t *sm, double t, kdh_err_t *err)
         time_t tt = (time_t)t;
         struct tm tm;
         gmtime_r(&tt, &tm);
-        strftime(title, sizeof title, "System pool information, sample at %Y-%m-%dT%H:%M:%SZ", &tm);
-        kdh_pool_print_poolmon(sm->poolmon, title, tab, sm->samples > 1 ? &sm->prev : NULL);
+        size_t n = strftime(title, sizeof title, "System pool information, sample at %Y-%m-%dT%H:%M:%SZ", &tm);
+        snprintf(title + n, sizeof title - n, ", boot %u", sm->boot);
+        kdh_pool_print_poolmon(sm->poolmon, title, tab, sm->have_prev ? &sm->prev : NULL);
         fflush(sm->poolmon);
     }
     int rc = kdh_store_sync(sm->st, err);
-    if (rc != KDH_OK)
-        return rc;
-    /* keep this sample for the next block's deltas */
+    if (rc == KDH_OK && sm->totals)
+        rc = write_totals(sm, t, err);
+    return rc;
+}
+
+/* Keeps this sample for the next one's poolmon deltas and reboot check. */
+static int keep_prev(sampler_t *sm, kdh_err_t *err)
+{
+    const kdh_pool_table_t *tab = &sm->rd.tab;
     kdh_pool_table_free(&sm->prev);
     kdh_pool_table_init(&sm->prev);
+    sm->have_prev = 1;
     if (tab->count) {
         sm->prev.rows = malloc(tab->count * sizeof *tab->rows);
         if (!sm->prev.rows)
@@ -249,13 +287,81 @@ static int write_sample(sampler_t *sm, double t, kdh_err_t *err)
     return KDH_OK;
 }
 
+/* The tracker's counters only grow while a kernel runs (allocations and frees since boot). When
+ * most tags seen in both samples count fewer operations than before, the kernel started over
+ * (a reboot that kept the kernel base, as without KASLR); one tag going down is a 32-bit counter
+ * wrapping, not a reboot. */
+static int counters_restarted(const kdh_pool_table_t *prev, const kdh_pool_table_t *now)
+{
+    size_t common = 0, down = 0;
+    for (size_t i = 0; i < now->count; i++) {
+        const kdh_pool_row_t *r = &now->rows[i], *p = kdh_pool_find(prev, r->key);
+        if (!p)
+            continue;
+        common++;
+        down += r->np_allocs + r->np_frees + r->p_allocs + r->p_frees <
+                p->np_allocs + p->np_frees + p->p_allocs + p->p_frees;
+    }
+    return common >= 2 && down * 2 > common;
+}
+
+static void new_boot(sampler_t *sm, const char *why)
+{
+    sm->boot++;
+    sm->have_prev = 0;
+    sm->rd.used_stable_ = 0; /* the slots in use are the new kernel's: read the whole table next */
+    printf("the target rebooted (%s): boot %u, sampling goes on\n", why, sm->boot);
+}
+
+/* GetVersion at every sample: a new kernel base means the target rebooted since the last one;
+ * the model is then discovered again (kdh_target_set_version drops the old boot's modules and
+ * caches, so symbols are looked up for the new one). */
+static int check_boot(sampler_t *sm, kdh_err_t *err)
+{
+    kdh_target_t *t = kdh_target_session_target(sm->s);
+    kdh_kd_t *kd = kdh_target_session_kd(sm->s);
+    kdh_kd_req_t req;
+    for (unsigned i = 0;; i++) {
+        memset(&req, 0, sizeof req);
+        kdh_kd_get_version(kd, &req, NULL, NULL);
+        if (kdh_kd_wait(kd, &req) == KDH_OK)
+            break;
+        if (req.status != KDH_ECANCELED || !kdh_kd_stopped(kd) || i >= 8)
+            return kdh_err_set(err, req.status, "GetVersion: %s", req.err.msg);
+    }
+    uint64_t old = kdh_target_version(t)->kern_base, now = req.m.u.version.kern_base;
+    if (now == old)
+        return KDH_OK;
+    int rc = kdh_target_attach_sync(t, kd, err);
+    if (rc != KDH_OK)
+        return rc;
+    char why[64];
+    snprintf(why, sizeof why, "kernel at 0x%llx", (unsigned long long)now);
+    new_boot(sm, why);
+    return KDH_OK;
+}
+
 /* One sample at the current stop. */
 static int take_sample(sampler_t *sm, kdh_err_t *err)
 {
     kdh_target_t *t = kdh_target_session_target(sm->s);
     kdh_kd_t *kd = kdh_target_session_kd(sm->s);
     kdh_target_sync_stop(t, kdh_kd_stop_serial(kd));
-    int rc = kdh_target_run_sync(t, kd, read_step, &sm->rd, err);
+    int rc = sm->samples ? check_boot(sm, err) : KDH_OK;
+    if (rc != KDH_OK)
+        return rc;
+    kdh_target_sync_stop(t, kdh_kd_stop_serial(kd));
+    rc = kdh_target_run_sync(t, kd, read_step, &sm->rd, err);
+    if (rc != KDH_OK)
+        return rc;
+    if (sm->have_prev && counters_restarted(&sm->prev, &sm->rd.tab)) {
+        new_boot(sm, "the pool tracker's counters started over");
+        if (!sm->rd.full) /* read through the old boot's slots: read it all again */
+            rc = kdh_target_run_sync(t, kd, read_step, &sm->rd, err);
+        if (rc != KDH_OK)
+            return rc;
+    }
+    rc = kdh_target_run_sync(t, kd, vm_step, &sm->vm, err);
     if (rc != KDH_OK)
         return rc;
     sm->samples++;
@@ -265,13 +371,21 @@ static int take_sample(sampler_t *sm, kdh_err_t *err)
         if (rc != KDH_OK)
             return rc;
     }
+    rc = keep_prev(sm, err);
+    if (rc != KDH_OK)
+        return rc;
     kdh_pool_row_t sum;
     kdh_pool_totals(&sm->rd.tab, &sum);
-    if (sm->po->every_ms)
-        printf("sample %u: %zu tags, nonpaged %" PRIu64 " bytes in %" PRIu64 " blocks, paged %" PRIu64
-               " bytes in %" PRIu64 " blocks (%" PRIu64 " table bytes read, %s)\n",
-               sm->samples, sm->rd.tab.count, sum.np_bytes, sum.np_allocs - sum.np_frees, sum.p_bytes,
+    if (sm->po->every_ms) {
+        printf("sample %u (boot %u): %zu tags, nonpaged %" PRIu64 " bytes in %" PRIu64 " blocks, paged %" PRIu64
+               " bytes in %" PRIu64 " blocks (%" PRIu64 " table bytes read, %s)",
+               sm->samples, sm->boot, sm->rd.tab.count, sum.np_bytes, sum.np_allocs - sum.np_frees, sum.p_bytes,
                sum.p_allocs - sum.p_frees, sm->rd.bytes_asked, sm->rd.full ? "whole table" : "slots in use");
+        for (unsigned f = 0; f < KDH_POOL_VM_COUNT; f++)
+            if (sm->vm.have[f] && (f == KDH_POOL_VM_NONPAGED_USAGE || f == KDH_POOL_VM_PAGED_COMMIT))
+                printf("; %s %" PRIu64 " Kb", kdh_pool_vm_info(f)->label, kdh_pool_vm_kb(&sm->vm, f));
+        printf("\n");
+    }
     fflush(stdout);
     return KDH_OK;
 }
@@ -307,10 +421,24 @@ static int run_between(sampler_t *sm, uint64_t ms, kdh_err_t *err)
     }
     if (g_stop)
         return KDH_ECANCELED;
-    rc = kdh_kd_break(kdh_target_session_kd(sm->s), err);
+    /* Break in; a target that rebooted meanwhile may be stopped already on a report of its new
+     * boot that crossed our Continue, and then answers only a fresh connect (break-in + RESET,
+     * after which it sends its pending report again), as the harvest engine does. */
+    kdh_kd_t *kd = kdh_target_session_kd(sm->s);
+    rc = kdh_kd_break(kd, err);
     if (rc != KDH_OK)
         return rc;
-    return kdh_target_session_wait_stop(sm->s, 10000, err);
+    rc = kdh_target_session_wait_stop(sm->s, 3000, err);
+    if (rc != KDH_ETIMEDOUT)
+        return rc;
+    kdh_err_clear(err);
+    rc = kdh_kd_connect(kd, 1, err);
+    if (rc != KDH_OK)
+        return rc;
+    rc = kdh_target_session_wait_stop(sm->s, 10000, err);
+    if (rc == KDH_ETIMEDOUT)
+        return kdh_err_set(err, KDH_ETIMEDOUT, "the target stopped answering (no stop after a break-in and a reconnect)");
+    return rc;
 }
 
 static int cmp_slope(const void *a, const void *b)
@@ -325,7 +453,8 @@ static int cmp_slope(const void *a, const void *b)
 
 /* The growth summary, read back from the run directory through kdh_report (the same rule as
  * `kdharvest report`: STEADY GROWTH = at least 3 samples, rising fit, >= 80% non-decreasing steps,
- * last above first). Tags without steady growth are only described (flat, or rises and falls). */
+ * last above first, over the series joined across reboots). Tags without steady growth are only
+ * described (flat, or rises and falls). */
 static int print_growth(const char *dir, unsigned top, kdh_err_t *err)
 {
     kdh_report_opts_t ro = {.top = 10};
@@ -355,8 +484,11 @@ static int print_growth(const char *dir, unsigned top, kdh_err_t *err)
                                 : (s->first_bytes == s->last_bytes && s->peak_bytes == s->first_bytes)
                                     ? "flat"
                                     : "rises and falls";
-            printf("'%-4s' %-9s %8" PRIu64 " %14" PRIu64 " %14" PRIu64 " %14" PRIu64 " %12.1f  %s\n", s->tag, s->pool,
-                   s->samples, s->first_bytes, s->peak_bytes, s->last_bytes, s->slope, trend);
+            char boots[48] = "";
+            if (s->boots > 1)
+                snprintf(boots, sizeof boots, " (over %" PRIu64 " boots)", s->boots);
+            printf("'%-4s' %-9s %8" PRIu64 " %14" PRIu64 " %14" PRIu64 " %14" PRIu64 " %12.1f  %s%s\n", s->tag, s->pool,
+                   s->samples, s->first_bytes, s->peak_bytes, s->last_bytes, s->slope, trend, boots);
         }
     }
     free(v);
@@ -392,6 +524,10 @@ static int open_out(sampler_t *sm, char *dirbuf, size_t dirlen, kdh_err_t *err)
     sm->poolmon = fopen(path, "a");
     if (!sm->poolmon)
         return kdh_err_set(err, KDH_EIO, "cannot open %s: %s", path, strerror(errno));
+    snprintf(path, sizeof path, "%s/pool_totals.jsonl", dir);
+    sm->totals = fopen(path, "a");
+    if (!sm->totals)
+        return kdh_err_set(err, KDH_EIO, "cannot open %s: %s", path, strerror(errno));
     return KDH_OK;
 }
 
@@ -418,6 +554,8 @@ static int run_pool(sampler_t *sm, kdh_pooltag_t *pt, char *dir, size_t dirlen, 
         kdh_pool_print_poolused(stdout, &sm->rd.tab, po->sort, po->top, owner_of, pt);
         printf("(nt!PoolTrackTable 0x%llx, %llu entries from %s)\n", (unsigned long long)sm->rd.table_va,
                (unsigned long long)sm->rd.entries, sm->rd.size_source);
+        printf("\nPool totals and limits (as !vm shows them, from KDDEBUGGER_DATA64):\n");
+        kdh_pool_print_vm(stdout, &sm->vm);
         return KDH_OK;
     }
     struct timespec t0, t1;
@@ -457,6 +595,7 @@ int kdh_cli_cmd_pool(int argc, char **argv)
     sampler_t sm;
     memset(&sm, 0, sizeof sm);
     sm.po = &po;
+    sm.boot = 1;
     sm.rd.table_size = po.table_size;
     sm.rd.full_every = po.full_every;
     kdh_pool_table_init(&sm.prev);
@@ -477,6 +616,8 @@ int kdh_cli_cmd_pool(int argc, char **argv)
     kdh_target_session_close(sm.s);
     if (sm.poolmon)
         fclose(sm.poolmon);
+    if (sm.totals)
+        fclose(sm.totals);
     kdh_err_t cerr;
     kdh_err_clear(&cerr);
     if (sm.st && kdh_store_close(sm.st, &cerr) != KDH_OK) {

@@ -509,13 +509,22 @@ static int on_pool(void *ud, const kdh_store_pool_t *p)
         e->pool = pool;
         e->first_t = p->t;
         e->first_bytes = p->bytes;
+        e->boot = p->boot;
+        e->boots = 1;
+    } else if (p->boot != e->boot) {
+        /* The drop to a new boot's usage is neither growth nor shrink: the new boot's samples
+         * continue from the last value of the one before. */
+        e->shift = e->joined_last - (p->bytes > INT64_MAX ? INT64_MAX : (int64_t)p->bytes);
+        e->boot = p->boot;
+        e->boots++;
     }
     e->samples++;
     e->last_t = p->t;
     e->last_bytes = p->bytes;
     if (p->bytes > e->peak_bytes)
         e->peak_bytes = p->bytes;
-    kdh_report_series_add(&e->series, p->t, p->bytes > INT64_MAX ? INT64_MAX : (int64_t)p->bytes);
+    e->joined_last = (p->bytes > INT64_MAX ? INT64_MAX : (int64_t)p->bytes) + e->shift;
+    kdh_report_series_add(&e->series, p->t, e->joined_last);
     return 0;
 }
 

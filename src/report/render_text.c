@@ -110,6 +110,7 @@ static void pool_table(const kdh_report_t *r, FILE *out)
     for (uint32_t i = 0; i < r->npools; i++)
         rep_pool_summary(r, &r->pools[i], &ps[i]);
     qsort(ps, r->npools, sizeof *ps, cmp_pool);
+    unsigned joined = 0;
     fprintf(out, "\nPool usage samples\n%-6s %-10s %8s %14s %14s %14s %14s  %-15s  %s\n", "TAG", "POOL", "SAMPLES",
             "FIRST_BYTES", "LAST_BYTES", "PEAK_BYTES", "SLOPE_B/S", "TREND", "OWNER");
     for (uint32_t i = 0; i < r->npools; i++) {
@@ -120,7 +121,11 @@ static void pool_table(const kdh_report_t *r, FILE *out)
         fprintf(out, "%-6s %-10s %8" PRIu64 " %14" PRIu64 " %14" PRIu64 " %14" PRIu64 " %14.3f  %-15s  %s\n", tag,
                 p->pool[0] ? p->pool : "-", p->samples, p->first_bytes, p->last_bytes, p->peak_bytes, p->slope,
                 p->steady_growth ? "STEADY GROWTH" : p->trend, owner ? owner : "-");
+        joined += p->boots > 1;
     }
+    if (joined)
+        fprintf(out, "(%u series span reboots: the trend joins each boot to the one before; the bytes are as read)\n",
+                joined);
     free(ps);
 }
 

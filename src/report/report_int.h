@@ -54,6 +54,10 @@ typedef struct rpool {
     double first_t, last_t;
     uint64_t first_bytes, last_bytes, peak_bytes;
     kdh_report_series_t series; /* bytes per sample: the same growth rule as the events */
+    /* Reboots: a new boot starts from an empty pool, so the series follows the bytes joined across
+     * boots, each later boot shifted to start where the one before it ended (see on_pool). */
+    uint64_t boot, boots;
+    int64_t shift, joined_last;
 } rpool_t;
 
 /* One (tag, boot, size) combination of live blocks. Pool allocations come in few distinct sizes, so

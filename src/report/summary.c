@@ -59,6 +59,7 @@ void rep_pool_summary(const kdh_report_t *r, const rpool_t *p, kdh_report_pool_s
     s->monotonic = kdh_report_series_monotonic(&p->series);
     s->trend = kdh_report_series_trend(&p->series); /* the rule the events' trend follows */
     s->steady_growth = strcmp(s->trend, "steady growth") == 0;
+    s->boots = p->boots;
 }
 
 void kdh_report_totals(const kdh_report_t *r, kdh_report_totals_t *t)

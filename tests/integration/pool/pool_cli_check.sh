@@ -1,8 +1,13 @@
 #!/bin/sh
 # pool_cli_check.sh KDHARVEST KDSIM FIXTURE_DIR WORKDIR: kdharvest pool and owner end to end against
 # kdsim (x64 and x86). Checks, each against something other than the code under test:
+#  - every sample of a sampled `pool` run (per-tag allocs, frees and bytes; the !vm totals) equals
+#    the fixture kernel's own counters at that stop, from kdsim's ground truth
+#    (pool_truth_check.py), and so do the table and !vm lines of a single `pool`;
 #  - sampled `pool` over the "leak" workload flags 'Leak' as steady growth and the balanced,
 #    high-rate busydrv tag 'Bsy0' not, and `kdharvest report` on the same run shows the same;
+#  - with kdsim rebooting the target during sampling, the samples go on into a second boot, still
+#    equal kdsim's truth of their boot, and 'Leak' is still flagged and 'Bsy0' not;
 #  - `owner Leak` (live) names leakdrv.sys first and `owner None` names olddrv.sys (which imports
 #    the untagged ExAllocatePool, per llvm-readobj-14) first;
 #  - `owner --scan` over the fixture folder gives the same code/import owners and hits as the live
@@ -15,15 +20,21 @@ command -v llvm-objdump-14 >/dev/null && command -v llvm-readobj-14 >/dev/null |
 rm -rf "$WORK" && mkdir -p "$WORK" || exit 1
 fail() { echo "FAIL: $*"; [ -n "${SIMPID:-}" ] && kill "$SIMPID" 2>/dev/null; exit 1; }
 
-start_sim() { # arch
-    "$SIM" --tcp 0 --arch "$1" --fixtures "$FIX/$1" --baud 0 --workload leak >"$WORK/sim-$1.out" 2>"$WORK/sim-$1.err" &
+CHECK="$(dirname "$0")/pool_truth_check.py"
+command -v python3 >/dev/null || { echo "python3 missing: skipped"; exit 77; }
+
+start_sim() { # arch name [kdsim options...]
+    A=$1 N=$2
+    shift 2
+    "$SIM" --tcp 0 --arch "$A" --fixtures "$FIX/$A" --baud 0 --workload leak --truth "$WORK/truth-$N.jsonl" "$@" \
+        >"$WORK/sim-$N.out" 2>"$WORK/sim-$N.err" &
     SIMPID=$!
     i=0
-    while ! grep -q "serving on tcp:" "$WORK/sim-$1.out" 2>/dev/null; do
-        i=$((i + 1)); [ $i -gt 100 ] && fail "kdsim did not start: $(cat "$WORK/sim-$1.err")"
+    while ! grep -q "serving on tcp:" "$WORK/sim-$N.out" 2>/dev/null; do
+        i=$((i + 1)); [ $i -gt 100 ] && fail "kdsim did not start: $(cat "$WORK/sim-$N.err")"
         sleep 0.1
     done
-    PORT="tcp://$(sed -n 's/^kdsim: serving on tcp:\(.*\)$/\1/p' "$WORK/sim-$1.out")"
+    PORT="tcp://$(sed -n 's/^kdsim: serving on tcp:\(.*\)$/\1/p' "$WORK/sim-$N.out")"
 }
 
 # owners with code or import hits, in rank order, from an owner listing
@@ -31,7 +42,7 @@ code_owners() { sed -n 's/^  [0-9]*\. \([^ ]*\) *\([0-9]*\) immediate, \([0-9]*\
 code_hits() { grep -E '^  [^ ]+ +[^ ]+ +0x[0-9a-f]+ (immediate|code|import)' "$1"; }
 
 for ARCH in x64 x86; do
-    start_sim $ARCH
+    start_sim $ARCH $ARCH
     # --- pool: sampled growth ---
     "$KDH" pool "$PORT" --symbols "$FIX/$ARCH" --every 1s --duration 7s --out "$WORK/run-$ARCH" --top 0 >"$WORK/pool-$ARCH.txt" 2>&1 \
         || fail "$ARCH pool: $(cat "$WORK/pool-$ARCH.txt")"
@@ -53,6 +64,12 @@ for ARCH in x64 x86; do
             awk -v t=$T 'NR > 1 && ($1 < a || $2 < f || (t == "Leak" && $1 == a)) { print "drop " NR; exit 1 } { a = $1; f = $2 }' \
             || fail "$ARCH: $T counters not monotonic across samples"
     done
+    python3 "$CHECK" run "$WORK/run-$ARCH" "$WORK/truth-$ARCH.jsonl" --boots 1 || fail "$ARCH: sampled pool differs from kdsim's truth"
+    # --- pool: one reading, the !poolused table and the !vm lines against the truth of its stop ---
+    "$KDH" pool "$PORT" --symbols "$FIX/$ARCH" --top 0 --sort tag >"$WORK/pool1-$ARCH.txt" 2>&1 \
+        || fail "$ARCH pool: $(cat "$WORK/pool1-$ARCH.txt")"
+    grep -q "^	NonPagedPool Usage: " "$WORK/pool1-$ARCH.txt" || fail "$ARCH: no !vm lines: $(cat "$WORK/pool1-$ARCH.txt")"
+    python3 "$CHECK" text "$WORK/pool1-$ARCH.txt" "$WORK/truth-$ARCH.jsonl" || fail "$ARCH: pool output differs from kdsim's truth"
     "$KDH" report "$WORK/run-$ARCH" >"$WORK/report-$ARCH.txt" 2>&1 || fail "$ARCH report: $(cat "$WORK/report-$ARCH.txt")"
     grep -q "^'Leak' *nonpaged .*STEADY GROWTH" "$WORK/report-$ARCH.txt" || fail "$ARCH: report does not flag Leak"
     grep "^'Bsy0' " "$WORK/report-$ARCH.txt" | grep -q "STEADY" && fail "$ARCH: report flags Bsy0"
@@ -66,6 +83,20 @@ for ARCH in x64 x86; do
     llvm-readobj-14 --coff-imports "$FIX/$ARCH/olddrv.sys" | grep -q 'Symbol: ExAllocatePool (' \
         || fail "$ARCH: llvm-readobj shows no ExAllocatePool import in olddrv.sys"
     kill "$SIMPID"; wait "$SIMPID" 2>/dev/null; SIMPID=
+
+    # --- pool across a reboot of the target (kdsim reboots it 2 s after the line comes up) ---
+    start_sim $ARCH reboot-$ARCH --faults reboot=2s
+    "$KDH" pool "$PORT" --symbols "$FIX/$ARCH" --every 500ms --duration 8s --out "$WORK/run-reboot-$ARCH" --top 0 \
+        >"$WORK/pool-reboot-$ARCH.txt" 2>&1 || fail "$ARCH pool across a reboot: $(cat "$WORK/pool-reboot-$ARCH.txt")"
+    kill "$SIMPID"; wait "$SIMPID" 2>/dev/null; SIMPID=
+    grep -q "^the target rebooted (kernel at 0x[0-9a-f]*): boot 2, sampling goes on$" "$WORK/pool-reboot-$ARCH.txt" \
+        || fail "$ARCH: reboot not seen: $(cat "$WORK/pool-reboot-$ARCH.txt")"
+    grep -q '^sample [0-9]* (boot 2): ' "$WORK/pool-reboot-$ARCH.txt" || fail "$ARCH: no sample on boot 2"
+    python3 "$CHECK" run "$WORK/run-reboot-$ARCH" "$WORK/truth-reboot-$ARCH.jsonl" --boots 2 \
+        || fail "$ARCH: samples across the reboot differ from kdsim's truth"
+    grep -q "^'Leak' nonpaged .*STEADY GROWTH (leak?) (over 2 boots)" "$WORK/pool-reboot-$ARCH.txt" \
+        || fail "$ARCH: Leak not flagged across the reboot: $(cat "$WORK/pool-reboot-$ARCH.txt")"
+    grep "^'Bsy0' " "$WORK/pool-reboot-$ARCH.txt" | grep -q "STEADY" && fail "$ARCH: Bsy0 flagged across the reboot"
 
     # --- pooltag.txt owner line ---
     printf 'Leak - leakdrv.sys   - fixture leak\n' >"$WORK/pooltag.txt"

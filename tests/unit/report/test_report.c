@@ -449,6 +449,64 @@ static void test_trend_rule(void **state)
     assert_string_equal(kdh_report_series_trend(&s), "rises and falls");
 }
 
+/* Pool samples across a reboot. 'Leak' grows by 1000 bytes every 10 s for 8 samples on boot 1; the
+ * target reboots and it grows again from 100 by 100 each sample on boot 2. Joined (boot 2 shifted
+ * by 8000 - 100): 1000..8000, 8000, 8100, 8200: every step non-decreasing, growing. Read without the
+ * boots the reboot's drop makes the last quarter's floor fall (100 < 7000). 'Bsy0' swings 500/900
+ * on boot 1 and 100/500 on boot 2: joined 500 900 ... 900 | 900 1300 900: its floor rises only in
+ * the last quarter, not growing. */
+static void test_pool_across_reboot(void **state)
+{
+    (void)state;
+    char dir[600], line[200], *pool = NULL;
+    size_t plen = 0;
+    snprintf(dir, sizeof dir, "%s/reboot", root);
+    mkdir(dir, 0755);
+    FILE *f = open_memstream(&pool, &plen);
+    static const int bsy[] = {500, 900, 500, 900, 500, 900, 500, 900, 100, 500, 100};
+    for (int i = 0; i < 11; i++) {
+        int boot = i < 8 ? 1 : 2, leak = i < 8 ? 1000 * (i + 1) : 100 * (i - 7);
+        snprintf(line, sizeof line, "{\"t\":%d,\"boot\":%d,\"tag\":\"Leak\",\"pool\":\"nonpaged\",\"allocs\":%d,\"frees\":0,\"bytes\":%d}\n",
+                 10 * i, boot, leak / 100, leak);
+        fputs(line, f);
+        snprintf(line, sizeof line, "{\"t\":%d,\"boot\":%d,\"tag\":\"Bsy0\",\"pool\":\"nonpaged\",\"allocs\":%d,\"frees\":%d,\"bytes\":%d}\n",
+                 10 * i, boot, 100 * (i + 1), 100 * (i + 1) - bsy[i] / 100, bsy[i]);
+        fputs(line, f);
+    }
+    fclose(f);
+    write_file(dir, "meta.json", "{\"schema\":\"kdharvest-run/1\",\"target\":\"srv1\",\"source\":\"live\",\"mode\":\"pool\"}");
+    write_file(dir, "pool.jsonl", pool);
+    free(pool);
+    kdh_report_opts_t o = {.top = 10};
+    kdh_report_t *r = load(&o, dir, NULL);
+    assert_int_equal(kdh_report_pool_count(r), 2);
+    kdh_report_pool_summary_t p;
+    int seen = 0;
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(kdh_report_pool_get(r, i, &p), KDH_OK);
+        assert_int_equal(p.samples, 11);
+        assert_int_equal(p.boots, 2);
+        if (strcmp(p.tag, "Leak") == 0) {
+            seen |= 1;
+            assert_int_equal(p.first_bytes, 1000); /* as read */
+            assert_int_equal(p.last_bytes, 300);
+            assert_int_equal(p.peak_bytes, 8000);
+            assert_float_equal(p.monotonic, 1.0, 1e-12);
+            assert_true(p.slope > 0);
+            assert_int_equal(p.steady_growth, 1);
+        } else {
+            seen |= 2;
+            assert_string_equal(p.tag, "Bsy0");
+            assert_int_equal(p.steady_growth, 0);
+        }
+    }
+    assert_int_equal(seen, 3);
+    char *text = render(r);
+    assert_non_null(strstr(text, "(2 series span reboots"));
+    free(text);
+    kdh_report_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -456,6 +514,7 @@ int main(void)
         cmocka_unit_test(test_multi_run_merge),    cmocka_unit_test(test_diff),
         cmocka_unit_test(test_filters),            cmocka_unit_test(test_owner_json_csv),
         cmocka_unit_test(test_bad_input),          cmocka_unit_test(test_trend_rule),
+        cmocka_unit_test(test_pool_across_reboot),
     };
     if (getenv("KDH_KEEP_RUNS")) { /* leave the hand-made runs on disk for manual inspection */
         setup(NULL);
