@@ -66,6 +66,12 @@ const kdh_pool_row_t *kdh_pool_find(const kdh_pool_table_t *tab, uint32_t key);
 /* Sorts like !poolused: by tag text, or by used bytes of one pool (largest first, tag breaks ties). */
 void kdh_pool_sort(kdh_pool_table_t *tab, kdh_pool_sort_t by);
 
+/* 1 when now looks like a kernel that started over since prev: the tracker's counters only grow
+ * while a kernel runs, so most tags seen in both counting fewer operations (allocations plus
+ * frees) means a reboot, even one that kept the kernel base (no KASLR). One tag going down is a
+ * 32-bit counter wrapping, not a reboot: it takes at least 2 tags in common, more than half down. */
+int kdh_pool_restarted(const kdh_pool_table_t *prev, const kdh_pool_table_t *now);
+
 /* Sum of every row (key 0, tag "TOTL"). */
 void kdh_pool_totals(const kdh_pool_table_t *tab, kdh_pool_row_t *sum);
 

@@ -287,24 +287,6 @@ static int keep_prev(sampler_t *sm, kdh_err_t *err)
     return KDH_OK;
 }
 
-/* The tracker's counters only grow while a kernel runs (allocations and frees since boot). When
- * most tags seen in both samples count fewer operations than before, the kernel started over
- * (a reboot that kept the kernel base, as without KASLR); one tag going down is a 32-bit counter
- * wrapping, not a reboot. */
-static int counters_restarted(const kdh_pool_table_t *prev, const kdh_pool_table_t *now)
-{
-    size_t common = 0, down = 0;
-    for (size_t i = 0; i < now->count; i++) {
-        const kdh_pool_row_t *r = &now->rows[i], *p = kdh_pool_find(prev, r->key);
-        if (!p)
-            continue;
-        common++;
-        down += r->np_allocs + r->np_frees + r->p_allocs + r->p_frees <
-                p->np_allocs + p->np_frees + p->p_allocs + p->p_frees;
-    }
-    return common >= 2 && down * 2 > common;
-}
-
 static void new_boot(sampler_t *sm, const char *why)
 {
     sm->boot++;
@@ -354,7 +336,7 @@ static int take_sample(sampler_t *sm, kdh_err_t *err)
     rc = kdh_target_run_sync(t, kd, read_step, &sm->rd, err);
     if (rc != KDH_OK)
         return rc;
-    if (sm->have_prev && counters_restarted(&sm->prev, &sm->rd.tab)) {
+    if (sm->have_prev && kdh_pool_restarted(&sm->prev, &sm->rd.tab)) {
         new_boot(sm, "the pool tracker's counters started over");
         if (!sm->rd.full) /* read through the old boot's slots: read it all again */
             rc = kdh_target_run_sync(t, kd, read_step, &sm->rd, err);

@@ -185,3 +185,17 @@ void kdh_pool_totals(const kdh_pool_table_t *tab, kdh_pool_row_t *sum)
         sum->p_bytes += r->p_bytes;
     }
 }
+
+int kdh_pool_restarted(const kdh_pool_table_t *prev, const kdh_pool_table_t *now)
+{
+    size_t common = 0, down = 0;
+    for (size_t i = 0; i < now->count; i++) {
+        const kdh_pool_row_t *r = &now->rows[i], *p = kdh_pool_find(prev, r->key);
+        if (!p)
+            continue;
+        common++;
+        down += r->np_allocs + r->np_frees + r->p_allocs + r->p_frees <
+                p->np_allocs + p->np_frees + p->p_allocs + p->p_frees;
+    }
+    return common >= 2 && down * 2 > common;
+}

@@ -282,6 +282,42 @@ static void test_vm_print(void **state)
     free(text);
 }
 
+/* Reboot detection from the counters alone: most tags in common going down is a new kernel; one
+ * tag wrapping its 32-bit counter is not, nor is a table with a single tag in common. */
+static void test_restarted(void **state)
+{
+    (void)state;
+    uint8_t b[3 * 0x28];
+    kdh_err_t err = {0};
+    kdh_pool_table_t before, after;
+    kdh_pool_table_init(&before);
+    kdh_pool_table_init(&after);
+    x64_entry(b, 0x6B61654C, 100, 40, 600, 10, 5, 50);        /* Leak */
+    x64_entry(b + 0x28, 0x30797342, 5000, 5000, 0, 0, 0, 0);  /* Bsy0 */
+    x64_entry(b + 0x50, 0x656E6F4E, 0xFFFFFF00u, 0xFFFFFF00u, 0, 0, 0, 0); /* None, about to wrap */
+    assert_int_equal(kdh_pool_parse(&before, b, sizeof b, 8, 3, &err), KDH_OK);
+    /* the same kernel later: None wrapped, the others grew */
+    x64_entry(b, 0x6B61654C, 120, 50, 700, 10, 5, 50);
+    x64_entry(b + 0x28, 0x30797342, 6000, 6000, 0, 0, 0, 0);
+    x64_entry(b + 0x50, 0x656E6F4E, 0x10, 0x10, 0, 0, 0, 0);
+    assert_int_equal(kdh_pool_parse(&after, b, sizeof b, 8, 3, &err), KDH_OK);
+    assert_int_equal(kdh_pool_restarted(&before, &after), 0);
+    /* a new kernel: every counter small again */
+    kdh_pool_table_free(&after);
+    x64_entry(b, 0x6B61654C, 3, 1, 20, 0, 0, 0);
+    x64_entry(b + 0x28, 0x30797342, 40, 40, 0, 0, 0, 0);
+    x64_entry(b + 0x50, 0x656E6F4E, 2, 2, 0, 0, 0, 0);
+    assert_int_equal(kdh_pool_parse(&after, b, sizeof b, 8, 3, &err), KDH_OK);
+    assert_int_equal(kdh_pool_restarted(&before, &after), 1);
+    /* only one tag in common: no verdict from one counter */
+    kdh_pool_table_free(&after);
+    x64_entry(b, 0x6B61654C, 3, 1, 20, 0, 0, 0);
+    assert_int_equal(kdh_pool_parse(&after, b, 0x28, 8, 1, &err), KDH_OK);
+    assert_int_equal(kdh_pool_restarted(&before, &after), 0);
+    kdh_pool_table_free(&after);
+    kdh_pool_table_free(&before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -291,6 +327,7 @@ int main(void)
         cmocka_unit_test(test_sort_and_print),
         cmocka_unit_test(test_vm_addresses),
         cmocka_unit_test(test_vm_print),
+        cmocka_unit_test(test_restarted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
