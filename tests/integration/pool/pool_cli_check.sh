@@ -6,8 +6,8 @@
 #    (pool_truth_check.py), and so do the table and !vm lines of a single `pool`;
 #  - sampled `pool` over the "leak" workload flags 'Leak' as steady growth and the balanced,
 #    high-rate busydrv tag 'Bsy0' not, and `kdharvest report` on the same run shows the same;
-#  - with kdsim rebooting the target during sampling, the samples go on into a second boot, still
-#    equal kdsim's truth of their boot, and 'Leak' is still flagged and 'Bsy0' not;
+#  - with kdsim rebooting the (x86) target during sampling, the samples go on into a second boot,
+#    still equal kdsim's truth of their boot, and 'Leak' is still flagged and 'Bsy0' not;
 #  - `owner Leak` (live) names leakdrv.sys first and `owner None` names olddrv.sys (which imports
 #    the untagged ExAllocatePool, per llvm-readobj-14) first;
 #  - `owner --scan` over the fixture folder gives the same code/import owners and hits as the live
@@ -84,26 +84,30 @@ for ARCH in x64 x86; do
         || fail "$ARCH: llvm-readobj shows no ExAllocatePool import in olddrv.sys"
     kill "$SIMPID"; wait "$SIMPID" 2>/dev/null; SIMPID=
 
-    # --- pool across a reboot of the target (kdsim reboots it 3 s after the line comes up) ---
-    start_sim $ARCH reboot-$ARCH --faults reboot=3s
-    "$KDH" pool "$PORT" --symbols "$FIX/$ARCH" --every 500ms --duration 9s --out "$WORK/run-reboot-$ARCH" --top 0 \
-        >"$WORK/pool-reboot-$ARCH.txt" 2>&1 || fail "$ARCH pool across a reboot: $(cat "$WORK/pool-reboot-$ARCH.txt")"
-    kill "$SIMPID"; wait "$SIMPID" 2>/dev/null; SIMPID=
-    grep -q "^the target rebooted (kernel at 0x[0-9a-f]*): boot 2, sampling goes on$" "$WORK/pool-reboot-$ARCH.txt" \
-        || fail "$ARCH: reboot not seen: $(cat "$WORK/pool-reboot-$ARCH.txt")"
-    grep -q '^sample [0-9]* (boot 2): ' "$WORK/pool-reboot-$ARCH.txt" || fail "$ARCH: no sample on boot 2"
-    python3 "$CHECK" run "$WORK/run-reboot-$ARCH" "$WORK/truth-reboot-$ARCH.jsonl" --boots 2 \
-        || fail "$ARCH: samples across the reboot differ from kdsim's truth"
-    grep -q "^'Leak' nonpaged .*STEADY GROWTH (leak?)" "$WORK/pool-reboot-$ARCH.txt" \
-        || fail "$ARCH: Leak not flagged across the reboot: $(cat "$WORK/pool-reboot-$ARCH.txt")"
-    # on a slow machine the first boot may end before its first allocation was sampled
-    if grep -q '"boot":1,"tag":"Leak","pool":"nonpaged"' "$WORK/run-reboot-$ARCH/pool.jsonl"; then
-        grep -q "^'Leak' nonpaged .*STEADY GROWTH (leak?) (over 2 boots)" "$WORK/pool-reboot-$ARCH.txt" \
-            || fail "$ARCH: Leak's series not joined across the reboot: $(cat "$WORK/pool-reboot-$ARCH.txt")"
-    else
-        echo "$ARCH: no Leak sample before the reboot; the join across boots is left to test_report"
+    # --- pool across a reboot of the target, x86 only (the logic is the same for both; one run is
+    # enough time): kdsim reboots it 2 s after the line comes up; the run goes on long enough that
+    # the new boot outweighs the pause the reboot and the reconnect make in the series ---
+    if [ $ARCH = x86 ]; then
+        start_sim $ARCH reboot-$ARCH --faults reboot=2s
+        "$KDH" pool "$PORT" --symbols "$FIX/$ARCH" --every 500ms --duration 16s --out "$WORK/run-reboot-$ARCH" --top 0 \
+            >"$WORK/pool-reboot-$ARCH.txt" 2>&1 || fail "$ARCH pool across a reboot: $(cat "$WORK/pool-reboot-$ARCH.txt")"
+        kill "$SIMPID"; wait "$SIMPID" 2>/dev/null; SIMPID=
+        grep -q "^the target rebooted (kernel at 0x[0-9a-f]*): boot 2, sampling goes on$" "$WORK/pool-reboot-$ARCH.txt" \
+            || fail "$ARCH: reboot not seen: $(cat "$WORK/pool-reboot-$ARCH.txt")"
+        grep -q '^sample [0-9]* (boot 2): ' "$WORK/pool-reboot-$ARCH.txt" || fail "$ARCH: no sample on boot 2"
+        python3 "$CHECK" run "$WORK/run-reboot-$ARCH" "$WORK/truth-reboot-$ARCH.jsonl" --boots 2 \
+            || fail "$ARCH: samples across the reboot differ from kdsim's truth"
+        grep -q "^'Leak' nonpaged .*STEADY GROWTH (leak?)" "$WORK/pool-reboot-$ARCH.txt" \
+            || fail "$ARCH: Leak not flagged across the reboot: $(cat "$WORK/pool-reboot-$ARCH.txt")"
+        # on a slow machine the first boot may end before its first allocation was sampled
+        if grep -q '"boot":1,"tag":"Leak","pool":"nonpaged"' "$WORK/run-reboot-$ARCH/pool.jsonl"; then
+            grep -q "^'Leak' nonpaged .*STEADY GROWTH (leak?) (over 2 boots)" "$WORK/pool-reboot-$ARCH.txt" \
+                || fail "$ARCH: Leak's series not joined across the reboot: $(cat "$WORK/pool-reboot-$ARCH.txt")"
+        else
+            echo "$ARCH: no Leak sample before the reboot; the join across boots is left to test_report"
+        fi
+        grep "^'Bsy0' " "$WORK/pool-reboot-$ARCH.txt" | grep -q "STEADY" && fail "$ARCH: Bsy0 flagged across the reboot"
     fi
-    grep "^'Bsy0' " "$WORK/pool-reboot-$ARCH.txt" | grep -q "STEADY" && fail "$ARCH: Bsy0 flagged across the reboot"
 
     # --- pooltag.txt owner line ---
     printf 'Leak - leakdrv.sys   - fixture leak\n' >"$WORK/pooltag.txt"
