@@ -165,8 +165,28 @@ int sim_load_images(sim_machine_t *m, kdh_err_t *err)
         next = 0xfffff80000000000ull + (r % 0x400) * 0x200000;  /* nt: 2 MB aligned, as Windows */
     else
         next = 0x81000000ull + (r % 0x80) * 0x10000;
-    for (size_t i = 0; i < KDH_ARRAY_LEN(k_images); i++) {
-        int rc = load_one(m, k_images[i], next, err);
+    /* The standard set, then any other driver the workload names (after them, so that the
+     * standard set's addresses and the seed's later draws stay as they were). */
+    const char *names[SIM_MAX_IMAGES];
+    size_t n = 0;
+    for (size_t i = 0; i < KDH_ARRAY_LEN(k_images); i++)
+        names[n++] = k_images[i];
+    for (int w = 0; w < m->nwork; w++) {
+        size_t k = 0;
+        while (k < n && strcasecmp(names[k], m->work[w].module) != 0)
+            k++;
+        if (k < n)
+            continue;
+        if (n == SIM_MAX_IMAGES)
+            return kdh_err_set(err, KDH_ERANGE, "kdsim: the workload names more than %d images in all",
+                               SIM_MAX_IMAGES);
+        if (strchr(m->work[w].module, '/') || strchr(m->work[w].module, '\\'))
+            return kdh_err_set(err, KDH_EINVAL, "kdsim: workload module '%s' is a path, not a file name in the fixture folder",
+                               m->work[w].module);
+        names[n++] = m->work[w].module;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int rc = load_one(m, names[i], next, err);
         if (rc != KDH_OK)
             return rc;
         const sim_image_t *im = &m->images[m->nimages - 1];

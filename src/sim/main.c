@@ -25,7 +25,7 @@ static const char usage[] =
     "  --baud N           emulated 8N1 line speed (default 115200; 0 = unpaced)\n"
     "  --seed N           seed for load addresses, workload and faults (default 1)\n"
     "  --cpus N           simulated processors, 1..8 (default 1)\n"
-    "  --workload W       preset (leak, busy, idle) or workload file (default leak)\n"
+    "  --workload W       preset (leak, busy, deep, idle) or workload file (default leak)\n"
     "  --truth FILE       write the ground truth of every break as JSON Lines\n"
     "  --faults SPEC      e.g. corrupt=0.001,drop=0.0005,drop-packet=0.01,dup-packet=0.01,\n"
     "                     stall=2s/30s,reboot=60s\n"

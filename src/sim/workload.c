@@ -3,7 +3,9 @@
  * a seeded CPU and one of its worker threads, through nt!PspSystemThreadStartup.
  *
  * Presets: "leak" (leakdrv paths A/B and its free path, busydrv, framedrv, olddrv), "busy"
- * (busydrv, framedrv, olddrv: balanced), "idle" (nothing runs).
+ * (busydrv, framedrv, olddrv: balanced), "deep" (deepdrv: every call allocates or frees 'Deep'
+ * 12 to 20 frames down, often enough that a break is always due), "idle" (nothing runs).
+ * A driver a workload names that is not in the standard set is loaded from the fixture folder.
  * Workload file (any other name is a path): one routine per line,
  *     call <module> <export> <calls-per-second>
  * e.g. "call leakdrv.sys LeakDrvWorkA 3000"; '#' starts a comment; blank lines are ignored.
@@ -27,6 +29,9 @@ static const preset_item_t k_busy[] = {
     {"busydrv.sys", "BusyDrvWork", 20000},
     {"framedrv.sys", "FrameDrvWork", 5000},
     {"olddrv.sys", "OldDrvWork", 2000},
+};
+static const preset_item_t k_deep[] = {
+    {"deepdrv.sys", "DeepDrvWork", 20000},
 };
 
 static int add_item(sim_machine_t *m, const char *module, const char *fn, double rate, kdh_err_t *err)
@@ -52,7 +57,7 @@ static int parse_file(sim_machine_t *m, const char *path, kdh_err_t *err)
 {
     FILE *f = fopen(path, "r");
     if (!f)
-        return kdh_err_set(err, KDH_EINVAL, "kdsim: workload '%s' is neither a preset (leak, busy, idle) nor a readable file", path);
+        return kdh_err_set(err, KDH_EINVAL, "kdsim: workload '%s' is neither a preset (leak, busy, deep, idle) nor a readable file", path);
     char line[512];
     int lineno = 0, rc = KDH_OK;
     while (rc == KDH_OK && fgets(line, sizeof line, f)) {
@@ -88,6 +93,9 @@ static int parse(sim_machine_t *m, kdh_err_t *err)
     } else if (strcmp(m->workload, "busy") == 0) {
         p = k_busy;
         n = KDH_ARRAY_LEN(k_busy);
+    } else if (strcmp(m->workload, "deep") == 0) {
+        p = k_deep;
+        n = KDH_ARRAY_LEN(k_deep);
     } else {
         return parse_file(m, m->workload, err);
     }

@@ -1,10 +1,11 @@
 /* test_unwind_truth.c: the target model's stack capture against kdsim's ground truth. kdsim
- * runs the "leak" workload on an unpaced line and writes, for every int 3 stop, the call stack
- * its shadow stack recorded (no unwinding involved). The host arms PoolHitTag = 'Leak', and for
+ * runs a workload ("leak" unless given) on an unpaced line and writes, for every int 3 stop, the call stack
+ * its shadow stack recorded (no unwinding involved). The host arms PoolHitTag with the tag ('Leak' unless given); for
  * each of N breaks captures the stack through the target model's async driver (a context slice,
  * then the unwinder over the caches), steps over the int 3 and continues. The captured frames
- * (module file, RVA) are then compared with the truth file line by line.
- * usage: test_unwind_truth KDSIM FIXTURES WORKDIR x64|x86 BREAKS */
+ * (module file, RVA) are then compared with the truth file line by line. With a frame range,
+ * every true stack must be that deep and every depth in the range must occur.
+ * usage: test_unwind_truth KDSIM FIXTURES WORKDIR x64|x86 BREAKS [WORKLOAD TAG MIN-FRAMES MAX-FRAMES] */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,15 +125,25 @@ static int fail(const char *what, const kdh_err_t *err)
 
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
-        fprintf(stderr, "usage: %s KDSIM FIXTURES WORKDIR x64|x86 BREAKS\n", argv[0]);
+    if (argc != 6 && argc != 10) {
+        fprintf(stderr, "usage: %s KDSIM FIXTURES WORKDIR x64|x86 BREAKS [WORKLOAD TAG MIN-FRAMES MAX-FRAMES]\n",
+                argv[0]);
         return 2;
     }
     const char *kdsim = argv[1], *arch = argv[4];
     unsigned breaks = (unsigned)atoi(argv[5]);
+    const char *workload = argc == 10 ? argv[6] : "leak", *tag = argc == 10 ? argv[7] : "Leak";
+    unsigned min_frames = argc == 10 ? (unsigned)atoi(argv[8]) : 0;
+    unsigned max_frames = argc == 10 ? (unsigned)atoi(argv[9]) : MAX_FRAMES;
+    if (strlen(tag) != 4 || max_frames > MAX_FRAMES || min_frames > max_frames) {
+        fprintf(stderr, "usage: the tag has 4 characters, frames are 0 <= MIN <= MAX <= %d\n", MAX_FRAMES);
+        return 2;
+    }
+    uint32_t tag_u32 = (uint32_t)(uint8_t)tag[0] | (uint32_t)(uint8_t)tag[1] << 8 |
+                       (uint32_t)(uint8_t)tag[2] << 16 | (uint32_t)(uint8_t)tag[3] << 24;
     char fixtures[1024], truth[1024];
     snprintf(fixtures, sizeof fixtures, "%s/%s", argv[2], arch);
-    snprintf(truth, sizeof truth, "%s/truth-%s.jsonl", argv[3], arch);
+    snprintf(truth, sizeof truth, "%s/truth-%s-%s.jsonl", argv[3], workload, arch);
     char probe[1100];
     snprintf(probe, sizeof probe, "%s/ntkrnlmp.pdb", fixtures);
     if (access(kdsim, X_OK) != 0 || access(probe, R_OK) != 0) {
@@ -141,7 +152,7 @@ int main(int argc, char **argv)
     }
     remove(truth);
     char *sim_argv[] = {(char *)kdsim, "--tcp", "0", "--baud", "0", "--arch", (char *)arch, "--seed", "7",
-                        "--workload", "leak", "--truth", truth, "--fixtures", fixtures, NULL};
+                        "--workload", (char *)workload, "--truth", truth, "--fixtures", fixtures, NULL};
     kdsim_proc_t sim;
     if (kdsim_start(&sim, sim_argv, NULL) != 0) {
         fprintf(stderr, "FAIL: kdsim did not start\n");
@@ -196,7 +207,7 @@ int main(int argc, char **argv)
         if (capture(s, &caps[0], &fetches, &err) != KDH_OK)
             return fail("capture at the second break-in", &err);
     }
-    if (write_u32(kd, r.addr, 0x6B61654Cu /* 'Leak' */, &err) != KDH_OK)
+    if (write_u32(kd, r.addr, tag_u32, &err) != KDH_OK)
         return fail("arm", &err);
     const kdh_link_stats_t *ls = kdh_link_stats(kdh_kd_link(kd));
     uint64_t bytes0 = ls->bytes_in + ls->bytes_out, req0 = kdh_kd_stats(kd)->requests;
@@ -234,7 +245,8 @@ int main(int argc, char **argv)
     }
     char *line = NULL;
     size_t cap = 0;
-    unsigned compared = 0, mismatches = 0, frames = 0;
+    unsigned compared = 0, mismatches = 0, frames = 0, out_of_range = 0;
+    unsigned depth_seen[MAX_FRAMES + 1] = {0};
     /* stop 0 is the break-in (kdsim may record it as kind "break"); every stop after arming
      * must be a PoolHitTag break, kind "alloc" or "free", in the same order */
     for (unsigned i = 1; i < n; i++) {
@@ -258,6 +270,14 @@ int main(int argc, char **argv)
             return 1;
         }
         uint64_t tpc = strtoull(pcs, NULL, 16);
+        size_t depth = json_array_size(st);
+        if (depth < min_frames || depth > max_frames) {
+            if (out_of_range++ < 5)
+                fprintf(stderr, "truth stack of %zu frames at break %u, outside %u..%u\n", depth, i, min_frames,
+                        max_frames);
+        } else {
+            depth_seen[depth]++;
+        }
         int bad = tpc != caps[i].pc || json_array_size(st) != caps[i].n;
         for (size_t k = 0; !bad && k < json_array_size(st); k++) {
             json_t *fr = json_array_get(st, k);
@@ -286,8 +306,18 @@ int main(int argc, char **argv)
            arch, compared, frames, mismatches, late_breakins, (double)reqs / breaks,
            (double)bytes / breaks, (double)fetches / n);
     free(caps);
-    if (compared < breaks || mismatches) {
-        fprintf(stderr, "FAIL: %u mismatches\n", mismatches);
+    unsigned missing = 0;
+    if (argc == 10) {
+        printf("%s: true stack depths:", arch);
+        for (unsigned d = min_frames; d <= max_frames; d++) {
+            printf(" %u:%u", d, depth_seen[d]);
+            missing += depth_seen[d] == 0;
+        }
+        printf("\n");
+    }
+    if (compared < breaks || mismatches || out_of_range || missing) {
+        fprintf(stderr, "FAIL: %u mismatches, %u stacks outside %u..%u frames, %u depths never seen\n", mismatches,
+                out_of_range, min_frames, max_frames, missing);
         return 1;
     }
     return 0;
