@@ -35,6 +35,17 @@ void sim_bucket_idle(sim_bucket_t *b, uint64_t now_ns)
         b->credit = b->cap;
 }
 
+void sim_bucket_idle_since(sim_bucket_t *b, uint64_t now_ns, uint64_t ready_ns)
+{
+    refill(b, now_ns);
+    uint64_t waited = ready_ns < now_ns ? now_ns - ready_ns : 0;
+    if (waited > 60 * NS)
+        waited = 60 * NS;
+    uint64_t cap = b->cap + waited * b->rate;
+    if (b->credit > cap)
+        b->credit = cap;
+}
+
 size_t sim_bucket_avail(sim_bucket_t *b, uint64_t now_ns)
 {
     if (b->rate == 0)

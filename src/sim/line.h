@@ -25,6 +25,10 @@ void sim_bucket_init(sim_bucket_t *b, uint64_t bytes_per_s, uint32_t burst, uint
 /* The line has had nothing to send up to now_ns (call it before queueing into an empty FIFO):
  * credit saved up while idle is limited to the burst. */
 void sim_bucket_idle(sim_bucket_t *b, uint64_t now_ns);
+/* The same when the data was ready at ready_ns (<= now_ns) and the line may have had nothing
+ * to send only since then: credit from the time the data waited is kept (a UART sends the next
+ * byte of data already in its FIFO at once), credit from before it was ready is not. */
+void sim_bucket_idle_since(sim_bucket_t *b, uint64_t now_ns, uint64_t ready_ns);
 /* Whole bytes that may go out at now_ns while the line is busy. Credit is computed from elapsed
  * time, never from a fixed amount per tick, and is not capped while busy: a late timer tick
  * sends what the line would have carried meanwhile, so scheduling delays do not lower the rate. */

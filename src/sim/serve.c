@@ -189,7 +189,11 @@ static void take_frame(sim_serve_t *s, uint64_t now)
     size_t len;
     if (s->tx.len || !sim_target_peek(s->t, &d, &len))
         return;
-    sim_bucket_idle(&s->btx, now);
+    /* A packet queued while the one before was still going out follows it without a gap (the
+     * leftover credit of this tick is line time after that one's last byte); only time the
+     * line really had nothing to send is not made up for. */
+    uint64_t ready = sim_target_peek_ready(s->t);
+    sim_bucket_idle_since(&s->btx, now, ready && ready < now ? ready : now);
     int copies = sim_faults_packet(&s->faults);
     for (int i = 0; i < copies && len <= sizeof s->copy; i++) {
         memcpy(s->copy, d, len);

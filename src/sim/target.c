@@ -40,6 +40,7 @@ static void queue_frame(sim_target_t *t, uint16_t leader, uint16_t type, uint32_
     }
     f->is_pending = is_pending;
     f->gen = t->pend_gen;
+    f->ready_ns = t->now;
 }
 
 static void send_control(sim_target_t *t, uint16_t type, uint32_t id)
@@ -344,6 +345,11 @@ int sim_target_peek(const sim_target_t *t, const uint8_t **data, size_t *len)
     *data = f->bytes;
     *len = f->len;
     return 1;
+}
+
+uint64_t sim_target_peek_ready(const sim_target_t *t)
+{
+    return t && t->q_count ? t->q[t->q_head].ready_ns : 0;
 }
 
 void sim_target_sent(sim_target_t *t, uint64_t sent_done_ns)

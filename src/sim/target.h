@@ -47,6 +47,8 @@ int sim_target_tick(sim_target_t *t, uint64_t now_ns, uint64_t run_budget_ns, kd
  * when empty. sent() removes the head; sent_done_ns is when its last byte left the line, from
  * which the ACK timeout of a data packet is counted. */
 int sim_target_peek(const sim_target_t *t, const uint8_t **data, size_t *len);
+/* When the head packet was queued (the target's clock: the now of the input or tick that made it). */
+uint64_t sim_target_peek_ready(const sim_target_t *t);
 void sim_target_sent(sim_target_t *t, uint64_t sent_done_ns);
 
 /* A new boot (Reboot API or a fault): new load addresses, ids back to their initial values,

@@ -39,6 +39,7 @@ typedef struct sim_frame {
     uint8_t bytes[KD_HDR + KD_MAX_PAYLOAD + 1];
     size_t len;
     int is_pending; /* the pending data packet: its ACK timer starts when it has gone out */
+    uint64_t ready_ns; /* when it was queued */
     uint32_t gen;
 } sim_frame_t;
 

@@ -49,6 +49,49 @@ static void test_bucket_rate(void **state)
     assert_true(sim_bucket_avail(&b, 0) > 1000000);
 }
 
+/* Packets queued together (ACKs and replies) go out back to back: the 1 ms ticks send the 1515
+ * bytes of six packets in the 131.5 ms the line needs, whatever the tick phase (no tick's
+ * leftover credit is lost where one packet ends). A packet queued after the line fell idle gets
+ * only the burst, not the idle time. */
+static void test_bucket_back_to_back(void **state)
+{
+    (void)state;
+    for (uint64_t phase = 0; phase < MS; phase += 97000) {
+        sim_bucket_t b;
+        uint64_t t0 = 7 * 1000 * MS + phase, t = t0;
+        sim_bucket_init(&b, 11520, 1, t0 - 500 * MS);
+        size_t frames[6] = {16, 89, 16, 73, 16, 1305}, left = 0;
+        int next = 0;
+        uint64_t done = 0;
+        for (;; t += MS) {
+            for (;;) {
+                if (left == 0 && next < 6) {
+                    sim_bucket_idle_since(&b, t, t0); /* all were queued at t0 */
+                    left = frames[next++];
+                }
+                size_t n = sim_bucket_avail(&b, t);
+                if (n > left)
+                    n = left;
+                sim_bucket_consume(&b, n);
+                left -= n;
+                if (left || next == 6 || n == 0)
+                    break;
+            }
+            if (left == 0 && next == 6) {
+                done = t;
+                break;
+            }
+        }
+        /* 1515 bytes: 131.5 ms of line time, the first byte at t0; ticks are 1 ms apart */
+        assert_in_range(done - t0, 131 * MS, 132 * MS);
+    }
+    sim_bucket_t b;
+    sim_bucket_init(&b, 11520, 1, 0);
+    sim_bucket_consume(&b, sim_bucket_avail(&b, 0));
+    sim_bucket_idle_since(&b, 1000 * MS, 999 * MS); /* idle 1 s, ready for the last 1 ms */
+    assert_int_equal(sim_bucket_avail(&b, 1000 * MS), 1 + 11);
+}
+
 static void test_fifo_wraps(void **state)
 {
     sim_fifo_t f;
@@ -226,6 +269,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bucket_rate),
+        cmocka_unit_test(test_bucket_back_to_back),
         cmocka_unit_test(test_fifo_wraps),
         cmocka_unit_test(test_fault_spec),
         cmocka_unit_test(test_fault_effects_deterministic),
