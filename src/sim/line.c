@@ -62,6 +62,16 @@ void sim_bucket_consume(sim_bucket_t *b, size_t n)
     b->credit = c > b->credit ? 0 : b->credit - c;
 }
 
+uint64_t sim_bucket_ready_ns(const sim_bucket_t *b, size_t n)
+{
+    if (b->rate == 0)
+        return b->last_ns;
+    uint64_t need = (uint64_t)n * NS;
+    if (need <= b->credit)
+        return b->last_ns;
+    return b->last_ns + (need - b->credit + b->rate - 1) / b->rate;
+}
+
 uint64_t sim_bucket_duration_ns(const sim_bucket_t *b, size_t n)
 {
     return b->rate ? (uint64_t)n * NS / b->rate : 0;

@@ -34,6 +34,8 @@ void sim_bucket_idle_since(sim_bucket_t *b, uint64_t now_ns, uint64_t ready_ns);
  * sends what the line would have carried meanwhile, so scheduling delays do not lower the rate. */
 size_t sim_bucket_avail(sim_bucket_t *b, uint64_t now_ns);
 void sim_bucket_consume(sim_bucket_t *b, size_t n);
+/* When n whole bytes may go out (the bucket's clock), n > 0; the line's time, not the tick's. */
+uint64_t sim_bucket_ready_ns(const sim_bucket_t *b, size_t n);
 /* Nanoseconds n bytes take on the line. */
 uint64_t sim_bucket_duration_ns(const sim_bucket_t *b, size_t n);
 

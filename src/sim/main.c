@@ -35,7 +35,7 @@ static const char usage[] =
     "                     kdbg-tag, kdbg-size, stack-garbage (comma list)\n"
     "  --speed X          simulated time per wall time while running (default 1)\n"
     "  --ack-timeout MS   target's wait for an ACK before sending again (default 500)\n"
-    "  --status           print a status line to stderr every second\n"
+    "  --status           print a status line to stderr every second (SIGUSR1: one line now)\n"
     "  --help             this text\n";
 
 static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -70,7 +70,7 @@ typedef struct app {
     sim_machine_t *m;
     sim_target_t *t;
     sim_serve_t *serve;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sigusr1;
     uv_timer_t status;
     int status_lines; /* --status */
     int error_shown;
@@ -83,6 +83,7 @@ static void on_signal(uv_signal_t *h, int signum)
     a->serve = NULL;
     uv_close((uv_handle_t *)&a->sigint, NULL);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
+    uv_close((uv_handle_t *)&a->sigusr1, NULL);
     if (!uv_is_closing((uv_handle_t *)&a->status))
         uv_close((uv_handle_t *)&a->status, NULL);
 }
@@ -92,16 +93,8 @@ static const char *state_name(sim_target_state_t s)
     return s == SIM_TARGET_RUNNING ? "running" : s == SIM_TARGET_SENDING ? "sending" : "stopped";
 }
 
-static void on_status(uv_timer_t *h)
+static void print_status(app_t *a)
 {
-    app_t *a = h->data;
-    const char *e = sim_serve_error(a->serve);
-    if (e && !a->error_shown) {
-        fprintf(stderr, "kdsim: the simulated machine failed: %s\n", strip_prefix(e));
-        a->error_shown = 1;
-    }
-    if (!a->status_lines)
-        return;
     sim_target_stats_t ts;
     sim_serve_stats_t ss;
     sim_info_t info;
@@ -111,7 +104,8 @@ static void on_status(uv_timer_t *h)
     fprintf(stderr,
             "kdsim: %s boot=%llu sim=%.3fs host=%s stops=%llu prints=%llu breakins=%llu "
             "rx=%lluB/%llupk bad=%llu dup=%llu tx=%lluB/%llupk retx=%llu resets=%llu "
-            "faults(corrupt=%llu drop=%llu pkt-drop=%llu pkt-dup=%llu stalls=%llu reboots=%llu)\n",
+            "faults(corrupt=%llu drop=%llu pkt-drop=%llu pkt-dup=%llu stalls=%llu reboots=%llu) "
+            "wall(run=%.3fms resumes=%llu resume-to-stop=%.3fms host-waits=%llu host-wait=%.3fms)\n",
             state_name(sim_target_state(a->t)), (unsigned long long)info.boot,
             (double)sim_machine_now_ns(a->m) / 1e9, ss.connected ? "yes" : "no",
             (unsigned long long)ts.stops, (unsigned long long)ts.prints,
@@ -122,7 +116,30 @@ static void on_status(uv_timer_t *h)
             (unsigned long long)ts.resets, (unsigned long long)ss.faults.corrupted,
             (unsigned long long)ss.faults.dropped_bytes, (unsigned long long)ss.faults.dropped_packets,
             (unsigned long long)ss.faults.duplicated_packets, (unsigned long long)ss.faults.stalls,
-            (unsigned long long)ss.faults.reboots);
+            (unsigned long long)ss.faults.reboots, (double)ss.run_wall_ns / 1e6, (unsigned long long)ss.resumes,
+            (double)ss.resume_to_stop_ns / 1e6, (unsigned long long)ss.host_waits, (double)ss.host_wait_ns / 1e6);
+    fflush(stderr);
+}
+
+static void on_status(uv_timer_t *h)
+{
+    app_t *a = h->data;
+    const char *e = sim_serve_error(a->serve);
+    if (e && !a->error_shown) {
+        fprintf(stderr, "kdsim: the simulated machine failed: %s\n", strip_prefix(e));
+        a->error_shown = 1;
+    }
+    if (a->status_lines)
+        print_status(a);
+}
+
+/* SIGUSR1: one status line now (a benchmark takes the counters before and after what it measures). */
+static void on_usr1(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    app_t *a = h->data;
+    if (a->serve)
+        print_status(a);
 }
 
 /* Modules on PsLoadedModuleList (bounded walk: the list lives in simulated memory). */
@@ -279,7 +296,9 @@ int main(int argc, char **argv)
 
     uv_signal_init(a.loop, &a.sigint);
     uv_signal_init(a.loop, &a.sigterm);
-    a.sigint.data = a.sigterm.data = &a;
+    uv_signal_init(a.loop, &a.sigusr1);
+    a.sigint.data = a.sigterm.data = a.sigusr1.data = &a;
+    uv_signal_start(&a.sigusr1, on_usr1, SIGUSR1);
     uv_signal_start(&a.sigint, on_signal, SIGINT);
     uv_signal_start(&a.sigterm, on_signal, SIGTERM);
     uv_timer_init(a.loop, &a.status);

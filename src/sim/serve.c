@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -22,6 +23,10 @@ struct sim_serve {
     sim_target_t *t;
     sim_serve_opts_t o;
     uv_timer_t timer;
+    /* A one-shot wake-up at the exact time the bytes waiting in a FIFO have all come due, so the
+     * end of a packet is not rounded up to the next 1 ms tick (timerfd: libuv timers count ms). */
+    int wake_fd;
+    uv_poll_t wake;
     int open_handles;
     int closing;
 
@@ -46,6 +51,8 @@ struct sim_serve {
     sim_splitter_t split; /* host packets, for packet faults in the host-to-target direction */
     uint8_t split_out[SIM_SPLIT_OUT_MAX];
     sim_serve_stats_t st;
+    uint64_t resumed_at;   /* when the target last went from stopped to running; 0 = not since */
+    uint64_t waiting_since; /* when the line fell idle with the target stopped; 0 = not waiting */
     kdh_err_t error;
 };
 
@@ -53,7 +60,7 @@ static void handle_closed(uv_handle_t *h)
 {
     sim_serve_t *s = h->data;
     if (h != (uv_handle_t *)&s->timer && h != (uv_handle_t *)&s->poll &&
-        h != (uv_handle_t *)&s->listener)
+        h != (uv_handle_t *)&s->listener && h != (uv_handle_t *)&s->wake)
         free(h); /* a client stream */
     if (--s->open_handles == 0) {
         sim_fifo_free(&s->rx);
@@ -69,6 +76,7 @@ static void close_handle(sim_serve_t *s, uv_handle_t *h)
 }
 
 static void service(sim_serve_t *s);
+static void schedule_wake(sim_serve_t *s, uint64_t now);
 
 static void rx_queue(sim_serve_t *s, const uint8_t *p, size_t n)
 {
@@ -80,6 +88,11 @@ static void rx_queue(sim_serve_t *s, const uint8_t *p, size_t n)
 static void line_received(sim_serve_t *s, uint8_t *p, size_t n)
 {
     uint64_t now = uv_hrtime();
+    if (s->waiting_since) {
+        s->st.host_wait_ns += now - s->waiting_since;
+        s->st.host_waits++;
+        s->waiting_since = 0;
+    }
     n = sim_faults_bytes(&s->faults, p, n);
     if (s->rx.len == 0)
         sim_bucket_idle(&s->brx, now);
@@ -272,20 +285,74 @@ static void service(sim_serve_t *s)
         sim_bucket_idle(&s->brx, now);
         sim_bucket_idle(&s->btx, now);
     } else {
+        int was_running = sim_target_state(s->t) == SIM_TARGET_RUNNING;
         move_bytes(s, now);
+        if (!was_running && sim_target_state(s->t) == SIM_TARGET_RUNNING)
+            s->resumed_at = now;
     }
     uint64_t dt = now - s->last_ns;
     s->last_ns = now;
     if (dt > MAX_SLICE_NS)
         dt = MAX_SLICE_NS;
+    int running = sim_target_state(s->t) == SIM_TARGET_RUNNING;
     note_error(s, sim_target_tick(s->t, now, (uint64_t)((double)dt * s->o.speed), &err), &err);
-    if (!stalled)
+    if (running) {
+        uint64_t after = uv_hrtime();
+        s->st.run_wall_ns += after - now;
+        if (sim_target_state(s->t) != SIM_TARGET_RUNNING && s->resumed_at) {
+            s->st.resume_to_stop_ns += after - s->resumed_at;
+            s->st.resumes++;
+            s->resumed_at = 0;
+        }
+    }
+    if (!stalled) {
         send_bytes(s, now);
+        schedule_wake(s, now);
+    }
+    const uint8_t *d;
+    size_t len;
+    if (!s->waiting_since && sim_target_state(s->t) != SIM_TARGET_RUNNING && s->tx.len == 0 && s->rx.len == 0 &&
+        !sim_target_peek(s->t, &d, &len))
+        s->waiting_since = now;
 }
 
 static void on_tick(uv_timer_t *h)
 {
     service(h->data);
+}
+
+static void on_wake(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    sim_serve_t *s = h->data;
+    uint64_t expirations;
+    if (read(s->wake_fd, &expirations, sizeof expirations) < 0)
+        return; /* EAGAIN: already served */
+    service(s);
+}
+
+/* Arms the wake-up for when everything queued in either direction may have crossed the line,
+ * when that is before the next tick. */
+static void schedule_wake(sim_serve_t *s, uint64_t now)
+{
+    if (s->wake_fd < 0)
+        return;
+    uint64_t due = UINT64_MAX;
+    if (s->tx.len)
+        due = sim_bucket_ready_ns(&s->btx, s->tx.len);
+    if (s->rx.len) {
+        uint64_t r = sim_bucket_ready_ns(&s->brx, s->rx.len);
+        if (r < due)
+            due = r;
+    }
+    if (due <= now || due >= now + TICK_MS * 1000000ull)
+        return;
+    struct itimerspec its;
+    memset(&its, 0, sizeof its);
+    its.it_value.tv_sec = (time_t)(due / 1000000000ull);
+    its.it_value.tv_nsec = (long)(due % 1000000000ull);
+    timerfd_settime(s->wake_fd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
 static int start_pty(sim_serve_t *s, kdh_err_t *err)
@@ -372,6 +439,7 @@ int sim_serve_start(uv_loop_t *loop, sim_target_t *t, const sim_serve_opts_t *o,
     s->t = t;
     s->o = *o;
     s->master_fd = s->slave_fd = -1;
+    s->wake_fd = -1;
     if (s->o.speed <= 0)
         s->o.speed = 1.0;
     int rc = sim_faults_parse(&s->faults, o->faults, o->seed, err);
@@ -401,6 +469,16 @@ int sim_serve_start(uv_loop_t *loop, sim_target_t *t, const sim_serve_opts_t *o,
         return rc;
     }
     uv_timer_start(&s->timer, on_tick, TICK_MS, TICK_MS);
+    /* uv_hrtime is CLOCK_MONOTONIC; without a timerfd the 1 ms tick alone paces the line */
+    s->wake_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (s->wake_fd >= 0 && uv_poll_init(loop, &s->wake, s->wake_fd) == 0) {
+        s->wake.data = s;
+        s->open_handles++;
+        uv_poll_start(&s->wake, UV_READABLE, on_wake);
+    } else if (s->wake_fd >= 0) {
+        close(s->wake_fd);
+        s->wake_fd = -1;
+    }
     *out = s;
     return KDH_OK;
 }
@@ -441,5 +519,11 @@ void sim_serve_close(sim_serve_t *s)
     s->endpoint = NULL;
     if (endpoint)
         close_handle(s, endpoint);
+    if (s->wake_fd >= 0) {
+        uv_poll_stop(&s->wake); /* stopped before its fd is closed */
+        close(s->wake_fd);
+        s->wake_fd = -1;
+        close_handle(s, (uv_handle_t *)&s->wake);
+    }
     close_handle(s, (uv_handle_t *)&s->timer); /* the last close frees s */
 }

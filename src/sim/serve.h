@@ -33,6 +33,12 @@ typedef struct sim_serve_stats {
     uint64_t rx_bytes, tx_bytes; /* bytes that crossed the line in each direction */
     uint64_t rx_overruns;        /* host bytes lost because the receive FIFO was full */
     uint64_t tx_unheard;         /* bytes sent while no host was connected (TCP / Unix) */
+    /* Where wall time goes (for benchmarks): emulation inside the machine's run loop; from the
+     * host's continue to the next stop being queued (tick wait + emulation); and the line idle
+     * in both directions with the target stopped, waiting for the host's next byte. */
+    uint64_t run_wall_ns;
+    uint64_t resumes, resume_to_stop_ns;
+    uint64_t host_waits, host_wait_ns;
     int connected;               /* a host is connected (always 1 for a pty) */
     sim_fault_stats_t faults;
 } sim_serve_stats_t;

@@ -90,6 +90,13 @@ static void test_bucket_back_to_back(void **state)
     sim_bucket_consume(&b, sim_bucket_avail(&b, 0));
     sim_bucket_idle_since(&b, 1000 * MS, 999 * MS); /* idle 1 s, ready for the last 1 ms */
     assert_int_equal(sim_bucket_avail(&b, 1000 * MS), 1 + 11);
+    /* when 100 bytes have come due: of the 12.52 bytes of credit (burst 1 + 1 ms) 12 went, so
+     * 99.48 more take 8.64 ms; not a nanosecond earlier */
+    sim_bucket_consume(&b, 12);
+    uint64_t due = sim_bucket_ready_ns(&b, 100);
+    assert_true(due > 1000 * MS);
+    assert_int_equal(sim_bucket_avail(&b, due - 1), 99);
+    assert_int_equal(sim_bucket_avail(&b, due), 100);
 }
 
 static void test_fifo_wraps(void **state)
