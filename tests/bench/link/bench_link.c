@@ -362,6 +362,25 @@ int main(int argc, char **argv)
         printf("FAIL: %llu round trips per count-only hit (target <= 3)\n", (unsigned long long)r[1].med_rt_count);
         ok = 0;
     }
+    /* What the rates rest on: the emulated line is not faster than 115200 baud (no hit's bytes
+     * crossed in less than their line time), and kdsim's own part of a hit is small next to it. */
+    for (int i = 0; i < 3; i++) {
+        if (!r[i].have_time) {
+            printf("FAIL: %s: no kdsim counters to check the time per hit\n", ph[i].name);
+            ok = 0;
+            continue;
+        }
+        if (r[i].wall_ms < 0.99 * r[i].wire_ms) {
+            printf("FAIL: %s: %.1f ms per hit for %.1f ms of line time: the emulated line is too fast\n",
+                   ph[i].name, r[i].wall_ms, r[i].wire_ms);
+            ok = 0;
+        }
+        if (r[i].resume_ms > 10) {
+            printf("FAIL: %s: kdsim takes %.1f ms from a continue to the next stop (the bench would measure kdsim)\n",
+                   ph[i].name, r[i].resume_ms);
+            ok = 0;
+        }
+    }
     /* The speed target (>= 4x) is reported, not enforced: with the line the bottleneck the rate
      * ratio cannot pass the bytes ratio, and that is fixed by the naive strategy's own bytes
      * (its 4 KiB read ends where the simulated stack ends) against the fast path's at 1.0x its
