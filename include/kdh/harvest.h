@@ -40,6 +40,7 @@ typedef struct kdh_harvest_hit_cost {
     uint64_t sp;              /* stack pointer at the hit */
     uint64_t stack_end;       /* one past the last return-address slot read by the unwinder */
     uint32_t stack_read;      /* stack bytes actually read from the target */
+    int pair_return;          /* --pair: the stop at an allocation's return (not a pool hit) */
 } kdh_harvest_hit_cost_t;
 
 typedef struct kdh_harvest_opts {
@@ -47,6 +48,9 @@ typedef struct kdh_harvest_opts {
     unsigned baud;            /* 0 = 115200 */
     const char *tag;          /* pool tag text ("Leak") */
     kdh_harvest_mode_t mode;
+    int pair;                 /* leak accounting: block address and size of every captured
+                                 allocation (a one-shot breakpoint on its return), frees matched
+                                 to them by address */
     const char *out_dir;      /* run directory; created or continued */
     const char *target_name;  /* for meta.json ("target") */
     const char *symbol_path;  /* NULL: _NT_SYMBOL_PATH */

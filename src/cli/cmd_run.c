@@ -25,6 +25,9 @@ static const char usage[] =
     "  --baud N          serial speed (default 115200)\n"
     "  --tag TAG         pool tag, 1-4 characters\n"
     "  --mode MODE       hittag (default; the only mode implemented)\n"
+    "  --pair            leak accounting: each captured allocation's block address (a one-shot\n"
+    "                    breakpoint on its return) and size (its POOL_HEADER), frees matched to\n"
+    "                    them by address, so the report shows outstanding blocks and bytes per stack\n"
     "  --out DIR         run directory (default logs/<target>/<UTC time>); an existing run continues\n"
     "  --target NAME     target name for logs/<target>/ and meta.json (default: from the port)\n"
     "  --symbols PATH    symbol path (srv*cache*url;dir;...), default _NT_SYMBOL_PATH\n"
@@ -38,7 +41,7 @@ static const char usage[] =
 
 enum {
     OPT_PORT = 256, OPT_BAUD, OPT_TAG, OPT_MODE, OPT_OUT, OPT_TARGET, OPT_SYMBOLS, OPT_SYMBOL, OPT_SAMPLE,
-    OPT_MAX_HITS, OPT_DURATION, OPT_CAP, OPT_STALL, OPT_QUIET, OPT_CONFIG
+    OPT_MAX_HITS, OPT_DURATION, OPT_CAP, OPT_STALL, OPT_QUIET, OPT_CONFIG, OPT_PAIR
 };
 static const struct option longopts[] = {
     {"port", required_argument, NULL, OPT_PORT},       {"baud", required_argument, NULL, OPT_BAUD},
@@ -48,7 +51,7 @@ static const struct option longopts[] = {
     {"sample", required_argument, NULL, OPT_SAMPLE},   {"max-hits", required_argument, NULL, OPT_MAX_HITS},
     {"duration", required_argument, NULL, OPT_DURATION}, {"stack-cap", required_argument, NULL, OPT_CAP},
     {"max-stall", required_argument, NULL, OPT_STALL}, {"quiet", no_argument, NULL, OPT_QUIET},
-    {"config", required_argument, NULL, OPT_CONFIG},
+    {"config", required_argument, NULL, OPT_CONFIG},   {"pair", no_argument, NULL, OPT_PAIR},
     {0, 0, 0, 0}};
 
 static volatile sig_atomic_t g_stop, g_reopen;
@@ -169,6 +172,7 @@ int kdh_cli_cmd_run(int argc, char **argv)
                 return kdh_cli_usage_errorf("run", "--mode %s is not implemented; use hittag", o.arg);
             break;
         case OPT_OUT: out = o.arg; break;
+        case OPT_PAIR: ho.pair = 1; break;
         case OPT_TARGET: target = o.arg; break;
         case OPT_SYMBOLS: ho.symbol_path = o.arg; break;
         case OPT_SYMBOL:

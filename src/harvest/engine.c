@@ -78,6 +78,7 @@ static int write_meta(hv_t *h, kdh_err_t *err)
     snprintf(hex, sizeof hex, "0x%08x", h->tag_dword);
     json_object_set_new(m, "tag_dword", json_string(hex));
     json_object_set_new(m, "mode", json_string("hittag"));
+    json_object_set_new(m, "pair", json_boolean(h->o->pair));
     json_object_set_new(m, "started", json_string(started));
     json_t *k = json_object();
     if (h->t && kdh_target_version(h->t)) {
@@ -111,6 +112,25 @@ static int write_meta(hv_t *h, kdh_err_t *err)
     json_object_set_new(c, "capped", json_integer((json_int_t)h->capped));
     json_object_set_new(c, "reboots", json_integer((json_int_t)h->reboots));
     json_object_set_new(c, "sample", json_integer(h->o->sample > 1 ? h->o->sample : 1));
+    if (h->o->pair) {
+        const hv_pair_t *p = &h->pair;
+        json_t *pc = json_object();
+        json_object_set_new(pc, "allocs_with_addr", json_integer((json_int_t)p->allocs_addr));
+        json_object_set_new(pc, "allocs_without_addr", json_integer((json_int_t)p->allocs_no_addr));
+        json_object_set_new(pc, "allocs_failed", json_integer((json_int_t)p->allocs_failed));
+        json_object_set_new(pc, "frees_paired", json_integer((json_int_t)p->frees_paired));
+        json_object_set_new(pc, "frees_unmatched", json_integer((json_int_t)p->frees_unmatched));
+        json_object_set_new(pc, "frees_without_addr", json_integer((json_int_t)p->frees_no_addr));
+        json_object_set_new(pc, "returns_stepped_over", json_integer((json_int_t)p->returns_other));
+        json_object_set_new(pc, "live_blocks", json_integer((json_int_t)p->live_n));
+        json_object_set_new(c, "pair", pc);
+    }
+    json_t *bp = json_object();
+    json_object_set_new(bp, "written", json_integer((json_int_t)h->bps.writes));
+    json_object_set_new(bp, "restored", json_integer((json_int_t)h->bps.restores));
+    json_object_set_new(bp, "taken_out_by_target", json_integer((json_int_t)h->bps.deleted_by_target));
+    json_object_set_new(bp, "steps", json_integer((json_int_t)h->bps.steps));
+    json_object_set_new(c, "breakpoints", bp);
     json_object_set_new(m, "counters", c);
     int rc = kdh_store_write_meta(h->st, m, err);
     json_decref(m);
@@ -359,6 +379,13 @@ static int arm(hv_t *h, kdh_err_t *err)
         h->pht_old = 0xffffff0fu; /* armed by someone we have no record of: the kernel's own default */
         notice(h, "PoolHitTag already held the tag; it will be set to 0xffffff0f at detach");
     }
+    int nbp = hv_bp_repair(h, err);
+    if (nbp < 0)
+        return nbp;
+    if (nbp > 0) {
+        h->repaired = 1;
+        notice(h, "repaired: %d breakpoint%s left in the target by an earlier run taken out", nbp, nbp > 1 ? "s" : "");
+    }
     if ((rc = record_modules(h, err)) != KDH_OK)
         return rc;
     if ((rc = kdh_target_run_sync(h->t, h->c.kd, pdata_step, NULL, err)) != KDH_OK)
@@ -402,7 +429,7 @@ static int resume(hv_t *h, kdh_err_t *err)
     if (sc && sc->new_state == KDH_WIRE_STATE_EXCEPTION && sc->u.exception.code != KDH_WIRE_STATUS_BREAKPOINT &&
         sc->u.exception.code != KDH_WIRE_STATUS_SINGLE_STEP)
         st = 0x80010001u; /* DBG_EXCEPTION_NOT_HANDLED: a real fault is the kernel's to handle */
-    return hv_conn_continue(&h->c, st, err);
+    return hv_continue(h, st, err);
 }
 
 static int is_pool_hit(hv_t *h, const kdh_wire_state_change_t *sc)
@@ -440,6 +467,13 @@ static int detach(hv_t *h, kdh_err_t *err)
     }
     int hit = is_pool_hit(h, kdh_kd_state(h->c.kd));
     if ((rc = disarm(h, err)) != KDH_OK)
+        return rc;
+    /* allocations still waiting for their return are logged without an address; no breakpoint
+     * of ours stays in the target */
+    h->detaching = 1;
+    if ((rc = hv_pair_flush(h, err)) != KDH_OK)
+        return rc;
+    if ((rc = hv_bp_clear_all(h, err)) != KDH_OK)
         return rc;
     /* a hit that came before the break-in is logged like any other, so the log stays complete */
     rc = hit ? hv_handle_hit(h, err) : resume(h, err);
@@ -551,6 +585,12 @@ static int check_boot(hv_t *h, kdh_err_t *err)
     h->t = NULL;
     if ((rc = kdh_target_new(&h->t, err)) != KDH_OK)
         return rc;
+    /* the old boot's breakpoints and blocks died with it */
+    memset(&h->bps, 0, sizeof h->bps);
+    if ((rc = hv_pair_flush(h, err)) != KDH_OK)
+        return rc;
+    hv_pair_free_all(&h->pair);
+    memset(h->pair.site, 0, sizeof h->pair.site);
     memset(&h->pred, 0, sizeof h->pred);
     memset(&h->kinds, 0, sizeof h->kinds);
     h->boot++;
@@ -574,7 +614,8 @@ static int serve(hv_t *h, kdh_err_t *err)
         double now = hv_now_mono();
         if (o->stop && *o->stop)
             return KDH_OK;
-        if (o->max_hits && h->hits >= o->max_hits)
+        /* the last allocations' returns come first, for a while */
+        if (o->max_hits && h->hits >= o->max_hits && (!hv_pair_pending(h) || now - h->last_hit_mono > 2))
             return KDH_OK;
         if (o->duration_s > 0 && now - h->armed_at >= o->duration_s)
             return KDH_OK;
@@ -644,7 +685,9 @@ static int serve(hv_t *h, kdh_err_t *err)
                 return rc;
         }
         const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
-        if (is_pool_hit(h, sc)) {
+        if (h->o->pair && hv_pair_owns_stop(h, sc)) {
+            rc = hv_pair_on_return(h, err);
+        } else if (is_pool_hit(h, sc)) {
             if (o->max_stall_pct > 0 && now - h->armed_at > 5 && hv_stall_pct(h, now) > o->max_stall_pct) {
                 if ((rc = disarm(h, err)) != KDH_OK)
                     return rc;
@@ -751,6 +794,7 @@ int kdh_harvest_run(const kdh_harvest_opts_t *o, kdh_harvest_result_t *res, kdh_
     kdh_target_free(h->t);
     free(h->sids.sid);
     free(h->sids.count);
+    hv_pair_free_all(&h->pair);
     free(h);
     return rc;
 }

@@ -62,6 +62,20 @@ void hv_journal_read(const char *dir, hv_journal_state_t *st);
 int hv_journal_append(const char *dir, const char *op, uint64_t addr, uint32_t old_value,
                       uint32_t new_value, uint64_t kernel_base, kdh_err_t *err);
 
+/* Breakpoint records (bp_set / bp_clear lines): handles set on this kernel and not cleared. */
+#define HV_JOURNAL_BPS 64
+typedef struct hv_journal_bps {
+    size_t n;
+    uint64_t addr[HV_JOURNAL_BPS];
+    uint32_t handle[HV_JOURNAL_BPS];
+    uint64_t kernel_base[HV_JOURNAL_BPS];
+} hv_journal_bps_t;
+void hv_journal_read_bps(const char *dir, hv_journal_bps_t *bps);
+/* durable: fsync before returning (a set must be on disk before the target holds the int 3; a
+ * lost clear only costs a harmless RestoreBreakPoint at the next start) */
+int hv_journal_bp(const char *dir, const char *op, uint64_t addr, uint32_t handle, uint64_t kernel_base,
+                  int durable, kdh_err_t *err);
+
 /* ---- pure helpers (classify.c) ---- */
 /* Alloc/free from a routine name ("nt!ExpInsertPoolTracker+0x1c"): KDH_STORE_ALLOC,
  * KDH_STORE_FREE, or -1 when the name says neither. */
@@ -81,6 +95,64 @@ uint32_t hv_pred_get(const hv_pred_t *p, uint64_t pc, uint64_t sp, uint64_t thre
 void hv_pred_put(hv_pred_t *p, uint64_t pc, uint64_t sp, uint64_t thread, uint32_t span);
 
 #endif
+
+/* ---- software breakpoints (breakpoints.c) ---- */
+#define HV_BP_MAX 32 /* the target's table holds 32 (KD_BREAKPOINT_MAX) */
+typedef struct hv_bp {
+    uint64_t addr;
+    uint32_t handle;   /* the target's handle while the int 3 is in place; 0 = not in the target */
+    int wanted;        /* 1: must be in place whenever the target runs */
+} hv_bp_t;
+typedef struct hv_bps {
+    hv_bp_t bp[HV_BP_MAX];
+    uint64_t writes, restores, steps, deleted_by_target;
+} hv_bps_t;
+
+/* ---- leak accounting (pair.c) ---- */
+/* An allocation whose block address comes from its return: the event waits for the one-shot
+ * breakpoint at the return address into the allocator's caller. */
+#define HV_WAIT_MAX 64
+typedef struct hv_wait {
+    int used;
+    uint64_t bp;             /* return address */
+    uint64_t thread, sp;     /* the thread that must reach it, with this stack pointer */
+    kdh_store_event_t ev;    /* the allocation's event, written at the return */
+} hv_wait_t;
+
+/* Where a free's block address sits, learnt per free site (the break PC and its return address)
+ * as a stack slot at a fixed offset from the stop's SP. */
+#define HV_SITE_MAX 16
+#define HV_SITE_OFFS 32
+typedef struct hv_free_site {
+    uint64_t pc, ret;
+    uint32_t matched;                 /* frees whose block was found among the live blocks */
+    uint32_t off[HV_SITE_OFFS];       /* candidate offsets and how often each held the block */
+    uint32_t votes[HV_SITE_OFFS];
+    uint32_t n_off;
+    int locked;                       /* 1: off[0] is the block's slot */
+} hv_free_site_t;
+
+#define HV_LOCK_AFTER 4 /* consistent matches before a free site's slot is trusted alone */
+
+typedef struct hv_pair {
+    uint64_t *live_addr, *live_size; /* open addressing; 0 empty, 1 deleted */
+    size_t live_cap, live_n, live_used;
+    hv_wait_t wait[HV_WAIT_MAX];
+    hv_free_site_t site[HV_SITE_MAX];
+    /* counters (meta.json counters.pair) */
+    uint64_t allocs_addr, allocs_no_addr, allocs_failed, frees_paired, frees_unmatched, frees_no_addr,
+        returns_other;
+} hv_pair_t;
+
+/* Pure parts (pair.c), unit-tested. */
+/* POOL_HEADER's first two ULONGs (public layout, kd `!pool`): block bytes, header included, and
+ * the tag; 0 when the header is not a live block of tag (free, wrong tag, or no header there:
+ * big-page and special-pool blocks, segment-heap kernels). */
+uint64_t hv_pool_header_size(const uint8_t hdr[8], unsigned pointer_size, uint32_t tag);
+int hv_live_put(hv_pair_t *p, uint64_t addr, uint64_t size);
+/* 1 and *size when addr is live (removed when take) */
+int hv_live_get(hv_pair_t *p, uint64_t addr, uint64_t *size, int take);
+void hv_pair_free_all(hv_pair_t *p);
 
 /* ---- the engine (engine.c, hit.c) ---- */
 typedef struct hv_sidset {
@@ -129,8 +201,12 @@ typedef struct hv {
     uint64_t last_status_hits, last_status_bytes;
     double last_meta_t;
     int repaired;
+    hv_bps_t bps;
+    hv_pair_t pair;
+    int detaching;           /* no new breakpoints: allocations are logged without an address */
+    double last_hit_mono;
     /* link byte counters at the end of the last hit (cost per hit) */
-    uint64_t mark_in, mark_out, mark_req;
+    uint64_t mark_in, mark_out, mark_req, mark_steps;
 } hv_t;
 
 double hv_now_mono(void);
@@ -143,4 +219,40 @@ int hv_touch_context(hv_t *h, kdh_err_t *err);
 /* Adds a stack id written by an earlier start of the run. */
 int hv_sid_known(hv_t *h, uint64_t sid);
 void hv_stall_add(hv_t *h, double t0, double t1);
+void hv_cost_report(hv_t *h, kdh_harvest_hit_cost_t *cost);
+
+/* Breakpoints (breakpoints.c). */
+/* Wants an int 3 at addr from the next continue on (KDH_ERANGE when the table is full). */
+int hv_bp_want(hv_t *h, uint64_t addr, kdh_err_t *err);
+/* No longer wanted: RestoreBreakPoint when it is in place. */
+int hv_bp_unwant(hv_t *h, uint64_t addr, kdh_err_t *err);
+/* Index of a wanted breakpoint at pc, or -1. */
+int hv_bp_find(const hv_t *h, uint64_t pc);
+/* At every stop: the target took out its breakpoints in the reported instruction range. */
+void hv_bp_note_stop(hv_t *h, const kdh_wire_state_change_t *sc);
+/* Continue: steps over a wanted breakpoint at the stop's PC (trace flag, then re-insert), puts
+ * every wanted breakpoint in place and sends Continue2. When the step ends in another kind of
+ * stop, that stop is left for the run loop (the target stays stopped) with the breakpoints in place. */
+int hv_continue(hv_t *h, uint32_t status, kdh_err_t *err);
+/* Every breakpoint out of the target (detach). */
+int hv_bp_clear_all(hv_t *h, kdh_err_t *err);
+/* At start: breakpoints a crashed run left in this kernel are restored by their handles. Returns
+ * how many the target still held (taken out now), or a KDH_E* code. */
+int hv_bp_repair(hv_t *h, kdh_err_t *err);
+
+/* Leak accounting (pair.c). */
+/* A captured allocation: wait for its return (1: the event is deferred) or 0 (log it now). */
+int hv_pair_alloc(hv_t *h, const kdh_wire_state_change_t *sc, const kdh_target_stack_t *s,
+                  const kdh_store_event_t *ev, kdh_err_t *err);
+/* A captured free: the block address when it can be located (ev->addr/size filled). */
+void hv_pair_free(hv_t *h, const kdh_wire_state_change_t *sc, const kdh_target_stack_t *s,
+                  kdh_store_event_t *ev);
+/* 1 when the current stop is at one of the return breakpoints. */
+int hv_pair_owns_stop(hv_t *h, const kdh_wire_state_change_t *sc);
+/* Handles that stop: the waiting thread's allocation gets its address and size and is logged;
+ * another thread is stepped over. Continues the target. */
+int hv_pair_on_return(hv_t *h, kdh_err_t *err);
+/* Allocations still waiting (detach): logged without an address; their breakpoints dropped. */
+int hv_pair_flush(hv_t *h, kdh_err_t *err);
+int hv_pair_pending(const hv_t *h);
 double hv_stall_pct(hv_t *h, double now);

@@ -375,6 +375,25 @@ static int log_stack(hv_t *h, const kdh_target_stack_t *s, uint64_t *sid, int *c
     return kdh_store_intern_stack(h->st, fr, n, &got, err);
 }
 
+void hv_cost_report(hv_t *h, kdh_harvest_hit_cost_t *cost)
+{
+    uint64_t in = hv_conn_bytes(&h->c, 0), out = hv_conn_bytes(&h->c, 1);
+    const kdh_kd_stats_t *ks = kdh_kd_stats(h->c.kd);
+    uint64_t req = ks->requests;
+    /* Continue2 packets are counted as requests by the session but get no reply */
+    uint32_t conts = 1 + (uint32_t)(h->bps.steps - h->mark_steps);
+    cost->bytes_in = in - h->mark_in;
+    cost->bytes_out = out - h->mark_out;
+    cost->continues = conts;
+    cost->requests = (uint32_t)(req - h->mark_req) - conts;
+    h->mark_in = in;
+    h->mark_out = out;
+    h->mark_req = req;
+    h->mark_steps = h->bps.steps;
+    if (h->o->on_hit)
+        h->o->on_hit(h->o->ctx, cost);
+}
+
 int hv_handle_hit(hv_t *h, kdh_err_t *err)
 {
     const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
@@ -385,10 +404,15 @@ int hv_handle_hit(hv_t *h, kdh_err_t *err)
     h->hits++;
     unsigned n = h->o->sample > 1 ? h->o->sample : 1;
     int capture = (h->hits - 1) % n == 0;
-    int kind = KDH_STORE_HIT, rc, capped = 0;
+    int kind = KDH_STORE_HIT, rc, capped = 0, deferred = 0;
     uint64_t sid = 0;
     kdh_store_event_t ev;
     memset(&ev, 0, sizeof ev);
+    ev.t = t_wall;
+    ev.boot = h->boot;
+    ev.cpu = scc.processor;
+    ev.thread = scc.thread;
+    memcpy(ev.tag, h->tag, 5);
     if (capture) {
         kdh_target_stack_t *s = malloc(sizeof *s);
         if (!s)
@@ -401,18 +425,25 @@ int hv_handle_hit(hv_t *h, kdh_err_t *err)
             kind = classify(h, scc.program_counter, ret);
             rc = log_stack(h, s, &sid, &capped, err);
         }
+        ev.kind = (kdh_store_kind_t)kind;
+        ev.has_sid = !capped;
+        ev.sid = sid;
+        /* leak accounting needs the walk (caller frame, stack words) while the stop lasts */
+        if (rc == KDH_OK && h->o->pair && !capped && kind == KDH_STORE_FREE)
+            hv_pair_free(h, &scc, s, &ev);
+        if (rc == KDH_OK && h->o->pair && !capped && kind == KDH_STORE_ALLOC)
+            deferred = hv_pair_alloc(h, &scc, s, &ev, err);
         free(s);
         if (rc != KDH_OK)
             return rc;
         h->captured++;
-        ev.has_sid = !capped;
-        ev.sid = sid;
     } else {
         if ((rc = count_only(h, &scc, &kind, err)) != KDH_OK)
             return rc;
+        ev.kind = (kdh_store_kind_t)kind;
         h->counted++;
     }
-    if ((rc = hv_conn_continue(&h->c, KDH_WIRE_DBG_CONTINUE, err)) != KDH_OK)
+    if ((rc = hv_continue(h, KDH_WIRE_DBG_CONTINUE, err)) != KDH_OK)
         return rc;
     hv_stall_add(h, t0, hv_now_mono());
     if (kind == KDH_STORE_ALLOC)
@@ -422,30 +453,15 @@ int hv_handle_hit(hv_t *h, kdh_err_t *err)
     else
         h->unknown++;
     h->last_hit_wall = t_wall;
+    h->last_hit_mono = t0;
     if (capped) {
         h->capped++;
-    } else {
-        ev.t = t_wall;
-        ev.boot = h->boot;
-        ev.cpu = scc.processor;
-        ev.thread = scc.thread;
-        ev.kind = (kdh_store_kind_t)kind;
-        memcpy(ev.tag, h->tag, 5);
+    } else if (!deferred) { /* a deferred allocation is logged at its return */
         if ((rc = kdh_store_append_event(h->st, &ev, NULL, err)) != KDH_OK)
             return rc;
     }
-    uint64_t in = hv_conn_bytes(&h->c, 0), out = hv_conn_bytes(&h->c, 1);
-    uint64_t req = kdh_kd_stats(h->c.kd)->requests;
     cost.captured = capture;
     cost.kind = kind;
-    cost.bytes_in = in - h->mark_in;
-    cost.bytes_out = out - h->mark_out;
-    cost.continues = 1;
-    cost.requests = (uint32_t)(req - h->mark_req) - 1;
-    h->mark_in = in;
-    h->mark_out = out;
-    h->mark_req = req;
-    if (h->o->on_hit)
-        h->o->on_hit(h->o->ctx, &cost);
+    hv_cost_report(h, &cost);
     return KDH_OK;
 }

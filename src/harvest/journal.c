@@ -1,5 +1,6 @@
 /* journal.c: journal.jsonl, the record of what the harvester changed on the target (PoolHitTag
- * armed with its old value, disarmed). Written before each change takes effect, so a daemon that
+ * armed with its old value, disarmed; software breakpoints set and cleared, with their handles).
+ * Written before each change takes effect, so a daemon that
  * died while the target was armed leaves enough behind for the next start to put it back. */
 #include <fcntl.h>
 #include <jansson.h>
@@ -65,6 +66,72 @@ int hv_journal_append(const char *dir, const char *op, uint64_t addr, uint32_t o
     /* one write per line, and on disk before the target is changed */
     ssize_t w = write(fd, line, (size_t)n);
     int bad = w != n || fsync(fd) != 0;
+    int e = errno;
+    close(fd);
+    if (bad)
+        return kdh_err_set(err, KDH_EIO, "cannot write %s: %s", path, strerror(e));
+    return KDH_OK;
+}
+
+/* Breakpoint records: {"op":"bp_set"|"bp_clear","what":"breakpoint","addr","handle","kernel_base"}.
+ * A set without a later clear of the same handle on the same kernel is still in the target. */
+void hv_journal_read_bps(const char *dir, hv_journal_bps_t *bps)
+{
+    memset(bps, 0, sizeof *bps);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/journal.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        json_t *o = json_loads(line, 0, NULL);
+        const char *op = json_string_value(json_object_get(o, "op"));
+        if (!op || (strcmp(op, "bp_set") != 0 && strcmp(op, "bp_clear") != 0)) {
+            json_decref(o);
+            continue;
+        }
+        uint64_t addr = hex_field(o, "addr"), kb = hex_field(o, "kernel_base");
+        uint32_t handle = (uint32_t)json_integer_value(json_object_get(o, "handle"));
+        size_t k = 0;
+        while (k < bps->n && !(bps->handle[k] == handle && bps->kernel_base[k] == kb))
+            k++;
+        if (strcmp(op, "bp_set") == 0) {
+            if (k == bps->n && bps->n < HV_JOURNAL_BPS)
+                bps->n++;
+            if (k < bps->n) {
+                bps->addr[k] = addr;
+                bps->handle[k] = handle;
+                bps->kernel_base[k] = kb;
+            }
+        } else if (k < bps->n) {
+            bps->n--;
+            bps->addr[k] = bps->addr[bps->n];
+            bps->handle[k] = bps->handle[bps->n];
+            bps->kernel_base[k] = bps->kernel_base[bps->n];
+        }
+        json_decref(o);
+    }
+    fclose(f);
+}
+
+int hv_journal_bp(const char *dir, const char *op, uint64_t addr, uint32_t handle, uint64_t kernel_base,
+                  int durable, kdh_err_t *err)
+{
+    char path[1024], line[256];
+    snprintf(path, sizeof path, "%s/journal.jsonl", dir);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int n = snprintf(line, sizeof line,
+                     "{\"t\":%.3f,\"op\":\"%s\",\"what\":\"breakpoint\",\"addr\":\"0x%llx\",\"handle\":%u,"
+                     "\"kernel_base\":\"0x%llx\"}\n",
+                     (double)ts.tv_sec + ts.tv_nsec / 1e9, op, (unsigned long long)addr, handle,
+                     (unsigned long long)kernel_base);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return kdh_err_set(err, KDH_EIO, "cannot open %s: %s", path, strerror(errno));
+    ssize_t w = write(fd, line, (size_t)n);
+    int bad = w != n || (durable && fsync(fd) != 0);
     int e = errno;
     close(fd);
     if (bad)

@@ -103,7 +103,7 @@ static void print_status(app_t *a)
     sim_machine_info(a->m, &info);
     fprintf(stderr,
             "kdsim: %s boot=%llu sim=%.3fs host=%s stops=%llu prints=%llu breakins=%llu "
-            "rx=%lluB/%llupk bad=%llu dup=%llu tx=%lluB/%llupk retx=%llu resets=%llu "
+            "rx=%lluB/%llupk bad=%llu dup=%llu tx=%lluB/%llupk retx=%llu resets=%llu bps=%llu "
             "faults(corrupt=%llu drop=%llu pkt-drop=%llu pkt-dup=%llu stalls=%llu reboots=%llu) "
             "wall(run=%.3fms resumes=%llu resume-to-stop=%.3fms host-waits=%llu host-wait=%.3fms)\n",
             state_name(sim_target_state(a->t)), (unsigned long long)info.boot,
@@ -113,7 +113,7 @@ static void print_status(app_t *a)
             (unsigned long long)ts.rx_packets, (unsigned long long)ts.rx_bad,
             (unsigned long long)ts.rx_duplicates, (unsigned long long)ss.tx_bytes,
             (unsigned long long)ts.tx_packets, (unsigned long long)ts.tx_retransmits,
-            (unsigned long long)ts.resets, (unsigned long long)ss.faults.corrupted,
+            (unsigned long long)ts.resets, (unsigned long long)ts.breakpoints, (unsigned long long)ss.faults.corrupted,
             (unsigned long long)ss.faults.dropped_bytes, (unsigned long long)ss.faults.dropped_packets,
             (unsigned long long)ss.faults.duplicated_packets, (unsigned long long)ss.faults.stalls,
             (unsigned long long)ss.faults.reboots, (double)ss.run_wall_ns / 1e6, (unsigned long long)ss.resumes,

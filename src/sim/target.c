@@ -435,6 +435,9 @@ sim_target_state_t sim_target_state(const sim_target_t *t)
 void sim_target_stats(const sim_target_t *t, sim_target_stats_t *s)
 {
     *s = t->st;
+    s->breakpoints = 0;
+    for (int i = 0; i < KD_BP_MAX; i++)
+        s->breakpoints += t->bp[i].used != 0;
 }
 
 void sim_target_ids(const sim_target_t *t, uint32_t *tx_id, uint32_t *rx_expect)
