@@ -164,3 +164,36 @@ uint32_t sim_insn_decode(const uint8_t *p, uint32_t avail, int x64, sim_insn_kin
         return 0;
     return i;
 }
+
+/* 1 when the instruction at p always continues with the next one (no jump, call, return,
+ * interrupt, string repeat or halt): a single step of it ends at p + its length. */
+int sim_insn_falls_through(const uint8_t *p, uint32_t avail, int x64)
+{
+    uint32_t i = 0;
+    while (i < avail && i < 15) {
+        uint8_t b = p[i];
+        if (b == 0xF2 || b == 0xF3)
+            return 0; /* rep: the trace flag stops after each iteration */
+        if (b == 0x66 || b == 0x67 || b == 0x2E || b == 0x3E || b == 0x26 || b == 0x36 || b == 0x64 ||
+            b == 0x65 || b == 0xF0 || (x64 && (b & 0xF0) == 0x40))
+            i++;
+        else
+            break;
+    }
+    if (i + 1 >= avail)
+        return 0;
+    uint8_t op = p[i], op2 = p[i + 1];
+    if ((op >= 0x70 && op <= 0x7F) || (op >= 0xE0 && op <= 0xE3) || op == 0xE8 || op == 0xE9 || op == 0xEA ||
+        op == 0xEB || op == 0xC2 || op == 0xC3 || op == 0xCA || op == 0xCB || op == 0xCC || op == 0xCD ||
+        op == 0xCE || op == 0xCF || op == 0xF4 || op == 0x9A || op == 0x9C || op == 0x9D)
+        return 0; /* (pushf/popf: the trace flag itself is visible in EFLAGS) */
+    if (op == 0x0F && ((op2 >= 0x80 && op2 <= 0x8F) || op2 == 0x05 || op2 == 0x07 || op2 == 0x34 ||
+                       op2 == 0x35 || op2 == 0x0B || op2 == 0x01))
+        return 0;
+    if (op == 0xFF) {
+        uint8_t reg = (op2 >> 3) & 7;
+        if (reg >= 2 && reg <= 5)
+            return 0; /* indirect call / jmp */
+    }
+    return 1;
+}

@@ -254,7 +254,8 @@ static int read_boot_block(sim_machine_t *m, kdh_err_t *err)
     } f[] = {{6, &m->pool_hit_tag}, {7, &m->special_pool_tag}, {8, &m->kdbg}, {9, &m->kdbg_list_head},
              {10, &m->ps_loaded_module_list}, {11, &m->pool_track_table}, {12, &m->pool_track_table_size},
              {13, &m->current_pool_op}, {14, &m->dbg_break_point}, {15, &m->idle_loop},
-             {16, &m->thread_startup}, {17, &m->system_startup}, {18, &m->break_with_status}};
+             {16, &m->thread_startup}, {17, &m->system_startup}, {18, &m->break_with_status},
+             {22, &m->insert_tracker}, {23, &m->remove_tracker}};
     for (size_t i = 0; i < KDH_ARRAY_LEN(f); i++) {
         rc = boot_block_field(m, f[i].index, f[i].dst, err);
         if (rc != KDH_OK)
@@ -301,6 +302,9 @@ int sim_machine_reboot(sim_machine_t *m, kdh_err_t *err)
         rc = call_routine(m, m->images[i].base + m->images[i].entry_rva, boot_stack, 0, 0, err);
     if (rc == KDH_OK)
         rc = sim_build_kernel_structures(m, err);
+    /* the special-pool tag comes from the registry at boot (Memory Management\PoolTag) */
+    if (rc == KDH_OK && m->cfg.special_pool_tag)
+        sim_mem_put_u32(m, m->special_pool_tag, m->cfg.special_pool_tag);
     if (rc == KDH_OK)
         rc = sim_workload_setup(m, err);
     if (rc != KDH_OK)
@@ -378,6 +382,24 @@ static void read_print(sim_machine_t *m, sim_stop_t *s)
     s->text_len = done;
 }
 
+/* Puts a temporary int 3 after the instruction at pc when it always falls through to there. */
+static int step_by_int3(sim_machine_t *m, uint64_t pc, uint64_t *next, uint8_t *orig)
+{
+    uint8_t code[15], cc = 0xCC;
+    uint32_t avail = 0, done = 0;
+    sim_insn_kind_t kind;
+    int x64 = m->arch == SIM_ARCH_X64;
+    if (sim_machine_read(m, pc, code, sizeof code, &avail) != KDH_OK)
+        return 0;
+    uint32_t len = sim_insn_decode(code, avail, x64, &kind);
+    if (len == 0 || !sim_insn_falls_through(code, avail, x64))
+        return 0;
+    *next = pc + len;
+    if (sim_machine_read(m, *next, orig, 1, &done) != KDH_OK || done != 1 || *orig == 0xCC)
+        return 0;
+    return sim_machine_write(m, *next, &cc, 1, &done) == KDH_OK && done == 1;
+}
+
 /* One emulator run on cpu c from its saved registers. Returns KDH_OK with *stopped set when a
  * stop was produced into *stop, or with the item finished / budget used otherwise. */
 static int run_cpu(sim_machine_t *m, int c, uint64_t count, sim_stop_t *stop, int *stopped, kdh_err_t *err)
@@ -395,7 +417,24 @@ static int run_cpu(sim_machine_t *m, int c, uint64_t count, sim_stop_t *stop, in
     sim_regs_load(m, &cpu->regs);
     uint64_t pc0 = cpu->regs.rip;
     uc_err e;
-    if (count == 1) {
+    uint64_t next = 0;
+    uint8_t orig = 0;
+    if (count == 1 && step_by_int3(m, pc0, &next, &orig)) {
+        /* A step of an instruction that always goes on to the next: run up to a temporary int 3
+         * there, which keeps the translated code (a debugger steps after each of its own
+         * breakpoints, so this is the common case and must stay cheap). */
+        uint32_t done = 0;
+        m->insn_limit = UINT64_MAX;
+        e = uc_emu_start(m->uc, pc0, 0, 0, 0);
+        sim_machine_write(m, next, &orig, 1, &done);
+        sim_regs_save(m, &cpu->regs);
+        m->have_pending = 0; /* the int 3 block is not the machine's */
+        if (m->intr == SIM_INTR_BREAK && m->intr_pc == next) {
+            m->intr = SIM_INTR_NONE;
+            cpu->regs.rip = next;
+            m->insns = 1;
+        }
+    } else if (count == 1) {
         /* A single step stops inside a block: Unicorn's own count does it. Its counting hook
          * reaches only code translated after it was installed, so all translated code goes
          * first (a debugger's step can afford that). */

@@ -25,6 +25,9 @@ typedef struct sim_config {
     const char *workload;     /* preset name ("leak", "busy", "idle") or a workload file */
     const char *truth_path;   /* JSON Lines ground truth of every break; NULL for none */
     const char *hostile;      /* NULL, or a comma list of corruptions to serve (reliability tests) */
+    uint32_t special_pool_tag; /* nt!MmSpecialPoolTag at every boot (the registry's PoolTag); 0 none */
+    uint32_t truth_ops_tag;   /* non-zero: the truth also records every allocation and free of this
+                                 tag as it happens, stopped or not ("pool_alloc" / "pool_free") */
 } sim_config_t;
 
 typedef enum {

@@ -133,6 +133,7 @@ struct sim_machine {
     uint64_t boot_block, pool_hit_tag, special_pool_tag, kdbg, kdbg_list_head, ps_loaded_module_list;
     uint64_t pool_track_table, pool_track_table_size, current_pool_op, dbg_break_point;
     uint64_t idle_loop, thread_startup, system_startup, break_with_status;
+    uint64_t insert_tracker, remove_tracker; /* nt!ExpInsertPoolTracker / ExpRemovePoolTracker */
     uint64_t pool_start, pool_end, special_start, special_end;
     uint64_t arena_next, arena_end;  /* bump allocator for machine-built kernel structures */
 
@@ -223,6 +224,7 @@ void sim_hostile_resume(sim_machine_t *m);
 
 /* decode.c: length of the instruction at p (0 when unknown or past avail) and its kind */
 uint32_t sim_insn_decode(const uint8_t *p, uint32_t avail, int x64, sim_insn_kind_t *kind);
+int sim_insn_falls_through(const uint8_t *p, uint32_t avail, int x64);
 
 /* kstructs.c: nt's memory manager counters that KDDEBUGGER_DATA64 points at (fixture exports) */
 #define SIM_MM_VARS 6
@@ -240,5 +242,7 @@ void sim_step_account(sim_machine_t *m, uint64_t pc, uint64_t next_pc);
 void sim_shadow_push(sim_machine_t *m, int cpu, uint64_t ret);
 int sim_in_idle_loop(const sim_machine_t *m, uint64_t pc);
 int sim_truth_write(sim_machine_t *m, const sim_stop_t *stop, kdh_err_t *err);
+/* At the entry of the pool tracker routines (cfg.truth_ops_tag): one pool_alloc / pool_free line. */
+void sim_truth_pool_op(sim_machine_t *m, uint64_t pc);
 
 #endif

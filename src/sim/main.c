@@ -27,6 +27,8 @@ static const char usage[] =
     "  --cpus N           simulated processors, 1..8 (default 1)\n"
     "  --workload W       preset (leak, busy, deep, idle) or workload file (default leak)\n"
     "  --truth FILE       write the ground truth of every break as JSON Lines\n"
+    "  --truth-ops TAG    the truth also records every allocation and free of TAG as it happens\n"
+    "  --special-pool TAG special pool for TAG ('*' = every tag), as the registry's PoolTag sets it\n"
     "  --faults SPEC      e.g. corrupt=0.001,drop=0.0005,drop-packet=0.01,dup-packet=0.01,\n"
     "                     stall=2s/30s,reboot=60s\n"
     "  --fixtures DIR     folder with ntoskrnl.exe, hal.dll, drivers of the chosen arch\n"
@@ -161,10 +163,29 @@ static int count_modules(sim_machine_t *m, const sim_info_t *info)
     return -1;
 }
 
+/* A pool tag of 1 to 4 printable characters as the kernel stores it (little-endian, space padded). */
+static uint32_t tag_arg(const char *opt, const char *s)
+{
+    size_t n = strlen(s);
+    if (strcmp(s, "*") == 0)
+        return '*'; /* every tag: the kernel compares with the character itself */
+    if (n < 1 || n > 4)
+        die_usage("%s: '%s' is not a pool tag of 1 to 4 characters", opt, s);
+    uint32_t v = 0;
+    for (size_t i = 0; i < 4; i++) {
+        unsigned char ch = i < n ? (unsigned char)s[i] : ' ';
+        if (ch < 0x20 || ch > 0x7e)
+            die_usage("%s: '%s' is not a pool tag of printable characters", opt, s);
+        v |= (uint32_t)ch << (8 * i);
+    }
+    return v;
+}
+
 int main(int argc, char **argv)
 {
     enum { O_PTY = 256, O_TCP, O_UNIX, O_ARCH, O_BAUD, O_SEED, O_CPUS, O_WORKLOAD, O_TRUTH,
-           O_FAULTS, O_FIXTURES, O_NOCTXEX, O_SPEED, O_ACK, O_STATUS, O_HELP, O_HOSTILE };
+           O_FAULTS, O_FIXTURES, O_NOCTXEX, O_SPEED, O_ACK, O_STATUS, O_HELP, O_HOSTILE,
+           O_TRUTH_OPS, O_SPECIAL };
     static const struct option opts[] = {
         {"pty", no_argument, 0, O_PTY},          {"tcp", required_argument, 0, O_TCP},
         {"unix", required_argument, 0, O_UNIX},  {"arch", required_argument, 0, O_ARCH},
@@ -175,6 +196,7 @@ int main(int argc, char **argv)
         {"speed", required_argument, 0, O_SPEED}, {"ack-timeout", required_argument, 0, O_ACK},
         {"status", no_argument, 0, O_STATUS},    {"help", no_argument, 0, O_HELP},
         {"hostile", required_argument, 0, O_HOSTILE},
+        {"truth-ops", required_argument, 0, O_TRUTH_OPS}, {"special-pool", required_argument, 0, O_SPECIAL},
         {0, 0, 0, 0}};
     sim_config_t cfg = {.arch = SIM_ARCH_X64, .seed = 1, .cpus = 1, .workload = "leak"};
     sim_serve_opts_t so = {.kind = SIM_SERVE_PTY, .baud = 115200, .speed = 1.0};
@@ -210,6 +232,8 @@ int main(int argc, char **argv)
         case O_FIXTURES: cfg.fixture_dir = optarg; break;
         case O_NOCTXEX: to.no_context_ex = 1; break;
         case O_HOSTILE: cfg.hostile = optarg; break;
+        case O_TRUTH_OPS: cfg.truth_ops_tag = tag_arg("--truth-ops", optarg); break;
+        case O_SPECIAL: cfg.special_pool_tag = tag_arg("--special-pool", optarg); break;
         case O_SPEED: {
             char *e;
             so.speed = strtod(optarg, &e);

@@ -13,7 +13,11 @@
  * them), ending at the return into nt!PspSystemThreadStartup's frame. size = bytes the pool
  * tracker counts; requested = bytes asked for (alloc) or usable (free); addresses are hex
  * strings (sign-extended on x86); regs = the callee-saved values the item started with (what an
- * unwinder must recover in the outermost frame). */
+ * unwinder must recover in the outermost frame).
+ * With cfg.truth_ops_tag, every allocation and free of that tag is also recorded as it happens
+ * (a debugger's breakpoints elsewhere see them; PoolHitTag need not be armed):
+ *   {"seq","boot","time_ns","cpu","thread","pc","kind":"pool_alloc"|"pool_free","tag","tag_u32",
+ *    "size","requested","block","stack"} with stack[0] = the tracker routine's entry. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +111,8 @@ void sim_block_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user)
     }
     m->pending = *block_info(m, address, size);
     m->have_pending = 1;
+    if (m->cfg.truth_ops_tag && (address == m->insert_tracker || address == m->remove_tracker))
+        sim_truth_pool_op(m, address);
 }
 
 /* One instruction run under Unicorn's count (a single step): count it and apply its call or
@@ -290,4 +296,37 @@ int sim_truth_write(sim_machine_t *m, const sim_stop_t *stop, kdh_err_t *err)
     if (bad)
         return kdh_err_set(err, KDH_EIO, "kdsim: cannot write ground truth to %s", m->truth_path);
     return KDH_OK;
+}
+
+void sim_truth_pool_op(sim_machine_t *m, uint64_t pc)
+{
+    if (!m->truth)
+        return;
+    uint64_t op[5] = {0};
+    for (int i = 0; i < 5; i++)
+        sim_mem_get_ptr(m, m->current_pool_op + (uint64_t)i * m->psize, &op[i]);
+    if ((op[0] != 1 && op[0] != 2) || (((uint32_t)op[1] ^ m->cfg.truth_ops_tag) & 0x7fffffffu) != 0)
+        return;
+    int c = m->running_cpu;
+    const sim_cpu_t *cpu = &m->cpus[c];
+    json_t *stack = json_array();
+    json_array_append_new(stack, frame(m, pc));
+    int depth = cpu->shadow_depth < SIM_SHADOW_MAX ? cpu->shadow_depth : SIM_SHADOW_MAX;
+    for (int k = depth - 1; k >= 0; k--)
+        json_array_append_new(stack, frame(m, cpu->shadow[k].ret));
+    char tag[5];
+    tag_text((uint32_t)op[1], tag);
+    json_t *line = json_pack("{s:I,s:I,s:I,s:i,s:o,s:o,s:s,s:s,s:I,s:I,s:I,s:o,s:o}", "seq",
+                             (json_int_t)++m->truth_seq, "boot", (json_int_t)m->boot, "time_ns",
+                             (json_int_t)m->now_ns, "cpu", c, "thread", hex(m, cpu->current_thread), "pc",
+                             hex(m, pc), "kind", op[0] == 1 ? "pool_alloc" : "pool_free", "tag", tag,
+                             "tag_u32", (json_int_t)(uint32_t)op[1], "size", (json_int_t)op[2], "requested",
+                             (json_int_t)op[3], "block", hex(m, op[4]), "stack", stack);
+    char *text = line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(line);
+    if (text) {
+        fprintf(m->truth, "%s\n", text);
+        fflush(m->truth);
+    }
+    free(text);
 }
