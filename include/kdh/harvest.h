@@ -1,5 +1,5 @@
-/* kdh/harvest.h: the harvest engine for one target: attach over a port, arm nt!PoolHitTag for one
- * pool tag, capture each hit's allocation stack with the fewest bytes on the wire (a small
+/* kdh/harvest.h: the harvest engine for one target: attach over a port, arm nt!PoolHitTag (or
+ * breakpoints on the pool routines) for one pool tag, capture each hit's allocation stack with the fewest bytes on the wire (a small
  * CONTEXT slice, one read of the predicted stack span, a RIP/EIP-only PC move, Continue2), and
  * stream deduplicated stacks and events to a run directory through kdh_store. Detaches cleanly
  * (PoolHitTag restored, target continued) and keeps a journal so a crash can be repaired. */
@@ -13,7 +13,12 @@
 #include "kdh/common.h"
 
 typedef enum kdh_harvest_mode {
-    KDH_HARVEST_HITTAG = 0 /* nt!PoolHitTag = tag; the kernel's own int 3 reports every hit */
+    KDH_HARVEST_HITTAG = 0,      /* nt!PoolHitTag = tag; the kernel's own int 3 reports every hit */
+    KDH_HARVEST_SPECIALPOOL = 1, /* breakpoints on nt!MmAllocateSpecialPool / MmFreeSpecialPool (the
+                                    target must run special pool for the tag: registry PoolTag) */
+    KDH_HARVEST_ENTRY = 2        /* breakpoints on the exported ExAllocatePool* / ExFreePool* entries,
+                                    the tag filtered on the host from the arguments; no PDB needed,
+                                    slow on busy machines (every pool call of any tag stops) */
 } kdh_harvest_mode_t;
 
 /* Live figures for a status line (kdh_harvest_opts_t.on_status). */
@@ -41,6 +46,7 @@ typedef struct kdh_harvest_hit_cost {
     uint64_t stack_end;       /* one past the last return-address slot read by the unwinder */
     uint32_t stack_read;      /* stack bytes actually read from the target */
     int pair_return;          /* --pair: the stop at an allocation's return (not a pool hit) */
+    int filtered;             /* specialpool/entry: a breakpoint stop of another tag, resumed */
 } kdh_harvest_hit_cost_t;
 
 typedef struct kdh_harvest_opts {

@@ -18,13 +18,17 @@ int kdh_cli_run_harvest(kdh_harvest_opts_t *ho, int quiet, kdh_harvest_result_t 
 
 static const char usage[] =
     "--port SPEC --tag TAG [options]\n"
-    "Arms nt!PoolHitTag for TAG on the target at SPEC, records the stack of every allocation and free\n"
+    "Arms nt!PoolHitTag (or --mode breakpoints) for TAG on the target at SPEC, records the stack of every allocation and free\n"
     "with that tag, and writes a run directory (see docs/run-format.md). Ctrl-C detaches cleanly.\n"
     "  --config FILE     run every [target] of an INI file (config/kdharvest.ini) in this process\n"
     "  --port SPEC       /dev/ttyS0, /dev/serial/by-id/..., tcp://host:port or unix:/path\n"
     "  --baud N          serial speed (default 115200)\n"
     "  --tag TAG         pool tag, 1-4 characters\n"
-    "  --mode MODE       hittag (default; the only mode implemented)\n"
+    "  --mode MODE       hittag (default): nt!PoolHitTag, the kernel breaks on every hit;\n"
+    "                    specialpool: breakpoints on nt!MmAllocateSpecialPool/MmFreeSpecialPool (the\n"
+    "                    target must run special pool for TAG: registry PoolTag + reboot);\n"
+    "                    entry: breakpoints on the exported ExAllocatePool*/ExFreePool* with the tag\n"
+    "                    filtered on this side; no PDB needed, slow on busy machines\n"
     "  --pair            leak accounting: each captured allocation's block address (a one-shot\n"
     "                    breakpoint on its return) and size (its POOL_HEADER), frees matched to\n"
     "                    them by address, so the report shows outstanding blocks and bytes per stack\n"
@@ -168,8 +172,14 @@ int kdh_cli_cmd_run(int argc, char **argv)
             break;
         case OPT_TAG: ho.tag = o.arg; break;
         case OPT_MODE:
-            if (strcmp(o.arg, "hittag") != 0)
-                return kdh_cli_usage_errorf("run", "--mode %s is not implemented; use hittag", o.arg);
+            if (strcmp(o.arg, "hittag") == 0)
+                ho.mode = KDH_HARVEST_HITTAG;
+            else if (strcmp(o.arg, "specialpool") == 0)
+                ho.mode = KDH_HARVEST_SPECIALPOOL;
+            else if (strcmp(o.arg, "entry") == 0)
+                ho.mode = KDH_HARVEST_ENTRY;
+            else
+                return kdh_cli_usage_errorf("run", "--mode %s: use hittag, specialpool or entry", o.arg);
             break;
         case OPT_OUT: out = o.arg; break;
         case OPT_PAIR: ho.pair = 1; break;

@@ -77,7 +77,8 @@ static int write_meta(hv_t *h, kdh_err_t *err)
     json_object_set_new(m, "tag", json_string(h->tag));
     snprintf(hex, sizeof hex, "0x%08x", h->tag_dword);
     json_object_set_new(m, "tag_dword", json_string(hex));
-    json_object_set_new(m, "mode", json_string("hittag"));
+    static const char *const modes[] = {"hittag", "specialpool", "entry"};
+    json_object_set_new(m, "mode", json_string(modes[h->o->mode <= KDH_HARVEST_ENTRY ? h->o->mode : 0]));
     json_object_set_new(m, "pair", json_boolean(h->o->pair));
     json_object_set_new(m, "started", json_string(started));
     json_t *k = json_object();
@@ -94,6 +95,10 @@ static int write_meta(hv_t *h, kdh_err_t *err)
     json_object_set_new(k, "pool_hit_tag_source", json_string(h->pht_source));
     snprintf(hex, sizeof hex, "0x%08x", h->pht_old);
     json_object_set_new(k, "pool_hit_tag_original", json_string(hex));
+    if (h->o->mode == KDH_HARVEST_SPECIALPOOL) {
+        snprintf(hex, sizeof hex, "0x%08x", h->special_tag);
+        json_object_set_new(k, "special_pool_tag", json_string(hex));
+    }
     json_object_set_new(m, "kernel", k);
     json_t *l = json_object();
     json_object_set_new(l, "port", json_string(h->o->port));
@@ -124,6 +129,10 @@ static int write_meta(hv_t *h, kdh_err_t *err)
         json_object_set_new(pc, "returns_stepped_over", json_integer((json_int_t)p->returns_other));
         json_object_set_new(pc, "live_blocks", json_integer((json_int_t)p->live_n));
         json_object_set_new(c, "pair", pc);
+    }
+    if (h->o->mode != KDH_HARVEST_HITTAG) {
+        json_object_set_new(c, "filtered", json_integer((json_int_t)h->filtered));
+        json_object_set_new(c, "nested", json_integer((json_int_t)h->nested));
     }
     json_t *bp = json_object();
     json_object_set_new(bp, "written", json_integer((json_int_t)h->bps.writes));
@@ -194,8 +203,8 @@ static void status(hv_t *h, const char *state, int force)
         h->o->on_status(h->o->ctx, &s);
 }
 
-static void notice(hv_t *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void notice(hv_t *h, const char *fmt, ...)
+#define notice hv_notice
+void hv_notice(hv_t *h, const char *fmt, ...)
 {
     if (!h->o->on_notice)
         return;
@@ -266,6 +275,7 @@ static int discover_step(kdh_target_t *t, void *arg, kdh_err_t *err)
 }
 
 static int attach_target(hv_t *h, kdh_err_t *err);
+static int arm_pht(hv_t *h, kdh_err_t *err);
 static int probe_stop(hv_t *h, kdh_err_t *err);
 
 /* Connect, stop, GetVersion, discovery, symbols. */
@@ -348,34 +358,42 @@ static int record_modules(hv_t *h, kdh_err_t *err)
 /* Resolve PoolHitTag, repair a crashed run, remember the original value, arm. */
 static int arm(hv_t *h, kdh_err_t *err)
 {
-    resolve_arg_t ra = {.name = "nt!PoolHitTag"};
-    int rc = kdh_target_run_sync(h->t, h->c.kd, resolve_step, &ra, err);
-    if (rc != KDH_OK)
-        return rc;
-    h->pht_addr = ra.addr;
-    snprintf(h->pht_source, sizeof h->pht_source, "%s", ra.source);
-    resolve_arg_t rb = {.name = "nt!DbgBreakPoint"};
+    int hittag = h->o->mode == KDH_HARVEST_HITTAG;
+    int rc;
     kdh_err_t ignore;
+    uint32_t cur = 0;
+    if (hittag) {
+        resolve_arg_t ra = {.name = "nt!PoolHitTag"};
+        if ((rc = kdh_target_run_sync(h->t, h->c.kd, resolve_step, &ra, err)) != KDH_OK)
+            return rc;
+        h->pht_addr = ra.addr;
+        snprintf(h->pht_source, sizeof h->pht_source, "%s", ra.source);
+        if ((rc = rw_u32(h, h->pht_addr, &cur, 0, err)) != KDH_OK)
+            return rc;
+        h->pht_old = cur;
+    }
+    resolve_arg_t rb = {.name = "nt!DbgBreakPoint"};
     if (kdh_target_run_sync(h->t, h->c.kd, resolve_step, &rb, &ignore) == KDH_OK)
         h->dbgbp = rb.addr;
     uint64_t kbase = kdh_target_version(h->t)->kern_base;
     hv_journal_state_t js;
     hv_journal_read(h->dir, &js);
-    uint32_t cur;
-    if ((rc = rw_u32(h, h->pht_addr, &cur, 0, err)) != KDH_OK)
-        return rc;
-    h->pht_old = cur;
-    if (js.armed && js.kernel_base == kbase && js.addr == h->pht_addr) {
-        /* left armed by a run that did not detach: its "old" is the real original */
-        h->pht_old = js.old_value;
-        if ((rc = rw_u32(h, h->pht_addr, &h->pht_old, 1, err)) != KDH_OK)
+    if (js.armed && js.kernel_base == kbase && (!hittag || js.addr == h->pht_addr)) {
+        /* left armed by a run that did not detach: its "old" is the real original (the journal
+         * has the address, so no symbols are needed to put it back) */
+        uint32_t old = js.old_value;
+        if (!hittag && (rc = rw_u32(h, js.addr, &cur, 0, err)) != KDH_OK)
             return rc;
-        if ((rc = hv_journal_append(h->dir, "disarm", h->pht_addr, h->pht_old, h->pht_old, kbase, err)) != KDH_OK)
+        if ((rc = rw_u32(h, js.addr, &old, 1, err)) != KDH_OK)
             return rc;
+        if ((rc = hv_journal_append(h->dir, "disarm", js.addr, old, old, kbase, err)) != KDH_OK)
+            return rc;
+        if (hittag)
+            h->pht_old = old;
         h->repaired = 1;
         notice(h, "repaired: the target was left armed by an earlier run (PoolHitTag 0x%08x restored to 0x%08x)",
-               cur, h->pht_old);
-    } else if (cur == h->tag_dword) {
+               cur, old);
+    } else if (hittag && cur == h->tag_dword) {
         h->pht_old = 0xffffff0fu; /* armed by someone we have no record of: the kernel's own default */
         notice(h, "PoolHitTag already held the tag; it will be set to 0xffffff0f at detach");
     }
@@ -390,8 +408,20 @@ static int arm(hv_t *h, kdh_err_t *err)
         return rc;
     if ((rc = kdh_target_run_sync(h->t, h->c.kd, pdata_step, NULL, err)) != KDH_OK)
         return rc;
-    /* journal first: if we die between the two, the repair writes back the same original */
-    if ((rc = hv_journal_append(h->dir, "arm", h->pht_addr, h->pht_old, h->tag_dword, kbase, err)) != KDH_OK)
+    if (!hittag) {
+        if ((rc = hv_mode_resolve(h, err)) != KDH_OK)
+            return rc;
+        return hv_mode_arm(h, err);
+    }
+    return arm_pht(h, err);
+}
+
+/* Journal first: if we die between the two, the repair writes back the same original. */
+static int arm_pht(hv_t *h, kdh_err_t *err)
+{
+    uint64_t kbase = kdh_target_version(h->t)->kern_base;
+    int rc = hv_journal_append(h->dir, "arm", h->pht_addr, h->pht_old, h->tag_dword, kbase, err);
+    if (rc != KDH_OK)
         return rc;
     uint32_t v = h->tag_dword;
     if ((rc = rw_u32(h, h->pht_addr, &v, 1, err)) != KDH_OK)
@@ -404,6 +434,8 @@ static int disarm(hv_t *h, kdh_err_t *err)
 {
     if (!h->armed)
         return KDH_OK;
+    if (h->o->mode != KDH_HARVEST_HITTAG)
+        return hv_mode_disarm(h, err);
     uint32_t v = h->pht_old;
     int rc = rw_u32(h, h->pht_addr, &v, 1, err);
     if (rc != KDH_OK)
@@ -459,13 +491,16 @@ static int detach(hv_t *h, kdh_err_t *err)
             return rc;
         if (req.m.u.version.kern_base != kdh_target_version(h->t)->kern_base && h->armed) {
             /* rebooted since the last look: the new kernel was never armed */
-            if ((rc = hv_journal_append(h->dir, "disarm", h->pht_addr, h->pht_old, h->pht_old,
+            if (h->o->mode == KDH_HARVEST_HITTAG &&
+                (rc = hv_journal_append(h->dir, "disarm", h->pht_addr, h->pht_old, h->pht_old,
                                         kdh_target_version(h->t)->kern_base, err)) != KDH_OK)
                 return rc;
+            memset(&h->bps, 0, sizeof h->bps);
             h->armed = 0;
         }
     }
     int hit = is_pool_hit(h, kdh_kd_state(h->c.kd));
+    int entry = hv_mode_owns_stop(h, kdh_kd_state(h->c.kd));
     if ((rc = disarm(h, err)) != KDH_OK)
         return rc;
     /* allocations still waiting for their return are logged without an address; no breakpoint
@@ -476,7 +511,7 @@ static int detach(hv_t *h, kdh_err_t *err)
     if ((rc = hv_bp_clear_all(h, err)) != KDH_OK)
         return rc;
     /* a hit that came before the break-in is logged like any other, so the log stays complete */
-    rc = hit ? hv_handle_hit(h, err) : resume(h, err);
+    rc = hit ? hv_handle_hit(h, err) : entry ? hv_mode_on_entry(h, err) : resume(h, err);
     if (rc != KDH_OK)
         return rc;
     hv_conn_drain(&h->c);
@@ -564,7 +599,7 @@ static int check_boot(hv_t *h, kdh_err_t *err)
     if (rc != KDH_OK)
         return rc;
     int rebooted = req.m.u.version.kern_base != kdh_target_version(h->t)->kern_base;
-    if (!rebooted && h->armed) {
+    if (!rebooted && h->armed && h->o->mode == KDH_HARVEST_HITTAG) {
         uint32_t cur;
         if ((rc = rw_u32(h, h->pht_addr, &cur, 0, err)) != KDH_OK)
             return rc;
@@ -573,7 +608,7 @@ static int check_boot(hv_t *h, kdh_err_t *err)
     if (!rebooted)
         return KDH_OK;
     /* the old boot's arming died with it */
-    if (h->armed && (rc = hv_journal_append(h->dir, "disarm", h->pht_addr, h->pht_old, h->pht_old,
+    if (h->armed && h->o->mode == KDH_HARVEST_HITTAG && (rc = hv_journal_append(h->dir, "disarm", h->pht_addr, h->pht_old, h->pht_old,
                                             kdh_target_version(h->t)->kern_base, err)) != KDH_OK)
         return rc;
     h->armed = 0;
@@ -638,13 +673,9 @@ static int serve(hv_t *h, kdh_err_t *err)
                 return rc;
             if ((rc = hv_conn_wait_stop(&h->c, 5000, NULL, err)) != KDH_OK)
                 return rc;
-            uint64_t kbase = kdh_target_version(h->t)->kern_base;
-            if ((rc = hv_journal_append(h->dir, "arm", h->pht_addr, h->pht_old, h->tag_dword, kbase, err)) != KDH_OK)
+            rc = h->o->mode == KDH_HARVEST_HITTAG ? arm_pht(h, err) : hv_mode_arm(h, err);
+            if (rc != KDH_OK)
                 return rc;
-            uint32_t v = h->tag_dword;
-            if ((rc = rw_u32(h, h->pht_addr, &v, 1, err)) != KDH_OK)
-                return rc;
-            h->armed = 1;
             kdh_store_gap_t g = {.t0 = gap_t0, .t1 = hv_now_wall(), .reason = "disarmed",
                                  .detail = "target stopped too long by hits; re-armed after 10 s"};
             if ((rc = kdh_store_append_gap(h->st, &g, err)) != KDH_OK)
@@ -687,6 +718,8 @@ static int serve(hv_t *h, kdh_err_t *err)
         const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
         if (h->o->pair && hv_pair_owns_stop(h, sc)) {
             rc = hv_pair_on_return(h, err);
+        } else if (hv_mode_owns_stop(h, sc)) {
+            rc = hv_mode_on_entry(h, err);
         } else if (is_pool_hit(h, sc)) {
             if (o->max_stall_pct > 0 && now - h->armed_at > 5 && hv_stall_pct(h, now) > o->max_stall_pct) {
                 if ((rc = disarm(h, err)) != KDH_OK)

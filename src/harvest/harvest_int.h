@@ -154,6 +154,14 @@ int hv_live_put(hv_pair_t *p, uint64_t addr, uint64_t size);
 int hv_live_get(hv_pair_t *p, uint64_t addr, uint64_t *size, int take);
 void hv_pair_free_all(hv_pair_t *p);
 
+/* ---- breakpoint modes (mode_bp.c) ---- */
+#define HV_ENTRIES_MAX 8
+typedef struct hv_entry {
+    uint64_t addr;
+    int routine;             /* argument layout (mode_bp.c) */
+    int kind;                /* KDH_STORE_ALLOC / FREE */
+} hv_entry_t;
+
 /* ---- the engine (engine.c, hit.c) ---- */
 typedef struct hv_sidset {
     uint64_t *sid;        /* 0 = empty slot (a real sid of 0 is stored as 1: only the count matters) */
@@ -204,6 +212,11 @@ typedef struct hv {
     hv_bps_t bps;
     hv_pair_t pair;
     int detaching;           /* no new breakpoints: allocations are logged without an address */
+    hv_entry_t entries[HV_ENTRIES_MAX]; /* specialpool / entry modes: the watched routines */
+    int n_entries;
+    uint32_t special_tag;    /* nt!MmSpecialPoolTag as read at arming (specialpool mode) */
+    uint64_t filtered;       /* breakpoint stops of other tags, resumed at once */
+    uint64_t nested;         /* entry mode: calls from inside nt, part of a call already seen */
     double last_hit_mono;
     /* link byte counters at the end of the last hit (cost per hit) */
     uint64_t mark_in, mark_out, mark_req, mark_steps;
@@ -214,6 +227,13 @@ double hv_now_wall(void);
 /* Handles the current stop as a pool hit: classify, capture (or count), log, step over the
  * int 3 and continue. */
 int hv_handle_hit(hv_t *h, kdh_err_t *err);
+/* The stack walk of the current stop from its stack-register slice (kdh_target_stack_slice's
+ * bytes, already read): the predicted span in one read, the unwinder for the rest. */
+int hv_capture_from_slice(hv_t *h, const kdh_wire_state_change_t *sc, const uint8_t *slice, uint32_t len,
+                          kdh_target_stack_t *s, kdh_harvest_hit_cost_t *cost, kdh_err_t *err);
+/* Logs a captured stack (interned; symbolized the first time): its id, or *capped when the
+ * per-stack cap was reached. */
+int hv_log_stack(hv_t *h, const kdh_target_stack_t *s, uint64_t *sid, int *capped, kdh_err_t *err);
 /* GetContextEx of the PC alone, so that a following SetContextEx is accepted. */
 int hv_touch_context(hv_t *h, kdh_err_t *err);
 /* Adds a stack id written by an earlier start of the run. */
@@ -244,6 +264,10 @@ int hv_bp_repair(hv_t *h, kdh_err_t *err);
 /* A captured allocation: wait for its return (1: the event is deferred) or 0 (log it now). */
 int hv_pair_alloc(hv_t *h, const kdh_wire_state_change_t *sc, const kdh_target_stack_t *s,
                   const kdh_store_event_t *ev, kdh_err_t *err);
+/* The allocation's event waits for the thread to return to ret_pc with SP ret_sp (one-shot
+ * breakpoint); 1 when deferred, 0 when it must be logged now without an address. */
+int hv_pair_wait(hv_t *h, const kdh_wire_state_change_t *sc, uint64_t ret_pc, uint64_t ret_sp,
+                 const kdh_store_event_t *ev, kdh_err_t *err);
 /* A captured free: the block address when it can be located (ev->addr/size filled). */
 void hv_pair_free(hv_t *h, const kdh_wire_state_change_t *sc, const kdh_target_stack_t *s,
                   kdh_store_event_t *ev);
@@ -255,4 +279,16 @@ int hv_pair_on_return(hv_t *h, kdh_err_t *err);
 /* Allocations still waiting (detach): logged without an address; their breakpoints dropped. */
 int hv_pair_flush(hv_t *h, kdh_err_t *err);
 int hv_pair_pending(const hv_t *h);
+
+/* Breakpoint modes (mode_bp.c). */
+/* Finds the mode's routines (PDB, --symbol, or nt's exports); specialpool warns when the target's
+ * MmSpecialPoolTag is not the tag. */
+int hv_mode_resolve(hv_t *h, kdh_err_t *err);
+int hv_mode_arm(hv_t *h, kdh_err_t *err);
+int hv_mode_disarm(hv_t *h, kdh_err_t *err);
+int hv_mode_owns_stop(hv_t *h, const kdh_wire_state_change_t *sc);
+/* A stop at a routine's entry: tag filter from the arguments; a match is captured (or counted)
+ * and logged like a PoolHitTag hit; the target is continued either way. */
+int hv_mode_on_entry(hv_t *h, kdh_err_t *err);
+void hv_notice(hv_t *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 double hv_stall_pct(hv_t *h, double now);

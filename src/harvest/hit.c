@@ -233,6 +233,13 @@ static int fast_capture(hv_t *h, const kdh_wire_state_change_t *sc, kdh_target_s
     int rc = get_slice(h, sc->processor, slice, &off, &len, err);
     if (rc != KDH_OK)
         return rc;
+    return hv_capture_from_slice(h, sc, slice, len, s, cost, err);
+}
+
+int hv_capture_from_slice(hv_t *h, const kdh_wire_state_change_t *sc, const uint8_t *slice, uint32_t len,
+                          kdh_target_stack_t *s, kdh_harvest_hit_cost_t *cost, kdh_err_t *err)
+{
+    int rc;
     uint64_t sp = slice_sp(h, slice);
     cost->sp = sp;
     kdh_target_sync_stop(h->t, kdh_kd_stop_serial(h->c.kd));
@@ -339,7 +346,7 @@ static int count_only(hv_t *h, const kdh_wire_state_change_t *sc, int *kind, kdh
     return kdh_target_skip_int3(h->t, h->c.kd, err);
 }
 
-static int log_stack(hv_t *h, const kdh_target_stack_t *s, uint64_t *sid, int *capped, kdh_err_t *err)
+int hv_log_stack(hv_t *h, const kdh_target_stack_t *s, uint64_t *sid, int *capped, kdh_err_t *err)
 {
     kdh_store_frame_t fr[KDH_UNWIND_FRAMES_MAX];
     char syms[64][160];
@@ -423,7 +430,7 @@ int hv_handle_hit(hv_t *h, kdh_err_t *err)
             cost.stack_end = kdh_unwind_stack_end(&s->u);
             uint64_t ret = s->n_frames > 1 ? s->frames[1].pc : 0;
             kind = classify(h, scc.program_counter, ret);
-            rc = log_stack(h, s, &sid, &capped, err);
+            rc = hv_log_stack(h, s, &sid, &capped, err);
         }
         ev.kind = (kdh_store_kind_t)kind;
         ev.has_sid = !capped;

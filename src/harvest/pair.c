@@ -132,24 +132,25 @@ int hv_pair_alloc(hv_t *h, const kdh_wire_state_change_t *sc, const kdh_target_s
         h->pair.allocs_no_addr++;
         return 0;
     }
+    return hv_pair_wait(h, sc, s->frames[k].pc, s->frames[k].sp, ev, err);
+}
+
+int hv_pair_wait(hv_t *h, const kdh_wire_state_change_t *sc, uint64_t ret_pc, uint64_t ret_sp,
+                 const kdh_store_event_t *ev, kdh_err_t *err)
+{
     hv_wait_t *w = NULL;
     for (int i = 0; i < HV_WAIT_MAX && !w; i++)
         if (!h->pair.wait[i].used)
             w = &h->pair.wait[i];
-    if (!w) {
-        h->pair.allocs_no_addr++;
+    if (h->detaching || !w || hv_bp_want(h, ret_pc, err) != KDH_OK) {
+        h->pair.allocs_no_addr++; /* no room (or leaving): logged without an address */
         return 0;
-    }
-    int rc = hv_bp_want(h, s->frames[k].pc, err);
-    if (rc != KDH_OK) {
-        h->pair.allocs_no_addr++;
-        return 0; /* breakpoint table full: logged without an address */
     }
     memset(w, 0, sizeof *w);
     w->used = 1;
-    w->bp = s->frames[k].pc;
+    w->bp = ret_pc;
     w->thread = sc->thread;
-    w->sp = s->frames[k].sp;
+    w->sp = ret_sp;
     w->ev = *ev;
     return 1;
 }
@@ -223,14 +224,21 @@ int hv_pair_on_return(hv_t *h, kdh_err_t *err)
         h->pair.allocs_failed++; /* the allocation failed: nothing to pair */
     } else {
         uint8_t hdr[8];
-        memset(&req, 0, sizeof req);
-        kdh_kd_read_virtual(h->c.kd, &req, ret - 2 * ps, hdr, sizeof hdr, NULL, NULL);
-        int hrc = kdh_kd_wait(h->c.kd, &req);
-        uint64_t size = hrc == KDH_OK && req.out_len == sizeof hdr ? hv_pool_header_size(hdr, ps, h->tag_dword) : 0;
+        uint64_t size = 0;
+        if (h->o->mode != KDH_HARVEST_SPECIALPOOL) { /* special pool blocks have no header in front */
+            memset(&req, 0, sizeof req);
+            kdh_kd_read_virtual(h->c.kd, &req, ret - 2 * ps, hdr, sizeof hdr, NULL, NULL);
+            int hrc = kdh_kd_wait(h->c.kd, &req);
+            if (hrc == KDH_OK && req.out_len == sizeof hdr)
+                size = hv_pool_header_size(hdr, ps, h->tag_dword);
+        }
         ev.addr = ret;
         ev.has_addr = 1;
-        ev.size = size;
-        ev.has_size = size != 0;
+        if (size) { /* else the size the hit knew (special pool: the requested bytes) stays */
+            ev.size = size;
+            ev.has_size = 1;
+        }
+        size = ev.has_size ? ev.size : 0;
         if (hv_live_put(&h->pair, ret, size) != KDH_OK)
             return kdh_err_set(err, KDH_ENOMEM, "out of memory for the live block map");
         h->pair.allocs_addr++;

@@ -1,0 +1,325 @@
+/* harvest_sim.c: see harvest_sim.h. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harvest_sim.h"
+
+const char *g_kdsim, *g_kdh, *g_fixtures, *g_arch;
+char g_tmp[256];
+static pid_t g_children[16];
+static int g_nchildren;
+
+static void kill_children(void)
+{
+    for (int i = 0; i < g_nchildren && i < 16; i++)
+        if (g_children[i] > 0)
+            kill(g_children[i], SIGKILL);
+}
+
+int hs_init(int argc, char **argv, const char *tmp_prefix)
+{
+    if (argc < 4)
+        return 2;
+    g_kdsim = argv[1];
+    g_kdh = argv[2];
+    g_fixtures = argv[3];
+    g_arch = argc > 4 ? argv[4] : "x64";
+    char probe[600];
+    snprintf(probe, sizeof probe, "%s/%s/ntoskrnl.exe", g_fixtures, g_arch);
+    if (access(probe, R_OK) != 0 || access(g_kdsim, X_OK) != 0)
+        return 77;
+    snprintf(g_tmp, sizeof g_tmp, "/tmp/%s-XXXXXX", tmp_prefix);
+    if (!mkdtemp(g_tmp))
+        return 1;
+    atexit(kill_children);
+    return 0;
+}
+
+int hs_finish(int rc)
+{
+    if (rc == 0) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
+        if (system(cmd) != 0)
+            rc = 1;
+    }
+    return rc;
+}
+
+void hs_sim_start(sim_t *s, const char *name, ...)
+{
+    char fx[512], out[512];
+    const char *argv[32];
+    int n = 0;
+    snprintf(fx, sizeof fx, "%s/%s", g_fixtures, g_arch);
+    snprintf(s->truth, sizeof s->truth, "%s/%s.truth.jsonl", g_tmp, name);
+    snprintf(s->status, sizeof s->status, "%s/%s.kdsim.err", g_tmp, name);
+    snprintf(out, sizeof out, "%s/%s.kdsim.out", g_tmp, name);
+    const char *fixed[] = {g_kdsim, "--pty", "--fixtures", fx, "--arch", g_arch, "--baud", "0", "--truth", s->truth,
+                           "--workload", "leak"};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        argv[n++] = fixed[i];
+    va_list ap;
+    va_start(ap, name);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && n < 30)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    s->pid = fork();
+    assert_true(s->pid >= 0);
+    if (s->pid == 0) {
+        if (!freopen(out, "w", stdout) || !freopen(s->status, "w", stderr))
+            _exit(126);
+        setvbuf(stderr, NULL, _IOLBF, 0);
+        execv(g_kdsim, (char *const *)argv);
+        _exit(127);
+    }
+    g_children[g_nchildren++ % 16] = s->pid;
+    s->pty[0] = 0;
+    for (int i = 0; i < 100 && !s->pty[0]; i++) {
+        usleep(50000);
+        FILE *f = fopen(out, "r");
+        char line[256];
+        while (f && fgets(line, sizeof line, f))
+            if (sscanf(line, "kdsim: serving on %127s", s->pty) == 1)
+                break;
+        if (f)
+            fclose(f);
+    }
+    if (!s->pty[0])
+        fail_msg("kdsim did not print its pty");
+}
+
+void hs_sim_stop(sim_t *s)
+{
+    kill(s->pid, SIGTERM);
+    int st;
+    waitpid(s->pid, &st, 0);
+}
+
+int hs_harvest(const sim_t *s, const char *dir, int wait, ...)
+{
+    const char *argv[32];
+    int n = 0;
+    const char *fixed[] = {g_kdh, "run", "--port", s->pty, "--tag", "Leak", "--out", dir, "--quiet"};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        argv[n++] = fixed[i];
+    va_list ap;
+    va_start(ap, wait);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && n < 30)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    char err[600];
+    snprintf(err, sizeof err, "%s.stderr", dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stdout) || !freopen(err, "a", stderr))
+            _exit(126);
+        execv(g_kdh, (char *const *)argv);
+        _exit(127);
+    }
+    if (!wait)
+        return pid;
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+json_t *hs_load_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    json_t *arr = json_array();
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        json_t *o = json_loads(line, 0, NULL);
+        assert_non_null(o);
+        json_array_append_new(arr, o);
+    }
+    free(line);
+    fclose(f);
+    return arr;
+}
+
+size_t hs_count_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = 0;
+    int c;
+    while ((c = fgetc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+size_t hs_count_kind(const char *path, const char *kind)
+{
+    json_t *lines = hs_load_lines(path), *o;
+    size_t i, n = 0;
+    json_array_foreach(lines, i, o) n += strcmp(hs_str(o, "kind"), kind) == 0;
+    json_decref(lines);
+    return n;
+}
+
+const char *hs_str(json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+static void lower(char *p)
+{
+    for (; *p; p++)
+        *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+}
+
+void hs_truth_stack(json_t *t, char *out, size_t len)
+{
+    size_t used = 0, i;
+    json_t *fr;
+    out[0] = 0;
+    json_array_foreach(json_object_get(t, "stack"), i, fr) {
+        used += (size_t)snprintf(out + used, used < len ? len - used : 0, "%s%s+%llx", i ? "|" : "",
+                                 hs_str(fr, "module"), (unsigned long long)json_integer_value(json_object_get(fr, "rva")));
+    }
+    lower(out);
+}
+
+json_t *hs_load_stacks(const char *dir)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/stacks.jsonl", dir);
+    json_t *lines = hs_load_lines(path), *map = json_object(), *o;
+    size_t k;
+    json_array_foreach(lines, k, o) {
+        char text[4096];
+        size_t used = 0, i;
+        json_t *fr;
+        text[0] = 0;
+        json_array_foreach(json_object_get(o, "frames"), i, fr) {
+            char file[128];
+            snprintf(file, sizeof file, "%s", hs_str(fr, "mod"));
+            char *sl = strchr(file, '/');
+            if (sl)
+                *sl = 0;
+            used += (size_t)snprintf(text + used, used < sizeof text ? sizeof text - used : 0, "%s%s+%llx",
+                                     i ? "|" : "", file,
+                                     (unsigned long long)json_integer_value(json_object_get(fr, "rva")));
+        }
+        lower(text);
+        assert_null(json_object_get(map, hs_str(o, "sid"))); /* written once */
+        json_object_set_new(map, hs_str(o, "sid"), json_string(text));
+    }
+    json_decref(lines);
+    return map;
+}
+
+int hs_stack_suffix(const char *ours, const char *truth)
+{
+    const char *o1 = strchr(ours, '|');
+    if (!o1)
+        return 0;
+    o1++;
+    size_t lo = strlen(o1), lt = strlen(truth);
+    return lo < lt && truth[lt - lo - 1] == '|' && strcmp(truth + lt - lo, o1) == 0;
+}
+
+void hs_out_init(hs_outstanding_t *o)
+{
+    o->live = json_object();
+    o->bytes = json_object();
+}
+
+void hs_out_alloc(hs_outstanding_t *o, const char *addr, const char *stack, json_int_t size)
+{
+    json_object_set_new(o->live, addr, json_pack("[s,I]", stack, size));
+    json_int_t cur = json_integer_value(json_object_get(o->bytes, stack));
+    json_object_set_new(o->bytes, stack, json_integer(cur + size));
+}
+
+void hs_out_free(hs_outstanding_t *o, const char *addr)
+{
+    json_t *b = json_object_get(o->live, addr);
+    if (!b)
+        return;
+    const char *stack = json_string_value(json_array_get(b, 0));
+    json_int_t cur = json_integer_value(json_object_get(o->bytes, stack));
+    json_object_set_new(o->bytes, stack, json_integer(cur - json_integer_value(json_array_get(b, 1))));
+    json_object_del(o->live, addr);
+}
+
+const char *hs_out_top(const hs_outstanding_t *o, json_int_t *best)
+{
+    const char *k, *top = NULL;
+    json_t *v;
+    *best = 0;
+    json_object_foreach(o->bytes, k, v) {
+        if (json_integer_value(v) > *best) {
+            *best = json_integer_value(v);
+            top = k;
+        }
+    }
+    return top;
+}
+
+void hs_out_done(hs_outstanding_t *o)
+{
+    json_decref(o->live);
+    json_decref(o->bytes);
+}
+
+int hs_journal_open_bps(const char *dir)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/journal.jsonl", dir);
+    json_t *lines = hs_load_lines(path), *o;
+    size_t i;
+    int open[64] = {0};
+    json_array_foreach(lines, i, o) {
+        const char *op = hs_str(o, "op");
+        json_int_t h = json_integer_value(json_object_get(o, "handle"));
+        if (h < 0 || h >= 64)
+            continue;
+        if (strcmp(op, "bp_set") == 0)
+            open[h] = 1;
+        else if (strcmp(op, "bp_clear") == 0)
+            open[h] = 0;
+    }
+    json_decref(lines);
+    int n = 0;
+    for (int h = 0; h < 64; h++)
+        n += open[h];
+    return n;
+}
+
+json_int_t hs_meta_counter(const char *dir, const char *group, const char *name)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/meta.json", dir);
+    json_t *m = json_load_file(path, 0, NULL);
+    assert_non_null(m);
+    json_t *c = json_object_get(m, "counters");
+    if (group)
+        c = json_object_get(c, group);
+    json_t *v = json_object_get(c, name);
+    if (!v)
+        fail_msg("meta.json has no counters.%s%s%s", group ? group : "", group ? "." : "", name);
+    json_int_t r = json_integer_value(v);
+    json_decref(m);
+    return r;
+}

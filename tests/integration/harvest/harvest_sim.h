@@ -1,0 +1,62 @@
+/* harvest_sim.h: helpers of the kdharvest-against-kdsim tests that check leak accounting and the
+ * breakpoint modes: a kdsim child with its truth file, kdharvest runs, the run directory and the
+ * truth read as JSON, stacks as comparable text, outstanding bytes per stack. */
+#ifndef KDH_TEST_HARVEST_SIM_H
+#define KDH_TEST_HARVEST_SIM_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+extern const char *g_kdsim, *g_kdh, *g_fixtures, *g_arch;
+extern char g_tmp[256];
+
+typedef struct sim {
+    pid_t pid;
+    char pty[128];
+    char truth[512];
+    char status[512]; /* kdsim's stderr (its --status lines) */
+} sim_t;
+
+/* Parses argv (KDSIM KDHARVEST FIXTURES [x64|x86]), makes g_tmp; 77 when the fixtures are
+ * absent, 2 on bad arguments, else 0. */
+int hs_init(int argc, char **argv, const char *tmp_prefix);
+/* Removes g_tmp when rc is 0; returns rc (1 when the removal failed). */
+int hs_finish(int rc);
+/* kdsim --pty on the leak workload, --truth into g_tmp/<name>.truth.jsonl, extra args after. */
+void hs_sim_start(sim_t *s, const char *name, ...);
+void hs_sim_stop(sim_t *s);
+/* kdharvest run --port --tag Leak --out dir --quiet + args (NULL-terminated): its pid (wait 0) or
+ * its exit code. */
+int hs_harvest(const sim_t *s, const char *dir, int wait, ...);
+
+json_t *hs_load_lines(const char *path);
+size_t hs_count_lines(const char *path);
+/* Lines of the truth file whose "kind" is kind. */
+size_t hs_count_kind(const char *path, const char *kind);
+const char *hs_str(json_t *o, const char *k);
+/* Truth stack as "file+rva|file+rva|...", file lower case; our stacks.jsonl as sid -> same text. */
+void hs_truth_stack(json_t *t, char *out, size_t len);
+json_t *hs_load_stacks(const char *dir);
+/* 1 when ours is the truth stack's outer part from frame 1 on (ours begins at a routine's entry,
+ * the truth further in): our frames 1.. equal the truth's last n-1 frames. */
+int hs_stack_suffix(const char *ours, const char *truth);
+
+/* Outstanding bytes per stack text: an allocation adds its block, a free of a live address
+ * takes it back. */
+typedef struct hs_outstanding {
+    json_t *live;  /* addr -> [stack, size] */
+    json_t *bytes; /* stack -> bytes */
+} hs_outstanding_t;
+void hs_out_init(hs_outstanding_t *o);
+void hs_out_alloc(hs_outstanding_t *o, const char *addr, const char *stack, json_int_t size);
+void hs_out_free(hs_outstanding_t *o, const char *addr);
+const char *hs_out_top(const hs_outstanding_t *o, json_int_t *best);
+void hs_out_done(hs_outstanding_t *o);
+
+/* Journal: breakpoint handles set and not cleared. */
+int hs_journal_open_bps(const char *dir);
+/* meta.json counters.<group>.<name> (group NULL: counters.<name>); fails the test when absent. */
+json_int_t hs_meta_counter(const char *dir, const char *group, const char *name);
+
+#endif
