@@ -218,7 +218,7 @@ static int filter(hv_t *h, const hv_entry_t *e, const args_t *a, kdh_store_event
     case R_ALLOC_NONE: size = a->a[1]; tag = TAG_NONE; break;
     case R_SP_ALLOC: size = a->a[0]; tag = (uint32_t)a->a[1]; break;
     case R_FREE_TAG: block = a->a[0]; tag = (uint32_t)a->a[1]; break;
-    case R_FREE: block = a->a[0]; break;
+    case R_FREE:
     case R_SP_FREE: block = a->a[0]; break;
     }
     if (ps == 4)

@@ -223,9 +223,9 @@ int hv_pair_on_return(hv_t *h, kdh_err_t *err)
     if (ret == 0) {
         h->pair.allocs_failed++; /* the allocation failed: nothing to pair */
     } else {
-        uint8_t hdr[8];
         uint64_t size = 0;
         if (h->o->mode != KDH_HARVEST_SPECIALPOOL) { /* special pool blocks have no header in front */
+            uint8_t hdr[8];
             memset(&req, 0, sizeof req);
             kdh_kd_read_virtual(h->c.kd, &req, ret - 2 * ps, hdr, sizeof hdr, NULL, NULL);
             int hrc = kdh_kd_wait(h->c.kd, &req);
