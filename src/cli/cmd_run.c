@@ -18,8 +18,9 @@ int kdh_cli_run_harvest(kdh_harvest_opts_t *ho, int quiet, kdh_harvest_result_t 
 
 static const char usage[] =
     "--port SPEC --tag TAG [options]\n"
-    "Arms nt!PoolHitTag (or --mode breakpoints) for TAG on the target at SPEC, records the stack of every allocation and free\n"
-    "with that tag, and writes a run directory (see docs/run-format.md). Ctrl-C detaches cleanly.\n"
+    "Arms nt!PoolHitTag (or breakpoints, see --mode) for TAG on the target at SPEC, records the\n"
+    "stack of every allocation and free with that tag, and writes a run directory (see\n"
+    "docs/run-format.md). Ctrl-C detaches cleanly.\n"
     "  --config FILE     run every [target] of an INI file (config/kdharvest.ini) in this process\n"
     "  --port SPEC       /dev/ttyS0, /dev/serial/by-id/..., tcp://host:port or unix:/path\n"
     "  --baud N          serial speed (default 115200)\n"

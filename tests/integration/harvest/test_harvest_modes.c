@@ -31,10 +31,10 @@ static void check_mode(const char *mode)
     int sp = strcmp(mode, "specialpool") == 0;
     if (sp) {
         hs_sim_start(&s, name, "--truth-ops", "Leak", "--special-pool", "Leak", NULL);
-        assert_int_equal(hs_harvest(&s, dir, 1, "--mode", mode, "--pair", "--symbols", fx, "--max-hits", "150", NULL), 0);
+        assert_int_equal(hs_harvest(&s, dir, 1, "--mode", mode, "--pair", "--symbols", fx, "--max-hits", "80", NULL), 0);
     } else { /* no symbols at all: the exports are enough */
         hs_sim_start(&s, name, "--truth-ops", "Leak", NULL);
-        assert_int_equal(hs_harvest(&s, dir, 1, "--mode", mode, "--pair", "--max-hits", "150", NULL), 0);
+        assert_int_equal(hs_harvest(&s, dir, 1, "--mode", mode, "--pair", "--max-hits", "80", NULL), 0);
     }
     size_t breaks = hs_count_kind(s.truth, "break");
     usleep(2000000);
@@ -51,7 +51,7 @@ static void check_mode(const char *mode)
             json_array_append(ops, t);
     }
     size_t n = json_array_size(events), with_addr = 0;
-    assert_true(n >= 150 && n <= json_array_size(ops));
+    assert_true(n >= 80 && n <= json_array_size(ops));
     hs_outstanding_t ours, real;
     hs_out_init(&ours);
     hs_out_init(&real);
