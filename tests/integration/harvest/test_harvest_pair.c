@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -130,24 +132,51 @@ static int sim_bps(const char *status_path)
     return bps;
 }
 
-/* kill -9 until it lands while a return breakpoint is in kdsim's table and the target is stopped
- * elsewhere (at the allocation hit, before the Continue): a restart must take it out (else its
- * own breakpoint at that address is refused as a duplicate), harvest and detach with the table
- * empty and the journal closed. Each miss (the target was stopped at the return, which took the
- * int 3 out itself) is cleaned up by a short run. */
+/* The last line of the run's journal is a bp_set (a breakpoint just written, Continue2 next). */
+static int journal_ends_with_set(const char *dir)
+{
+    char path[600], line[512], last[512] = "";
+    snprintf(path, sizeof path, "%s/journal.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        if (strchr(line, '\n'))
+            memcpy(last, line, sizeof last);
+    fclose(f);
+    return strstr(last, "\"op\":\"bp_set\"") != NULL;
+}
+
+/* kill -9 right after a return breakpoint was journalled (written into the target), before the
+ * Continue2 that follows has crossed the 115200-baud line: the target stays stopped at the
+ * allocation hit with the int 3 in its table. A restart must take it out (else its own breakpoint
+ * at that address is refused as a duplicate), harvest and detach with the table empty and the
+ * journal closed. A kill that came too late (the target already ran into the return, which took
+ * the int 3 out itself) is cleaned up by a short run and tried again. */
 static void test_kill9(void **state)
 {
     (void)state;
     sim_t s;
-    hs_sim_start(&s, "kill9", "--status", NULL);
+    hs_sim_start(&s, "kill9", "--status", "--baud", "115200", NULL);
     char dir[512], fx[512];
     snprintf(dir, sizeof dir, "%s/run-kill9-%s", g_tmp, g_arch);
     snprintf(fx, sizeof fx, "%s/%s", g_fixtures, g_arch);
+    assert_int_equal(mkdir(dir, 0755), 0);
     int found = 0;
-    for (int attempt = 0; attempt < 40 && !found; attempt++) {
+    for (int attempt = 0; attempt < 10 && !found; attempt++) {
+        int in = inotify_init1(IN_CLOEXEC);
+        assert_true(in >= 0);
+        assert_true(inotify_add_watch(in, dir, IN_MODIFY | IN_CREATE) >= 0);
         pid_t pid = hs_harvest(&s, dir, 0, "--symbols", fx, "--pair", NULL);
-        usleep(400000 + 23000 * (useconds_t)attempt);
+        char ev[4096];
+        for (int k = 0; k < 100000; k++) {
+            if (read(in, ev, sizeof ev) <= 0)
+                break;
+            if (journal_ends_with_set(dir))
+                break;
+        }
         kill(pid, SIGKILL);
+        close(in);
         int st;
         waitpid(pid, &st, 0);
         usleep(1300000); /* a status line of the stopped target */
