@@ -103,6 +103,11 @@ for f in text json csv html folded; do
 done
 report 0 --format folded --since 1015 "$good"
 [ "$(cat "$work/out")" = "Good!Work+0x20;nt!ExAllocatePoolWithTag+0x34 10" ] || fail "folded --since: $(cat "$work/out")"
+# --since/--until also take ISO 8601 UTC: 1015 s after the epoch is 1970-01-01T00:16:55Z.
+report 0 --format folded --since 1970-01-01T00:16:55Z "$good"
+[ "$(cat "$work/out")" = "Good!Work+0x20;nt!ExAllocatePoolWithTag+0x34 10" ] || fail "folded --since ISO: $(cat "$work/out")"
+report 0 --format folded --until 1970-01-01T00:16:55Z "$good"
+[ "$(cat "$work/out")" = "LeakDrv!Path+0x19;nt!ExAllocatePoolWithTag+0x34 200" ] || fail "folded --until ISO: $(cat "$work/out")"
 report 2 --format folded --by driver "$good"
 grep -q "folded lists stacks" "$work/err" || fail "folded --by driver not refused clearly"
 echo "report cli: all bad-input and option cases hold"
