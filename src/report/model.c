@@ -307,12 +307,12 @@ static int on_stack(void *ud, uint64_t sid, const kdh_store_frame_t *f, size_t n
     s->driver = NONE_IDX;
     int all_system = n > 0;
     for (size_t i = 0; i < n; i++) {
-        char text[1200], mbuf[256], sbuf[256];
+        char text[1200], modbuf[256]; /* mod may point into modbuf until the end of the iteration */
         const char *mod = NULL;
         if (f[i].mod)
-            mod = modname(r, f[i].mod, mbuf, sizeof mbuf);
-        else if (sym_module(f[i].sym, sbuf, sizeof sbuf))
-            mod = sbuf;
+            mod = modname(r, f[i].mod, modbuf, sizeof modbuf);
+        else if (sym_module(f[i].sym, modbuf, sizeof modbuf))
+            mod = modbuf;
         if (f[i].mod && f[i].has_rva && rep_symbolize(r, f[i].mod, mod, f[i].rva, text, sizeof text))
             ; /* named from the module's PDB (--symbols) */
         else if (f[i].sym && f[i].sym[0])
@@ -720,7 +720,8 @@ rdriver_t *rep_drivers(const kdh_report_t *r, kdh_report_value_t v, uint32_t *n)
             memset(&d[k], 0, sizeof d[k]);
             d[k].name = s->driver;
         }
-        d[k].stacks++;
+        /* d holds every index the map gives out (an entry is added only after d grew) */
+        d[k].stacks++; /* NOLINT(clang-analyzer-core.NullDereference) */
         d[k].allocs += s->allocs;
         d[k].alloc_bytes += s->alloc_bytes;
         d[k].out_count += s->out_count > 0 ? s->out_count : 0;

@@ -179,12 +179,18 @@ int rep_render_csv(const kdh_report_t *r, FILE *out)
                 len += strlen(rep_str(r, s->frames[i])) + 3;
             char *joined = malloc(len);
             if (joined) {
-                joined[0] = '\0';
+                size_t at = 0;
                 for (uint32_t i = 0; i < s->nframes; i++) {
-                    if (i)
-                        strcat(joined, " | ");
-                    strcat(joined, rep_str(r, s->frames[i]));
+                    const char *fr = rep_str(r, s->frames[i]);
+                    size_t fl = strlen(fr);
+                    if (i) {
+                        memcpy(joined + at, " | ", 3);
+                        at += 3;
+                    }
+                    memcpy(joined + at, fr, fl);
+                    at += fl;
                 }
+                joined[at] = '\0';
                 csv_field(out, joined);
                 free(joined);
             }

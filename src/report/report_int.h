@@ -84,7 +84,7 @@ uint32_t rep_live_class(kdh_report_t *r, uint32_t tag, uint32_t boot, uint64_t s
 /* live.c. Blocks pair only inside one run: the table is cleared when the next run starts. */
 rlive_t *rep_live_find(const rep_live_t *t, const rep_tb_t *tbs, uint64_t addr, uint32_t boot);
 int rep_live_add(rep_live_t *t, const rep_tb_t *tbs, const rlive_t *blk);
-void rep_live_remove(rep_live_t *t, const rep_tb_t *tbs, rlive_t *slot);
+void rep_live_remove(rep_live_t *t, const rep_tb_t *tbs, const rlive_t *slot);
 void rep_live_clear(rep_live_t *t);
 void rep_live_prefetch(const rep_live_t *t, uint64_t addr, uint32_t boot);
 

@@ -99,8 +99,7 @@ static kdh_pdb_t *load_pdb(kdh_report_t *r, const char *key)
             n = (size_t)(dot - key);
         if (n + 5 > sizeof pdbname)
             return NULL;
-        memcpy(pdbname, key, n);
-        memcpy(pdbname + n, ".pdb", 5);
+        snprintf(pdbname, sizeof pdbname, "%.*s.pdb", (int)n, key);
     }
     char path[4096];
     kdh_err_t err = {0};
