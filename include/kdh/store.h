@@ -82,6 +82,14 @@ typedef struct kdh_store_opts {
     /* fsync the JSON Lines files after every N lines (1 = every line, 0 = only at
      * kdh_store_sync/kdh_store_close). meta.json is always fsynced before its rename. */
     unsigned fsync_every;
+    /* 0: every line is written by its own call, at once (a live harvest). N: whole lines are
+     * collected, up to N bytes per file, and written with one write() when a file's buffer is
+     * full and at kdh_store_flush / write_meta / sync / close, every file in the order modules,
+     * stacks, events, pool, gaps (so no event on disk names a stack that is not). A kill -9 then
+     * loses the lines not yet written and can still tear only the last line of a file, which a
+     * reopen truncates as usual. For bulk writers (ingest), where one write() per line costs more
+     * than the line. */
+    size_t buffer_bytes;
 } kdh_store_opts_t;
 
 /* What kdh_store_open found in an existing run directory. */
@@ -119,6 +127,9 @@ int kdh_store_append_gap(kdh_store_t *st, const kdh_store_gap_t *g, kdh_err_t *e
  * plus "schema" (always) and "updated" (now, ISO 8601 UTC, unless present). */
 int kdh_store_write_meta(kdh_store_t *st, const struct json_t *meta, kdh_err_t *err);
 
+/* Writes the lines collected under opts.buffer_bytes (nothing to do without it). */
+int kdh_store_flush(kdh_store_t *st, kdh_err_t *err);
+/* Flushes, then fsyncs every file. */
 int kdh_store_sync(kdh_store_t *st, kdh_err_t *err);
 /* Syncs and frees; st may be NULL. Returns the first error of the final sync. */
 int kdh_store_close(kdh_store_t *st, kdh_err_t *err);

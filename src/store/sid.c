@@ -19,6 +19,22 @@ static void put(char *buf, size_t cap, size_t *len, const char *s, size_t n)
     *len += n;
 }
 
+/* ":hex" or "?:hex" (lower case, no leading zeros) into tmp; returns its length. Once per frame of
+ * every stack seen, so no printf. */
+static size_t hex_item(char tmp[40], const char *prefix, uint64_t v)
+{
+    char d[16];
+    size_t k = 0, n = strlen(prefix);
+    do {
+        d[k++] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    memcpy(tmp, prefix, n);
+    while (k)
+        tmp[n++] = d[--k];
+    return n;
+}
+
 int kdh_store_canonical(const kdh_store_frame_t *frames, size_t n, char *buf, size_t cap)
 {
     size_t len = 0;
@@ -31,13 +47,11 @@ int kdh_store_canonical(const kdh_store_frame_t *frames, size_t n, char *buf, si
             put(buf, cap, &len, ";", 1);
         if (f->mod && f->has_rva) {
             put(buf, cap, &len, f->mod, strlen(f->mod));
-            int k = snprintf(tmp, sizeof tmp, ":%" PRIx64, f->rva);
-            put(buf, cap, &len, tmp, (size_t)k);
+            put(buf, cap, &len, tmp, hex_item(tmp, ":", f->rva));
         } else if (f->sym && f->sym[0]) {
             put(buf, cap, &len, f->sym, strlen(f->sym));
         } else if (f->has_addr) {
-            int k = snprintf(tmp, sizeof tmp, "?:%" PRIx64, f->addr);
-            put(buf, cap, &len, tmp, (size_t)k);
+            put(buf, cap, &len, tmp, hex_item(tmp, "?:", f->addr));
         } else {
             put(buf, cap, &len, "?", 1);
         }
@@ -91,7 +105,9 @@ uint64_t kdh_store_stack_id(const kdh_store_frame_t *frames, size_t n)
 
 void kdh_store_sid_format(uint64_t sid, char out[17])
 {
-    snprintf(out, 17, "%016" PRIx64, sid);
+    for (int i = 15; i >= 0; i--, sid >>= 4) /* once per event line: no printf */
+        out[i] = "0123456789abcdef"[sid & 15];
+    out[16] = '\0';
 }
 
 int kdh_store_sid_parse(const char *s, uint64_t *sid)

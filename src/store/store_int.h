@@ -36,6 +36,35 @@ int kdh_store_fast_event(const char *line, size_t len, kdh_store_event_t *ev, co
  * when the line must go through jansson. frames must have room for KDH_STORE_FRAMES_MAX. */
 int kdh_store_fast_stack(char *line, size_t len, uint64_t *sid, kdh_store_frame_t *frames, size_t *n);
 
+/* linefmt.c: events.jsonl and pool.jsonl lines without a jansson object per line, byte for byte
+ * what the *_json builders and json_dumpb(KDH_STORE_DUMP) give. Strings are escaped by jansson once
+ * and kept here. */
+#define KDH_STORE_FMT_CACHE 512 /* a power of two */
+typedef struct kdh_store_fmt_entry {
+    char *raw; /* raw text, then the escaped text, in one allocation */
+    size_t raw_len;
+    const char *esc; /* JSON string with its quotes */
+    size_t esc_len;
+} kdh_store_fmt_entry_t;
+
+typedef struct kdh_store_fmt_real {
+    double value;
+    char text[48];
+    size_t len;
+    int valid;
+} kdh_store_fmt_real_t;
+
+typedef struct kdh_store_fmt {
+    kdh_store_fmt_entry_t ent[KDH_STORE_FMT_CACHE];
+    kdh_store_fmt_real_t ev_t, pool_t;
+} kdh_store_fmt_t;
+
+/* The line (no '\n') into buf; its length, or 0 when it must be built through jansson instead
+ * (a string jansson refuses, a non-finite t, or no room in cap). */
+size_t kdh_store_fmt_event(kdh_store_fmt_t *f, const kdh_store_event_t *ev, char *buf, size_t cap);
+size_t kdh_store_fmt_pool(kdh_store_fmt_t *f, const kdh_store_pool_t *p, char *buf, size_t cap);
+void kdh_store_fmt_free(kdh_store_fmt_t *f);
+
 /* "0x..." (or decimal) text to a number. */
 int kdh_store_parse_hex(const char *s, uint64_t *v);
 

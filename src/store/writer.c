@@ -1,6 +1,9 @@
 /* writer.c: creating, continuing and appending to a run directory. Every record is one JSON line
  * written with a single write() on an O_APPEND descriptor, so a kill -9 can only tear a line whose
- * call had not returned; kdh_store_open truncates such a tail when it continues the run. */
+ * call had not returned; kdh_store_open truncates such a tail when it continues the run. With
+ * opts.buffer_bytes, whole lines are collected per file and written together (a write() holds only
+ * whole lines, so the same repair applies), always modules, stacks, events, pool, gaps in that
+ * order, so an event on disk never names a stack that is not. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -31,6 +34,9 @@ struct kdh_store {
     kdh_u64map_t modkeys; /* XXH3 of "key\nboot" already in modules.jsonl */
     uint64_t next_seq;
     kdh_store_info_t info;
+    char *pend[F_COUNT]; /* opts.buffer_bytes: whole lines not yet written, per file */
+    size_t npend[F_COUNT];
+    kdh_store_fmt_t fmt;
 };
 
 static int mkdirs(const char *dir, kdh_err_t *err)
@@ -262,7 +268,75 @@ const char *kdh_store_dir(const kdh_store_t *st)
     return st->dir;
 }
 
-/* Serializes obj and appends it as one line with one write(). Consumes obj. */
+static int write_all(kdh_store_t *st, int f, const char *buf, size_t n, kdh_err_t *err)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(st->fd[f], buf + done, n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return kdh_err_set(err, KDH_EIO, "write %s/%s: %s", st->dir, file_names[f],
+                               w < 0 ? strerror(errno) : "no progress");
+        done += (size_t)w; /* short write: only on a full disk; the rest follows at once */
+    }
+    return KDH_OK;
+}
+
+/* Writes every file's pending lines, in file order (modules and stacks before the events that
+ * name them). */
+static int flush_pending(kdh_store_t *st, kdh_err_t *err)
+{
+    for (int f = 0; f < F_COUNT; f++) {
+        if (!st->npend[f])
+            continue;
+        size_t n = st->npend[f];
+        st->npend[f] = 0; /* after a failed write the lines are dropped, not written twice */
+        int rc = write_all(st, f, st->pend[f], n, err);
+        if (rc != KDH_OK)
+            return rc;
+    }
+    return KDH_OK;
+}
+
+int kdh_store_flush(kdh_store_t *st, kdh_err_t *err)
+{
+    return flush_pending(st, err);
+}
+
+/* Appends line (without its '\n', which is added here; line must have room for it at line[n]). */
+static int append_line(kdh_store_t *st, int f, char *line, size_t n, kdh_err_t *err)
+{
+    int rc = KDH_OK;
+    size_t cap = st->opts.buffer_bytes;
+    if (cap) {
+        if (!st->pend[f] && !(st->pend[f] = malloc(cap)))
+            return kdh_err_set(err, KDH_ENOMEM, "out of memory buffering %s", file_names[f]);
+        if (st->npend[f] + n + 1 > cap)
+            rc = flush_pending(st, err);
+        if (rc == KDH_OK && n + 1 <= cap) {
+            memcpy(st->pend[f] + st->npend[f], line, n);
+            st->npend[f] += n;
+            st->pend[f][st->npend[f]++] = '\n';
+        } else if (rc == KDH_OK) { /* longer than the whole buffer: on its own, after the rest */
+            line[n] = '\n';
+            rc = write_all(st, f, line, n + 1, err);
+        }
+    } else {
+        line[n] = '\n';
+        rc = write_all(st, f, line, n + 1, err);
+    }
+    if (rc == KDH_OK && st->opts.fsync_every && ++st->unsynced[f] >= st->opts.fsync_every) {
+        st->unsynced[f] = 0;
+        if (cap)
+            rc = flush_pending(st, err);
+        if (rc == KDH_OK && fdatasync(st->fd[f]) != 0)
+            rc = kdh_err_set(err, KDH_EIO, "fsync %s/%s: %s", st->dir, file_names[f], strerror(errno));
+    }
+    return rc;
+}
+
+/* Serializes obj and appends it as one line. Consumes obj. */
 static int append(kdh_store_t *st, int f, json_t *obj, kdh_err_t *err)
 {
     char small[2048], *buf = small;
@@ -282,27 +356,9 @@ static int append(kdh_store_t *st, int f, json_t *obj, kdh_err_t *err)
         json_dumpb(obj, buf, need, KDH_STORE_DUMP);
     }
     json_decref(obj);
-    buf[need++] = '\n';
-    size_t done = 0;
-    int rc = KDH_OK;
-    while (done < need) {
-        ssize_t w = write(st->fd[f], buf + done, need - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            rc = kdh_err_set(err, KDH_EIO, "write %s/%s: %s", st->dir, file_names[f],
-                             w < 0 ? strerror(errno) : "no progress");
-            break;
-        }
-        done += (size_t)w; /* short write: only on a full disk; the rest follows at once */
-    }
+    int rc = append_line(st, f, buf, need, err);
     if (buf != small)
         free(buf);
-    if (rc == KDH_OK && st->opts.fsync_every && ++st->unsynced[f] >= st->opts.fsync_every) {
-        st->unsynced[f] = 0;
-        if (fdatasync(st->fd[f]) != 0)
-            rc = kdh_err_set(err, KDH_EIO, "fsync %s/%s: %s", st->dir, file_names[f], strerror(errno));
-    }
     return rc;
 }
 
@@ -346,7 +402,9 @@ int kdh_store_append_event(kdh_store_t *st, kdh_store_event_t *ev, uint64_t *seq
     if (tl == 0 || tl > 4)
         return kdh_err_set(err, KDH_EINVAL, "event tag must be 1 to 4 characters");
     ev->seq = st->next_seq;
-    int rc = append(st, F_EVENTS, kdh_store_event_json(ev), err);
+    char line[2048];
+    size_t n = kdh_store_fmt_event(&st->fmt, ev, line, sizeof line - 1);
+    int rc = n ? append_line(st, F_EVENTS, line, n, err) : append(st, F_EVENTS, kdh_store_event_json(ev), err);
     if (rc != KDH_OK)
         return rc;
     st->next_seq++;
@@ -361,7 +419,9 @@ int kdh_store_append_pool(kdh_store_t *st, const kdh_store_pool_t *p, kdh_err_t 
     size_t tl = strnlen(p->tag, KDH_STORE_TAG_MAX);
     if (tl == 0 || tl > 4)
         return kdh_err_set(err, KDH_EINVAL, "pool sample tag must be 1 to 4 characters");
-    return append(st, F_POOL, kdh_store_pool_json(p), err);
+    char line[1024];
+    size_t n = kdh_store_fmt_pool(&st->fmt, p, line, sizeof line - 1);
+    return n ? append_line(st, F_POOL, line, n, err) : append(st, F_POOL, kdh_store_pool_json(p), err);
 }
 
 int kdh_store_append_gap(kdh_store_t *st, const kdh_store_gap_t *g, kdh_err_t *err)
@@ -373,6 +433,8 @@ int kdh_store_write_meta(kdh_store_t *st, const json_t *meta, kdh_err_t *err)
 {
     char tmp[4200], dst[4200];
     int rc;
+    if ((rc = flush_pending(st, err)) != KDH_OK) /* meta describes lines that are on disk */
+        return rc;
     if ((rc = path_of(st, "meta.json.tmp", tmp, sizeof tmp, err)) != KDH_OK ||
         (rc = path_of(st, "meta.json", dst, sizeof dst, err)) != KDH_OK)
         return rc;
@@ -418,7 +480,7 @@ int kdh_store_write_meta(kdh_store_t *st, const json_t *meta, kdh_err_t *err)
 
 int kdh_store_sync(kdh_store_t *st, kdh_err_t *err)
 {
-    int rc = KDH_OK;
+    int rc = flush_pending(st, err);
     for (int f = 0; f < F_COUNT; f++) {
         if (st->fd[f] >= 0 && fdatasync(st->fd[f]) != 0 && rc == KDH_OK)
             rc = kdh_err_set(err, KDH_EIO, "fsync %s/%s: %s", st->dir, file_names[f], strerror(errno));
@@ -432,7 +494,9 @@ int kdh_store_close(kdh_store_t *st, kdh_err_t *err)
     int rc = KDH_OK;
     if (!st)
         return KDH_OK;
+    rc = flush_pending(st, err);
     for (int f = 0; f < F_COUNT; f++) {
+        free(st->pend[f]);
         if (st->fd[f] < 0)
             continue;
         if (fdatasync(st->fd[f]) != 0 && rc == KDH_OK)
@@ -441,6 +505,7 @@ int kdh_store_close(kdh_store_t *st, kdh_err_t *err)
     }
     kdh_u64map_free(&st->sids);
     kdh_u64map_free(&st->modkeys);
+    kdh_store_fmt_free(&st->fmt);
     free(st->dir);
     free(st);
     return rc;

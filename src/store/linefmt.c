@@ -1,0 +1,236 @@
+/* linefmt.c: events.jsonl and pool.jsonl lines formatted without a jansson object per line.
+ * Building and dumping an object per event was most of an ingest's time. The lines are byte for
+ * byte what kdh_store_event_json / kdh_store_pool_json + json_dumpb(KDH_STORE_DUMP) give (the
+ * store's unit test compares the two): every string and real number still goes through jansson,
+ * but each distinct string (tag, pool name, the file part of "src") and the last `t` are escaped
+ * once and kept; integers, hex fields and the stack id need no escaping and are formatted here. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_int.h"
+
+/* Appends into a bounded line buffer; a line that does not fit sets `full` and is then written
+ * through the jansson path instead. */
+typedef struct out {
+    char *buf;
+    size_t cap, len;
+    int full;
+} out_t;
+
+static void put(out_t *o, const char *s, size_t n)
+{
+    if (o->full || o->cap - o->len < n) {
+        o->full = 1;
+        return;
+    }
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+}
+
+static void put_u64(out_t *o, uint64_t v)
+{
+    char d[24];
+    size_t k = sizeof d;
+    do {
+        d[--k] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put(o, d + k, sizeof d - k);
+}
+
+/* As json_integer() prints a json_int_t (a signed 64-bit value). */
+static void put_int(out_t *o, json_int_t v)
+{
+    if (v < 0) {
+        put(o, "-", 1);
+        put_u64(o, (uint64_t)0 - (uint64_t)v);
+    } else {
+        put_u64(o, (uint64_t)v);
+    }
+}
+
+/* "0x" and lower-case hex without leading zeros, as set_hex() in records.c prints it. */
+static void put_hexstr(out_t *o, uint64_t v)
+{
+    char d[20];
+    size_t k = sizeof d;
+    d[--k] = '"';
+    do {
+        d[--k] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    d[--k] = 'x';
+    d[--k] = '0';
+    d[--k] = '"';
+    put(o, d + k, sizeof d - k);
+}
+
+/* ---- escaped strings, cached ---- */
+
+static void cache_drop(kdh_store_fmt_t *f, unsigned i)
+{
+    free(f->ent[i].raw);
+    f->ent[i].raw = NULL;
+    f->ent[i].esc = NULL;
+    f->ent[i].raw_len = f->ent[i].esc_len = 0;
+}
+
+/* The JSON text of the string raw[0..n) (quotes included) as jansson writes it; NULL when jansson
+ * refuses the string (invalid UTF-8) or memory is short. The cache is direct mapped by a hash of
+ * the text: poolmon and !poolused show hundreds of tags, a log's events a handful. */
+static const kdh_store_fmt_entry_t *escaped(kdh_store_fmt_t *f, const char *raw, size_t n)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)raw[i]) * 16777619u;
+    unsigned slot = (h ^ (h >> 15)) & (KDH_STORE_FMT_CACHE - 1);
+    kdh_store_fmt_entry_t *e = &f->ent[slot];
+    if (e->raw && e->raw_len == n && memcmp(e->raw, raw, n) == 0)
+        return e;
+    json_t *s = json_stringn(raw, n);
+    if (!s)
+        return NULL;
+    size_t need = json_dumpb(s, NULL, 0, KDH_STORE_DUMP | JSON_ENCODE_ANY);
+    cache_drop(f, slot);
+    char *mem = need ? malloc(n + need) : NULL;
+    if (!mem || json_dumpb(s, mem + n, need, KDH_STORE_DUMP | JSON_ENCODE_ANY) != need) {
+        free(mem);
+        json_decref(s);
+        return NULL;
+    }
+    json_decref(s);
+    memcpy(mem, raw, n);
+    e->raw = mem;
+    e->raw_len = n;
+    e->esc = mem + n;
+    e->esc_len = need;
+    return e;
+}
+
+/* Puts "key":"value"; returns 0 when jansson refused the value. */
+static int put_str(kdh_store_fmt_t *f, out_t *o, const char *key_text, const char *v)
+{
+    const kdh_store_fmt_entry_t *e = escaped(f, v, strlen(v));
+    if (!e)
+        return 0;
+    put(o, key_text, strlen(key_text));
+    put(o, e->esc, e->esc_len);
+    return 1;
+}
+
+/* "src" is "file:line": a new line number each event, the same file. The escaped form of
+ * "file:digits" is the escaped "file" without its closing quote, ':', the digits and '"', since
+ * jansson escapes character by character and neither ':' nor digits are escaped. */
+static int put_src(kdh_store_fmt_t *f, out_t *o, const char *src)
+{
+    size_t n = strlen(src), d = n;
+    while (d > 0 && src[d - 1] >= '0' && src[d - 1] <= '9')
+        d--;
+    if (d == n || d == 0 || src[d - 1] != ':')
+        return put_str(f, o, ",\"src\":", src);
+    const kdh_store_fmt_entry_t *e = escaped(f, src, d - 1);
+    if (!e)
+        return 0;
+    put(o, ",\"src\":", 7);
+    put(o, e->esc, e->esc_len - 1);
+    put(o, src + d - 1, n - d + 1);
+    put(o, "\"", 1);
+    return 1;
+}
+
+/* A real as jansson writes it. The last value per line kind is kept: ingested events share one
+ * t, and the lines of one pool snapshot share theirs. */
+static int put_real(kdh_store_fmt_real_t *r, out_t *o, double t)
+{
+    if (!r->valid || memcmp(&r->value, &t, sizeof t) != 0) {
+        json_t *j = json_real(t);
+        size_t need = j ? json_dumpb(j, r->text, sizeof r->text, KDH_STORE_DUMP | JSON_ENCODE_ANY) : 0;
+        json_decref(j);
+        if (need == 0 || need > sizeof r->text) {
+            r->valid = 0;
+            return 0;
+        }
+        r->len = need;
+        r->value = t;
+        r->valid = 1;
+    }
+    put(o, r->text, r->len);
+    return 1;
+}
+
+void kdh_store_fmt_free(kdh_store_fmt_t *f)
+{
+    for (unsigned i = 0; i < KDH_STORE_FMT_CACHE; i++)
+        cache_drop(f, i);
+    f->ev_t.valid = f->pool_t.valid = 0;
+}
+
+static const char *kind_text(kdh_store_kind_t k)
+{
+    return k == KDH_STORE_ALLOC ? ",\"kind\":\"alloc\"" : k == KDH_STORE_FREE ? ",\"kind\":\"free\"" : ",\"kind\":\"hit\"";
+}
+
+size_t kdh_store_fmt_event(kdh_store_fmt_t *f, const kdh_store_event_t *ev, char *buf, size_t cap)
+{
+    out_t o = {buf, cap, 0, 0};
+    put(&o, "{\"seq\":", 7);
+    put_int(&o, (json_int_t)ev->seq);
+    put(&o, ",\"t\":", 5);
+    if (!put_real(&f->ev_t, &o, ev->t))
+        return 0;
+    put(&o, ",\"boot\":", 8);
+    put_u64(&o, ev->boot);
+    if (ev->cpu >= 0) {
+        put(&o, ",\"cpu\":", 7);
+        put_u64(&o, (uint64_t)ev->cpu);
+    }
+    if (ev->thread) {
+        put(&o, ",\"thread\":", 10);
+        put_hexstr(&o, ev->thread);
+    }
+    const char *kt = kind_text(ev->kind);
+    put(&o, kt, strlen(kt));
+    if (!put_str(f, &o, ",\"tag\":", ev->tag))
+        return 0;
+    if (ev->has_size) {
+        put(&o, ",\"size\":", 8);
+        put_int(&o, (json_int_t)ev->size);
+    }
+    if (ev->has_addr) {
+        put(&o, ",\"addr\":", 8);
+        put_hexstr(&o, ev->addr);
+    }
+    if (ev->has_sid) {
+        char id[17];
+        kdh_store_sid_format(ev->sid, id);
+        put(&o, ",\"sid\":\"", 8);
+        put(&o, id, 16);
+        put(&o, "\"", 1);
+    }
+    if (ev->src && !put_src(f, &o, ev->src))
+        return 0;
+    put(&o, "}", 1);
+    return o.full ? 0 : o.len;
+}
+
+size_t kdh_store_fmt_pool(kdh_store_fmt_t *f, const kdh_store_pool_t *p, char *buf, size_t cap)
+{
+    out_t o = {buf, cap, 0, 0};
+    put(&o, "{\"t\":", 5);
+    if (!put_real(&f->pool_t, &o, p->t))
+        return 0;
+    put(&o, ",\"boot\":", 8);
+    put_u64(&o, p->boot);
+    if (!put_str(f, &o, ",\"tag\":", p->tag))
+        return 0;
+    if (p->pool && !put_str(f, &o, ",\"pool\":", p->pool))
+        return 0;
+    put(&o, ",\"allocs\":", 10);
+    put_int(&o, (json_int_t)p->allocs);
+    put(&o, ",\"frees\":", 9);
+    put_int(&o, (json_int_t)p->frees);
+    put(&o, ",\"bytes\":", 9);
+    put_int(&o, (json_int_t)p->bytes);
+    put(&o, "}", 1);
+    return o.full ? 0 : o.len;
+}

@@ -1,0 +1,316 @@
+/* test_store_lines.c: the store's direct line formatter against jansson (the reference: what the
+ * store wrote before, object by object), and buffered writing: the same bytes as unbuffered
+ * writing after close, nothing torn and no event without its stack after a kill -9, and a reopen
+ * that continues the seq. */
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "kdh/store.h"
+#include "store_int.h"
+
+static char *mktemp_dir(void)
+{
+    char *d = strdup("/tmp/kdh_lines_XXXXXX");
+    assert_non_null(mkdtemp(d));
+    return d;
+}
+
+static void rm_rf(const char *d)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
+    assert_int_equal(system(cmd), 0);
+}
+
+static char *slurp(const char *dir, const char *name, size_t *len)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
+    b[n] = 0;
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+static uint64_t next(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+/* The reference: the jansson object dumped with the store's flags. */
+static size_t reference(json_t *o, char *buf, size_t cap)
+{
+    assert_non_null(o);
+    size_t n = json_dumpb(o, buf, cap, KDH_STORE_DUMP);
+    json_decref(o);
+    assert_true(n > 0 && n < cap);
+    return n;
+}
+
+static const char *const tags[] = {"Leak", "Cc", "a\"b\\", "\xc3\xa9t\xc3\xa9", "ab\x01", "\xff\xfe", "?"};
+static const char *const srcs[] = {"kd.log:1", "kd.log:123456789", "dir \"x\"\\y.log:42", "caf\xc3\xa9.log:7",
+                                   "no-line", "trailing:", "12345", ":9", "\xff.log:3", "a:b:10",
+                                   "tab\there.log:5"};
+static const double times[] = {0, 1, 17, 1795478400.125, 1795478400, 0.1, -2.5, 1e300, 1e-7,
+                               123456789.123456789, 3};
+
+static void test_event_lines_match_jansson(void **state)
+{
+    (void)state;
+    kdh_store_fmt_t fmt;
+    memset(&fmt, 0, sizeof fmt);
+    char fast[4096], ref[4096];
+    unsigned taken = 0, refused = 0;
+    for (int i = 0; i < 20000; i++) {
+        kdh_store_event_t ev;
+        memset(&ev, 0, sizeof ev);
+        uint64_t r = next();
+        ev.seq = next() >> (r & 63);
+        ev.t = (r >> 6) % 13 == 12 ? NAN : times[(r >> 6) % 11];
+        ev.boot = (uint32_t)(next() >> ((r >> 10) & 31));
+        ev.cpu = (r >> 15) & 1 ? -1 : (int)((r >> 16) % 4096);
+        ev.thread = (r >> 28) & 1 ? next() >> ((r >> 29) & 63) : 0;
+        ev.kind = (kdh_store_kind_t)((r >> 35) % 3);
+        const char *tg = tags[(r >> 37) % 7];
+        memcpy(ev.tag, tg, strlen(tg) + 1);
+        ev.has_size = (r >> 40) & 1;
+        ev.size = next() >> ((r >> 41) & 63);
+        ev.has_addr = (r >> 47) & 1;
+        ev.addr = next() >> ((r >> 48) & 63);
+        ev.has_sid = (r >> 54) & 1;
+        ev.sid = next();
+        ev.src = (r >> 55) & 1 ? NULL : srcs[(r >> 56) % 11];
+        size_t n = kdh_store_fmt_event(&fmt, &ev, fast, sizeof fast);
+        size_t m = reference(kdh_store_event_json(&ev), ref, sizeof ref);
+        if (!n) {
+            /* handed back only for what jansson itself refuses: invalid UTF-8, a non-finite t */
+            int bad_utf8 = (unsigned char)ev.tag[0] == 0xff || (ev.src && strchr(ev.src, '\xff'));
+            assert_true(bad_utf8 || isnan(ev.t));
+            refused++;
+            continue;
+        }
+        taken++;
+        if (n != m || memcmp(fast, ref, n) != 0)
+            fail_msg("line %d differs:\n  fast %.*s\n  ref  %.*s", i, (int)n, fast, (int)m, ref);
+    }
+    assert_true(taken > 10000 && refused > 100);
+    /* a line longer than the buffer is handed back, not cut */
+    kdh_store_event_t ev = {.seq = 1, .t = 1, .kind = KDH_STORE_ALLOC, .tag = "Leak", .src = "kd.log:1"};
+    assert_int_equal(kdh_store_fmt_event(&fmt, &ev, fast, 20), 0);
+    kdh_store_fmt_free(&fmt);
+}
+
+static void test_pool_lines_match_jansson(void **state)
+{
+    (void)state;
+    kdh_store_fmt_t fmt;
+    memset(&fmt, 0, sizeof fmt);
+    static const char *const pools[] = {"nonpaged", "paged", "session", "we\"ird", NULL};
+    char fast[1024], ref[1024];
+    for (int i = 0; i < 5000; i++) {
+        kdh_store_pool_t p;
+        memset(&p, 0, sizeof p);
+        uint64_t r = next();
+        p.t = times[r % 11];
+        p.boot = (uint32_t)(r >> 8);
+        const char *tg = tags[(r >> 40) % 5]; /* valid UTF-8 ones */
+        memcpy(p.tag, tg, strlen(tg) + 1);
+        p.pool = pools[(r >> 44) % 5];
+        p.allocs = next() >> ((r >> 48) & 63);
+        p.frees = next() >> ((r >> 54) & 63);
+        p.bytes = next();
+        size_t n = kdh_store_fmt_pool(&fmt, &p, fast, sizeof fast);
+        size_t m = reference(kdh_store_pool_json(&p), ref, sizeof ref);
+        assert_true(n > 0);
+        if (n != m || memcmp(fast, ref, n) != 0)
+            fail_msg("pool line %d differs:\n  fast %.*s\n  ref  %.*s", i, (int)n, fast, (int)m, ref);
+    }
+    kdh_store_fmt_free(&fmt);
+}
+
+/* ---- buffered writing ---- */
+
+#define NSTACKS 50
+
+static void frames_of(int k, kdh_store_frame_t f[2], char sym[2][64])
+{
+    memset(f, 0, 2 * sizeof *f);
+    snprintf(sym[0], 64, "nt!ExAllocatePoolWithTag+0x%x", 0x30 + k);
+    snprintf(sym[1], 64, "Drv%d!Fn+0x1%x", k % 7, k);
+    f[0].mod = "nt";
+    f[0].rva = 0x1000u + (unsigned)k;
+    f[0].has_rva = 1;
+    f[0].sym = sym[0];
+    f[1].mod = "Drv";
+    f[1].rva = 0x2000u + (unsigned)k;
+    f[1].has_rva = 1;
+    f[1].sym = sym[1];
+}
+
+/* Writes n events (a new stack every 7th) and a pool sample every 100th. */
+static void fill(kdh_store_t *st, int from, int n)
+{
+    kdh_err_t err = {0};
+    for (int i = from; i < from + n; i++) {
+        kdh_store_frame_t f[2];
+        char sym[2][64];
+        frames_of((i / 7) % NSTACKS, f, sym);
+        uint64_t sid;
+        kdh_store_module_t m = {.key = i % 2 ? "nt" : "Drv", .name = i % 2 ? "nt" : "Drv", .boot = 1};
+        assert_int_equal(kdh_store_add_module(st, &m, &err), KDH_OK);
+        assert_int_equal(kdh_store_intern_stack(st, f, 2, &sid, &err), KDH_OK);
+        kdh_store_event_t ev = {.t = 0, .boot = 1, .cpu = i % 4, .kind = KDH_STORE_ALLOC, .tag = "Leak",
+                                .size = (uint64_t)i, .has_size = 1, .sid = sid, .has_sid = 1};
+        char src[32];
+        snprintf(src, sizeof src, "kd.log:%d", i + 1);
+        ev.src = src;
+        assert_int_equal(kdh_store_append_event(st, &ev, NULL, &err), KDH_OK);
+        if (i % 100 == 0) {
+            kdh_store_pool_t p = {.t = i / 100, .boot = 1, .tag = "Leak", .pool = "paged", .allocs = (uint64_t)i,
+                                  .bytes = 64};
+            assert_int_equal(kdh_store_append_pool(st, &p, &err), KDH_OK);
+        }
+    }
+}
+
+static void test_buffered_same_bytes(void **state)
+{
+    (void)state;
+    char *a = mktemp_dir(), *b = mktemp_dir();
+    kdh_store_t *st;
+    kdh_err_t err = {0};
+    kdh_store_opts_t buffered = {.buffer_bytes = 4096};
+    assert_int_equal(kdh_store_open(&st, a, NULL, &err), KDH_OK);
+    fill(st, 0, 3000);
+    assert_int_equal(kdh_store_close(st, &err), KDH_OK);
+    assert_int_equal(kdh_store_open(&st, b, &buffered, &err), KDH_OK);
+    fill(st, 0, 3000);
+    assert_int_equal(kdh_store_close(st, &err), KDH_OK);
+    static const char *const files[] = {"modules.jsonl", "stacks.jsonl", "events.jsonl", "pool.jsonl"};
+    for (size_t i = 0; i < 4; i++) {
+        size_t na, nb;
+        char *ta = slurp(a, files[i], &na), *tb = slurp(b, files[i], &nb);
+        assert_true(na > 0);
+        assert_int_equal(na, nb);
+        assert_memory_equal(ta, tb, na);
+        free(ta);
+        free(tb);
+    }
+    rm_rf(a);
+    rm_rf(b);
+    free(a);
+    free(b);
+}
+
+typedef struct seen {
+    uint64_t sids[NSTACKS + 1];
+    int nsids, events, dangling, gaps;
+    uint64_t last_seq;
+} seen_t;
+
+static int on_stack(void *ud, uint64_t sid, const kdh_store_frame_t *f, size_t n)
+{
+    (void)f, (void)n;
+    seen_t *s = ud;
+    if (s->nsids <= NSTACKS)
+        s->sids[s->nsids++] = sid;
+    return 0;
+}
+
+static int on_event(void *ud, const kdh_store_event_t *ev)
+{
+    seen_t *s = ud;
+    int found = 0;
+    for (int i = 0; i < s->nsids; i++)
+        found |= s->sids[i] == ev->sid;
+    s->dangling += !found;
+    s->gaps += ev->seq != s->last_seq + 1;
+    s->last_seq = ev->seq;
+    s->events++;
+    return 0;
+}
+
+/* A writer killed with SIGKILL between flushes: every line on disk is whole, every event's stack is
+ * on disk, seq has no gap, and a reopen continues right after the last event written. */
+static void test_buffered_kill9(void **state)
+{
+    (void)state;
+    char *dir = mktemp_dir();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        kdh_store_t *st;
+        kdh_err_t err = {0};
+        kdh_store_opts_t o = {.buffer_bytes = 8192};
+        if (kdh_store_open(&st, dir, &o, &err) != KDH_OK)
+            _exit(3);
+        fill(st, 0, 2500); /* several flushes, the last lines still in memory */
+        raise(SIGKILL);
+        _exit(4);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+    seen_t s;
+    memset(&s, 0, sizeof s);
+    kdh_store_reader_t rd = {.ud = &s, .on_stack = on_stack, .on_event = on_event};
+    kdh_store_read_stats_t stats;
+    kdh_err_t err = {0};
+    assert_int_equal(kdh_store_read(dir, &rd, &stats, &err), KDH_OK);
+    assert_int_equal(stats.skipped, 0);
+    assert_true(s.events > 1000 && s.events < 2500); /* flushed lines are there, the rest lost */
+    assert_int_equal(s.dangling, 0);
+    assert_int_equal(s.gaps, 0);
+
+    kdh_store_t *st;
+    kdh_store_opts_t o = {.buffer_bytes = 8192};
+    assert_int_equal(kdh_store_open(&st, dir, &o, &err), KDH_OK);
+    assert_int_equal(kdh_store_info(st)->next_seq, (uint64_t)s.events + 1);
+    assert_int_equal(kdh_store_info(st)->repaired, 0);
+    fill(st, 2500, 10);
+    assert_int_equal(kdh_store_close(st, &err), KDH_OK);
+    int before = s.events;
+    memset(&s, 0, sizeof s);
+    assert_int_equal(kdh_store_read(dir, &rd, &stats, &err), KDH_OK);
+    assert_int_equal(s.events, before + 10);
+    assert_int_equal(s.gaps, 0);
+    assert_int_equal(s.dangling, 0);
+    rm_rf(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_event_lines_match_jansson),
+        cmocka_unit_test(test_pool_lines_match_jansson),
+        cmocka_unit_test(test_buffered_same_bytes),
+        cmocka_unit_test(test_buffered_kill9),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
