@@ -4,6 +4,7 @@
  * store's unit test compares the two): every string and real number still goes through jansson,
  * but each distinct string (tag, pool name, the file part of "src") and the last `t` are escaped
  * once and kept; integers, hex fields and the stack id need no escaping and are formatted here. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,10 +139,17 @@ static int put_src(kdh_store_fmt_t *f, out_t *o, const char *src)
     return 1;
 }
 
-/* A real as jansson writes it. The last value per line kind is kept: ingested events share one
- * t, and the lines of one pool snapshot share theirs. */
+/* A real as jansson writes it. Other than whole numbers, the last value per line kind is kept:
+ * the events of a harvest second and the lines of one pool snapshot share their t. */
 static int put_real(kdh_store_fmt_real_t *r, out_t *o, double t)
 {
+    /* A whole number of seconds below 10^15 (pool snapshot times, ingested times): jansson
+     * prints it as "%.16g" gives it, the digits, then ".0" so it reads back as a real. */
+    if (t > -1e15 && t < 1e15 && t == (double)(long long)t && !(t == 0 && signbit(t))) {
+        put_int(o, (json_int_t)t);
+        put(o, ".0", 2);
+        return 1;
+    }
     if (!r->valid || memcmp(&r->value, &t, sizeof t) != 0) {
         json_t *j = json_real(t);
         size_t need = j ? json_dumpb(j, r->text, sizeof r->text, KDH_STORE_DUMP | JSON_ENCODE_ANY) : 0;

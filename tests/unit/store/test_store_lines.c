@@ -75,8 +75,8 @@ static const char *const tags[] = {"Leak", "Cc", "a\"b\\", "\xc3\xa9t\xc3\xa9", 
 static const char *const srcs[] = {"kd.log:1", "kd.log:123456789", "dir \"x\"\\y.log:42", "caf\xc3\xa9.log:7",
                                    "no-line", "trailing:", "12345", ":9", "\xff.log:3", "a:b:10",
                                    "tab\there.log:5"};
-static const double times[] = {0, 1, 17, 1795478400.125, 1795478400, 0.1, -2.5, 1e300, 1e-7,
-                               123456789.123456789, 3};
+static const double times[] = {0, -0.0, 17, 1795478400.125, 1795478400, 0.1, -2.5, 1e300, 1e-7,
+                               123456789.123456789, -3, 999999999999999, 1e15, 1e16, 4503599627370497.0};
 
 static void test_event_lines_match_jansson(void **state)
 {
@@ -90,7 +90,7 @@ static void test_event_lines_match_jansson(void **state)
         memset(&ev, 0, sizeof ev);
         uint64_t r = next();
         ev.seq = next() >> (r & 63);
-        ev.t = (r >> 6) % 13 == 12 ? NAN : times[(r >> 6) % 11];
+        ev.t = (r >> 6) % 17 == 16 ? NAN : times[(r >> 6) % 15];
         ev.boot = (uint32_t)(next() >> ((r >> 10) & 31));
         ev.cpu = (r >> 15) & 1 ? -1 : (int)((r >> 16) % 4096);
         ev.thread = (r >> 28) & 1 ? next() >> ((r >> 29) & 63) : 0;
@@ -135,7 +135,7 @@ static void test_pool_lines_match_jansson(void **state)
         kdh_store_pool_t p;
         memset(&p, 0, sizeof p);
         uint64_t r = next();
-        p.t = times[r % 11];
+        p.t = times[r % 15];
         p.boot = (uint32_t)(r >> 8);
         const char *tg = tags[(r >> 40) % 5]; /* valid UTF-8 ones */
         memcpy(p.tag, tg, strlen(tg) + 1);
