@@ -132,6 +132,7 @@ struct kdh_ingest_parser {
     char *lbuf;
     size_t llen, lcap;
     int ldiscard; /* inside an over-long line: drop bytes up to the next newline */
+    int nul_free; /* the line being parsed is known to hold no NUL byte */
 
     /* the stack being collected */
     kdh_ingest_frame_t *fr;

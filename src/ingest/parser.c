@@ -538,7 +538,7 @@ int kdh_ingest_parser_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_
     p->st.lines++;
     while (n && (s[n - 1] == '\r' || s[n - 1] == '\n' || s[n - 1] == ' ' || s[n - 1] == '\t'))
         n--;
-    if (memchr(s, 0, n)) {
+    if (!p->nul_free && memchr(s, 0, n)) {
         /* binary junk (a glitch on the serial line): never a frame or a row; skipped like a
          * damaged frame, so a stack around it continues */
         kdh_ingest_note_skip(p);

@@ -29,6 +29,8 @@ static int grow(kdh_ingest_parser_t *p, size_t need, kdh_err_t *err)
 int kdh_ingest_parser_feed(kdh_ingest_parser_t *p, const char *data, size_t n, kdh_err_t *err)
 {
     int rc;
+    /* One scan of the whole chunk for NUL bytes (a serial-line glitch) spares every line its own. */
+    int chunk_nul_free = memchr(data, 0, n) == NULL;
     while (n) {
         const char *nl = memchr(data, '\n', n);
         size_t take = nl ? (size_t)(nl - data) : n;
@@ -39,7 +41,10 @@ int kdh_ingest_parser_feed(kdh_ingest_parser_t *p, const char *data, size_t n, k
             p->llen = 0;
         } else if (nl && p->llen == 0) {
             /* the whole line is inside the chunk: parse it in place, no copy */
-            if ((rc = kdh_ingest_parser_line(p, data, take, err)))
+            p->nul_free = chunk_nul_free;
+            rc = kdh_ingest_parser_line(p, data, take, err);
+            p->nul_free = 0;
+            if (rc)
                 return rc;
             data += take + 1;
             n -= take + 1;

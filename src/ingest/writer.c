@@ -11,10 +11,23 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "kdh/store.h"
 
 #define MODS_MAX 4096 /* module names remembered for modules.jsonl; beyond that they repeat */
 #define MODS_SLOTS (2 * MODS_MAX) /* hash table of those names, at most half full */
+
+/* Stacks already interned, by the parsed frames that determine their id: a log repeats a few
+ * stacks thousands of times, and a repeat then costs one hash and one compare instead of module
+ * lookups per frame, the canonical text and its hash. Direct mapped; a miss just interns again. */
+#define SIDC_SLOTS 4096
+typedef struct sidc_slot {
+    uint64_t hash;
+    char *key;
+    size_t len;
+    uint64_t sid;
+} sidc_slot_t;
 
 /* Hits per stack id: open addressing, grown at half load. */
 typedef struct hitmap {
@@ -107,7 +120,41 @@ typedef struct writer {
     size_t ntags;
     kdh_store_frame_t *sf;
     char (*modbuf)[KDH_INGEST_SYM_MAX];
+    sidc_slot_t *sidc;
+    char *key; /* the frames' identity text of the current stack */
+    size_t key_cap;
 } writer_t;
+
+/* Everything of the parsed frames the stack id depends on, as one byte string in w->key: per
+ * frame its form, module length, offset or address, and the callsite text. */
+static int stack_key(writer_t *w, const kdh_ingest_stack_t *st, size_t *len)
+{
+    size_t need = 0;
+    for (size_t i = 0; i < st->nframes; i++)
+        need += 1 + sizeof(size_t) + 8 + strlen(st->frames[i].sym) + 1;
+    if (need > w->key_cap) {
+        char *k = realloc(w->key, need);
+        if (!k)
+            return KDH_ENOMEM;
+        w->key = k;
+        w->key_cap = need;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < st->nframes; i++) {
+        const kdh_ingest_frame_t *f = &st->frames[i];
+        uint64_t v = f->form == KDH_INGEST_CS_ADDR ? f->addr : f->has_off ? f->off : UINT64_MAX;
+        size_t sl = strlen(f->sym);
+        w->key[n++] = (char)f->form;
+        memcpy(w->key + n, &f->mod_len, sizeof f->mod_len);
+        n += sizeof f->mod_len;
+        memcpy(w->key + n, &v, 8);
+        n += 8;
+        memcpy(w->key + n, f->sym, sl + 1);
+        n += sl + 1;
+    }
+    *len = n;
+    return KDH_OK;
+}
 
 /* Every frame names its module: a hash lookup, since a log can mention thousands of modules. */
 static int add_module(writer_t *w, const char *name, kdh_err_t *err)
@@ -168,9 +215,36 @@ static void format_src(char *out, size_t cap, const char *file, uint64_t line)
     out[k] = 0;
 }
 
+static int intern(writer_t *w, const kdh_ingest_stack_t *st, uint64_t *sid, kdh_err_t *err);
+static int on_event(writer_t *w, const kdh_ingest_stack_t *st, uint64_t sid, kdh_err_t *err);
+
 static int on_stack(void *ud, const kdh_ingest_stack_t *st, kdh_err_t *err)
 {
     writer_t *w = ud;
+    int rc;
+    size_t klen;
+    if (stack_key(w, st, &klen))
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory for a stack's identity");
+    uint64_t kh = XXH3_64bits(w->key, klen), sid;
+    sidc_slot_t *slot = &w->sidc[kh & (SIDC_SLOTS - 1)];
+    if (slot->key && slot->hash == kh && slot->len == klen && memcmp(slot->key, w->key, klen) == 0) {
+        sid = slot->sid;
+    } else {
+        if ((rc = intern(w, st, &sid, err)))
+            return rc;
+        char *k = malloc(klen ? klen : 1);
+        if (!k)
+            return kdh_err_set(err, KDH_ENOMEM, "out of memory for a stack's identity");
+        memcpy(k, w->key, klen);
+        free(slot->key);
+        *slot = (sidc_slot_t){kh, k, klen, sid};
+    }
+    return on_event(w, st, sid, err);
+}
+
+/* Modules and the stack into the store (written the first time each is seen). */
+static int intern(writer_t *w, const kdh_ingest_stack_t *st, uint64_t *sid, kdh_err_t *err)
+{
     int rc;
     for (size_t i = 0; i < st->nframes; i++) {
         const kdh_ingest_frame_t *f = &st->frames[i];
@@ -191,9 +265,11 @@ static int on_stack(void *ud, const kdh_ingest_stack_t *st, kdh_err_t *err)
                 o->rva = f->off, o->has_rva = 1;
         }
     }
-    uint64_t sid;
-    if ((rc = kdh_store_intern_stack(w->store, w->sf, st->nframes, &sid, err)))
-        return rc;
+    return kdh_store_intern_stack(w->store, w->sf, st->nframes, sid, err);
+}
+
+static int on_event(writer_t *w, const kdh_ingest_stack_t *st, uint64_t sid, kdh_err_t *err)
+{
     if (st->repeat)
         return KDH_OK;
     if (hit_add(&w->hits, sid, st))
@@ -315,9 +391,10 @@ int kdh_ingest_run(const kdh_ingest_opts_t *o, kdh_ingest_totals_t *totals, kdh_
         return kdh_err_set(err, KDH_ENOMEM, "out of memory for the ingest writer");
     w->sf = calloc(KDH_INGEST_MAX_FRAMES, sizeof *w->sf);
     w->modbuf = calloc(KDH_INGEST_MAX_FRAMES, sizeof *w->modbuf);
+    w->sidc = calloc(SIDC_SLOTS, sizeof *w->sidc);
     kdh_ingest_parser_t *p = NULL;
     int rc = KDH_OK;
-    if (!w->sf || !w->modbuf) {
+    if (!w->sf || !w->modbuf || !w->sidc) {
         rc = kdh_err_set(err, KDH_ENOMEM, "out of memory for the ingest writer");
         goto out;
     }
@@ -374,6 +451,10 @@ out:
     }
     for (size_t i = 0; i < MODS_SLOTS; i++)
         free(w->mods[i]);
+    for (size_t i = 0; w->sidc && i < SIDC_SLOTS; i++)
+        free(w->sidc[i].key);
+    free(w->sidc);
+    free(w->key);
     free(w->sf);
     free(w->modbuf);
     free(w->hits.slot);
