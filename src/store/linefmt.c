@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <xxhash.h>
+
 #include "store_int.h"
 
 /* Appends into a bounded line buffer; a line that does not fit sets `full` and is then written
@@ -77,22 +79,31 @@ static void cache_drop(kdh_store_fmt_t *f, unsigned i)
 }
 
 /* The JSON text of the string raw[0..n) (quotes included) as jansson writes it; NULL when jansson
- * refuses the string (invalid UTF-8) or memory is short. The cache is direct mapped by a hash of
- * the text: poolmon and !poolused show hundreds of tags, a log's events a handful. */
+ * refuses the string (invalid UTF-8) or memory is short. The cache is an open-addressing table
+ * (poolmon and !poolused show hundreds of tags, a log's events a handful), emptied when 3/4 full. */
 static const kdh_store_fmt_entry_t *escaped(kdh_store_fmt_t *f, const char *raw, size_t n)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)raw[i]) * 16777619u;
-    unsigned slot = (h ^ (h >> 15)) & (KDH_STORE_FMT_CACHE - 1);
-    kdh_store_fmt_entry_t *e = &f->ent[slot];
-    if (e->raw && e->raw_len == n && memcmp(e->raw, raw, n) == 0)
-        return e;
+    uint64_t h = XXH3_64bits(raw, n);
+    unsigned slot = (unsigned)h & (KDH_STORE_FMT_CACHE - 1);
+    kdh_store_fmt_entry_t *e;
+    for (;; slot = (slot + 1) & (KDH_STORE_FMT_CACHE - 1)) {
+        e = &f->ent[slot];
+        if (!e->raw)
+            break;
+        if (e->raw_len == n && memcmp(e->raw, raw, n) == 0)
+            return e;
+    }
+    if (f->used >= KDH_STORE_FMT_CACHE / 4 * 3) {
+        for (unsigned i = 0; i < KDH_STORE_FMT_CACHE; i++)
+            cache_drop(f, i);
+        f->used = 0;
+        slot = (unsigned)h & (KDH_STORE_FMT_CACHE - 1);
+        e = &f->ent[slot];
+    }
     json_t *s = json_stringn(raw, n);
     if (!s)
         return NULL;
     size_t need = json_dumpb(s, NULL, 0, KDH_STORE_DUMP | JSON_ENCODE_ANY);
-    cache_drop(f, slot);
     char *mem = need ? malloc(n + need) : NULL;
     if (!mem || json_dumpb(s, mem + n, need, KDH_STORE_DUMP | JSON_ENCODE_ANY) != need) {
         free(mem);
@@ -105,6 +116,7 @@ static const kdh_store_fmt_entry_t *escaped(kdh_store_fmt_t *f, const char *raw,
     e->raw_len = n;
     e->esc = mem + n;
     e->esc_len = need;
+    f->used++;
     return e;
 }
 
@@ -170,6 +182,7 @@ void kdh_store_fmt_free(kdh_store_fmt_t *f)
 {
     for (unsigned i = 0; i < KDH_STORE_FMT_CACHE; i++)
         cache_drop(f, i);
+    f->used = 0;
     f->ev_t.valid = f->pool_t.valid = 0;
 }
 

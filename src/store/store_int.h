@@ -56,6 +56,7 @@ typedef struct kdh_store_fmt_real {
 
 typedef struct kdh_store_fmt {
     kdh_store_fmt_entry_t ent[KDH_STORE_FMT_CACHE];
+    unsigned used;
     kdh_store_fmt_real_t ev_t, pool_t;
 } kdh_store_fmt_t;
 
