@@ -113,12 +113,15 @@ int kdh_ingest_parse_callsite(kdh_ingest_patterns_t *p, const char *s, size_t le
     const char *g;
     size_t gl;
     len = rtrim(s, len);
-    /* NUL bytes are line noise, never part of a symbol (and would cut the kept text short) */
-    if (!len || memchr(s, 0, len))
+    if (!len)
         return KDH_ECORRUPT;
     size_t fov[2 * KDH_INGEST_CS_GROUPS];
     int fast = kdh_ingest_callsite_fast(s, len, fov);
     if (fast == 0)
+        return KDH_ECORRUPT;
+    /* NUL bytes are line noise, never part of a symbol (and would cut the kept text short); the
+     * fast path has seen only printable bytes */
+    if (fast < 0 && memchr(s, 0, len))
         return KDH_ECORRUPT;
     if (fast > 0)
         ov = fov;

@@ -47,6 +47,7 @@ enum {
 
 struct kdh_ingest_patterns {
     pcre2_code *re[PAT_COUNT];
+    int jit[PAT_COUNT]; /* JIT-compiled: matched through pcre2_jit_match */
     pcre2_match_data *md;
 };
 

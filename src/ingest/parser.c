@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <xxhash.h>
+
 int kdh_ingest_parser_new(kdh_ingest_parser_t **out, unsigned kinds, const kdh_ingest_sink_t *sink,
                           kdh_err_t *err)
 {
@@ -89,12 +91,11 @@ static char first_nonspace(const char *s, size_t n)
 
 static uint64_t stack_hash(const kdh_ingest_frame_t *f, size_t n)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a: only compares a stack with the previous one */
-    for (size_t i = 0; i < n; i++) {
-        for (const char *c = f[i].sym; *c; c++)
-            h = (h ^ (unsigned char)*c) * 1099511628211ull;
-        h = (h ^ ';') * 1099511628211ull;
-    }
+    /* only compares a stack with the previous one of the same break: each frame's text hashed
+     * with the running value as seed, so frame boundaries count */
+    uint64_t h = n;
+    for (size_t i = 0; i < n; i++)
+        h = XXH3_64bits_withSeed(f[i].sym, strlen(f[i].sym), h);
     return h;
 }
 
@@ -368,14 +369,18 @@ static void command(kdh_ingest_parser_t *p, const char *c, size_t n)
         n--;
     if (!n)
         return;
-    if (kdh_ingest_match(p->pat, PAT_HITTAG, c, n, &ov)) {
+    /* both patterns need their literal: "PoolHitTag", or a command starting "bp", "bu" or "bm" */
+    if (memmem(c, n, "PoolHitTag", 10) && kdh_ingest_match(p->pat, PAT_HITTAG, c, n, &ov)) {
         if (kdh_ingest_group(ov, 1, c, &g, &gl))
             tag_from_text(g, gl, 0, p->hit_tag);
         else if (kdh_ingest_group(ov, 2, c, &g, &gl) || kdh_ingest_group(ov, 3, c, &g, &gl))
             tag_from_text(g, gl, 1, p->hit_tag);
         return;
     }
-    if (kdh_ingest_match(p->pat, PAT_BPTAG, c, n, &ov)) {
+    char b0 = first_nonspace(c, n);
+    const char *b = b0 ? memchr(c, b0, n) : NULL;
+    if (b0 == 'b' && b + 1 < c + n && (b[1] == 'p' || b[1] == 'u' || b[1] == 'm') &&
+        kdh_ingest_match(p->pat, PAT_BPTAG, c, n, &ov)) {
         if (kdh_ingest_group(ov, 1, c, &g, &gl))
             tag_from_text(g, gl, 0, p->bp_tag);
         else if (kdh_ingest_group(ov, 2, c, &g, &gl))
@@ -559,7 +564,8 @@ int kdh_ingest_parser_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_
             return KDH_OK;
         }
         size_t *ov;
-        if (kdh_ingest_match(p->pat, PAT_STACKWARN, s, n, &ov))
+        char w0 = first_nonspace(s, n); /* "WARNING: ..." or "*** Stack trace ..." */
+        if ((w0 == 'W' || w0 == '*') && kdh_ingest_match(p->pat, PAT_STACKWARN, s, n, &ov))
             return KDH_OK;
         if (p->open && looks_like_frame(s, n) && !kdh_ingest_match(p->pat, PAT_PROMPT, s, n, &ov)) {
             kdh_ingest_note_skip(p);

@@ -83,7 +83,7 @@ int kdh_ingest_patterns_new(kdh_ingest_patterns_t **out, kdh_err_t *err)
                                (size_t)eo, (const char *)msg);
         }
         /* JIT is an optimisation: where it is unavailable pcre2_match interprets instead. */
-        (void)pcre2_jit_compile(p->re[i], PCRE2_JIT_COMPLETE);
+        p->jit[i] = pcre2_jit_compile(p->re[i], PCRE2_JIT_COMPLETE) == 0;
     }
     p->md = pcre2_match_data_create(KDH_INGEST_OVEC, NULL);
     if (!p->md) {
@@ -106,7 +106,10 @@ void kdh_ingest_patterns_free(kdh_ingest_patterns_t *p)
 
 int kdh_ingest_match(kdh_ingest_patterns_t *p, int id, const char *s, size_t len, size_t **ov)
 {
-    int rc = pcre2_match(p->re[id], (PCRE2_SPTR)s, len, 0, 0, p->md, NULL);
+    /* pcre2_jit_match: the JIT code without pcre2_match's checks of arguments that are always
+     * valid here; its per-call cost was a tenth of all matching */
+    int rc = p->jit[id] ? pcre2_jit_match(p->re[id], (PCRE2_SPTR)s, len, 0, 0, p->md, NULL)
+                        : pcre2_match(p->re[id], (PCRE2_SPTR)s, len, 0, 0, p->md, NULL);
     if (rc <= 0)
         return 0; /* no match, or a resource limit on a pathological line: not a match either */
     *ov = pcre2_get_ovector_pointer(p->md);

@@ -325,11 +325,14 @@ int kdh_ingest_table_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_e
         return 0;
     /* cheap first-letter filter before any pattern runs */
     char c = s[i];
-    if (c == 'M' && (p->kinds & KDH_INGEST_POOLMON) && kdh_ingest_match(p->pat, PAT_PMMEM, s, n, &ov)) {
+    /* each pattern below starts with \s* and then the literal checked first: a line without it
+     * cannot match, and most lines fail there without a PCRE2 call */
+    if (c == 'M' && (p->kinds & KDH_INGEST_POOLMON) && n - i >= 7 && memcmp(s + i, "Memory:", 7) == 0 &&
+        kdh_ingest_match(p->pat, PAT_PMMEM, s, n, &ov)) {
         p->snap_pending = 1;
         return 1;
     }
-    if (c == 'T') {
+    if (c == 'T' && n - i >= 3 && memcmp(s + i, "Tag", 3) == 0) {
         if ((p->kinds & KDH_INGEST_POOLMON) && kdh_ingest_match(p->pat, PAT_PMHDR, s, n, &ov)) {
             p->blk = BLK_POOLMON;
             p->snap_pending = 1;
@@ -344,18 +347,20 @@ int kdh_ingest_table_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_e
             return 1;
         }
     }
-    if (c == 'S' && (p->kinds & KDH_INGEST_POOLUSED) && kdh_ingest_match(p->pat, PAT_PUSORT, s, n, &ov)) {
+    if (c == 'S' && (p->kinds & KDH_INGEST_POOLUSED) && n - i >= 10 && memcmp(s + i, "Sorting by", 10) == 0 &&
+        kdh_ingest_match(p->pat, PAT_PUSORT, s, n, &ov)) {
         p->snap_pending = 1;
         return 1;
     }
-    if ((c == 'N' || c == 'P') && (p->kinds & KDH_INGEST_POOLUSED) &&
+    if ((c == 'N' || c == 'P') && (p->kinds & KDH_INGEST_POOLUSED) && memmem(s + i, n - i, " Usage:", 7) &&
         kdh_ingest_match(p->pat, PAT_VMUSAGE, s, n, &ov))
         return vm_line(p, s, n, ov, err);
     if (c == '*' && (p->kinds & KDH_INGEST_POOLUSED) && memmem(s, n, "Virtual Memory Usage", 20)) {
         p->snap_pending = 1;
         return 1;
     }
-    if (c == 'A' && (p->kinds & KDH_INGEST_VERIFIER) && kdh_ingest_match(p->pat, PAT_V3HDR, s, n, &ov)) {
+    if (c == 'A' && (p->kinds & KDH_INGEST_VERIFIER) && n - i >= 7 && memcmp(s + i, "Address", 7) == 0 &&
+        kdh_ingest_match(p->pat, PAT_V3HDR, s, n, &ov)) {
         p->blk = BLK_V3;
         return 1;
     }
