@@ -369,16 +369,17 @@ static void command(kdh_ingest_parser_t *p, const char *c, size_t n)
         n--;
     if (!n)
         return;
-    /* both patterns need their literal: "PoolHitTag", or a command starting "bp", "bu" or "bm" */
-    if (memmem(c, n, "PoolHitTag", 10) && kdh_ingest_match(p->pat, PAT_HITTAG, c, n, &ov)) {
+    /* the patterns need their command word first: "ed" / "ea", or "bp" / "bu" / "bm" */
+    char b0 = first_nonspace(c, n);
+    const char *b = b0 ? memchr(c, b0, n) : NULL;
+    if (b0 == 'e' && b + 1 < c + n && (b[1] == 'd' || b[1] == 'a') &&
+        kdh_ingest_match(p->pat, PAT_HITTAG, c, n, &ov)) {
         if (kdh_ingest_group(ov, 1, c, &g, &gl))
             tag_from_text(g, gl, 0, p->hit_tag);
         else if (kdh_ingest_group(ov, 2, c, &g, &gl) || kdh_ingest_group(ov, 3, c, &g, &gl))
             tag_from_text(g, gl, 1, p->hit_tag);
         return;
     }
-    char b0 = first_nonspace(c, n);
-    const char *b = b0 ? memchr(c, b0, n) : NULL;
     if (b0 == 'b' && b + 1 < c + n && (b[1] == 'p' || b[1] == 'u' || b[1] == 'm') &&
         kdh_ingest_match(p->pat, PAT_BPTAG, c, n, &ov)) {
         if (kdh_ingest_group(ov, 1, c, &g, &gl))

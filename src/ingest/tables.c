@@ -352,7 +352,7 @@ int kdh_ingest_table_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_e
         p->snap_pending = 1;
         return 1;
     }
-    if ((c == 'N' || c == 'P') && (p->kinds & KDH_INGEST_POOLUSED) && memmem(s + i, n - i, " Usage:", 7) &&
+    if ((c == 'N' || c == 'P') && (p->kinds & KDH_INGEST_POOLUSED) && ((n - i >= 12 && memcmp(s + i, "NonPagedPool", 12) == 0) || (n - i >= 9 && memcmp(s + i, "PagedPool", 9) == 0)) &&
         kdh_ingest_match(p->pat, PAT_VMUSAGE, s, n, &ov))
         return vm_line(p, s, n, ov, err);
     if (c == '*' && (p->kinds & KDH_INGEST_POOLUSED) && memmem(s, n, "Virtual Memory Usage", 20)) {
