@@ -79,8 +79,29 @@ int kdh_ingest_callsite_fast(const char *s, size_t n, size_t ov[2 * KDH_INGEST_C
 #define KDH_INGEST_LAYOUT_GROUPS 9
 int kdh_ingest_layout_fast(int id, const char *s, size_t n, size_t ov[2 * KDH_INGEST_LAYOUT_GROUPS]);
 
-/* Hex digits (backticks skipped) to a value; 0 when empty or > 16 digits. */
-int kdh_ingest_hex(const char *s, size_t len, uint64_t *out);
+/* Hex digit value + 1 (0: not a digit); KDH_INGEST_HEX_SEP for WinDbg's 64-bit separator '`'. */
+#define KDH_INGEST_HEX_SEP 17
+extern const unsigned char kdh_ingest_hexval1[256];
+
+/* Hex digits (backticks skipped) to a value; 0 when empty or > 16 digits. Inline: several
+ * address columns of every frame go through it. */
+static inline int kdh_ingest_hex(const char *s, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+    unsigned nd = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned d = kdh_ingest_hexval1[(unsigned char)s[i]];
+        if (d == KDH_INGEST_HEX_SEP)
+            continue;
+        if (!d || ++nd > 16)
+            return 0;
+        v = (v << 4) | (d - 1);
+    }
+    if (!nd)
+        return 0;
+    *out = v;
+    return 1;
+}
 /* Decimal digits to a value; 0 when empty, non-digit or overflowing. */
 int kdh_ingest_dec(const char *s, size_t len, uint64_t *out);
 

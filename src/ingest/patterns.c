@@ -116,33 +116,11 @@ int kdh_ingest_match(kdh_ingest_patterns_t *p, int id, const char *s, size_t len
     return rc;
 }
 
-/* Hex digit value + 1 (0: not a digit); SEP for WinDbg's 64-bit separator '`'. */
-#define SEP 17
-static const unsigned char hexval1[256] = {
+const unsigned char kdh_ingest_hexval1[256] = {
     ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
     ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
-    ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16, ['`'] = SEP,
+    ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16, ['`'] = KDH_INGEST_HEX_SEP,
 };
-
-/* Once per address column of every frame: a table lookup per digit. */
-int kdh_ingest_hex(const char *s, size_t len, uint64_t *out)
-{
-    uint64_t v = 0;
-    unsigned nd = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned d = hexval1[(unsigned char)s[i]];
-        if (d == SEP)
-            continue;
-        if (!d || ++nd > 16)
-            return 0;
-        v = (v << 4) | (d - 1);
-    }
-    if (!nd)
-        return 0;
-    *out = v;
-    return 1;
-}
-#undef SEP
 
 int kdh_ingest_dec(const char *s, size_t len, uint64_t *out)
 {
