@@ -40,6 +40,9 @@ enum {
     PAT_HITTAG,     /* ed nt!PoolHitTag <value> */
     PAT_BPTAG,      /* a conditional bp comparing a register or argument with a tag */
     PAT_STACKWARN,  /* lines tolerated inside a stack */
+    PAT_PFHDR,      /* !poolfind "Scanning large pool ..." / "Searching X pool (...)" */
+    PAT_PFROW,      /* !poolfind row, newer layout: "ADDR : tag T, size 0xN, X pool" */
+    PAT_PFROW_OLD,  /* !poolfind row, older layout: "ADDR size: N previous size: N (Allocated) T" */
     PAT_COUNT
 };
 
@@ -116,7 +119,15 @@ int kdh_ingest_pool_routine(const kdh_ingest_frame_t *f);
 int kdh_ingest_tag_from_dword(uint32_t v, char out[5]);
 
 /* A stack or table block the parser is inside of. */
-enum { BLK_NONE, BLK_POOLMON, BLK_POOLUSED, BLK_V3 };
+enum { BLK_NONE, BLK_POOLMON, BLK_POOLUSED, BLK_V3, BLK_POOLFIND };
+
+/* Blocks one !poolfind output found allocated, per tag and pool type (poolfind.c). */
+#define KDH_INGEST_PF_MAX 64
+typedef struct kdh_ingest_pf_acc {
+    char tag[5];
+    const char *pool;
+    uint64_t blocks, bytes;
+} kdh_ingest_pf_acc_t;
 
 /* What the next frame lines would belong to: set by a header, STACK_TEXT, a kc command or a
  * verifier record head; cleared by any line that is none of frame, blank or tolerated warning. */
@@ -191,6 +202,9 @@ struct kdh_ingest_parser {
     unsigned pu_nf;
     const char *snap_origin;
     unsigned vm_seen;    /* !vm pools already sampled in the current snapshot */
+    const char *pf_pool; /* !poolfind: pool type of the "Searching" section the rows are in */
+    kdh_ingest_pf_acc_t pf[KDH_INGEST_PF_MAX];
+    size_t npf;
 
     kdh_ingest_v80_t *v80;
     size_t nv80;
@@ -209,6 +223,16 @@ int kdh_ingest_table_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_e
 /* Emits one stack through the sink (used by the !verifier 3 rows). */
 int kdh_ingest_emit_stack(kdh_ingest_parser_t *p, kdh_ingest_stack_t *st, kdh_err_t *err);
 void kdh_ingest_note_skip(kdh_ingest_parser_t *p);
+
+/* poolfind.c: !poolfind output as one snapshot of the blocks found allocated, per tag and pool
+ * type (allocs = blocks, bytes = their sizes). _line returns 1 when the line was consumed, 0 when
+ * it is not !poolfind output (a block in progress has then been emitted), or a sink error (lead:
+ * the count of leading blanks, spaces and tabs); _end
+ * emits a block in progress (at a prompt, another table, the end of the file). */
+int kdh_ingest_poolfind_line(kdh_ingest_parser_t *p, const char *s, size_t n, size_t lead, kdh_err_t *err);
+int kdh_ingest_poolfind_end(kdh_ingest_parser_t *p, kdh_err_t *err);
+/* tables.c */
+int kdh_ingest_emit_sample(kdh_ingest_parser_t *p, kdh_ingest_sample_t *s, kdh_err_t *err);
 
 /* verifier80.c: hold one !verifier 0x80 record; emit the held records oldest first. */
 int kdh_ingest_v80_hold(kdh_ingest_parser_t *p, const kdh_ingest_stack_t *st, kdh_err_t *err);

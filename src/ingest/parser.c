@@ -618,6 +618,8 @@ int kdh_ingest_parser_finish(kdh_ingest_parser_t *p, kdh_err_t *err)
     if (!rc)
         rc = kdh_ingest_end_stack(p, err);
     if (!rc)
+        rc = kdh_ingest_poolfind_end(p, err);
+    if (!rc)
         rc = kdh_ingest_v80_flush(p, err);
     if (!rc)
         rc = kdh_ingest_v3_flush(p, err);

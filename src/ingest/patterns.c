@@ -64,6 +64,13 @@ static const char *const sources[PAT_COUNT] = {
                   "(?:(?:0x)?([0-9a-fA-F]{8})\\b|'([^']{4})')",
     [PAT_STACKWARN] = "^\\s*(?:WARNING: (?:Stack unwind information not available|Frame IP not in any known module)"
                       "|\\*\\*\\* Stack trace for last set context)",
+    /* 1: pool type of a "Searching" line ("NonPaged", "nonpaged", "Paged", "session") */
+    [PAT_PFHDR] = "^\\s*(?:Scanning large pool allocation table for |Searching (\\S+) pool \\()",
+    /* 1 block, 2 tag, 3 size, 4 pool type */
+    [PAT_PFROW] = "^\\s*([0-9a-fA-F`]{8,17}) : tag (.{1,4}?), size\\s+0x([0-9a-fA-F]{1,16}), (\\S+) pool\\s*$",
+    /* 1 block, 2 size, 3 Allocated|Free, 4 tag (later kdexts add " (Protected)", " Process: ADDR") */
+    [PAT_PFROW_OLD] = "^\\s*\\*?([0-9a-fA-F`]{8,17}) size:\\s*([0-9a-fA-F]{1,16}) previous size:\\s*[0-9a-fA-F]{1,16}\\s+"
+                      "\\((Allocated|Free)\\)\\s+\\*?(\\S.{0,3}?)(?:\\s+\\(Protected\\))?(?:\\s+Process: [0-9a-fA-F`]+)?\\s*$",
 };
 
 int kdh_ingest_patterns_new(kdh_ingest_patterns_t **out, kdh_err_t *err)

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static int emit_sample(kdh_ingest_parser_t *p, kdh_ingest_sample_t *s, kdh_err_t *err)
+int kdh_ingest_emit_sample(kdh_ingest_parser_t *p, kdh_ingest_sample_t *s, kdh_err_t *err)
 {
     if (p->snap_pending || !p->snap_origin || strcmp(p->snap_origin, s->origin) != 0) {
         p->snapshot++;
@@ -64,7 +64,7 @@ static int poolmon_row(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_err_
     if (g[0] != '-')
         kdh_ingest_dec(g, gl, &sm.bytes);
     p->st.kinds_seen |= KDH_INGEST_POOLMON;
-    int rc = emit_sample(p, &sm, err);
+    int rc = kdh_ingest_emit_sample(p, &sm, err);
     return rc ? rc : 1;
 }
 
@@ -192,7 +192,7 @@ static int poolused_row(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_err
                 break;
             }
         }
-        int rc = emit_sample(p, &sm, err);
+        int rc = kdh_ingest_emit_sample(p, &sm, err);
         if (rc)
             return rc;
     }
@@ -222,7 +222,7 @@ static int vm_line(kdh_ingest_parser_t *p, const char *s, size_t n, size_t *ov, 
     if (p->snap_origin && strcmp(p->snap_origin, "vm") == 0 && (p->vm_seen & bit))
         p->snap_pending = 1; /* the same pool again: a second !vm output without a prompt between */
     p->st.kinds_seen |= KDH_INGEST_POOLUSED;
-    int rc = emit_sample(p, &sm, err);
+    int rc = kdh_ingest_emit_sample(p, &sm, err);
     p->vm_seen |= bit;
     return rc ? rc : 1;
 }
@@ -300,6 +300,11 @@ int kdh_ingest_table_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_e
     size_t i = 0;
     while (i < n && (s[i] == ' ' || s[i] == '\t'))
         i++;
+    /* outside its block, only a "Searching" / "Scanning" line can start !poolfind output */
+    if (p->blk == BLK_POOLFIND || ((p->kinds & KDH_INGEST_POOLUSED) && i < n && s[i] == 'S')) {
+        if ((rc = kdh_ingest_poolfind_line(p, s, n, i, err)))
+            return rc; /* consumed, or a sink error; else any !poolfind block has ended */
+    }
     if (p->blk != BLK_NONE) {
         if (i == n || is_dashes(s, n) || (n - i == 3 && memcmp(s + i, "...", 3) == 0))
             return 1; /* blank, ruler, or an elision inside the table */

@@ -47,8 +47,8 @@ static const struct {
     {"pool_x64_unknown_region_01.txt", 0, 0, 0, 0},
     {"pool_x86_01.txt", 0, 0, 0, 0},
     {"pool_x86_flag1_01.txt", 0, 0, 0, 0},
-    {"poolfind_x64_modern_01.txt", 0, 0, 0, 0},
-    {"poolfind_x86_01.txt", 0, 0, 0, 0},
+    {"poolfind_x64_modern_01.txt", 0, 0, 1, 1}, /* one !poolfind, one tag, nonpaged */
+    {"poolfind_x86_01.txt", 0, 0, 2, 2},        /* "!poolfind SeSd 0" nonpaged, "... 1" paged */
     {"poolmon_dashed_01.txt", 0, 0, 1, 4},
     {"poolmon_mapped_driver_01.txt", 0, 0, 1, 13},
     {"poolmon_screen_01.txt", 0, 0, 1, 8},
@@ -170,6 +170,7 @@ static void test_recognized(void **state)
         {"poolmon_snapshot_n_01.txt", KDH_INGEST_POOLMON},
         {"poolused_flag4_01.txt", KDH_INGEST_POOLUSED},
         {"vm1_x86_01.txt", KDH_INGEST_POOLUSED},
+        {"poolfind_x86_01.txt", KDH_INGEST_POOLUSED},
         {"pool_x86_01.txt", 0},
         {"pooltag_txt_ws2003_rktools_01.txt", 0},
     };
@@ -235,6 +236,39 @@ static void test_poolhittag_alloc(void **state)
     /* with --kind kd the verifier table is not read */
     c = coll_run(KDH_INGEST_KD, sample("kd_verifier_bugcheck_x86_kb_01.txt"), NULL, 0, 0);
     assert_int_equal(c->nstacks, 2);
+    coll_free(c);
+}
+
+/* !poolfind: the allocated blocks listed, counted and their sizes summed off the files (grep for
+ * ": tag amda, size" and "(Allocated) SeSd", sizes added by hand): 31 blocks, 0x98a0 = 39072
+ * bytes; SeSd 17 nonpaged blocks, 2784 bytes (two free blocks left out) and 4 paged, 736 bytes. */
+static void test_poolfind(void **state)
+{
+    (void)state;
+    coll_t *c = coll_run(KDH_INGEST_AUTO, sample("poolfind_x64_modern_01.txt"), NULL, 0, 0);
+    assert_int_equal(c->nsamples, 1);
+    assert_string_equal(c->samples[0].tag, "amda");
+    assert_string_equal(c->samples[0].pool, "nonpaged");
+    assert_int_equal(c->samples[0].allocs, 31);
+    assert_int_equal(c->samples[0].frees, 0);
+    assert_int_equal(c->samples[0].bytes, 39072);
+    assert_string_equal(c->samples[0].origin, "poolfind");
+    coll_free(c);
+    c = coll_run(KDH_INGEST_AUTO, sample("poolfind_x86_01.txt"), NULL, 0, 0);
+    assert_int_equal(c->nsamples, 2);
+    assert_string_equal(c->samples[0].tag, "SeSd");
+    assert_string_equal(c->samples[0].pool, "nonpaged");
+    assert_int_equal(c->samples[0].allocs, 17);
+    assert_int_equal(c->samples[0].bytes, 2784);
+    assert_int_equal(c->samples[0].snapshot, 1);
+    assert_string_equal(c->samples[1].pool, "paged");
+    assert_int_equal(c->samples[1].allocs, 4);
+    assert_int_equal(c->samples[1].bytes, 736);
+    assert_int_equal(c->samples[1].snapshot, 2);
+    coll_free(c);
+    /* with --kind kd it is not read */
+    c = coll_run(KDH_INGEST_KD, sample("poolfind_x86_01.txt"), NULL, 0, 0);
+    assert_int_equal(c->nsamples, 0);
     coll_free(c);
 }
 
@@ -395,7 +429,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts),          cmocka_unit_test(test_frames),
         cmocka_unit_test(test_recognized),
-        cmocka_unit_test(test_poolhittag_alloc), cmocka_unit_test(test_events),
+        cmocka_unit_test(test_poolhittag_alloc), cmocka_unit_test(test_poolfind), cmocka_unit_test(test_events),
         cmocka_unit_test(test_pool_rows),       cmocka_unit_test(test_verifier3_and_80),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
