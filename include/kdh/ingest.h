@@ -89,6 +89,8 @@ typedef struct kdh_ingest_stack {
     uint64_t line;       /* line of the first frame */
     const char *origin;  /* "k", "kc", "stack_text", "verifier80", "verifier4", "verifier3", "kmautofail" */
     int repeat;          /* the same stack shown again for the same break: not a new hit */
+    double t;            /* Unix seconds of the last "Debug session time:" before it, when has_t */
+    int has_t;
 } kdh_ingest_stack_t;
 
 /* One pool usage line of one snapshot. */
@@ -99,7 +101,9 @@ typedef struct kdh_ingest_sample {
     uint64_t allocs, frees, bytes;
     int has_allocs, has_frees;
     uint64_t line;
-    const char *origin;  /* "poolmon", "poolused", "vm" */
+    const char *origin;  /* "poolmon", "poolused", "vm", "poolfind" */
+    double t;            /* as kdh_ingest_stack_t's */
+    int has_t;
 } kdh_ingest_sample_t;
 
 /* Callbacks get pointers valid only during the call; a non-zero return stops the parser and is

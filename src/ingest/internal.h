@@ -40,6 +40,7 @@ enum {
     PAT_HITTAG,     /* ed nt!PoolHitTag <value> */
     PAT_BPTAG,      /* a conditional bp comparing a register or argument with a tag */
     PAT_STACKWARN,  /* lines tolerated inside a stack */
+    PAT_SESSTIME,   /* "Debug session time: Tue Mar 17 10:21:12.345 2020 (UTC + 1:00)" */
     PAT_PFHDR,      /* !poolfind "Scanning large pool ..." / "Searching X pool (...)" */
     PAT_PFROW,      /* !poolfind row, newer layout: "ADDR : tag T, size 0xN, X pool" */
     PAT_PFROW_OLD,  /* !poolfind row, older layout: "ADDR size: N previous size: N (Allocated) T" */
@@ -179,6 +180,8 @@ struct kdh_ingest_parser {
     unsigned kp_lines;
 
     /* debugger session state */
+    double clock; /* the last "Debug session time:" of this file, Unix seconds */
+    int has_clock;
     int cpu;
     uint64_t thread_hint; /* from the last THREAD line since the prompt */
     int go_pending;      /* a `g` was typed and no break reported since */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <xxhash.h>
 
@@ -180,6 +181,8 @@ int kdh_ingest_end_stack(kdh_ingest_parser_t *p, kdh_err_t *err)
     st.line = p->stack_line;
     st.origin = p->arm.origin;
     st.thread = p->arm.thread;
+    st.t = p->clock;
+    st.has_t = p->has_clock;
     st.kind = KDH_INGEST_EV_HIT;
     if (p->arm.has_addr)
         st.addr = p->arm.addr, st.has_addr = 1;
@@ -431,6 +434,48 @@ static void prompt(kdh_ingest_parser_t *p, const char *s, size_t *ov)
         }
 }
 
+/* "Debug session time: Tue Mar 17 10:21:12.345 2020 (UTC + 1:00)", printed when the debugger
+ * connects and by .time / vertarget: the clock for what follows. The time is local to the zone in
+ * parentheses; no zone is taken as UTC. */
+static void session_time(kdh_ingest_parser_t *p, const char *s, const size_t *ov)
+{
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    const char *g;
+    size_t gl;
+    uint64_t v[10] = {0};
+    kdh_ingest_group(ov, 1, s, &g, &gl);
+    const char *m = memmem(months, 36, g, 3);
+    if (!m || (m - months) % 3)
+        return;
+    for (int k = 2; k <= 10; k++) {
+        if (k == 8)
+            continue; /* the sign */
+        if (kdh_ingest_group(ov, k, s, &g, &gl) && !kdh_ingest_dec(g, gl, &v[k - 1]))
+            return;
+    }
+    if (kdh_ingest_group(ov, 6, s, &g, &gl))
+        for (size_t i = gl; i < 3; i++)
+            v[5] *= 10; /* ".5" is 500 ms */
+    if (v[1] < 1 || v[1] > 31 || v[2] > 23 || v[3] > 59 || v[4] > 60 || v[8] > 14 || v[9] > 59)
+        return;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    tm.tm_year = (int)v[6] - 1900;
+    tm.tm_mon = (int)((m - months) / 3);
+    tm.tm_mday = (int)v[1];
+    tm.tm_hour = (int)v[2];
+    tm.tm_min = (int)v[3];
+    tm.tm_sec = (int)v[4];
+    time_t local = timegm(&tm);
+    if (local == (time_t)-1)
+        return;
+    double off = (double)(v[8] * 3600 + v[9] * 60);
+    if (kdh_ingest_group(ov, 8, s, &g, &gl) && g[0] == '-')
+        off = -off;
+    p->clock = (double)local - off + (double)v[5] / 1000.0;
+    p->has_clock = 1;
+}
+
 /* ---- one line ---- */
 
 static int kd_line(kdh_ingest_parser_t *p, const char *s, size_t n)
@@ -457,6 +502,10 @@ static int kd_line(kdh_ingest_parser_t *p, const char *s, size_t n)
                                                               : KDH_INGEST_L_MEX;
         arm(p, mask, "k", -1);
         p->arm.thread = p->thread_hint;
+        return 1;
+    }
+    if (starts_with(t, tn, "Debug session time:") && kdh_ingest_match(p->pat, PAT_SESSTIME, s, n, &ov)) {
+        session_time(p, s, ov);
         return 1;
     }
     if (starts_with(t, tn, "THREAD ") && kdh_ingest_match(p->pat, PAT_THREADHDR, s, n, &ov)) {
@@ -628,6 +677,8 @@ int kdh_ingest_parser_finish(kdh_ingest_parser_t *p, kdh_err_t *err)
     p->armed = p->open = 0;
     p->nfr = 0;
     p->cpu = -1;
+    p->has_clock = 0;
+    p->clock = 0;
     p->thread_hint = 0;
     p->break_id = 0;
     p->go_pending = 0;

@@ -64,6 +64,10 @@ static const char *const sources[PAT_COUNT] = {
                   "(?:(?:0x)?([0-9a-fA-F]{8})\\b|'([^']{4})')",
     [PAT_STACKWARN] = "^\\s*(?:WARNING: (?:Stack unwind information not available|Frame IP not in any known module)"
                       "|\\*\\*\\* Stack trace for last set context)",
+    /* 1 month 2 day 3 h 4 min 5 s 6 ms 7 year 8 sign 9 offset hours 10 offset minutes; "(UTC - 8:00)", or
+     * "(GMT-8)" in older debuggers, is the local zone the time is given in */
+    [PAT_SESSTIME] = "^\\s*Debug session time: [A-Za-z]{3} ([A-Za-z]{3}) +(\\d{1,2}) (\\d{1,2}):(\\d{2}):(\\d{2})"
+                     "(?:\\.(\\d{1,3}))? (\\d{4})(?: \\((?:UTC|GMT) ?([+-]) ?(\\d{1,2})(?::(\\d{2}))?\\))?",
     /* 1: pool type of a "Searching" line ("NonPaged", "nonpaged", "Paged", "session") */
     [PAT_PFHDR] = "^\\s*(?:Scanning large pool allocation table for |Searching (\\S+) pool \\()",
     /* 1 block, 2 tag, 3 size, 4 pool type */

@@ -17,6 +17,8 @@ int kdh_ingest_emit_sample(kdh_ingest_parser_t *p, kdh_ingest_sample_t *s, kdh_e
     }
     s->snapshot = p->snapshot;
     s->line = p->lineno;
+    s->t = p->clock;
+    s->has_t = p->has_clock;
     p->st.samples++;
     if (p->sink.on_sample)
         return p->sink.on_sample(p->sink.ud, s, err);
@@ -238,6 +240,8 @@ static int v3_row(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_err_t *er
         return 0;
     kdh_ingest_stack_t st;
     memset(&st, 0, sizeof st);
+    st.t = p->clock;
+    st.has_t = p->has_clock;
     uint64_t caller = 0;
     kdh_ingest_group(ov, 1, s, &g, &gl);
     st.has_addr = kdh_ingest_hex(g, gl, &st.addr);

@@ -276,6 +276,7 @@ static int on_event(writer_t *w, const kdh_ingest_stack_t *st, uint64_t sid, kdh
         return kdh_err_set(err, KDH_ENOMEM, "out of memory counting hits per stack");
     kdh_store_event_t ev;
     memset(&ev, 0, sizeof ev);
+    ev.t = st->has_t ? st->t : 0; /* 0: the log showed no clock before the stack */
     ev.boot = 1;
     ev.cpu = st->cpu;
     ev.thread = st->thread;
@@ -305,7 +306,8 @@ static int on_sample(void *ud, const kdh_ingest_sample_t *s, kdh_err_t *err)
     writer_t *w = ud;
     kdh_store_pool_t p;
     memset(&p, 0, sizeof p);
-    /* Logs carry no clock: t is the snapshot's ordinal, which orders the series. */
+    /* t is the snapshot's ordinal, which orders the series: a log's clock ("Debug session
+     * time:") is printed once per session, not per snapshot, and would give a whole series one t */
     p.t = (double)s->snapshot;
     p.boot = 1;
     size_t tl = strnlen(s->tag, sizeof p.tag - 1);
