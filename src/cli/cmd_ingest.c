@@ -1,5 +1,5 @@
 /* cmd_ingest.c: `kdharvest ingest`: parse existing kd/WinDbg logs, Driver Verifier output,
- * poolmon and !poolused/!vm output into a run directory, and say per file what was found. */
+ * poolmon and !poolused/!vm/!poolfind output into a run directory, and say per file what was found. */
 #include <stdio.h>
 #include <string.h>
 
@@ -10,7 +10,8 @@ int kdh_cli_cmd_ingest(int argc, char **argv);
 
 static const char usage[] =
     "[--kind auto|kd|verifier|poolmon|poolused] --out DIR FILE...\n"
-    "  --kind K   which outputs to look for (default auto: all of them)\n"
+    "  --kind K   which outputs to look for (default auto: all of them; poolused also takes\n"
+    "             !vm and !poolfind output)\n"
     "  --out DIR  run directory to write (created, or continued when it holds a run)\n"
     "Exit status 1 when nothing was found in any file.\n";
 
@@ -32,7 +33,7 @@ static void on_file(void *ud, const kdh_ingest_file_report_t *r)
     if (s->nskipped_first)
         printf("%s)", s->skipped > s->nskipped_first ? ", ..." : "");
     /* what auto-detection recognized in this file */
-    static const char *const names[] = {"kd", "verifier", "poolmon", "poolused/vm"};
+    static const char *const names[] = {"kd", "verifier", "poolmon", "poolused/vm/poolfind"};
     const char *sep = "; recognized: ";
     for (unsigned i = 0; i < 4; i++)
         if (s->kinds_seen & (1u << i)) {
