@@ -90,8 +90,7 @@ static int row(kdh_ingest_parser_t *p, const char *s, size_t n)
         return 1;
     }
     if (kdh_ingest_match(p->pat, PAT_PFROW_OLD, s, n, &ov)) {
-        kdh_ingest_group(ov, 3, s, &g, &gl);
-        if (g[0] == 'F')
+        if (!kdh_ingest_group(ov, 3, s, &g, &gl) || g[0] == 'F')
             return 1; /* a free block that still carries the tag */
         kdh_ingest_group(ov, 4, s, &tag, &tl);
         kdh_ingest_group(ov, 2, s, &g, &gl);

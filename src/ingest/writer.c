@@ -221,7 +221,6 @@ static int on_event(writer_t *w, const kdh_ingest_stack_t *st, uint64_t sid, kdh
 static int on_stack(void *ud, const kdh_ingest_stack_t *st, kdh_err_t *err)
 {
     writer_t *w = ud;
-    int rc;
     size_t klen;
     if (stack_key(w, st, &klen))
         return kdh_err_set(err, KDH_ENOMEM, "out of memory for a stack's identity");
@@ -230,14 +229,17 @@ static int on_stack(void *ud, const kdh_ingest_stack_t *st, kdh_err_t *err)
     if (slot->key && slot->hash == kh && slot->len == klen && memcmp(slot->key, w->key, klen) == 0) {
         sid = slot->sid;
     } else {
-        if ((rc = intern(w, st, &sid, err)))
+        int rc = intern(w, st, &sid, err);
+        if (rc)
             return rc;
-        char *k = malloc(klen ? klen : 1);
-        if (!k)
-            return kdh_err_set(err, KDH_ENOMEM, "out of memory for a stack's identity");
-        memcpy(k, w->key, klen);
         free(slot->key);
-        *slot = (sidc_slot_t){kh, k, klen, sid};
+        slot->key = malloc(klen ? klen : 1);
+        if (!slot->key)
+            return kdh_err_set(err, KDH_ENOMEM, "out of memory for a stack's identity");
+        memcpy(slot->key, w->key, klen);
+        slot->hash = kh;
+        slot->len = klen;
+        slot->sid = sid;
     }
     return on_event(w, st, sid, err);
 }

@@ -162,7 +162,7 @@ static int put_real(kdh_store_fmt_real_t *r, out_t *o, double t)
         put(o, ".0", 2);
         return 1;
     }
-    if (!r->valid || memcmp(&r->value, &t, sizeof t) != 0) {
+    if (!r->valid || r->value != t || !signbit(r->value) != !signbit(t)) { /* NaN is never kept */
         json_t *j = json_real(t);
         size_t need = j ? json_dumpb(j, r->text, sizeof r->text, KDH_STORE_DUMP | JSON_ENCODE_ANY) : 0;
         json_decref(j);

@@ -24,12 +24,15 @@ static void put(char *buf, size_t cap, size_t *len, const char *s, size_t n)
 static size_t hex_item(char tmp[40], const char *prefix, uint64_t v)
 {
     char d[16];
-    size_t k = 0, n = strlen(prefix);
+    size_t k = 0, n = 0;
     do {
         d[k++] = "0123456789abcdef"[v & 15];
         v >>= 4;
     } while (v);
-    memcpy(tmp, prefix, n);
+    while (prefix[n]) {
+        tmp[n] = prefix[n];
+        n++;
+    }
     while (k)
         tmp[n++] = d[--k];
     return n;
