@@ -7,7 +7,7 @@
 
 static int is_hex(unsigned char c)
 {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    return (unsigned)kdh_ingest_hexval1[c] - 1u < 16u; /* a digit's value + 1, 0 or '`''s 17 otherwise */
 }
 
 static size_t hex_run(const char *s, size_t i, size_t n)
