@@ -207,7 +207,8 @@ static int try_x64(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_i
     return KDH_INGEST_L_X64;
 }
 
-static int try_x86(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_ingest_frame_t *out)
+/* fast_only: decide by the direct path alone (0 when it is unsure) */
+static int try_x86(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_ingest_frame_t *out, int fast_only)
 {
     size_t *ov;
     const char *g;
@@ -215,7 +216,7 @@ static int try_x86(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_i
     size_t fov[2 * KDH_INGEST_LAYOUT_GROUPS];
     if (kdh_ingest_layout_fast(PAT_X86, line, len, fov) > 0)
         ov = fov;
-    else if (!kdh_ingest_match(p, PAT_X86, line, len, &ov))
+    else if (fast_only || !kdh_ingest_match(p, PAT_X86, line, len, &ov))
         return 0;
     int is_inline = kdh_ingest_group(ov, 3, line, &g, &gl);
     uint64_t ret = 0, a;
@@ -298,10 +299,15 @@ int kdh_ingest_parse_frame(kdh_ingest_patterns_t *p, const char *line, size_t le
         return 0;
     int r = 0;
     clear_frame(out);
+    /* STACK_TEXT takes both layouts. A line the direct x86 path accepts (8-digit columns) cannot
+     * match the x64 pattern (its columns need a '`' after 8 digits), so trying it first changes no
+     * result and spares x86 lines a failing x64 PCRE2 match. */
+    if ((mask & KDH_INGEST_L_X64) && (mask & KDH_INGEST_L_X86))
+        r = try_x86(p, line, len, out, 1);
     if (!r && (mask & KDH_INGEST_L_X64))
         r = try_x64(p, line, len, out);
     if (!r && (mask & KDH_INGEST_L_X86))
-        r = try_x86(p, line, len, out);
+        r = try_x86(p, line, len, out, 0);
     if (!r && (mask & KDH_INGEST_L_MEX))
         r = try_mex(p, line, len, out);
     if (!r && (mask & KDH_INGEST_L_ADDR))
