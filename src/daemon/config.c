@@ -99,11 +99,21 @@ static int on_kv(void *user, const char *section, const char *name, const char *
     if (strcmp(name, "tag") == 0)
         return copy(p, line, name, value, t->tag, sizeof t->tag);
     if (strcmp(name, "mode") == 0) {
-        if (strcmp(value, "hittag") != 0) {
-            kdh_err_set(p->err, KDH_EUNSUPPORTED, "%s:%d: mode = %s: only hittag is implemented", p->path, line, value);
+        if (strcmp(value, "hittag") != 0 && strcmp(value, "specialpool") != 0 && strcmp(value, "entry") != 0) {
+            kdh_err_set(p->err, KDH_EINVAL, "%s:%d: mode = %s: use hittag, specialpool or entry", p->path, line, value);
             return 0;
         }
         return copy(p, line, name, value, t->mode, sizeof t->mode);
+    }
+    if (strcmp(name, "pair") == 0) {
+        int yes = strcasecmp(value, "yes") == 0 || strcasecmp(value, "true") == 0 || strcmp(value, "1") == 0;
+        int no = strcasecmp(value, "no") == 0 || strcasecmp(value, "false") == 0 || strcmp(value, "0") == 0;
+        if (!yes && !no) {
+            kdh_err_set(p->err, KDH_EINVAL, "%s:%d: pair = %s: use yes or no", p->path, line, value);
+            return 0;
+        }
+        t->pair = yes;
+        return 1;
     }
     if (strcmp(name, "symbols") == 0)
         return copy(p, line, name, value, t->symbols, sizeof t->symbols);
@@ -138,7 +148,7 @@ static int on_kv(void *user, const char *section, const char *name, const char *
     if (strcmp(name, "max_stall") == 0)
         return num(p, line, name, value, 0, 100, &t->max_stall_pct);
     kdh_err_set(p->err, KDH_EINVAL,
-                "%s:%d: unknown key '%s' in [target %s] (port, tcp, unix, baud, tag, mode, symbols, out, sample, "
+                "%s:%d: unknown key '%s' in [target %s] (port, tcp, unix, baud, tag, mode, pair, symbols, out, sample, "
                 "max_hits, duration, stack_cap, max_stall)",
                 p->path, line, name, t->name);
     return 0;
@@ -215,6 +225,10 @@ void kdh_daemon_target_opts(const kdh_daemon_config_t *cfg, size_t i, kdh_harves
     o->duration_s = t->duration_s;
     o->stack_cap = t->stack_cap;
     o->max_stall_pct = t->max_stall_pct;
+    o->mode = strcmp(t->mode, "specialpool") == 0 ? KDH_HARVEST_SPECIALPOOL
+              : strcmp(t->mode, "entry") == 0     ? KDH_HARVEST_ENTRY
+                                                  : KDH_HARVEST_HITTAG;
+    o->pair = t->pair;
     if (t->out[0]) {
         snprintf(out_dir, 512, "%s", t->out);
     } else {

@@ -67,7 +67,20 @@ static void test_errors(void **state)
     assert_non_null(strstr(err.msg, "no [target NAME]"));
     assert_int_equal(load_text("[targets]\nport = x\n", &err), KDH_EINVAL);
     assert_non_null(strstr(err.msg, ":2: unknown section [targets]"));
-    assert_int_equal(load_text("[target a]\nport = p\ntag = Leak\nmode = entry\n", &err), KDH_EUNSUPPORTED);
+    assert_int_equal(load_text("[target a]\nport = p\ntag = Leak\nmode = sometimes\n", &err), KDH_EINVAL);
+    assert_non_null(strstr(err.msg, ":4: mode = sometimes"));
+    assert_int_equal(load_text("[target a]\nport = p\ntag = Leak\npair = maybe\n", &err), KDH_EINVAL);
+    assert_non_null(strstr(err.msg, ":4: pair = maybe"));
+    assert_int_equal(load_text("[target a]\nport = p\ntag = Leak\nmode = entry\npair = yes\n", &err), KDH_OK);
+    kdh_harvest_opts_t ho;
+    char out[512];
+    kdh_daemon_target_opts(&g_cfg, 0, &ho, out);
+    assert_int_equal(ho.mode, KDH_HARVEST_ENTRY);
+    assert_int_equal(ho.pair, 1);
+    assert_int_equal(load_text("[target a]\nport = p\ntag = Leak\nmode = specialpool\n", &err), KDH_OK);
+    kdh_daemon_target_opts(&g_cfg, 0, &ho, out);
+    assert_int_equal(ho.mode, KDH_HARVEST_SPECIALPOOL);
+    assert_int_equal(ho.pair, 0);
     assert_int_equal(load_text("[target a]\nport = p\ntag = a\n[target b]\nport = q\ntag = b\n[target a]\n"
                                "port = r\ntag = c\n", &err), KDH_EINVAL);
     assert_non_null(strstr(err.msg, "appears twice"));
