@@ -647,13 +647,17 @@ static int serve(hv_t *h, kdh_err_t *err)
     int rc;
     for (;;) {
         double now = hv_now_mono();
-        if (o->stop && *o->stop)
-            return KDH_OK;
         /* the last allocations' returns come first, for a while */
-        if (o->max_hits && h->hits >= o->max_hits && (!hv_pair_pending(h) || now - h->last_hit_mono > 2))
-            return KDH_OK;
-        if (o->duration_s > 0 && now - h->armed_at >= o->duration_s)
-            return KDH_OK;
+        if ((o->stop && *o->stop) ||
+            (o->max_hits && h->hits >= o->max_hits && (!hv_pair_pending(h) || now - h->last_hit_mono > 2)) ||
+            (o->duration_s > 0 && now - h->armed_at >= o->duration_s)) {
+            if (gap_t0 <= 0)
+                return KDH_OK;
+            /* ending while disarmed for load: the pause is a gap all the same */
+            kdh_store_gap_t g = {.t0 = gap_t0, .t1 = hv_now_wall(), .reason = "disarmed",
+                                 .detail = "target stopped too long by hits; the run ended before re-arming"};
+            return kdh_store_append_gap(h->st, &g, err);
+        }
         if (o->reopen && *o->reopen) {
             *o->reopen = 0;
             open_dbgprint(h);
@@ -718,9 +722,8 @@ static int serve(hv_t *h, kdh_err_t *err)
         const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
         if (h->o->pair && hv_pair_owns_stop(h, sc)) {
             rc = hv_pair_on_return(h, err);
-        } else if (hv_mode_owns_stop(h, sc)) {
-            rc = hv_mode_on_entry(h, err);
-        } else if (is_pool_hit(h, sc)) {
+        } else if (hv_mode_owns_stop(h, sc) || is_pool_hit(h, sc)) {
+            int entry = hv_mode_owns_stop(h, sc);
             if (o->max_stall_pct > 0 && now - h->armed_at > 5 && hv_stall_pct(h, now) > o->max_stall_pct) {
                 if ((rc = disarm(h, err)) != KDH_OK)
                     return rc;
@@ -728,7 +731,7 @@ static int serve(hv_t *h, kdh_err_t *err)
                 notice(h, "target stopped %.0f%% of the last minute (limit %.0f%%): disarmed for 10 s",
                        hv_stall_pct(h, now), o->max_stall_pct);
             }
-            rc = hv_handle_hit(h, err);
+            rc = entry ? hv_mode_on_entry(h, err) : hv_handle_hit(h, err);
         } else {
             rc = resume(h, err);
         }

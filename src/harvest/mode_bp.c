@@ -283,6 +283,7 @@ int hv_mode_on_entry(hv_t *h, kdh_err_t *err)
     if (!match) {
         h->filtered += !nested;
         rc = hv_continue(h, KDH_WIRE_DBG_CONTINUE, err);
+        hv_stall_add(h, t0, hv_now_mono()); /* the target was stopped for it all the same */
         cost.kind = KDH_STORE_HIT;
         cost.filtered = 1;
         hv_cost_report(h, &cost);

@@ -5,8 +5,8 @@
  * routine's entry, the truth inside the pool tracker), the outstanding bytes per stack equal the
  * truth's with the leaking driver on top, the target's breaks are our entry and return stops and
  * nothing else, none comes after the detach, and the journal ends with every breakpoint cleared.
- * Entry mode runs without any PDB. specialpool on a target whose special pool is not set up for
- * the tag warns with the registry value to set.
+ * Entry mode runs without any PDB, and --max-stall disarms it. specialpool on a target whose
+ * special pool is not set up for the tag warns with the registry value to set.
  * usage: test_harvest_modes KDSIM KDHARVEST FIXTURES [x64|x86]   (77 when the fixtures are absent) */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -143,6 +143,28 @@ static void test_specialpool_off(void **state)
     hs_sim_stop(&s);
 }
 
+/* Entry mode stops the target at every pool call: --max-stall disarms it (a "disarmed" gap), and
+ * the detach then leaves no breakpoint behind. */
+static void test_entry_stall(void **state)
+{
+    (void)state;
+    sim_t s;
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s/run-stall-%s", g_tmp, g_arch);
+    hs_sim_start(&s, "stall", "--truth-ops", "Leak", NULL);
+    assert_int_equal(hs_harvest(&s, dir, 1, "--mode", "entry", "--max-stall", "20", "--duration", "8", NULL), 0);
+    size_t breaks = hs_count_kind(s.truth, "break");
+    usleep(1500000);
+    assert_int_equal(hs_count_kind(s.truth, "break"), breaks);
+    snprintf(path, sizeof path, "%s/gaps.jsonl", dir);
+    json_t *gaps = hs_load_lines(path);
+    assert_true(json_array_size(gaps) >= 1);
+    assert_string_equal(hs_str(json_array_get(gaps, 0), "reason"), "disarmed");
+    json_decref(gaps);
+    assert_int_equal(hs_journal_open_bps(dir), 0);
+    hs_sim_stop(&s);
+}
+
 int main(int argc, char **argv)
 {
     int rc = hs_init(argc, argv, "kdh-modes-test");
@@ -152,6 +174,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_specialpool),
         cmocka_unit_test(test_entry),
         cmocka_unit_test(test_specialpool_off),
+        cmocka_unit_test(test_entry_stall),
     };
     return hs_finish(cmocka_run_group_tests_name(g_arch, tests, NULL, NULL));
 }
