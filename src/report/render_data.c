@@ -92,12 +92,12 @@ int rep_render_json(const kdh_report_t *r, FILE *out, kdh_err_t *err)
     for (uint32_t i = 0; i < r->npools; i++) {
         kdh_report_pool_summary_t s;
         rep_pool_summary(r, &r->pools[i], &s);
-        json_array_append_new(pools, json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:f,s:f,s:s,s:b}", "tag", s.tag, "pool",
+        json_array_append_new(pools, json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:f,s:f,s:s,s:b,s:I}", "tag", s.tag, "pool",
                                                s.pool, "samples", (json_int_t)s.samples, "first_bytes",
                                                (json_int_t)s.first_bytes, "last_bytes", (json_int_t)s.last_bytes,
                                                "peak_bytes", (json_int_t)s.peak_bytes, "slope_bytes_per_s", s.slope,
                                                "monotonic", s.monotonic, "trend", s.trend, "steady_growth",
-                                               s.steady_growth));
+                                               s.steady_growth, "boots", (json_int_t)s.boots));
     }
     json_object_set_new(root, "pool", pools);
     for (unsigned i = 0; i < r->nnotes; i++)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "kdh/pooltag.h"
 #include "kdh/report.h"
@@ -503,6 +504,24 @@ static void test_pool_across_reboot(void **state)
     assert_int_equal(seen, 3);
     char *text = render(r);
     assert_non_null(strstr(text, "(2 series span reboots"));
+    free(text);
+    kdh_report_free(r);
+    /* json: the joined trend and the boots per series */
+    kdh_report_opts_t oj = {.top = 10, .format = KDH_REPORT_JSON};
+    r = load(&oj, dir, NULL);
+    text = render(r);
+    json_error_t je;
+    json_t *doc = json_loads(text, 0, &je);
+    assert_non_null(doc);
+    json_t *pools = json_object_get(doc, "pool");
+    assert_int_equal(json_array_size(pools), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *e = json_array_get(pools, i);
+        assert_int_equal(json_integer_value(json_object_get(e, "boots")), 2);
+        int leak = strcmp(json_string_value(json_object_get(e, "tag")), "Leak") == 0;
+        assert_int_equal(json_is_true(json_object_get(e, "steady_growth")), leak);
+    }
+    json_decref(doc);
     free(text);
     kdh_report_free(r);
 }
