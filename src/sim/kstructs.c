@@ -74,9 +74,11 @@ static void kdbg_put(sim_machine_t *m, uint32_t off, uint64_t v)
 }
 
 const sim_mm_var_t sim_mm_vars[SIM_MM_VARS] = {
-    {"MmMaximumNonPagedPoolInBytes", 0x100}, {"MmSizeOfPagedPoolInBytes", 0x140},
-    {"MmTotalCommitLimit", 0x148},           {"MmTotalCommittedPages", 0x150},
-    {"MmPagedPoolCommit", 0x170},            {"MmAllocatedNonPagedPool", 0x250},
+    {"MmMaximumNonPagedPoolInBytes", 0x100, 1}, {"MmSizeOfPagedPoolInBytes", 0x140, 1},
+    {"MmTotalCommitLimit", 0x148, 1},           {"MmTotalCommittedPages", 0x150, 1},
+    {"MmPagedPoolCommit", 0x170, 1},            {"MmAllocatedNonPagedPool", 0x250, 1},
+    {"MmNonPagedPoolStart", 0x110, 0},          {"MmNonPagedPoolEnd", 0x118, 0},
+    {"MmPagedPoolStart", 0x120, 0},             {"MmPagedPoolEnd", 0x128, 0},
 };
 
 static int build_kdbg(sim_machine_t *m, uint64_t processor_block, kdh_err_t *err)
@@ -93,17 +95,14 @@ static int build_kdbg(sim_machine_t *m, uint64_t processor_block, kdh_err_t *err
     kdbg_put(m, 0x18, m->images[0].base);
     kdbg_put(m, 0x20, m->break_with_status);
     kdbg_put(m, 0x48, m->ps_loaded_module_list);
-    kdbg_put(m, 0x110, m->pool_start);  /* one pool serves both kinds */
-    kdbg_put(m, 0x118, m->pool_end);
-    kdbg_put(m, 0x120, m->pool_start);
-    kdbg_put(m, 0x128, m->pool_end);
     kdbg_put(m, 0x1B8, m->pool_track_table);
     kdh_put_u64(p + 0x1C8, x64 ? 0x7ffffffeffffull : kdh_sign_extend32(0x7ffeffffu));
     kdh_put_u64(p + 0x1D0, x64 ? 0xffff800000000000ull : kdh_sign_extend32(0x80000000u));
     kdbg_put(m, 0x218, processor_block);
     kdbg_put(m, 0x238, m->special_pool_tag);
     kdh_put_u16(p + 0x2B4, x64 ? 0x08 : 0x04);  /* OffsetPrcbCurrentThread */
-    /* The memory manager's pool counters: addresses of nt's variables, as wdbgexts.h lists them. */
+    /* The memory manager's pool range and counters: addresses of nt's variables, as wdbgexts.h
+     * lists them (the range: one pool region serves both kinds). */
     for (size_t i = 0; i < SIM_MM_VARS; i++) {
         uint64_t va = 0;
         if (sim_image_export(m, "ntoskrnl.exe", sim_mm_vars[i].name, &va) == KDH_OK)

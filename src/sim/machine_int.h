@@ -226,11 +226,12 @@ void sim_hostile_resume(sim_machine_t *m);
 uint32_t sim_insn_decode(const uint8_t *p, uint32_t avail, int x64, sim_insn_kind_t *kind);
 int sim_insn_falls_through(const uint8_t *p, uint32_t avail, int x64);
 
-/* kstructs.c: nt's memory manager counters that KDDEBUGGER_DATA64 points at (fixture exports) */
-#define SIM_MM_VARS 6
+/* kstructs.c: nt's memory manager variables that KDDEBUGGER_DATA64 points at (fixture exports) */
+#define SIM_MM_VARS 10
 typedef struct sim_mm_var {
     const char *name;       /* nt export and the truth file's key */
     uint32_t kdbg_offset;   /* KDDEBUGGER_DATA64 field holding its address */
+    int counter;            /* 1: a pool counter the truth records; 0: an address (pool range) */
 } sim_mm_var_t;
 extern const sim_mm_var_t sim_mm_vars[SIM_MM_VARS];
 

@@ -201,7 +201,8 @@ static void check_truth_counts(sim_arch_t a)
         assert_true(p_allocs > 0);  /* path B allocates paged */
     }
     assert_true(found);
-    uint64_t pool_lo = rd_ptr(m, kdbg + 0x110, 8), pool_hi = rd_ptr(m, kdbg + 0x118, 8);
+    /* KDDEBUGGER_DATA64 holds the addresses of nt!MmNonPagedPoolStart / End */
+    uint64_t pool_lo = rd_ptr(m, rd_ptr(m, kdbg + 0x110, 8), psize), pool_hi = rd_ptr(m, rd_ptr(m, kdbg + 0x118, 8), psize);
     load_fn_ranges(a);
     sim_machine_destroy(m);
 
