@@ -33,9 +33,7 @@ void hv_bp_note_stop(hv_t *h, const kdh_wire_state_change_t *sc)
     for (int i = 0; i < HV_BP_MAX; i++) {
         hv_bp_t *b = &h->bps.bp[i];
         if (b->handle && b->addr >= lo && b->addr <= lo + n - 1) {
-            kdh_err_t ignore;
-            /* not synced: a lost record only costs a refused RestoreBreakPoint at the next start */
-            hv_journal_bp(h->dir, "bp_clear", b->addr, b->handle, kbase(h), 0, &ignore);
+            /* its journal record stays open: at worst a refused RestoreBreakPoint at a restart */
             b->handle = 0;
             h->bps.deleted_by_target++;
         }
@@ -56,8 +54,25 @@ static int write_bp(hv_t *h, hv_bp_t *b, kdh_err_t *err)
                            (unsigned long long)b->addr);
     b->handle = handle;
     h->bps.writes++;
+    if (handle < HV_BP_HANDLES && h->bps.jopen[handle] && h->bps.jaddr[handle] == b->addr)
+        return KDH_OK; /* the journal already says so */
+    if (handle < HV_BP_HANDLES) {
+        h->bps.jopen[handle] = 1;
+        h->bps.jaddr[handle] = b->addr;
+    }
     /* the handle is what a later start needs to take it out again */
     return hv_journal_bp(h->dir, "bp_set", b->addr, handle, kbase(h), 1, err);
+}
+
+static int journal_clear(hv_t *h, uint64_t addr, uint32_t handle, kdh_err_t *err)
+{
+    if (handle < HV_BP_HANDLES) {
+        if (!h->bps.jopen[handle])
+            return KDH_OK;
+        h->bps.jopen[handle] = 0;
+    }
+    /* not synced: a lost record only costs a refused RestoreBreakPoint at the next start */
+    return hv_journal_bp(h->dir, "bp_clear", addr, handle, kbase(h), 0, err);
 }
 
 /* KDH_OK, or 1 when the target said the handle was not in its table (it took the int 3 out at
@@ -75,7 +90,7 @@ static int restore_bp(hv_t *h, hv_bp_t *b, kdh_err_t *err)
     uint32_t handle = b->handle;
     b->handle = 0;
     h->bps.restores += rc == KDH_OK;
-    int jrc = hv_journal_bp(h->dir, "bp_clear", b->addr, handle, kbase(h), 0, err);
+    int jrc = journal_clear(h, b->addr, handle, err);
     return jrc != KDH_OK ? jrc : rc == KDH_OK ? KDH_OK : 1;
 }
 
@@ -167,6 +182,12 @@ int hv_bp_clear_all(hv_t *h, kdh_err_t *err)
         if (r < 0 && rc == KDH_OK)
             rc = r;
     }
+    /* handles the target dropped at stops: nothing left in it, and the journal says so */
+    for (uint32_t k = 0; k < HV_BP_HANDLES; k++) {
+        int r = journal_clear(h, h->bps.jaddr[k], k, err);
+        if (r != KDH_OK && rc == KDH_OK)
+            rc = r;
+    }
     return rc;
 }
 
@@ -180,6 +201,10 @@ int hv_bp_repair(hv_t *h, kdh_err_t *err)
         if (jb.kernel_base[i] != kb)
             continue; /* a reboot took it out */
         hv_bp_t b = {.addr = jb.addr[i], .handle = jb.handle[i]};
+        if (b.handle < HV_BP_HANDLES) { /* open in the journal: its clear is written below */
+            h->bps.jopen[b.handle] = 1;
+            h->bps.jaddr[b.handle] = b.addr;
+        }
         int rc = restore_bp(h, &b, err);
         if (rc < 0)
             return rc;

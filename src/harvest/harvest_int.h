@@ -103,9 +103,15 @@ typedef struct hv_bp {
     uint32_t handle;   /* the target's handle while the int 3 is in place; 0 = not in the target */
     int wanted;        /* 1: must be in place whenever the target runs */
 } hv_bp_t;
+#define HV_BP_HANDLES 64 /* handles the journal state below follows (the target's table is 32) */
 typedef struct hv_bps {
     hv_bp_t bp[HV_BP_MAX];
     uint64_t writes, restores, steps, deleted_by_target;
+    /* the journal's view: handle h was last recorded set at jaddr[h] and not cleared. The target
+     * drops its int 3s at every stop without telling; writing the same handle at the same address
+     * again then needs no new record (a breakpoint re-inserted after each stop costs no disk) */
+    uint8_t jopen[HV_BP_HANDLES];
+    uint64_t jaddr[HV_BP_HANDLES];
 } hv_bps_t;
 
 /* ---- leak accounting (pair.c) ---- */
