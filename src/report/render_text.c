@@ -27,7 +27,7 @@ static void print_stack(const kdh_report_t *r, FILE *out, unsigned rank, const r
         fprintf(out, "       (stack %s is not described in stacks.jsonl)\n", sid);
 }
 
-static void stack_list(const kdh_report_t *r, FILE *out, const char *title, kdh_report_value_t v)
+static void stack_list(const kdh_report_t *r, FILE *out, const char *title, kdh_report_value_t v, const char *note)
 {
     uint32_t n = 0, *idx = rep_sorted_stacks(r, v, &n), shown = 0;
     v = kdh_report_value_used(r, v);
@@ -42,6 +42,8 @@ static void stack_list(const kdh_report_t *r, FILE *out, const char *title, kdh_
     }
     if (!shown)
         fprintf(out, "  (none)\n");
+    if (note) /* after the entries, so the first line under the title is the first stack */
+        fprintf(out, "  (%s)\n", note);
     free(idx);
 }
 
@@ -144,19 +146,29 @@ int rep_render_text(const kdh_report_t *r, FILE *out)
         fprintf(out, "  gaps: %" PRIu64 " (%.1f s) when hits may have been missed\n", r->gaps, r->gap_seconds);
     tag_table(r, out);
     if (r->opts.by == KDH_REPORT_BY_ALL || r->opts.by == KDH_REPORT_BY_STACK) {
+        /* A free without an address lowers its tag's count but belongs to no known allocation. */
+        uint64_t addrless = 0;
+        for (uint32_t i = 0; i < r->ntags; i++)
+            addrless += r->tags[i].addrless;
+        char note[200];
+        snprintf(note, sizeof note,
+                 "%" PRIu64 " free%s without an address: a stack's outstanding is its allocations not matched "
+                 "to a free by address",
+                 addrless, addrless == 1 ? "" : "s");
+        const char *addr_note = addrless ? note : NULL;
         if (kdh_report_sizes_known(r)) {
-            stack_list(r, out, "Top stacks by outstanding bytes", KDH_REPORT_VALUE_OUTSTANDING);
+            stack_list(r, out, "Top stacks by outstanding bytes", KDH_REPORT_VALUE_OUTSTANDING, addr_note);
         } else {
             char title[160];
             snprintf(title, sizeof title,
                      "Top stacks by outstanding allocations (%" PRIu64 " of %" PRIu64
                      " allocations have no size: ranked by count)",
                      r->allocs_used - r->allocs_sized, r->allocs_used);
-            stack_list(r, out, title, KDH_REPORT_VALUE_OUTSTANDING);
+            stack_list(r, out, title, KDH_REPORT_VALUE_OUTSTANDING, addr_note);
         }
-        stack_list(r, out, "Top stacks by allocation count", KDH_REPORT_VALUE_COUNT);
+        stack_list(r, out, "Top stacks by allocation count", KDH_REPORT_VALUE_COUNT, NULL);
         if (r->allocs_sized)
-            stack_list(r, out, "Top stacks by allocated bytes", KDH_REPORT_VALUE_BYTES);
+            stack_list(r, out, "Top stacks by allocated bytes", KDH_REPORT_VALUE_BYTES, NULL);
         else
             fprintf(out, "\nTop stacks by allocated bytes\n  (no allocation has a size)\n");
     }
