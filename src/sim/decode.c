@@ -119,15 +119,13 @@ uint32_t sim_insn_decode(const uint8_t *p, uint32_t avail, int x64, sim_insn_kin
                     op == 0xD4 || op == 0xD5 || op == 0xEA))
             return 0;  /* invalid in 64-bit mode, or VEX/EVEX */
         has_modrm = modrm1(op, x64);
-        if (op < 0x40 && (op & 7) == 4)
+        /* ALU op AL/eAX, imm (00-3F, low 3 bits 4 or 5), then the other immediate forms */
+        if ((op < 0x40 && (op & 7) == 4) || (op >= 0x70 && op <= 0x7F) || (op >= 0xE0 && op <= 0xE7) ||
+            op == 0xEB || op == 0x6A || op == 0x6B || op == 0x80 || op == 0x82 || op == 0x83 || op == 0xA8 ||
+            (op >= 0xB0 && op <= 0xB7) || op == 0xC0 || op == 0xC1 || op == 0xC6 || op == 0xCD || op == 0xD4 ||
+            op == 0xD5)
             imm = 1;
-        else if (op < 0x40 && (op & 7) == 5)
-            imm = immz;
-        else if ((op >= 0x70 && op <= 0x7F) || (op >= 0xE0 && op <= 0xE7) || op == 0xEB || op == 0x6A ||
-                 op == 0x6B || op == 0x80 || op == 0x82 || op == 0x83 || op == 0xA8 || (op >= 0xB0 && op <= 0xB7) ||
-                 op == 0xC0 || op == 0xC1 || op == 0xC6 || op == 0xCD || op == 0xD4 || op == 0xD5)
-            imm = 1;
-        else if (op == 0x68 || op == 0x69 || op == 0x81 || op == 0xA9 || op == 0xC7)
+        else if ((op < 0x40 && (op & 7) == 5) || op == 0x68 || op == 0x69 || op == 0x81 || op == 0xA9 || op == 0xC7)
             imm = immz;
         else if (op == 0xE8 || op == 0xE9)
             imm = x64 ? 4 : immz;

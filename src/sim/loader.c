@@ -22,17 +22,17 @@ static int read_file(const char *path, uint8_t **out, size_t *len, kdh_err_t *er
                            path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
     uint8_t *buf = malloc(cap);
-    while (buf) {
+    int rc = buf ? KDH_OK : kdh_err_set(err, KDH_ENOMEM, "kdsim: out of memory reading %s", path);
+    while (rc == KDH_OK) {
         if (n == cap) {
             if (cap >= SIM_MAX_FILE) {
-                free(buf);
-                fclose(f);
-                return kdh_err_set(err, KDH_ERANGE, "kdsim: %s is larger than %u bytes", path, SIM_MAX_FILE);
+                rc = kdh_err_set(err, KDH_ERANGE, "kdsim: %s is larger than %u bytes", path, SIM_MAX_FILE);
+                break;
             }
+            /* a failed growth fails the load: an image cut short must not be mapped */
             uint8_t *nb = realloc(buf, cap * 2);
             if (!nb) {
-                free(buf);
-                buf = NULL;
+                rc = kdh_err_set(err, KDH_ENOMEM, "kdsim: out of memory reading %s", path);
                 break;
             }
             buf = nb;
@@ -43,13 +43,12 @@ static int read_file(const char *path, uint8_t **out, size_t *len, kdh_err_t *er
         if (got == 0)
             break;
     }
-    int bad = ferror(f);
+    if (rc == KDH_OK && ferror(f))
+        rc = kdh_err_set(err, KDH_EIO, "kdsim: read error on %s", path);
     fclose(f);
-    if (!buf)
-        return kdh_err_set(err, KDH_ENOMEM, "kdsim: out of memory reading %s", path);
-    if (bad) {
+    if (rc != KDH_OK) {
         free(buf);
-        return kdh_err_set(err, KDH_EIO, "kdsim: read error on %s", path);
+        return rc;
     }
     *out = buf;
     *len = n;

@@ -48,6 +48,8 @@ static int grow(tcache_t *c)
 /* Inserts [va, va+len) where no entry overlaps it (the caller trimmed it). */
 static int insert_raw(tcache_t *c, uint64_t va, const uint8_t *data, uint32_t len, int unreadable)
 {
+    if (!unreadable && !data)
+        return KDH_EINVAL; /* readable bytes come with their data (kdh_target_fill checks) */
     size_t i = lower(c, va);
     /* merge with a readable left neighbour that ends exactly at va */
     if (!unreadable && i > 0 && !c->v[i - 1].unreadable && c->v[i - 1].va + c->v[i - 1].len == va &&
@@ -168,10 +170,11 @@ int kdh_target_read_ptr(kdh_target_t *t, kdh_target_class_t cls, uint64_t va, ui
                         const char *what, kdh_err_t *err)
 {
     uint8_t b[8];
-    int rc = kdh_target_read_full(t, cls, va, b, t->psize, what, err);
+    uint32_t n = t->psize == 4 ? 4 : 8;
+    int rc = kdh_target_read_full(t, cls, va, b, n, what, err);
     if (rc != KDH_OK)
         return rc;
-    *out = t->psize == 8 ? kdh_get_u64(b) : kdh_sign_extend32(kdh_get_u32(b));
+    *out = n == 8 ? kdh_get_u64(b) : kdh_sign_extend32(kdh_get_u32(b));
     return KDH_OK;
 }
 
@@ -191,6 +194,9 @@ int kdh_target_fill(kdh_target_t *t, kdh_target_class_t cls, uint64_t va, const 
     tcache_t *c = cls == KDH_TARGET_BOOT ? &t->boot : &t->stop;
     if (got > asked)
         got = asked;
+    if (got && !buf)
+        return kdh_err_set(err, KDH_EINVAL, "target memory fill of %u bytes at 0x%llx without the bytes", got,
+                           (unsigned long long)va);
     if (c->bytes + got > CACHE_MAX_BYTES)
         return kdh_err_set(err, KDH_ERANGE, "target memory cache is over %llu MiB: a step is reading without bound",
                            (unsigned long long)(CACHE_MAX_BYTES >> 20));
@@ -198,10 +204,10 @@ int kdh_target_fill(kdh_target_t *t, kdh_target_class_t cls, uint64_t va, const 
     if (rc == KDH_OK && got < asked) {
         /* The target stops a read at the first unreadable page: mark the rest of that page. */
         uint64_t bad = va + got;
-        uint64_t page_end = (bad | (PAGE - 1)) + 1;
+        uint64_t page_last = bad | (PAGE - 1);
         uint64_t end = va + asked;
-        if (page_end == 0 || page_end > end)
-            page_end = end;
+        /* the last page of the address space has no end to round up to */
+        uint64_t page_end = page_last == UINT64_MAX || page_last + 1 > end ? end : page_last + 1;
         rc = add(c, bad, NULL, (uint32_t)(page_end - bad), 1);
     }
     if (rc != KDH_OK)

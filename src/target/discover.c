@@ -316,7 +316,7 @@ static int read_entry(kdh_target_t *t, uint64_t entry, const uint8_t *e, kdh_tar
     snprintf(m->file, sizeof m->file, "?");
     if (nlen == 0 || (nlen & 1) || nlen > KDH_TARGET_MAX_NAME_BYTES || nlen > nmax) {
         snprintf(m->error, sizeof m->error, "BaseDllName length %u (maximum %u) is not an even 2..%u",
-                 nlen, nmax, KDH_TARGET_MAX_NAME_BYTES);
+                 (unsigned)nlen, (unsigned)nmax, (unsigned)KDH_TARGET_MAX_NAME_BYTES);
     } else if (!kernel_ptr(t, nbuf, 2)) {
         snprintf(m->error, sizeof m->error, "BaseDllName buffer 0x%llx is not a kernel address",
                  (unsigned long long)nbuf);

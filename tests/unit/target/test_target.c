@@ -503,6 +503,18 @@ static void test_cache_rules(void **state)
     assert_int_equal(kdh_target_read(t, KDH_TARGET_STOP, va, b, 4, &got), KDH_ENOTCACHED);
     assert_int_equal(kdh_target_read(t, KDH_TARGET_STOP, 0xFFFFF80000003000ull, b, 4, &got), KDH_OK);
     assert_int_equal(got, 4);
+    /* bytes said to have come without the bytes: refused (it used to copy from NULL) */
+    assert_int_equal(kdh_target_fill(t, KDH_TARGET_STOP, 0xFFFFF80000005000ull, NULL, 8, 8, &err), KDH_EINVAL);
+    assert_int_equal(kdh_target_read(t, KDH_TARGET_STOP, 0xFFFFF80000005000ull, b, 8, &got), KDH_ENOTCACHED);
+    /* nothing came: only the unreadable page is recorded, no bytes are needed */
+    assert_int_equal(kdh_target_fill(t, KDH_TARGET_STOP, 0xFFFFF80000005000ull, NULL, 0, 8, &err), KDH_OK);
+    assert_int_equal(kdh_target_read(t, KDH_TARGET_STOP, 0xFFFFF80000005000ull, b, 8, &got), KDH_OK);
+    assert_int_equal(got, 0);
+    /* a failed read in the last page of the address space marks up to the end of the request */
+    assert_int_equal(kdh_target_fill(t, KDH_TARGET_STOP, 0xFFFFFFFFFFFFFF00ull, big, 0x10, 0x80, &err), KDH_OK);
+    assert_int_equal(kdh_target_read(t, KDH_TARGET_STOP, 0xFFFFFFFFFFFFFF00ull, b, 0x80, &got), KDH_OK);
+    assert_int_equal(got, 0x10);
+    assert_int_equal(kdh_target_read(t, KDH_TARGET_STOP, 0xFFFFFFFFFFFFFF80ull, b, 4, &got), KDH_ENOTCACHED);
     kdh_target_free(t);
 }
 
