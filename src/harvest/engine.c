@@ -271,7 +271,7 @@ static int rw_u32(hv_t *h, uint64_t va, uint32_t *val, int write, kdh_err_t *err
 static int discover_step(kdh_target_t *t, void *arg, kdh_err_t *err)
 {
     (void)arg;
-    return kdh_target_step_discover(t, err);
+    return kdh_target_step_discover_lenient(t, err); /* a damaged debugger data block is logged below */
 }
 
 static int attach_target(hv_t *h, kdh_err_t *err);
@@ -320,6 +320,14 @@ static int attach_target(hv_t *h, kdh_err_t *err)
     if ((rc = kdh_target_run_sync(h->t, h->c.kd, discover_step, NULL, err)) !=
         KDH_OK)
         return rc;
+    if (kdh_target_kdbg_error(h->t))
+        notice(h, "going on without KDDEBUGGER_DATA64: %s", kdh_target_kdbg_error(h->t));
+    for (size_t i = 0; i < kdh_target_module_count(h->t); i++) {
+        const kdh_target_module_t *m = kdh_target_module_at(h->t, i);
+        if (m->error[0])
+            notice(h, "module %s at 0x%llx %s: %s", m->name, (unsigned long long)m->base,
+                   m->ok ? "kept" : "skipped (its frames stay addresses)", m->error);
+    }
     if ((rc = kdh_target_set_symbol_path(h->t, h->o->symbol_path, NULL, err)) != KDH_OK)
         return rc;
     for (size_t i = 0; i < h->o->n_overrides; i++)
@@ -375,6 +383,9 @@ static int arm(hv_t *h, kdh_err_t *err)
     resolve_arg_t rb = {.name = "nt!DbgBreakPoint"};
     if (kdh_target_run_sync(h->t, h->c.kd, resolve_step, &rb, &ignore) == KDH_OK)
         h->dbgbp = rb.addr;
+    resolve_arg_t rw = {.name = "nt!DbgBreakPointWithStatus"}; /* the break-in stop, when no KDBG says */
+    if (!kdh_target_kdbg(h->t) && kdh_target_run_sync(h->t, h->c.kd, resolve_step, &rw, &ignore) == KDH_OK)
+        h->bpws = rw.addr;
     uint64_t kbase = kdh_target_version(h->t)->kern_base;
     hv_journal_state_t js;
     hv_journal_read(h->dir, &js);
@@ -471,7 +482,8 @@ static int is_pool_hit(hv_t *h, const kdh_wire_state_change_t *sc)
         sc->report.instruction_stream[0] != 0xCC)
         return 0;
     const kdh_target_kdbg_t *kd = kdh_target_kdbg(h->t);
-    return !(kd && sc->program_counter == kd->breakpoint_with_status);
+    uint64_t bpws = kd ? kd->breakpoint_with_status : h->bpws;
+    return !(bpws && sc->program_counter == bpws);
 }
 
 /* Break in (if running), disarm, continue. */

@@ -198,6 +198,7 @@ typedef struct hv {
     uint32_t pht_old;        /* value before arming */
     int armed;
     uint64_t dbgbp;          /* nt!DbgBreakPoint, 0 when unknown */
+    uint64_t bpws;           /* nt!DbgBreakPointWithStatus when KDDEBUGGER_DATA64 was unusable */
     hv_pred_t pred;
     hv_sidset_t sids;
     hv_kindcache_t kinds;

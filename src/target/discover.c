@@ -210,8 +210,31 @@ static int img_read(void *ctx, uint64_t va, void *buf, uint32_t len, uint32_t *g
     return kdh_target_read(v->t, KDH_TARGET_BOOT, va, buf, len, got);
 }
 
+/* The DLL name an image's export directory gives itself ("ntoskrnl.exe"), into out. */
+static int export_dll_name(const kdh_pe_t *pe, char *out, size_t len)
+{
+    if (pe->ndirs <= KDH_PE_DIR_EXPORT || !pe->dirs[KDH_PE_DIR_EXPORT].rva)
+        return KDH_ENOTFOUND;
+    uint8_t dir[0x28];
+    kdh_err_t e;
+    int rc = kdh_pe_read_rva(pe, pe->dirs[KDH_PE_DIR_EXPORT].rva, dir, sizeof dir, &e);
+    if (rc != KDH_OK)
+        return rc;
+    char name[KDH_PE_MAX_NAME];
+    rc = kdh_pe_read_string(pe, kdh_get_u32(dir + 0x0C), name, sizeof name, &e);
+    if (rc != KDH_OK)
+        return rc;
+    size_t n = 0;
+    for (const char *c = name; *c && n + 1 < len; c++) /* the same characters a list name may hold */
+        out[n++] = (*c >= 0x20 && *c < 0x7F && *c != '/' && *c != '\\') ? *c : '?';
+    out[n] = 0;
+    return n ? KDH_OK : KDH_ENOTFOUND;
+}
+
 /* Reads the PE identity of m (base/size already checked). KDH_ENOTCACHED passes through; any
- * other failure is recorded in m->error and returns KDH_OK (the walk goes on). */
+ * other failure is recorded in m->error and returns KDH_OK (the walk goes on). A kernel whose
+ * list name was damaged (m->error already set) takes its file name from its export directory
+ * and is usable; the name problem stays in m->error for the log. */
 static int read_identity(kdh_target_t *t, kdh_target_module_t *m)
 {
     img_view_t v = {t, m->base, m->size};
@@ -224,6 +247,17 @@ static int read_identity(kdh_target_t *t, kdh_target_module_t *m)
     if (rc != KDH_OK) {
         snprintf(m->error, sizeof m->error, "PE header: %.170s", e.msg[0] ? e.msg : kdh_strerror(rc));
         return KDH_OK;
+    }
+    if (m->error[0]) {
+        char name[sizeof m->file];
+        rc = export_dll_name(&pe, name, sizeof name);
+        if (rc == KDH_ENOTCACHED)
+            return rc;
+        if (rc != KDH_OK)
+            return KDH_OK; /* no name from anywhere: the module stays unusable */
+        snprintf(m->file, sizeof m->file, "%s", name);
+        size_t el = strlen(m->error);
+        snprintf(m->error + el, sizeof m->error - el, "; named %.40s from its export directory", m->file);
     }
     m->timestamp = pe.timestamp;
     m->size_of_image = pe.size_of_image;
@@ -338,9 +372,12 @@ static int read_entry(kdh_target_t *t, uint64_t entry, const uint8_t *e, kdh_tar
             m->file[n] = 0;
         }
     }
-    target_module_name(m->file, m->base == t->version.kern_base, m->name, sizeof m->name);
-    if (m->error[0])
-        return KDH_OK;
+    int kernel = m->base == t->version.kern_base;
+    target_module_name(m->file, kernel, m->name, sizeof m->name);
+    if (m->error[0] && !kernel)
+        return KDH_OK; /* a driver without a readable name is skipped: its frames stay addresses */
+    /* The kernel is known by its base (GetVersion's KernBase), not by its name: a damaged name
+     * costs only the file name, which its export directory gives back (read_identity). */
     if (!kernel_ptr(t, m->base, 0x1000) || m->size == 0 || m->size > KDH_PE_MAX_IMAGE ||
         m->base + m->size < m->base) {
         snprintf(m->error, sizeof m->error, "DllBase 0x%llx / SizeOfImage 0x%x is not a kernel image range",
@@ -423,6 +460,28 @@ int kdh_target_step_discover(kdh_target_t *t, kdh_err_t *err)
     if (rc != KDH_OK)
         return rc;
     return kdh_target_step_modules(t, err);
+}
+
+int kdh_target_step_discover_lenient(kdh_target_t *t, kdh_err_t *err)
+{
+    if (!t->have_kdbg && !t->kdbg_error[0]) {
+        kdh_err_t e;
+        kdh_err_clear(&e);
+        int rc = kdh_target_step_kdbg(t, &e);
+        if (rc == KDH_ECORRUPT)
+            snprintf(t->kdbg_error, sizeof t->kdbg_error, "%s", e.msg);
+        else if (rc != KDH_OK) {
+            if (err)
+                *err = e;
+            return rc; /* KDH_ENOTCACHED (fetch and come back), or the line failed */
+        }
+    }
+    return kdh_target_step_modules(t, err);
+}
+
+const char *kdh_target_kdbg_error(const kdh_target_t *t)
+{
+    return t->kdbg_error[0] ? t->kdbg_error : NULL;
 }
 
 int kdh_target_modules_truncated(const kdh_target_t *t, const char **why)

@@ -58,6 +58,7 @@ struct kdh_target {
 
     int have_kdbg;
     kdh_target_kdbg_t kdbg;
+    char kdbg_error[256];     /* the lenient discovery went on without the block: why */
 
     /* module walk (resumable) */
     int walk_done;

@@ -565,6 +565,12 @@ def sc_sigterm(ctx):
     return [row("SIGTERM in a hit", iters, totals, "; ".join(why) or None)]
 
 
+# Hostile options that leave every stack resolvable: the daemon must log the damage and capture
+# exactly the truth. (ldr-* cut the module list short and stack-garbage breaks the walk, so there
+# only a clean exit or a one-line error is asked.)
+TRUTH_INTACT = ("name-long", "kdbg-tag", "kdbg-size")
+
+
 def sc_hostile(ctx):
     rows = []
     for opt in ctx.pick(("ldr-cycle", "ldr-wild", "name-long", "kdbg-tag", "kdbg-size", "stack-garbage")):
@@ -596,6 +602,15 @@ def sc_hostile(ctx):
             why.append("kdsim itself exited")
         c = {"logged": n, "truth": len(sim.truth.hits()), "lost_outside": "-", "dups": "-", "desync": 0.0,
              "note": ("exit %d: %s" % (rc, err.splitlines()[-1] if err else "")) if rc else "kept going"}
+        if opt in TRUTH_INTACT:
+            # only the kernel's name or its debugger data block lie: every hit, frame for frame
+            if rc != 0:
+                why.append("exit %d instead of going on: %s" % (rc, err.strip()))
+            full = compare(sim.truth.hits(), run, [])
+            c.update({k: full[k] for k in ("lost_outside", "dups")})
+            if full["lost_outside"] or full["dups"] or full["matched"] != n:
+                why.append("events differ from the truth: %d of %d matched, %d lost, %d extra" %
+                           (full["matched"], n, full["lost_outside"], full["dups"]))
         rows.append(row("hostile " + opt, 1, c, "; ".join(why) or None))
     return rows
 
