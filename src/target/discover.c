@@ -213,7 +213,7 @@ static int img_read(void *ctx, uint64_t va, void *buf, uint32_t len, uint32_t *g
 /* The DLL name an image's export directory gives itself ("ntoskrnl.exe"), into out. */
 static int export_dll_name(const kdh_pe_t *pe, char *out, size_t len)
 {
-    if (pe->ndirs <= KDH_PE_DIR_EXPORT || !pe->dirs[KDH_PE_DIR_EXPORT].rva)
+    if (pe->ndirs == 0 || !pe->dirs[KDH_PE_DIR_EXPORT].rva) /* the export directory is entry 0 */
         return KDH_ENOTFOUND;
     uint8_t dir[0x28];
     kdh_err_t e;
