@@ -4,6 +4,7 @@
  *   ldr-cycle      the last PsLoadedModuleList entry links back to the first, not to the head
  *   ldr-wild       the second entry's Flink points at unmapped memory
  *   name-long      nt's BaseDllName claims 0xFFFE bytes
+ *   name-long-drv  the same for the fourth entry (busydrv.sys, a driver off the leak stacks)
  *   kdbg-tag       KDDEBUGGER_DATA64.Header.OwnerTag is 'KDBX'
  *   kdbg-size      KDDEBUGGER_DATA64.Header.Size is 8
  *   stack-garbage  at every breakpoint stop the return address at [SP] reads 0x4141...; the real
@@ -19,6 +20,7 @@ static const struct {
     {"ldr-cycle", SIM_HOSTILE_LDR_CYCLE}, {"ldr-wild", SIM_HOSTILE_LDR_WILD},
     {"name-long", SIM_HOSTILE_NAME_LONG}, {"kdbg-tag", SIM_HOSTILE_KDBG_TAG},
     {"kdbg-size", SIM_HOSTILE_KDBG_SIZE}, {"stack-garbage", SIM_HOSTILE_STACK_GARBAGE},
+    {"name-long-drv", SIM_HOSTILE_DRV_NAME_LONG},
 };
 
 int sim_hostile_parse(const char *list, unsigned *flags, kdh_err_t *err)
@@ -35,7 +37,7 @@ int sim_hostile_parse(const char *list, unsigned *flags, kdh_err_t *err)
                 break;
         if (n && i == KDH_ARRAY_LEN(k_hostile))
             return kdh_err_set(err, KDH_EINVAL,
-                               "kdsim: unknown hostile option '%.*s' (ldr-cycle, ldr-wild, name-long, kdbg-tag, kdbg-size, stack-garbage)",
+                               "kdsim: unknown hostile option '%.*s' (ldr-cycle, ldr-wild, name-long, name-long-drv, kdbg-tag, kdbg-size, stack-garbage)",
                                (int)n, p);
         if (n)
             *flags |= k_hostile[i].flag;
@@ -50,9 +52,13 @@ void sim_hostile_boot(sim_machine_t *m)
 {
     unsigned f = m->hostile_flags;
     int x64 = m->psize == 8;
-    uint64_t first = 0, second = 0, last = 0;
+    uint64_t first = 0, second = 0, third = 0, fourth = 0, last = 0;
     sim_mem_get_ptr(m, m->ps_loaded_module_list, &first);
     sim_mem_get_ptr(m, first, &second);
+    if (second)
+        sim_mem_get_ptr(m, second, &third);
+    if (third)
+        sim_mem_get_ptr(m, third, &fourth);
     sim_mem_get_ptr(m, m->ps_loaded_module_list + m->psize, &last);
     if ((f & SIM_HOSTILE_LDR_CYCLE) && last && first)
         sim_mem_put_ptr(m, last, first);
@@ -60,6 +66,11 @@ void sim_hostile_boot(sim_machine_t *m)
         sim_mem_put_ptr(m, second, x64 ? 0xffff900000000000ull : 0x90000000ull);
     if ((f & SIM_HOSTILE_NAME_LONG) && first) {
         uint64_t us = first + (x64 ? 0x58 : 0x2C);
+        sim_mem_put_u16(m, us, 0xFFFE);
+        sim_mem_put_u16(m, us + 2, 0xFFFE);
+    }
+    if ((f & SIM_HOSTILE_DRV_NAME_LONG) && fourth && fourth != m->ps_loaded_module_list) {
+        uint64_t us = fourth + (x64 ? 0x58 : 0x2C);
         sim_mem_put_u16(m, us, 0xFFFE);
         sim_mem_put_u16(m, us + 2, 0xFFFE);
     }

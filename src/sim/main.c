@@ -34,7 +34,7 @@ static const char usage[] =
     "  --fixtures DIR     folder with ntoskrnl.exe, hal.dll, drivers of the chosen arch\n"
     "  --no-context-ex    answer GetContextEx/SetContextEx with STATUS_UNSUCCESSFUL\n"
     "  --hostile LIST     corrupt what a debugger reads: ldr-cycle, ldr-wild, name-long,\n"
-    "                     kdbg-tag, kdbg-size, stack-garbage (comma list)\n"
+    "                     name-long-drv, kdbg-tag, kdbg-size, stack-garbage (comma list)\n"
     "  --speed X          simulated time per wall time while running (default 1)\n"
     "  --ack-timeout MS   target's wait for an ACK before sending again (default 500)\n"
     "  --status           print a status line to stderr every second (SIGUSR1: one line now)\n"

@@ -7,8 +7,8 @@ how late the host logged a hit after the target reported it (desync).
 usage: soak.py KDSIM KDHARVEST FIXTURES [--full] [--only SCENARIO,...] [--case CASE,...] [--seed N]
                [--table FILE]
 scenarios: noise (cases corrupt-1e-4 corrupt-1e-3 drop-bytes dup+drop-packet stall-5s), cable (pull
-reset), reboot (reboot reboot-late), kill9, sigterm, hostile (ldr-cycle ldr-wild name-long kdbg-tag
-kdbg-size stack-garbage).
+reset), reboot (reboot reboot-late), kill9, sigterm, hostile (ldr-cycle ldr-wild name-long
+name-long-drv kdbg-tag kdbg-size stack-garbage).
 exit 0 when every scenario run passed, 1 when one failed, 77 when the fixtures are absent."""
 import json
 import os
@@ -568,12 +568,13 @@ def sc_sigterm(ctx):
 # Hostile options that leave every stack resolvable: the daemon must log the damage and capture
 # exactly the truth. (ldr-* cut the module list short and stack-garbage breaks the walk, so there
 # only a clean exit or a one-line error is asked.)
-TRUTH_INTACT = ("name-long", "kdbg-tag", "kdbg-size")
+TRUTH_INTACT = ("name-long", "name-long-drv", "kdbg-tag", "kdbg-size")
 
 
 def sc_hostile(ctx):
     rows = []
-    for opt in ctx.pick(("ldr-cycle", "ldr-wild", "name-long", "kdbg-tag", "kdbg-size", "stack-garbage")):
+    for opt in ctx.pick(("ldr-cycle", "ldr-wild", "name-long", "name-long-drv", "kdbg-tag", "kdbg-size",
+                         "stack-garbage")):
         sim = Sim(ctx, "hostile-" + opt, hostile=opt, seed=ctx.seed)
         d = os.path.join(sim.dir, "run")
         secs = 10 if ctx.full else 6
@@ -608,6 +609,8 @@ def sc_hostile(ctx):
                 why.append("exit %d instead of going on: %s" % (rc, err.strip()))
             full = compare(sim.truth.hits(), run, [])
             c.update({k: full[k] for k in ("lost_outside", "dups")})
+            if opt == "name-long-drv" and "busydrv" not in err and "skipped" not in err:
+                why.append("the damaged driver entry was not reported: %r" % err)
             if full["lost_outside"] or full["dups"] or full["matched"] != n:
                 why.append("events differ from the truth: %d of %d matched, %d lost, %d extra" %
                            (full["matched"], n, full["lost_outside"], full["dups"]))
