@@ -176,7 +176,7 @@ int main(int argc, char **argv)
         double rate = seconds > 0 ? captured / seconds : 0;
         if (i == 0)
             base = rate;
-        char col[3][32];
+        char col[3][64];
         for (int c = 0; c < 3; c++) {
             if (s[c].n)
                 snprintf(col[c], sizeof col[c], "%5llu %2llu %2llu (n=%zu)", (unsigned long long)s[c].bytes,
