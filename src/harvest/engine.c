@@ -116,6 +116,7 @@ static int write_meta(hv_t *h, kdh_err_t *err)
     json_object_set_new(c, "unclassified", json_integer((json_int_t)h->unknown));
     json_object_set_new(c, "capped", json_integer((json_int_t)h->capped));
     json_object_set_new(c, "reboots", json_integer((json_int_t)h->reboots));
+    json_object_set_new(c, "hits_reported_again", json_integer((json_int_t)h->restops));
     json_object_set_new(c, "sample", json_integer(h->o->sample > 1 ? h->o->sample : 1));
     if (h->o->pair) {
         const hv_pair_t *p = &h->pair;
@@ -725,11 +726,13 @@ static int serve(hv_t *h, kdh_err_t *err)
         }
         if (h->c.reset_seen) {
             h->c.reset_seen = 0;
+            uint32_t boot = h->boot;
             rc = check_boot(h, err);
             if (rc == KDH_ECANCELED)
                 continue; /* reset again: the stop is re-reported */
             if (rc != KDH_OK)
                 return rc;
+            h->restop_check = h->boot == boot;
         }
         const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
         if (h->o->pair && hv_pair_owns_stop(h, sc)) {

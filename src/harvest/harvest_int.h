@@ -225,6 +225,12 @@ typedef struct hv {
     uint64_t filtered;       /* breakpoint stops of other tags, resumed at once */
     uint64_t nested;         /* entry mode: calls from inside nt, part of a call already seen */
     double last_hit_mono;
+    /* A stop that arrives after a link reset or a look at a quiet target may be the last hit
+     * reported again: a Continue the target acknowledged but never acted on (a damaged type
+     * field, which the checksum does not cover) leaves it stopped where we already were. */
+    int restop_check;
+    uint64_t last_pc, last_thread; /* the last pool hit handled */
+    uint64_t restops;              /* hits seen again and continued without a second event */
     /* link byte counters at the end of the last hit (cost per hit) */
     uint64_t mark_in, mark_out, mark_req, mark_steps;
 } hv_t;

@@ -401,9 +401,42 @@ void hv_cost_report(hv_t *h, kdh_harvest_hit_cost_t *cost)
         h->o->on_hit(h->o->ctx, cost);
 }
 
+/* Whether the current stop is the last hit reported again. Every hit we handle leaves the PC
+ * one past the int 3 before its Continue; a fresh hit at the same place has the PC on the int 3
+ * itself. So the same thread at the same break address with the PC already moved is a stop we
+ * have logged, whose Continue was lost. Costs one PC read, and only after a reset or a probe. */
+static int reported_again(hv_t *h, const kdh_wire_state_change_t *sc, int *again, kdh_err_t *err)
+{
+    *again = 0;
+    if (sc->thread != h->last_thread || sc->program_counter != h->last_pc)
+        return KDH_OK;
+    uint8_t pc[8] = {0};
+    unsigned ps = kdh_target_pointer_size(h->t);
+    kdh_kd_req_t req;
+    memset(&req, 0, sizeof req);
+    kdh_kd_get_context_slice(h->c.kd, &req, sc->processor, ps == 8 ? 0xF8 : 0xB8, pc, ps, NULL, NULL);
+    int rc = hv_conn_call(&h->c, &req, "reading the program counter", err);
+    if (rc != KDH_OK)
+        return rc;
+    uint64_t cur = ps == 8 ? kdh_get_u64(pc) : kdh_sign_extend32(kdh_get_u32(pc));
+    *again = cur == sc->program_counter + 1;
+    return KDH_OK;
+}
+
 int hv_handle_hit(hv_t *h, kdh_err_t *err)
 {
     const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
+    if (h->restop_check) {
+        h->restop_check = 0;
+        int again = 0;
+        int rc = reported_again(h, sc, &again, err);
+        if (rc != KDH_OK)
+            return rc;
+        if (again) {
+            h->restops++;
+            return hv_continue(h, KDH_WIRE_DBG_CONTINUE, err);
+        }
+    }
     double t_wall = hv_now_wall(), t0 = hv_now_mono();
     kdh_harvest_hit_cost_t cost;
     memset(&cost, 0, sizeof cost);
@@ -461,6 +494,8 @@ int hv_handle_hit(hv_t *h, kdh_err_t *err)
         h->unknown++;
     h->last_hit_wall = t_wall;
     h->last_hit_mono = t0;
+    h->last_pc = scc.program_counter;
+    h->last_thread = scc.thread;
     if (capped) {
         h->capped++;
     } else if (!deferred) { /* a deferred allocation is logged at its return */

@@ -91,12 +91,17 @@ int sim_faults_parse(sim_faults_t *f, const char *spec, uint64_t seed, kdh_err_t
             bad = !slash || parse_duration(v, slash, &f->stall_ns) ||
                   parse_duration(slash + 1, v + strlen(v), &f->stall_period_ns) ||
                   f->stall_period_ns <= f->stall_ns;
-        } else if (strcmp(k, "reboot") == 0)
+        } else if (strcmp(k, "reboot") == 0) {
             bad = parse_duration(v, v + strlen(v), &f->reboot_at_ns) || f->reboot_at_ns == 0;
-        else
+        } else if (strcmp(k, "mangle-continue") == 0) {
+            char *end = NULL;
+            unsigned long long n = strtoull(v, &end, 10);
+            bad = !*v || *end || n == 0;
+            f->mangle_continue_at = n;
+        } else
             return kdh_err_set(err, KDH_EINVAL,
                                "--faults: unknown fault '%s' (corrupt, drop, drop-packet, dup-packet, "
-                               "stall, reboot)", k);
+                               "stall, reboot, mangle-continue)", k);
         if (bad)
             return kdh_err_set(err, KDH_EINVAL,
                                "--faults: bad value '%s' for %s (probability 0..1, stall=DUR/PERIOD "
@@ -167,6 +172,18 @@ static size_t split_flush(sim_splitter_t *sp, uint8_t *out)
     return n;
 }
 
+/* A whole host packet: a manipulate data packet (type 2) whose API is Continue2 (0x313C). */
+static void mangle_continue(sim_faults_t *f, uint8_t *pkt, size_t len)
+{
+    if (!f->mangle_continue_at || len < 16 + 4 || pkt[0] != 0x30 || kdh_get_u16(pkt + 4) != 2 ||
+        kdh_get_u32(pkt + 16) != 0x313C)
+        return;
+    if (++f->continues_seen != f->mangle_continue_at)
+        return;
+    pkt[4] ^= 1; /* type 2 -> 3 (debug I/O): the target ACKs it and has no use for it */
+    f->st.mangled++;
+}
+
 size_t sim_splitter_byte(sim_splitter_t *sp, sim_faults_t *f, uint8_t b, uint64_t now_ns, uint8_t *out)
 {
     size_t n = 0;
@@ -191,6 +208,7 @@ size_t sim_splitter_byte(sim_splitter_t *sp, sim_faults_t *f, uint8_t b, uint64_
         }
     }
     if (sp->need && sp->len == sp->need) {
+        mangle_continue(f, sp->buf, sp->len);
         int copies = sim_faults_packet(f);
         for (int i = 0; i < copies; i++) {
             memcpy(out + n, sp->buf, sp->len);

@@ -2,7 +2,8 @@
  *   "corrupt=0.001,drop=0.0005,drop-packet=0.01,dup-packet=0.01,stall=2s/30s,reboot=60s"
  * with a seed gives the same faults for the same traffic: byte corruption and byte loss, lost and
  * duplicated packets (both directions), periodic stalls of the whole line (duration every
- * period, bytes held back, not lost), and one target reboot at a time since start. */
+ * period, bytes held back, not lost), one target reboot at a time since start, and one host
+ * Continue2 whose packet type is damaged (acknowledged by the target and ignored). */
 #ifndef KDSIM_FAULT_H
 #define KDSIM_FAULT_H
 
@@ -12,13 +13,16 @@
 #include "kdh/common.h"
 
 typedef struct sim_fault_stats {
-    uint64_t corrupted, dropped_bytes, dropped_packets, duplicated_packets, stalls, reboots;
+    uint64_t corrupted, dropped_bytes, dropped_packets, duplicated_packets, stalls, reboots, mangled;
 } sim_fault_stats_t;
 
 typedef struct sim_faults {
     double corrupt, drop, drop_packet, dup_packet; /* probabilities per byte / per packet */
     uint64_t stall_ns, stall_period_ns;
     uint64_t reboot_at_ns; /* 0 = never */
+    /* mangle-continue=N: the host's Nth Continue2 gets one bit flipped in its packet type, which
+     * the checksum does not cover; the target then acknowledges it and ignores it. 0 = never. */
+    uint64_t mangle_continue_at, continues_seen;
     int reboot_done;
     int in_stall;
     uint64_t rng;

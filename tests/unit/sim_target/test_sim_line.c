@@ -135,13 +135,51 @@ static void test_fault_spec(void **state)
     assert_int_equal(f.stall_ns, 250 * MS);
     assert_int_equal(f.stall_period_ns, 30000 * MS);
     assert_int_equal(f.reboot_at_ns, 1500 * MS);
+    assert_int_equal(sim_faults_parse(&f, "mangle-continue=15", 1, &err), KDH_OK);
+    assert_int_equal(f.mangle_continue_at, 15);
     const char *bad[] = {"corrupt", "corrupt=1.5", "corrupt=x", "stall=2s", "stall=3s/2s", "reboot=0",
-                         "reboot=5parsecs", "flood=1", "drop=-0.1"};
+                         "reboot=5parsecs", "flood=1", "drop=-0.1", "mangle-continue=0", "mangle-continue=",
+                         "mangle-continue=3x"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err.msg[0] = 0;
         assert_int_equal(sim_faults_parse(&f, bad[i], 1, &err), KDH_EINVAL);
         assert_non_null(strstr(err.msg, "--faults"));
     }
+}
+
+/* A host Continue2 packet (manipulate, API 0x313C) of 0x38 payload bytes. */
+static size_t continue2_packet(uint8_t *out, uint32_t api)
+{
+    memset(out, 0, 16 + 0x38 + 1);
+    memset(out, 0x30, 4);
+    kdh_put_u16(out + 4, 2);
+    kdh_put_u16(out + 6, 0x38);
+    kdh_put_u32(out + 8, 0x80800000);
+    kdh_put_u32(out + 16, api);
+    out[16 + 0x38] = 0xAA;
+    return 16 + 0x38 + 1;
+}
+
+static void test_fault_mangle_continue(void **state)
+{
+    (void)state;
+    sim_faults_t f;
+    kdh_err_t err;
+    assert_int_equal(sim_faults_parse(&f, "mangle-continue=2", 1, &err), KDH_OK);
+    sim_splitter_t sp;
+    memset(&sp, 0, sizeof sp);
+    static uint8_t pkt[200], out[SIM_SPLIT_OUT_MAX];
+    const uint32_t apis[] = {0x3130 /* ReadVirtual */, 0x313C, 0x313C, 0x313C};
+    const uint16_t want_type[] = {2, 2, 3, 2};
+    for (size_t k = 0; k < 4; k++) {
+        size_t n = continue2_packet(pkt, apis[k]), got = 0;
+        for (size_t i = 0; i < n; i++)
+            got += sim_splitter_byte(&sp, &f, pkt[i], 0, out + got);
+        assert_int_equal(got, n);
+        assert_int_equal(kdh_get_u16(out + 4), want_type[k]);
+        assert_memory_equal(out + 6, pkt + 6, n - 6); /* nothing else changed */
+    }
+    assert_int_equal(f.st.mangled, 1);
 }
 
 static void test_fault_effects_deterministic(void **state)
@@ -279,6 +317,7 @@ int main(void)
         cmocka_unit_test(test_bucket_back_to_back),
         cmocka_unit_test(test_fifo_wraps),
         cmocka_unit_test(test_fault_spec),
+        cmocka_unit_test(test_fault_mangle_continue),
         cmocka_unit_test(test_fault_effects_deterministic),
         cmocka_unit_test(test_stall_and_reboot_schedule),
         cmocka_unit_test(test_splitter_packets),
