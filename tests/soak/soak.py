@@ -393,7 +393,7 @@ class Proxy:
 
 def sc_cable(ctx):
     rows = []
-    iters = 4 if ctx.full else 2
+    iters = 4 if ctx.full else 1
     for mode in ctx.pick(("pull", "reset")):
         sim = Sim(ctx, "cable-" + mode, tcp=True, seed=ctx.seed)
         px = Proxy(sim.port)
@@ -577,7 +577,7 @@ def sc_hostile(ctx):
                          "stack-garbage")):
         sim = Sim(ctx, "hostile-" + opt, hostile=opt, seed=ctx.seed)
         d = os.path.join(sim.dir, "run")
-        secs = 10 if ctx.full else 6
+        secs = 10 if ctx.full else 4
         h = Harvest(ctx, sim.port, d, "--duration", str(secs))
         rc = h.wait(secs + 60)
         time.sleep(0.3)
