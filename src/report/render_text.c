@@ -156,8 +156,15 @@ int rep_render_text(const kdh_report_t *r, FILE *out)
                  "to a free by address",
                  addrless, addrless == 1 ? "" : "s");
         const char *addr_note = addrless ? note : NULL;
-        if (kdh_report_sizes_known(r)) {
+        if (kdh_report_sizes_known(r) && r->allocs_sized == r->allocs_used) {
             stack_list(r, out, "Top stacks by outstanding bytes", KDH_REPORT_VALUE_OUTSTANDING, addr_note);
+        } else if (kdh_report_sizes_known(r)) {
+            char title[160];
+            snprintf(title, sizeof title,
+                     "Top stacks by outstanding bytes (%" PRIu64 " of %" PRIu64
+                     " allocations have no size and add no bytes)",
+                     r->allocs_used - r->allocs_sized, r->allocs_used);
+            stack_list(r, out, title, KDH_REPORT_VALUE_OUTSTANDING, addr_note);
         } else {
             char title[160];
             snprintf(title, sizeof title,

@@ -360,6 +360,59 @@ static void test_mixed_sizes_count(void **state)
     json_decref(j);
 }
 
+/* A --pair run whose last allocation was logged at the detach without a size: 100 blocks of 100
+ * bytes on Q (10000 B outstanding), 120 of 10 bytes on P (1200 B) and one more on P without a
+ * size. 1 of 221 unsized still ranks by bytes (Q first; by count P would lead with 121); 5 of 225
+ * unsized (more than one per run plus 1 in 100) ranks by count (P first). */
+static void write_nearly_sized(const char *dir, int unsized)
+{
+    static char ev[64 * 1024];
+    size_t n = 0;
+    int seq = 1;
+    for (int i = 0; i < 100; i++, seq++)
+        n += (size_t)snprintf(ev + n, sizeof ev - n,
+                              "{\"seq\":%d,\"t\":%d,\"boot\":1,\"kind\":\"alloc\",\"tag\":\"Leak\",\"size\":100,"
+                              "\"addr\":\"0x%x\",\"sid\":\"0000000000000032\"}\n",
+                              seq, seq, 0x10000 + i);
+    for (int i = 0; i < 120; i++, seq++)
+        n += (size_t)snprintf(ev + n, sizeof ev - n,
+                              "{\"seq\":%d,\"t\":%d,\"boot\":1,\"kind\":\"alloc\",\"tag\":\"Leak\",\"size\":10,"
+                              "\"addr\":\"0x%x\",\"sid\":\"0000000000000031\"}\n",
+                              seq, seq, 0x20000 + i);
+    for (int i = 0; i < unsized; i++, seq++)
+        n += (size_t)snprintf(ev + n, sizeof ev - n,
+                              "{\"seq\":%d,\"t\":%d,\"boot\":1,\"kind\":\"alloc\",\"tag\":\"Leak\","
+                              "\"sid\":\"0000000000000031\"}\n",
+                              seq, seq);
+    mkdir(dir, 0755);
+    write_file(dir, "meta.json", meta);
+    write_file(dir, "stacks.jsonl", sized_stacks);
+    write_file(dir, "events.jsonl", ev);
+}
+
+static void test_nearly_all_sized_bytes(void **state)
+{
+    (void)state;
+    char one[160], three[160];
+    snprintf(one, sizeof one, "%s/nearly1", root);
+    snprintf(three, sizeof three, "%s/nearly5", root);
+    write_nearly_sized(one, 1);
+    write_nearly_sized(three, 5);
+    json_t *j = render_json(one, NULL, KDH_REPORT_BY_ALL, 10);
+    json_t *m = json_object_get(j, "measure");
+    assert_string_equal(json_string_value(json_object_get(m, "ranked_by")), "outstanding_bytes");
+    assert_string_equal(jstr(j, "stacks", 0, "sid"), "0000000000000032");
+    json_decref(j);
+    char *text = render_as(one, NULL, KDH_REPORT_TEXT, KDH_REPORT_BY_ALL, 10);
+    assert_non_null(strstr(text, "Top stacks by outstanding bytes (1 of 221 allocations have no size and add no bytes)"));
+    free(text);
+    j = render_json(three, NULL, KDH_REPORT_BY_ALL, 10);
+    m = json_object_get(j, "measure");
+    assert_string_equal(json_string_value(json_object_get(m, "ranked_by")), "outstanding_count");
+    assert_string_equal(jstr(j, "stacks", 0, "sid"), "0000000000000031");
+    json_decref(j);
+}
+
 /* ---- sizes known: the first stack and driver by outstanding bytes, counted by hand ---- */
 
 static void test_outstanding_bytes_by_hand(void **state)
@@ -479,6 +532,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_growth_rule_shapes),      cmocka_unit_test(test_pool_and_events_share_the_rule),
         cmocka_unit_test(test_no_sizes_every_format),   cmocka_unit_test(test_mixed_sizes_count),
+        cmocka_unit_test(test_nearly_all_sized_bytes),
         cmocka_unit_test(test_outstanding_bytes_by_hand), cmocka_unit_test(test_top_and_by_every_format),
         cmocka_unit_test(test_diff_without_sizes),
     };
