@@ -127,6 +127,11 @@ int kdh_store_append_gap(kdh_store_t *st, const kdh_store_gap_t *g, kdh_err_t *e
  * plus "schema" (always) and "updated" (now, ISO 8601 UTC, unless present). */
 int kdh_store_write_meta(kdh_store_t *st, const struct json_t *meta, kdh_err_t *err);
 
+/* A failed write or fsync is final for the handle: the lines collected are dropped, and from then
+ * on add_module, intern_stack, the appends, write_meta, flush, sync and close write nothing and
+ * return KDH_EIO with the first failure's message ("write DIR/stacks.jsonl: No space left on
+ * device"), so an event on disk never names a stack whose line was lost. */
+
 /* Writes the lines collected under opts.buffer_bytes (nothing to do without it). */
 int kdh_store_flush(kdh_store_t *st, kdh_err_t *err);
 /* Flushes, then fsyncs every file. */

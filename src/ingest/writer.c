@@ -123,6 +123,7 @@ typedef struct writer {
     sidc_slot_t *sidc;
     char *key; /* the frames' identity text of the current stack */
     size_t key_cap;
+    int out_failed; /* writing the run failed (the store, or memory): the run stops */
 } writer_t;
 
 /* Everything of the parsed frames the stack id depends on, as one byte string in w->key: per
@@ -322,6 +323,26 @@ static int on_sample(void *ud, const kdh_ingest_sample_t *s, kdh_err_t *err)
     return kdh_store_append_pool(w->store, &p, err);
 }
 
+/* The parser's sink. A failure here is the run's, never the input's, though both may be
+ * KDH_EIO: it is marked so that kdh_ingest_run stops instead of going on with the next file. */
+static int sink_stack(void *ud, const kdh_ingest_stack_t *st, kdh_err_t *err)
+{
+    writer_t *w = ud;
+    int rc = on_stack(w, st, err);
+    if (rc)
+        w->out_failed = 1;
+    return rc;
+}
+
+static int sink_sample(void *ud, const kdh_ingest_sample_t *s, kdh_err_t *err)
+{
+    writer_t *w = ud;
+    int rc = on_sample(w, s, err);
+    if (rc)
+        w->out_failed = 1;
+    return rc;
+}
+
 unsigned kdh_ingest_kind_parse(const char *s)
 {
     static const struct {
@@ -413,7 +434,7 @@ int kdh_ingest_run(const kdh_ingest_opts_t *o, kdh_ingest_totals_t *totals, kdh_
     if ((rc = kdh_store_open(&w->store, o->out_dir, &sopts, err)))
         goto out;
     size_t stacks_before = kdh_store_info(w->store)->stacks;
-    kdh_ingest_sink_t sink = {w, on_stack, on_sample};
+    kdh_ingest_sink_t sink = {w, sink_stack, sink_sample};
     if ((rc = kdh_ingest_parser_new(&p, o->kinds ? o->kinds : KDH_INGEST_AUTO, &sink, err)))
         goto out;
     for (size_t i = 0; i < o->nfiles; i++) {
@@ -430,7 +451,9 @@ int kdh_ingest_run(const kdh_ingest_opts_t *o, kdh_ingest_totals_t *totals, kdh_
             r.error = frc;
             snprintf(r.err_msg, sizeof r.err_msg, "%s", ferr.msg);
             t.files_failed++;
-            if (frc != KDH_EIO) { /* a store failure: the run cannot continue */
+            /* An input that cannot be opened or read (KDH_EIO from the reader) is reported and
+             * skipped; a failure to write the run, or the parser's own (out of memory), stops it. */
+            if (w->out_failed || frc != KDH_EIO) {
                 if (o->on_file)
                     o->on_file(o->ud, &r);
                 rc = kdh_err_set(err, frc, "%s", ferr.msg);

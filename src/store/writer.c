@@ -3,7 +3,10 @@
  * call had not returned; kdh_store_open truncates such a tail when it continues the run. With
  * opts.buffer_bytes, whole lines are collected per file and written together (a write() holds only
  * whole lines, so the same repair applies), always modules, stacks, events, pool, gaps in that
- * order, so an event on disk never names a stack that is not. */
+ * order, so an event on disk never names a stack that is not. A failed write or fsync is final for
+ * the handle: the lines still collected are dropped and every later call that would write returns
+ * the same error, since a stack id is remembered as written when its line is collected, and an
+ * event written after a lost stack line would name a stack that is not. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -37,6 +40,8 @@ struct kdh_store {
     char *pend[F_COUNT]; /* opts.buffer_bytes: whole lines not yet written, per file */
     size_t npend[F_COUNT];
     kdh_store_fmt_t fmt;
+    int failed;            /* the first write or fsync error; 0 while none */
+    char failed_msg[256];  /* its message, repeated by every later call */
 };
 
 static int mkdirs(const char *dir, kdh_err_t *err)
@@ -268,6 +273,23 @@ const char *kdh_store_dir(const kdh_store_t *st)
     return st->dir;
 }
 
+/* Latches a write or fsync failure (see the head of this file): every file's collected lines are
+ * dropped, and the error is returned by every later call that would write. */
+static int fail(kdh_store_t *st, kdh_err_t *err, const char *op, int f, const char *why)
+{
+    st->failed = KDH_EIO;
+    snprintf(st->failed_msg, sizeof st->failed_msg, "%s %s/%s: %s", op, st->dir, file_names[f], why);
+    for (int i = 0; i < F_COUNT; i++)
+        st->npend[i] = 0;
+    return kdh_err_set(err, st->failed, "%s", st->failed_msg);
+}
+
+/* The latched error again, for a call made after a failure. */
+static int failed_before(kdh_store_t *st, kdh_err_t *err)
+{
+    return kdh_err_set(err, st->failed, "run not written after an earlier failure: %s", st->failed_msg);
+}
+
 static int write_all(kdh_store_t *st, int f, const char *buf, size_t n, kdh_err_t *err)
 {
     size_t done = 0;
@@ -276,10 +298,16 @@ static int write_all(kdh_store_t *st, int f, const char *buf, size_t n, kdh_err_
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
-            return kdh_err_set(err, KDH_EIO, "write %s/%s: %s", st->dir, file_names[f],
-                               w < 0 ? strerror(errno) : "no progress");
+            return fail(st, err, "write", f, w < 0 ? strerror(errno) : "no progress");
         done += (size_t)w; /* short write: only on a full disk; the rest follows at once */
     }
+    return KDH_OK;
+}
+
+static int sync_file(kdh_store_t *st, int f, kdh_err_t *err)
+{
+    if (fdatasync(st->fd[f]) != 0)
+        return fail(st, err, "fsync", f, strerror(errno));
     return KDH_OK;
 }
 
@@ -287,11 +315,13 @@ static int write_all(kdh_store_t *st, int f, const char *buf, size_t n, kdh_err_
  * name them). */
 static int flush_pending(kdh_store_t *st, kdh_err_t *err)
 {
+    if (st->failed)
+        return failed_before(st, err);
     for (int f = 0; f < F_COUNT; f++) {
         if (!st->npend[f])
             continue;
         size_t n = st->npend[f];
-        st->npend[f] = 0; /* after a failed write the lines are dropped, not written twice */
+        st->npend[f] = 0;
         int rc = write_all(st, f, st->pend[f], n, err);
         if (rc != KDH_OK)
             return rc;
@@ -309,6 +339,8 @@ static int append_line(kdh_store_t *st, int f, char *line, size_t n, kdh_err_t *
 {
     int rc = KDH_OK;
     size_t cap = st->opts.buffer_bytes;
+    if (st->failed)
+        return failed_before(st, err);
     if (cap) {
         if (!st->pend[f] && !(st->pend[f] = malloc(cap)))
             return kdh_err_set(err, KDH_ENOMEM, "out of memory buffering %s", file_names[f]);
@@ -330,8 +362,8 @@ static int append_line(kdh_store_t *st, int f, char *line, size_t n, kdh_err_t *
         st->unsynced[f] = 0;
         if (cap)
             rc = flush_pending(st, err);
-        if (rc == KDH_OK && fdatasync(st->fd[f]) != 0)
-            rc = kdh_err_set(err, KDH_EIO, "fsync %s/%s: %s", st->dir, file_names[f], strerror(errno));
+        if (rc == KDH_OK)
+            rc = sync_file(st, f, err);
     }
     return rc;
 }
@@ -365,6 +397,8 @@ static int append(kdh_store_t *st, int f, json_t *obj, kdh_err_t *err)
 int kdh_store_add_module(kdh_store_t *st, const kdh_store_module_t *m, kdh_err_t *err)
 {
     int inserted;
+    if (st->failed)
+        return failed_before(st, err);
     if (!m || !m->key || !m->key[0])
         return kdh_err_set(err, KDH_EINVAL, "module has no key");
     uint64_t h = modkey_hash(m->key, m->boot);
@@ -379,6 +413,8 @@ int kdh_store_add_module(kdh_store_t *st, const kdh_store_module_t *m, kdh_err_t
 int kdh_store_intern_stack(kdh_store_t *st, const kdh_store_frame_t *frames, size_t n, uint64_t *sid,
                            kdh_err_t *err)
 {
+    if (st->failed) /* a stack known from a dropped line would be taken for one on disk */
+        return failed_before(st, err);
     if (n > KDH_STORE_FRAMES_MAX)
         return kdh_err_set(err, KDH_ERANGE, "stack of %zu frames exceeds the limit of %d", n, KDH_STORE_FRAMES_MAX);
     for (size_t i = 0; i < n; i++)
@@ -481,9 +517,9 @@ int kdh_store_write_meta(kdh_store_t *st, const json_t *meta, kdh_err_t *err)
 int kdh_store_sync(kdh_store_t *st, kdh_err_t *err)
 {
     int rc = flush_pending(st, err);
-    for (int f = 0; f < F_COUNT; f++) {
-        if (st->fd[f] >= 0 && fdatasync(st->fd[f]) != 0 && rc == KDH_OK)
-            rc = kdh_err_set(err, KDH_EIO, "fsync %s/%s: %s", st->dir, file_names[f], strerror(errno));
+    for (int f = 0; f < F_COUNT && rc == KDH_OK; f++) {
+        if (st->fd[f] >= 0)
+            rc = sync_file(st, f, err);
         st->unsynced[f] = 0;
     }
     return rc;
@@ -499,6 +535,7 @@ int kdh_store_close(kdh_store_t *st, kdh_err_t *err)
         free(st->pend[f]);
         if (st->fd[f] < 0)
             continue;
+        /* after a failure too: what was written before it is kept */
         if (fdatasync(st->fd[f]) != 0 && rc == KDH_OK)
             rc = kdh_err_set(err, KDH_EIO, "fsync %s/%s: %s", st->dir, file_names[f], strerror(errno));
         close(st->fd[f]);

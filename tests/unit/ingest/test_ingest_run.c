@@ -1,13 +1,17 @@
 /* test_ingest_run.c: `kdharvest ingest` end to end: the command writes a run directory that the
  * store's reader gives back with the expected events, stack ids (XXH3-64 of the canonical text
- * written out by hand here), modules, sources and pool samples; nothing found = exit 1. */
+ * written out by hand here), modules, sources and pool samples; nothing found = exit 1; a run
+ * that cannot be written = exit 1 with a one-line error and no event on disk without its stack. */
+#include <fcntl.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -212,8 +216,148 @@ static void test_run(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ---- a run that cannot be written ---- */
+
+#define BIG_STACKS 2000 /* unique 8-frame stacks: more than the store's 1 MiB stacks buffer */
+#define RUN_LIMIT (64 * 1024) /* bytes any output file may reach (RLIMIT_FSIZE) */
+
+static struct rlimit saved_fsize;
+
+static int restore_fsize(void **state)
+{
+    (void)state;
+    setrlimit(RLIMIT_FSIZE, &saved_fsize);
+    signal(SIGXFSZ, SIG_DFL);
+    return 0;
+}
+
+/* Stack k of a long kd session: a break in the allocator and seven frames of its own. */
+static void put_stack(FILE *f, int k)
+{
+    fprintf(f, "Break instruction exception - code 80000003 (first chance)\n"
+               "nt!ExAllocateHeapPool+0x1a4:\n"
+               "fffff805`12340000 cc              int     3\n"
+               "0: kd> k\n"
+               " # Child-SP          RetAddr               Call Site\n"
+               "00 ffffc001`00001000 fffff805`12345678     nt!ExAllocateHeapPool+0x1a4\n");
+    for (int i = 1; i < 8; i++)
+        fprintf(f, "%02x ffffc001`00001%03x fffff805`0000%04x     LeakDrv!Routine%d_OfAFairlyLongName%05d+0x%x\n", i,
+                i * 0x100, 0x1000 + k, i, k, 0x10 + i);
+    fprintf(f, "0: kd> g\n");
+}
+
+typedef struct sids {
+    uint64_t sid[BIG_STACKS];
+    int n, events, dangling;
+} sids_t;
+
+static int big_stack(void *ud, uint64_t sid, const kdh_store_frame_t *f, size_t n)
+{
+    (void)f, (void)n;
+    sids_t *s = ud;
+    if (s->n < BIG_STACKS)
+        s->sid[s->n++] = sid;
+    return 0;
+}
+
+static int big_event(void *ud, const kdh_store_event_t *ev)
+{
+    sids_t *s = ud;
+    int found = 0;
+    for (int i = 0; i < s->n && !found; i++)
+        found = s->sid[i] == ev->sid;
+    s->dangling += !found;
+    s->events++;
+    return 0;
+}
+
+static char *slurp_text(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+/* No output file may grow past RUN_LIMIT, so the first flush of the stacks (at 1 MiB) fails part
+ * way. The first log's stacks then cannot all be on disk; a second log repeats ten of them, which
+ * needs no new stack line. The ingest must stop at the failure (not take it for an unreadable
+ * log and go on with the next one): exit 1, one line on stderr naming stacks.jsonl, and every
+ * event on disk names a stack on disk. */
+static void test_store_failure(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kdh_ingest_fail_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char a[512], b[512], out[512], outf[512], errf[512], cmd[700];
+    snprintf(a, sizeof a, "%s/long.log", dir);
+    snprintf(b, sizeof b, "%s/again.log", dir);
+    snprintf(out, sizeof out, "%s/run", dir);
+    snprintf(outf, sizeof outf, "%s/stdout.txt", dir);
+    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+    FILE *f = fopen(a, "w");
+    assert_non_null(f);
+    fprintf(f, "0: kd> ed nt!PoolHitTag 0x6b61654c\n0: kd> g\n");
+    for (int k = 0; k < BIG_STACKS; k++)
+        put_stack(f, k);
+    fclose(f);
+    f = fopen(b, "w");
+    assert_non_null(f);
+    for (int k = 1000; k < 1010; k++)
+        put_stack(f, k);
+    fclose(f);
+
+    /* stdout and stderr into files of their own (below the limit whatever they were) */
+    fflush(stdout);
+    fflush(stderr);
+    int keep_out = dup(1), keep_err = dup(2);
+    int fo = open(outf, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(errf, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(keep_out >= 0 && keep_err >= 0 && fo >= 0 && fe >= 0);
+    dup2(fo, 1);
+    dup2(fe, 2);
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved_fsize), 0);
+    struct rlimit lim = saved_fsize;
+    lim.rlim_cur = RUN_LIMIT;
+    signal(SIGXFSZ, SIG_IGN); /* the write fails with EFBIG instead of killing the process */
+    int lim_ok = setrlimit(RLIMIT_FSIZE, &lim);
+    char *argv[] = {"ingest", "--out", out, a, b, NULL};
+    int rc = lim_ok == 0 ? kdh_cli_cmd_ingest(5, argv) : -1;
+    restore_fsize(NULL);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(keep_out, 1);
+    dup2(keep_err, 2);
+    close(keep_out);
+    close(keep_err);
+    close(fo);
+    close(fe);
+    assert_int_equal(lim_ok, 0);
+
+    assert_int_equal(rc, 1);
+    const char *msg = slurp_text(errf);
+    assert_non_null(strstr(msg, "stacks.jsonl"));
+    const char *nl = strchr(msg, '\n');
+    assert_true(nl && nl[1] == 0); /* one line */
+    assert_null(strstr(slurp_text(outf), "again.log")); /* stopped before the second log */
+
+    sids_t *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    kdh_store_reader_t rd = {.ud = s, .on_stack = big_stack, .on_event = big_event};
+    kdh_err_t err;
+    assert_int_equal(kdh_store_read(out, &rd, NULL, &err), 0);
+    assert_true(s->n > 0 && s->n < BIG_STACKS);
+    assert_int_equal(s->dangling, 0);
+    free(s);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_run)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_run),
+                                       cmocka_unit_test_teardown(test_store_failure, restore_fsize)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

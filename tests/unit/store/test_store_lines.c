@@ -1,7 +1,8 @@
 /* test_store_lines.c: the store's direct line formatter against jansson (the reference: what the
  * store wrote before, object by object), and buffered writing: the same bytes as unbuffered
  * writing after close, nothing torn and no event without its stack after a kill -9, and a reopen
- * that continues the seq. */
+ * that continues the seq; after a failed write (a file size limit), no event on disk without its
+ * stack and every later call refused with the first error. */
 #include <math.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -306,6 +308,139 @@ static void test_buffered_kill9(void **state)
     free(dir);
 }
 
+/* ---- a failed write ---- */
+
+#define FAIL_STACKS 120
+#define FAIL_LIMIT 10000 /* bytes: stacks.jsonl reaches it at its third 4 KiB flush */
+
+static struct rlimit saved_fsize;
+
+static int restore_fsize(void **state)
+{
+    (void)state;
+    setrlimit(RLIMIT_FSIZE, &saved_fsize);
+    signal(SIGXFSZ, SIG_DFL);
+    return 0;
+}
+
+typedef struct sidset {
+    uint64_t sid[FAIL_STACKS + 1];
+    int n, events, dangling, gaps;
+    uint64_t last_seq;
+} sidset_t;
+
+static int set_stack(void *ud, uint64_t sid, const kdh_store_frame_t *f, size_t n)
+{
+    (void)f, (void)n;
+    sidset_t *s = ud;
+    if (s->n <= FAIL_STACKS)
+        s->sid[s->n++] = sid;
+    return 0;
+}
+
+static int set_event(void *ud, const kdh_store_event_t *ev)
+{
+    sidset_t *s = ud;
+    int found = 0;
+    for (int i = 0; i < s->n; i++)
+        found |= s->sid[i] == ev->sid;
+    s->dangling += !found;
+    s->gaps += ev->seq != s->last_seq + 1;
+    s->last_seq = ev->seq;
+    s->events++;
+    return 0;
+}
+
+/* One event on stack k (its own, with a long symbol so that stacks.jsonl grows fastest). */
+static int write_one(kdh_store_t *st, int k, kdh_err_t *err)
+{
+    char sym[2][64];
+    kdh_store_frame_t f[2];
+    frames_of(k, f, sym);
+    snprintf(sym[1], sizeof sym[1], "Drv!AFunctionWithAVeryLongNameIndeed%04d+0x1%x", k, k);
+    uint64_t sid;
+    int rc = kdh_store_intern_stack(st, f, 2, &sid, err);
+    if (rc != KDH_OK)
+        return rc;
+    kdh_store_event_t ev = {.boot = 1, .cpu = 0, .kind = KDH_STORE_ALLOC, .tag = "Leak", .sid = sid, .has_sid = 1};
+    return kdh_store_append_event(st, &ev, NULL, err);
+}
+
+/* stacks.jsonl cannot grow past FAIL_LIMIT (RLIMIT_FSIZE: the write that crosses it is cut short,
+ * the next one fails with EFBIG). At the first failure the writer goes on as a caller that takes
+ * it for a bad input would: events on the last stacks collected before it (whose lines were in
+ * the failed write), then close. On disk, every event names a stack that is there; the failing
+ * call and every later one (close too) return KDH_EIO naming stacks.jsonl; a reopen without the
+ * limit repairs the torn stack line and continues. */
+static void test_buffered_write_failure(void **state)
+{
+    (void)state;
+    char *dir = mktemp_dir();
+    kdh_store_t *st;
+    kdh_err_t err = {0};
+    kdh_store_opts_t o = {.buffer_bytes = 4096};
+    assert_int_equal(kdh_store_open(&st, dir, &o, &err), KDH_OK);
+
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved_fsize), 0);
+    struct rlimit lim = saved_fsize;
+    lim.rlim_cur = FAIL_LIMIT;
+    signal(SIGXFSZ, SIG_IGN); /* the write fails with EFBIG instead of killing the process */
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+
+    int first_fail = -1, refused = 0;
+    for (int k = 0; k < FAIL_STACKS && first_fail < 0; k++) {
+        kdh_err_t e = {0};
+        int rc = write_one(st, k, &e);
+        if (rc != KDH_OK) {
+            first_fail = k;
+            assert_int_equal(rc, KDH_EIO);
+            assert_non_null(strstr(e.msg, "stacks.jsonl"));
+            assert_null(strchr(e.msg, '\n'));
+        }
+    }
+    assert_true(first_fail > 30); /* two flushes went through before the limit */
+    for (int k = first_fail - 10; k < first_fail; k++) { /* known stacks: no stack line, only events */
+        kdh_err_t e = {0};
+        int rc = write_one(st, k, &e);
+        refused += rc != KDH_OK;
+        if (rc != KDH_OK)
+            assert_non_null(strstr(e.msg, "stacks.jsonl"));
+    }
+    assert_int_equal(refused, 10);
+    kdh_err_t e = {0};
+    assert_int_equal(kdh_store_flush(st, &e), KDH_EIO);
+    assert_int_equal(kdh_store_close(st, &e), KDH_EIO);
+    assert_non_null(strstr(e.msg, "stacks.jsonl"));
+    restore_fsize(NULL);
+
+    sidset_t s;
+    memset(&s, 0, sizeof s);
+    kdh_store_reader_t rd = {.ud = &s, .on_stack = set_stack, .on_event = set_event};
+    kdh_store_read_stats_t stats;
+    assert_int_equal(kdh_store_read(dir, &rd, &stats, &err), KDH_OK);
+    assert_true(s.events > 0 && s.events < first_fail);
+    assert_true(s.n >= s.events && s.n < first_fail);
+    assert_int_equal(s.dangling, 0);
+    assert_int_equal(s.gaps, 0);
+
+    /* continued without the limit: the torn stack line is cut, the seq follows the events on disk */
+    assert_int_equal(kdh_store_open(&st, dir, &o, &err), KDH_OK);
+    assert_int_equal(kdh_store_info(st)->repaired, 1);
+    assert_int_equal(kdh_store_info(st)->next_seq, (uint64_t)s.events + 1);
+    for (int k = 0; k < FAIL_STACKS; k++)
+        assert_int_equal(write_one(st, k, &err), KDH_OK);
+    assert_int_equal(kdh_store_close(st, &err), KDH_OK);
+    int before = s.events;
+    memset(&s, 0, sizeof s);
+    assert_int_equal(kdh_store_read(dir, &rd, &stats, &err), KDH_OK);
+    assert_int_equal(s.n, FAIL_STACKS);
+    assert_int_equal(s.events, before + FAIL_STACKS);
+    assert_int_equal(s.dangling, 0);
+    assert_int_equal(s.gaps, 0);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -313,6 +448,7 @@ int main(void)
         cmocka_unit_test(test_pool_lines_match_jansson),
         cmocka_unit_test(test_buffered_same_bytes),
         cmocka_unit_test(test_buffered_kill9),
+        cmocka_unit_test_teardown(test_buffered_write_failure, restore_fsize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
