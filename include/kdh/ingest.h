@@ -93,7 +93,8 @@ typedef struct kdh_ingest_stack {
     int has_t;
 } kdh_ingest_stack_t;
 
-/* One pool usage line of one snapshot. */
+/* One pool usage line of one snapshot. No clock: an ingested run orders pool samples by snapshot
+ * (docs/run-format.md), since a log's session time is printed once per session, not per snapshot. */
 typedef struct kdh_ingest_sample {
     uint64_t snapshot;   /* 1, 2, ... across everything one parser has seen */
     char tag[5];         /* 4 characters, space padded; "*" for the whole pool (!vm) */
@@ -102,8 +103,6 @@ typedef struct kdh_ingest_sample {
     int has_allocs, has_frees;
     uint64_t line;
     const char *origin;  /* "poolmon", "poolused", "vm", "poolfind" */
-    double t;            /* as kdh_ingest_stack_t's */
-    int has_t;
 } kdh_ingest_sample_t;
 
 /* Callbacks get pointers valid only during the call; a non-zero return stops the parser and is

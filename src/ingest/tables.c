@@ -17,8 +17,6 @@ int kdh_ingest_emit_sample(kdh_ingest_parser_t *p, kdh_ingest_sample_t *s, kdh_e
     }
     s->snapshot = p->snapshot;
     s->line = p->lineno;
-    s->t = p->clock;
-    s->has_t = p->has_clock;
     p->st.samples++;
     if (p->sink.on_sample)
         return p->sink.on_sample(p->sink.ud, s, err);
