@@ -283,6 +283,77 @@ void hs_out_done(hs_outstanding_t *o)
     json_decref(o->bytes);
 }
 
+json_t *hs_report_bytes(const char *dir, char **first, char **ranked_by)
+{
+    char out[600];
+    snprintf(out, sizeof out, "%s.report.json", dir);
+    const char *argv[] = {g_kdh, "report", "--format", "json", "--top", "100000", dir, NULL};
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (!freopen(out, "w", stdout))
+            _exit(126);
+        execv(g_kdh, (char *const *)argv);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    json_error_t je;
+    json_t *rep = json_load_file(out, 0, &je);
+    if (!rep)
+        fail_msg("%s: %s", out, je.text);
+    json_t *stacks = hs_load_stacks(dir), *bytes = json_object(), *s;
+    size_t i;
+    if (first)
+        *first = NULL;
+    json_array_foreach(json_object_get(rep, "stacks"), i, s) {
+        const char *text = json_string_value(json_object_get(stacks, hs_str(s, "sid")));
+        if (!text)
+            fail_msg("report stack %s is not in stacks.jsonl", hs_str(s, "sid"));
+        json_int_t cur = json_integer_value(json_object_get(bytes, text));
+        json_object_set_new(bytes, text, json_integer(cur + json_integer_value(json_object_get(s, "outstanding_bytes"))));
+        if (first && i == 0)
+            *first = strdup(text);
+    }
+    if (ranked_by) {
+        const char *r = hs_str(json_object_get(rep, "measure"), "ranked_by");
+        *ranked_by = strdup(r ? r : "");
+    }
+    json_decref(stacks);
+    json_decref(rep);
+    return bytes;
+}
+
+void hs_bytes_equal(json_t *want, json_t *got)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(want, k, v) {
+        json_int_t g = json_integer_value(json_object_get(got, k));
+        if (g != json_integer_value(v))
+            fail_msg("stack %s: %lld outstanding bytes in the report, %lld in the truth", k, (long long)g,
+                     (long long)json_integer_value(v));
+    }
+    json_object_foreach(got, k, v) {
+        if (json_integer_value(v) != json_integer_value(json_object_get(want, k)))
+            fail_msg("stack %s: %lld outstanding bytes in the report, %lld in the truth", k,
+                     (long long)json_integer_value(v), (long long)json_integer_value(json_object_get(want, k)));
+    }
+}
+
+const char *hs_out_clear_top(const hs_outstanding_t *o, json_int_t *best)
+{
+    const char *top = hs_out_top(o, best), *k;
+    json_t *v;
+    assert_non_null(top);
+    json_object_foreach(o->bytes, k, v) {
+        if (strcmp(k, top) != 0 && json_integer_value(v) >= *best)
+            fail_msg("no clear top in the truth: %s and %s both have %lld bytes", top, k, (long long)*best);
+    }
+    return top;
+}
+
 int hs_journal_open_bps(const char *dir)
 {
     char path[600];

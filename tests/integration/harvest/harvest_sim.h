@@ -54,6 +54,17 @@ void hs_out_free(hs_outstanding_t *o, const char *addr);
 const char *hs_out_top(const hs_outstanding_t *o, json_int_t *best);
 void hs_out_done(hs_outstanding_t *o);
 
+/* `kdharvest report --format json --top 100000 DIR`, the report's own pairing of frees with
+ * allocations: its outstanding_bytes per stack, keyed by the stack's text (sid through
+ * stacks.jsonl, as hs_load_stacks; several sids of one text add up). *first (when not NULL) gets
+ * the first stack's text (malloc'ed, NULL when the report lists none), *ranked_by its measure. */
+json_t *hs_report_bytes(const char *dir, char **first, char **ranked_by);
+/* Fails on the first stack whose bytes differ between want and got (an absent stack counts 0). */
+void hs_bytes_equal(json_t *want, json_t *got);
+/* The stack with the most outstanding bytes, which must lead every other by at least one byte
+ * (else a ranking against it says nothing). */
+const char *hs_out_clear_top(const hs_outstanding_t *o, json_int_t *best);
+
 /* Journal: breakpoint handles set and not cleared. */
 int hs_journal_open_bps(const char *dir);
 /* meta.json counters.<group>.<name> (group NULL: counters.<name>); fails the test when absent. */

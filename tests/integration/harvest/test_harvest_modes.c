@@ -2,9 +2,10 @@
  * truth, x64 and x86. kdsim records every allocation and free of the tag as it happens
  * (--truth-ops), so: our events are the truth's operations in order (kind, block address, size),
  * each captured stack is the truth stack's outer part frame for frame (ours starts at the
- * routine's entry, the truth inside the pool tracker), the outstanding bytes per stack equal the
- * truth's with the leaking driver on top, the target's breaks are our entry and return stops and
- * nothing else, none comes after the detach, and the journal ends with every breakpoint cleared.
+ * routine's entry, the truth inside the pool tracker), the outstanding bytes per stack of
+ * `kdharvest report` equal those the truth's own blocks leave, with the leaking driver first,
+ * the target's breaks are our entry and return stops and nothing else, none comes after the
+ * detach, and the journal ends with every breakpoint cleared.
  * Entry mode runs without any PDB, and --max-stall disarms it. specialpool on a target whose
  * special pool is not set up for the tag warns with the registry value to set.
  * usage: test_harvest_modes KDSIM KDHARVEST FIXTURES [x64|x86]   (77 when the fixtures are absent) */
@@ -52,8 +53,8 @@ static void check_mode(const char *mode)
     }
     size_t n = json_array_size(events), with_addr = 0;
     assert_true(n >= 80 && n <= json_array_size(ops));
-    hs_outstanding_t ours, real;
-    hs_out_init(&ours);
+    /* the truth's outstanding bytes per stack from its own blocks and sizes */
+    hs_outstanding_t real;
     hs_out_init(&real);
     json_array_foreach(events, i, e) {
         t = json_array_get(ops, i);
@@ -67,27 +68,40 @@ static void check_mode(const char *mode)
             fail_msg("event %zu: stack %s is not the outer part of the truth's %s", i, mine, ts);
         if (!hs_str(e, "addr")) { /* only the last allocation, logged at the detach */
             assert_true(is_alloc && i + 1 == n);
+            /* a size it carries (the routine's argument, the requested bytes: the block's header
+             * is not read before the return) counts in the report, so the truth counts its block
+             * with the requested bytes too */
+            if (json_object_get(e, "size")) {
+                assert_int_equal(json_integer_value(json_object_get(e, "size")),
+                                 json_integer_value(json_object_get(t, "requested")));
+                hs_out_alloc(&real, hs_str(t, "block"), mine, json_integer_value(json_object_get(t, "requested")));
+            }
             continue;
         }
         with_addr++;
         assert_string_equal(hs_str(e, "addr"), hs_str(t, "block"));
         assert_int_equal(json_integer_value(json_object_get(e, "size")), json_integer_value(json_object_get(t, "size")));
-        /* both sides keyed by our stack (equal to the truth's outer frames, checked above) */
-        if (is_alloc) {
-            hs_out_alloc(&ours, hs_str(e, "addr"), mine, json_integer_value(json_object_get(e, "size")));
+        /* keyed by our stack text, which is the truth stack's outer frames (checked above) */
+        if (is_alloc)
             hs_out_alloc(&real, hs_str(t, "block"), mine, json_integer_value(json_object_get(t, "size")));
-        } else {
-            hs_out_free(&ours, hs_str(e, "addr"));
+        else
             hs_out_free(&real, hs_str(t, "block"));
-        }
     }
     assert_true(with_addr + 1 >= n);
-    assert_true(json_equal(ours.bytes, real.bytes));
+    /* the report's pairing leaves the truth's bytes per stack, and puts the truth's top first */
+    char *first = NULL, *ranked = NULL;
+    json_t *rep = hs_report_bytes(dir, &first, &ranked);
+    hs_bytes_equal(real.bytes, rep);
+    assert_string_equal(ranked, "outstanding_bytes");
     json_int_t best;
-    const char *top = hs_out_top(&ours, &best);
-    assert_non_null(top);
+    const char *top = hs_out_clear_top(&real, &best);
     assert_true(best > 0);
     assert_non_null(strstr(top, "leakdrv.sys+"));
+    assert_non_null(first);
+    assert_string_equal(first, top);
+    free(first);
+    free(ranked);
+    json_decref(rep);
     /* every break of the target was one of our stops (an entry, a return) or a break-in */
     json_int_t stops = hs_meta_counter(dir, NULL, "hits") + hs_meta_counter(dir, NULL, "filtered") +
                        hs_meta_counter(dir, NULL, "nested") + hs_meta_counter(dir, "pair", "allocs_with_addr") +
@@ -97,7 +111,6 @@ static void check_mode(const char *mode)
     if (!sp)
         assert_true(hs_meta_counter(dir, NULL, "filtered") > 0); /* other tags stopped too */
     assert_int_equal(hs_journal_open_bps(dir), 0);
-    hs_out_done(&ours);
     hs_out_done(&real);
     json_decref(ops);
     json_decref(stacks);
