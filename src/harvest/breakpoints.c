@@ -24,8 +24,10 @@ int hv_bp_find(const hv_t *h, uint64_t pc)
 
 void hv_bp_note_stop(hv_t *h, const kdh_wire_state_change_t *sc)
 {
-    if (!sc)
+    uint64_t serial = kdh_kd_stop_serial(h->c.kd);
+    if (!sc || serial == h->bps.noted_serial)
         return;
+    h->bps.noted_serial = serial;
     uint64_t lo = sc->program_counter;
     uint64_t n = sc->report.instruction_count;
     if (n == 0)
@@ -163,9 +165,10 @@ int hv_continue(hv_t *h, uint32_t status, kdh_err_t *err)
             return kdh_err_set(err, KDH_EPROTO, "no stop after a single step");
         if (sc->new_state != KDH_WIRE_STATE_EXCEPTION || sc->u.exception.code != KDH_WIRE_STATUS_SINGLE_STEP ||
             sc->processor != cpu) {
-            /* something else stopped the target first: its stop is the run loop's */
+            /* something else stopped the target first: its stop is the run loop's, whose
+             * handler ends in hv_continue, which puts every breakpoint back */
             hv_bp_note_stop(h, sc);
-            return insert_all(h, UINT64_MAX, err);
+            return KDH_OK;
         }
         status = KDH_WIRE_DBG_CONTINUE;
     }

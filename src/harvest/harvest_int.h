@@ -107,6 +107,9 @@ typedef struct hv_bp {
 typedef struct hv_bps {
     hv_bp_t bp[HV_BP_MAX];
     uint64_t writes, restores, steps, deleted_by_target;
+    /* the stop (kdh_kd_stop_serial) whose dropped int 3s were last noted: a stop is noted once,
+     * since breakpoints written after it are in the target even when they lie in its range */
+    uint64_t noted_serial;
     /* the journal's view: handle h was last recorded set at jaddr[h] and not cleared. The target
      * drops its int 3s at every stop without telling; writing the same handle at the same address
      * again then needs no new record (a breakpoint re-inserted after each stop costs no disk) */
@@ -261,11 +264,13 @@ int hv_bp_want(hv_t *h, uint64_t addr, kdh_err_t *err);
 int hv_bp_unwant(hv_t *h, uint64_t addr, kdh_err_t *err);
 /* Index of a wanted breakpoint at pc, or -1. */
 int hv_bp_find(const hv_t *h, uint64_t pc);
-/* At every stop: the target took out its breakpoints in the reported instruction range. */
+/* At every stop: the target took out its breakpoints in the reported instruction range. Once per
+ * stop: a second call for the same stop changes nothing. */
 void hv_bp_note_stop(hv_t *h, const kdh_wire_state_change_t *sc);
 /* Continue: steps over a wanted breakpoint at the stop's PC (trace flag, then re-insert), puts
  * every wanted breakpoint in place and sends Continue2. When the step ends in another kind of
- * stop, that stop is left for the run loop (the target stays stopped) with the breakpoints in place. */
+ * stop, that stop is left for the run loop (the target stays stopped); the continue that ends its
+ * handling puts the breakpoints back. */
 int hv_continue(hv_t *h, uint32_t status, kdh_err_t *err);
 /* Every breakpoint out of the target (detach). */
 int hv_bp_clear_all(hv_t *h, kdh_err_t *err);
