@@ -174,6 +174,12 @@ int hv_continue(hv_t *h, uint32_t status, kdh_err_t *err)
     }
 }
 
+void hv_bp_forget_all(hv_t *h)
+{
+    memset(h->bps.bp, 0, sizeof h->bps.bp);
+    memset(h->bps.jopen, 0, sizeof h->bps.jopen);
+}
+
 int hv_bp_clear_all(hv_t *h, kdh_err_t *err)
 {
     hv_bp_note_stop(h, kdh_kd_state(h->c.kd));

@@ -508,7 +508,7 @@ static int detach(hv_t *h, kdh_err_t *err)
                 (rc = hv_journal_append(h->dir, "disarm", h->pht_addr, h->pht_old, h->pht_old,
                                         kdh_target_version(h->t)->kern_base, err)) != KDH_OK)
                 return rc;
-            memset(&h->bps, 0, sizeof h->bps);
+            hv_bp_forget_all(h);
             h->armed = 0;
         }
     }
@@ -634,7 +634,7 @@ static int check_boot(hv_t *h, kdh_err_t *err)
     if ((rc = kdh_target_new(&h->t, err)) != KDH_OK)
         return rc;
     /* the old boot's breakpoints and blocks died with it */
-    memset(&h->bps, 0, sizeof h->bps);
+    hv_bp_forget_all(h);
     if ((rc = hv_pair_flush(h, err)) != KDH_OK)
         return rc;
     hv_pair_free_all(&h->pair);

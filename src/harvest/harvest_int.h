@@ -272,6 +272,10 @@ void hv_bp_note_stop(hv_t *h, const kdh_wire_state_change_t *sc);
  * stop, that stop is left for the run loop (the target stays stopped); the continue that ends its
  * handling puts the breakpoints back. */
 int hv_continue(hv_t *h, uint32_t status, kdh_err_t *err);
+/* The target rebooted: its breakpoints died with the old kernel. Forgets them and their open
+ * journal records (a later start closes those of an earlier kernel); the counters run on across
+ * boots, as the per-hit cost marks and meta.json counters need. */
+void hv_bp_forget_all(hv_t *h);
 /* Every breakpoint out of the target (detach). */
 int hv_bp_clear_all(hv_t *h, kdh_err_t *err);
 /* At start: breakpoints a crashed run left in this kernel are restored by their handles. Returns
