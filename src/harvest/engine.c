@@ -724,7 +724,15 @@ static int serve(hv_t *h, kdh_err_t *err)
             }
             return rc;
         }
-        if (h->c.reset_seen) {
+        const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
+        /* A new boot's first stops are LoadSymbols (the old system unloaded, then the new
+         * kernel). Its link reset is seen only when the new boot's first packet id differs from
+         * the one expected next (half the time), and breakpoints written at the old kernel's
+         * addresses would be refused: every LoadSymbols stop has the boot checked (one
+         * GetVersion; drivers load rarely). */
+        int load = sc && sc->new_state == KDH_WIRE_STATE_LOAD_SYMBOLS;
+        if (h->c.reset_seen || load) {
+            int reset = h->c.reset_seen;
             h->c.reset_seen = 0;
             uint32_t boot = h->boot;
             rc = check_boot(h, err);
@@ -732,9 +740,10 @@ static int serve(hv_t *h, kdh_err_t *err)
                 continue; /* reset again: the stop is re-reported */
             if (rc != KDH_OK)
                 return rc;
-            h->restop_check = h->boot == boot;
+            if (reset)
+                h->restop_check = h->boot == boot;
+            sc = kdh_kd_state(h->c.kd);
         }
-        const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
         if (h->o->pair && hv_pair_owns_stop(h, sc)) {
             rc = hv_pair_on_return(h, err);
         } else if (hv_mode_owns_stop(h, sc) || is_pool_hit(h, sc)) {
