@@ -178,6 +178,36 @@ static void test_entry_stall(void **state)
     hs_sim_stop(&s);
 }
 
+/* The target reboots 3 s into an entry-mode run: every entry stop of both boots is stepped over
+ * once, so counters.breakpoints.steps is the truth's breaks of boots 1 and 2 (less the stop being
+ * handled at the reboot and the one at the detach); the counters run on across the reboot. */
+static void test_entry_reboot(void **state)
+{
+    (void)state;
+    sim_t s;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/run-reboot-%s", g_tmp, g_arch);
+    hs_sim_start(&s, "reboot", "--faults", "reboot=3s", NULL);
+    assert_int_equal(hs_harvest(&s, dir, 1, "--mode", "entry", "--duration", "8", NULL), 0);
+    json_t *truth = hs_load_lines(s.truth), *t;
+    json_int_t breaks[3] = {0, 0, 0};
+    size_t i;
+    json_array_foreach(truth, i, t) {
+        json_int_t b = json_integer_value(json_object_get(t, "boot"));
+        if (strcmp(hs_str(t, "kind"), "break") == 0 && b >= 1 && b <= 2)
+            breaks[b]++;
+    }
+    json_decref(truth);
+    assert_true(breaks[1] > 10 && breaks[2] > 10);
+    json_int_t steps = hs_meta_counter(dir, "breakpoints", "steps");
+    json_int_t total = breaks[1] + breaks[2];
+    if (steps > total || steps + 3 < total)
+        fail_msg("%lld steps; the truth has %lld + %lld breaks", (long long)steps, (long long)breaks[1],
+                 (long long)breaks[2]);
+    assert_int_equal(hs_journal_open_bps(dir), 0);
+    hs_sim_stop(&s);
+}
+
 int main(int argc, char **argv)
 {
     int rc = hs_init(argc, argv, "kdh-modes-test");
@@ -188,6 +218,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_entry),
         cmocka_unit_test(test_specialpool_off),
         cmocka_unit_test(test_entry_stall),
+        cmocka_unit_test(test_entry_reboot),
     };
     return hs_finish(cmocka_run_group_tests_name(g_arch, tests, NULL, NULL));
 }
