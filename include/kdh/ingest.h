@@ -89,7 +89,10 @@ typedef struct kdh_ingest_stack {
     uint64_t line;       /* line of the first frame */
     const char *origin;  /* "k", "kc", "stack_text", "verifier80", "verifier4", "verifier3", "kmautofail" */
     int repeat;          /* the same stack shown again for the same break: not a new hit */
-    double t;            /* Unix seconds of the last "Debug session time:" before it, when has_t */
+    /* Unix seconds of the last "Debug session time:" before it in the file, or of the file's first
+     * one when it comes before any (kdh_ingest_parse_file only: fed text has no look ahead);
+     * has_t = 0 when there is none */
+    double t;
     int has_t;
 } kdh_ingest_stack_t;
 
@@ -148,7 +151,9 @@ void kdh_ingest_parser_reset_stats(kdh_ingest_parser_t *p);
 /* Parses one complete line (no newline) with the next line number. Used by feed. */
 int kdh_ingest_parser_line(kdh_ingest_parser_t *p, const char *line, size_t len, kdh_err_t *err);
 
-/* Reads a whole file through a parser in fixed-size chunks (never the whole file in memory). */
+/* Reads a whole file through a parser in fixed-size chunks (never the whole file in memory). At the
+ * first stack before any clock line, a regular file is searched once (mapped) for its first clock
+ * line, to give that stack and the others before it their time. */
 int kdh_ingest_parse_file(kdh_ingest_parser_t *p, const char *path, kdh_err_t *err);
 
 /* ---- writing a run ---- */

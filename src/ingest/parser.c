@@ -157,6 +157,15 @@ static void set_tag_text(kdh_ingest_stack_t *st, const char *t)
 
 int kdh_ingest_emit_stack(kdh_ingest_parser_t *p, kdh_ingest_stack_t *st, kdh_err_t *err)
 {
+    if (!st->has_t && p->path) {
+        /* before the file's first clock line: that line's time, looked up once per file */
+        if (!p->ahead_done) {
+            p->ahead_done = 1;
+            p->has_ahead = kdh_ingest_first_clock(p, p->path, &p->ahead);
+        }
+        if (p->has_ahead)
+            st->t = p->ahead, st->has_t = 1;
+    }
     p->st.stacks++;
     p->st.frames += st->nframes;
     if (!st->repeat)
@@ -437,7 +446,7 @@ static void prompt(kdh_ingest_parser_t *p, const char *s, size_t *ov)
 /* "Debug session time: Tue Mar 17 10:21:12.345 2020 (UTC + 1:00)", printed when the debugger
  * connects and by .time / vertarget: the clock for what follows. The time is local to the zone in
  * parentheses; no zone is taken as UTC. */
-static void session_time(kdh_ingest_parser_t *p, const char *s, const size_t *ov)
+int kdh_ingest_session_clock(const char *s, const size_t *ov, double *t)
 {
     static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
     const char *g;
@@ -446,18 +455,18 @@ static void session_time(kdh_ingest_parser_t *p, const char *s, const size_t *ov
     kdh_ingest_group(ov, 1, s, &g, &gl);
     const char *m = memmem(months, 36, g, 3);
     if (!m || (m - months) % 3)
-        return;
+        return 0;
     for (int k = 2; k <= 10; k++) {
         if (k == 8)
             continue; /* the sign */
         if (kdh_ingest_group(ov, k, s, &g, &gl) && !kdh_ingest_dec(g, gl, &v[k - 1]))
-            return;
+            return 0;
     }
     if (kdh_ingest_group(ov, 6, s, &g, &gl))
         for (size_t i = gl; i < 3; i++)
             v[5] *= 10; /* ".5" is 500 ms */
     if (v[1] < 1 || v[1] > 31 || v[2] > 23 || v[3] > 59 || v[4] > 60 || v[8] > 14 || v[9] > 59)
-        return;
+        return 0;
     struct tm tm;
     memset(&tm, 0, sizeof tm);
     tm.tm_year = (int)v[6] - 1900;
@@ -468,12 +477,12 @@ static void session_time(kdh_ingest_parser_t *p, const char *s, const size_t *ov
     tm.tm_sec = (int)v[4];
     time_t local = timegm(&tm);
     if (local == (time_t)-1)
-        return;
+        return 0;
     double off = (double)(v[8] * 3600 + v[9] * 60);
     if (kdh_ingest_group(ov, 8, s, &g, &gl) && g[0] == '-')
         off = -off;
-    p->clock = (double)local - off + (double)v[5] / 1000.0;
-    p->has_clock = 1;
+    *t = (double)local - off + (double)v[5] / 1000.0;
+    return 1;
 }
 
 /* ---- one line ---- */
@@ -505,7 +514,9 @@ static int kd_line(kdh_ingest_parser_t *p, const char *s, size_t n)
         return 1;
     }
     if (starts_with(t, tn, "Debug session time:") && kdh_ingest_match(p->pat, PAT_SESSTIME, s, n, &ov)) {
-        session_time(p, s, ov);
+        double c;
+        if (kdh_ingest_session_clock(s, ov, &c))
+            p->clock = c, p->has_clock = 1;
         return 1;
     }
     if (starts_with(t, tn, "THREAD ") && kdh_ingest_match(p->pat, PAT_THREADHDR, s, n, &ov)) {
@@ -679,6 +690,7 @@ int kdh_ingest_parser_finish(kdh_ingest_parser_t *p, kdh_err_t *err)
     p->cpu = -1;
     p->has_clock = 0;
     p->clock = 0;
+    p->ahead_done = p->has_ahead = 0;
     p->thread_hint = 0;
     p->break_id = 0;
     p->go_pending = 0;

@@ -1,12 +1,15 @@
 /* reader.c: bytes to lines for the parser: chunks of any size, CRLF or LF, lines over
  * KDH_INGEST_LINE_MAX skipped and counted without being buffered, a last line without newline;
- * and files read in fixed-size chunks, UTF-8 BOMs skipped, UTF-16LE (.logopen /u) decoded. */
+ * and files read in fixed-size chunks, UTF-8 BOMs skipped, UTF-16LE (.logopen /u) decoded; and
+ * a file's first clock line found ahead of the parser, for the stacks printed before it. */
 #include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- line assembly ---- */
@@ -94,6 +97,145 @@ static size_t from_utf16(const unsigned char *in, size_t n, char *out, int *carr
     return k;
 }
 
+/* The encoding of a file from its first bytes: the length of a BOM to skip, and *utf16 set for
+ * UTF-16LE (a BOM, or ASCII text with a NUL after every byte). */
+static size_t encoding(const unsigned char *buf, size_t n, int *utf16)
+{
+    if (n >= 3 && buf[0] == 0xef && buf[1] == 0xbb && buf[2] == 0xbf)
+        return 3;
+    if (n >= 2 && buf[0] == 0xff && buf[1] == 0xfe) {
+        *utf16 = 1;
+        return 2;
+    }
+    if (n >= 4 && buf[0] && !buf[1] && buf[2] && !buf[3])
+        *utf16 = 1;
+    return 0;
+}
+
+/* ---- the first clock, looked up ahead ---- */
+
+#define CLOCK_KEEP 512 /* bytes of a line kept to test it: a clock line says what it is well before */
+static const char clock_word[] = "Debug session time:";
+
+typedef struct clock_scan {
+    const pcre2_code *re;
+    pcre2_match_data *md;
+    char line[CLOCK_KEEP]; /* UTF-16: the start of a line that continues in the next chunk */
+    size_t kept, len;      /* bytes kept, bytes of that line so far */
+    int nul;               /* a NUL byte in that line */
+    int found;
+    double t;
+} clock_scan_t;
+
+/* One whole line (s, n bytes of its len): a clock as kd_line takes it (no NUL byte, not over-long,
+ * leading blanks allowed). */
+static void clock_line(clock_scan_t *c, const char *s, size_t n, size_t len, int nul)
+{
+    size_t lead = 0;
+    while (lead < n && (s[lead] == ' ' || s[lead] == '\t'))
+        lead++;
+    if (n - lead < sizeof clock_word - 1 || memcmp(s + lead, clock_word, sizeof clock_word - 1) != 0 ||
+        len > KDH_INGEST_LINE_MAX || nul || memchr(s, 0, n))
+        return;
+    if (pcre2_match(c->re, (PCRE2_SPTR)s, n, 0, 0, c->md, NULL) > 0 &&
+        kdh_ingest_session_clock(s, pcre2_get_ovector_pointer(c->md), &c->t))
+        c->found = 1;
+}
+
+/* Text in memory: only the places that hold the clock's first words are looked at (memmem runs at
+ * several GB/s; a line by line scan cost a tenth of a parse). */
+static void clock_text(clock_scan_t *c, const char *s, size_t n)
+{
+    const char *end = s + n, *at = s;
+    while (!c->found && (at = memmem(at, (size_t)(end - at), clock_word, sizeof clock_word - 1))) {
+        const char *ls = at;
+        while (ls > s && (ls[-1] == ' ' || ls[-1] == '\t'))
+            ls--;
+        if (ls == s || ls[-1] == '\n') {
+            const char *nl = memchr(at, '\n', (size_t)(end - at));
+            size_t len = (size_t)((nl ? nl : end) - ls);
+            clock_line(c, ls, len, len, 0);
+        }
+        at += sizeof clock_word - 1;
+    }
+}
+
+/* Decoded UTF-16 text in chunks: lines may continue from one chunk to the next. */
+static void clock_chunk(clock_scan_t *c, const char *s, size_t n)
+{
+    while (n && !c->found) {
+        const char *nl = memchr(s, '\n', n);
+        size_t take = nl ? (size_t)(nl - s) : n;
+        if (nl && !c->len) {
+            clock_line(c, s, take, take, 0); /* the whole line is in the chunk: tested in place */
+        } else {
+            size_t keep = take < CLOCK_KEEP - c->kept ? take : CLOCK_KEEP - c->kept;
+            memcpy(c->line + c->kept, s, keep);
+            c->kept += keep;
+            c->len += take;
+            c->nul |= memchr(s, 0, take) != NULL;
+            if (!nl)
+                return;
+            clock_line(c, c->line, c->kept, c->len, c->nul);
+            c->kept = c->len = 0;
+            c->nul = 0;
+        }
+        s += take + 1;
+        n -= take + 1;
+    }
+}
+
+int kdh_ingest_first_clock(const kdh_ingest_parser_t *p, const char *path, double *t)
+{
+    if (!(p->kinds & KDH_INGEST_KD))
+        return 0; /* the parser reads no clock then */
+    /* A regular file only: a pipe or a device would hand the parser's bytes to this read. Mapped,
+     * so that nothing of kdh_ingest_parse_file's reading (under way) is touched. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    struct stat sb;
+    void *map = MAP_FAILED;
+    size_t size = 0;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0) {
+        size = (size_t)sb.st_size;
+        map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    }
+    close(fd);
+    if (map == MAP_FAILED)
+        return 0;
+    clock_scan_t *c = calloc(1, sizeof *c);
+    if (c) {
+        c->re = p->pat->re[PAT_SESSTIME];
+        c->md = pcre2_match_data_create_from_pattern(c->re, NULL);
+    }
+    if (c && c->md) {
+        const unsigned char *b = map;
+        int utf16 = 0;
+        size_t off = encoding(b, size, &utf16);
+        if (!utf16) {
+            clock_text(c, (const char *)b + off, size - off);
+        } else {
+            char wide[1 << 12];
+            int carry = -1;
+            for (size_t at = off; at < size && !c->found; at += sizeof wide) {
+                size_t take = size - at < sizeof wide ? size - at : sizeof wide;
+                clock_chunk(c, wide, from_utf16(b + at, take, wide, &carry));
+            }
+            if (!c->found && c->len)
+                clock_line(c, c->line, c->kept, c->len, c->nul); /* a last line without newline */
+        }
+    }
+    munmap(map, size);
+    int found = c && c->found;
+    if (found)
+        *t = c->t;
+    if (c)
+        pcre2_match_data_free(c->md);
+    free(c);
+    return found;
+}
+
 int kdh_ingest_parse_file(kdh_ingest_parser_t *p, const char *path, kdh_err_t *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -102,6 +244,7 @@ int kdh_ingest_parse_file(kdh_ingest_parser_t *p, const char *path, kdh_err_t *e
     static __thread unsigned char buf[1 << 16];
     static __thread char wide[1 << 15];
     int rc = KDH_OK, first = 1, utf16 = 0, carry = -1;
+    p->path = path;
     for (;;) {
         ssize_t r = read(fd, buf, first ? 4096 : sizeof buf);
         if (r < 0) {
@@ -114,13 +257,7 @@ int kdh_ingest_parse_file(kdh_ingest_parser_t *p, const char *path, kdh_err_t *e
             break;
         size_t off = 0, n = (size_t)r;
         if (first) {
-            /* BOMs; or UTF-16LE without one: ASCII text with a NUL after every byte */
-            if (n >= 3 && buf[0] == 0xef && buf[1] == 0xbb && buf[2] == 0xbf)
-                off = 3;
-            else if (n >= 2 && buf[0] == 0xff && buf[1] == 0xfe)
-                utf16 = 1, off = 2;
-            else if (n >= 4 && buf[0] && !buf[1] && buf[2] && !buf[3])
-                utf16 = 1;
+            off = encoding(buf, n, &utf16);
             first = 0;
         }
         if (utf16) {
@@ -137,5 +274,6 @@ int kdh_ingest_parse_file(kdh_ingest_parser_t *p, const char *path, kdh_err_t *e
     }
     close(fd);
     int rc2 = kdh_ingest_parser_finish(p, err);
+    p->path = NULL;
     return rc ? rc : rc2;
 }

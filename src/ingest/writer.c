@@ -279,7 +279,7 @@ static int on_event(writer_t *w, const kdh_ingest_stack_t *st, uint64_t sid, kdh
         return kdh_err_set(err, KDH_ENOMEM, "out of memory counting hits per stack");
     kdh_store_event_t ev;
     memset(&ev, 0, sizeof ev);
-    ev.t = st->has_t ? st->t : 0; /* 0: the log showed no clock before the stack */
+    ev.t = st->has_t ? st->t : 0; /* 0: the file shows no clock */
     ev.boot = 1;
     ev.cpu = st->cpu;
     ev.thread = st->thread;

@@ -1,13 +1,15 @@
 /* test_ingest_clock.c: "Debug session time:" lines give the events after them their time; the
  * expected Unix times were computed apart from the parser (Python's calendar.timegm on the UTC
- * time the zone in parentheses implies). Events before any such line have t = 0; pool samples keep
- * their snapshot ordinal; a new file starts without a clock. */
+ * time the zone in parentheses implies). In a file, events before the first such line take its
+ * time (text fed without a file has no look ahead: no time); t = 0 only for a file without one;
+ * pool samples keep their snapshot ordinal; a new file starts without a clock. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -53,40 +55,96 @@ static void test_session_time(void **state)
     coll_free(c);
 }
 
-/* Through a whole ingest: events.jsonl carries the clock; the pool line keeps its ordinal. */
+#define LATE_STACKS 1500 /* about 300 KB of stacks before the clock: past the first read chunks */
+#define LATE_T 1793626501.25 /* Mon Nov  2 08:05:01.25 2026 (UTC - 5:30) */
+#define WIDE_T 1614520800.0  /* Sun Feb 28 23:00:00 2021 (GMT+9) */
+
+static void write_log(const char *path, const char *text, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, n, f), n);
+    fclose(f);
+}
+
+/* Through a whole ingest: events.jsonl carries the clock, events before a file's first clock line
+ * take its time, a file without one gives 0; the pool line keeps its ordinal. */
 static void test_run_lines(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/kdh_clock_XXXXXX", log[64], out[96];
+    char dir[] = "/tmp/kdh_clock_XXXXXX", log[64], late[64], wide[64], none[64], out[96];
     assert_non_null(mkdtemp(dir));
     snprintf(log, sizeof log, "%s/kd.log", dir);
+    snprintf(late, sizeof late, "%s/late.log", dir);
+    snprintf(wide, sizeof wide, "%s/wide.log", dir);
+    snprintf(none, sizeof none, "%s/none.log", dir);
     snprintf(out, sizeof out, "%s/run", dir);
-    FILE *f = fopen(log, "wb");
+    write_log(log, clocked, sizeof clocked - 1);
+
+    /* many stacks, a clock line that names no real day (not a clock), the clock, one more stack */
+    FILE *f = fopen(late, "wb");
     assert_non_null(f);
-    fwrite(clocked, 1, sizeof clocked - 1, f);
+    for (int i = 0; i < LATE_STACKS; i++)
+        fputs(STACK("0"), f);
+    fputs("Debug session time: Sat Jan 45 10:00:00 2019\n"
+          "Debug session time: Mon Nov  2 08:05:01.25 2026 (UTC - 5:30)\n" STACK("1"), f);
     fclose(f);
-    const char *files[] = {log};
-    kdh_ingest_opts_t o = {.kinds = KDH_INGEST_AUTO, .files = files, .nfiles = 1, .out_dir = out};
+
+    /* UTF-16LE with a BOM (.logopen /u): a stack, the clock, a stack */
+    static const char wide_text[] = STACK("0") "Debug session time: Sun Feb 28 23:00:00 2021 (GMT+9)\n" STACK("0");
+    char wbuf[2 * sizeof wide_text + 2];
+    size_t wn = 0;
+    wbuf[wn++] = (char)0xff;
+    wbuf[wn++] = (char)0xfe;
+    for (size_t i = 0; i + 1 < sizeof wide_text; i++) {
+        wbuf[wn++] = wide_text[i];
+        wbuf[wn++] = 0;
+    }
+    write_log(wide, wbuf, wn);
+
+    static const char none_text[] = STACK("0") STACK("1");
+    write_log(none, none_text, sizeof none_text - 1);
+
+    const char *files[] = {log, late, wide, none};
+    kdh_ingest_opts_t o = {.kinds = KDH_INGEST_AUTO, .files = files, .nfiles = 4, .out_dir = out};
     kdh_ingest_totals_t tot;
     kdh_err_t err = {0, ""};
     assert_int_equal(kdh_ingest_run(&o, &tot, &err), KDH_OK);
+
+    enum { NWANT = 6 + LATE_STACKS + 1 + 2 + 2 };
+    static double want[NWANT];
+    static const double first[6] = {1584436872.345, 1584436872.345, 1546731430.5, 1640995199, 1436436000,
+                                    1436436000};
+    int k = 0;
+    for (int i = 0; i < 6; i++)
+        want[k++] = first[i];
+    for (int i = 0; i <= LATE_STACKS; i++)
+        want[k++] = LATE_T;
+    want[k++] = WIDE_T;
+    want[k++] = WIDE_T;
+    want[k++] = 0;
+    want[k++] = 0;
+    assert_int_equal(k, NWANT);
+
     char p[128];
     snprintf(p, sizeof p, "%s/events.jsonl", out);
     FILE *ev = fopen(p, "r");
     assert_non_null(ev);
     char line[1024];
     int n = 0;
-    static const double want[6] = {0, 1584436872.345, 1546731430.5, 1640995199, 1436436000, 1436436000};
     while (fgets(line, sizeof line, ev)) {
         json_t *o2 = json_loads(line, 0, NULL);
         assert_non_null(o2);
-        assert_true(n < 6);
-        assert_true(json_real_value(json_object_get(o2, "t")) == want[n]);
+        assert_true(n < NWANT);
+        double t = json_number_value(json_object_get(o2, "t"));
+        if (t != want[n])
+            fail_msg("event %d (%s): t %.3f, expected %.3f", n + 1,
+                     json_string_value(json_object_get(o2, "src")), t, want[n]);
         json_decref(o2);
         n++;
     }
     fclose(ev);
-    assert_int_equal(n, 6);
+    assert_int_equal(n, NWANT);
     snprintf(p, sizeof p, "%s/pool.jsonl", out);
     json_t *pool = json_load_file(p, JSON_DISABLE_EOF_CHECK, NULL);
     assert_non_null(pool);
