@@ -354,6 +354,59 @@ const char *hs_out_clear_top(const hs_outstanding_t *o, json_int_t *best)
     return top;
 }
 
+json_t *hs_pdb_publics(void)
+{
+    char cmd[1400], path[600];
+    snprintf(path, sizeof path, "%s/publics-%s.txt", g_tmp, g_arch);
+    snprintf(cmd, sizeof cmd, "llvm-pdbutil-14 dump -publics -section-headers '%s/%s/ntkrnlmp.pdb' > '%s' 2>/dev/null",
+             g_fixtures, g_arch, path);
+    if (system(cmd) != 0)
+        return NULL;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    /* "SECTION HEADER #n" ... "<hex> virtual address"; "`name`" then "addr = <sec>:<off>" (decimal) */
+    unsigned long sec_va[64] = {0};
+    json_t *pubs = json_object(), *pending = json_object();
+    char line[1024], name[256] = "";
+    int sec = 0;
+    while (fgets(line, sizeof line, f)) {
+        const char *tick = strchr(line, '`'), *addr = strstr(line, "addr = ");
+        unsigned long va;
+        if (sscanf(line, " SECTION HEADER #%d", &sec) == 1)
+            continue;
+        if (sec > 0 && sec < 64 && strstr(line, " virtual address") && sscanf(line, " %lx", &va) == 1) {
+            sec_va[sec] = va;
+            continue;
+        }
+        if (tick && strchr(tick + 1, '`')) {
+            size_t len = (size_t)(strchr(tick + 1, '`') - tick - 1);
+            snprintf(name, sizeof name, "%.*s", (int)len, tick + 1);
+            if (strcmp(g_arch, "x86") == 0 && name[0] == '_') { /* cdecl _Name, stdcall _Name@N */
+                char *at = strchr(name, '@');
+                if (at)
+                    *at = 0;
+                memmove(name, name + 1, strlen(name));
+            }
+        } else if (addr && name[0]) {
+            unsigned s_, off;
+            if (sscanf(addr, "addr = %u:%u", &s_, &off) == 2)
+                json_object_set_new(pending, name, json_pack("[I,I]", (json_int_t)s_, (json_int_t)off));
+            name[0] = 0;
+        }
+    }
+    fclose(f);
+    const char *k;
+    json_t *v;
+    json_object_foreach(pending, k, v) {
+        json_int_t s_ = json_integer_value(json_array_get(v, 0));
+        if (s_ > 0 && s_ < 64 && sec_va[s_])
+            json_object_set_new(pubs, k, json_integer((json_int_t)sec_va[s_] + json_integer_value(json_array_get(v, 1))));
+    }
+    json_decref(pending);
+    return pubs;
+}
+
 int hs_journal_open_bps(const char *dir)
 {
     char path[600];

@@ -65,6 +65,11 @@ void hs_bytes_equal(json_t *want, json_t *got);
  * (else a ranking against it says nothing). */
 const char *hs_out_clear_top(const hs_outstanding_t *o, json_int_t *best);
 
+/* Public symbols of the kernel's PDB in g_fixtures/g_arch, read by llvm-pdbutil-14 (not by our
+ * PDB reader): name -> RVA, x86 names without their '_' and '@N' decoration. NULL when
+ * llvm-pdbutil-14 cannot dump it. */
+json_t *hs_pdb_publics(void);
+
 /* Journal: breakpoint handles set and not cleared. */
 int hs_journal_open_bps(const char *dir);
 /* meta.json counters.<group>.<name> (group NULL: counters.<name>); fails the test when absent. */
