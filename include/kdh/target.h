@@ -123,10 +123,11 @@ const kdh_target_kdbg_t *kdh_target_kdbg(const kdh_target_t *t);   /* NULL until
 int kdh_target_step_modules(kdh_target_t *t, kdh_err_t *err);
 /* Both of the above. */
 int kdh_target_step_discover(kdh_target_t *t, kdh_err_t *err);
-/* The same, except that a KDDEBUGGER_DATA64 that is damaged (bad OwnerTag or Size, a wild
- * DebuggerDataList) does not stop it: the module list comes from GetVersion, kdh_target_kdbg()
- * stays NULL and kdh_target_kdbg_error() says why. For users that can do without the block
- * (the harvest: it only uses BreakpointWithStatus to tell a manual break-in from a hit). */
+/* The same, except that a KDDEBUGGER_DATA64 that is damaged or out of reach (bad OwnerTag or
+ * Size, a wild or unreadable DebuggerDataList, an unreadable block) does not stop it: the module
+ * list comes from GetVersion, kdh_target_kdbg() stays NULL and kdh_target_kdbg_error() says
+ * why. For users that can do without the block (the harvest: it only uses
+ * BreakpointWithStatus to tell a manual break-in from a hit). */
 int kdh_target_step_discover_lenient(kdh_target_t *t, kdh_err_t *err);
 /* Why the block was not read by the lenient step, or NULL. */
 const char *kdh_target_kdbg_error(const kdh_target_t *t);

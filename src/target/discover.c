@@ -468,13 +468,13 @@ int kdh_target_step_discover_lenient(kdh_target_t *t, kdh_err_t *err)
         kdh_err_t e;
         kdh_err_clear(&e);
         int rc = kdh_target_step_kdbg(t, &e);
-        if (rc == KDH_ECORRUPT)
-            snprintf(t->kdbg_error, sizeof t->kdbg_error, "%s", e.msg);
-        else if (rc != KDH_OK) {
+        if (rc == KDH_ENOTCACHED || rc == KDH_EINVAL) {
             if (err)
                 *err = e;
-            return rc; /* KDH_ENOTCACHED (fetch and come back), or the line failed */
+            return rc; /* fetch and come back, or GetVersion has not been asked yet */
         }
+        if (rc != KDH_OK) /* a damaged block or one the target cannot read: go on without it */
+            snprintf(t->kdbg_error, sizeof t->kdbg_error, "%s", e.msg);
     }
     return kdh_target_step_modules(t, err);
 }

@@ -350,6 +350,36 @@ static void test_kdbg_bad(void **state)
     fm_free(&m);
 }
 
+/* Lenient discovery: a DebuggerDataList (or its Flink) that points at an unmapped page costs
+ * only the block; the module list is still walked and the reason is kept. */
+static void test_lenient_unreadable_kdbg(void **state)
+{
+    (void)state;
+    fakemem_t m;
+    layout_t L;
+    build_machine(&m, 1, &L);
+    kdh_err_t err;
+    unsigned f;
+    kdh_target_t *t = new_target(&L, 1, 0xFFFFF80000FF0000ull); /* kernel address, nothing mapped */
+    assert_int_equal(drive(t, &m, kdh_target_step_discover_lenient, &f, &err), KDH_OK);
+    assert_null(kdh_target_kdbg(t));
+    assert_non_null(kdh_target_kdbg_error(t));
+    assert_non_null(strstr(kdh_target_kdbg_error(t), "DebuggerDataList at 0xfffff80000ff0000 is unreadable"));
+    assert_int_equal(kdh_target_module_count(t), 3);
+    kdh_target_free(t);
+    /* the list entry is readable but its Flink leads to an unmapped block */
+    for (int i = 0; i < m.n; i++)
+        if (m.r[i].va == L.list_ptr)
+            put_ptr(&m, m.r[i].b, 0xFFFFF80000FE0000ull);
+    t = new_target(&L, 1, L.list_ptr);
+    assert_int_equal(drive(t, &m, kdh_target_step_discover_lenient, &f, &err), KDH_OK);
+    assert_null(kdh_target_kdbg(t));
+    assert_non_null(strstr(kdh_target_kdbg_error(t), "KDDEBUGGER_DATA64 header"));
+    assert_int_equal(kdh_target_module_count(t), 3);
+    kdh_target_free(t);
+    fm_free(&m);
+}
+
 static void test_hostile_cycle_and_names(void **state)
 {
     (void)state;
@@ -577,6 +607,7 @@ int main(void)
         cmocka_unit_test(test_x86_walk),
         cmocka_unit_test(test_key_format),
         cmocka_unit_test(test_kdbg_bad),
+        cmocka_unit_test(test_lenient_unreadable_kdbg),
         cmocka_unit_test(test_hostile_cycle_and_names),
         cmocka_unit_test(test_hostile_pointer_outside),
         cmocka_unit_test(test_hostile_10000_entries),
