@@ -47,6 +47,7 @@ static void drop_modules(kdh_target_t *t)
     t->walk_done = t->walk_started = 0;
     t->walk_trunc = NULL;
     t->have_kdbg = 0;
+    t->kdbg_error[0] = 0; /* a new boot's block is read again */
 }
 
 void kdh_target_free(kdh_target_t *t)

@@ -380,6 +380,31 @@ static void test_lenient_unreadable_kdbg(void **state)
     fm_free(&m);
 }
 
+/* A new kernel base is a new boot: the lenient step reads the block again instead of keeping the
+ * previous boot's failure. */
+static void test_lenient_kdbg_retried_after_reboot(void **state)
+{
+    (void)state;
+    fakemem_t m;
+    layout_t L;
+    build_machine(&m, 1, &L);
+    kdh_err_t err;
+    unsigned f;
+    kdh_target_t *t = new_target(&L, 1, 0x10000); /* user-space DebuggerDataList: damaged */
+    assert_int_equal(drive(t, &m, kdh_target_step_discover_lenient, &f, &err), KDH_OK);
+    assert_non_null(kdh_target_kdbg_error(t));
+    kdh_wire_get_version_t v = *kdh_target_version(t);
+    v.kern_base = L.base[0] + 0x10000000; /* the next boot: another base, a sound block */
+    v.debugger_data_list = L.list_ptr;
+    assert_int_equal(kdh_target_set_version(t, &v, &err), KDH_OK);
+    assert_int_equal(drive(t, &m, kdh_target_step_discover_lenient, &f, &err), KDH_OK);
+    assert_null(kdh_target_kdbg_error(t));
+    assert_non_null(kdh_target_kdbg(t));
+    assert_true(kdh_target_kdbg(t)->address == L.kdbg);
+    kdh_target_free(t);
+    fm_free(&m);
+}
+
 static void test_hostile_cycle_and_names(void **state)
 {
     (void)state;
@@ -608,6 +633,7 @@ int main(void)
         cmocka_unit_test(test_key_format),
         cmocka_unit_test(test_kdbg_bad),
         cmocka_unit_test(test_lenient_unreadable_kdbg),
+        cmocka_unit_test(test_lenient_kdbg_retried_after_reboot),
         cmocka_unit_test(test_hostile_cycle_and_names),
         cmocka_unit_test(test_hostile_pointer_outside),
         cmocka_unit_test(test_hostile_10000_entries),
