@@ -433,10 +433,9 @@ static int cmp_slope(const void *a, const void *b)
     return (x->peak_bytes < y->peak_bytes) - (x->peak_bytes > y->peak_bytes);
 }
 
-/* The growth summary, read back from the run directory through kdh_report (the same rule as
- * `kdharvest report`: STEADY GROWTH = at least 3 samples, rising fit, >= 80% non-decreasing steps,
- * last above first, over the series joined across reboots). Tags without steady growth are only
- * described (flat, or rises and falls). */
+/* The growth summary, read back from the run directory through kdh_report, so each tag's trend
+ * is the one `kdharvest report` gives (kdh_report_series_trend over the series joined across
+ * reboots); only the wording of steady growth is louder here. */
 static int print_growth(const char *dir, unsigned top, kdh_err_t *err)
 {
     kdh_report_opts_t ro = {.top = 10};
@@ -461,11 +460,7 @@ static int print_growth(const char *dir, unsigned top, kdh_err_t *err)
             const kdh_report_pool_summary_t *s = &v[i];
             if (!s->steady_growth && top && others++ >= top)
                 break;
-            const char *trend = s->steady_growth     ? "STEADY GROWTH (leak?)"
-                                : s->samples < 3     ? "too few samples"
-                                : (s->first_bytes == s->last_bytes && s->peak_bytes == s->first_bytes)
-                                    ? "flat"
-                                    : "rises and falls";
+            const char *trend = s->steady_growth ? "STEADY GROWTH (leak?)" : s->trend;
             char boots[48] = "";
             if (s->boots > 1)
                 snprintf(boots, sizeof boots, " (over %" PRIu64 " boots)", s->boots);

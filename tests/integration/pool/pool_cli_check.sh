@@ -6,6 +6,8 @@
 #    (pool_truth_check.py), and so do the table and !vm lines of a single `pool`;
 #  - sampled `pool` over the "leak" workload flags 'Leak' as steady growth and the balanced,
 #    high-rate busydrv tag 'Bsy0' not, and `kdharvest report` on the same run shows the same;
+#  - pool's growth table and `kdharvest report` give every tag the same trend, on those runs, on a
+#    run too short for a shape (fewer than 3 samples) and on a run across a reboot;
 #  - with kdsim rebooting the (x86) target during sampling, the samples go on into a second boot,
 #    still equal kdsim's truth of their boot, and 'Leak' is still flagged and 'Bsy0' not;
 #  - `owner Leak` (live) names leakdrv.sys first and `owner None` names olddrv.sys (which imports
@@ -41,6 +43,23 @@ start_sim() { # arch name [kdsim options...]
 code_owners() { sed -n 's/^  [0-9]*\. \([^ ]*\) *\([0-9]*\) immediate, \([0-9]*\) other code, [0-9]* data\(.*\)$/\1 \2 \3\4/p' "$1" | awk '$2 > 0 || $3 > 0 || /imports/'; }
 code_hits() { grep -E '^  [^ ]+ +[^ ]+ +0x[0-9a-f]+ (immediate|code|import)' "$1"; }
 
+# same_trends POOL_OUT REPORT_OUT NAME: pool's growth table and the report's pool table give every
+# tag the same trend (a tag is the first 6 characters, quotes included: it may hold spaces)
+same_trends() {
+    awk -v q="'" -v name="$3" 'function words(s, from, to,   f, n, i, o) { n = split(s, f, " "); o = ""
+             for (i = from; i <= n + to; i++) o = o (o == "" ? "" : " ") f[i]; return o }
+         $0 !~ "^" q "...." q " +(nonpaged|paged) " { next }
+         { split(substr($0, 7), g, " "); k = substr($0, 1, 6) " " g[1] }
+         NR == FNR { w = words(substr($0, 7), 7, 0); sub(/ \(over [0-9]+ boots\)$/, "", w)
+                     sub(/^STEADY GROWTH \(leak\?\)$/, "STEADY GROWTH", w)
+                     pool[k] = w; next }
+         { if (!(k in pool)) next; n++
+           w = words(substr($0, 7), 7, -1)
+           if (pool[k] != w) { print name ": " k ": pool says trend \"" pool[k] "\", report says \"" w "\""; bad = 1 } }
+         END { if (n < 3) { print name ": only " n " growth rows compared"; bad = 1 } exit bad }' \
+        "$1" "$2" >"$WORK/trend-$3.txt" || fail "$(cat "$WORK/trend-$3.txt")"
+}
+
 for ARCH in x64 x86; do
     start_sim $ARCH $ARCH
     # --- pool: sampled growth ---
@@ -73,6 +92,15 @@ for ARCH in x64 x86; do
     "$KDH" report "$WORK/run-$ARCH" >"$WORK/report-$ARCH.txt" 2>&1 || fail "$ARCH report: $(cat "$WORK/report-$ARCH.txt")"
     grep -q "^'Leak' *nonpaged .*STEADY GROWTH" "$WORK/report-$ARCH.txt" || fail "$ARCH: report does not flag Leak"
     grep "^'Bsy0' " "$WORK/report-$ARCH.txt" | grep -q "STEADY" && fail "$ARCH: report flags Bsy0"
+    same_trends "$WORK/pool-$ARCH.txt" "$WORK/report-$ARCH.txt" $ARCH
+    # a run too short for a shape (fewer than 3 samples): both name it the same way too
+    if [ $ARCH = x64 ]; then
+        "$KDH" pool "$PORT" --symbols "$FIX/$ARCH" --every 500ms --duration 1s --out "$WORK/run-short-$ARCH" --top 0 \
+            >"$WORK/pool-short-$ARCH.txt" 2>&1 || fail "$ARCH short pool: $(cat "$WORK/pool-short-$ARCH.txt")"
+        "$KDH" report "$WORK/run-short-$ARCH" >"$WORK/report-short-$ARCH.txt" 2>&1 \
+            || fail "$ARCH short report: $(cat "$WORK/report-short-$ARCH.txt")"
+        same_trends "$WORK/pool-short-$ARCH.txt" "$WORK/report-short-$ARCH.txt" short-$ARCH
+    fi
 
     # --- owner, live ---
     "$KDH" owner Leak "$PORT" --hits 0 >"$WORK/own-leak-live-$ARCH.txt" 2>&1 || fail "$ARCH owner Leak live"
@@ -107,6 +135,9 @@ for ARCH in x64 x86; do
             echo "$ARCH: no Leak sample before the reboot; the join across boots is left to test_report"
         fi
         grep "^'Bsy0' " "$WORK/pool-reboot-$ARCH.txt" | grep -q "STEADY" && fail "$ARCH: Bsy0 flagged across the reboot"
+        "$KDH" report "$WORK/run-reboot-$ARCH" >"$WORK/report-reboot-$ARCH.txt" 2>&1 \
+            || fail "$ARCH report across a reboot: $(cat "$WORK/report-reboot-$ARCH.txt")"
+        same_trends "$WORK/pool-reboot-$ARCH.txt" "$WORK/report-reboot-$ARCH.txt" reboot-$ARCH
     fi
 
     # --- pooltag.txt owner line ---
