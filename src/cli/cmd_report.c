@@ -256,14 +256,18 @@ int kdh_cli_cmd_report(int argc, char **argv)
         for (size_t i = 0; kdh_report_symbol_note(r, i); i++)
             kdh_cli_errorf("report: %s", kdh_report_symbol_note(r, i));
     }
-    /* Formats without a place for it get the measure on stderr. */
+    /* Formats without a place for it get the measure on stderr: each side that turns the values
+     * into counts (for a diff, one side without sizes turns both) is named with its own counts. */
     if (ro.format == KDH_REPORT_FOLDED && ro.value == KDH_REPORT_VALUE_OUTSTANDING) {
-        kdh_report_totals_t t;
-        kdh_report_totals(rep, &t);
-        if (kdh_report_value_used(rep, ro.value) != ro.value ||
-            (base && kdh_report_value_used(base, ro.value) != ro.value))
-            kdh_cli_errorf("report: %" PRIu64 " of %" PRIu64 " allocations have no size: values are outstanding "
-                           "allocations, not bytes", t.allocs - t.allocs_sized, t.allocs);
+        for (kdh_report_t *r = rep; r; r = (r == rep ? base : NULL)) {
+            if (kdh_report_sizes_known(r))
+                continue;
+            kdh_report_totals_t t;
+            kdh_report_totals(r, &t);
+            kdh_cli_errorf("report: %s%" PRIu64 " of %" PRIu64 " allocations have no size: values are outstanding "
+                           "allocations, not bytes", !base ? "" : r == base ? "base: " : "new: ",
+                           t.allocs - t.allocs_sized, t.allocs);
+        }
     }
 out:
     kdh_report_free(rep);

@@ -2,7 +2,7 @@
 # cli_check.sh KDHARVEST WORKDIR: `kdharvest report` on bad input, as the user meets it. Each damaged
 # line, unreadable run and unknown schema is named (file and line); what can be read is still
 # reported; the exit status is non-zero only when nothing was readable. Also: the options hold in
-# every format.
+# every format, and the note folded output gives on stderr when values are counts.
 set -u
 kdh=$1 work=$2
 rm -rf "$work" && mkdir -p "$work" || exit 1
@@ -110,4 +110,23 @@ report 0 --format folded --until 1970-01-01T00:16:55Z "$good"
 [ "$(cat "$work/out")" = "LeakDrv!Path+0x19;nt!ExAllocatePoolWithTag+0x34 200" ] || fail "folded --until ISO: $(cat "$work/out")"
 report 2 --format folded --by driver "$good"
 grep -q "folded lists stacks" "$work/err" || fail "folded --by driver not refused clearly"
+# Folded output has no heading: when values are counts because a side has no sizes, stderr says
+# so with that side's own counts. Run "nosize": two Leak allocations from a1 without a size.
+mkrun "$work/nosize"
+{
+    printf '{"seq":1,"t":1000,"boot":1,"kind":"alloc","tag":"Leak","addr":"0x1000","sid":"00000000000000a1"}\n'
+    printf '{"seq":2,"t":1010,"boot":1,"kind":"alloc","tag":"Leak","addr":"0x2000","sid":"00000000000000a1"}\n'
+} >"$work/nosize/events.jsonl"
+report 0 --format folded "$good"
+grep -q "have no size" "$work/err" && fail "folded: sizes note on a run with every size: $(cat "$work/err")"
+report 0 --format folded "$work/nosize"
+[ "$(cat "$work/err")" = "kdharvest: report: 2 of 2 allocations have no size: values are outstanding allocations, not bytes" ] \
+    || fail "folded without sizes: $(cat "$work/err")"
+report 0 --format folded --diff "$work/nosize" "$good"
+[ "$(cat "$work/err")" = "kdharvest: report: base: 2 of 2 allocations have no size: values are outstanding allocations, not bytes" ] \
+    || fail "folded diff, base without sizes: $(cat "$work/err")"
+grep -qx "LeakDrv!Path+0x19;nt!ExAllocatePoolWithTag+0x34 2 2" "$work/out" || fail "folded diff not by count: $(cat "$work/out")"
+report 0 --format folded --diff "$good" "$work/nosize"
+[ "$(cat "$work/err")" = "kdharvest: report: new: 2 of 2 allocations have no size: values are outstanding allocations, not bytes" ] \
+    || fail "folded diff, new without sizes: $(cat "$work/err")"
 echo "report cli: all bad-input and option cases hold"
