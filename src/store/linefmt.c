@@ -52,20 +52,13 @@ static void put_int(out_t *o, json_int_t v)
     }
 }
 
-/* "0x" and lower-case hex without leading zeros, as set_hex() in records.c prints it. */
+/* A hex field's JSON string, as set_hex() in records.c makes it. */
 static void put_hexstr(out_t *o, uint64_t v)
 {
-    char d[20];
-    size_t k = sizeof d;
-    d[--k] = '"';
-    do {
-        d[--k] = "0123456789abcdef"[v & 15];
-        v >>= 4;
-    } while (v);
-    d[--k] = 'x';
-    d[--k] = '0';
-    d[--k] = '"';
-    put(o, d + k, sizeof d - k);
+    char d[20] = "\"0x";
+    size_t n = 3 + kdh_store_hex(d + 3, v, 0);
+    d[n++] = '"';
+    put(o, d, n);
 }
 
 /* ---- escaped strings, cached ---- */

@@ -6,10 +6,11 @@
 
 #include "store_int.h"
 
+/* "0x" and lower-case hex without leading zeros. */
 static void set_hex(json_t *o, const char *k, uint64_t v)
 {
-    char buf[24];
-    snprintf(buf, sizeof buf, "0x%" PRIx64, v);
+    char buf[24] = "0x";
+    buf[2 + kdh_store_hex(buf + 2, v, 0)] = '\0';
     json_object_set_new(o, k, json_string(buf));
 }
 

@@ -1,13 +1,11 @@
 /* sid.c: stack identity. A stack id is XXH3-64 over the canonical text of the frames
  * (docs/run-format.md "Stacks"), so the same stack gets the same id in every run, boot and
  * machine, and absolute addresses never take part. */
-#include <inttypes.h>
-#include <stdio.h>
 #include <string.h>
 
 #include <xxhash.h>
 
-#include "kdh/store.h"
+#include "store_int.h"
 
 /* Appends text to buf without overrunning it; always counts the full length. */
 static void put(char *buf, size_t cap, size_t *len, const char *s, size_t n)
@@ -19,23 +17,13 @@ static void put(char *buf, size_t cap, size_t *len, const char *s, size_t n)
     *len += n;
 }
 
-/* ":hex" or "?:hex" (lower case, no leading zeros) into tmp; returns its length. Once per frame of
- * every stack seen, so no printf. */
+/* ":hex" or "?:hex" (lower case, no leading zeros) into tmp; returns its length. */
 static size_t hex_item(char tmp[40], const char *prefix, uint64_t v)
 {
-    char d[16];
-    size_t k = 0, n = 0;
-    do {
-        d[k++] = "0123456789abcdef"[v & 15];
-        v >>= 4;
-    } while (v);
-    while (prefix[n]) {
+    size_t n = 0;
+    for (; prefix[n]; n++) /* a byte loop: the item is not a C string (no NUL is written) */
         tmp[n] = prefix[n];
-        n++;
-    }
-    while (k)
-        tmp[n++] = d[--k];
-    return n;
+    return n + kdh_store_hex(tmp + n, v, 0);
 }
 
 int kdh_store_canonical(const kdh_store_frame_t *frames, size_t n, char *buf, size_t cap)
@@ -93,9 +81,8 @@ uint64_t kdh_store_stack_id(const kdh_store_frame_t *frames, size_t n)
             const kdh_store_frame_t *f = &frames[i];
             if (f->mod && f->has_rva) {
                 char tail[40];
-                int t = snprintf(tail, sizeof tail, ":%" PRIx64, f->rva);
                 XXH3_64bits_update(s, f->mod, strlen(f->mod));
-                XXH3_64bits_update(s, tail, (size_t)t);
+                XXH3_64bits_update(s, tail, hex_item(tail, ":", f->rva));
             } else {
                 XXH3_64bits_update(s, f->sym, strlen(f->sym));
             }
@@ -108,9 +95,7 @@ uint64_t kdh_store_stack_id(const kdh_store_frame_t *frames, size_t n)
 
 void kdh_store_sid_format(uint64_t sid, char out[17])
 {
-    for (int i = 15; i >= 0; i--, sid >>= 4) /* once per event line: no printf */
-        out[i] = "0123456789abcdef"[sid & 15];
-    out[16] = '\0';
+    out[kdh_store_hex(out, sid, 16)] = '\0';
 }
 
 int kdh_store_sid_parse(const char *s, uint64_t *sid)

@@ -66,6 +66,22 @@ size_t kdh_store_fmt_event(kdh_store_fmt_t *f, const kdh_store_event_t *ev, char
 size_t kdh_store_fmt_pool(kdh_store_fmt_t *f, const kdh_store_pool_t *p, char *buf, size_t cap);
 void kdh_store_fmt_free(kdh_store_fmt_t *f);
 
+/* v as lower-case hex digits into out (room for 16), without leading zeros, or with zeros up to
+ * width digits (at most 16); no NUL. Returns the number of digits. Every hex text the store writes
+ * (fields, stack ids, the canonical text) comes from here: once per frame and per event, no printf. */
+static inline size_t kdh_store_hex(char *out, uint64_t v, unsigned width)
+{
+    char d[16];
+    size_t k = 0;
+    do {
+        d[k++] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (k < 16 && (v || k < width));
+    for (size_t i = 0; i < k; i++)
+        out[i] = d[k - 1 - i];
+    return k;
+}
+
 /* "0x..." (or decimal) text to a number. */
 int kdh_store_parse_hex(const char *s, uint64_t *v);
 

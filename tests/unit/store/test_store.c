@@ -118,6 +118,15 @@ static void test_sid_canonical(void **state)
     assert_true(back == 0x9c3e5a7710b2d4f1ULL);
     assert_int_not_equal(kdh_store_sid_parse("9C3E5A7710B2D4F1", &back), KDH_OK);
     assert_int_not_equal(kdh_store_sid_parse("9c3e", &back), KDH_OK);
+
+    /* A frame whose text alone is over 1 KiB is hashed in pieces: the same id as the whole text. */
+    char longmod[1200], whole[1300];
+    memset(longmod, 'm', sizeof longmod - 1);
+    longmod[sizeof longmod - 1] = 0;
+    kdh_store_frame_t lf[2] = {{.mod = "nt", .rva = 0x1234, .has_rva = 1},
+                               {.mod = longmod, .rva = 0xabcdef0123ULL, .has_rva = 1}};
+    int wl = snprintf(whole, sizeof whole, "nt:1234;%s:abcdef0123", longmod);
+    assert_true(kdh_store_stack_id(lf, 2) == XXH3_64bits(whole, (size_t)wl));
 }
 
 static void test_write_reopen_continue(void **state)

@@ -3,6 +3,7 @@
  * writing after close, nothing torn and no event without its stack after a kill -9, and a reopen
  * that continues the seq; after a failed write (a file size limit), no event on disk without its
  * stack and every later call refused with the first error. */
+#include <inttypes.h>
 #include <math.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -61,6 +62,27 @@ static uint64_t next(void)
     rng ^= rng >> 7;
     rng ^= rng << 17;
     return rng;
+}
+
+/* kdh_store_hex, which every hex text of the store comes from, against printf's %x and %016x. */
+static void test_hex_matches_printf(void **state)
+{
+    (void)state;
+    static const uint64_t edges[] = {0, 1, 9, 10, 15, 16, 255, 256, 0xfffffffful, 0x100000000ull,
+                                     0x8000000000000000ull, UINT64_MAX};
+    for (int i = 0; i < 20000; i++) {
+        uint64_t v = i < (int)KDH_ARRAY_LEN(edges) ? edges[i] : next() >> (next() % 64);
+        char got[17], want[24];
+        size_t n = kdh_store_hex(got, v, 0);
+        assert_int_equal(n, (size_t)snprintf(want, sizeof want, "%" PRIx64, v));
+        assert_memory_equal(got, want, n);
+        n = kdh_store_hex(got, v, 16);
+        assert_int_equal(n, 16);
+        snprintf(want, sizeof want, "%016" PRIx64, v);
+        assert_memory_equal(got, want, 16);
+        kdh_store_sid_format(v, got);
+        assert_string_equal(got, want);
+    }
 }
 
 /* The reference: the jansson object dumped with the store's flags. */
@@ -444,6 +466,7 @@ static void test_buffered_write_failure(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hex_matches_printf),
         cmocka_unit_test(test_event_lines_match_jansson),
         cmocka_unit_test(test_pool_lines_match_jansson),
         cmocka_unit_test(test_buffered_same_bytes),
