@@ -11,15 +11,10 @@ static int is_mod(unsigned char c)
            c == '$' || c == '-';
 }
 
-static int is_hex(unsigned char c)
-{
-    return (unsigned)kdh_ingest_hexval1[c] - 1u < 16u; /* a digit's value + 1, 0 or '`''s 17 otherwise */
-}
-
 static size_t hex_run(const char *s, size_t from, size_t n)
 {
     size_t i = from;
-    while (i < n && is_hex((unsigned char)s[i]))
+    while (i < n && kdh_ingest_is_hex((unsigned char)s[i]))
         i++;
     return i - from;
 }
@@ -51,7 +46,7 @@ int kdh_ingest_callsite_fast(const char *s, size_t n, size_t ov[2 * KDH_INGEST_C
         m++;
     /* trailing hex digits, and whether "+0x" precedes them */
     size_t h = 0;
-    while (h < n && is_hex((unsigned char)s[n - 1 - h]))
+    while (h < n && kdh_ingest_is_hex((unsigned char)s[n - 1 - h]))
         h++;
     int tail = h >= 1 && h <= 16 && n >= h + 3 && memcmp(s + n - h - 3, "+0x", 3) == 0;
     size_t tail_at = tail ? n - h - 3 : 0;

@@ -87,6 +87,12 @@ int kdh_ingest_layout_fast(int id, const char *s, size_t n, size_t ov[2 * KDH_IN
 #define KDH_INGEST_HEX_SEP 17
 extern const unsigned char kdh_ingest_hexval1[256];
 
+/* A hex digit (not the separator). */
+static inline int kdh_ingest_is_hex(unsigned char c)
+{
+    return (unsigned)kdh_ingest_hexval1[c] - 1u < 16u; /* a digit's value + 1, 0 or '`''s 17 otherwise */
+}
+
 /* Hex digits (backticks skipped) to a value; 0 when empty or > 16 digits. Inline: several
  * address columns of every frame go through it. */
 static inline int kdh_ingest_hex(const char *s, size_t len, uint64_t *out)

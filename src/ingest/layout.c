@@ -5,15 +5,10 @@
 
 #include <string.h>
 
-static int is_hex(unsigned char c)
-{
-    return (unsigned)kdh_ingest_hexval1[c] - 1u < 16u; /* a digit's value + 1, 0 or '`''s 17 otherwise */
-}
-
 static size_t hex_run(const char *s, size_t i, size_t n)
 {
     size_t k = i;
-    while (k < n && is_hex((unsigned char)s[k]))
+    while (k < n && kdh_ingest_is_hex((unsigned char)s[k]))
         k++;
     return k - i;
 }
