@@ -38,12 +38,17 @@ int kdh_ingest_callsite_fast(const char *s, size_t n, size_t ov[2 * KDH_INGEST_C
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
             return -1;
-    for (int g = 0; g < 2 * KDH_INGEST_CS_GROUPS; g++)
-        ov[g] = PCRE2_UNSET;
-    set(ov, 0, 0, n);
     size_t m = 0;
     while (m < n && is_mod((unsigned char)s[m]))
         m++;
+    return kdh_ingest_callsite_groups(s, n, m, ov);
+}
+
+int kdh_ingest_callsite_groups(const char *s, size_t n, size_t m, size_t ov[2 * KDH_INGEST_CS_GROUPS])
+{
+    for (int g = 0; g < 2 * KDH_INGEST_CS_GROUPS; g++)
+        ov[g] = PCRE2_UNSET;
+    set(ov, 0, 0, n);
     /* trailing hex digits, and whether "+0x" precedes them */
     size_t h = 0;
     while (h < n && kdh_ingest_is_hex((unsigned char)s[n - 1 - h]))
@@ -87,4 +92,26 @@ int kdh_ingest_callsite_fast(const char *s, size_t n, size_t ov[2 * KDH_INGEST_C
     }
     set(ov, 0, PCRE2_UNSET, PCRE2_UNSET);
     return 0;
+}
+
+int kdh_ingest_callsite_scan(const char *s, size_t n, size_t ov[2 * KDH_INGEST_CS_GROUPS])
+{
+    if (!n)
+        return KDH_INGEST_CS_ODD;
+    size_t m = 0;
+    while (m < n && is_mod((unsigned char)s[m]))
+        m++;
+    /* the rest in one pass, without branches on the bytes: is any outside printable ASCII, is
+     * any '<' (the start of a " <--" note) */
+    unsigned odd = 0, lt = 0;
+    for (size_t i = m; i < n; i++) {
+        unsigned c = (unsigned char)s[i];
+        odd |= c - 0x20u > 0x5eu;
+        lt |= c == '<';
+    }
+    if (odd)
+        return KDH_INGEST_CS_ODD;
+    if (lt || s[n - 1] == ']' || s[n - 1] == ')')
+        return KDH_INGEST_CS_NOTE;
+    return kdh_ingest_callsite_groups(s, n, m, ov);
 }

@@ -106,27 +106,11 @@ static void drop_params(kdh_ingest_frame_t *f)
     f->name_len = q - b;
 }
 
-int kdh_ingest_parse_callsite(kdh_ingest_patterns_t *p, const char *s, size_t len,
-                              kdh_ingest_frame_t *out)
+/* Fills out from the CALLSITE groups ov of [s, s+len). */
+static int fill_callsite(const char *s, size_t len, const size_t *ov, kdh_ingest_frame_t *out)
 {
-    size_t *ov;
     const char *g;
     size_t gl;
-    len = rtrim(s, len);
-    if (!len)
-        return KDH_ECORRUPT;
-    size_t fov[2 * KDH_INGEST_CS_GROUPS];
-    int fast = kdh_ingest_callsite_fast(s, len, fov);
-    if (fast == 0)
-        return KDH_ECORRUPT;
-    /* NUL bytes are line noise, never part of a symbol (and would cut the kept text short); the
-     * fast path has seen only printable bytes */
-    if (fast < 0 && memchr(s, 0, len))
-        return KDH_ECORRUPT;
-    if (fast > 0)
-        ov = fov;
-    else if (!kdh_ingest_match(p, PAT_CALLSITE, s, len, &ov))
-        return KDH_ECORRUPT;
     size_t keep = len < KDH_INGEST_SYM_MAX - 1 ? len : KDH_INGEST_SYM_MAX - 1;
     memcpy(out->sym, s, keep);
     out->sym[keep] = 0;
@@ -163,6 +147,34 @@ int kdh_ingest_parse_callsite(kdh_ingest_patterns_t *p, const char *s, size_t le
     return KDH_OK;
 }
 
+/* direct: decide by callsite.c where it can (0: PCRE2 alone, the reference) */
+static int callsite(kdh_ingest_patterns_t *p, const char *s, size_t len, kdh_ingest_frame_t *out, int direct)
+{
+    size_t *ov;
+    len = rtrim(s, len);
+    if (!len)
+        return KDH_ECORRUPT;
+    size_t fov[2 * KDH_INGEST_CS_GROUPS];
+    int fast = direct ? kdh_ingest_callsite_fast(s, len, fov) : -1;
+    if (fast == 0)
+        return KDH_ECORRUPT;
+    /* NUL bytes are line noise, never part of a symbol (and would cut the kept text short); the
+     * fast path has seen only printable bytes */
+    if (fast < 0 && memchr(s, 0, len))
+        return KDH_ECORRUPT;
+    if (fast > 0)
+        ov = fov;
+    else if (!kdh_ingest_match(p, PAT_CALLSITE, s, len, &ov))
+        return KDH_ECORRUPT;
+    return fill_callsite(s, len, ov, out);
+}
+
+int kdh_ingest_parse_callsite(kdh_ingest_patterns_t *p, const char *s, size_t len,
+                              kdh_ingest_frame_t *out)
+{
+    return callsite(p, s, len, out, 1);
+}
+
 static void clear_frame(kdh_ingest_frame_t *f)
 {
     f->sym[0] = 0;
@@ -175,72 +187,85 @@ static void clear_frame(kdh_ingest_frame_t *f)
 }
 
 /* Parses the callsite part (group rest_g) of a layout match. */
-static int finish(kdh_ingest_patterns_t *p, const char *line, size_t *ov, int rest_g, kdh_ingest_frame_t *out)
+static int finish(kdh_ingest_patterns_t *p, const char *line, const size_t *ov, int rest_g,
+                  kdh_ingest_frame_t *out, int direct)
 {
     const char *r;
     size_t rl;
     kdh_ingest_group(ov, rest_g, line, &r, &rl);
     rl = kdh_ingest_strip_annotations(r, rl);
     /* The callsite match reuses the match block: copy what we still need first (done by callers). */
-    return kdh_ingest_parse_callsite(p, r, rl, out) == KDH_OK;
+    return callsite(p, r, rl, out, direct) == KDH_OK;
 }
 
-static int try_x64(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_ingest_frame_t *out)
+/* The callsite of a layout the direct column decision took (kdh_ingest_layout_columns): a frame
+ * line is nearly always printable ASCII without annotations, and then one scan of the callsite
+ * decides it (kdh_ingest_callsite_scan) instead of the separate passes of the general path for
+ * line ends, notes, the printable check and the module name. Returns 1 or 0 as finish, or -1
+ * when the callsite holds a line end and the layout is PCRE2's to decide (out untouched). */
+static int finish_direct(kdh_ingest_patterns_t *p, const char *line, const size_t *ov, int rest_g,
+                         kdh_ingest_frame_t *out)
 {
-    size_t *ov;
-    const char *g;
-    size_t gl;
-    size_t fov[2 * KDH_INGEST_LAYOUT_GROUPS];
-    if (kdh_ingest_layout_fast(PAT_X64, line, len, fov) > 0)
-        ov = fov;
-    else if (!kdh_ingest_match(p, PAT_X64, line, len, &ov))
-        return 0;
-    int is_inline = kdh_ingest_group(ov, 3, line, &g, &gl);
-    uint64_t ret = 0;
-    kdh_ingest_group(ov, 4, line, &g, &gl);
-    int has_ret = g[0] != '-' && kdh_ingest_hex(g, gl, &ret);
-    if (!finish(p, line, ov, 5, out))
-        return 0;
-    out->is_inline = is_inline;
-    out->ret = ret;
-    out->has_ret = has_ret;
-    return KDH_INGEST_L_X64;
+    const char *r;
+    size_t rl;
+    kdh_ingest_group(ov, rest_g, line, &r, &rl);
+    size_t cov[2 * KDH_INGEST_CS_GROUPS];
+    int c = kdh_ingest_callsite_scan(r, rl, cov);
+    if (c >= 0)
+        return c > 0 && fill_callsite(r, rl, cov, out) == KDH_OK;
+    if (c == KDH_INGEST_CS_ODD && (memchr(r, '\n', rl) || memchr(r, '\r', rl)))
+        return -1;
+    return finish(p, line, ov, rest_g, out, 1);
 }
 
-/* fast_only: decide by the direct path alone (0 when it is unsure) */
-static int try_x86(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_ingest_frame_t *out, int fast_only)
+/* x64 (Child-SP RetAddr [: args :] callsite) or x86 (ChildEBP RetAddr [3 args] callsite).
+ * direct: the column decision of layout.c first, PCRE2 where it is unsure (0: PCRE2 alone);
+ * fast_only: decide by the direct path alone (0 when it is unsure). */
+static int try_layout(kdh_ingest_patterns_t *p, int id, const char *line, size_t len, kdh_ingest_frame_t *out,
+                      int direct, int fast_only)
 {
-    size_t *ov;
-    const char *g;
-    size_t gl;
-    size_t fov[2 * KDH_INGEST_LAYOUT_GROUPS];
-    if (kdh_ingest_layout_fast(PAT_X86, line, len, fov) > 0)
-        ov = fov;
-    else if (fast_only || !kdh_ingest_match(p, PAT_X86, line, len, &ov))
-        return 0;
-    int is_inline = kdh_ingest_group(ov, 3, line, &g, &gl);
-    uint64_t ret = 0, a;
-    kdh_ingest_group(ov, 4, line, &g, &gl);
-    int has_ret = g[0] != '-' && kdh_ingest_hex(g, gl, &ret);
-    uint32_t args[3];
-    int nargs = 0;
-    for (int i = 0; i < 3; i++) {
-        if (!kdh_ingest_group(ov, 5 + i, line, &g, &gl))
-            break;
-        args[i] = (g[0] != '-' && kdh_ingest_hex(g, gl, &a)) ? (uint32_t)a : 0;
-        nargs = i + 1;
+    int x64 = id == PAT_X64, rest_g = x64 ? 5 : 8, columns = direct;
+    for (;;) {
+        size_t fov[2 * KDH_INGEST_LAYOUT_GROUPS], *ov = fov;
+        const char *g;
+        size_t gl;
+        int cols = columns && kdh_ingest_layout_columns(id, line, len, fov) > 0;
+        if (!cols && (fast_only || !kdh_ingest_match(p, id, line, len, &ov)))
+            return 0;
+        /* the groups first: a PCRE2 callsite match reuses the match block ov may point into */
+        int is_inline = kdh_ingest_group(ov, 3, line, &g, &gl);
+        uint64_t ret = 0, a;
+        kdh_ingest_group(ov, 4, line, &g, &gl);
+        int has_ret = g[0] != '-' && kdh_ingest_hex(g, gl, &ret);
+        uint32_t args[3] = {0, 0, 0};
+        int nargs = 0;
+        for (int i = 0; !x64 && i < 3; i++) {
+            if (!kdh_ingest_group(ov, 5 + i, line, &g, &gl))
+                break;
+            args[i] = (g[0] != '-' && kdh_ingest_hex(g, gl, &a)) ? (uint32_t)a : 0;
+            nargs = i + 1;
+        }
+        int fin = cols ? finish_direct(p, line, ov, rest_g, out) : finish(p, line, ov, rest_g, out, direct);
+        if (fin < 0) {
+            if (fast_only)
+                return 0;
+            columns = 0; /* a line end inside the callsite: the pattern decides the columns too */
+            continue;
+        }
+        if (!fin)
+            return 0;
+        out->is_inline = is_inline;
+        out->ret = ret;
+        out->has_ret = has_ret;
+        if (!x64) {
+            out->nargs = nargs;
+            memcpy(out->args, args, sizeof args);
+        }
+        return x64 ? KDH_INGEST_L_X64 : KDH_INGEST_L_X86;
     }
-    if (!finish(p, line, ov, 8, out))
-        return 0;
-    out->is_inline = is_inline;
-    out->ret = ret;
-    out->has_ret = has_ret;
-    out->nargs = nargs;
-    memcpy(out->args, args, sizeof args);
-    return KDH_INGEST_L_X86;
 }
 
-static int try_mex(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_ingest_frame_t *out)
+static int try_mex(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_ingest_frame_t *out, int direct)
 {
     size_t *ov;
     const char *g;
@@ -250,22 +275,22 @@ static int try_mex(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_i
     uint64_t ret = 0;
     kdh_ingest_group(ov, 3, line, &g, &gl);
     int has_ret = kdh_ingest_hex(g, gl, &ret);
-    if (!finish(p, line, ov, 4, out))
+    if (!finish(p, line, ov, 4, out, direct))
         return 0;
     out->ret = ret;
     out->has_ret = has_ret;
     return KDH_INGEST_L_MEX;
 }
 
-static int try_kc(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_ingest_frame_t *out)
+static int try_kc(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_ingest_frame_t *out, int direct)
 {
     size_t *ov;
     if (!kdh_ingest_match(p, PAT_KC, line, len, &ov))
         return 0;
-    return finish(p, line, ov, 2, out) ? KDH_INGEST_L_KC : 0;
+    return finish(p, line, ov, 2, out, direct) ? KDH_INGEST_L_KC : 0;
 }
 
-static int try_addr(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_ingest_frame_t *out)
+static int try_addr(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_ingest_frame_t *out, int direct)
 {
     size_t *ov;
     const char *g;
@@ -276,15 +301,15 @@ static int try_addr(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_
     kdh_ingest_group(ov, 1, line, &g, &gl);
     if (!kdh_ingest_hex(g, gl, &addr))
         return 0;
-    if (!finish(p, line, ov, 2, out))
+    if (!finish(p, line, ov, 2, out, direct))
         return 0;
     out->addr = addr;
     out->has_addr = 1;
     return KDH_INGEST_L_ADDR;
 }
 
-int kdh_ingest_parse_frame(kdh_ingest_patterns_t *p, const char *line, size_t len, unsigned mask,
-                           kdh_ingest_frame_t *out)
+static int parse_frame(kdh_ingest_patterns_t *p, const char *line, size_t len, unsigned mask,
+                       kdh_ingest_frame_t *out, int direct)
 {
     len = rtrim(line, len);
     size_t i = 0;
@@ -302,21 +327,33 @@ int kdh_ingest_parse_frame(kdh_ingest_patterns_t *p, const char *line, size_t le
     /* STACK_TEXT takes both layouts. A line the direct x86 path accepts (8-digit columns) cannot
      * match the x64 pattern (its columns need a '`' after 8 digits), so trying it first changes no
      * result and spares x86 lines a failing x64 PCRE2 match. */
-    if ((mask & KDH_INGEST_L_X64) && (mask & KDH_INGEST_L_X86))
-        r = try_x86(p, line, len, out, 1);
+    if (direct && (mask & KDH_INGEST_L_X64) && (mask & KDH_INGEST_L_X86))
+        r = try_layout(p, PAT_X86, line, len, out, 1, 1);
     if (!r && (mask & KDH_INGEST_L_X64))
-        r = try_x64(p, line, len, out);
+        r = try_layout(p, PAT_X64, line, len, out, direct, 0);
     if (!r && (mask & KDH_INGEST_L_X86))
-        r = try_x86(p, line, len, out, 0);
+        r = try_layout(p, PAT_X86, line, len, out, direct, 0);
     if (!r && (mask & KDH_INGEST_L_MEX))
-        r = try_mex(p, line, len, out);
+        r = try_mex(p, line, len, out, direct);
     if (!r && (mask & KDH_INGEST_L_ADDR))
-        r = try_addr(p, line, len, out);
+        r = try_addr(p, line, len, out, direct);
     if (!r && (mask & KDH_INGEST_L_KC))
-        r = try_kc(p, line, len, out);
+        r = try_kc(p, line, len, out, direct);
     if (!r)
         clear_frame(out);
     return r;
+}
+
+int kdh_ingest_parse_frame(kdh_ingest_patterns_t *p, const char *line, size_t len, unsigned mask,
+                           kdh_ingest_frame_t *out)
+{
+    return parse_frame(p, line, len, mask, out, 1);
+}
+
+int kdh_ingest_parse_frame_ref(kdh_ingest_patterns_t *p, const char *line, size_t len, unsigned mask,
+                               kdh_ingest_frame_t *out)
+{
+    return parse_frame(p, line, len, mask, out, 0);
 }
 
 /* Substrings of routine names that allocate or free pool (kernel, verifier, verifier extension,

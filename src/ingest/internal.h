@@ -77,11 +77,30 @@ static inline int kdh_ingest_group(const size_t *ov, int g, const char *s, const
  * the text is not plain printable ASCII and PCRE2 must decide. */
 #define KDH_INGEST_CS_GROUPS 7
 int kdh_ingest_callsite_fast(const char *s, size_t n, size_t ov[2 * KDH_INGEST_CS_GROUPS]);
+/* The same decision for text known to be printable ASCII whose leading module-name run ([A-Za-z0-9_.$-])
+ * is m bytes long: 1 or 0, never unsure. */
+int kdh_ingest_callsite_groups(const char *s, size_t n, size_t m, size_t ov[2 * KDH_INGEST_CS_GROUPS]);
+/* The callsite part of a frame line (the layout's last group, up to the end of the trimmed line)
+ * in one scan: 1 or 0 as kdh_ingest_callsite_fast for printable ASCII text that cannot hold an
+ * annotation; KDH_INGEST_CS_ODD when a byte is not printable ASCII (or the text is empty);
+ * KDH_INGEST_CS_NOTE when it may hold one (a '<', or a last byte ']' or ')'): then
+ * kdh_ingest_strip_annotations and the general callsite parse must run. */
+#define KDH_INGEST_CS_ODD (-1)
+#define KDH_INGEST_CS_NOTE (-2)
+int kdh_ingest_callsite_scan(const char *s, size_t n, size_t ov[2 * KDH_INGEST_CS_GROUPS]);
 
 /* layout.c: PAT_X64 / PAT_X86 decided directly. Returns 1 on a match with ov filled as PCRE2
  * would (unset groups PCRE2_UNSET), -1 when PCRE2 must decide (never a certain no-match). */
 #define KDH_INGEST_LAYOUT_GROUPS 9
 int kdh_ingest_layout_fast(int id, const char *s, size_t n, size_t ov[2 * KDH_INGEST_LAYOUT_GROUPS]);
+/* The same decision up to the callsite group (the last one, up to n), whose bytes it has not
+ * looked at: a match stands only if that group holds neither '\n' nor '\r' (else PCRE2 decides). */
+int kdh_ingest_layout_columns(int id, const char *s, size_t n, size_t ov[2 * KDH_INGEST_LAYOUT_GROUPS]);
+
+/* kdh_ingest_parse_frame with PCRE2 alone deciding every layout and callsite: the grammar of
+ * record, against which the direct paths (layout.c, callsite.c) are tested. */
+int kdh_ingest_parse_frame_ref(kdh_ingest_patterns_t *p, const char *line, size_t len, unsigned mask,
+                               kdh_ingest_frame_t *out);
 
 /* Hex digit value + 1 (0: not a digit); KDH_INGEST_HEX_SEP for WinDbg's 64-bit separator '`'. */
 #define KDH_INGEST_HEX_SEP 17

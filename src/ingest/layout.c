@@ -63,7 +63,7 @@ static size_t prefix(const char *s, size_t i, size_t n, size_t *ov)
     return second ? (size_t)-1 : j; /* 5-7 digits: the unnamed column; then a second is an error */
 }
 
-int kdh_ingest_layout_fast(int id, const char *s, size_t n, size_t ov[2 * KDH_INGEST_LAYOUT_GROUPS])
+int kdh_ingest_layout_columns(int id, const char *s, size_t n, size_t ov[2 * KDH_INGEST_LAYOUT_GROUPS])
 {
     int x64 = id == PAT_X64;
     if (!n || (id != PAT_X64 && id != PAT_X86))
@@ -140,9 +140,17 @@ int kdh_ingest_layout_fast(int id, const char *s, size_t n, size_t ov[2 * KDH_IN
     for (size_t k = 0; k < hi; k++)
         if ((unsigned char)s[k] < 0x20 || (unsigned char)s[k] > 0x7e)
             return -1;
-    if (memchr(s + j, '\n', n - j) || memchr(s + j, '\r', n - j))
-        return -1;
     set(ov, x64 ? 5 : 8, j, n);
     set(ov, 0, 0, n);
+    return 1;
+}
+
+int kdh_ingest_layout_fast(int id, const char *s, size_t n, size_t ov[2 * KDH_INGEST_LAYOUT_GROUPS])
+{
+    if (kdh_ingest_layout_columns(id, s, n, ov) < 0)
+        return -1;
+    size_t j = ov[2 * (id == PAT_X64 ? 5 : 8)];
+    if (memchr(s + j, '\n', n - j) || memchr(s + j, '\r', n - j))
+        return -1;
     return 1;
 }
