@@ -5,10 +5,20 @@
 
 #include <string.h>
 
+/* [A-Za-z0-9_.$-], the pattern's MOD class */
+static const unsigned char mod_class[256] = {
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1,
+    ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1,
+    ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1,
+    ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
+    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1, ['_'] = 1, ['.'] = 1, ['$'] = 1, ['-'] = 1,
+};
+
 static int is_mod(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-           c == '$' || c == '-';
+    return mod_class[c];
 }
 
 static size_t hex_run(const char *s, size_t from, size_t n)
@@ -33,11 +43,8 @@ static void set(size_t *ov, int g, size_t a, size_t b)
  * 3. "0x" and 1-16 hex digits, or 1-8 hex digits, '`' and 8 hex digits. */
 int kdh_ingest_callsite_fast(const char *s, size_t n, size_t ov[2 * KDH_INGEST_CS_GROUPS])
 {
-    if (!n)
+    if (!n || !kdh_ingest_plain(s, n))
         return -1;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
-            return -1;
     size_t m = 0;
     while (m < n && is_mod((unsigned char)s[m]))
         m++;
@@ -101,10 +108,16 @@ int kdh_ingest_callsite_scan(const char *s, size_t n, size_t ov[2 * KDH_INGEST_C
     size_t m = 0;
     while (m < n && is_mod((unsigned char)s[m]))
         m++;
-    /* the rest in one pass, without branches on the bytes: is any outside printable ASCII, is
-     * any '<' (the start of a " <--" note) */
+    /* the rest in one pass, a word at a time: is any byte outside printable ASCII, is any '<'
+     * (the start of a " <--" note) */
     unsigned odd = 0, lt = 0;
-    for (size_t i = m; i < n; i++) {
+    size_t i = m;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x = kdh_ingest_word(s + i);
+        odd |= kdh_ingest_word_odd(x);
+        lt |= kdh_ingest_word_has(x, '<');
+    }
+    for (; i < n; i++) {
         unsigned c = (unsigned char)s[i];
         odd |= c - 0x20u > 0x5eu;
         lt |= c == '<';

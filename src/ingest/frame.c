@@ -52,6 +52,26 @@ static size_t strip_source(const char *s, size_t n)
     return n;
 }
 
+/* The rightmost " (FPO: ", " (CONV: ", " (Inline Function @ ", " (TrapFrame @ " or " (no FPO"
+ * in s[0..n): every one starts with " (", so one scan from the right finds it. -1 when none. */
+static long last_group(const char *s, size_t n)
+{
+    static const struct {
+        const char *text;
+        size_t len;
+    } groups[] = {{" (FPO: ", 7}, {" (CONV: ", 8}, {" (Inline Function @ ", 20}, {" (TrapFrame @ ", 14}, {" (no FPO", 8}};
+    if (n < 7)
+        return -1;
+    for (size_t i = n - 7 + 1; i-- > 0;) {
+        if (s[i] != ' ' || s[i + 1] != '(')
+            continue;
+        for (size_t g = 0; g < KDH_ARRAY_LEN(groups); g++)
+            if (i + groups[g].len <= n && memcmp(s + i, groups[g].text, groups[g].len) == 0)
+                return (long)i;
+    }
+    return -1;
+}
+
 size_t kdh_ingest_strip_annotations(const char *s, size_t n)
 {
     n = rtrim(s, n);
@@ -60,15 +80,8 @@ size_t kdh_ingest_strip_annotations(const char *s, size_t n)
     if (a > 0)
         n = rtrim(s, (size_t)a);
     n = strip_source(s, n);
-    static const char *const groups[] = {" (FPO: ", " (CONV: ", " (Inline Function @ ", " (TrapFrame @ ",
-                                         " (no FPO"};
     for (int guard = 0; guard < 4 && n && s[n - 1] == ')'; guard++) {
-        long best = -1;
-        for (size_t g = 0; g < KDH_ARRAY_LEN(groups); g++) {
-            long pos = last_of(s, n, groups[g], strlen(groups[g]));
-            if (pos > best)
-                best = pos;
-        }
+        long best = last_group(s, n);
         if (best <= 0)
             break;
         n = rtrim(s, (size_t)best);

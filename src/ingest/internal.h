@@ -7,6 +7,7 @@
 #include <pcre2.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kdh/ingest.h"
 
@@ -131,6 +132,40 @@ static inline int kdh_ingest_hex(const char *s, size_t len, uint64_t *out)
     *out = v;
     return 1;
 }
+/* Word-at-a-time byte tests (8 bytes per step; the callsite and column checks run over every
+ * frame line). Each tells exactly whether any byte of x qualifies. */
+#define KDH_INGEST_ONES 0x0101010101010101ull
+#define KDH_INGEST_HIGHS 0x8080808080808080ull
+static inline uint64_t kdh_ingest_word(const char *s)
+{
+    uint64_t x;
+    memcpy(&x, s, 8);
+    return x;
+}
+/* a byte outside printable ASCII 0x20-0x7e: below 0x20, or 0x7f and above */
+static inline int kdh_ingest_word_odd(uint64_t x)
+{
+    return (((x - KDH_INGEST_ONES * 0x20) & ~x) | ((x + KDH_INGEST_ONES) | x)) & KDH_INGEST_HIGHS ? 1 : 0;
+}
+/* a byte equal to c */
+static inline int kdh_ingest_word_has(uint64_t x, unsigned char c)
+{
+    uint64_t y = x ^ (KDH_INGEST_ONES * c);
+    return ((y - KDH_INGEST_ONES) & ~y & KDH_INGEST_HIGHS) ? 1 : 0;
+}
+/* Is every byte of [s, s+n) printable ASCII? */
+static inline int kdh_ingest_plain(const char *s, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        if (kdh_ingest_word_odd(kdh_ingest_word(s + i)))
+            return 0;
+    for (; i < n; i++)
+        if ((unsigned char)s[i] - 0x20u > 0x5eu)
+            return 0;
+    return 1;
+}
+
 /* Decimal digits to a value; 0 when empty, non-digit or overflowing. */
 int kdh_ingest_dec(const char *s, size_t len, uint64_t *out);
 
@@ -254,9 +289,10 @@ int kdh_ingest_first_clock(const kdh_ingest_parser_t *p, const char *path, doubl
 /* parser.c: closes the stack being collected (emits it, or holds a !verifier 0x80 record). */
 int kdh_ingest_end_stack(kdh_ingest_parser_t *p, kdh_err_t *err);
 
-/* tables.c: table lines (poolmon, !poolused, !vm, !verifier 3). Returns 1 when the line was
- * consumed, 0 when it is not a table line, or a negative sink error. */
-int kdh_ingest_table_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_err_t *err);
+/* tables.c: table lines (poolmon, !poolused, !vm, !verifier 3); lead: the count of the line's
+ * leading spaces and tabs. Returns 1 when the line was consumed, 0 when it is not a table line,
+ * or a negative sink error. */
+int kdh_ingest_table_line(kdh_ingest_parser_t *p, const char *s, size_t n, size_t lead, kdh_err_t *err);
 /* Emits one stack through the sink (used by the !verifier 3 rows). */
 int kdh_ingest_emit_stack(kdh_ingest_parser_t *p, kdh_ingest_stack_t *st, kdh_err_t *err);
 void kdh_ingest_note_skip(kdh_ingest_parser_t *p);

@@ -137,9 +137,8 @@ int kdh_ingest_layout_columns(int id, const char *s, size_t n, size_t ov[2 * KDH
         hi = n;
     if (j + 1 > hi)
         hi = j + 1;
-    for (size_t k = 0; k < hi; k++)
-        if ((unsigned char)s[k] < 0x20 || (unsigned char)s[k] > 0x7e)
-            return -1;
+    if (!kdh_ingest_plain(s, hi))
+        return -1;
     set(ov, x64 ? 5 : 8, j, n);
     set(ov, 0, 0, n);
     return 1;

@@ -60,14 +60,6 @@ void kdh_ingest_note_skip(kdh_ingest_parser_t *p)
     p->st.skipped++;
 }
 
-static int is_blank(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (s[i] != ' ' && s[i] != '\t')
-            return 0;
-    return 1;
-}
-
 /* Does the line, after spaces and tabs, begin with w? Inlined with a literal w, the length is a
  * constant and the first byte is compared before any memcmp: most lines fail right there. */
 static inline int starts_with(const char *s, size_t n, const char *w)
@@ -86,6 +78,41 @@ static char first_nonspace(const char *s, size_t n)
         if (!(s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n' || s[i] == '\v' || s[i] == '\f'))
             return s[i];
     return 0;
+}
+
+static int is_pcre_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
+
+/* What the header pattern needs after its leading blanks: an optional '#', an optional "Memory"
+ * column, then "Child" or "Call Site". A line without it cannot match, and checking costs a few
+ * compares where searching the line for the words cost a scan of it. */
+static int header_start(const char *s, size_t n, size_t i)
+{
+    if (i < n && s[i] == '#')
+        for (i++; i < n && is_pcre_space(s[i]);)
+            i++;
+    if (n - i >= 6 && memcmp(s + i, "Memory", 6) == 0) {
+        size_t j = i + 6;
+        for (i = j; i < n && is_pcre_space(s[i]);)
+            i++;
+        if (i == j)
+            return 0;
+    }
+    return (n - i >= 5 && memcmp(s + i, "Child", 5) == 0) || (n - i >= 9 && memcmp(s + i, "Call Site", 9) == 0);
+}
+
+/* What the prompt pattern needs at its first non-blank byte: a digit ("0: kd>", "1:000>"), 'k' or
+ * 'l' ("kd>", "lkd>") or a drive letter and ':' ("C:\>"). i: the first byte \s does not match. */
+static int prompt_start(const char *s, size_t n, size_t i)
+{
+    if (i == n)
+        return 0;
+    char c = s[i];
+    if ((c >= '0' && c <= '9') || c == 'k' || c == 'l')
+        return 1;
+    return ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) && i + 1 < n && s[i + 1] == ':';
 }
 
 /* ---- stacks and events ---- */
@@ -435,12 +462,13 @@ static void prompt(kdh_ingest_parser_t *p, const char *s, size_t *ov)
     p->thread_hint = 0;
     if (!kdh_ingest_group(ov, 2, s, &g, &gl))
         return;
-    size_t start = 0;
-    for (size_t i = 0; i <= gl; i++)
-        if (i == gl || g[i] == ';') {
-            command(p, g + start, i - start);
-            start = i + 1;
-        }
+    for (const char *c = g, *end = g + gl;;) {
+        const char *semi = memchr(c, ';', (size_t)(end - c));
+        command(p, c, (size_t)((semi ? semi : end) - c));
+        if (!semi)
+            break;
+        c = semi + 1;
+    }
 }
 
 /* "Debug session time: Tue Mar 17 10:21:12.345 2020 (UTC + 1:00)", printed when the debugger
@@ -487,20 +515,16 @@ int kdh_ingest_session_clock(const char *s, const size_t *ov, double *t)
 
 /* ---- one line ---- */
 
-static int kd_line(kdh_ingest_parser_t *p, const char *s, size_t n)
+/* lead: the count of leading spaces and tabs; lead_s: of leading bytes PCRE2's \s matches */
+static int kd_line(kdh_ingest_parser_t *p, const char *s, size_t n, size_t lead, size_t lead_s)
 {
     size_t *ov;
     const char *g;
     size_t gl;
-    /* the leading blanks skipped once for every first-word check below */
-    size_t tn = n;
-    const char *t = s;
-    while (tn && (*t == ' ' || *t == '\t'))
-        t++, tn--;
+    size_t tn = n - lead;
+    const char *t = s + lead;
     /* cheap substring and first-word checks keep the patterns off ordinary lines */
-    char c0 = first_nonspace(s, n);
-    int h = (c0 == 'C' || c0 == 'M' || c0 == '#') && (memmem(s, n, "Child", 5) || memmem(s, n, "Call Site", 9)) &&
-            kdh_ingest_match(p->pat, PAT_HEADER, s, n, &ov);
+    int h = header_start(s, n, lead_s) && kdh_ingest_match(p->pat, PAT_HEADER, s, n, &ov);
     if (h) {
         if (kdh_ingest_group(ov, 4, s, &g, &gl)) {
             arm(p, KDH_INGEST_L_KC, "kc", -1);
@@ -555,16 +579,13 @@ static int kd_line(kdh_ingest_parser_t *p, const char *s, size_t n)
     return 0;
 }
 
-static int verifier_line(kdh_ingest_parser_t *p, const char *s, size_t n)
+static int verifier_line(kdh_ingest_parser_t *p, const char *s, size_t n, size_t lead)
 {
     size_t *ov;
     const char *g;
     size_t gl;
-    /* the leading blanks skipped once for every first-word check below */
-    size_t tn = n;
-    const char *t = s;
-    while (tn && (*t == ' ' || *t == '\t'))
-        t++, tn--;
+    size_t tn = n - lead;
+    const char *t = s + lead;
     uint64_t v;
     if (starts_with(t, tn, "Pool block ") && kdh_ingest_match(p->pat, PAT_POOLBLOCK, s, n, &ov)) {
         arm(p, KDH_INGEST_L_ADDR, "verifier80", -1);
@@ -604,6 +625,12 @@ int kdh_ingest_parser_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_
     p->st.lines++;
     while (n && (s[n - 1] == '\r' || s[n - 1] == '\n' || s[n - 1] == ' ' || s[n - 1] == '\t'))
         n--;
+    /* the leading blanks, counted once for every check below */
+    size_t lead = 0, lead_s;
+    while (lead < n && (s[lead] == ' ' || s[lead] == '\t'))
+        lead++;
+    for (lead_s = lead; lead_s < n && is_pcre_space(s[lead_s]);)
+        lead_s++;
     if (!p->nul_free && memchr(s, 0, n)) {
         /* binary junk (a glitch on the serial line): never a frame or a row; skipped like a
          * damaged frame, so a stack around it continues */
@@ -612,7 +639,7 @@ int kdh_ingest_parser_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_
     }
 
     if (p->armed || p->open) {
-        if (is_blank(s, n)) {
+        if (lead == n) {
             if (p->open)
                 return kdh_ingest_end_stack(p, err);
             return KDH_OK; /* verifier 4 puts a blank line between "Thread:" and the frames */
@@ -625,39 +652,39 @@ int kdh_ingest_parser_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_
             return KDH_OK;
         }
         size_t *ov;
-        char w0 = first_nonspace(s, n); /* "WARNING: ..." or "*** Stack trace ..." */
+        char w0 = lead_s < n ? s[lead_s] : 0; /* "WARNING: ..." or "*** Stack trace ..." */
         if ((w0 == 'W' || w0 == '*') && kdh_ingest_match(p->pat, PAT_STACKWARN, s, n, &ov))
             return KDH_OK;
         if (p->open && looks_like_frame(s, n) && !kdh_ingest_match(p->pat, PAT_PROMPT, s, n, &ov)) {
             kdh_ingest_note_skip(p);
             return KDH_OK;
         }
-        if (p->armed && !p->open && (p->kinds & KDH_INGEST_VERIFIER) && verifier_line(p, s, n))
+        if (p->armed && !p->open && (p->kinds & KDH_INGEST_VERIFIER) && verifier_line(p, s, n, lead))
             return KDH_OK; /* "Thread:" / "IRQ Level" lines between a record head and its frames */
         if ((rc = kdh_ingest_end_stack(p, err)))
             return rc;
     }
 
     if (p->blk != BLK_NONE || (p->kinds & (KDH_INGEST_POOLMON | KDH_INGEST_POOLUSED | KDH_INGEST_VERIFIER))) {
-        rc = kdh_ingest_table_line(p, s, n, err);
+        rc = kdh_ingest_table_line(p, s, n, lead, err);
         if (rc < 0)
             return rc;
         if (rc > 0)
             return KDH_OK;
     }
-    if (is_blank(s, n))
+    if (lead == n)
         return KDH_OK;
 
     size_t *ov;
-    if (memchr(s, '>', n < 260 ? n : 260) && kdh_ingest_match(p->pat, PAT_PROMPT, s, n, &ov)) {
+    if (prompt_start(s, n, lead_s) && memchr(s, '>', n < 260 ? n : 260) && kdh_ingest_match(p->pat, PAT_PROMPT, s, n, &ov)) {
         if ((rc = kdh_ingest_v80_flush(p, err)))
             return rc;
         prompt(p, s, ov);
         return KDH_OK;
     }
-    if ((p->kinds & KDH_INGEST_KD) && kd_line(p, s, n))
+    if ((p->kinds & KDH_INGEST_KD) && kd_line(p, s, n, lead, lead_s))
         return KDH_OK;
-    if ((p->kinds & KDH_INGEST_VERIFIER) && verifier_line(p, s, n))
+    if ((p->kinds & KDH_INGEST_VERIFIER) && verifier_line(p, s, n, lead))
         return KDH_OK;
     /* A line that is none of the above is text between outputs (DbgPrint, other commands). */
     return KDH_OK;

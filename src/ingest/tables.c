@@ -293,15 +293,13 @@ static int is_dashes(const char *s, size_t n)
     return dash;
 }
 
-int kdh_ingest_table_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_err_t *err)
+int kdh_ingest_table_line(kdh_ingest_parser_t *p, const char *s, size_t n, size_t lead, kdh_err_t *err)
 {
     size_t *ov;
     const char *g;
     size_t gl;
     int rc;
-    size_t i = 0;
-    while (i < n && (s[i] == ' ' || s[i] == '\t'))
-        i++;
+    size_t i = lead;
     /* outside its block, only a "Searching" / "Scanning" line can start !poolfind output */
     if (p->blk == BLK_POOLFIND || ((p->kinds & KDH_INGEST_POOLUSED) && i < n && s[i] == 'S')) {
         if ((rc = kdh_ingest_poolfind_line(p, s, n, i, err)))

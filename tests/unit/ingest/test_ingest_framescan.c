@@ -130,7 +130,7 @@ static void generated_lines(void **state)
                                        "nt!Foo+0x", "nt!", "!x", "mod.sys", "a$b-c.d!sym::f<int>+0x1f",
                                        "0x123456789", "Drv!Fn(", "nt!KiTrap0E+0x2c4"};
     static const char *const tail[] = {"", "", "", " [c:\\src dir\\a.c @ 12]", " (FPO: [0,0,0])",
-                                       " (Inline Function @ fffff801`b56d24aa)", " <-- the leak", " (TrapFrame @ 8a3b2c10)",
+                                       " (Inline Function @ fffff801`b56d24aa)", " <-- the leak", " (TrapFrame @ 8a3b2c10)", "\x7f", "x\xffy",
                                        " (CONV: stdcall)", " (no FPO)", "\r", "\t", " \xc3\xa9", "\x01", "]", ")", "<"};
     char buf[600];
     unsigned long long r = 0x9e3779b97f4a7c15ull;
