@@ -15,9 +15,6 @@
 
 #include "kdh/store.h"
 
-#define MODS_MAX 4096 /* module names remembered for modules.jsonl; beyond that they repeat */
-#define MODS_SLOTS (2 * MODS_MAX) /* hash table of those names, at most half full */
-
 /* Stacks already interned, by the parsed frames that determine their id: a log repeats a few
  * stacks thousands of times, and a repeat then costs one hash and one compare instead of module
  * lookups per frame, the canonical text and its hash. Direct mapped; a miss just interns again. */
@@ -112,8 +109,6 @@ typedef struct writer {
     hitmap_t hits;
     kdh_store_t *store;
     const char *file; /* base name of the current input */
-    char *mods[MODS_SLOTS]; /* names already in modules.jsonl, open addressing */
-    size_t nmods;
     uint64_t unique;
     uint64_t tag_votes[8];
     char tags[8][5];
@@ -157,24 +152,9 @@ static int stack_key(writer_t *w, const kdh_ingest_stack_t *st, size_t *len)
     return KDH_OK;
 }
 
-/* Every frame names its module: a hash lookup, since a log can mention thousands of modules. */
+/* Every frame names its module; the store writes each (name, boot) once. */
 static int add_module(writer_t *w, const char *name, kdh_err_t *err)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const char *c = name; *c; c++)
-        h = (h ^ (unsigned char)*c) * 16777619u;
-    size_t i = h & (MODS_SLOTS - 1);
-    while (w->mods[i]) {
-        if (strcmp(w->mods[i], name) == 0)
-            return KDH_OK;
-        i = (i + 1) & (MODS_SLOTS - 1);
-    }
-    if (w->nmods < MODS_MAX) {
-        w->mods[i] = strdup(name);
-        if (!w->mods[i])
-            return kdh_err_set(err, KDH_ENOMEM, "out of memory for module names");
-        w->nmods++;
-    }
     kdh_store_module_t m;
     memset(&m, 0, sizeof m);
     m.key = name;
@@ -481,8 +461,6 @@ out:
         if (!rc && crc)
             rc = kdh_err_set(err, crc, "%s", cerr.msg);
     }
-    for (size_t i = 0; i < MODS_SLOTS; i++)
-        free(w->mods[i]);
     for (size_t i = 0; w->sidc && i < SIDC_SLOTS; i++)
         free(w->sidc[i].key);
     free(w->sidc);
