@@ -125,7 +125,16 @@ static int fill_callsite(const char *s, size_t len, const size_t *ov, kdh_ingest
     const char *g;
     size_t gl;
     size_t keep = len < KDH_INGEST_SYM_MAX - 1 ? len : KDH_INGEST_SYM_MAX - 1;
-    memcpy(out->sym, s, keep);
+    /* 16 bytes at a time with fixed-size copies: a callsite is a few dozen bytes, for which the
+     * variable-length memcpy's setup cost more than the copy (perf: half of this function) */
+    size_t i = 0;
+    for (; i + 16 <= keep; i += 16)
+        memcpy(out->sym + i, s + i, 16);
+    for (size_t w = 8; w; w /= 2)
+        if (keep - i >= w) {
+            memcpy(out->sym + i, s + i, w);
+            i += w;
+        }
     out->sym[keep] = 0;
     out->truncated = keep < len;
     out->has_off = 0;

@@ -60,13 +60,12 @@ void kdh_ingest_note_skip(kdh_ingest_parser_t *p)
     p->st.skipped++;
 }
 
-/* Does the line, after spaces and tabs, begin with w? Inlined with a literal w, the length is a
- * constant and the first byte is compared before any memcmp: most lines fail right there. */
+/* Does the line's text after its leading spaces and tabs (s, n: the callers skip them once)
+ * begin with w? Inlined with a literal w, the length is a constant and the first byte is compared
+ * before any memcmp: most lines fail right there. */
 static inline int starts_with(const char *s, size_t n, const char *w)
 {
     size_t m = strlen(w);
-    while (n && (*s == ' ' || *s == '\t'))
-        s++, n--;
     return n >= m && *s == *w && memcmp(s, w, m) == 0;
 }
 
