@@ -1,7 +1,8 @@
 /* fuzz_ingest_frame.c: libFuzzer harness for the stack-line parser: every layout of one frame
  * line, the bare callsite grammar, and the streaming parser over the same bytes (so line
  * assembly, table rows and the state machine see arbitrary input too). The direct CALLSITE
- * and x64/x86 layout decisions must agree with PCRE2 running the patterns, group for group. */
+ * and x64/x86 layout decisions must agree with PCRE2 running the patterns, group for group, and
+ * the whole frame parse with PCRE2 alone deciding it (kdh_ingest_parse_frame_ref), field for field. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -30,6 +31,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (n >= KDH_INGEST_SYM_MAX || f.mod_len > n || f.name_off + f.name_len > n)
             __builtin_trap();
         if (f.form < KDH_INGEST_CS_SYMBOL || f.form > KDH_INGEST_CS_ADDR)
+            __builtin_trap();
+    }
+    /* the whole frame parse, direct recognizer against PCRE2 alone, for every layout mask */
+    static const unsigned masks[] = {KDH_INGEST_L_X64, KDH_INGEST_L_X86, KDH_INGEST_L_X64 | KDH_INGEST_L_X86,
+                                     KDH_INGEST_L_ALL};
+    for (size_t k = 0; k < sizeof masks / sizeof masks[0]; k++) {
+        static kdh_ingest_frame_t a, b;
+        int ra = kdh_ingest_parse_frame(pat, s, size, masks[k], &a);
+        int rb = kdh_ingest_parse_frame_ref(pat, s, size, masks[k], &b);
+        if (ra != rb)
+            __builtin_trap();
+        if (ra && (strcmp(a.sym, b.sym) != 0 || a.form != b.form || a.mod_len != b.mod_len ||
+                   a.name_off != b.name_off || a.name_len != b.name_len || a.has_off != b.has_off ||
+                   a.off != b.off || a.has_addr != b.has_addr || a.addr != b.addr || a.has_ret != b.has_ret ||
+                   a.ret != b.ret || a.nargs != b.nargs || a.is_inline != b.is_inline ||
+                   a.truncated != b.truncated || memcmp(a.args, b.args, (size_t)a.nargs * sizeof a.args[0]) != 0))
             __builtin_trap();
     }
     (void)kdh_ingest_parse_callsite(pat, s, size, &f);
