@@ -128,8 +128,11 @@ static int fill_callsite(const char *s, size_t len, const size_t *ov, kdh_ingest
     /* 16 bytes at a time with fixed-size copies: a callsite is a few dozen bytes, for which the
      * variable-length memcpy's setup cost more than the copy (perf: half of this function) */
     size_t i = 0;
-    for (; i + 16 <= keep; i += 16)
+    // cppcheck-suppress knownConditionTrueFalse ; callsites of 16 bytes and more are the common case
+    while (keep - i >= 16) {
         memcpy(out->sym + i, s + i, 16);
+        i += 16;
+    }
     for (size_t w = 8; w; w /= 2)
         if (keep - i >= w) {
             memcpy(out->sym + i, s + i, w);
@@ -214,7 +217,8 @@ static int finish(kdh_ingest_patterns_t *p, const char *line, const size_t *ov, 
 {
     const char *r;
     size_t rl;
-    kdh_ingest_group(ov, rest_g, line, &r, &rl);
+    if (!kdh_ingest_group(ov, rest_g, line, &r, &rl))
+        return 0; /* (the layouts' last group is never unset on a match) */
     rl = kdh_ingest_strip_annotations(r, rl);
     /* The callsite match reuses the match block: copy what we still need first (done by callers). */
     return callsite(p, r, rl, out, direct) == KDH_OK;
@@ -230,7 +234,8 @@ static int finish_direct(kdh_ingest_patterns_t *p, const char *line, const size_
 {
     const char *r;
     size_t rl;
-    kdh_ingest_group(ov, rest_g, line, &r, &rl);
+    if (!kdh_ingest_group(ov, rest_g, line, &r, &rl))
+        return 0; /* (never unset on a match) */
     size_t cov[2 * KDH_INGEST_CS_GROUPS];
     int c = kdh_ingest_callsite_scan(r, rl, cov);
     if (c >= 0)
@@ -257,8 +262,7 @@ static int try_layout(kdh_ingest_patterns_t *p, int id, const char *line, size_t
         /* the groups first: a PCRE2 callsite match reuses the match block ov may point into */
         int is_inline = kdh_ingest_group(ov, 3, line, &g, &gl);
         uint64_t ret = 0, a;
-        kdh_ingest_group(ov, 4, line, &g, &gl);
-        int has_ret = g[0] != '-' && kdh_ingest_hex(g, gl, &ret);
+        int has_ret = kdh_ingest_group(ov, 4, line, &g, &gl) && g[0] != '-' && kdh_ingest_hex(g, gl, &ret);
         uint32_t args[3] = {0, 0, 0};
         int nargs = 0;
         for (int i = 0; !x64 && i < 3; i++) {

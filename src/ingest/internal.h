@@ -145,13 +145,13 @@ static inline uint64_t kdh_ingest_word(const char *s)
 /* a byte outside printable ASCII 0x20-0x7e: below 0x20, or 0x7f and above */
 static inline int kdh_ingest_word_odd(uint64_t x)
 {
-    return (((x - KDH_INGEST_ONES * 0x20) & ~x) | ((x + KDH_INGEST_ONES) | x)) & KDH_INGEST_HIGHS ? 1 : 0;
+    return ((((x - KDH_INGEST_ONES * 0x20) & ~x) | ((x + KDH_INGEST_ONES) | x)) & KDH_INGEST_HIGHS) != 0;
 }
 /* a byte equal to c */
 static inline int kdh_ingest_word_has(uint64_t x, unsigned char c)
 {
     uint64_t y = x ^ (KDH_INGEST_ONES * c);
-    return ((y - KDH_INGEST_ONES) & ~y & KDH_INGEST_HIGHS) ? 1 : 0;
+    return ((y - KDH_INGEST_ONES) & ~y & KDH_INGEST_HIGHS) != 0;
 }
 /* Is every byte of [s, s+n) printable ASCII? */
 static inline int kdh_ingest_plain(const char *s, size_t n)

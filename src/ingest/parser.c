@@ -459,7 +459,7 @@ static void prompt(kdh_ingest_parser_t *p, const char *s, size_t *ov)
     p->blk = BLK_NONE;
     p->snap_pending = 1;
     p->thread_hint = 0;
-    if (!kdh_ingest_group(ov, 2, s, &g, &gl))
+    if (!kdh_ingest_group(ov, 2, s, &g, &gl) || !g)
         return;
     for (const char *c = g, *end = g + gl;;) {
         const char *semi = memchr(c, ';', (size_t)(end - c));
