@@ -412,22 +412,35 @@ int hs_journal_open_bps(const char *dir)
     char path[600];
     snprintf(path, sizeof path, "%s/journal.jsonl", dir);
     json_t *lines = hs_load_lines(path), *o;
+    json_t *open = json_object(); /* "kernel_base/handle" -> addr of its latest bp_set */
     size_t i;
-    int open[64] = {0};
     json_array_foreach(lines, i, o) {
         const char *op = hs_str(o, "op");
-        json_int_t h = json_integer_value(json_object_get(o, "handle"));
-        if (h < 0 || h >= 64)
+        assert_non_null(op);
+        int set = strcmp(op, "bp_set") == 0;
+        if (!set && strcmp(op, "bp_clear") != 0)
+            continue; /* arm, disarm */
+        json_t *h = json_object_get(o, "handle");
+        const char *kb = hs_str(o, "kernel_base"), *addr = hs_str(o, "addr");
+        if (!json_is_integer(h) || json_integer_value(h) <= 0 || json_integer_value(h) > UINT32_MAX || !kb || !addr)
+            fail_msg("journal line %zu: %s without a handle (1..0xffffffff), kernel_base and addr", i + 1, op);
+        char key[128];
+        snprintf(key, sizeof key, "%s/%lld", kb, (long long)json_integer_value(h));
+        if (set) { /* a later bp_set of a handle replaces its earlier one */
+            json_object_set_new(open, key, json_string(addr));
             continue;
-        if (strcmp(op, "bp_set") == 0)
-            open[h] = 1;
-        else if (strcmp(op, "bp_clear") == 0)
-            open[h] = 0;
+        }
+        const char *was = json_string_value(json_object_get(open, key));
+        if (!was)
+            fail_msg("journal line %zu: bp_clear of %s (kernel_base/handle) at %s, which no open bp_set has", i + 1,
+                     key, addr);
+        if (strcmp(was, addr) != 0)
+            fail_msg("journal line %zu: bp_clear of %s (kernel_base/handle) at %s, set at %s", i + 1, key, addr, was);
+        json_object_del(open, key);
     }
+    int n = (int)json_object_size(open);
+    json_decref(open);
     json_decref(lines);
-    int n = 0;
-    for (int h = 0; h < 64; h++)
-        n += open[h];
     return n;
 }
 

@@ -70,7 +70,10 @@ const char *hs_out_clear_top(const hs_outstanding_t *o, json_int_t *best);
  * llvm-pdbutil-14 cannot dump it. */
 json_t *hs_pdb_publics(void);
 
-/* Journal: breakpoint handles set and not cleared. */
+/* Journal: breakpoints set and not cleared, keyed by (kernel_base, handle) as the journal's
+ * records are (a later bp_set of a handle replaces its earlier one); a bp_clear must name the
+ * address of the open bp_set of its handle, and a record without a handle (1..0xffffffff),
+ * kernel_base or addr fails the test. */
 int hs_journal_open_bps(const char *dir);
 /* meta.json counters.<group>.<name> (group NULL: counters.<name>); fails the test when absent. */
 json_int_t hs_meta_counter(const char *dir, const char *group, const char *name);

@@ -5,8 +5,8 @@
  * routine's entry, the truth inside the pool tracker), the outstanding bytes per stack of
  * `kdharvest report` equal those the truth's own blocks leave, with the leaking driver first,
  * the target's breaks (told from the truth and llvm-pdbutil's publics of the kernel PDB) are our
- * entry and return stops and the break-ins of the attach and the detach, none comes after it, and the journal ends
- * with every breakpoint cleared.
+ * entry and return stops and the break-ins of the attach and the detach, none comes after it,
+ * and the journal ends with every breakpoint cleared.
  * Entry mode runs without any PDB, and --max-stall disarms it. specialpool on a target whose
  * special pool is not set up for the tag warns with the registry value to set.
  * usage: test_harvest_modes KDSIM KDHARVEST FIXTURES [x64|x86]   (77 when the fixtures or
