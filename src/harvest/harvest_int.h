@@ -247,6 +247,9 @@ int hv_handle_hit(hv_t *h, kdh_err_t *err);
  * bytes, already read): the predicted span in one read, the unwinder for the rest. */
 int hv_capture_from_slice(hv_t *h, const kdh_wire_state_change_t *sc, const uint8_t *slice, uint32_t len,
                           kdh_target_stack_t *s, kdh_harvest_hit_cost_t *cost, kdh_err_t *err);
+/* Alloc/free of the routine holding va (hv_classify_name of its symbol), remembered per boot in
+ * h->kinds so that a frame is symbolized once, not at every hit. */
+int hv_kind_of(hv_t *h, uint64_t va);
 /* Logs a captured stack (interned; symbolized the first time): its id, or *capped when the
  * per-stack cap was reached. */
 int hv_log_stack(hv_t *h, const kdh_target_stack_t *s, uint64_t *sid, int *capped, kdh_err_t *err);

@@ -110,7 +110,7 @@ int hv_sid_known(hv_t *h, uint64_t sid)
 }
 
 /* ---- classification ---- */
-static int kind_of(hv_t *h, uint64_t va)
+int hv_kind_of(hv_t *h, uint64_t va)
 {
     size_t i = (size_t)((va * 0x9E3779B97F4A7C15ull) >> 56) % HV_KIND_SLOTS;
     if (h->kinds.va[i] == va && va)
@@ -126,11 +126,11 @@ static int kind_of(hv_t *h, uint64_t va)
 /* The break is in DbgBreakPoint (its caller says which side) or inlined in the pool routine. */
 static int classify(hv_t *h, uint64_t pc, uint64_t ret)
 {
-    int k = kind_of(h, pc);
+    int k = hv_kind_of(h, pc);
     if (k >= 0)
         return k;
     if (ret) {
-        k = kind_of(h, ret);
+        k = hv_kind_of(h, ret);
         if (k >= 0)
             return k;
     }
@@ -322,7 +322,7 @@ int hv_touch_context(hv_t *h, kdh_err_t *err)
 static int count_only(hv_t *h, const kdh_wire_state_change_t *sc, int *kind, kdh_err_t *err)
 {
     uint64_t ret = 0;
-    int k = kind_of(h, sc->program_counter);
+    int k = hv_kind_of(h, sc->program_counter);
     if (k >= 0) {
         int rc = hv_touch_context(h, err);
         if (rc != KDH_OK)

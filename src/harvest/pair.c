@@ -110,13 +110,6 @@ void hv_pair_free_all(hv_pair_t *p)
 }
 
 /* ---- allocations ---- */
-static int frame_kind(hv_t *h, uint64_t pc)
-{
-    char sym[320];
-    kdh_target_symbolize(h->t, pc, sym, sizeof sym);
-    return hv_classify_name(sym);
-}
-
 int hv_pair_alloc(hv_t *h, const kdh_wire_state_change_t *sc, const kdh_target_stack_t *s,
                   const kdh_store_event_t *ev, kdh_err_t *err)
 {
@@ -124,7 +117,7 @@ int hv_pair_alloc(hv_t *h, const kdh_wire_state_change_t *sc, const kdh_target_s
      * the first one that is not */
     uint32_t k = 1;
     int inside = 0;
-    while (k < s->n_frames && frame_kind(h, s->frames[k].pc) == KDH_STORE_ALLOC) {
+    while (k < s->n_frames && hv_kind_of(h, s->frames[k].pc) == KDH_STORE_ALLOC) {
         inside = 1;
         k++;
     }
