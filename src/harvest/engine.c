@@ -463,7 +463,7 @@ static int resume(hv_t *h, kdh_err_t *err)
     const kdh_wire_state_change_t *sc0 = kdh_kd_state(h->c.kd);
     int rc = KDH_OK;
     if (sc0 && sc0->new_state == KDH_WIRE_STATE_EXCEPTION && sc0->u.exception.code == KDH_WIRE_STATUS_BREAKPOINT)
-        rc = hv_touch_context(h, err);
+        rc = hv_touch_context(h, NULL, err);
     if (rc == KDH_OK)
         rc = kdh_target_skip_int3(h->t, h->c.kd, err);
     if (rc != KDH_OK)

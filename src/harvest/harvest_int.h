@@ -253,8 +253,9 @@ int hv_kind_of(hv_t *h, uint64_t va);
 /* Logs a captured stack (interned; symbolized the first time): its id, or *capped when the
  * per-stack cap was reached. */
 int hv_log_stack(hv_t *h, const kdh_target_stack_t *s, uint64_t *sid, int *capped, kdh_err_t *err);
-/* GetContextEx of the PC alone, so that a following SetContextEx is accepted. */
-int hv_touch_context(hv_t *h, kdh_err_t *err);
+/* GetContextEx of the PC alone, so that a following SetContextEx is accepted; *pc (may be NULL)
+ * receives it. */
+int hv_touch_context(hv_t *h, uint64_t *pc, kdh_err_t *err);
 /* Adds a stack id written by an earlier start of the run. */
 int hv_sid_known(hv_t *h, uint64_t sid);
 void hv_stall_add(hv_t *h, double t0, double t1);

@@ -305,17 +305,22 @@ int hv_capture_from_slice(hv_t *h, const kdh_wire_state_change_t *sc, const uint
 /* Windows refuses Set(Ex)Context unless a Get happened in the same stop (KdpContextSent), and the
  * kd session takes a refused SetContextEx as "no Ex support" for good: read the PC slice first
  * wherever nothing else read the context. */
-int hv_touch_context(hv_t *h, kdh_err_t *err)
+int hv_touch_context(hv_t *h, uint64_t *pc, kdh_err_t *err)
 {
     const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
+    if (pc)
+        *pc = 0;
     if (!sc)
         return KDH_OK;
-    uint8_t pc[8];
+    uint8_t b[8] = {0};
     unsigned ps = kdh_target_pointer_size(h->t);
     kdh_kd_req_t req;
     memset(&req, 0, sizeof req);
-    kdh_kd_get_context_slice(h->c.kd, &req, sc->processor, ps == 8 ? 0xF8 : 0xB8, pc, ps, NULL, NULL);
-    return hv_conn_call(&h->c, &req, "reading the program counter", err);
+    kdh_kd_get_context_slice(h->c.kd, &req, sc->processor, ps == 8 ? 0xF8 : 0xB8, b, ps, NULL, NULL);
+    int rc = hv_conn_call(&h->c, &req, "reading the program counter", err);
+    if (rc == KDH_OK && pc)
+        *pc = ps == 8 ? kdh_get_u64(b) : kdh_sign_extend32(kdh_get_u32(b));
+    return rc;
 }
 
 /* Counted only: the return address word classifies the hit when the break is DbgBreakPoint. */
@@ -324,7 +329,7 @@ static int count_only(hv_t *h, const kdh_wire_state_change_t *sc, int *kind, kdh
     uint64_t ret = 0;
     int k = hv_kind_of(h, sc->program_counter);
     if (k >= 0) {
-        int rc = hv_touch_context(h, err);
+        int rc = hv_touch_context(h, NULL, err);
         if (rc != KDH_OK)
             return rc;
     } else {
@@ -410,15 +415,10 @@ static int reported_again(hv_t *h, const kdh_wire_state_change_t *sc, int *again
     *again = 0;
     if (sc->thread != h->last_thread || sc->program_counter != h->last_pc)
         return KDH_OK;
-    uint8_t pc[8] = {0};
-    unsigned ps = kdh_target_pointer_size(h->t);
-    kdh_kd_req_t req;
-    memset(&req, 0, sizeof req);
-    kdh_kd_get_context_slice(h->c.kd, &req, sc->processor, ps == 8 ? 0xF8 : 0xB8, pc, ps, NULL, NULL);
-    int rc = hv_conn_call(&h->c, &req, "reading the program counter", err);
+    uint64_t cur;
+    int rc = hv_touch_context(h, &cur, err);
     if (rc != KDH_OK)
         return rc;
-    uint64_t cur = ps == 8 ? kdh_get_u64(pc) : kdh_sign_extend32(kdh_get_u32(pc));
     *again = cur == sc->program_counter + 1;
     return KDH_OK;
 }
