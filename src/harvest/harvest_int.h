@@ -297,6 +297,9 @@ int hv_pair_wait(hv_t *h, const kdh_wire_state_change_t *sc, uint64_t ret_pc, ui
 /* A captured free: the block address when it can be located (ev->addr/size filled). */
 void hv_pair_free(hv_t *h, const kdh_wire_state_change_t *sc, const kdh_target_stack_t *s,
                   kdh_store_event_t *ev);
+/* A free of block addr: its event gets the address, and the size when addr was live (taken out
+ * of the live map; counted as paired, else as unmatched). */
+void hv_pair_paired(hv_t *h, kdh_store_event_t *ev, uint64_t addr);
 /* 1 when the current stop is at one of the return breakpoints. */
 int hv_pair_owns_stop(hv_t *h, const kdh_wire_state_change_t *sc);
 /* Handles that stop: the waiting thread's allocation gets its address and size and is logged;

@@ -321,16 +321,8 @@ int hv_mode_on_entry(hv_t *h, kdh_err_t *err)
     } else {
         h->counted++;
     }
-    if (h->o->pair && e->kind == KDH_STORE_FREE && !capped) {
-        uint64_t size;
-        if (hv_live_get(&h->pair, ev.addr, &size, 1)) {
-            h->pair.frees_paired++;
-            ev.size = size;
-            ev.has_size = size != 0;
-        } else {
-            h->pair.frees_unmatched++;
-        }
-    }
+    if (h->o->pair && e->kind == KDH_STORE_FREE && !capped)
+        hv_pair_paired(h, &ev, ev.addr);
     if ((rc = hv_continue(h, KDH_WIRE_DBG_CONTINUE, err)) != KDH_OK)
         return rc;
     hv_stall_add(h, t0, hv_now_mono());

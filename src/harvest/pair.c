@@ -292,7 +292,7 @@ static int stack_word(hv_t *h, uint64_t va, uint64_t *v)
     return 1;
 }
 
-static void paired(hv_t *h, kdh_store_event_t *ev, uint64_t addr)
+void hv_pair_paired(hv_t *h, kdh_store_event_t *ev, uint64_t addr)
 {
     uint64_t size = 0;
     ev->addr = addr;
@@ -315,7 +315,7 @@ void hv_pair_free(hv_t *h, const kdh_wire_state_change_t *sc, const kdh_target_s
     uint64_t v;
     if (site && site->locked) {
         if (stack_word(h, sp + site->off[0], &v))
-            paired(h, ev, v);
+            hv_pair_paired(h, ev, v);
         else
             h->pair.frees_no_addr++;
         return;
@@ -348,7 +348,7 @@ void hv_pair_free(hv_t *h, const kdh_wire_state_change_t *sc, const kdh_target_s
         h->pair.frees_no_addr++;
         return;
     }
-    paired(h, ev, chosen);
+    hv_pair_paired(h, ev, chosen);
     if (!site)
         return;
     /* keep the offsets that held the chosen block this time and every time before */
