@@ -16,7 +16,7 @@ typedef struct kdh_daemon_target {
     char port[256];         /* port = /dev/ttyS0 | tcp = host:port | unix = /path */
     unsigned baud;
     char tag[16];
-    char mode[16];          /* "hittag", "specialpool" or "entry" */
+    kdh_harvest_mode_t mode; /* mode = hittag (default) | specialpool | entry */
     int pair;               /* pair = yes: leak accounting (kdh_harvest_opts_t.pair) */
     char symbols[1024];
     char out[512];          /* run directory; default <logs>/<name>/<UTC time> */

@@ -21,6 +21,12 @@ typedef enum kdh_harvest_mode {
                                     slow on busy machines (every pool call of any tag stops) */
 } kdh_harvest_mode_t;
 
+/* "hittag", "specialpool" or "entry" to the mode: KDH_OK, or KDH_EINVAL (*mode unchanged). */
+int kdh_harvest_mode_parse(const char *name, kdh_harvest_mode_t *mode);
+/* The mode's name as kdh_harvest_mode_parse takes it (and meta.json "mode" shows it). */
+const char *kdh_harvest_mode_name(kdh_harvest_mode_t mode);
+#define KDH_HARVEST_MODE_NAMES "hittag, specialpool or entry"
+
 /* Live figures for a status line (kdh_harvest_opts_t.on_status). */
 typedef struct kdh_harvest_status {
     const char *state;        /* "connecting", "attaching", "armed", "detaching", "done" */

@@ -173,14 +173,8 @@ int kdh_cli_cmd_run(int argc, char **argv)
             break;
         case OPT_TAG: ho.tag = o.arg; break;
         case OPT_MODE:
-            if (strcmp(o.arg, "hittag") == 0)
-                ho.mode = KDH_HARVEST_HITTAG;
-            else if (strcmp(o.arg, "specialpool") == 0)
-                ho.mode = KDH_HARVEST_SPECIALPOOL;
-            else if (strcmp(o.arg, "entry") == 0)
-                ho.mode = KDH_HARVEST_ENTRY;
-            else
-                return kdh_cli_usage_errorf("run", "--mode %s: use hittag, specialpool or entry", o.arg);
+            if (kdh_harvest_mode_parse(o.arg, &ho.mode) != KDH_OK)
+                return kdh_cli_usage_errorf("run", "--mode %s: use " KDH_HARVEST_MODE_NAMES, o.arg);
             break;
         case OPT_OUT: out = o.arg; break;
         case OPT_PAIR: ho.pair = 1; break;

@@ -65,7 +65,7 @@ static int on_kv(void *user, const char *section, const char *name, const char *
                 return 0;
             }
             snprintf(p->cur->name, sizeof p->cur->name, "%s", nm);
-            snprintf(p->cur->mode, sizeof p->cur->mode, "hittag");
+            p->cur->mode = KDH_HARVEST_HITTAG;
         } else if (strcasecmp(section, "daemon") != 0) {
             kdh_err_set(p->err, KDH_EINVAL, "%s:%d: unknown section [%s] (use [daemon] or [target NAME])", p->path,
                         line, section);
@@ -99,11 +99,11 @@ static int on_kv(void *user, const char *section, const char *name, const char *
     if (strcmp(name, "tag") == 0)
         return copy(p, line, name, value, t->tag, sizeof t->tag);
     if (strcmp(name, "mode") == 0) {
-        if (strcmp(value, "hittag") != 0 && strcmp(value, "specialpool") != 0 && strcmp(value, "entry") != 0) {
-            kdh_err_set(p->err, KDH_EINVAL, "%s:%d: mode = %s: use hittag, specialpool or entry", p->path, line, value);
+        if (kdh_harvest_mode_parse(value, &t->mode) != KDH_OK) {
+            kdh_err_set(p->err, KDH_EINVAL, "%s:%d: mode = %s: use " KDH_HARVEST_MODE_NAMES, p->path, line, value);
             return 0;
         }
-        return copy(p, line, name, value, t->mode, sizeof t->mode);
+        return 1;
     }
     if (strcmp(name, "pair") == 0) {
         int yes = strcasecmp(value, "yes") == 0 || strcasecmp(value, "true") == 0 || strcmp(value, "1") == 0;
@@ -225,9 +225,7 @@ void kdh_daemon_target_opts(const kdh_daemon_config_t *cfg, size_t i, kdh_harves
     o->duration_s = t->duration_s;
     o->stack_cap = t->stack_cap;
     o->max_stall_pct = t->max_stall_pct;
-    o->mode = strcmp(t->mode, "specialpool") == 0 ? KDH_HARVEST_SPECIALPOOL
-              : strcmp(t->mode, "entry") == 0     ? KDH_HARVEST_ENTRY
-                                                  : KDH_HARVEST_HITTAG;
+    o->mode = t->mode;
     o->pair = t->pair;
     if (t->out[0]) {
         snprintf(out_dir, 512, "%s", t->out);

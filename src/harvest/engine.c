@@ -77,8 +77,7 @@ static int write_meta(hv_t *h, kdh_err_t *err)
     json_object_set_new(m, "tag", json_string(h->tag));
     snprintf(hex, sizeof hex, "0x%08x", h->tag_dword);
     json_object_set_new(m, "tag_dword", json_string(hex));
-    static const char *const modes[] = {"hittag", "specialpool", "entry"};
-    json_object_set_new(m, "mode", json_string(modes[h->o->mode <= KDH_HARVEST_ENTRY ? h->o->mode : 0]));
+    json_object_set_new(m, "mode", json_string(kdh_harvest_mode_name(h->o->mode)));
     json_object_set_new(m, "pair", json_boolean(h->o->pair));
     json_object_set_new(m, "started", json_string(started));
     json_t *k = json_object();

@@ -96,7 +96,7 @@ int hv_mode_resolve(hv_t *h, kdh_err_t *err)
     }
     if (!allocs || !frees)
         return kdh_err_set(err, KDH_ENOTFOUND, "--mode %s needs an allocation and a free routine; found %d and %d "
-                           "of %s (%s)", h->o->mode == KDH_HARVEST_SPECIALPOOL ? "specialpool" : "entry", allocs,
+                           "of %s (%s)", kdh_harvest_mode_name(h->o->mode), allocs,
                            frees, tried, h->o->mode == KDH_HARVEST_SPECIALPOOL ?
                            "nt's PDB or --symbol NAME=nt+0xRVA for each" : "nt's export directory");
     if (h->o->mode == KDH_HARVEST_SPECIALPOOL)

@@ -102,6 +102,28 @@ static void test_stall(void **state)
     free(h);
 }
 
+/* The three names the command line and the INI file take, and nothing else. */
+static void test_mode_names(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        kdh_harvest_mode_t mode;
+    } k[] = {{"hittag", KDH_HARVEST_HITTAG}, {"specialpool", KDH_HARVEST_SPECIALPOOL}, {"entry", KDH_HARVEST_ENTRY}};
+    for (size_t i = 0; i < 3; i++) {
+        kdh_harvest_mode_t m = (kdh_harvest_mode_t)99;
+        assert_int_equal(kdh_harvest_mode_parse(k[i].name, &m), KDH_OK);
+        assert_int_equal(m, k[i].mode);
+        assert_string_equal(kdh_harvest_mode_name(k[i].mode), k[i].name);
+    }
+    const char *bad[] = {"Entry", "hittag ", "", "special", NULL};
+    for (size_t i = 0; i < 5; i++) {
+        kdh_harvest_mode_t m = KDH_HARVEST_ENTRY;
+        assert_int_equal(kdh_harvest_mode_parse(bad[i], &m), KDH_EINVAL);
+        assert_int_equal(m, KDH_HARVEST_ENTRY); /* unchanged */
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -109,6 +131,7 @@ int main(void)
         cmocka_unit_test(test_predictor),
         cmocka_unit_test(test_journal),
         cmocka_unit_test(test_stall),
+        cmocka_unit_test(test_mode_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
