@@ -13,6 +13,7 @@
 #include "kdh/cli.h"
 #include "kdh/daemon.h"
 #include "kdh/harvest.h"
+#include "run_status.h"
 
 int kdh_cli_run_harvest(kdh_harvest_opts_t *ho, int quiet, kdh_harvest_result_t *res);
 
@@ -75,16 +76,21 @@ typedef struct run_ui {
     double last_plain;
 } run_ui_t;
 
+void kdh_cli_status_text(const kdh_harvest_status_t *s, char *line, size_t len)
+{
+    snprintf(line, len,
+             "%-10s hits %llu (alloc %llu, free %llu)  stacks %llu  %.1f hits/s  %.0f B/s  stall %.1f%%  %.0fs",
+             s->state, (unsigned long long)s->hits, (unsigned long long)s->allocs, (unsigned long long)s->frees,
+             (unsigned long long)s->unique_stacks, s->hits_per_s, s->bytes_per_s, s->stall_pct, s->elapsed_s);
+}
+
 static void on_status(void *ctx, const kdh_harvest_status_t *s)
 {
     run_ui_t *ui = ctx;
     if (ui->quiet)
         return;
     char line[256];
-    snprintf(line, sizeof line,
-             "%-10s hits %llu (alloc %llu, free %llu)  stacks %llu  %.1f hits/s  %.0f B/s  stall %.1f%%  %.0fs",
-             s->state, (unsigned long long)s->hits, (unsigned long long)s->allocs, (unsigned long long)s->frees,
-             (unsigned long long)s->unique_stacks, s->hits_per_s, s->bytes_per_s, s->stall_pct, s->elapsed_s);
+    kdh_cli_status_text(s, line, sizeof line);
     if (ui->tty) {
         fprintf(stderr, "\r\033[K%s", line);
         if (strcmp(s->state, "done") == 0)

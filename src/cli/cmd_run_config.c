@@ -29,6 +29,7 @@
 #include "kdh/daemon.h"
 #include "kdh/harvest.h"
 #include "kdh/task.h"
+#include "run_status.h"
 
 typedef struct daemon_ui daemon_ui_t;
 
@@ -64,11 +65,11 @@ static void status_text(const target_slot_t *t, char *line, size_t len)
         snprintf(line, len, "[%-*s] %s", t->ui->name_width, t->name, t->ended ? "failed" : "starting");
         return;
     }
-    snprintf(line, len,
-             "[%-*s] %-10s hits %llu (alloc %llu, free %llu)  stacks %llu  %.1f hits/s  %.0f B/s  stall %.1f%%  %.0fs",
-             t->ui->name_width, t->name, t->ended && t->rc != KDH_OK ? "failed" : t->state,
-             (unsigned long long)s->hits, (unsigned long long)s->allocs, (unsigned long long)s->frees,
-             (unsigned long long)s->unique_stacks, s->hits_per_s, s->bytes_per_s, s->stall_pct, s->elapsed_s);
+    kdh_harvest_status_t shown = *s;
+    shown.state = t->ended && t->rc != KDH_OK ? "failed" : t->state; /* the callback's pointer need not last */
+    int n = snprintf(line, len, "[%-*s] ", t->ui->name_width, t->name);
+    if (n >= 0 && (size_t)n < len)
+        kdh_cli_status_text(&shown, line + n, len - (size_t)n);
 }
 
 /* The block of status lines at the bottom of the terminal, redrawn in place. Each line is cut
