@@ -200,16 +200,14 @@ int hv_bp_clear_all(hv_t *h, kdh_err_t *err)
     return rc;
 }
 
-int hv_bp_repair(hv_t *h, kdh_err_t *err)
+int hv_bp_repair(hv_t *h, const hv_journal_bps_t *jb, kdh_err_t *err)
 {
-    hv_journal_bps_t jb;
-    hv_journal_read_bps(h->dir, &jb);
     uint64_t kb = kbase(h);
     int n = 0;
-    for (size_t i = 0; i < jb.n; i++) {
-        if (jb.kernel_base[i] != kb)
+    for (size_t i = 0; i < jb->n; i++) {
+        if (jb->kernel_base[i] != kb)
             continue; /* a reboot took it out */
-        hv_bp_t b = {.addr = jb.addr[i], .handle = jb.handle[i]};
+        hv_bp_t b = {.addr = jb->addr[i], .handle = jb->handle[i]};
         if (b.handle < HV_BP_HANDLES) { /* open in the journal: its clear is written below */
             h->bps.jopen[b.handle] = 1;
             h->bps.jaddr[b.handle] = b.addr;
@@ -220,9 +218,9 @@ int hv_bp_repair(hv_t *h, kdh_err_t *err)
         n += rc == KDH_OK; /* a refused handle was already out */
     }
     /* the ones of an earlier boot are gone with it: close their records */
-    for (size_t i = 0; i < jb.n; i++)
-        if (jb.kernel_base[i] != kb) {
-            int rc = hv_journal_bp(h->dir, "bp_clear", jb.addr[i], jb.handle[i], jb.kernel_base[i], 0, err);
+    for (size_t i = 0; i < jb->n; i++)
+        if (jb->kernel_base[i] != kb) {
+            int rc = hv_journal_bp(h->dir, "bp_clear", jb->addr[i], jb->handle[i], jb->kernel_base[i], 0, err);
             if (rc != KDH_OK)
                 return rc;
         }

@@ -388,7 +388,8 @@ static int arm(hv_t *h, kdh_err_t *err)
         h->bpws = rw.addr;
     uint64_t kbase = kdh_target_version(h->t)->kern_base;
     hv_journal_state_t js;
-    hv_journal_read(h->dir, &js);
+    hv_journal_bps_t jb;
+    hv_journal_read(h->dir, &js, &jb);
     if (js.armed && js.kernel_base == kbase && (!hittag || js.addr == h->pht_addr)) {
         /* left armed by a run that did not detach: its "old" is the real original (the journal
          * has the address, so no symbols are needed to put it back) */
@@ -408,7 +409,7 @@ static int arm(hv_t *h, kdh_err_t *err)
         h->pht_old = 0xffffff0fu; /* armed by someone we have no record of: the kernel's own default */
         notice(h, "PoolHitTag already held the tag; it will be set to 0xffffff0f at detach");
     }
-    int nbp = hv_bp_repair(h, err);
+    int nbp = hv_bp_repair(h, &jb, err);
     if (nbp < 0)
         return nbp;
     if (nbp > 0) {

@@ -57,8 +57,6 @@ typedef struct hv_journal_state {
     uint64_t kernel_base;
 } hv_journal_state_t;
 
-/* Reads dir/journal.jsonl (absent = nothing armed). Damaged lines are ignored. */
-void hv_journal_read(const char *dir, hv_journal_state_t *st);
 int hv_journal_append(const char *dir, const char *op, uint64_t addr, uint32_t old_value,
                       uint32_t new_value, uint64_t kernel_base, kdh_err_t *err);
 
@@ -70,7 +68,9 @@ typedef struct hv_journal_bps {
     uint32_t handle[HV_JOURNAL_BPS];
     uint64_t kernel_base[HV_JOURNAL_BPS];
 } hv_journal_bps_t;
-void hv_journal_read_bps(const char *dir, hv_journal_bps_t *bps);
+/* Reads dir/journal.jsonl in one pass into st (PoolHitTag arming) and bps (open breakpoint
+ * records); either may be NULL. Absent = nothing armed. Damaged lines are ignored. */
+void hv_journal_read(const char *dir, hv_journal_state_t *st, hv_journal_bps_t *bps);
 /* durable: fsync before returning (a set must be on disk before the target holds the int 3; a
  * lost clear only costs a harmless RestoreBreakPoint at the next start) */
 int hv_journal_bp(const char *dir, const char *op, uint64_t addr, uint32_t handle, uint64_t kernel_base,
@@ -282,9 +282,10 @@ int hv_continue(hv_t *h, uint32_t status, kdh_err_t *err);
 void hv_bp_forget_all(hv_t *h);
 /* Every breakpoint out of the target (detach). */
 int hv_bp_clear_all(hv_t *h, kdh_err_t *err);
-/* At start: breakpoints a crashed run left in this kernel are restored by their handles. Returns
+/* At start: breakpoints a crashed run left in this kernel (jb: the journal's open records) are
+ * restored by their handles. Returns
  * how many the target still held (taken out now), or a KDH_E* code. */
-int hv_bp_repair(hv_t *h, kdh_err_t *err);
+int hv_bp_repair(hv_t *h, const hv_journal_bps_t *jb, kdh_err_t *err);
 
 /* Leak accounting (pair.c). */
 /* A captured allocation: wait for its return (1: the event is deferred) or 0 (log it now). */

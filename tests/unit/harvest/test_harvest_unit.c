@@ -52,11 +52,11 @@ static void test_journal(void **state)
     char dir[] = "/tmp/kdh-journal-XXXXXX";
     assert_non_null(mkdtemp(dir));
     hv_journal_state_t js;
-    hv_journal_read(dir, &js);
+    hv_journal_read(dir, &js, NULL);
     assert_int_equal(js.armed, 0); /* no journal */
     assert_int_equal(hv_journal_append(dir, "arm", 0xfffff8000f803000ull, 0xffffff0f, 0x6b61654c,
                                        0xfffff8000f800000ull, NULL), KDH_OK);
-    hv_journal_read(dir, &js);
+    hv_journal_read(dir, &js, NULL);
     assert_int_equal(js.armed, 1);
     assert_true(js.addr == 0xfffff8000f803000ull);
     assert_int_equal(js.old_value, 0xffffff0f);
@@ -67,14 +67,14 @@ static void test_journal(void **state)
     FILE *f = fopen(path, "a");
     fputs("{\"t\":1,\"op\":\"disar", f);
     fclose(f);
-    hv_journal_read(dir, &js);
+    hv_journal_read(dir, &js, NULL);
     assert_int_equal(js.armed, 1);
     f = fopen(path, "a");
     fputs("\n", f);
     fclose(f);
     assert_int_equal(hv_journal_append(dir, "disarm", 0xfffff8000f803000ull, 0xffffff0f, 0xffffff0f,
                                        0xfffff8000f800000ull, NULL), KDH_OK);
-    hv_journal_read(dir, &js);
+    hv_journal_read(dir, &js, NULL);
     assert_int_equal(js.armed, 0);
     /* unwritable directory: an error with the path, no crash */
     kdh_err_t err;

@@ -96,7 +96,7 @@ static void test_journal_bps(void **state)
     fputs("{\"t\":1,\"op\":\"bp_clear\",\"what\":\"breakpoint\",\"addr\":\"0xff", f);
     fclose(f);
     hv_journal_bps_t b;
-    hv_journal_read_bps(dir, &b);
+    hv_journal_read(dir, NULL, &b);
     assert_int_equal(b.n, 2);
     int seen = 0;
     for (size_t i = 0; i < b.n; i++) {
@@ -112,8 +112,14 @@ static void test_journal_bps(void **state)
     }
     assert_int_equal(seen, 3);
     hv_journal_state_t js;
-    hv_journal_read(dir, &js);
+    hv_journal_read(dir, &js, NULL);
     assert_int_equal(js.armed, 1);
+    /* both in one pass: the same as each alone */
+    hv_journal_state_t js2;
+    hv_journal_bps_t b2;
+    hv_journal_read(dir, &js2, &b2);
+    assert_memory_equal(&js2, &js, sizeof js);
+    assert_memory_equal(&b2, &b, sizeof b);
     unlink(path);
     rmdir(dir);
 }
