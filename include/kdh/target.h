@@ -227,6 +227,10 @@ void kdh_target_run_async(kdh_target_job_t *job, kdh_target_t *t, kdh_kd_t *kd,
 /* One-target helpers for command-line tools (all blocking through kdh_kd_wait): GetVersion +
  * discovery; and the stack of the current stop's processor. */
 int kdh_target_attach_sync(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err);
+/* kdh_target_step_resolve of name with the reads it needs (blocking); *addr and source (may be
+ * NULL; up to 63 characters) are written only on success. */
+int kdh_target_resolve_sync(kdh_target_t *t, kdh_kd_t *kd, const char *name, uint64_t *addr, char *source,
+                            size_t source_len, kdh_err_t *err);
 int kdh_target_capture_sync(kdh_target_t *t, kdh_kd_t *kd, kdh_target_stack_t *s, kdh_err_t *err);
 
 /* Steps over a hard-coded int 3 (break-in, DbgBreakPoint, PoolHitTag) before continuing: when

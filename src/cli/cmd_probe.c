@@ -104,18 +104,6 @@ int kdh_cli_target_finish(kdh_target_session_t *s, int code, const kdh_err_t *er
     return code;
 }
 
-typedef struct resolve_arg {
-    const char *name;
-    uint64_t addr;
-    char source[64];
-} resolve_arg_t;
-
-static int resolve_step(kdh_target_t *t, void *arg, kdh_err_t *err)
-{
-    resolve_arg_t *r = arg;
-    return kdh_target_step_resolve(t, r->name, &r->addr, r->source, sizeof r->source, err);
-}
-
 typedef struct u32_arg {
     uint64_t va;
     uint32_t value;
@@ -187,14 +175,15 @@ static int cmd_probe_run(kdh_target_session_t *s, kdh_err_t *err)
     kdh_err_t hit_err;
     kdh_err_clear(&hit_err);
     for (size_t i = 0; i < KDH_ARRAY_LEN(k_symbols); i++) {
-        resolve_arg_t r = {.name = k_symbols[i]};
+        uint64_t addr = 0;
+        char source[64];
         kdh_err_t e;
         kdh_err_clear(&e);
-        int rc = kdh_target_run_sync(t, kd, resolve_step, &r, &e);
+        int rc = kdh_target_resolve_sync(t, kd, k_symbols[i], &addr, source, sizeof source, &e);
         if (rc == KDH_OK) {
-            printf("  nt!%-22s 0x%016llx (%s)\n", k_symbols[i], (unsigned long long)r.addr, r.source);
+            printf("  nt!%-22s 0x%016llx (%s)\n", k_symbols[i], (unsigned long long)addr, source);
             if (i == 0)
-                hit_tag_va = r.addr;
+                hit_tag_va = addr;
         } else {
             printf("  nt!%-22s not found\n", k_symbols[i]);
             if (i == 0) {

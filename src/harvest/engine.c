@@ -217,18 +217,6 @@ void hv_notice(hv_t *h, const char *fmt, ...)
 }
 
 /* ---- target steps ---- */
-typedef struct resolve_arg {
-    const char *name;
-    uint64_t addr;
-    char source[64];
-} resolve_arg_t;
-
-static int resolve_step(kdh_target_t *t, void *arg, kdh_err_t *err)
-{
-    resolve_arg_t *a = arg;
-    return kdh_target_step_resolve(t, a->name, &a->addr, a->source, sizeof a->source, err);
-}
-
 /* Every module's .pdata in one read each, so no hit ever waits for a function-table search. */
 static int pdata_step(kdh_target_t *t, void *arg, kdh_err_t *err)
 {
@@ -250,21 +238,24 @@ static int pdata_step(kdh_target_t *t, void *arg, kdh_err_t *err)
 static int rw_u32(hv_t *h, uint64_t va, uint32_t *val, int write, kdh_err_t *err)
 {
     uint8_t b[4];
+    if (!write) {
+        uint32_t got;
+        int rc = hv_conn_read(&h->c, va, b, 4, &got, "reading nt!PoolHitTag", err);
+        if (rc != KDH_OK)
+            return rc;
+        if (got != 4)
+            return kdh_err_set(err, KDH_ETARGET, "reading nt!PoolHitTag at 0x%llx: short read", (unsigned long long)va);
+        *val = kdh_get_u32(b);
+        return KDH_OK;
+    }
+    kdh_put_u32(b, *val);
     kdh_kd_req_t req;
     memset(&req, 0, sizeof req);
-    if (write) {
-        kdh_put_u32(b, *val);
-        kdh_kd_write_virtual(h->c.kd, &req, va, b, 4, NULL, NULL);
-    } else {
-        kdh_kd_read_virtual(h->c.kd, &req, va, b, 4, NULL, NULL);
-    }
+    kdh_kd_write_virtual(h->c.kd, &req, va, b, 4, NULL, NULL);
     int rc = kdh_kd_wait(h->c.kd, &req);
-    if (rc != KDH_OK || (!write && req.out_len != 4))
-        return kdh_err_set(err, rc != KDH_OK ? rc : KDH_ETARGET, "%s nt!PoolHitTag at 0x%llx: %s",
-                           write ? "writing" : "reading", (unsigned long long)va,
-                           req.err.msg[0] ? req.err.msg : "short read");
-    if (!write)
-        *val = kdh_get_u32(b);
+    if (rc != KDH_OK)
+        return kdh_err_set(err, rc, "writing nt!PoolHitTag at 0x%llx: %s", (unsigned long long)va,
+                           req.err.msg[0] ? req.err.msg : kdh_strerror(rc));
     return KDH_OK;
 }
 
@@ -371,21 +362,20 @@ static int arm(hv_t *h, kdh_err_t *err)
     kdh_err_t ignore;
     uint32_t cur = 0;
     if (hittag) {
-        resolve_arg_t ra = {.name = "nt!PoolHitTag"};
-        if ((rc = kdh_target_run_sync(h->t, h->c.kd, resolve_step, &ra, err)) != KDH_OK)
+        if ((rc = kdh_target_resolve_sync(h->t, h->c.kd, "nt!PoolHitTag", &h->pht_addr, h->pht_source,
+                                          sizeof h->pht_source, err)) != KDH_OK)
             return rc;
-        h->pht_addr = ra.addr;
-        snprintf(h->pht_source, sizeof h->pht_source, "%s", ra.source);
         if ((rc = rw_u32(h, h->pht_addr, &cur, 0, err)) != KDH_OK)
             return rc;
         h->pht_old = cur;
     }
-    resolve_arg_t rb = {.name = "nt!DbgBreakPoint"};
-    if (kdh_target_run_sync(h->t, h->c.kd, resolve_step, &rb, &ignore) == KDH_OK)
-        h->dbgbp = rb.addr;
-    resolve_arg_t rw = {.name = "nt!DbgBreakPointWithStatus"}; /* the break-in stop, when no KDBG says */
-    if (!kdh_target_kdbg(h->t) && kdh_target_run_sync(h->t, h->c.kd, resolve_step, &rw, &ignore) == KDH_OK)
-        h->bpws = rw.addr;
+    uint64_t va;
+    if (kdh_target_resolve_sync(h->t, h->c.kd, "nt!DbgBreakPoint", &va, NULL, 0, &ignore) == KDH_OK)
+        h->dbgbp = va;
+    /* the break-in stop, when no KDBG says */
+    if (!kdh_target_kdbg(h->t) &&
+        kdh_target_resolve_sync(h->t, h->c.kd, "nt!DbgBreakPointWithStatus", &va, NULL, 0, &ignore) == KDH_OK)
+        h->bpws = va;
     uint64_t kbase = kdh_target_version(h->t)->kern_base;
     hv_journal_state_t js;
     hv_journal_bps_t jb;

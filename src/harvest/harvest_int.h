@@ -41,6 +41,11 @@ int hv_conn_wait_stop(hv_conn_t *c, unsigned timeout_ms, int *timed_out, kdh_err
 int hv_conn_wait_new_stop(hv_conn_t *c, uint64_t serial, unsigned timeout_ms);
 /* One request, blocking; KDH_OK or the request's status with its message in err. */
 int hv_conn_call(hv_conn_t *c, kdh_kd_req_t *req, const char *what, kdh_err_t *err);
+/* One ReadVirtualMemory of len bytes at va, blocking: KDH_OK with *got bytes read (fewer when
+ * the target read less), or the request's status with "what at 0x...: why" in err (may be NULL)
+ * and *got 0. */
+int hv_conn_read(hv_conn_t *c, uint64_t va, void *buf, uint32_t len, uint32_t *got, const char *what,
+                 kdh_err_t *err);
 /* Continue2 DBG_CONTINUE (or status), trace 0, Dr7 0; waits for the ACK. */
 int hv_conn_continue(hv_conn_t *c, uint32_t status, kdh_err_t *err);
 /* Writes out what the transport still holds (the ACK of the last packet), up to 2 s. */

@@ -341,10 +341,8 @@ static int count_only(hv_t *h, const kdh_wire_state_change_t *sc, int *kind, kdh
         uint64_t sp = slice_sp(h, slice);
         uint8_t w[8] = {0};
         unsigned ps = kdh_target_pointer_size(h->t);
-        kdh_kd_req_t req;
-        memset(&req, 0, sizeof req);
-        kdh_kd_read_virtual(h->c.kd, &req, sp, w, ps, NULL, NULL);
-        if (kdh_kd_wait(h->c.kd, &req) == KDH_OK && req.out_len == ps)
+        uint32_t got;
+        if (hv_conn_read(&h->c, sp, w, ps, &got, "reading the return address", NULL) == KDH_OK && got == ps)
             ret = ps == 8 ? kdh_get_u64(w) : kdh_sign_extend32(kdh_get_u32(w));
     }
     *kind = classify(h, sc->program_counter, ret);

@@ -38,31 +38,24 @@ static const struct {
 
 #define TAG_NONE 0x656E6F4Eu /* 'None': what untagged allocations get */
 
-typedef struct resolve_arg {
-    const char *name;
-    uint64_t addr;
-    char source[64];
-} resolve_arg_t;
-
-static int resolve_step(kdh_target_t *t, void *arg, kdh_err_t *err)
+/* A ULONG of target memory (a tag); 0 when it cannot be read. */
+static int read_tag(hv_t *h, uint64_t va, uint32_t *tag)
 {
-    resolve_arg_t *a = arg;
-    return kdh_target_step_resolve(t, a->name, &a->addr, a->source, sizeof a->source, err);
+    uint8_t b[4];
+    uint32_t got;
+    if (hv_conn_read(&h->c, va, b, 4, &got, "reading a tag", NULL) != KDH_OK || got != 4)
+        return 0;
+    *tag = kdh_get_u32(b);
+    return 1;
 }
 
 /* nt!MmSpecialPoolTag through KDDEBUGGER_DATA64 (its address is there, no symbols needed). */
 static void check_special_tag(hv_t *h)
 {
     const kdh_target_kdbg_t *kd = kdh_target_kdbg(h->t);
-    if (!kd || !kd->mm_special_pool_tag)
+    uint32_t cur;
+    if (!kd || !kd->mm_special_pool_tag || !read_tag(h, kd->mm_special_pool_tag, &cur))
         return;
-    uint8_t b[4];
-    kdh_kd_req_t req;
-    memset(&req, 0, sizeof req);
-    kdh_kd_read_virtual(h->c.kd, &req, kd->mm_special_pool_tag, b, 4, NULL, NULL);
-    if (kdh_kd_wait(h->c.kd, &req) != KDH_OK || req.out_len != 4)
-        return;
-    uint32_t cur = kdh_get_u32(b);
     h->special_tag = cur;
     if (((cur ^ h->tag_dword) & 0x7fffffffu) == 0 || cur == '*')
         return;
@@ -81,14 +74,14 @@ int hv_mode_resolve(hv_t *h, kdh_err_t *err)
     for (size_t i = 0; i < sizeof k_routines / sizeof k_routines[0]; i++) {
         if (k_routines[i].mode != (int)h->o->mode)
             continue;
-        resolve_arg_t ra = {.name = k_routines[i].name};
+        uint64_t addr;
         kdh_err_t e;
         used += (size_t)snprintf(tried + used, used < sizeof tried ? sizeof tried - used : 0, "%s%s",
                                  used ? ", " : "", k_routines[i].name);
-        if (kdh_target_run_sync(h->t, h->c.kd, resolve_step, &ra, &e) != KDH_OK)
+        if (kdh_target_resolve_sync(h->t, h->c.kd, k_routines[i].name, &addr, NULL, 0, &e) != KDH_OK)
             continue; /* an older or newer kernel may lack one of them */
         hv_entry_t *en = &h->entries[h->n_entries++];
-        en->addr = ra.addr;
+        en->addr = addr;
         en->routine = k_routines[i].routine;
         en->kind = k_routines[i].kind;
         allocs += en->kind == KDH_STORE_ALLOC;
@@ -181,28 +174,15 @@ static int read_args(hv_t *h, const kdh_wire_state_change_t *sc, args_t *a, kdh_
     a->stack_len = slen;
     a->sp = kdh_sign_extend32(kdh_get_u32(a->stack_slice + 0x10));
     uint8_t w[20];
-    memset(&req, 0, sizeof req);
-    kdh_kd_read_virtual(h->c.kd, &req, a->sp, w, sizeof w, NULL, NULL);
-    if ((rc = hv_conn_call(&h->c, &req, "reading the arguments", err)) != KDH_OK)
+    uint32_t got;
+    if ((rc = hv_conn_read(&h->c, a->sp, w, sizeof w, &got, "reading the arguments", err)) != KDH_OK)
         return rc;
-    if (req.out_len != sizeof w)
+    if (got != sizeof w)
         return kdh_err_set(err, KDH_ETARGET, "arguments at 0x%llx: short read", (unsigned long long)a->sp);
     a->ret = kdh_sign_extend32(kdh_get_u32(w));
     for (int i = 0; i < 4; i++)
         a->a[i] = kdh_get_u32(w + 4 + 4 * i);
     return KDH_OK;
-}
-
-static int read_tag(hv_t *h, uint64_t va, uint32_t *tag)
-{
-    uint8_t b[4];
-    kdh_kd_req_t req;
-    memset(&req, 0, sizeof req);
-    kdh_kd_read_virtual(h->c.kd, &req, va, b, 4, NULL, NULL);
-    if (kdh_kd_wait(h->c.kd, &req) != KDH_OK || req.out_len != 4)
-        return 0;
-    *tag = kdh_get_u32(b);
-    return 1;
 }
 
 /* Tag, size and block of the call; 1 when it is the harvested tag. */
@@ -264,12 +244,10 @@ int hv_mode_on_entry(hv_t *h, kdh_err_t *err)
         uint64_t ret = a.ret;
         if (kdh_target_pointer_size(h->t) == 8) {
             uint8_t w[8];
-            kdh_kd_req_t req;
-            memset(&req, 0, sizeof req);
-            kdh_kd_read_virtual(h->c.kd, &req, a.sp, w, 8, NULL, NULL);
-            if ((rc = hv_conn_call(&h->c, &req, "reading the return address", err)) != KDH_OK)
+            uint32_t got;
+            if ((rc = hv_conn_read(&h->c, a.sp, w, 8, &got, "reading the return address", err)) != KDH_OK)
                 return rc;
-            if (req.out_len == 8) {
+            if (got == 8) {
                 ret = kdh_get_u64(w);
                 kdh_target_fill(h->t, KDH_TARGET_STOP, a.sp, w, 8, 8, err);
             }

@@ -219,10 +219,9 @@ int hv_pair_on_return(hv_t *h, kdh_err_t *err)
         uint64_t size = 0;
         if (h->o->mode != KDH_HARVEST_SPECIALPOOL) { /* special pool blocks have no header in front */
             uint8_t hdr[8];
-            memset(&req, 0, sizeof req);
-            kdh_kd_read_virtual(h->c.kd, &req, ret - 2 * ps, hdr, sizeof hdr, NULL, NULL);
-            int hrc = kdh_kd_wait(h->c.kd, &req);
-            if (hrc == KDH_OK && req.out_len == sizeof hdr)
+            uint32_t got;
+            if (hv_conn_read(&h->c, ret - 2 * ps, hdr, sizeof hdr, &got, "reading the pool header", NULL) == KDH_OK &&
+                got == sizeof hdr)
                 size = hv_pool_header_size(hdr, ps, h->tag_dword);
         }
         ev.addr = ret;

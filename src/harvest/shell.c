@@ -133,6 +133,20 @@ int hv_conn_call(hv_conn_t *c, kdh_kd_req_t *req, const char *what, kdh_err_t *e
     return KDH_OK;
 }
 
+int hv_conn_read(hv_conn_t *c, uint64_t va, void *buf, uint32_t len, uint32_t *got, const char *what,
+                 kdh_err_t *err)
+{
+    kdh_kd_req_t req;
+    memset(&req, 0, sizeof req);
+    kdh_kd_read_virtual(c->kd, &req, va, buf, len, NULL, NULL);
+    int rc = kdh_kd_wait(c->kd, &req);
+    *got = rc == KDH_OK ? (uint32_t)(req.out_len < len ? req.out_len : len) : 0;
+    if (rc != KDH_OK)
+        return kdh_err_set(err, rc, "%s at 0x%llx: %s", what, (unsigned long long)va,
+                           req.err.msg[0] ? req.err.msg : kdh_strerror(rc));
+    return KDH_OK;
+}
+
 int hv_conn_continue(hv_conn_t *c, uint32_t status, kdh_err_t *err)
 {
     kdh_kd_req_t req;

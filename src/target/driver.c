@@ -4,6 +4,7 @@
  * for the daemon's loop. A step that asks for the same range again after it was filled is a bug
  * or a lying target: it ends with KDH_EPROTO instead of looping. */
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "target_int.h"
@@ -167,6 +168,31 @@ int kdh_target_attach_sync(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err)
         return rc;
     kdh_kd_set_arch(kd, t->arch);
     return kdh_target_run_sync(t, kd, discover_step, NULL, err);
+}
+
+typedef struct resolve_arg {
+    const char *name;
+    uint64_t addr;
+    char source[64];
+} resolve_arg_t;
+
+static int resolve_step(kdh_target_t *t, void *arg, kdh_err_t *err)
+{
+    resolve_arg_t *a = arg;
+    return kdh_target_step_resolve(t, a->name, &a->addr, a->source, sizeof a->source, err);
+}
+
+int kdh_target_resolve_sync(kdh_target_t *t, kdh_kd_t *kd, const char *name, uint64_t *addr, char *source,
+                            size_t source_len, kdh_err_t *err)
+{
+    resolve_arg_t a = {.name = name};
+    int rc = kdh_target_run_sync(t, kd, resolve_step, &a, err);
+    if (rc != KDH_OK)
+        return rc;
+    *addr = a.addr;
+    if (source && source_len)
+        snprintf(source, source_len, "%s", a.source);
+    return KDH_OK;
 }
 
 static int stack_step(kdh_target_t *t, void *arg, kdh_err_t *err)
