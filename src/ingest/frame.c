@@ -316,22 +316,30 @@ static int try_kc(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_in
     return finish(p, line, ov, 2, out, direct) ? KDH_INGEST_L_KC : 0;
 }
 
+/* ADDR callsite (verifier logs); direct as try_layout */
 static int try_addr(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_ingest_frame_t *out, int direct)
 {
-    size_t *ov;
-    const char *g;
-    size_t gl;
-    if (!kdh_ingest_match(p, PAT_ADDRFR, line, len, &ov))
-        return 0;
-    uint64_t addr = 0;
-    kdh_ingest_group(ov, 1, line, &g, &gl);
-    if (!kdh_ingest_hex(g, gl, &addr))
-        return 0;
-    if (!finish(p, line, ov, 2, out, direct))
-        return 0;
-    out->addr = addr;
-    out->has_addr = 1;
-    return KDH_INGEST_L_ADDR;
+    for (int columns = direct;;) {
+        size_t fov[2 * KDH_INGEST_LAYOUT_GROUPS], *ov = fov;
+        const char *g;
+        size_t gl;
+        int cols = columns && kdh_ingest_layout_columns(PAT_ADDRFR, line, len, fov) > 0;
+        if (!cols && !kdh_ingest_match(p, PAT_ADDRFR, line, len, &ov))
+            return 0;
+        uint64_t addr = 0;
+        if (!kdh_ingest_group(ov, 1, line, &g, &gl) || !kdh_ingest_hex(g, gl, &addr))
+            return 0;
+        int fin = cols ? finish_direct(p, line, ov, 2, out) : finish(p, line, ov, 2, out, direct);
+        if (fin < 0) {
+            columns = 0; /* a line end inside the callsite: the pattern decides */
+            continue;
+        }
+        if (!fin)
+            return 0;
+        out->addr = addr;
+        out->has_addr = 1;
+        return KDH_INGEST_L_ADDR;
+    }
 }
 
 static int parse_frame(kdh_ingest_patterns_t *p, const char *line, size_t len, unsigned mask,

@@ -90,7 +90,7 @@ int kdh_ingest_callsite_groups(const char *s, size_t n, size_t m, size_t ov[2 * 
 #define KDH_INGEST_CS_NOTE (-2)
 int kdh_ingest_callsite_scan(const char *s, size_t n, size_t ov[2 * KDH_INGEST_CS_GROUPS]);
 
-/* layout.c: PAT_X64 / PAT_X86 decided directly. Returns 1 on a match with ov filled as PCRE2
+/* layout.c: PAT_X64 / PAT_X86 / PAT_ADDRFR decided directly. Returns 1 on a match with ov filled as PCRE2
  * would (unset groups PCRE2_UNSET), -1 when PCRE2 must decide (never a certain no-match). */
 #define KDH_INGEST_LAYOUT_GROUPS 9
 int kdh_ingest_layout_fast(int id, const char *s, size_t n, size_t ov[2 * KDH_INGEST_LAYOUT_GROUPS]);

@@ -1,4 +1,4 @@
-/* layout.c: the x64 and x86 frame-line patterns (patterns.c, PAT_X64 / PAT_X86) decided without
+/* layout.c: the x64, x86 and ADDR frame-line patterns (patterns.c, PAT_X64 / PAT_X86 / PAT_ADDRFR) decided without
  * PCRE2 for the shape nearly every frame line has: printable ASCII, single tokens separated by
  * spaces. Anything this code is not certain about is left to PCRE2 (return -1). */
 #include "internal.h"
@@ -63,11 +63,41 @@ static size_t prefix(const char *s, size_t i, size_t n, size_t *ov)
     return second ? (size_t)-1 : j; /* 5-7 digits: the unnamed column; then a second is an error */
 }
 
+/* PAT_ADDRFR: [0x]ADDR callsite, ADDR 8 or 16 hex digits or 8`8. The pattern's "(?:0x)?" can
+ * only be given back at a cost of a '0' then an 'x' in the address, which cannot match. */
+static int addr_columns(const char *s, size_t n, size_t *ov)
+{
+    size_t i = spaces(s, 0, n);
+    size_t j = (n - i >= 2 && s[i] == '0' && s[i + 1] == 'x') ? i + 2 : i;
+    size_t h = hex_run(s, j, n), w;
+    if (h == 8 && j + 8 < n && s[j + 8] == ' ')
+        w = 8;
+    else if (h == 8 && j + 17 < n && s[j + 8] == '`' && hex_run(s, j + 9, n) == 8 && s[j + 17] == ' ')
+        w = 17;
+    else if (h == 16 && j + 16 < n && s[j + 16] == ' ')
+        w = 16;
+    else
+        return -1;
+    size_t k = spaces(s, j + w, n);
+    /* every byte up to the callsite's first is printable: \s was only ' ' there */
+    if (k >= n || !kdh_ingest_plain(s, k + 1))
+        return -1;
+    set(ov, 1, j, j + w);
+    set(ov, 2, k, n);
+    set(ov, 0, 0, n);
+    return 1;
+}
+
 int kdh_ingest_layout_columns(int id, const char *s, size_t n, size_t ov[2 * KDH_INGEST_LAYOUT_GROUPS])
 {
     int x64 = id == PAT_X64;
-    if (!n || (id != PAT_X64 && id != PAT_X86))
+    if (!n || (id != PAT_X64 && id != PAT_X86 && id != PAT_ADDRFR))
         return -1;
+    if (id == PAT_ADDRFR) {
+        for (int g = 0; g < 2 * KDH_INGEST_LAYOUT_GROUPS; g++)
+            ov[g] = PCRE2_UNSET;
+        return addr_columns(s, n, ov);
+    }
     for (int g = 0; g < 2 * KDH_INGEST_LAYOUT_GROUPS; g++)
         ov[g] = PCRE2_UNSET;
     size_t i = prefix(s, spaces(s, 0, n), n, ov);
@@ -148,7 +178,7 @@ int kdh_ingest_layout_fast(int id, const char *s, size_t n, size_t ov[2 * KDH_IN
 {
     if (kdh_ingest_layout_columns(id, s, n, ov) < 0)
         return -1;
-    size_t j = ov[2 * (id == PAT_X64 ? 5 : 8)];
+    size_t j = ov[2 * (id == PAT_X64 ? 5 : id == PAT_X86 ? 8 : 2)];
     if (memchr(s + j, '\n', n - j) || memchr(s + j, '\r', n - j))
         return -1;
     return 1;

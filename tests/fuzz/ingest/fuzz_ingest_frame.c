@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     /* the whole frame parse, direct recognizer against PCRE2 alone, for every layout mask */
     static const unsigned masks[] = {KDH_INGEST_L_X64, KDH_INGEST_L_X86, KDH_INGEST_L_X64 | KDH_INGEST_L_X86,
-                                     KDH_INGEST_L_ALL};
+                                     KDH_INGEST_L_ADDR, KDH_INGEST_L_ALL};
     for (size_t k = 0; k < sizeof masks / sizeof masks[0]; k++) {
         static kdh_ingest_frame_t a, b;
         int ra = kdh_ingest_parse_frame(pat, s, size, masks[k], &a);

@@ -123,7 +123,8 @@ static void generated_lines(void **state)
     memset(frames_found, 0, sizeof frames_found);
     static const char *const col[] = {"00", "0a", "1f3", "ffffd001`5551d7a0", "fffff801`b56d24aa", "--------`--------",
                                       "(Inline Function)", "(Inline)", "0006fc5c", "8a3b2c10", "--------", ":",
-                                      "12345", "ffffd001`5551d7a0f", "123456789", "x", "\t", "`"};
+                                      "12345", "ffffd001`5551d7a0f", "123456789", "x", "\t", "`",
+                                      "0x8a3b2c10", "0xfffff801`b56d24aa", "fffff8015551d7a0", "0x", "0x123"};
     static const char *const site[] = {"nt!ExAllocatePoolWithTag+0x10", "Drv!Fn(int a = 0n5)+0x27", "drv+0x11b1",
                                        "0xfffff801`b56d24aa", "0x8a3b2c10", "<Unloaded_x.sys>+0x1047",
                                        "nt!KiSystemServiceCopyEnd+0x28", "Drv!operator()+0x5", "mod!a b c",
@@ -162,7 +163,8 @@ static void generated_lines(void **state)
         same_frame(buf, n);
     }
 #undef NEXT
-    assert_true(frames_found[KDH_INGEST_L_X64] > 1000 && frames_found[KDH_INGEST_L_X86] > 1000);
+    assert_true(frames_found[KDH_INGEST_L_X64] > 1000 && frames_found[KDH_INGEST_L_X86] > 1000 &&
+                frames_found[KDH_INGEST_L_ADDR] > 1000);
 }
 
 static int setup(void **state)
