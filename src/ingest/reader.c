@@ -8,7 +8,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -185,54 +184,83 @@ static void clock_chunk(clock_scan_t *c, const char *s, size_t n)
     }
 }
 
+/* Plain text read in chunks: the whole lines of a chunk are searched in place (clock_text); a
+ * line that continues into the next chunk goes through clock_chunk's kept start. */
+static void clock_plain(clock_scan_t *c, const char *s, size_t n)
+{
+    size_t i = 0;
+    if (c->len) { /* the rest of a line begun in an earlier chunk */
+        const char *nl = memchr(s, '\n', n);
+        i = nl ? (size_t)(nl - s) + 1 : n;
+        clock_chunk(c, s, i);
+    }
+    const char *last = i < n ? memrchr(s + i, '\n', n - i) : NULL;
+    if (last && !c->found) {
+        clock_text(c, s + i, (size_t)(last - (s + i)) + 1);
+        i = (size_t)(last - s) + 1;
+    }
+    if (i < n && !c->found)
+        clock_chunk(c, s + i, n - i);
+}
+
+#define CLOCK_CHUNK (1 << 16) /* bytes read at a time: memory stays the same for any file size */
+
 int kdh_ingest_first_clock(const kdh_ingest_parser_t *p, const char *path, double *t)
 {
     if (!(p->kinds & KDH_INGEST_KD))
         return 0; /* the parser reads no clock then */
-    /* A regular file only: a pipe or a device would hand the parser's bytes to this read. Mapped,
-     * so that nothing of kdh_ingest_parse_file's reading (under way) is touched. */
+    /* A regular file only: a pipe or a device would hand the parser's bytes to this read. Its own
+     * descriptor, so that nothing of kdh_ingest_parse_file's reading (under way) is touched. Read,
+     * not mapped: a mapped file's pages count in the process's memory, which would then grow with
+     * the file (a whole file is searched when it has no clock line). */
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
     struct stat sb;
-    void *map = MAP_FAILED;
-    size_t size = 0;
+    clock_scan_t *c = NULL;
+    unsigned char *buf = NULL;
+    char *wide = NULL;
     if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0) {
-        size = (size_t)sb.st_size;
-        map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        c = calloc(1, sizeof *c);
+        buf = malloc(CLOCK_CHUNK);
+        wide = malloc(CLOCK_CHUNK / 2 + 1);
     }
-    close(fd);
-    if (map == MAP_FAILED)
-        return 0;
-    clock_scan_t *c = calloc(1, sizeof *c);
     if (c) {
         c->re = p->pat->re[PAT_SESSTIME];
         c->md = pcre2_match_data_create_from_pattern(c->re, NULL);
     }
-    if (c && c->md) {
-        const unsigned char *b = map;
-        int utf16 = 0;
-        size_t off = encoding(b, size, &utf16);
-        if (!utf16) {
-            clock_text(c, (const char *)b + off, size - off);
-        } else {
-            char wide[1 << 12];
-            int carry = -1;
-            for (size_t at = off; at < size && !c->found; at += sizeof wide) {
-                size_t take = size - at < sizeof wide ? size - at : sizeof wide;
-                clock_chunk(c, wide, from_utf16(b + at, take, wide, &carry));
+    if (c && c->md && buf && wide) {
+        int first = 1, utf16 = 0, carry = -1;
+        for (;;) {
+            ssize_t r = read(fd, buf, CLOCK_CHUNK);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0 || c->found)
+                break;
+            size_t off = 0, n = (size_t)r;
+            if (first) {
+                off = encoding(buf, n, &utf16);
+                first = 0;
             }
-            if (!c->found && c->len)
-                clock_line(c, c->line, c->kept, c->len, c->nul); /* a last line without newline */
+            if (utf16)
+                clock_chunk(c, wide, from_utf16(buf + off, n - off, wide, &carry));
+            else
+                clock_plain(c, (const char *)buf + off, n - off);
+            if (c->found)
+                break;
         }
+        if (!c->found && c->len)
+            clock_line(c, c->line, c->kept, c->len, c->nul); /* a last line without newline */
     }
-    munmap(map, size);
+    close(fd);
     int found = c && c->found;
     if (found)
         *t = c->t;
     if (c)
         pcre2_match_data_free(c->md);
     free(c);
+    free(buf);
+    free(wide);
     return found;
 }
 

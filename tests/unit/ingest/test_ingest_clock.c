@@ -2,7 +2,8 @@
  * expected Unix times were computed apart from the parser (Python's calendar.timegm on the UTC
  * time the zone in parentheses implies). In a file, events before the first such line take its
  * time (text fed without a file has no look ahead: no time); t = 0 only for a file without one;
- * pool samples keep their snapshot ordinal; a new file starts without a clock. */
+ * pool samples keep their snapshot ordinal; a new file starts without a clock. The look ahead
+ * finds a clock line cut by its reads at any place, and its memory does not grow with the file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -155,11 +157,90 @@ static void test_run_lines(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* A clock line far into the file, starting at every offset around the ends of the first two
+ * 64 KiB reads of the look-ahead (so that the line is cut at every place): the stack before it
+ * takes its time. */
+static void test_far_clock(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kdh_clock_XXXXXX", path[64], cmd[96];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/far.log", dir);
+    static const char stack[] = STACK("0");
+    static const char clock[] = "Debug session time: Mon Nov  2 08:05:01.25 2026 (UTC - 5:30)\n";
+    static char text[140000];
+    int tried = 0;
+    for (size_t base = 65536; base <= 131072; base += 65536)
+        for (size_t at = base - 70; at <= base + 2; at++) {
+            /* the stack, then filler lines of x up to the clock line's first byte */
+            size_t n = sizeof stack - 1;
+            memcpy(text, stack, n);
+            while (n < at) {
+                size_t l = at - n > 100 ? 80 : at - n - 1;
+                memset(text + n, 'x', l);
+                n += l;
+                text[n++] = '\n';
+            }
+            assert_int_equal(n, at);
+            memcpy(text + n, clock, sizeof clock - 1);
+            n += sizeof clock - 1;
+            memcpy(text + n, stack, sizeof stack - 1);
+            n += sizeof stack - 1;
+            write_log(path, text, n);
+            coll_t *c = coll_run(KDH_INGEST_AUTO, path, NULL, 0, 0);
+            assert_non_null(c);
+            assert_int_equal(c->nstacks, 2);
+            if (!c->stacks[0].st.has_t || c->stacks[0].st.t != LATE_T)
+                fail_msg("clock line at byte %zu: first stack t %.3f (has_t %d), expected %.3f", at,
+                         c->stacks[0].st.t, c->stacks[0].st.has_t, LATE_T);
+            coll_free(c);
+            tried++;
+        }
+    assert_int_equal(tried, 146);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Looking ahead through a large file without a clock line (all of it is searched) leaves the
+ * process's peak memory where it was: the search reads in chunks and maps nothing. */
+static void test_look_ahead_memory(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kdh_clock_XXXXXX", path[64], cmd[96];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/big.log", dir);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(STACK("0"), f);
+    static char filler[1 << 16];
+    for (size_t i = 0; i < sizeof filler; i++)
+        filler[i] = (i % 64 == 63) ? '\n' : 'a' + (char)(i % 26);
+    for (int i = 0; i < 768; i++) /* 48 MiB */
+        assert_int_equal(fwrite(filler, 1, sizeof filler, f), sizeof filler);
+    fputs(STACK("1"), f);
+    fclose(f);
+    struct rusage before, after;
+    getrusage(RUSAGE_SELF, &before);
+    coll_t *c = coll_run(KDH_INGEST_AUTO, path, NULL, 0, 0);
+    getrusage(RUSAGE_SELF, &after);
+    assert_non_null(c);
+    assert_int_equal(c->nstacks, 2);
+    assert_false(c->stacks[0].st.has_t);
+    coll_free(c);
+    long grew_kib = after.ru_maxrss - before.ru_maxrss;
+    if (grew_kib > 8192)
+        fail_msg("peak memory grew by %ld KiB over a 48 MiB file", grew_kib);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_look_ahead_memory),
         cmocka_unit_test(test_session_time),
         cmocka_unit_test(test_run_lines),
+        cmocka_unit_test(test_far_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
