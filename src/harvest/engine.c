@@ -500,6 +500,9 @@ static int detach(hv_t *h, kdh_err_t *err)
                 return rc;
             hv_bp_forget_all(h);
             h->armed = 0;
+        } else {
+            /* the stop the break-in found may be the last hit again, its Continue lost */
+            h->restop_check = 1;
         }
     }
     int hit = is_pool_hit(h, kdh_kd_state(h->c.kd));

@@ -3,29 +3,32 @@
  * checksum does not cover). The host believes the target runs; the quiet-target check breaks in
  * ten seconds later and the target reports the very stop again. That hit must be logged once:
  * the events equal kdsim's ground truth in number, kind and stack, and meta.json counts the one
- * stop reported again. x64 and x86.
+ * stop reported again; also when that hit is the run's last and the detach's break-in finds it.
+ * x64 and x86.
  * usage: test_harvest_lost_continue KDSIM KDHARVEST FIXTURES [x64|x86]   (77 without fixtures) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "harvest_sim.h"
 
-static void test_lost_continue(void **state)
+/* max_hits: the run's --max-hits; 12 ends the run right after the hit whose Continue is lost,
+ * so the detach's break-in is what finds that stop again. */
+static void lost_continue_case(const char *name, const char *max_hits)
 {
-    (void)state;
     sim_t s;
-    /* the 15th Continue2: the attach takes one, so this is the 14th hit's */
-    hs_sim_start(&s, "lostcont", "--faults", "mangle-continue=15", NULL);
+    /* the 15th Continue2: the attach and the first stops take some, so this is the 12th hit's */
+    hs_sim_start(&s, name, "--faults", "mangle-continue=15", NULL);
     char dir[512], fx[512];
-    snprintf(dir, sizeof dir, "%s/run-lostcont-%s", g_tmp, g_arch);
+    snprintf(dir, sizeof dir, "%s/run-%s-%s", g_tmp, name, g_arch);
     snprintf(fx, sizeof fx, "%s/%s", g_fixtures, g_arch);
-    assert_int_equal(hs_harvest(&s, dir, 1, "--symbols", fx, "--max-hits", "40", NULL), 0);
+    assert_int_equal(hs_harvest(&s, dir, 1, "--symbols", fx, "--max-hits", max_hits, NULL), 0);
 
     json_t *truth = hs_load_lines(s.truth), *t;
     char path[600];
@@ -40,7 +43,7 @@ static void test_lost_continue(void **state)
             json_array_append(tv, t);
     }
     assert_int_equal(hs_meta_counter(dir, NULL, "hits_reported_again"), 1);
-    assert_true(json_array_size(events) >= 40);
+    assert_true(json_array_size(events) >= (size_t)atoi(max_hits));
     assert_int_equal(json_array_size(events), json_array_size(tv));
     json_t *e;
     json_array_foreach(events, i, e) {
@@ -60,6 +63,20 @@ static void test_lost_continue(void **state)
     hs_sim_stop(&s);
 }
 
+static void test_lost_continue(void **state)
+{
+    (void)state;
+    lost_continue_case("lostcont", "40");
+}
+
+/* The same lost Continue as the run's last: the detach breaks in, the target reports the stop
+ * again, and the detach must not log it a second time. */
+static void test_lost_continue_at_detach(void **state)
+{
+    (void)state;
+    lost_continue_case("lostcont-end", "12");
+}
+
 int main(int argc, char **argv)
 {
     int rc = hs_init(argc, argv, "kdh-lostcont-test");
@@ -67,6 +84,7 @@ int main(int argc, char **argv)
         return rc;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lost_continue),
+        cmocka_unit_test(test_lost_continue_at_detach),
     };
     return hs_finish(cmocka_run_group_tests_name(g_arch, tests, NULL, NULL));
 }
