@@ -70,6 +70,7 @@ typedef struct kdh_kd_stats {
     uint64_t context_ex_fallbacks;
     uint64_t stale_reply_resyncs; /* RESETs sent again because a stale reply came first */
     uint64_t reply_retries;       /* requests asked again after their reply did not come */
+    uint64_t damaged_replies;     /* replies whose echoed fields contradict the request (asked again) */
 } kdh_kd_stats_t;
 
 typedef struct kdh_kd_cfg {

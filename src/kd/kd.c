@@ -364,6 +364,91 @@ static void copy_out(kdh_kd_req_t *req, size_t at, const uint8_t *data, size_t l
     req->out_len = at + n;
 }
 
+/* A reply echoes its request's header with ReturnStatus and the out fields updated, and a read's
+ * data is the bytes it says it read (kd-protocol.md 3, 3.1). One that contradicts the request
+ * was damaged on the line in a way the byte-sum checksum cannot see (two errors that cancel):
+ * its other fields and data cannot be trusted either. Returns what is wrong, or NULL. */
+static const char *reply_damage(const kdh_kd_t *kd, const kdh_kd_req_t *req, const kdh_wire_manip_t *m,
+                                size_t dlen)
+{
+    int ok = m->return_status == KDH_WIRE_STATUS_SUCCESS;
+    if (m->processor != req->m.processor)
+        return "processor";
+    uint64_t addr = 0;
+    size_t count = 0;
+    switch (req->op) {
+    case KDH_KD_OP_READ_VIRTUAL:
+    case KDH_KD_OP_WRITE_VIRTUAL:
+        addr = req->address + req->cursor;
+        count = req->chunk;
+        break;
+    case KDH_KD_OP_GET_CONTEXT_EX:
+    case KDH_KD_OP_SET_CONTEXT_EX:
+        if (req->stage == 1)
+            return ok && dlen < ctx_size(kd) ? "context length" : NULL;
+        if (req->stage == 2)
+            return NULL;
+        if (m->u.context_ex.offset != (uint32_t)req->address)
+            return "context offset";
+        count = req->op == KDH_KD_OP_GET_CONTEXT_EX ? req->out_cap : req->data_len;
+        if (m->u.context_ex.byte_count != count)
+            return "context byte count";
+        if (m->u.context_ex.bytes_copied > count)
+            return "bytes copied";
+        if (req->op == KDH_KD_OP_GET_CONTEXT_EX || req->stage == 3)
+            return ok && dlen != m->u.context_ex.bytes_copied ? "context data length" : NULL;
+        return NULL;
+    default:
+        switch (req->m.api) {
+        case KDH_WIRE_API_READ_CONTROL_SPACE:
+            addr = req->m.u.mem.address;
+            count = req->m.u.mem.transfer_count;
+            break;
+        case KDH_WIRE_API_WRITE_BREAKPOINT:
+            return m->u.write_bp.address != req->m.u.write_bp.address ? "breakpoint address" : NULL;
+        case KDH_WIRE_API_GET_VERSION:
+            return ok && m->u.version.machine_type != KDH_WIRE_MACHINE_I386 &&
+                           m->u.version.machine_type != KDH_WIRE_MACHINE_AMD64
+                       ? "machine type"
+                       : NULL;
+        case KDH_WIRE_API_GET_CONTEXT:
+            return ok && dlen < ctx_size(kd) ? "context length" : NULL;
+        default:
+            return NULL;
+        }
+        break;
+    }
+    /* a memory transfer */
+    if (m->u.mem.address != addr)
+        return "address";
+    if (m->u.mem.transfer_count != count)
+        return "transfer count";
+    if (m->u.mem.actual_count > count)
+        return "actual count";
+    int reads = req->op == KDH_KD_OP_READ_VIRTUAL || req->m.api == KDH_WIRE_API_READ_CONTROL_SPACE;
+    if (reads && ok && dlen != m->u.mem.actual_count)
+        return "data length";
+    return NULL;
+}
+
+/* The reply was damaged: the target believes it delivered it, so the request goes again. */
+static void reply_damaged(kdh_kd_t *kd, kdh_kd_req_t *req, const char *what)
+{
+    kd->awaiting_reply = 0;
+    arm_timer(kd);
+    kd->st.damaged_replies++;
+    if (req->retries < kd->cfg.reply_retries) {
+        req->retries++;
+        kd->st.reply_retries++;
+        start_head(kd);
+        return;
+    }
+    kdh_err_set(&req->err, KDH_ECORRUPT, "reply to KD request 0x%04x damaged on the line (%s differs from "
+                "the request), %u times", req->m.api, what, req->retries + 1);
+    finish(kd, req, KDH_ECORRUPT);
+    pump(kd);
+}
+
 static void on_reply(kdh_kd_t *kd, kdh_kd_req_t *req, const kdh_wire_manip_t *m,
                      const uint8_t *data, size_t len)
 {
@@ -584,7 +669,11 @@ static void on_packet(void *ctx, uint16_t type, uint32_t id, const uint8_t *p, s
             return;
         }
         kd->st.replies++;
-        on_reply(kd, req, &m, data, dlen);
+        const char *damage = reply_damage(kd, req, &m, dlen);
+        if (damage)
+            reply_damaged(kd, req, damage);
+        else
+            on_reply(kd, req, &m, data, dlen);
         return;
     }
     case KDH_WIRE_TYPE_STATE_CHANGE64:

@@ -389,6 +389,60 @@ static void test_lost_reply_asked_again(void **state)
     assert_memory_equal(buf, data, 64);
 }
 
+/* Replies that contradict their request: an echoed address, transfer count or context offset
+ * changed, more bytes read than asked, or data of another length than the count read. The KD
+ * checksum is a byte sum, so two errors that cancel pass it; the session must not take such a
+ * reply but ask again (the target already had its ACK and will not resend), and give up with
+ * KDH_ECORRUPT after the reply retries. */
+static void test_damaged_reply_asked_again(void **state)
+{
+    fake_t *f = *state;
+    uint8_t buf[64], data[64];
+    memset(data, 0x5A, sizeof data);
+    kdh_kd_req_t req;
+    kdh_kd_read_virtual(f->kd, &req, 0x2000, buf, sizeof buf, count_done, f);
+    const uint8_t *d;
+    size_t dl;
+    kdh_wire_manip_t m = host_request(f, &d, &dl);
+    kdh_wire_manip_t bad = m;
+    bad.u.mem.address = 0x2100; /* +1 in one byte of the address, -1 in one of the data */
+    bad.u.mem.actual_count = 64;
+    reply(f, bad, 0, data, 64);
+    bad = host_request(f, &d, &dl); /* asked again at once */
+    assert_true(bad.u.mem.address == 0x2000);
+    assert_int_equal(f->done_calls, 0);
+    bad.u.mem.actual_count = 65; /* more than asked */
+    reply(f, bad, 0, data, 64);
+    bad = host_request(f, &d, &dl);
+    bad.u.mem.actual_count = 64; /* says 64, carries 60 */
+    reply(f, bad, 0, data, 60);
+    m = host_request(f, &d, &dl);
+    assert_int_equal(kdh_kd_stats(f->kd)->damaged_replies, 3);
+    assert_int_equal(f->done_calls, 0);
+    m.u.mem.actual_count = 64;
+    reply(f, m, 0, data, 64);
+    assert_int_equal(f->done_calls, 1);
+    assert_int_equal(req.status, KDH_OK);
+    assert_memory_equal(buf, data, 64);
+
+    /* A context slice whose offset changed, every time: given up after the reply retries. */
+    uint8_t rip[8];
+    kdh_kd_get_context_slice(f->kd, &req, 0, 0xF8, rip, sizeof rip, count_done, f);
+    for (int i = 0; i < 4; i++) {
+        m = host_request(f, &d, &dl);
+        assert_int_equal(m.api, 0x315F);
+        assert_int_equal(m.u.context_ex.offset, 0xF8);
+        m.u.context_ex.offset = 0xF0;
+        m.u.context_ex.bytes_copied = 8;
+        reply(f, m, 0, data, 8);
+    }
+    assert_int_equal(f->done_calls, 2);
+    assert_int_equal(req.status, KDH_ECORRUPT);
+    assert_non_null(strstr(req.err.msg, "context offset"));
+    assert_int_equal(kdh_kd_stats(f->kd)->damaged_replies, 7);
+    assert_true(host_wrote_nothing_more(f));
+}
+
 static void test_print_prompt_fileio(void **state)
 {
     fake_t *f = *state;
@@ -535,6 +589,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slice_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_ex_needs_read_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lost_reply_asked_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_reply_asked_again, setup, teardown),
         cmocka_unit_test(test_stale_reply_after_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
