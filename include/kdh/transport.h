@@ -27,7 +27,7 @@ typedef enum kdh_transport_kind {
 typedef struct kdh_transport_cb {
     void *ctx;
     void (*on_bytes)(void *ctx, const uint8_t *buf, size_t len);
-    /* code: KDH_EHANGUP when the serial port was unplugged / hung up; KDH_EIO (or another
+    /* code: KDH_EHANGUP when the serial port was unplugged / hung up (see reopen_serial); KDH_EIO (or another
      * KDH_E*) when the first connect or an OS call failed. A socket transport whose established
      * connection is closed or reset by the peer does not end: it reports that through
      * on_notice, drops what is written meanwhile and reconnects with backoff (100 ms .. 2 s)
@@ -41,6 +41,11 @@ typedef struct kdh_transport_cb {
     void (*on_connect)(void *ctx);
     /* Optional. The write buffer became empty after a write had been refused as full. */
     void (*on_drain)(void *ctx);
+    /* Serial ports: 0 = a hangup ends the transport (on_error, KDH_EHANGUP), right for a one-shot
+     * command; 1 = a hangup is a cable pulled (USB adapter unplugged, the pty's far end closed):
+     * it is reported through on_notice, writes are dropped meanwhile, and the path as given is
+     * opened again with backoff (100 ms .. 2 s) until it is back (another notice) or closed. */
+    int reopen_serial;
 } kdh_transport_cb_t;
 
 /* Opens `spec`:

@@ -760,6 +760,11 @@ static int serve(hv_t *h, kdh_err_t *err)
     }
 }
 
+static void on_port_notice(void *ctx, const char *line)
+{
+    hv_notice(ctx, "%s", line);
+}
+
 int kdh_harvest_run(const kdh_harvest_opts_t *o, kdh_harvest_result_t *res, kdh_err_t *err)
 {
     hv_t *h = calloc(1, sizeof *h);
@@ -767,6 +772,7 @@ int kdh_harvest_run(const kdh_harvest_opts_t *o, kdh_harvest_result_t *res, kdh_
         return kdh_err_set(err, KDH_ENOMEM, "out of memory");
     h->o = o;
     h->c.on_print = on_print;
+    h->c.on_notice = on_port_notice;
     h->c.print_ctx = h;
     h->started = hv_now_wall();
     h->last_status_t = hv_now_mono();

@@ -28,6 +28,7 @@ typedef struct hv_conn {
     int reset_seen;         /* the target reset the link (rebooted?): check the boot at the next stop */
     unsigned baud;
     void (*on_print)(void *ctx, const char *text, size_t len);
+    void (*on_notice)(void *ctx, const char *line); /* the port hung up, is back, ... */
     void *print_ctx;
 } hv_conn_t;
 

@@ -24,6 +24,13 @@ static void on_tp_error(void *ctx, int code, const char *message)
     snprintf(c->tp_error, sizeof c->tp_error, "%s", message ? message : "the port went away");
 }
 
+static void on_tp_notice(void *ctx, const char *message)
+{
+    hv_conn_t *c = ctx;
+    if (c->on_notice)
+        c->on_notice(c->print_ctx, message);
+}
+
 static int kd_write(void *ctx, const uint8_t *buf, size_t len)
 {
     hv_conn_t *c = ctx;
@@ -77,7 +84,9 @@ int hv_conn_open(hv_conn_t *c, uv_loop_t *loop, const char *port, unsigned baud,
     uv_timer_init(c->loop, &c->timer);
     c->timer.data = c;
     c->timer_ok = 1;
-    kdh_transport_cb_t cb = {.ctx = c, .on_bytes = on_bytes, .on_error = on_tp_error};
+    /* A serial port that hangs up is reopened: the link's timers resynchronise afterwards. */
+    kdh_transport_cb_t cb = {.ctx = c, .on_bytes = on_bytes, .on_error = on_tp_error,
+                             .on_notice = on_tp_notice, .reopen_serial = 1};
     int rc = kdh_transport_open(&c->tp, c->loop, port, c->baud, &cb, err);
     if (rc != KDH_OK)
         return rc;

@@ -2,7 +2,9 @@
  * uv_poll_t: read everything readable, write the buffered bytes when the port is writable,
  * and treat POLLERR/POLLHUP, a 0-byte read or EIO as the port going away (KDH_EHANGUP):
  * after an unplug the port stays "readable" with nothing in it, which must not pass for
- * silence. */
+ * silence. With cb.reopen_serial a hangup is a cable pulled, not an end: the transport says so
+ * in a notice, drops what is written meanwhile (a line would) and opens the same path again
+ * with backoff (100 ms doubling to 2 s) until it is back or the owner closes it. */
 #include "transport_int.h"
 
 #include <errno.h>
@@ -11,12 +13,13 @@
 #include <string.h>
 #include <unistd.h>
 
-int kdh__transport_serial_start(struct kdh_transport *t, kdh_err_t *err);
-
 /* Bounds the work done per poll callback so one busy port cannot starve the loop. */
 #define MAX_READS_PER_EVENT 16
+#define REOPEN_FIRST_MS 100u
+#define REOPEN_MAX_MS 2000u
 
 static void on_poll(uv_poll_t *h, int status, int events);
+static void lose(struct kdh_transport *t, const char *why);
 
 static void update_events(struct kdh_transport *t)
 {
@@ -35,6 +38,10 @@ static void die(struct kdh_transport *t, int code, const char *fmt_detail, int e
 {
     uv_poll_stop(&t->u.serial.poll);
     t->u.serial.poll_events = 0;
+    if (code == KDH_EHANGUP && t->cb.reopen_serial) {
+        lose(t, fmt_detail);
+        return;
+    }
     if (code == KDH_EHANGUP)
         kdh__transport_fail(t, code, "%s: port hung up or unplugged (%s); check the cable or adapter",
                             t->name, fmt_detail);
@@ -108,7 +115,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
         return;
     if (status < 0) {
         /* libuv maps POLLERR to UV_EBADF: the device went away under us. */
-        die(t, KDH_EHANGUP, uv_strerror(status), 0);
+        die(t, KDH_EHANGUP, "device error (POLLERR)", 0);
         return;
     }
     if ((events & UV_READABLE) && !do_read(t))
@@ -124,6 +131,10 @@ static void on_poll(uv_poll_t *h, int status, int events)
 
 static int serial_write(struct kdh_transport *t, const void *buf, size_t len, kdh_err_t *err)
 {
+    if (t->u.serial.reopening) {
+        t->u.serial.dropped += len; /* the cable is out: the bytes are lost on the way */
+        return KDH_OK;
+    }
     size_t used = t->u.serial.tail - t->u.serial.head;
     if (len > KDH_TRANSPORT_WRITE_CAP - used) {
         t->refused = 1;
@@ -152,22 +163,123 @@ static void release_fd(struct kdh_transport *t)
     if (t->u.serial.port) {
         sp_close(t->u.serial.port);
         sp_free_port(t->u.serial.port);
-    } else {
+    } else if (t->u.serial.fd >= 0) {
         close(t->u.serial.fd);
     }
+    t->u.serial.port = NULL;
+    t->u.serial.fd = -1;
 }
 
-static void on_closed(uv_handle_t *h)
+/* t is freed once the owner has closed it and neither of its handles is open any more. */
+static void maybe_free(struct kdh_transport *t)
 {
-    struct kdh_transport *t = h->data;
-    release_fd(t);
+    if (t->u.serial.poll_open || t->u.serial.timer_open)
+        return;
     free(t->u.serial.wbuf);
     free(t);
 }
 
+static void schedule_reopen(struct kdh_transport *t);
+
+static void on_poll_closed(uv_handle_t *h)
+{
+    struct kdh_transport *t = h->data;
+    release_fd(t);
+    t->u.serial.poll_open = 0;
+    if (t->closing)
+        maybe_free(t);
+    else if (t->u.serial.reopening && !t->dead)
+        schedule_reopen(t); /* the old fd is gone: try the path again */
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct kdh_transport *t = h->data;
+    t->u.serial.timer_open = 0;
+    maybe_free(t);
+}
+
+/* Watches the open fd. On failure the handle (when initialised) is closing and the fd is
+ * released with it. */
+static int start_poll(struct kdh_transport *t, kdh_err_t *err)
+{
+    int r = uv_poll_init(t->loop, &t->u.serial.poll, t->u.serial.fd);
+    if (r < 0) {
+        release_fd(t);
+        return kdh_err_set(err, KDH_EIO, "%s: cannot watch the port: %s", t->name, uv_strerror(r));
+    }
+    t->u.serial.poll.data = t;
+    t->u.serial.poll_open = 1;
+    t->u.serial.poll_events = UV_READABLE | UV_DISCONNECT;
+    r = uv_poll_start(&t->u.serial.poll, t->u.serial.poll_events, on_poll);
+    if (r < 0) {
+        uv_close((uv_handle_t *)&t->u.serial.poll, on_poll_closed);
+        return kdh_err_set(err, KDH_EIO, "%s: cannot watch the port: %s", t->name, uv_strerror(r));
+    }
+    return KDH_OK;
+}
+
+static void on_reopen_timer(uv_timer_t *timer)
+{
+    struct kdh_transport *t = timer->data;
+    if (t->closing || t->dead || !t->u.serial.reopening)
+        return;
+    t->u.serial.attempts++;
+    kdh_err_t e;
+    if (kdh__transport_serial_open_fd(t, t->u.serial.path, t->u.serial.baud, 1, &e) != KDH_OK) {
+        schedule_reopen(t); /* still unplugged (no such device, busy, ...) */
+        return;
+    }
+    if (start_poll(t, &e) != KDH_OK) {
+        if (!t->u.serial.poll_open)
+            schedule_reopen(t); /* else the handle's close schedules it */
+        return;
+    }
+    t->u.serial.reopening = 0;
+    kdh__transport_notice(t, "%s: port is back after %u attempt(s); %llu byte(s) written while it was gone were lost",
+                          t->name, t->u.serial.attempts, (unsigned long long)t->u.serial.dropped);
+}
+
+static void schedule_reopen(struct kdh_transport *t)
+{
+    if (!t->u.serial.timer_open) {
+        if (uv_timer_init(t->loop, &t->u.serial.retry) < 0) {
+            kdh__transport_fail(t, KDH_EHANGUP, "%s: port hung up and cannot be reopened", t->name);
+            return;
+        }
+        t->u.serial.retry.data = t;
+        t->u.serial.timer_open = 1;
+    }
+    unsigned wait = t->u.serial.backoff_ms;
+    t->u.serial.backoff_ms = wait * 2 > REOPEN_MAX_MS ? REOPEN_MAX_MS : wait * 2;
+    uv_timer_start(&t->u.serial.retry, on_reopen_timer, wait, 0);
+}
+
+/* The port hung up (the poll is already stopped): say so once, close the fd, reopen later. */
+static void lose(struct kdh_transport *t, const char *why)
+{
+    if (t->u.serial.reopening)
+        return;
+    t->u.serial.reopening = 1;
+    t->u.serial.attempts = 0;
+    t->u.serial.backoff_ms = REOPEN_FIRST_MS;
+    t->u.serial.dropped = t->u.serial.tail - t->u.serial.head; /* never reached the line */
+    t->u.serial.head = t->u.serial.tail = 0;
+    kdh__transport_notice(t, "%s: port hung up or unplugged (%s); reopening %s", t->name, why,
+                          t->u.serial.path);
+    uv_close((uv_handle_t *)&t->u.serial.poll, on_poll_closed);
+}
+
 static void serial_close(struct kdh_transport *t)
 {
-    uv_close((uv_handle_t *)&t->u.serial.poll, on_closed);
+    if (t->u.serial.timer_open && !uv_is_closing((uv_handle_t *)&t->u.serial.retry)) {
+        uv_timer_stop(&t->u.serial.retry);
+        uv_close((uv_handle_t *)&t->u.serial.retry, on_timer_closed);
+    }
+    if (t->u.serial.poll_open && !uv_is_closing((uv_handle_t *)&t->u.serial.poll))
+        uv_close((uv_handle_t *)&t->u.serial.poll, on_poll_closed);
+    else
+        maybe_free(t);
 }
 
 static const kdh_transport_ops_t serial_ops = {serial_write, serial_pending, serial_close};
@@ -180,21 +292,14 @@ int kdh__transport_serial_start(struct kdh_transport *t, kdh_err_t *err)
         release_fd(t);
         return kdh_err_set(err, KDH_ENOMEM, "%s: out of memory", t->name);
     }
-    int r = uv_poll_init(t->loop, &t->u.serial.poll, t->u.serial.fd);
-    if (r < 0) {
-        release_fd(t);
-        free(t->u.serial.wbuf);
-        return kdh_err_set(err, KDH_EIO, "%s: cannot watch the port: %s", t->name, uv_strerror(r));
-    }
-    t->u.serial.poll.data = t;
-    t->u.serial.poll_events = UV_READABLE | UV_DISCONNECT;
-    r = uv_poll_start(&t->u.serial.poll, t->u.serial.poll_events, on_poll);
-    if (r < 0) {
-        /* The handle is initialised, so only the loop may release it (on_closed frees t). */
+    int rc = start_poll(t, err);
+    if (rc != KDH_OK && t->u.serial.poll_open) {
+        /* The handle is initialised, so only the loop may release it (maybe_free frees t). */
         t->closing = 1;
         t->loop_owned = 1;
-        uv_close((uv_handle_t *)&t->u.serial.poll, on_closed);
-        return kdh_err_set(err, KDH_EIO, "%s: cannot watch the port: %s", t->name, uv_strerror(r));
+    } else if (rc != KDH_OK) {
+        free(t->u.serial.wbuf);
+        t->u.serial.wbuf = NULL;
     }
-    return KDH_OK;
+    return rc;
 }

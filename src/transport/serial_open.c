@@ -16,8 +16,6 @@
 #include <termios.h>
 #include <unistd.h>
 
-int kdh__transport_serial_start(struct kdh_transport *t, kdh_err_t *err);
-
 /* One actionable line for an errno met while opening `path`. */
 static int open_error(const char *path, int e, kdh_err_t *err)
 {
@@ -173,11 +171,10 @@ static int is_pty(const struct stat *st)
     return S_ISCHR(st->st_mode) && major(st->st_rdev) >= 136 && major(st->st_rdev) <= 143;
 }
 
-int kdh__transport_open_serial(struct kdh_transport *t, const char *path, unsigned baud, kdh_err_t *err)
+int kdh__transport_serial_open_fd(struct kdh_transport *t, const char *path, unsigned baud, int quiet,
+                                  kdh_err_t *err)
 {
-    int rc = kdh_transport_check_baud(baud, err);
-    if (rc != KDH_OK)
-        return rc;
+    int rc;
     /* Debian's libserialport 0.1.1 accepts only /dev/<name> paths, not symlinks such as
      * /dev/serial/by-id/..., so the link is resolved here. */
     char real[PATH_MAX];
@@ -193,11 +190,21 @@ int kdh__transport_open_serial(struct kdh_transport *t, const char *path, unsign
     rc = open_libserialport(t, baud, err);
     if (rc == KDH_EUNSUPPORTED) {
         rc = open_termios(t, baud, err);
-        if (rc == KDH_OK)
+        if (rc == KDH_OK && !quiet)
             kdh__transport_notice(t, "%s: %s; libserialport cannot drive it, using plain termios",
                                   t->name, is_pty(&st) ? "pseudo-terminal" : "device unknown to sysfs");
     }
+    return rc;
+}
+
+int kdh__transport_open_serial(struct kdh_transport *t, const char *path, unsigned baud, kdh_err_t *err)
+{
+    int rc = kdh_transport_check_baud(baud, err);
     if (rc != KDH_OK)
+        return rc;
+    snprintf(t->u.serial.path, sizeof t->u.serial.path, "%s", path);
+    t->u.serial.baud = baud;
+    if ((rc = kdh__transport_serial_open_fd(t, path, baud, 0, err)) != KDH_OK)
         return rc;
     return kdh__transport_serial_start(t, err);
 }

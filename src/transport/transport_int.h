@@ -36,6 +36,17 @@ struct kdh_transport {
             int poll_events;
             uint8_t *wbuf;         /* KDH_TRANSPORT_WRITE_CAP bytes; [head, tail) pending */
             size_t head, tail;
+            /* Reopening after a hangup (cb.reopen_serial): the path as given (a symlink such as
+             * /dev/serial/by-id/... may point elsewhere when the adapter comes back). */
+            char path[PATH_MAX];
+            unsigned baud;
+            int poll_open;         /* the poll handle is initialised and not yet closed */
+            int reopening;         /* hung up; the fd is closed or a retry is scheduled */
+            unsigned attempts;     /* reopen attempts since the hangup */
+            unsigned backoff_ms;   /* wait before the next attempt */
+            uint64_t dropped;      /* bytes written while the port was gone */
+            uv_timer_t retry;
+            int timer_open;
         } serial;
         struct {
             union {
@@ -72,6 +83,11 @@ int kdh__transport_deliver(struct kdh_transport *t, const uint8_t *buf, size_t l
 void kdh__transport_drained(struct kdh_transport *t);
 
 int kdh__transport_open_serial(struct kdh_transport *t, const char *path, unsigned baud, kdh_err_t *err);
+/* Resolves path and opens the device (libserialport, else termios) into t->u.serial.fd/port;
+ * quiet: no notice about the backend (a reopen). */
+int kdh__transport_serial_open_fd(struct kdh_transport *t, const char *path, unsigned baud, int quiet,
+                                  kdh_err_t *err);
+int kdh__transport_serial_start(struct kdh_transport *t, kdh_err_t *err);
 int kdh__transport_open_tcp(struct kdh_transport *t, const char *spec, kdh_err_t *err);
 int kdh__transport_open_unix(struct kdh_transport *t, const char *spec, kdh_err_t *err);
 

@@ -1,7 +1,8 @@
 /* test_pty.c: the serial transport over a real pseudo-terminal pair, the master playing the
  * cable's far end. Built twice: with the test-only pty shim linked in (KDH_WITH_SHIM), the
  * libserialport backend is exercised; without it, libserialport refuses the pty and the plain
- * termios fallback must take over with a notice. Also: hangup, backpressure, busy, errors. */
+ * termios fallback must take over with a notice. Also: hangup (the end, or reopened by its path),
+ * backpressure, busy, errors. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -178,6 +179,93 @@ static void test_hangup_close_in_callback(void **state)
     hangup_case(1);
 }
 
+/* A USB adapter unplugged and plugged back: the far end closes (the device node goes away with
+ * its by-id link), then a new device appears behind the same link. With reopen_serial the
+ * transport reports both in notices, drops what is written meanwhile and carries bytes again
+ * both ways on the new device; no error is reported. close_while_out: the owner closes it while
+ * it is still waiting for the device, which must free everything (the loop ends empty). */
+static void hangup_reopen_case(int close_while_out)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char slave[128];
+    int m = open_pty(slave, sizeof slave);
+    assert_true(m >= 0);
+    char dir[] = "/tmp/kdh-reopen-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char link[256];
+    snprintf(link, sizeof link, "%s/usb-FTDI_FT232R-if00-port0", dir);
+    assert_int_equal(symlink(slave, link), 0);
+
+    static recorder_t r;
+    memset(&r, 0, sizeof r);
+    kdh_transport_cb_t cb = rec_callbacks(&r);
+    cb.reopen_serial = 1;
+    kdh_transport_t *t = NULL;
+    kdh_err_t err = {0};
+    assert_int_equal(kdh_transport_open(&t, &loop, link, 115200, &cb, &err), KDH_OK);
+    int base = r.notices; /* the termios fallback's, without the shim */
+    assert_int_equal(write_all(m, "abc", 3), 0);
+    PUMP_UNTIL(&loop, r.in_len >= 3, 3000);
+    assert_int_equal(r.in_len, 3);
+
+    /* unplugged: the node and its link go away */
+    close(m);
+    unlink(link);
+    PUMP_UNTIL(&loop, r.notices > base, 3000);
+    assert_int_equal(r.notices, base + 1);
+    assert_non_null(strstr(r.notice, "hung up"));
+    assert_non_null(strstr(r.notice, link));
+    assert_int_equal(kdh_transport_write(t, "lost", 4, &err), KDH_OK);
+    int never = 0;
+    run_until(&loop, &never, 400); /* a few attempts fail: no such device yet */
+    assert_int_equal(r.errors, 0);
+    assert_int_equal(r.notices, base + 1);
+    if (close_while_out) {
+        kdh_transport_close(t);
+        assert_int_equal(finish_loop(&loop), 0);
+        rmdir(dir);
+        return;
+    }
+
+    /* plugged back: a new device behind the same link */
+    char slave2[128];
+    int m2 = open_pty(slave2, sizeof slave2);
+    assert_true(m2 >= 0);
+    assert_int_equal(symlink(slave2, link), 0);
+    PUMP_UNTIL(&loop, r.notices > base + 1, 5000);
+    assert_int_equal(r.notices, base + 2);
+    assert_non_null(strstr(r.notice, "port is back"));
+    assert_non_null(strstr(r.notice, "4 byte(s)"));
+    assert_string_equal(kdh_transport_name(t), slave2);
+    assert_int_equal(r.errors, 0);
+
+    assert_int_equal(kdh_transport_write(t, "hello", 5, &err), KDH_OK);
+    uint8_t got[5];
+    assert_int_equal(read_master(&loop, m2, got, sizeof got, 3000), 5);
+    assert_memory_equal(got, "hello", 5);
+    assert_int_equal(write_all(m2, "xyz", 3), 0);
+    PUMP_UNTIL(&loop, r.in_len >= 6, 3000);
+    assert_int_equal(r.in_len, 6);
+    assert_memory_equal(r.in, "abcxyz", 6);
+
+    kdh_transport_close(t);
+    assert_int_equal(finish_loop(&loop), 0);
+    close(m2);
+    unlink(link);
+    rmdir(dir);
+}
+
+static void test_hangup_reopen(void **state)
+{
+    hangup_reopen_case(0);
+}
+
+static void test_hangup_close_while_out(void **state)
+{
+    hangup_reopen_case(1);
+}
+
 static void test_backpressure_and_drain(void **state)
 {
     uv_loop_t loop;
@@ -340,6 +428,8 @@ int main(void)
         cmocka_unit_test(test_symlink_is_resolved),
         cmocka_unit_test(test_hangup),
         cmocka_unit_test(test_hangup_close_in_callback),
+        cmocka_unit_test(test_hangup_reopen),
+        cmocka_unit_test(test_hangup_close_while_out),
         cmocka_unit_test(test_backpressure_and_drain),
         cmocka_unit_test(test_busy),
         cmocka_unit_test(test_errors),

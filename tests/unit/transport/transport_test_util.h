@@ -68,7 +68,8 @@ static inline void rec_drain(void *ctx)
 
 static inline kdh_transport_cb_t rec_callbacks(recorder_t *r)
 {
-    kdh_transport_cb_t cb = {r, rec_bytes, rec_error, rec_notice, rec_connect, rec_drain};
+    kdh_transport_cb_t cb = {.ctx = r, .on_bytes = rec_bytes, .on_error = rec_error, .on_notice = rec_notice,
+                             .on_connect = rec_connect, .on_drain = rec_drain};
     return cb;
 }
 
