@@ -91,6 +91,16 @@ int sim_faults_parse(sim_faults_t *f, const char *spec, uint64_t seed, kdh_err_t
             bad = !slash || parse_duration(v, slash, &f->stall_ns) ||
                   parse_duration(slash + 1, v + strlen(v), &f->stall_period_ns) ||
                   f->stall_period_ns <= f->stall_ns;
+        } else if (strcmp(k, "hangup") == 0) {
+            const char *slash = strchr(v, '/');
+            bad = !slash || parse_duration(v, slash, &f->hangup_ns) ||
+                  parse_duration(slash + 1, v + strlen(v), &f->hangup_period_ns) ||
+                  f->hangup_period_ns <= f->hangup_ns || f->hangup_ns == 0;
+        } else if (strcmp(k, "reboot-in-request") == 0) {
+            char *end = NULL;
+            unsigned long long n = strtoull(v, &end, 10);
+            bad = !*v || *end || n == 0;
+            f->reboot_request_at = n;
         } else if (strcmp(k, "reboot") == 0) {
             bad = parse_duration(v, v + strlen(v), &f->reboot_at_ns) || f->reboot_at_ns == 0;
         } else if (strcmp(k, "mangle-continue") == 0) {
@@ -101,11 +111,12 @@ int sim_faults_parse(sim_faults_t *f, const char *spec, uint64_t seed, kdh_err_t
         } else
             return kdh_err_set(err, KDH_EINVAL,
                                "--faults: unknown fault '%s' (corrupt, drop, drop-packet, dup-packet, "
-                               "stall, reboot, mangle-continue)", k);
+                               "stall, hangup, reboot, reboot-in-request, mangle-continue)", k);
         if (bad)
             return kdh_err_set(err, KDH_EINVAL,
                                "--faults: bad value '%s' for %s (probability 0..1, stall=DUR/PERIOD "
-                               "with DUR < PERIOD, durations like 500ms or 2s)", v, k);
+                               "and hangup=DUR/PERIOD with DUR < PERIOD, durations like 500ms or "
+                               "2s, counts from 1)", v, k);
     }
     return KDH_OK;
 }
@@ -155,8 +166,24 @@ int sim_faults_stalled(sim_faults_t *f, uint64_t since_start_ns)
     return s;
 }
 
+int sim_faults_hung_up(sim_faults_t *f, uint64_t since_start_ns)
+{
+    if (!f->hangup_period_ns)
+        return 0;
+    int h = since_start_ns % f->hangup_period_ns >= f->hangup_period_ns - f->hangup_ns;
+    if (h && !f->in_hangup)
+        f->st.hangups++;
+    f->in_hangup = h;
+    return h;
+}
+
 int sim_faults_reboot_due(sim_faults_t *f, uint64_t since_start_ns)
 {
+    if (f->reboot_request_due) {
+        f->reboot_request_due = 0;
+        f->st.reboots++;
+        return 1;
+    }
     if (!f->reboot_at_ns || f->reboot_done || since_start_ns < f->reboot_at_ns)
         return 0;
     f->reboot_done = 1;
@@ -184,6 +211,19 @@ static void mangle_continue(sim_faults_t *f, uint8_t *pkt, size_t len)
     f->st.mangled++;
 }
 
+/* A whole host packet: the Nth manipulate request other than Continue2 is swallowed and the
+ * target reboots (a power cut with the request on the wire). Returns 1 when it is dropped. */
+static int reboot_in_request(sim_faults_t *f, const uint8_t *pkt, size_t len)
+{
+    if (!f->reboot_request_at || len < 16 + 4 || pkt[0] != 0x30 || kdh_get_u16(pkt + 4) != 2 ||
+        kdh_get_u32(pkt + 16) == 0x313C)
+        return 0;
+    if (++f->requests_seen != f->reboot_request_at)
+        return 0;
+    f->reboot_request_due = 1;
+    return 1;
+}
+
 size_t sim_splitter_byte(sim_splitter_t *sp, sim_faults_t *f, uint8_t b, uint64_t now_ns, uint8_t *out)
 {
     size_t n = 0;
@@ -209,7 +249,7 @@ size_t sim_splitter_byte(sim_splitter_t *sp, sim_faults_t *f, uint8_t b, uint64_
     }
     if (sp->need && sp->len == sp->need) {
         mangle_continue(f, sp->buf, sp->len);
-        int copies = sim_faults_packet(f);
+        int copies = reboot_in_request(f, sp->buf, sp->len) ? 0 : sim_faults_packet(f);
         for (int i = 0; i < copies; i++) {
             memcpy(out + n, sp->buf, sp->len);
             n += sp->len;

@@ -2,8 +2,12 @@
  *   "corrupt=0.001,drop=0.0005,drop-packet=0.01,dup-packet=0.01,stall=2s/30s,reboot=60s"
  * with a seed gives the same faults for the same traffic: byte corruption and byte loss, lost and
  * duplicated packets (both directions), periodic stalls of the whole line (duration every
- * period, bytes held back, not lost), one target reboot at a time since start, and one host
- * Continue2 whose packet type is damaged (acknowledged by the target and ignored). */
+ * period, bytes held back, not lost), periodic hangups of a pty (hangup=DUR/PERIOD: the pty is
+ * closed for DUR at the end of every period, as a USB serial adapter unplugged and plugged back;
+ * bytes the target sends meanwhile are lost), one target reboot at a time since start, one
+ * reboot on the Nth host request (reboot-in-request=N: the request is lost with the old boot,
+ * never acknowledged), and one host Continue2 whose packet type is damaged (acknowledged by the
+ * target and ignored). */
 #ifndef KDSIM_FAULT_H
 #define KDSIM_FAULT_H
 
@@ -13,13 +17,19 @@
 #include "kdh/common.h"
 
 typedef struct sim_fault_stats {
-    uint64_t corrupted, dropped_bytes, dropped_packets, duplicated_packets, stalls, reboots, mangled;
+    uint64_t corrupted, dropped_bytes, dropped_packets, duplicated_packets, stalls, reboots, mangled, hangups;
 } sim_fault_stats_t;
 
 typedef struct sim_faults {
     double corrupt, drop, drop_packet, dup_packet; /* probabilities per byte / per packet */
     uint64_t stall_ns, stall_period_ns;
+    uint64_t hangup_ns, hangup_period_ns;
+    int in_hangup;
     uint64_t reboot_at_ns; /* 0 = never */
+    /* reboot-in-request=N: the Nth host manipulate request (Continue2 not counted) reboots the
+     * target instead of reaching it. 0 = never. */
+    uint64_t reboot_request_at, requests_seen;
+    int reboot_request_due;
     /* mangle-continue=N: the host's Nth Continue2 gets one bit flipped in its packet type, which
      * the checksum does not cover; the target then acknowledges it and ignores it. 0 = never. */
     uint64_t mangle_continue_at, continues_seen;
@@ -39,7 +49,9 @@ int sim_faults_packet(sim_faults_t *f);
 size_t sim_faults_bytes(sim_faults_t *f, uint8_t *buf, size_t len);
 /* 1 while the line is stalled, at since_start_ns after the line came up. */
 int sim_faults_stalled(sim_faults_t *f, uint64_t since_start_ns);
-/* 1 exactly once, when the reboot time has come. */
+/* 1 while the pty is unplugged, at since_start_ns after the line came up. */
+int sim_faults_hung_up(sim_faults_t *f, uint64_t since_start_ns);
+/* 1 exactly once, when the reboot time has come or the request that reboots has been dropped. */
 int sim_faults_reboot_due(sim_faults_t *f, uint64_t since_start_ns);
 
 /* Finds whole packets in the host's byte stream so that they can be dropped or duplicated:

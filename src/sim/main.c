@@ -16,9 +16,11 @@
 #include "target.h"
 
 static const char usage[] =
-    "usage: kdsim (--pty | --tcp PORT | --unix PATH) --fixtures DIR [options]\n"
+    "usage: kdsim (--pty | --pty-link PATH | --tcp PORT | --unix PATH) --fixtures DIR [options]\n"
     "Simulated Windows target speaking the kernel debugger serial protocol.\n"
     "  --pty              serve on a new pseudo-terminal; its path is printed\n"
+    "  --pty-link PATH    the same, with PATH a symlink kept pointing at the current pty\n"
+    "                     (fault hangup replaces the pty, as an unplugged adapter comes back)\n"
     "  --tcp PORT         listen on 127.0.0.1:PORT (0 = any free port)\n"
     "  --unix PATH        listen on a Unix socket\n"
     "  --arch x64|x86     target architecture (default x64)\n"
@@ -30,8 +32,10 @@ static const char usage[] =
     "  --truth-ops TAG    the truth also records every allocation and free of TAG as it happens\n"
     "  --special-pool TAG special pool for TAG ('*' = every tag), as the registry's PoolTag sets it\n"
     "  --faults SPEC      e.g. corrupt=0.001,drop=0.0005,drop-packet=0.01,dup-packet=0.01,\n"
-    "                     stall=2s/30s,reboot=60s,mangle-continue=N (the Nth Continue2's type\n"
-    "                     damaged: acknowledged and ignored)\n"
+    "                     stall=2s/30s,hangup=5s/20s (pty closed 5 s of every 20),reboot=60s,\n"
+    "                     reboot-in-request=N (the Nth host request is lost in a reboot),\n"
+    "                     mangle-continue=N (the Nth Continue2's type damaged: acknowledged\n"
+    "                     and ignored)\n"
     "  --fixtures DIR     folder with ntoskrnl.exe, hal.dll, drivers of the chosen arch\n"
     "  --no-context-ex    answer GetContextEx/SetContextEx with STATUS_UNSUCCESSFUL\n"
     "  --hostile LIST     corrupt what a debugger reads: ldr-cycle, ldr-wild, name-long,\n"
@@ -107,7 +111,7 @@ static void print_status(app_t *a)
     fprintf(stderr,
             "kdsim: %s boot=%llu sim=%.3fs host=%s stops=%llu prints=%llu breakins=%llu "
             "rx=%lluB/%llupk bad=%llu dup=%llu tx=%lluB/%llupk retx=%llu resets=%llu bps=%llu "
-            "faults(corrupt=%llu drop=%llu pkt-drop=%llu pkt-dup=%llu stalls=%llu reboots=%llu) "
+            "faults(corrupt=%llu drop=%llu pkt-drop=%llu pkt-dup=%llu stalls=%llu hangups=%llu reboots=%llu) "
             "wall(run=%.3fms resumes=%llu resume-to-stop=%.3fms host-waits=%llu host-wait=%.3fms)\n",
             state_name(sim_target_state(a->t)), (unsigned long long)info.boot,
             (double)sim_machine_now_ns(a->m) / 1e9, ss.connected ? "yes" : "no",
@@ -119,7 +123,7 @@ static void print_status(app_t *a)
             (unsigned long long)ts.resets, (unsigned long long)ts.breakpoints, (unsigned long long)ss.faults.corrupted,
             (unsigned long long)ss.faults.dropped_bytes, (unsigned long long)ss.faults.dropped_packets,
             (unsigned long long)ss.faults.duplicated_packets, (unsigned long long)ss.faults.stalls,
-            (unsigned long long)ss.faults.reboots, (double)ss.run_wall_ns / 1e6, (unsigned long long)ss.resumes,
+            (unsigned long long)ss.faults.hangups, (unsigned long long)ss.faults.reboots, (double)ss.run_wall_ns / 1e6, (unsigned long long)ss.resumes,
             (double)ss.resume_to_stop_ns / 1e6, (unsigned long long)ss.host_waits, (double)ss.host_wait_ns / 1e6);
     fflush(stderr);
 }
@@ -186,9 +190,10 @@ int main(int argc, char **argv)
 {
     enum { O_PTY = 256, O_TCP, O_UNIX, O_ARCH, O_BAUD, O_SEED, O_CPUS, O_WORKLOAD, O_TRUTH,
            O_FAULTS, O_FIXTURES, O_NOCTXEX, O_SPEED, O_ACK, O_STATUS, O_HELP, O_HOSTILE,
-           O_TRUTH_OPS, O_SPECIAL };
+           O_TRUTH_OPS, O_SPECIAL, O_PTY_LINK };
     static const struct option opts[] = {
         {"pty", no_argument, 0, O_PTY},          {"tcp", required_argument, 0, O_TCP},
+        {"pty-link", required_argument, 0, O_PTY_LINK},
         {"unix", required_argument, 0, O_UNIX},  {"arch", required_argument, 0, O_ARCH},
         {"baud", required_argument, 0, O_BAUD},  {"seed", required_argument, 0, O_SEED},
         {"cpus", required_argument, 0, O_CPUS},  {"workload", required_argument, 0, O_WORKLOAD},
@@ -210,6 +215,7 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case O_PTY: so.kind = SIM_SERVE_PTY; endpoints++; break;
+        case O_PTY_LINK: so.kind = SIM_SERVE_PTY; so.path = optarg; endpoints++; break;
         case O_TCP:
             so.kind = SIM_SERVE_TCP;
             so.port = (int)parse_int("--tcp", optarg, 0, 65535);
@@ -259,7 +265,7 @@ int main(int argc, char **argv)
     if (optind < argc)
         die_usage("unexpected argument '%s'", argv[optind]);
     if (endpoints != 1)
-        die_usage("give exactly one of --pty, --tcp PORT, --unix PATH");
+        die_usage("give exactly one of --pty, --pty-link PATH, --tcp PORT, --unix PATH");
     if (!cfg.fixture_dir)
         die_usage("--fixtures DIR is required (the folder holding ntoskrnl.exe and hal.dll)");
 

@@ -1,9 +1,12 @@
 /* serve.c: kdsim's line on libuv (see serve.h): pty / TCP / Unix socket endpoints, per-direction
- * token buckets, fault injection, and the 1 ms tick that moves bytes and runs the target. */
+ * token buckets, fault injection, and the 1 ms tick that moves bytes and runs the target. A pty
+ * can be unplugged and plugged back (fault hangup): it is closed, which hangs up the host's side,
+ * and a new one is opened later; --pty-link keeps one path pointing at the current one. */
 #include "serve.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +33,10 @@ struct sim_serve {
     int open_handles;
     int closing;
 
-    /* pty */
+    /* pty; the poll handle is allocated per pty (a closed handle is freed by handle_closed) */
     int master_fd, slave_fd;
-    uv_poll_t poll;
+    uv_poll_t *poll;
+    char pty_name[128];
     /* TCP / Unix */
     union {
         uv_tcp_t tcp;
@@ -59,9 +63,8 @@ struct sim_serve {
 static void handle_closed(uv_handle_t *h)
 {
     sim_serve_t *s = h->data;
-    if (h != (uv_handle_t *)&s->timer && h != (uv_handle_t *)&s->poll &&
-        h != (uv_handle_t *)&s->listener && h != (uv_handle_t *)&s->wake)
-        free(h); /* a client stream */
+    if (h != (uv_handle_t *)&s->timer && h != (uv_handle_t *)&s->listener && h != (uv_handle_t *)&s->wake)
+        free(h); /* a client stream or a pty's poll handle */
     if (--s->open_handles == 0) {
         sim_fifo_free(&s->rx);
         sim_fifo_free(&s->tx);
@@ -76,6 +79,7 @@ static void close_handle(sim_serve_t *s, uv_handle_t *h)
 }
 
 static void service(sim_serve_t *s);
+static void hangup_fault(sim_serve_t *s, uint64_t since);
 static void schedule_wake(sim_serve_t *s, uint64_t now);
 
 static void rx_queue(sim_serve_t *s, const uint8_t *p, size_t n)
@@ -96,7 +100,8 @@ static void line_received(sim_serve_t *s, uint8_t *p, size_t n)
     n = sim_faults_bytes(&s->faults, p, n);
     if (s->rx.len == 0)
         sim_bucket_idle(&s->brx, now);
-    if (s->faults.drop_packet > 0 || s->faults.dup_packet > 0 || s->faults.mangle_continue_at) {
+    if (s->faults.drop_packet > 0 || s->faults.dup_packet > 0 || s->faults.mangle_continue_at ||
+        s->faults.reboot_request_at) {
         for (size_t i = 0; i < n; i++) {
             size_t k = sim_splitter_byte(&s->split, &s->faults, p[i], now, s->split_out);
             rx_queue(s, s->split_out, k);
@@ -182,6 +187,10 @@ static void on_connection(uv_stream_t *server, int status)
 /* Writes up to n bytes to the host; returns how many the line took. */
 static size_t line_write(sim_serve_t *s, const uint8_t *p, size_t n)
 {
+    if (s->o.kind == SIM_SERVE_PTY && s->master_fd < 0) {
+        s->st.tx_unheard += n; /* unplugged */
+        return n;
+    }
     if (s->o.kind == SIM_SERVE_PTY) {
         ssize_t w = write(s->master_fd, p, n);
         return w > 0 ? (size_t)w : 0;
@@ -270,6 +279,7 @@ static void service(sim_serve_t *s)
     uint64_t now = uv_hrtime();
     uint64_t since = now - s->start_ns;
     kdh_err_t err;
+    hangup_fault(s, since);
     if (sim_faults_reboot_due(&s->faults, since))
         note_error(s, sim_target_reboot(s->t, &err), &err);
     int stalled = sim_faults_stalled(&s->faults, since);
@@ -355,13 +365,29 @@ static void schedule_wake(sim_serve_t *s, uint64_t now)
     timerfd_settime(s->wake_fd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
+/* Points the link path at the current pty (atomically: a new symlink renamed over the old). */
+static int update_link(sim_serve_t *s, kdh_err_t *err)
+{
+    if (!s->o.path)
+        return KDH_OK;
+    char tmp[PATH_MAX + 16];
+    snprintf(tmp, sizeof tmp, "%s.%d.new", s->o.path, (int)getpid());
+    unlink(tmp);
+    if (symlink(s->pty_name, tmp) != 0 || rename(tmp, s->o.path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return kdh_err_set(err, KDH_EIO, "--pty-link %s: %s", s->o.path, strerror(e));
+    }
+    return KDH_OK;
+}
+
 static int start_pty(sim_serve_t *s, kdh_err_t *err)
 {
     s->master_fd = posix_openpt(O_RDWR | O_NOCTTY);
     if (s->master_fd < 0)
         return kdh_err_set(err, KDH_EIO, "posix_openpt: %s", strerror(errno));
-    char name[128];
-    if (grantpt(s->master_fd) || unlockpt(s->master_fd) || ptsname_r(s->master_fd, name, sizeof name))
+    char *name = s->pty_name;
+    if (grantpt(s->master_fd) || unlockpt(s->master_fd) || ptsname_r(s->master_fd, name, sizeof s->pty_name))
         return kdh_err_set(err, KDH_EIO, "pty setup: %s", strerror(errno));
     /* Holding the slave open keeps the master from hanging up between host sessions. */
     s->slave_fd = open(name, O_RDWR | O_NOCTTY | O_NONBLOCK);
@@ -373,15 +399,58 @@ static int start_pty(sim_serve_t *s, kdh_err_t *err)
         tcsetattr(s->slave_fd, TCSANOW, &tio);
     }
     fcntl(s->master_fd, F_SETFL, fcntl(s->master_fd, F_GETFL) | O_NONBLOCK);
-    snprintf(s->addr, sizeof s->addr, "%s", name);
-    if (uv_poll_init(s->loop, &s->poll, s->master_fd) != 0)
+    snprintf(s->addr, sizeof s->addr, "%s", s->o.path ? s->o.path : name);
+    s->poll = malloc(sizeof *s->poll);
+    if (!s->poll)
+        return kdh_err_set(err, KDH_ENOMEM, "out of memory");
+    if (uv_poll_init(s->loop, s->poll, s->master_fd) != 0) {
+        free(s->poll);
+        s->poll = NULL;
         return kdh_err_set(err, KDH_EIO, "uv_poll_init on the pty failed");
-    s->poll.data = s;
+    }
+    s->poll->data = s;
     s->open_handles++;
-    s->endpoint = (uv_handle_t *)&s->poll;
+    s->endpoint = (uv_handle_t *)s->poll;
     s->st.connected = 1;
-    uv_poll_start(&s->poll, UV_READABLE, on_pty_readable);
-    return KDH_OK;
+    uv_poll_start(s->poll, UV_READABLE, on_pty_readable);
+    return update_link(s, err);
+}
+
+/* Unplugs the pty: the host's side hangs up (reads fail with EIO), the link path goes away
+ * with the device node, and what the target sends meanwhile is lost. */
+static void stop_pty(sim_serve_t *s)
+{
+    if (s->poll) {
+        uv_poll_stop(s->poll); /* stopped before its fd is closed */
+        close_handle(s, (uv_handle_t *)s->poll);
+        s->poll = NULL;
+    }
+    if (s->o.path && s->endpoint)
+        unlink(s->o.path);
+    s->endpoint = NULL;
+    if (s->master_fd >= 0)
+        close(s->master_fd);
+    if (s->slave_fd >= 0)
+        close(s->slave_fd);
+    s->master_fd = s->slave_fd = -1;
+    s->st.connected = 0;
+}
+
+/* The hangup fault: unplugged while it lasts, a new pty once it is over. */
+static void hangup_fault(sim_serve_t *s, uint64_t since)
+{
+    if (s->o.kind != SIM_SERVE_PTY)
+        return;
+    int hung = sim_faults_hung_up(&s->faults, since);
+    if (hung && s->master_fd >= 0) {
+        stop_pty(s);
+    } else if (!hung && s->master_fd < 0) {
+        kdh_err_t err;
+        int rc = start_pty(s, &err);
+        if (rc != KDH_OK)
+            stop_pty(s); /* tried again at the next tick */
+        note_error(s, rc, &err);
+    }
 }
 
 static int start_stream(sim_serve_t *s, kdh_err_t *err)
@@ -443,6 +512,9 @@ int sim_serve_start(uv_loop_t *loop, sim_target_t *t, const sim_serve_opts_t *o,
     if (s->o.speed <= 0)
         s->o.speed = 1.0;
     int rc = sim_faults_parse(&s->faults, o->faults, o->seed, err);
+    if (rc == KDH_OK && s->faults.hangup_period_ns && o->kind != SIM_SERVE_PTY)
+        rc = kdh_err_set(err, KDH_EINVAL, "--faults hangup needs --pty (a socket host sees a closed connection "
+                         "when kdsim exits)");
     if (rc == KDH_OK && (sim_fifo_init(&s->rx, FIFO_CAP) || sim_fifo_init(&s->tx, FIFO_CAP)))
         rc = kdh_err_set(err, KDH_ENOMEM, "out of memory");
     if (rc != KDH_OK) {
@@ -506,15 +578,10 @@ void sim_serve_close(sim_serve_t *s)
     s->closing = 1;
     uv_timer_stop(&s->timer);
     drop_client(s);
-    if (s->endpoint && s->o.kind == SIM_SERVE_PTY)
-        uv_poll_stop(&s->poll); /* stopped before its fd is closed */
+    if (s->o.kind == SIM_SERVE_PTY)
+        stop_pty(s);
     if (s->o.kind == SIM_SERVE_UNIX && s->endpoint)
         unlink(s->o.path);
-    if (s->master_fd >= 0)
-        close(s->master_fd);
-    if (s->slave_fd >= 0)
-        close(s->slave_fd);
-    s->master_fd = s->slave_fd = -1;
     uv_handle_t *endpoint = s->endpoint;
     s->endpoint = NULL;
     if (endpoint)

@@ -22,7 +22,7 @@ typedef enum { SIM_SERVE_PTY = 0, SIM_SERVE_TCP, SIM_SERVE_UNIX } sim_serve_kind
 typedef struct sim_serve_opts {
     sim_serve_kind_t kind;
     int port;            /* TCP: 0 picks a free port (see sim_serve_address) */
-    const char *path;    /* Unix socket path */
+    const char *path;    /* Unix socket path; pty: a symlink kept pointing at the current pty, or NULL */
     uint32_t baud;       /* 8N1 baud rate; 0 = no pacing */
     double speed;        /* simulated ns per wall ns while running; <= 0 means 1 */
     const char *faults;  /* fault spec (fault.h) or NULL */
@@ -47,7 +47,7 @@ typedef struct sim_serve sim_serve_t;
 
 int sim_serve_start(uv_loop_t *loop, sim_target_t *t, const sim_serve_opts_t *o, sim_serve_t **out,
                     kdh_err_t *err);
-/* "/dev/pts/N", "tcp:127.0.0.1:PORT" or "unix:PATH". */
+/* "/dev/pts/N" (or the pty's link path), "tcp:127.0.0.1:PORT" or "unix:PATH". */
 const char *sim_serve_address(const sim_serve_t *s);
 void sim_serve_stats(const sim_serve_t *s, sim_serve_stats_t *st);
 /* The first error of the simulated machine (it then stops running), or NULL. */

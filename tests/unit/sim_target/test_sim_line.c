@@ -137,9 +137,14 @@ static void test_fault_spec(void **state)
     assert_int_equal(f.reboot_at_ns, 1500 * MS);
     assert_int_equal(sim_faults_parse(&f, "mangle-continue=15", 1, &err), KDH_OK);
     assert_int_equal(f.mangle_continue_at, 15);
+    assert_int_equal(sim_faults_parse(&f, "hangup=5s/20s,reboot-in-request=400", 1, &err), KDH_OK);
+    assert_int_equal(f.hangup_ns, 5000 * MS);
+    assert_int_equal(f.hangup_period_ns, 20000 * MS);
+    assert_int_equal(f.reboot_request_at, 400);
     const char *bad[] = {"corrupt", "corrupt=1.5", "corrupt=x", "stall=2s", "stall=3s/2s", "reboot=0",
                          "reboot=5parsecs", "flood=1", "drop=-0.1", "mangle-continue=0", "mangle-continue=",
-                         "mangle-continue=3x"};
+                         "mangle-continue=3x", "hangup=5s", "hangup=20s/5s", "hangup=0s/5s",
+                         "reboot-in-request=0", "reboot-in-request=x"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err.msg[0] = 0;
         assert_int_equal(sim_faults_parse(&f, bad[i], 1, &err), KDH_EINVAL);
@@ -180,6 +185,29 @@ static void test_fault_mangle_continue(void **state)
         assert_memory_equal(out + 6, pkt + 6, n - 6); /* nothing else changed */
     }
     assert_int_equal(f.st.mangled, 1);
+}
+
+/* reboot-in-request=3: the third manipulate request other than Continue2 never reaches the
+ * target (the host sees no ACK), and the reboot is due once, right then. */
+static void test_fault_reboot_in_request(void **state)
+{
+    (void)state;
+    sim_faults_t f;
+    kdh_err_t err;
+    assert_int_equal(sim_faults_parse(&f, "reboot-in-request=3", 1, &err), KDH_OK);
+    sim_splitter_t sp;
+    memset(&sp, 0, sizeof sp);
+    static uint8_t pkt[200], out[SIM_SPLIT_OUT_MAX];
+    const uint32_t apis[] = {0x3130, 0x313C, 0x3132, 0x3130, 0x3130};
+    const int passes[] = {1, 1, 1, 0, 1};
+    for (size_t k = 0; k < 5; k++) {
+        size_t n = continue2_packet(pkt, apis[k]), got = 0;
+        for (size_t i = 0; i < n; i++)
+            got += sim_splitter_byte(&sp, &f, pkt[i], 0, out + got);
+        assert_int_equal(got, passes[k] ? n : 0);
+        assert_int_equal(sim_faults_reboot_due(&f, 0), !passes[k]);
+    }
+    assert_int_equal(f.st.reboots, 1);
 }
 
 static void test_fault_effects_deterministic(void **state)
@@ -242,6 +270,15 @@ static void test_stall_and_reboot_schedule(void **state)
     assert_true(sim_faults_reboot_due(&f, 15000 * MS));
     assert_false(sim_faults_reboot_due(&f, 16000 * MS)); /* once */
     assert_int_equal(f.st.reboots, 1);
+
+    /* the pty is unplugged for the last 5 s of every 20 s */
+    assert_int_equal(sim_faults_parse(&f, "hangup=5s/20s", 1, &err), KDH_OK);
+    assert_false(sim_faults_hung_up(&f, 14999 * MS));
+    assert_true(sim_faults_hung_up(&f, 15000 * MS));
+    assert_true(sim_faults_hung_up(&f, 19999 * MS));
+    assert_false(sim_faults_hung_up(&f, 20000 * MS));
+    assert_true(sim_faults_hung_up(&f, 36000 * MS));
+    assert_int_equal(f.st.hangups, 2);
 }
 
 static size_t split_all(sim_faults_t *f, const uint8_t *in, size_t n, uint8_t *out)
@@ -318,6 +355,7 @@ int main(void)
         cmocka_unit_test(test_fifo_wraps),
         cmocka_unit_test(test_fault_spec),
         cmocka_unit_test(test_fault_mangle_continue),
+        cmocka_unit_test(test_fault_reboot_in_request),
         cmocka_unit_test(test_fault_effects_deterministic),
         cmocka_unit_test(test_stall_and_reboot_schedule),
         cmocka_unit_test(test_splitter_packets),
