@@ -347,9 +347,18 @@ static void on_control(kdh_link_t *l, const kdh_wire_packet_t *p)
             }
         } else {
             emit(l, KDH_LINK_EV_RESET_SEEN, KDH_WIRE_EV_NONE, 0,
-                 "target reset the link; expecting its pending state change again");
+                 "target reset the link; resynchronising and expecting its pending state change again");
             if (!l->dead && l->tx_pending)
                 fail_send(l, KDH_ECANCELED, "target reset the link while a request was outstanding");
+            /* A target sends RESET only to echo ours (kd-protocol.md 1.5): unasked, it is a late
+             * echo or a damaged control packet (a RESEND or ACK with a flipped type bit; control
+             * packets carry no checksum), and then the target's ids were never reset. A RESET of
+             * our own puts both sides at 0x80800000 for sure, and the target answers it with its
+             * pending stop at once; waiting for that stop instead costs the caller its break-in
+             * timeout. Each unasked RESET costs one RESET, whose echo comes while connecting:
+             * no ping-pong. */
+            if (!l->dead && l->state == KDH_LINK_CONNECTED)
+                enter_connecting(l, 0);
         }
         break;
     default:
