@@ -7,7 +7,7 @@ how late the host logged a hit after the target reported it (desync).
 usage: soak.py KDSIM KDHARVEST FIXTURES [--full] [--only SCENARIO,...] [--case CASE,...] [--seed N]
                [--table FILE]
 scenarios: noise (cases corrupt-1e-4 corrupt-1e-3 drop-bytes dup+drop-packet stall-5s), cable (pull
-reset), reboot (reboot reboot-late), kill9, sigterm, hostile (ldr-cycle ldr-wild name-long
+reset hangup), reboot (reboot reboot-late reboot-in-request), kill9, sigterm, hostile (ldr-cycle ldr-wild name-long
 name-long-drv kdbg-tag kdbg-size stack-garbage).
 exit 0 when every scenario run passed, 1 when one failed, 77 when the fixtures are absent."""
 import json
@@ -74,14 +74,14 @@ class Truth:
 
 
 class Sim:
-    def __init__(self, ctx, name, faults=None, hostile=None, tcp=False, seed=1, arch="x64"):
+    def __init__(self, ctx, name, faults=None, hostile=None, tcp=False, seed=1, arch="x64", pty_link=None):
         self.ctx = ctx
         self.dir = os.path.join(ctx.tmp, name)
         os.makedirs(self.dir, exist_ok=True)
         self.truth_path = os.path.join(self.dir, "truth.jsonl")
         out = open(os.path.join(self.dir, "kdsim.out"), "w")
         err = open(os.path.join(self.dir, "kdsim.err"), "w")
-        argv = [ctx.kdsim, "--tcp", "0"] if tcp else [ctx.kdsim, "--pty"]
+        argv = [ctx.kdsim, "--tcp", "0"] if tcp else [ctx.kdsim, "--pty-link", pty_link] if pty_link else [ctx.kdsim, "--pty"]
         argv += ["--fixtures", os.path.join(ctx.fixtures, arch), "--arch", arch, "--baud", "0",
                  "--truth", self.truth_path, "--workload", "leak", "--seed", str(seed)]
         if faults:
@@ -205,14 +205,15 @@ def compare(truth, run, downtime, max_ahead=64):
     def run_ok(i, j, n=4):  # the next n hits line up from (i, j)
         return all(i + k >= len(truth) or j + k >= len(ev) or match(ev[j + k], truth[i + k]) for k in range(n))
 
-    i, j, lost, extra, desync, pairs, boot_bad = 0, 0, [], 0, 0.0, 0, 0
+    i, j, lost, extra, desync, pairs, boot_bad, desync_at = 0, 0, [], 0, 0.0, 0, 0, None
     while i < len(truth):
         t = truth[i]
         if j < len(ev) and match(ev[j], t):
             e = ev[j]
             pairs += 1
-            if not down(t["_wall"]):  # a hit held while the daemon was down on purpose is not desync
-                desync = max(desync, e["t"] - t["_wall"])
+            if not down(t["_wall"]) and e["t"] - t["_wall"] > desync:
+                # a hit held while the daemon was down on purpose is not desync
+                desync, desync_at = e["t"] - t["_wall"], t
             boot_bad += e.get("boot") != t.get("boot")
             i += 1
             j += 1
@@ -235,7 +236,7 @@ def compare(truth, run, downtime, max_ahead=64):
     lost_out = [t for t in lost if not down(t["_wall"])]
     return {"logged": len(ev), "truth": len(truth), "matched": pairs, "lost": len(lost),
             "lost_outside": len(lost_out), "dups": dup_seq + backwards + extra, "desync": desync,
-            "boot_mismatch": boot_bad, "gaps": len(run["gaps"]),
+            "boot_mismatch": boot_bad, "gaps": len(run["gaps"]), "desync_at": desync_at,
             "first_lost": lost_out[0] if lost_out else None}
 
 
@@ -290,7 +291,8 @@ def check_common(name, iters, c, max_desync):
     if c["dups"]:
         why.append("%d duplicated or out-of-order events" % c["dups"])
     if c["desync"] > max_desync:
-        why.append("desync %.1f s > %.1f s" % (c["desync"], max_desync))
+        why.append("desync %.1f s > %.1f s (truth seq %s at %.3f)" %
+                   (c["desync"], max_desync, c["desync_at"].get("seq"), c["desync_at"]["_wall"]))
     if c["logged"] == 0:
         why.append("nothing logged")
     return row(name, iters, c, "; ".join(why) or None)
@@ -394,10 +396,75 @@ class Proxy:
             self.down.close()
 
 
+class LinkWatch:
+    """Records when a pty's link path is missing (kdsim --pty-link with fault hangup removes it
+    while the pty is unplugged): the wall-clock intervals the cable was out."""
+
+    def __init__(self, path):
+        self.path, self.down, self.stop = path, [], False
+        self.th = threading.Thread(target=self._run, daemon=True)
+        self.th.start()
+
+    def _run(self):
+        t0 = None
+        while not self.stop:
+            gone = not os.path.lexists(self.path)
+            now = time.time()
+            if gone and t0 is None:
+                t0 = now
+            elif not gone and t0 is not None:
+                self.down.append((t0, now))
+                t0 = None
+            time.sleep(0.01)
+        if t0 is not None:
+            self.down.append((t0, time.time()))
+
+    def close(self):
+        self.stop = True
+        self.th.join()
+
+
+def sc_cable_hangup(ctx, iters):
+    """A serial adapter unplugged and plugged back: kdsim closes its pty for 5 s of every 14 (the
+    daemon's side hangs up) and opens a new one behind the same link path."""
+    link = os.path.join(ctx.tmp, "cable-hangup.tty")
+    sim = Sim(ctx, "cable-hangup", faults="hangup=5s/14s", seed=ctx.seed, pty_link=link)
+    watch = LinkWatch(link)
+    d = os.path.join(sim.dir, "run")
+    secs = 8 + iters * 14
+    h = Harvest(ctx, link, d, "--duration", str(secs))
+    why = []
+    try:
+        h.wait(secs + 60)
+    except Fail as e:
+        why.append(str(e))
+    time.sleep(0.5)
+    watch.close()  # before kdsim exits and takes the link with it
+    sim.stop()
+    rc = h.p.returncode
+    err = h.stderr()
+    if rc != 0:
+        why.append("kdharvest exited %d after the pty hung up instead of reopening it: %s" % (rc, err))
+    hangups = len(watch.down)
+    if hangups < iters:
+        why.append("only %d hangups in the run, %d planned" % (hangups, iters))
+    notes = open(h.errpath).read()
+    if notes.count("hung up") < hangups or notes.count("port is back") < hangups:
+        why.append("the daemon did not report each hangup and return: %r" % notes[-300:])
+    c = compare(sim.truth.hits(), read_run(d), watch.down)
+    r = check_common("cable hangup (pty)", hangups, c, 5 + 3)
+    if why:
+        r["fail"] = "; ".join(why + ([r["fail"]] if r.get("fail") else []))
+    return r
+
+
 def sc_cable(ctx):
     rows = []
     iters = 4 if ctx.full else 1
-    for mode in ctx.pick(("pull", "reset")):
+    for mode in ctx.pick(("pull", "reset", "hangup")):
+        if mode == "hangup":
+            rows.append(sc_cable_hangup(ctx, iters))
+            continue
         sim = Sim(ctx, "cable-" + mode, tcp=True, seed=ctx.seed)
         px = Proxy(sim.port)
         d = os.path.join(sim.dir, "run")
@@ -438,8 +505,12 @@ def sc_cable(ctx):
 
 def sc_reboot(ctx):
     rows = []
-    for name, at in ctx.pick((("reboot", "4s"), ("reboot-late", "9s"))):
-        sim = Sim(ctx, "reboot-" + name, faults="reboot=" + at, seed=ctx.seed)
+    # reboot-in-request: the target reboots with a request of a hit on the wire (the 400th host
+    # request, a few seconds in), which it never acknowledges or answers
+    for name, faults, label in ctx.pick((("reboot", "reboot=4s", "reboot at 4s"),
+                                         ("reboot-late", "reboot=9s", "reboot at 9s"),
+                                         ("reboot-in-request", "reboot-in-request=400", "reboot in request 400"))):
+        sim = Sim(ctx, "reboot-" + name, faults=faults, seed=ctx.seed)
         d = os.path.join(sim.dir, "run")
         secs = 40 if ctx.full else 24
         h = Harvest(ctx, sim.port, d, "--duration", str(secs))
@@ -449,7 +520,7 @@ def sc_reboot(ctx):
         truth = sim.truth.hits()
         run = read_run(d)
         c = compare(truth, run, [])
-        r = check_common("reboot at " + at, 1, c, 3 + 10)
+        r = check_common(label, 1, c, 3 + 10)
         why = [r["fail"]] if r.get("fail") else []
         if rc != 0:
             why.append("exit %d: %s" % (rc, h.stderr()))
