@@ -245,6 +245,17 @@ static int finish_direct(kdh_ingest_patterns_t *p, const char *line, const size_
     return finish(p, line, ov, rest_g, out, 1);
 }
 
+/* The value of 8 hex digits (known to be hex digits), 8 at a time: each byte's low nibble, plus 9
+ * for a letter (bit 6 set), then the nibbles joined pairwise (the first digit is the highest). */
+static uint32_t hex8(const char *s)
+{
+    uint64_t x = kdh_ingest_word(s);
+    x = (x & 0x0f0f0f0f0f0f0f0full) + ((x & 0x4040404040404040ull) >> 6) * 9;
+    x = ((x & 0x000f000f000f000full) << 4) | ((x & 0x0f000f000f000f00ull) >> 8);
+    x = ((x & 0x000000ff000000ffull) << 8) | ((x & 0x00ff000000ff0000ull) >> 16);
+    return (uint32_t)(((x & 0xffffu) << 16) | ((x >> 32) & 0xffffu));
+}
+
 /* x64 (Child-SP RetAddr [: args :] callsite) or x86 (ChildEBP RetAddr [3 args] callsite).
  * direct: the column decision of layout.c first, PCRE2 where it is unsure (0: PCRE2 alone);
  * fast_only: decide by the direct path alone (0 when it is unsure). */
@@ -262,13 +273,18 @@ static int try_layout(kdh_ingest_patterns_t *p, int id, const char *line, size_t
         /* the groups first: a PCRE2 callsite match reuses the match block ov may point into */
         int is_inline = kdh_ingest_group(ov, 3, line, &g, &gl);
         uint64_t ret = 0, a;
-        int has_ret = kdh_ingest_group(ov, 4, line, &g, &gl) && g[0] != '-' && kdh_ingest_hex(g, gl, &ret);
+        int has_ret = kdh_ingest_group(ov, 4, line, &g, &gl) && g[0] != '-';
+        /* the direct decision has seen 8 hex digits (x64: 8`8) in the columns that are not dashes */
+        if (has_ret && cols)
+            ret = x64 ? (uint64_t)hex8(g) << 32 | hex8(g + 9) : hex8(g);
+        else if (has_ret)
+            has_ret = kdh_ingest_hex(g, gl, &ret);
         uint32_t args[3] = {0, 0, 0};
         int nargs = 0;
         for (int i = 0; !x64 && i < 3; i++) {
             if (!kdh_ingest_group(ov, 5 + i, line, &g, &gl))
                 break;
-            args[i] = (g[0] != '-' && kdh_ingest_hex(g, gl, &a)) ? (uint32_t)a : 0;
+            args[i] = g[0] == '-' ? 0 : cols ? hex8(g) : kdh_ingest_hex(g, gl, &a) ? (uint32_t)a : 0;
             nargs = i + 1;
         }
         int fin = cols ? finish_direct(p, line, ov, rest_g, out) : finish(p, line, ov, rest_g, out, direct);
