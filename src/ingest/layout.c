@@ -27,13 +27,33 @@ static void set(size_t *ov, int g, size_t a, size_t b)
 }
 
 /* width-w hex, or w dashes, at i (w = 8), or for x64 8`8 of either; then at least one space. */
+/* Are the 8 bytes at s all hex digits? Tested together: no byte has the high bit, each is in
+ * '0'-'9', or in 'a'-'f' once 0x20 is set ('A'-'F' are the only other bytes that then are). A
+ * byte b < 0x80 is at most hi when b + (0x7f - hi) keeps bit 7 clear, and at least lo when
+ * b + (0x80 - lo) sets it; neither sum carries into the next byte. */
+static int all_hex8(const char *s)
+{
+    uint64_t x = kdh_ingest_word(s);
+    if (x & KDH_INGEST_HIGHS)
+        return 0;
+    uint64_t l = x | KDH_INGEST_ONES * 0x20;
+    uint64_t digit = ~(x + KDH_INGEST_ONES * (0x7f - '9')) & (x + KDH_INGEST_ONES * (0x80 - '0'));
+    uint64_t letter = ~(l + KDH_INGEST_ONES * (0x7f - 'f')) & (l + KDH_INGEST_ONES * (0x80 - 'a'));
+    return ((digit | letter) & KDH_INGEST_HIGHS) == KDH_INGEST_HIGHS;
+}
+
+/* exactly 8 hex digits at i: no ninth follows */
+static int hex8_at(const char *s, size_t i, size_t n)
+{
+    return all_hex8(s + i) && (i + 8 == n || !kdh_ingest_is_hex((unsigned char)s[i + 8]));
+}
+
 static int word8(const char *s, size_t i, size_t n, int dash_ok)
 {
     if (i + 8 > n)
         return 0;
-    size_t h = hex_run(s, i, n);
-    if (h >= 8)
-        return h == 8;
+    if (all_hex8(s + i))
+        return hex8_at(s, i, n);
     return dash_ok && memcmp(s + i, "--------", 8) == 0 && (i + 8 == n || s[i + 8] != '-');
 }
 
@@ -41,7 +61,7 @@ static int word64(const char *s, size_t i, size_t n, int dash_ok)
 {
     if (i + 17 > n || s[i + 8] != '`')
         return 0;
-    if (hex_run(s, i, n) == 8 && hex_run(s, i + 9, n) == 8)
+    if (all_hex8(s + i) && hex8_at(s, i + 9, n))
         return 1;
     return dash_ok && memcmp(s + i, "--------`--------", 17) == 0;
 }
