@@ -37,76 +37,12 @@
 
 #include <cmocka.h>
 
-static const char *g_kdsim, *g_kdh, *g_fixtures;
-static char g_tmp[256];
-static pid_t g_children[4];
-static int g_nchildren;
-
-static void kill_children(void)
-{
-    for (int i = 0; i < g_nchildren; i++)
-        if (g_children[i] > 0)
-            kill(g_children[i], SIGKILL);
-}
-
-typedef struct sim {
-    pid_t pid;
-    char pty[128];
-    char truth[512];
-    char err[512];
-} sim_t;
-
-/* name: a file prefix of its own, so no stale file of an earlier kdsim is read for this one */
-static void sim_start(sim_t *s, const char *arch, const char *name)
-{
-    char fx[512], out[512];
-    snprintf(fx, sizeof fx, "%s/%s", g_fixtures, arch);
-    snprintf(s->truth, sizeof s->truth, "%s/%s.truth.jsonl", g_tmp, name);
-    snprintf(s->err, sizeof s->err, "%s/%s.kdsim.err", g_tmp, name);
-    snprintf(out, sizeof out, "%s/%s.kdsim.out", g_tmp, name);
-    s->pid = fork();
-    assert_true(s->pid >= 0);
-    if (s->pid == 0) {
-        if (!freopen(out, "w", stdout) || !freopen(s->err, "w", stderr))
-            _exit(126);
-        execl(g_kdsim, g_kdsim, "--pty", "--fixtures", fx, "--arch", arch, "--baud", "0", "--truth", s->truth,
-              "--workload", "leak", "--status", (char *)NULL);
-        _exit(127);
-    }
-    g_children[g_nchildren++] = s->pid;
-    for (int i = 0; i < 100; i++) {
-        FILE *f = fopen(out, "r");
-        char line[256];
-        if (f) {
-            while (fgets(line, sizeof line, f))
-                if (sscanf(line, "kdsim: serving on %127s", s->pty) == 1) {
-                    fclose(f);
-                    return;
-                }
-            fclose(f);
-        }
-        usleep(50000);
-    }
-    fail_msg("kdsim did not print its pty");
-}
-
-static size_t count_lines(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = 0;
-    int c;
-    while ((c = fgetc(f)) != EOF)
-        n += c == '\n';
-    fclose(f);
-    return n;
-}
+#include "harvest_sim.h"
 
 /* The state word of kdsim's last --status line ("kdsim: running boot=..."). */
 static void sim_state(const sim_t *s, char *state, size_t len)
 {
-    FILE *f = fopen(s->err, "r");
+    FILE *f = fopen(s->status, "r");
     assert_non_null(f);
     char line[2048];
     state[0] = 0;
@@ -114,139 +50,6 @@ static void sim_state(const sim_t *s, char *state, size_t len)
         char w[32];
         if (sscanf(line, "kdsim: %31s boot=", w) == 1 && strstr(line, " boot="))
             snprintf(state, len, "%s", w);
-    }
-    fclose(f);
-}
-
-/* ---- the truth and the run directory ---- */
-typedef struct truth_ev {
-    int kind; /* 0 alloc, 1 free */
-    char frames[64][48];
-    int n;
-} truth_ev_t;
-
-static size_t load_truth(const char *path, truth_ev_t **out)
-{
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    size_t cap = 1024, n = 0;
-    truth_ev_t *v = calloc(cap, sizeof *v);
-    char *line = NULL;
-    size_t lcap = 0;
-    while (getline(&line, &lcap, f) > 0) {
-        json_t *o = json_loads(line, 0, NULL);
-        assert_non_null(o);
-        const char *kind = json_string_value(json_object_get(o, "kind"));
-        if (kind && (strcmp(kind, "alloc") == 0 || strcmp(kind, "free") == 0)) {
-            if (n == cap) {
-                cap *= 2;
-                v = realloc(v, cap * sizeof *v);
-            }
-            truth_ev_t *e = &v[n++];
-            memset(e, 0, sizeof *e);
-            e->kind = strcmp(kind, "free") == 0;
-            json_t *st = json_object_get(o, "stack");
-            for (size_t i = 0; i < json_array_size(st) && i < 64; i++) {
-                json_t *fr = json_array_get(st, i);
-                snprintf(e->frames[i], sizeof e->frames[i], "%s+%llx",
-                         json_string_value(json_object_get(fr, "module")),
-                         (unsigned long long)json_integer_value(json_object_get(fr, "rva")));
-                e->n++;
-            }
-        }
-        json_decref(o);
-    }
-    free(line);
-    fclose(f);
-    *out = v;
-    return n;
-}
-
-/* sid -> ["file+rva", ...], file = module key before '/', lower case */
-static json_t *load_stacks(const char *dir)
-{
-    char path[600];
-    snprintf(path, sizeof path, "%s/stacks.jsonl", dir);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    json_t *map = json_object();
-    char *line = NULL;
-    size_t lcap = 0;
-    while (getline(&line, &lcap, f) > 0) {
-        json_t *o = json_loads(line, 0, NULL);
-        assert_non_null(o);
-        json_t *arr = json_array(), *fr;
-        size_t i;
-        json_array_foreach(json_object_get(o, "frames"), i, fr) {
-            char file[128], text[160];
-            snprintf(file, sizeof file, "%s", json_string_value(json_object_get(fr, "mod")));
-            char *sl = strchr(file, '/');
-            if (sl)
-                *sl = 0;
-            for (char *p = file; *p; p++)
-                *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
-            snprintf(text, sizeof text, "%s+%llx", file,
-                     (unsigned long long)json_integer_value(json_object_get(fr, "rva")));
-            json_array_append_new(arr, json_string(text));
-        }
-        json_object_set_new(map, json_string_value(json_object_get(o, "sid")), arr);
-        json_decref(o);
-    }
-    free(line);
-    fclose(f);
-    return map;
-}
-
-/* Event i is truth event i: same kind, same stack frame for frame. Returns the event count. */
-static size_t check_run(const char *dir, const char *truth)
-{
-    truth_ev_t *tv;
-    size_t tn = load_truth(truth, &tv);
-    json_t *stacks = load_stacks(dir);
-    char path[600];
-    snprintf(path, sizeof path, "%s/events.jsonl", dir);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    char *line = NULL;
-    size_t lcap = 0, n = 0;
-    while (getline(&line, &lcap, f) > 0) {
-        json_t *o = json_loads(line, 0, NULL);
-        assert_non_null(o);
-        uint64_t seq = (uint64_t)json_integer_value(json_object_get(o, "seq"));
-        assert_int_equal(seq, n + 1);
-        assert_true(n < tn);
-        assert_string_equal(json_string_value(json_object_get(o, "kind")), tv[n].kind ? "free" : "alloc");
-        json_t *arr = json_object_get(stacks, json_string_value(json_object_get(o, "sid")));
-        assert_non_null(arr);
-        if (json_array_size(arr) != (size_t)tv[n].n)
-            fail_msg("%s seq %llu: %zu frames, truth %d", dir, (unsigned long long)seq, json_array_size(arr),
-                     tv[n].n);
-        for (int k = 0; k < tv[n].n; k++)
-            if (strcmp(json_string_value(json_array_get(arr, (size_t)k)), tv[n].frames[k]) != 0)
-                fail_msg("%s seq %llu frame %d: %s, truth %s", dir, (unsigned long long)seq, k,
-                         json_string_value(json_array_get(arr, (size_t)k)), tv[n].frames[k]);
-        n++;
-        json_decref(o);
-    }
-    free(line);
-    fclose(f);
-    json_decref(stacks);
-    free(tv);
-    assert_int_equal(n, tn); /* every true alloc and free logged, none missing */
-    return n;
-}
-
-static void journal_last_op(const char *dir, char *buf, size_t len)
-{
-    char path[600], line[1024];
-    snprintf(path, sizeof path, "%s/journal.jsonl", dir);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    buf[0] = 0;
-    while (fgets(line, sizeof line, f)) {
-        json_t *o = json_loads(line, 0, NULL);
-        snprintf(buf, len, "%s", json_string_value(json_object_get(o, "op")));
-        json_decref(o);
     }
     fclose(f);
 }
@@ -310,8 +113,8 @@ static void test_three_targets(void **state)
 {
     (void)state;
     sim_t s64, s86;
-    sim_start(&s64, "x64", "three-x64");
-    sim_start(&s86, "x86", "three-x86");
+    hs_sim_start_on(&s64, "three-x64", "x64", "leak", "--status", NULL);
+    hs_sim_start_on(&s86, "three-x86", "x86", "leak", "--status", NULL);
     char cfg[512], out[512], err[512], d64[512], d86[512];
     snprintf(cfg, sizeof cfg, "%s/kdharvest.ini", g_tmp);
     snprintf(out, sizeof out, "%s/daemon.out", g_tmp);
@@ -336,14 +139,14 @@ static void test_three_targets(void **state)
         execl(g_kdh, g_kdh, "run", "--config", cfg, (char *)NULL);
         _exit(127);
     }
-    g_children[g_nchildren++] = pid;
+    hs_track_child(pid);
 
     /* both targets armed and hitting */
     size_t n64 = 0, n86 = 0;
     for (int i = 0; i < 400 && (n64 < 100 || n86 < 100); i++) {
         usleep(50000);
-        n64 = count_lines(s64.truth);
-        n86 = count_lines(s86.truth);
+        n64 = hs_count_lines(s64.truth);
+        n86 = hs_count_lines(s86.truth);
     }
     assert_true(n64 >= 100 && n86 >= 100);
     assert_true(file_has(err, "[bad] kdharvest: /dev/nonexistent-kdh-port"));
@@ -353,9 +156,9 @@ static void test_three_targets(void **state)
     assert_int_equal(thread_count(pid), 1);
 
     /* both capture over the same window */
-    size_t a0 = count_lines(s64.truth), b0 = count_lines(s86.truth);
+    size_t a0 = hs_count_lines(s64.truth), b0 = hs_count_lines(s86.truth);
     usleep(3000000);
-    size_t a1 = count_lines(s64.truth), b1 = count_lines(s86.truth);
+    size_t a1 = hs_count_lines(s64.truth), b1 = hs_count_lines(s86.truth);
     double ra = (double)(a1 - a0) / 3.0, rb = (double)(b1 - b0) / 3.0;
     print_message("together: x64 %.0f breaks/s, x86 %.0f breaks/s\n", ra, rb);
     assert_true(ra > 10 && rb > 10);
@@ -381,13 +184,13 @@ static void test_three_targets(void **state)
     kill(pid, SIGTERM);
     int st;
     assert_int_equal(waitpid(pid, &st, 0), pid);
-    g_children[g_nchildren - 1] = 0;
+    hs_untrack_child(pid);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 1);
-    size_t after64 = count_lines(s64.truth), after86 = count_lines(s86.truth);
+    size_t after64 = hs_count_lines(s64.truth), after86 = hs_count_lines(s86.truth);
     usleep(3000000);
-    assert_int_equal(count_lines(s64.truth), after64); /* unarmed: the workload goes on unseen */
-    assert_int_equal(count_lines(s86.truth), after86);
+    assert_int_equal(hs_count_lines(s64.truth), after64); /* unarmed: the workload goes on unseen */
+    assert_int_equal(hs_count_lines(s86.truth), after86);
     /* not stopped: "running", or "sending" its own DbgPrint, which with nobody listening is
      * retried and then given up, as a kernel without a debugger does (no stop, no break) */
     char word[32];
@@ -396,13 +199,13 @@ static void test_three_targets(void **state)
     sim_state(&s86, word, sizeof word);
     assert_true(strcmp(word, "running") == 0 || strcmp(word, "sending") == 0);
     char op[32];
-    journal_last_op(d64, op, sizeof op);
+    hs_journal_last_op(d64, op, sizeof op);
     assert_string_equal(op, "disarm");
-    journal_last_op(d86, op, sizeof op);
+    hs_journal_last_op(d86, op, sizeof op);
     assert_string_equal(op, "disarm");
 
     /* each run directory against its own target's truth */
-    size_t e64 = check_run(d64, s64.truth), e86 = check_run(d86, s86.truth);
+    size_t e64 = hs_check_events(d64, s64.truth), e86 = hs_check_events(d86, s86.truth);
     print_message("events: x64 %zu, x86 %zu, each equal to its truth\n", e64, e86);
 
     /* output: the bad target's one line, a status line per target, run directories, stacks */
@@ -430,11 +233,8 @@ static void test_three_targets(void **state)
     fclose(f);
     assert_int_equal(bad_lines, 1);
     assert_int_equal(stacks, 3);
-    kill(s64.pid, SIGTERM);
-    kill(s86.pid, SIGTERM);
-    waitpid(s64.pid, &st, 0);
-    waitpid(s86.pid, &st, 0);
-    g_nchildren = 0;
+    hs_sim_stop(&s64);
+    hs_sim_stop(&s86);
 }
 
 /* ---- a terminal model: rows of text; \r, \n, ESC[K, ESC[J, ESC[nA ---- */
@@ -508,7 +308,7 @@ static void test_terminal_block(void **state)
 {
     (void)state;
     sim_t s64;
-    sim_start(&s64, "x64", "tty-x64");
+    hs_sim_start_on(&s64, "tty-x64", "x64", "leak", "--status", NULL);
     char cfg[512], out[512], d64[512];
     snprintf(cfg, sizeof cfg, "%s/tty.ini", g_tmp);
     snprintf(out, sizeof out, "%s/tty.out", g_tmp);
@@ -532,7 +332,7 @@ static void test_terminal_block(void **state)
         execl(g_kdh, g_kdh, "run", "--config", cfg, (char *)NULL);
         _exit(127);
     }
-    g_children[g_nchildren++] = pid;
+    hs_track_child(pid);
     close(slave);
     /* all of it first: a read may end in the middle of an escape sequence */
     static char all[1 << 20];
@@ -561,7 +361,7 @@ static void test_terminal_block(void **state)
     scr_feed(&scr, all, len);
     int st;
     assert_int_equal(waitpid(pid, &st, 0), pid);
-    g_children[g_nchildren - 1] = 0;
+    hs_untrack_child(pid);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 1);
     /* the screen: the error line, then the block (the cursor rests on the row after it) */
@@ -585,33 +385,18 @@ static void test_terminal_block(void **state)
     assert_int_equal(status_rows, 2);
     assert_true(scr.ups >= 4); /* redrawn in place, not scrolled */
     assert_true(file_has(out, "[a64] run directory: "));
-    kill(s64.pid, SIGTERM);
-    waitpid(s64.pid, &st, 0);
-    g_nchildren = 0;
+    hs_sim_stop(&s64);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 4)
-        return 2;
-    g_kdsim = argv[1];
-    g_kdh = argv[2];
-    g_fixtures = argv[3];
     char probe[600];
-    snprintf(probe, sizeof probe, "%s/x86/ntoskrnl.exe", g_fixtures);
-    if (access(probe, R_OK) != 0 || access(g_kdsim, X_OK) != 0)
+    snprintf(probe, sizeof probe, "%s/x86/ntoskrnl.exe", argc > 3 ? argv[3] : "");
+    if (argc > 3 && access(probe, R_OK) != 0) /* x86 runs beside x64 (hs_init probes x64) */
         return 77;
-    snprintf(g_tmp, sizeof g_tmp, "/tmp/kdh-daemon-test-XXXXXX");
-    if (!mkdtemp(g_tmp))
-        return 1;
-    atexit(kill_children);
+    int rc = hs_init(argc, argv, "kdh-daemon-test");
+    if (rc != 0)
+        return rc;
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_three_targets), cmocka_unit_test(test_terminal_block)};
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    if (rc == 0) {
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
-        if (system(cmd) != 0)
-            rc = 1;
-    }
-    return rc;
+    return hs_finish(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -15,14 +15,30 @@
 
 const char *g_kdsim, *g_kdh, *g_fixtures, *g_arch;
 char g_tmp[256];
-static pid_t g_children[16];
-static int g_nchildren;
+static pid_t g_children[16]; /* killed at exit, even after a failed assertion */
 
 static void kill_children(void)
 {
-    for (int i = 0; i < g_nchildren && i < 16; i++)
+    for (int i = 0; i < 16; i++)
         if (g_children[i] > 0)
             kill(g_children[i], SIGKILL);
+}
+
+void hs_track_child(pid_t pid)
+{
+    for (int i = 0; i < 16; i++)
+        if (g_children[i] <= 0) {
+            g_children[i] = pid;
+            return;
+        }
+    fail_msg("more than 16 children to track");
+}
+
+void hs_untrack_child(pid_t pid)
+{
+    for (int i = 0; i < 16; i++)
+        if (g_children[i] == pid)
+            g_children[i] = 0;
 }
 
 int hs_init(int argc, char **argv, const char *tmp_prefix)
@@ -55,25 +71,22 @@ int hs_finish(int rc)
     return rc;
 }
 
-void hs_sim_start(sim_t *s, const char *name, ...)
+static void sim_start_v(sim_t *s, const char *name, const char *arch, const char *workload, va_list ap)
 {
     char fx[512], out[512];
     const char *argv[32];
     int n = 0;
-    snprintf(fx, sizeof fx, "%s/%s", g_fixtures, g_arch);
+    snprintf(fx, sizeof fx, "%s/%s", g_fixtures, arch);
     snprintf(s->truth, sizeof s->truth, "%s/%s.truth.jsonl", g_tmp, name);
     snprintf(s->status, sizeof s->status, "%s/%s.kdsim.err", g_tmp, name);
     snprintf(out, sizeof out, "%s/%s.kdsim.out", g_tmp, name);
-    const char *fixed[] = {g_kdsim, "--pty", "--fixtures", fx, "--arch", g_arch, "--baud", "0", "--truth", s->truth,
-                           "--workload", "leak"};
+    const char *fixed[] = {g_kdsim, "--pty", "--fixtures", fx, "--arch", arch, "--baud", "0", "--truth", s->truth,
+                           "--workload", workload};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         argv[n++] = fixed[i];
-    va_list ap;
-    va_start(ap, name);
     const char *a;
     while ((a = va_arg(ap, const char *)) != NULL && n < 30)
         argv[n++] = a;
-    va_end(ap);
     argv[n] = NULL;
     s->pid = fork();
     assert_true(s->pid >= 0);
@@ -84,7 +97,7 @@ void hs_sim_start(sim_t *s, const char *name, ...)
         execv(g_kdsim, (char *const *)argv);
         _exit(127);
     }
-    g_children[g_nchildren++ % 16] = s->pid;
+    hs_track_child(s->pid);
     s->pty[0] = 0;
     for (int i = 0; i < 100 && !s->pty[0]; i++) {
         usleep(50000);
@@ -100,11 +113,28 @@ void hs_sim_start(sim_t *s, const char *name, ...)
         fail_msg("kdsim did not print its pty");
 }
 
+void hs_sim_start(sim_t *s, const char *name, ...)
+{
+    va_list ap;
+    va_start(ap, name);
+    sim_start_v(s, name, g_arch, "leak", ap);
+    va_end(ap);
+}
+
+void hs_sim_start_on(sim_t *s, const char *name, const char *arch, const char *workload, ...)
+{
+    va_list ap;
+    va_start(ap, workload);
+    sim_start_v(s, name, arch, workload, ap);
+    va_end(ap);
+}
+
 void hs_sim_stop(sim_t *s)
 {
     kill(s->pid, SIGTERM);
     int st;
     waitpid(s->pid, &st, 0);
+    hs_untrack_child(s->pid);
 }
 
 int hs_harvest(const sim_t *s, const char *dir, int wait, ...)
@@ -405,6 +435,53 @@ json_t *hs_pdb_publics(void)
     }
     json_decref(pending);
     return pubs;
+}
+
+void hs_journal_last_op(const char *dir, char *buf, size_t len)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/journal.jsonl", dir);
+    json_t *lines = hs_load_lines(path);
+    const char *op = hs_str(json_array_get(lines, json_array_size(lines) - 1), "op");
+    snprintf(buf, len, "%s", op ? op : "");
+    json_decref(lines);
+}
+
+size_t hs_check_events(const char *dir, const char *truth_path)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/events.jsonl", dir);
+    json_t *events = hs_load_lines(path), *truth = hs_load_lines(truth_path), *stacks = hs_load_stacks(dir);
+    json_t *hits = json_array(), *t, *e;
+    size_t i;
+    json_array_foreach(truth, i, t) {
+        const char *k = hs_str(t, "kind");
+        if (k && (strcmp(k, "alloc") == 0 || strcmp(k, "free") == 0))
+            json_array_append(hits, t);
+    }
+    json_array_foreach(events, i, e) {
+        json_int_t seq = json_integer_value(json_object_get(e, "seq"));
+        if (seq != (json_int_t)i + 1)
+            fail_msg("%s: event %zu has seq %lld", dir, i + 1, (long long)seq);
+        t = json_array_get(hits, i);
+        if (!t)
+            fail_msg("%s: %zu events, the truth has %zu hits", dir, json_array_size(events), json_array_size(hits));
+        if (!hs_str(e, "kind") || strcmp(hs_str(e, "kind"), hs_str(t, "kind")) != 0)
+            fail_msg("%s seq %lld: %s, truth %s", dir, (long long)seq, hs_str(e, "kind"), hs_str(t, "kind"));
+        const char *mine = json_string_value(json_object_get(stacks, hs_str(e, "sid")));
+        char ts[4096];
+        hs_truth_stack(t, ts, sizeof ts);
+        if (!mine || strcmp(mine, ts) != 0)
+            fail_msg("%s seq %lld: stack %s\n  truth %s", dir, (long long)seq, mine ? mine : "(none)", ts);
+    }
+    size_t n = json_array_size(events);
+    if (n != json_array_size(hits)) /* every true alloc and free logged, none missing */
+        fail_msg("%s: %zu events, the truth has %zu hits", dir, n, json_array_size(hits));
+    json_decref(hits);
+    json_decref(stacks);
+    json_decref(truth);
+    json_decref(events);
+    return n;
 }
 
 int hs_journal_open_bps(const char *dir)

@@ -23,9 +23,17 @@ typedef struct sim {
 int hs_init(int argc, char **argv, const char *tmp_prefix);
 /* Removes g_tmp when rc is 0; returns rc (1 when the removal failed). */
 int hs_finish(int rc);
-/* kdsim --pty on the leak workload, --truth into g_tmp/<name>.truth.jsonl, extra args after. */
+/* kdsim --pty on the leak workload, --truth into g_tmp/<name>.truth.jsonl, extra args after
+ * (NULL-terminated); name is a file prefix of its own, so no stale file of an earlier kdsim is
+ * read for this one. */
 void hs_sim_start(sim_t *s, const char *name, ...);
+/* The same with another architecture (fixtures g_fixtures/arch) and workload. */
+void hs_sim_start_on(sim_t *s, const char *name, const char *arch, const char *workload, ...);
 void hs_sim_stop(sim_t *s);
+/* Children SIGKILLed at exit (kdsim processes are tracked by hs_sim_start); untrack after a
+ * waitpid, so a reused pid is not hit. */
+void hs_track_child(pid_t pid);
+void hs_untrack_child(pid_t pid);
 /* kdharvest run --port --tag Leak --out dir --quiet + args (NULL-terminated): its pid (wait 0) or
  * its exit code. */
 int hs_harvest(const sim_t *s, const char *dir, int wait, ...);
@@ -69,6 +77,12 @@ const char *hs_out_clear_top(const hs_outstanding_t *o, json_int_t *best);
  * PDB reader): name -> RVA, x86 names without their '_' and '@N' decoration. NULL when
  * llvm-pdbutil-14 cannot dump it. */
 json_t *hs_pdb_publics(void);
+
+/* The run's events are the truth's hits (alloc and free lines): seq 1..n, the same number, and
+ * in order the same kind and stack frame for frame. Returns the event count. */
+size_t hs_check_events(const char *dir, const char *truth_path);
+/* The op of the journal's last line ("" when it is empty). */
+void hs_journal_last_op(const char *dir, char *buf, size_t len);
 
 /* Journal: breakpoints set and not cleared, keyed by (kernel_base, handle) as the journal's
  * records are (a later bp_set of a handle replaces its earlier one); a bp_clear must name the
