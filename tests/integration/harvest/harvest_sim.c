@@ -313,22 +313,27 @@ void hs_out_done(hs_outstanding_t *o)
     json_decref(o->bytes);
 }
 
+int hs_run(const char *out_path, const char *const *argv)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (!freopen(out_path, "w", stdout))
+            _exit(126);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 json_t *hs_report_bytes(const char *dir, char **first, char **ranked_by)
 {
     char out[600];
     snprintf(out, sizeof out, "%s.report.json", dir);
     const char *argv[] = {g_kdh, "report", "--format", "json", "--top", "100000", dir, NULL};
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        if (!freopen(out, "w", stdout))
-            _exit(126);
-        execv(g_kdh, (char *const *)argv);
-        _exit(127);
-    }
-    int st;
-    waitpid(pid, &st, 0);
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(hs_run(out, argv), 0);
     json_error_t je;
     json_t *rep = json_load_file(out, 0, &je);
     if (!rep)

@@ -38,6 +38,9 @@ void hs_untrack_child(pid_t pid);
  * its exit code. */
 int hs_harvest(const sim_t *s, const char *dir, int wait, ...);
 
+/* argv[0] with its stdout into out_path: its exit code (128 + signal when killed). */
+int hs_run(const char *out_path, const char *const *argv);
+
 json_t *hs_load_lines(const char *path);
 size_t hs_count_lines(const char *path);
 /* Lines of the truth file whose "kind" is kind. */
