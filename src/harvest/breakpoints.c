@@ -2,8 +2,10 @@
  * a table of int 3s written by WriteBreakPoint and, at every stop, takes out those in the
  * reported instruction range; so before each continue every wanted breakpoint is put back, and
  * one at the stop's own PC is stepped over first (Continue2 with the trace flag, then written
- * again). Every breakpoint is journalled before it is written, so a run that died leaves the
- * next start enough to take it out of the target. */
+ * again). Every breakpoint is journalled with the handle the target gave it, so a run that died
+ * leaves the next start enough to take it out of the target (RestoreBreakPoint needs the handle,
+ * which exists only once WriteBreakPoint has answered: the record follows the write, and a run
+ * that dies between the two leaves an int 3 the journal does not name). */
 #include <string.h>
 
 #include "harvest_int.h"
@@ -63,7 +65,7 @@ static int write_bp(hv_t *h, hv_bp_t *b, kdh_err_t *err)
         h->bps.jaddr[handle] = b->addr;
     }
     /* the handle is what a later start needs to take it out again */
-    return hv_journal_bp(h->dir, "bp_set", b->addr, handle, kbase(h), 1, err);
+    return hv_journal_bp(h->dir, "bp_set", b->addr, handle, kbase(h), b->durable, err);
 }
 
 static int journal_clear(hv_t *h, uint64_t addr, uint32_t handle, kdh_err_t *err)
@@ -96,15 +98,19 @@ static int restore_bp(hv_t *h, hv_bp_t *b, kdh_err_t *err)
     return jrc != KDH_OK ? jrc : rc == KDH_OK ? KDH_OK : 1;
 }
 
-int hv_bp_want(hv_t *h, uint64_t addr, kdh_err_t *err)
+int hv_bp_want(hv_t *h, uint64_t addr, int durable, kdh_err_t *err)
 {
-    if (hv_bp_find(h, addr) >= 0)
+    int i = hv_bp_find(h, addr);
+    if (i >= 0) {
+        h->bps.bp[i].durable |= durable;
         return KDH_OK;
-    for (int i = 0; i < HV_BP_MAX; i++) {
+    }
+    for (i = 0; i < HV_BP_MAX; i++) {
         hv_bp_t *b = &h->bps.bp[i];
         if (!b->wanted && !b->handle) {
             b->addr = addr;
             b->wanted = 1;
+            b->durable = durable;
             return KDH_OK;
         }
     }
