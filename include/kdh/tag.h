@@ -17,6 +17,11 @@ int kdh_tag_normalize(const char *text, char out[5], kdh_err_t *err);
 /* The DWORD of a normalized 4-character tag (first character in the low byte). */
 uint32_t kdh_tag_dword(const char tag[4]);
 
+/* 1 when the tag DWORD a pool routine got (or a POOL_HEADER holds) is tag: equal but for the
+ * high bit, PROTECTED_POOL (0x80000000), which the kernel strips before comparing with
+ * nt!PoolHitTag and which callers may set on a tag they pass. */
+int kdh_tag_match(uint32_t seen, uint32_t tag);
+
 /* kdh_tag_normalize followed by kdh_tag_dword. */
 int kdh_tag_to_dword(const char *text, uint32_t *dword, kdh_err_t *err);
 

@@ -152,7 +152,8 @@ int hv_continue(hv_t *h, uint32_t status, kdh_err_t *err)
         int rc = insert_all(h, pc, err);
         if (rc != KDH_OK)
             return rc;
-        if (hv_bp_find(h, pc) < 0 || h->bps.bp[hv_bp_find(h, pc)].handle)
+        int at_pc = hv_bp_find(h, pc);
+        if (at_pc < 0 || h->bps.bp[at_pc].handle)
             return hv_conn_continue(&h->c, status, err);
         /* a wanted breakpoint at the PC: run its one instruction with the trace flag, then the
          * single-step stop puts it back */

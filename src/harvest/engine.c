@@ -203,7 +203,6 @@ static void status(hv_t *h, const char *state, int force)
         h->o->on_status(h->o->ctx, &s);
 }
 
-#define notice hv_notice
 void hv_notice(hv_t *h, const char *fmt, ...)
 {
     if (!h->o->on_notice)
@@ -312,12 +311,12 @@ static int attach_target(hv_t *h, kdh_err_t *err)
         KDH_OK)
         return rc;
     if (kdh_target_kdbg_error(h->t))
-        notice(h, "going on without KDDEBUGGER_DATA64: %s", kdh_target_kdbg_error(h->t));
+        hv_notice(h, "going on without KDDEBUGGER_DATA64: %s", kdh_target_kdbg_error(h->t));
     for (size_t i = 0; i < kdh_target_module_count(h->t); i++) {
         const kdh_target_module_t *m = kdh_target_module_at(h->t, i);
         if (m->error[0])
-            notice(h, "module %s at 0x%llx %s: %s", m->name, (unsigned long long)m->base,
-                   m->ok ? "kept" : "skipped (its frames stay addresses)", m->error);
+            hv_notice(h, "module %s at 0x%llx %s: %s", m->name, (unsigned long long)m->base,
+                      m->ok ? "kept" : "skipped (its frames stay addresses)", m->error);
     }
     if ((rc = kdh_target_set_symbol_path(h->t, h->o->symbol_path, NULL, err)) != KDH_OK)
         return rc;
@@ -393,18 +392,18 @@ static int arm(hv_t *h, kdh_err_t *err)
         if (hittag)
             h->pht_old = old;
         h->repaired = 1;
-        notice(h, "repaired: the target was left armed by an earlier run (PoolHitTag 0x%08x restored to 0x%08x)",
-               cur, old);
+        hv_notice(h, "repaired: the target was left armed by an earlier run (PoolHitTag 0x%08x restored to 0x%08x)",
+                  cur, old);
     } else if (hittag && cur == h->tag_dword) {
         h->pht_old = 0xffffff0fu; /* armed by someone we have no record of: the kernel's own default */
-        notice(h, "PoolHitTag already held the tag; it will be set to 0xffffff0f at detach");
+        hv_notice(h, "PoolHitTag already held the tag; it will be set to 0xffffff0f at detach");
     }
     int nbp = hv_bp_repair(h, &jb, err);
     if (nbp < 0)
         return nbp;
     if (nbp > 0) {
         h->repaired = 1;
-        notice(h, "repaired: %d breakpoint%s left in the target by an earlier run taken out", nbp, nbp > 1 ? "s" : "");
+        hv_notice(h, "repaired: %d breakpoint%s left in the target by an earlier run taken out", nbp, nbp > 1 ? "s" : "");
     }
     if ((rc = record_modules(h, err)) != KDH_OK)
         return rc;
@@ -567,7 +566,7 @@ static int open_run(hv_t *h, uint64_t *prev_base, kdh_err_t *err)
         kdh_err_t ignore;
         kdh_store_read(h->dir, &rd, NULL, &ignore);
         if (inf->repaired)
-            notice(h, "%s", inf->repair_note);
+            hv_notice(h, "%s", inf->repair_note);
     }
     open_dbgprint(h);
     return KDH_OK;
@@ -636,8 +635,8 @@ static int check_boot(hv_t *h, kdh_err_t *err)
     memset(&h->kinds, 0, sizeof h->kinds);
     h->boot++;
     h->reboots++;
-    notice(h, "the target rebooted (kernel at 0x%llx): boot %u, re-arming",
-           (unsigned long long)req.m.u.version.kern_base, h->boot);
+    hv_notice(h, "the target rebooted (kernel at 0x%llx): boot %u, re-arming",
+              (unsigned long long)req.m.u.version.kern_base, h->boot);
     if ((rc = attach_target(h, err)) != KDH_OK)
         return rc;
     if ((rc = arm(h, err)) != KDH_OK)
@@ -737,16 +736,16 @@ static int serve(hv_t *h, kdh_err_t *err)
                 h->restop_check = h->boot == boot;
             sc = kdh_kd_state(h->c.kd);
         }
+        int entry = hv_mode_owns_stop(h, sc);
         if (h->o->pair && hv_pair_owns_stop(h, sc)) {
             rc = hv_pair_on_return(h, err);
-        } else if (hv_mode_owns_stop(h, sc) || is_pool_hit(h, sc)) {
-            int entry = hv_mode_owns_stop(h, sc);
+        } else if (entry || is_pool_hit(h, sc)) {
             if (o->max_stall_pct > 0 && now - h->armed_at > 5 && hv_stall_pct(h, now) > o->max_stall_pct) {
                 if ((rc = disarm(h, err)) != KDH_OK)
                     return rc;
                 gap_t0 = hv_now_wall();
-                notice(h, "target stopped %.0f%% of the last minute (limit %.0f%%): disarmed for 10 s",
-                       hv_stall_pct(h, now), o->max_stall_pct);
+                hv_notice(h, "target stopped %.0f%% of the last minute (limit %.0f%%): disarmed for 10 s",
+                          hv_stall_pct(h, now), o->max_stall_pct);
             }
             rc = entry ? hv_mode_on_entry(h, err) : hv_handle_hit(h, err);
         } else {

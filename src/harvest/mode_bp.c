@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "harvest_int.h"
+#include "kdh/tag.h"
 
 enum { R_ALLOC_TAG, R_ALLOC2, R_ALLOC_NONE, R_FREE_TAG, R_FREE, R_SP_ALLOC, R_SP_FREE };
 
@@ -57,7 +58,7 @@ static void check_special_tag(hv_t *h)
     if (!kd || !kd->mm_special_pool_tag || !read_tag(h, kd->mm_special_pool_tag, &cur))
         return;
     h->special_tag = cur;
-    if (((cur ^ h->tag_dword) & 0x7fffffffu) == 0 || cur == '*')
+    if (kdh_tag_match(cur, h->tag_dword) || cur == '*')
         return;
     hv_notice(h, "special pool is not on for '%s' on this target (nt!MmSpecialPoolTag = 0x%08x): set "
               "HKLM\\SYSTEM\\CurrentControlSet\\Control\\Session Manager\\Memory Management\\PoolTag "
@@ -220,7 +221,7 @@ static int filter(hv_t *h, const hv_entry_t *e, const args_t *a, kdh_store_event
         ev->size = size;
         ev->has_size = 1;
     }
-    return ((tag ^ h->tag_dword) & 0x7fffffffu) == 0;
+    return kdh_tag_match(tag, h->tag_dword);
 }
 
 int hv_mode_on_entry(hv_t *h, kdh_err_t *err)

@@ -12,12 +12,13 @@
 #include <string.h>
 
 #include "harvest_int.h"
+#include "kdh/tag.h"
 
 /* ---- pure parts ---- */
 uint64_t hv_pool_header_size(const uint8_t hdr[8], unsigned pointer_size, uint32_t tag)
 {
     uint32_t w = kdh_get_u32(hdr), t = kdh_get_u32(hdr + 4);
-    if (((t ^ tag) & 0x7fffffffu) != 0)
+    if (!kdh_tag_match(t, tag))
         return 0; /* PROTECTED_POOL aside, the tag must be the one armed */
     uint64_t units, type1;
     if (pointer_size == 8) {
@@ -167,11 +168,6 @@ static int sp_matches(const hv_t *h, uint64_t want, uint64_t sp)
     return sp >= want && sp - want <= 64;
 }
 
-static int write_event(hv_t *h, kdh_store_event_t *ev, kdh_err_t *err)
-{
-    return kdh_store_append_event(h->st, ev, NULL, err);
-}
-
 int hv_pair_on_return(hv_t *h, kdh_err_t *err)
 {
     const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
@@ -237,7 +233,7 @@ int hv_pair_on_return(hv_t *h, kdh_err_t *err)
     }
     if ((rc = hv_continue(h, KDH_WIRE_DBG_CONTINUE, err)) != KDH_OK)
         return rc;
-    if ((rc = write_event(h, &ev, err)) != KDH_OK)
+    if ((rc = kdh_store_append_event(h->st, &ev, NULL, err)) != KDH_OK)
         return rc;
     hv_cost_report(h, &cost);
     return KDH_OK;
@@ -252,7 +248,7 @@ int hv_pair_flush(hv_t *h, kdh_err_t *err)
             continue;
         w->used = 0;
         h->pair.allocs_no_addr++;
-        int r = write_event(h, &w->ev, err);
+        int r = kdh_store_append_event(h->st, &w->ev, NULL, err);
         if (r == KDH_OK && kdh_kd_stopped(h->c.kd))
             r = hv_bp_unwant(h, w->bp, err);
         if (r != KDH_OK && rc == KDH_OK)

@@ -38,6 +38,11 @@ uint32_t kdh_tag_dword(const char tag[4])
            (uint32_t)(unsigned char)tag[2] << 16 | (uint32_t)(unsigned char)tag[3] << 24;
 }
 
+int kdh_tag_match(uint32_t seen, uint32_t tag)
+{
+    return ((seen ^ tag) & 0x7fffffffu) == 0;
+}
+
 int kdh_tag_to_dword(const char *text, uint32_t *dword, kdh_err_t *err)
 {
     char t[5];

@@ -71,9 +71,21 @@ static void test_describe(void **state)
     assert_int_equal(strlen(small), 15);
 }
 
+/* 'Leak' is 0x6b61654c; with PROTECTED_POOL (0x80000000) a caller passes 0xeb61654c. */
+static void test_match(void **state)
+{
+    (void)state;
+    assert_true(kdh_tag_match(0x6b61654c, 0x6b61654c));
+    assert_true(kdh_tag_match(0xeb61654c, 0x6b61654c));
+    assert_true(kdh_tag_match(0x6b61654c, 0xeb61654c));
+    assert_false(kdh_tag_match(0x6b61654d, 0x6b61654c)); /* 'Meak' */
+    assert_false(kdh_tag_match(0x4b61654c, 0x6b61654c)); /* 'LeaK': bit 29, not the high bit */
+    assert_false(kdh_tag_match(0, 0x6b61654c));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_dword), cmocka_unit_test(test_rejects),
-                                       cmocka_unit_test(test_describe)};
+                                       cmocka_unit_test(test_describe), cmocka_unit_test(test_match)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
