@@ -238,7 +238,10 @@ typedef struct hv {
     double last_hit_mono;
     /* A stop that arrives after a link reset or a look at a quiet target may be the last hit
      * reported again: a Continue the target acknowledged but never acted on (a damaged type
-     * field, which the checksum does not cover) leaves it stopped where we already were. */
+     * field, which the checksum does not cover) leaves it stopped where we already were. Only
+     * that first stop is checked: whichever handler takes it clears the flag (a PoolHitTag hit
+     * after checking; an entry or return stop at once, since a breakpoint of ours is stepped
+     * over before its Continue, so a lost Continue leaves the target at the step's stop). */
     int restop_check;
     uint64_t last_pc, last_thread; /* the last pool hit handled */
     uint64_t restops;              /* hits seen again and continued without a second event */

@@ -226,6 +226,7 @@ static int filter(hv_t *h, const hv_entry_t *e, const args_t *a, kdh_store_event
 
 int hv_mode_on_entry(hv_t *h, kdh_err_t *err)
 {
+    h->restop_check = 0; /* never a hit reported again (harvest_int.h) */
     const kdh_wire_state_change_t *sc0 = kdh_kd_state(h->c.kd);
     kdh_wire_state_change_t scc = *sc0;
     const hv_entry_t *e = entry_at(h, scc.program_counter);

@@ -170,6 +170,7 @@ static int sp_matches(const hv_t *h, uint64_t want, uint64_t sp)
 
 int hv_pair_on_return(hv_t *h, kdh_err_t *err)
 {
+    h->restop_check = 0; /* never a hit reported again (harvest_int.h) */
     const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
     kdh_wire_state_change_t scc = *sc;
     kdh_harvest_hit_cost_t cost;
