@@ -254,6 +254,9 @@ double hv_now_wall(void);
 /* Handles the current stop as a pool hit: classify, capture (or count), log, step over the
  * int 3 and continue. */
 int hv_handle_hit(hv_t *h, kdh_err_t *err);
+/* One ReadVirtualMemory of len bytes at va into the per-stop cache (*got bytes arrived; the
+ * target's refusal is a short read, not an error). */
+int hv_fetch_stop(hv_t *h, uint64_t va, uint32_t len, uint32_t *got, kdh_err_t *err);
 /* The stack walk of the current stop from its stack-register slice (kdh_target_stack_slice's
  * bytes, already read): the predicted span in one read, the unwinder for the rest. */
 int hv_capture_from_slice(hv_t *h, const kdh_wire_state_change_t *sc, const uint8_t *slice, uint32_t len,

@@ -159,8 +159,7 @@ static uint64_t slice_sp(const hv_t *h, const uint8_t *slice)
     return kdh_sign_extend32(kdh_get_u32(slice + 0x10));
 }
 
-/* One ReadVirtualMemory into the per-stop cache. */
-static int fetch_stop(hv_t *h, uint64_t va, uint32_t len, uint32_t *got, kdh_err_t *err)
+int hv_fetch_stop(hv_t *h, uint64_t va, uint32_t len, uint32_t *got, kdh_err_t *err)
 {
     uint8_t *buf = malloc(len);
     if (!buf)
@@ -179,6 +178,17 @@ static int fetch_stop(hv_t *h, uint64_t va, uint32_t len, uint32_t *got, kdh_err
     rc = kdh_target_fill(h->t, KDH_TARGET_STOP, va, buf, n, len, err);
     free(buf);
     return rc;
+}
+
+/* 1 when this stop's cache already answers [va, va + len) (bytes, or known unreadable): an
+ * entry stop reads the predicted span with its return address. */
+static int stop_cached(hv_t *h, uint64_t va, uint32_t len)
+{
+    uint8_t *buf = malloc(len);
+    uint32_t got;
+    int hit = buf && kdh_target_read(h->t, KDH_TARGET_STOP, va, buf, len, &got) == KDH_OK;
+    free(buf);
+    return hit;
 }
 
 static int stack_step(kdh_target_t *t, void *arg, kdh_err_t *err)
@@ -206,7 +216,7 @@ static int naive_capture(hv_t *h, const kdh_wire_state_change_t *sc, kdh_target_
     uint64_t sp = slice_sp(h, ctx + off);
     kdh_target_sync_stop(h->t, kdh_kd_stop_serial(h->c.kd));
     uint32_t got = 0;
-    if ((rc = fetch_stop(h, sp, 4096, &got, err)) != KDH_OK)
+    if ((rc = hv_fetch_stop(h, sp, 4096, &got, err)) != KDH_OK)
         return rc;
     cost->stack_read = got;
     cost->sp = sp;
@@ -251,9 +261,9 @@ int hv_capture_from_slice(hv_t *h, const kdh_wire_state_change_t *sc, const uint
         kdh_unwind_prefetch(&s->u, &va, &span);
     }
     uint32_t got = 0;
-    if (span && (rc = fetch_stop(h, sp, span, &got, err)) != KDH_OK)
+    if (span && !stop_cached(h, sp, span) && (rc = hv_fetch_stop(h, sp, span, &got, err)) != KDH_OK)
         return rc;
-    cost->stack_read = got;
+    cost->stack_read += got;
     /* the walk, fetching what it still misses; the predicted span for next time is everything
      * of the stack it looked at, including the slot where the outermost frame's walk ended */
     uint64_t end = span ? sp + span : sp;
@@ -269,7 +279,7 @@ int hv_capture_from_slice(hv_t *h, const kdh_wire_state_change_t *sc, const uint
             return kdh_err_set(err, KDH_EPROTO, "stack walk at 0x%llx did not converge",
                                (unsigned long long)sc->program_counter);
         if (cls == KDH_TARGET_STOP) {
-            if ((rc = fetch_stop(h, va, n, &got, err)) != KDH_OK)
+            if ((rc = hv_fetch_stop(h, va, n, &got, err)) != KDH_OK)
                 return rc;
             cost->stack_read += got;
             if (va >= sp && va + n > end && va + n - sp <= 0x10000)

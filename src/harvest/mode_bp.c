@@ -245,14 +245,18 @@ int hv_mode_on_entry(hv_t *h, kdh_err_t *err)
         /* a call from inside nt (one export calling another) belongs to the call already seen */
         uint64_t ret = a.ret;
         if (kdh_target_pointer_size(h->t) == 8) {
+            /* [RSP] is the return address. A hit to be captured is walked from the same RSP:
+             * the span the last walk from here read comes in the same request, and the capture
+             * finds it in the stop's cache */
+            unsigned n = h->o->sample > 1 ? h->o->sample : 1;
+            uint32_t span = h->hits % n == 0 ? hv_pred_get(&h->pred, scc.program_counter, a.sp, scc.thread) : 0;
+            uint32_t got = 0;
             uint8_t w[8];
-            uint32_t got;
-            if ((rc = hv_conn_read(&h->c, a.sp, w, 8, &got, "reading the return address", err)) != KDH_OK)
+            if ((rc = hv_fetch_stop(h, a.sp, span > 8 ? span : 8, &got, err)) != KDH_OK)
                 return rc;
-            if (got == 8) {
+            cost.stack_read += got;
+            if (kdh_target_read(h->t, KDH_TARGET_STOP, a.sp, w, 8, &got) == KDH_OK && got == 8)
                 ret = kdh_get_u64(w);
-                kdh_target_fill(h->t, KDH_TARGET_STOP, a.sp, w, 8, 8, err);
-            }
         }
         const kdh_target_module_t *m = kdh_target_module_by_addr(h->t, ret);
         const kdh_wire_get_version_t *v = kdh_target_version(h->t);
