@@ -254,6 +254,16 @@ double hv_now_wall(void);
 /* Handles the current stop as a pool hit: classify, capture (or count), log, step over the
  * int 3 and continue. */
 int hv_handle_hit(hv_t *h, kdh_err_t *err);
+/* The end every handled hit shares (PoolHitTag and entry stops): continue the target, count the
+ * hit, log its event unless capped or deferred to its return, report its cost. */
+typedef struct hv_hit_end {
+    int kind;              /* KDH_STORE_ALLOC / FREE / HIT */
+    int captured, capped, deferred;
+    double t_wall, t0;     /* when the stop was taken up (wall, monotonic) */
+    uint64_t pc, thread;   /* the stop's, for the reported-again check */
+} hv_hit_end_t;
+int hv_finish_hit(hv_t *h, const hv_hit_end_t *x, kdh_store_event_t *ev, kdh_harvest_hit_cost_t *cost,
+                  kdh_err_t *err);
 /* One ReadVirtualMemory of len bytes at va into the per-stop cache (*got bytes arrived; the
  * target's refusal is a short read, not an error). */
 int hv_fetch_stop(hv_t *h, uint64_t va, uint32_t len, uint32_t *got, kdh_err_t *err);

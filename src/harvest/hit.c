@@ -491,27 +491,36 @@ int hv_handle_hit(hv_t *h, kdh_err_t *err)
         ev.kind = (kdh_store_kind_t)kind;
         h->counted++;
     }
-    if ((rc = hv_continue(h, KDH_WIRE_DBG_CONTINUE, err)) != KDH_OK)
+    hv_hit_end_t end = {.kind = kind, .captured = capture, .capped = capped, .deferred = deferred,
+                        .t_wall = t_wall, .t0 = t0, .pc = scc.program_counter, .thread = scc.thread};
+    return hv_finish_hit(h, &end, &ev, &cost, err);
+}
+
+int hv_finish_hit(hv_t *h, const hv_hit_end_t *x, kdh_store_event_t *ev, kdh_harvest_hit_cost_t *cost,
+                  kdh_err_t *err)
+{
+    int rc = hv_continue(h, KDH_WIRE_DBG_CONTINUE, err);
+    if (rc != KDH_OK)
         return rc;
-    hv_stall_add(h, t0, hv_now_mono());
-    if (kind == KDH_STORE_ALLOC)
+    hv_stall_add(h, x->t0, hv_now_mono());
+    if (x->kind == KDH_STORE_ALLOC)
         h->allocs++;
-    else if (kind == KDH_STORE_FREE)
+    else if (x->kind == KDH_STORE_FREE)
         h->frees++;
     else
         h->unknown++;
-    h->last_hit_wall = t_wall;
-    h->last_hit_mono = t0;
-    h->last_pc = scc.program_counter;
-    h->last_thread = scc.thread;
-    if (capped) {
+    h->last_hit_wall = x->t_wall;
+    h->last_hit_mono = x->t0;
+    h->last_pc = x->pc;
+    h->last_thread = x->thread;
+    if (x->capped) {
         h->capped++;
-    } else if (!deferred) { /* a deferred allocation is logged at its return */
-        if ((rc = kdh_store_append_event(h->st, &ev, NULL, err)) != KDH_OK)
+    } else if (!x->deferred) { /* a deferred allocation is logged at its return */
+        if ((rc = kdh_store_append_event(h->st, ev, NULL, err)) != KDH_OK)
             return rc;
     }
-    cost.captured = capture;
-    cost.kind = kind;
-    hv_cost_report(h, &cost);
+    cost->captured = x->captured;
+    cost->kind = x->kind;
+    hv_cost_report(h, cost);
     return KDH_OK;
 }

@@ -307,21 +307,7 @@ int hv_mode_on_entry(hv_t *h, kdh_err_t *err)
     }
     if (h->o->pair && e->kind == KDH_STORE_FREE && !capped)
         hv_pair_paired(h, &ev, ev.addr);
-    if ((rc = hv_continue(h, KDH_WIRE_DBG_CONTINUE, err)) != KDH_OK)
-        return rc;
-    hv_stall_add(h, t0, hv_now_mono());
-    if (e->kind == KDH_STORE_ALLOC)
-        h->allocs++;
-    else
-        h->frees++;
-    h->last_hit_wall = t_wall;
-    h->last_hit_mono = t0;
-    if (capped)
-        h->capped++;
-    else if (!deferred && (rc = kdh_store_append_event(h->st, &ev, NULL, err)) != KDH_OK)
-        return rc;
-    cost.captured = capture;
-    cost.kind = e->kind;
-    hv_cost_report(h, &cost);
-    return KDH_OK;
+    hv_hit_end_t end = {.kind = e->kind, .captured = capture, .capped = capped, .deferred = deferred,
+                        .t_wall = t_wall, .t0 = t0, .pc = scc.program_counter, .thread = scc.thread};
+    return hv_finish_hit(h, &end, &ev, &cost, err);
 }
