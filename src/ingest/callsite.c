@@ -101,13 +101,14 @@ int kdh_ingest_callsite_groups(const char *s, size_t n, size_t m, size_t ov[2 * 
     return 0;
 }
 
-int kdh_ingest_callsite_scan(const char *s, size_t n, size_t ov[2 * KDH_INGEST_CS_GROUPS])
+int kdh_ingest_callsite_scan(const char *s, size_t n, size_t ov[2 * KDH_INGEST_CS_GROUPS], size_t *mod_run)
 {
     if (!n)
         return KDH_INGEST_CS_ODD;
     size_t m = 0;
     while (m < n && is_mod((unsigned char)s[m]))
         m++;
+    *mod_run = m;
     /* the rest in one pass, a word at a time: is any byte outside printable ASCII, is any '<'
      * (the start of a " <--" note) */
     unsigned odd = 0, lt = 0;

@@ -236,11 +236,18 @@ static int finish_direct(kdh_ingest_patterns_t *p, const char *line, const size_
     size_t rl;
     if (!kdh_ingest_group(ov, rest_g, line, &r, &rl))
         return 0; /* (never unset on a match) */
-    size_t cov[2 * KDH_INGEST_CS_GROUPS];
-    int c = kdh_ingest_callsite_scan(r, rl, cov);
+    size_t cov[2 * KDH_INGEST_CS_GROUPS], m = 0;
+    int c = kdh_ingest_callsite_scan(r, rl, cov, &m);
     if (c >= 0)
         return c > 0 && fill_callsite(r, rl, cov, out) == KDH_OK;
-    if (c == KDH_INGEST_CS_ODD && (memchr(r, '\n', rl) || memchr(r, '\r', rl)))
+    if (c == KDH_INGEST_CS_NOTE) {
+        /* printable: the annotations come off the end (trimmed), the module run at the start stays
+         * (cut to what is left), so the callsite is decided without scanning it again */
+        size_t sl = kdh_ingest_strip_annotations(r, rl);
+        return sl && kdh_ingest_callsite_groups(r, sl, m < sl ? m : sl, cov) > 0 &&
+               fill_callsite(r, sl, cov, out) == KDH_OK;
+    }
+    if (memchr(r, '\n', rl) || memchr(r, '\r', rl))
         return -1;
     return finish(p, line, ov, rest_g, out, 1);
 }

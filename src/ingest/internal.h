@@ -84,11 +84,12 @@ int kdh_ingest_callsite_groups(const char *s, size_t n, size_t m, size_t ov[2 * 
 /* The callsite part of a frame line (the layout's last group, up to the end of the trimmed line)
  * in one scan: 1 or 0 as kdh_ingest_callsite_fast for printable ASCII text that cannot hold an
  * annotation; KDH_INGEST_CS_ODD when a byte is not printable ASCII (or the text is empty);
- * KDH_INGEST_CS_NOTE when it may hold one (a '<', or a last byte ']' or ')'): then
- * kdh_ingest_strip_annotations and the general callsite parse must run. */
+ * KDH_INGEST_CS_NOTE when it is printable and may hold one (a '<', or a last byte ']' or ')'):
+ * then kdh_ingest_strip_annotations must run first. *mod_run: the length of the leading
+ * module-name run (set unless the text is empty). */
 #define KDH_INGEST_CS_ODD (-1)
 #define KDH_INGEST_CS_NOTE (-2)
-int kdh_ingest_callsite_scan(const char *s, size_t n, size_t ov[2 * KDH_INGEST_CS_GROUPS]);
+int kdh_ingest_callsite_scan(const char *s, size_t n, size_t ov[2 * KDH_INGEST_CS_GROUPS], size_t *mod_run);
 
 /* layout.c: PAT_X64 / PAT_X86 / PAT_ADDRFR decided directly. Returns 1 on a match with ov filled as PCRE2
  * would (unset groups PCRE2_UNSET), -1 when PCRE2 must decide (never a certain no-match). */
