@@ -111,7 +111,6 @@ typedef struct writer {
     hitmap_t hits;
     kdh_store_t *store;
     const char *file; /* base name of the current input */
-    uint64_t unique;
     uint64_t tag_votes[8];
     char tags[8][5];
     size_t ntags;
