@@ -165,11 +165,23 @@ int hv_continue(hv_t *h, uint32_t status, kdh_err_t *err)
         if ((rc = hv_conn_call(&h->c, &req, "Continue (trace)", err)) != KDH_OK)
             return rc;
         h->bps.steps++;
-        if ((rc = hv_conn_wait_stop(&h->c, 5000, NULL, err)) != KDH_OK)
+        int timed_out = 0;
+        rc = hv_conn_wait_stop(&h->c, 5000, &timed_out, err);
+        if (rc != KDH_OK && timed_out)
+            rc = hv_conn_restop(&h->c, serial, err);
+        if (rc != KDH_OK)
             return rc;
         sc = kdh_kd_state(h->c.kd);
         if (kdh_kd_stop_serial(h->c.kd) == serial || !sc)
             return kdh_err_set(err, KDH_EPROTO, "no stop after a single step");
+        if (sc->new_state == KDH_WIRE_STATE_EXCEPTION && sc->u.exception.code == KDH_WIRE_STATUS_BREAKPOINT &&
+            sc->processor == cpu && sc->program_counter == pc) {
+            /* the same stop again: the target acknowledged the trace Continue and never acted on
+             * it (a damaged packet type, which the checksum does not cover), so it never ran;
+             * step again */
+            h->bps.lost_steps++;
+            continue;
+        }
         if (sc->new_state != KDH_WIRE_STATE_EXCEPTION || sc->u.exception.code != KDH_WIRE_STATUS_SINGLE_STEP ||
             sc->processor != cpu) {
             /* something else stopped the target first: its stop is the run loop's, whose

@@ -139,6 +139,7 @@ static int write_meta(hv_t *h, kdh_err_t *err)
     json_object_set_new(bp, "restored", json_integer((json_int_t)h->bps.restores));
     json_object_set_new(bp, "taken_out_by_target", json_integer((json_int_t)h->bps.deleted_by_target));
     json_object_set_new(bp, "steps", json_integer((json_int_t)h->bps.steps));
+    json_object_set_new(bp, "steps_lost", json_integer((json_int_t)h->bps.lost_steps));
     json_object_set_new(c, "breakpoints", bp);
     json_object_set_new(m, "counters", c);
     int rc = kdh_store_write_meta(h->st, m, err);

@@ -40,6 +40,10 @@ int hv_conn_open(hv_conn_t *c, uv_loop_t *loop, const char *port, unsigned baud,
 int hv_conn_wait_stop(hv_conn_t *c, unsigned timeout_ms, int *timed_out, kdh_err_t *err);
 /* Runs the loop until a stop other than number serial is reported (1), or timeout_ms (0). */
 int hv_conn_wait_new_stop(hv_conn_t *c, uint64_t serial, unsigned timeout_ms);
+/* A stop that did not come: a RESET has the target report the stop it is in again (the one
+ * numbered serial, when a Continue was acknowledged and ignored). KDH_OK once a new stop is
+ * reported, else KDH_ETIMEDOUT after 10 s (KDH_EHANGUP when the port died). */
+int hv_conn_restop(hv_conn_t *c, uint64_t serial, kdh_err_t *err);
 /* One request, blocking; KDH_OK or the request's status with its message in err. */
 int hv_conn_call(hv_conn_t *c, kdh_kd_req_t *req, const char *what, kdh_err_t *err);
 /* One ReadVirtualMemory of len bytes at va, blocking: KDH_OK with *got bytes read (fewer when
@@ -115,6 +119,7 @@ typedef struct hv_bp {
 typedef struct hv_bps {
     hv_bp_t bp[HV_BP_MAX];
     uint64_t writes, restores, steps, deleted_by_target;
+    uint64_t lost_steps;     /* trace Continues the target acknowledged and ignored, sent again */
     /* the stop (kdh_kd_stop_serial) whose dropped int 3s were last noted: a stop is noted once,
      * since breakpoints written after it are in the target even when they lie in its range */
     uint64_t noted_serial;

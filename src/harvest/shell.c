@@ -134,6 +134,18 @@ int hv_conn_wait_new_stop(hv_conn_t *c, uint64_t serial, unsigned timeout_ms)
     return kdh_kd_stop_serial(c->kd) != serial && kdh_kd_stopped(c->kd);
 }
 
+int hv_conn_restop(hv_conn_t *c, uint64_t serial, kdh_err_t *err)
+{
+    int rc = kdh_kd_connect(c->kd, 0, err);
+    if (rc != KDH_OK)
+        return rc;
+    if (hv_conn_wait_new_stop(c, serial, 10000))
+        return KDH_OK;
+    if (c->tp_dead)
+        return kdh_err_set(err, KDH_EHANGUP, "%s", c->tp_error);
+    return kdh_err_set(err, KDH_ETIMEDOUT, "the target reported no stop after a single step, nor after a RESET");
+}
+
 int hv_conn_call(hv_conn_t *c, kdh_kd_req_t *req, const char *what, kdh_err_t *err)
 {
     int rc = kdh_kd_wait(c->kd, req);

@@ -108,17 +108,21 @@ static truth_breaks_t count_breaks(json_t *truth, int sp)
     return b;
 }
 
-static void check_mode(const char *mode)
+/* faults: kdsim --faults for the run, or NULL */
+static void check_mode(const char *mode, const char *faults)
 {
     sim_t s;
     char name[64], dir[512], fx[512];
-    snprintf(name, sizeof name, "%s-%s", mode, g_arch);
+    snprintf(name, sizeof name, "%s-%s%s", mode, g_arch, faults ? "-faults" : "");
     snprintf(dir, sizeof dir, "%s/run-%s", g_tmp, name);
     snprintf(fx, sizeof fx, "%s/%s", g_fixtures, g_arch);
     int sp = strcmp(mode, "specialpool") == 0;
     if (sp) {
         hs_sim_start(&s, name, "--truth-ops", "Leak", "--special-pool", "Leak", NULL);
         assert_int_equal(hs_harvest(&s, dir, 1, "--mode", mode, "--pair", "--symbols", fx, "--max-hits", "80", NULL), 0);
+    } else if (faults) {
+        hs_sim_start(&s, name, "--truth-ops", "Leak", "--faults", faults, NULL);
+        assert_int_equal(hs_harvest(&s, dir, 1, "--mode", mode, "--pair", "--max-hits", "80", NULL), 0);
     } else { /* no symbols at all: the exports are enough */
         hs_sim_start(&s, name, "--truth-ops", "Leak", NULL);
         assert_int_equal(hs_harvest(&s, dir, 1, "--mode", mode, "--pair", "--max-hits", "80", NULL), 0);
@@ -215,13 +219,26 @@ static void check_mode(const char *mode)
 static void test_specialpool(void **state)
 {
     (void)state;
-    check_mode("specialpool");
+    check_mode("specialpool", NULL);
 }
 
 static void test_entry(void **state)
 {
     (void)state;
-    check_mode("entry");
+    check_mode("entry", NULL);
+}
+
+/* The 40th Continue2 damaged (kdsim mangle-continue): the target acknowledges it and never acts on
+ * it. After the attach's resume every stop takes two (the step over our breakpoint, then the run
+ * on), so the 40th is a step's: the harvest finds the target still in the stop (a RESET has it
+ * report it again), steps again, and the run is the truth's all the same, no event lost or twice. */
+static void test_entry_lost_step(void **state)
+{
+    (void)state;
+    char dir[512];
+    check_mode("entry", "mangle-continue=40");
+    snprintf(dir, sizeof dir, "%s/run-entry-%s-faults", g_tmp, g_arch);
+    assert_int_equal(hs_meta_counter(dir, "breakpoints", "steps_lost"), 1);
 }
 
 /* Special pool not set up for the tag: one warning naming the registry value and the reboot; the
@@ -316,6 +333,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_specialpool_off),
         cmocka_unit_test(test_entry_stall),
         cmocka_unit_test(test_entry_reboot),
+        cmocka_unit_test(test_entry_lost_step),
     };
     return hs_finish(cmocka_run_group_tests_name(g_arch, tests, NULL, NULL));
 }
