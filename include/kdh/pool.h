@@ -124,7 +124,8 @@ void kdh_pool_read_free(kdh_pool_read_t *r);
 
 /* ---- !vm-style pool totals and limits (KDDEBUGGER_DATA64) ----
  * KDDEBUGGER_DATA64 (wdbgexts.h field list, offsets as in kd-protocol.md 3.4) holds the ADDRESSES
- * of the memory manager's variables below; each is a SIZE_T in the kernel. Units: the two
+ * of the memory manager's variables below (the target model reads them into kdh_target_kdbg_t's
+ * mm_* fields); each is a SIZE_T in the kernel. Units: the two
  * ...InBytes maxima count bytes; the others count pages, as !vm prints them (pages, then Kb).
  * Only these are read: the paged pool's own usage lives in MmPagedPoolInformation, a structure
  * whose layout no public header gives, so "PagedPool Commit" is shown instead of "PagedPool Usage".
@@ -146,7 +147,6 @@ typedef struct kdh_pool_vm_info {
     const char *label;    /* as !vm prints it: "NonPagedPool Usage" */
     const char *key;      /* JSON key of the run directory's pool_totals.jsonl: "nonpaged_usage_kb" */
     const char *variable; /* nt's variable: "MmAllocatedNonPagedPool" */
-    uint32_t kdbg_offset;
     int in_bytes;         /* 1: the variable counts bytes; 0: pages */
 } kdh_pool_vm_info_t;
 
@@ -159,10 +159,6 @@ const kdh_pool_vm_info_t *kdh_pool_vm_info(kdh_pool_vm_field_t f);
 /* The value in Kb (bytes / 1024, or pages * 4) and in pages (bytes / 4096, rounded down). */
 uint64_t kdh_pool_vm_kb(const kdh_pool_vm_t *vm, kdh_pool_vm_field_t f);
 uint64_t kdh_pool_vm_pages(const kdh_pool_vm_t *vm, kdh_pool_vm_field_t f);
-
-/* The addresses of the variables from a KDDEBUGGER_DATA64 image: block holds the first len bytes
- * of the block, size is its Header.Size. addr[f] = 0 for a field the block does not give. */
-void kdh_pool_vm_addresses(const uint8_t *block, size_t len, uint32_t size, uint64_t addr[KDH_POOL_VM_COUNT]);
 
 /* Reads the variables at the current stop (resumable step; needs kdh_target_step_kdbg done).
  * A field the target does not give stays have = 0; KDH_OK even when none is given. */

@@ -49,6 +49,9 @@ typedef struct kdh_target_kdbg {
     uint64_t ki_processor_block;
     uint64_t kernel_verifier;
     uint16_t offset_prcb_current_thread;
+    /* addresses of the memory manager's pool totals and limits (0 when the block is too short) */
+    uint64_t mm_maximum_non_paged_pool_in_bytes, mm_size_of_paged_pool_in_bytes, mm_total_commit_limit,
+        mm_total_committed_pages, mm_paged_pool_commit, mm_allocated_non_paged_pool;
 } kdh_target_kdbg_t;
 
 typedef struct kdh_target_module {

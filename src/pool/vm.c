@@ -7,17 +7,13 @@
 #include "kdh/target.h"
 
 static const kdh_pool_vm_info_t k_fields[KDH_POOL_VM_COUNT] = {
-    [KDH_POOL_VM_NONPAGED_USAGE] = {"NonPagedPool Usage", "nonpaged_usage_kb", "MmAllocatedNonPagedPool", 0x250, 0},
-    [KDH_POOL_VM_NONPAGED_MAX] = {"NonPagedPool Max", "nonpaged_max_kb", "MmMaximumNonPagedPoolInBytes", 0x100, 1},
-    [KDH_POOL_VM_PAGED_COMMIT] = {"PagedPool Commit", "paged_commit_kb", "MmPagedPoolCommit", 0x170, 0},
-    [KDH_POOL_VM_PAGED_MAX] = {"PagedPool Maximum", "paged_max_kb", "MmSizeOfPagedPoolInBytes", 0x140, 1},
-    [KDH_POOL_VM_COMMITTED] = {"Committed pages", "committed_kb", "MmTotalCommittedPages", 0x150, 0},
-    [KDH_POOL_VM_COMMIT_LIMIT] = {"Commit limit", "commit_limit_kb", "MmTotalCommitLimit", 0x148, 0},
+    [KDH_POOL_VM_NONPAGED_USAGE] = {"NonPagedPool Usage", "nonpaged_usage_kb", "MmAllocatedNonPagedPool", 0},
+    [KDH_POOL_VM_NONPAGED_MAX] = {"NonPagedPool Max", "nonpaged_max_kb", "MmMaximumNonPagedPoolInBytes", 1},
+    [KDH_POOL_VM_PAGED_COMMIT] = {"PagedPool Commit", "paged_commit_kb", "MmPagedPoolCommit", 0},
+    [KDH_POOL_VM_PAGED_MAX] = {"PagedPool Maximum", "paged_max_kb", "MmSizeOfPagedPoolInBytes", 1},
+    [KDH_POOL_VM_COMMITTED] = {"Committed pages", "committed_kb", "MmTotalCommittedPages", 0},
+    [KDH_POOL_VM_COMMIT_LIMIT] = {"Commit limit", "commit_limit_kb", "MmTotalCommitLimit", 0},
 };
-
-/* The block bytes read: from the lowest field to the end of the highest. */
-#define VM_FIRST 0x100u
-#define VM_END 0x258u
 
 const kdh_pool_vm_info_t *kdh_pool_vm_info(kdh_pool_vm_field_t f)
 {
@@ -36,11 +32,17 @@ uint64_t kdh_pool_vm_pages(const kdh_pool_vm_t *vm, kdh_pool_vm_field_t f)
     return k_fields[f].in_bytes ? v / KDH_POOL_PAGE_SIZE : v;
 }
 
-void kdh_pool_vm_addresses(const uint8_t *block, size_t len, uint32_t size, uint64_t addr[KDH_POOL_VM_COUNT])
+/* The variable's address, as the target model read it from KDDEBUGGER_DATA64. */
+static uint64_t var_address(const kdh_target_kdbg_t *k, kdh_pool_vm_field_t f)
 {
-    for (unsigned f = 0; f < KDH_POOL_VM_COUNT; f++) {
-        uint32_t off = k_fields[f].kdbg_offset;
-        addr[f] = (off + 8u <= size && off + 8u <= len) ? kdh_get_u64(block + off) : 0;
+    switch (f) {
+    case KDH_POOL_VM_NONPAGED_USAGE: return k->mm_allocated_non_paged_pool;
+    case KDH_POOL_VM_NONPAGED_MAX: return k->mm_maximum_non_paged_pool_in_bytes;
+    case KDH_POOL_VM_PAGED_COMMIT: return k->mm_paged_pool_commit;
+    case KDH_POOL_VM_PAGED_MAX: return k->mm_size_of_paged_pool_in_bytes;
+    case KDH_POOL_VM_COMMITTED: return k->mm_total_committed_pages;
+    case KDH_POOL_VM_COMMIT_LIMIT: return k->mm_total_commit_limit;
+    default: return 0;
     }
 }
 
@@ -50,23 +52,14 @@ int kdh_pool_step_vm(kdh_target_t *t, kdh_pool_vm_t *vm, kdh_err_t *err)
     const kdh_target_kdbg_t *k = kdh_target_kdbg(t);
     if (!k)
         return kdh_err_set(err, KDH_EINVAL, "pool totals: the debugger data was not read yet");
-    if (k->size <= VM_FIRST)
-        return KDH_OK;
-    uint8_t block[VM_END];
-    memset(block, 0, sizeof block);
-    uint32_t want = (k->size < VM_END ? k->size : VM_END) - VM_FIRST, got = 0;
-    /* the block's contents stay the same for the whole boot */
-    int rc = kdh_target_read(t, KDH_TARGET_BOOT, k->address + VM_FIRST, block + VM_FIRST, want, &got);
-    if (rc != KDH_OK)
-        return rc;
-    uint64_t addr[KDH_POOL_VM_COUNT];
-    kdh_pool_vm_addresses(block, VM_FIRST + got, k->size, addr);
     unsigned ps = kdh_target_pointer_size(t);
     for (unsigned f = 0; f < KDH_POOL_VM_COUNT; f++) {
-        if (!addr[f])
+        uint64_t addr = var_address(k, (kdh_pool_vm_field_t)f);
+        if (!addr)
             continue;
         uint8_t b[8] = {0};
-        rc = kdh_target_read(t, KDH_TARGET_STOP, addr[f], b, ps, &got);
+        uint32_t got = 0;
+        int rc = kdh_target_read(t, KDH_TARGET_STOP, addr, b, ps, &got);
         if (rc != KDH_OK)
             return rc;
         if (got != ps)

@@ -106,6 +106,13 @@ static int kernel_ptr(const kdh_target_t *t, uint64_t p, uint64_t align)
 
 /* ---- KDDEBUGGER_DATA64 ------------------------------------------------------------------------ */
 
+/* A ULONG64 field of the block read into b (KDH_TARGET_KDBG_READ bytes, zero past what was
+ * read): 0 unless the whole field lies within Header.Size. */
+static uint64_t kdbg_u64(const uint8_t *b, uint32_t size, uint32_t off)
+{
+    return off + 8u <= size && off + 8u <= KDH_TARGET_KDBG_READ ? kdh_get_u64(b + off) : 0;
+}
+
 int kdh_target_step_kdbg(kdh_target_t *t, kdh_err_t *err)
 {
     if (t->have_kdbg)
@@ -145,15 +152,21 @@ int kdh_target_step_kdbg(kdh_target_t *t, kdh_err_t *err)
     k->address = blk;
     k->size = size;
     /* fields past Size stay 0: an older block simply lacks them */
-    k->kern_base = kdh_get_u64(b + 0x18);
-    k->breakpoint_with_status = kdh_get_u64(b + 0x20);
-    k->ps_loaded_module_list = kdh_get_u64(b + 0x48);
-    k->ps_active_process_head = kdh_get_u64(b + 0x50);
-    k->pool_track_table = kdh_get_u64(b + 0x1B8);
-    k->ki_processor_block = kdh_get_u64(b + 0x218);
-    k->mm_special_pool_tag = kdh_get_u64(b + 0x238);
-    k->kernel_verifier = kdh_get_u64(b + 0x240);
-    k->offset_prcb_current_thread = kdh_get_u16(b + 0x2B4);
+    k->kern_base = kdbg_u64(b, size, 0x18);
+    k->breakpoint_with_status = kdbg_u64(b, size, 0x20);
+    k->ps_loaded_module_list = kdbg_u64(b, size, 0x48);
+    k->ps_active_process_head = kdbg_u64(b, size, 0x50);
+    k->mm_maximum_non_paged_pool_in_bytes = kdbg_u64(b, size, 0x100);
+    k->mm_size_of_paged_pool_in_bytes = kdbg_u64(b, size, 0x140);
+    k->mm_total_commit_limit = kdbg_u64(b, size, 0x148);
+    k->mm_total_committed_pages = kdbg_u64(b, size, 0x150);
+    k->mm_paged_pool_commit = kdbg_u64(b, size, 0x170);
+    k->pool_track_table = kdbg_u64(b, size, 0x1B8);
+    k->ki_processor_block = kdbg_u64(b, size, 0x218);
+    k->mm_special_pool_tag = kdbg_u64(b, size, 0x238);
+    k->kernel_verifier = kdbg_u64(b, size, 0x240);
+    k->mm_allocated_non_paged_pool = kdbg_u64(b, size, 0x250);
+    k->offset_prcb_current_thread = 0x2B4u + 2u <= size ? kdh_get_u16(b + 0x2B4) : 0;
     t->have_kdbg = 1;
     return KDH_OK;
 }

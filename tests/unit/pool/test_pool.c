@@ -208,47 +208,6 @@ static void test_sort_and_print(void **state)
     kdh_pool_table_free(&tab);
 }
 
-static void put64(uint8_t *p, uint64_t v)
-{
-    put32(p, (uint32_t)v);
-    put32(p + 4, (uint32_t)(v >> 32));
-}
-
-/* KDDEBUGGER_DATA64 addresses of the memory manager's variables, at the offsets of the wdbgexts.h
- * field list (kd-protocol.md 3.4 lists PoolTrackTable at 0x1B8 and KiProcessorBlock at 0x218;
- * counting ULONG64 fields from there: 0x100 MmMaximumNonPagedPoolInBytes, 0x140
- * MmSizeOfPagedPoolInBytes, 0x148 MmTotalCommitLimit, 0x150 MmTotalCommittedPages, 0x170
- * MmPagedPoolCommit, 0x250 MmAllocatedNonPagedPool). A block too short for a field gives none. */
-static void test_vm_addresses(void **state)
-{
-    (void)state;
-    uint8_t b[0x368];
-    memset(b, 0, sizeof b);
-    put64(b + 0x100, 0xfffff80000001000ull);
-    put64(b + 0x140, 0xfffff80000001008ull);
-    put64(b + 0x148, 0xfffff80000001010ull);
-    put64(b + 0x150, 0xfffff80000001018ull);
-    put64(b + 0x170, 0xfffff80000001020ull);
-    put64(b + 0x250, 0xfffff80000001028ull);
-    put64(b + 0x1B8, 0xdeadull); /* PoolTrackTable: not one of them */
-    uint64_t a[KDH_POOL_VM_COUNT];
-    kdh_pool_vm_addresses(b, sizeof b, sizeof b, a);
-    assert_int_equal(a[KDH_POOL_VM_NONPAGED_MAX], 0xfffff80000001000ull);
-    assert_int_equal(a[KDH_POOL_VM_PAGED_MAX], 0xfffff80000001008ull);
-    assert_int_equal(a[KDH_POOL_VM_COMMIT_LIMIT], 0xfffff80000001010ull);
-    assert_int_equal(a[KDH_POOL_VM_COMMITTED], 0xfffff80000001018ull);
-    assert_int_equal(a[KDH_POOL_VM_PAGED_COMMIT], 0xfffff80000001020ull);
-    assert_int_equal(a[KDH_POOL_VM_NONPAGED_USAGE], 0xfffff80000001028ull);
-    /* Header.Size 0x250: MmAllocatedNonPagedPool (0x250..0x258) is past the block's end */
-    kdh_pool_vm_addresses(b, sizeof b, 0x250, a);
-    assert_int_equal(a[KDH_POOL_VM_NONPAGED_USAGE], 0);
-    assert_int_equal(a[KDH_POOL_VM_PAGED_COMMIT], 0xfffff80000001020ull);
-    /* fewer bytes in hand than Header.Size claims: nothing past them */
-    kdh_pool_vm_addresses(b, 0x148, sizeof b, a);
-    assert_int_equal(a[KDH_POOL_VM_PAGED_MAX], 0xfffff80000001008ull);
-    assert_int_equal(a[KDH_POOL_VM_COMMIT_LIMIT], 0);
-}
-
 /* Units: the ...InBytes values are bytes, the rest pages of 4 KiB; printed as !vm does (pages, Kb). */
 static void test_vm_print(void **state)
 {
@@ -325,7 +284,6 @@ int main(void)
         cmocka_unit_test(test_x86_and_merge),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_sort_and_print),
-        cmocka_unit_test(test_vm_addresses),
         cmocka_unit_test(test_vm_print),
         cmocka_unit_test(test_restarted),
     };

@@ -210,6 +210,15 @@ static void build_machine(fakemem_t *m, int x64, layout_t *L)
     kdh_put_u64(kb + 0x20, L->base[0] + 0x10E0);
     kdh_put_u64(kb + 0x48, L->head);
     kdh_put_u64(kb + 0x1B8, L->base[0] + 0x3008);
+    /* the memory manager's variables, at the offsets of the wdbgexts.h field list (kd-protocol.md
+     * 3.4 lists PoolTrackTable at 0x1B8 and KiProcessorBlock at 0x218; counting ULONG64 fields
+     * from there) */
+    kdh_put_u64(kb + 0x100, L->base[0] + 0xE000); /* MmMaximumNonPagedPoolInBytes */
+    kdh_put_u64(kb + 0x140, L->base[0] + 0xE008); /* MmSizeOfPagedPoolInBytes */
+    kdh_put_u64(kb + 0x148, L->base[0] + 0xE010); /* MmTotalCommitLimit */
+    kdh_put_u64(kb + 0x150, L->base[0] + 0xE018); /* MmTotalCommittedPages */
+    kdh_put_u64(kb + 0x170, L->base[0] + 0xE020); /* MmPagedPoolCommit */
+    kdh_put_u64(kb + 0x250, L->base[0] + 0xE028); /* MmAllocatedNonPagedPool */
     kdh_put_u64(kb + 0x238, L->base[0] + 0xD0E0);
     kdh_put_u16(kb + 0x2B4, 0x8);
 }
@@ -247,6 +256,12 @@ static void check_machine(int x64)
     assert_true(k->breakpoint_with_status == L.base[0] + 0x10E0);
     assert_true(k->mm_special_pool_tag == L.base[0] + 0xD0E0);
     assert_true(k->pool_track_table == L.base[0] + 0x3008);
+    assert_true(k->mm_maximum_non_paged_pool_in_bytes == L.base[0] + 0xE000);
+    assert_true(k->mm_size_of_paged_pool_in_bytes == L.base[0] + 0xE008);
+    assert_true(k->mm_total_commit_limit == L.base[0] + 0xE010);
+    assert_true(k->mm_total_committed_pages == L.base[0] + 0xE018);
+    assert_true(k->mm_paged_pool_commit == L.base[0] + 0xE020);
+    assert_true(k->mm_allocated_non_paged_pool == L.base[0] + 0xE028);
     assert_int_equal(kdh_target_module_count(t), 3);
     assert_false(kdh_target_modules_truncated(t, NULL));
     const kdh_target_module_t *nt = kdh_target_module_at(t, 0);
@@ -346,6 +361,19 @@ static void test_kdbg_bad(void **state)
     assert_int_equal(drive(t, &m, kdh_target_step_kdbg, &f, &err), KDH_OK);
     assert_true(kdh_target_kdbg(t)->mm_special_pool_tag == 0);
     assert_true(kdh_target_kdbg(t)->pool_track_table != 0);
+    kdh_target_free(t);
+    /* Header.Size 0x250: MmAllocatedNonPagedPool (0x250..0x258) lies past the block's end */
+    kdh_put_u32(kb + 0x14, 0x250);
+    t = new_target(&L, 1, L.list_ptr);
+    assert_int_equal(drive(t, &m, kdh_target_step_kdbg, &f, &err), KDH_OK);
+    assert_true(kdh_target_kdbg(t)->mm_allocated_non_paged_pool == 0);
+    assert_true(kdh_target_kdbg(t)->mm_paged_pool_commit == L.base[0] + 0xE020);
+    kdh_target_free(t);
+    /* a field cut by Header.Size is not half read: Size 0x254 still lacks it */
+    kdh_put_u32(kb + 0x14, 0x254);
+    t = new_target(&L, 1, L.list_ptr);
+    assert_int_equal(drive(t, &m, kdh_target_step_kdbg, &f, &err), KDH_OK);
+    assert_true(kdh_target_kdbg(t)->mm_allocated_non_paged_pool == 0);
     kdh_target_free(t);
     fm_free(&m);
 }
