@@ -120,6 +120,9 @@ typedef struct kdh_pool_read {
  * Answers KDH_ENOTCACHED like every target step; the rows are rebuilt on each call, so re-running
  * after a fetch is correct. */
 int kdh_pool_step_read(struct kdh_target *t, kdh_pool_read_t *r, kdh_err_t *err);
+/* The target rebooted: the slots in use are the new kernel's, so the next read reads the whole
+ * table. */
+void kdh_pool_read_restart(kdh_pool_read_t *r);
 void kdh_pool_read_free(kdh_pool_read_t *r);
 
 /* ---- !vm-style pool totals and limits (KDDEBUGGER_DATA64) ----

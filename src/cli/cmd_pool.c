@@ -291,7 +291,7 @@ static void new_boot(sampler_t *sm, const char *why)
 {
     sm->boot++;
     sm->have_prev = 0;
-    sm->rd.used_stable_ = 0; /* the slots in use are the new kernel's: read the whole table next */
+    kdh_pool_read_restart(&sm->rd);
     printf("the target rebooted (%s): boot %u, sampling goes on\n", why, sm->boot);
 }
 

@@ -10,6 +10,11 @@
 
 #define CHUNK ((uint64_t)64 * 1024) /* bytes per cache read: well under KDH_TARGET_FETCH_MAX */
 
+void kdh_pool_read_restart(kdh_pool_read_t *r)
+{
+    r->used_stable_ = 0;
+}
+
 void kdh_pool_read_free(kdh_pool_read_t *r)
 {
     if (!r)
