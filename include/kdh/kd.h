@@ -156,11 +156,9 @@ void kdh_kd_switch_processor(kdh_kd_t *kd, kdh_kd_req_t *req, unsigned processor
 void kdh_kd_clear_internal_breakpoints(kdh_kd_t *kd, kdh_kd_req_t *req, kdh_kd_done_cb done,
                                        void *user);
 
-/* Blocking waits: run until req is done and return req->status. Needs cfg.link.loop. Each wait
+/* Blocking wait: runs until req is done and returns req->status. Needs cfg.link.loop. Each wait
  * step is kdh_task_wait(): a one-target tool runs the loop itself; inside a task of the
  * daemon's scheduler the task yields and the other targets go on meanwhile. */
 int kdh_kd_wait(kdh_kd_t *kd, kdh_kd_req_t *req);
-/* Waits until the target is stopped or timeout_ms passed (KDH_ETIMEDOUT). */
-int kdh_kd_wait_stop(kdh_kd_t *kd, unsigned timeout_ms, kdh_err_t *err);
 
 #endif

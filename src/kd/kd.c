@@ -992,37 +992,3 @@ int kdh_kd_wait(kdh_kd_t *kd, kdh_kd_req_t *req)
         kdh_task_wait(kd->cfg.link.loop);
     return req->status;
 }
-
-typedef struct stop_wait {
-    int expired, closed;
-} stop_wait_t;
-
-static void wake_cb(uv_timer_t *t)
-{
-    ((stop_wait_t *)t->data)->expired = 1;
-}
-
-static void wake_closed_cb(uv_handle_t *h)
-{
-    ((stop_wait_t *)h->data)->closed = 1;
-}
-
-int kdh_kd_wait_stop(kdh_kd_t *kd, unsigned timeout_ms, kdh_err_t *err)
-{
-    stop_wait_t w = {0, 0};
-    uv_timer_t t;
-    uv_timer_init(kd->cfg.link.loop, &t);
-    t.data = &w;
-    uv_timer_start(&t, wake_cb, timeout_ms, 0);
-    while (!kd->stopped && !w.expired)
-        kdh_task_wait(kd->cfg.link.loop);
-    uv_timer_stop(&t);
-    uv_close((uv_handle_t *)&t, wake_closed_cb);
-    /* t lives on this stack: it may not go away before the loop has finished closing it */
-    while (!w.closed)
-        kdh_task_wait(kd->cfg.link.loop);
-    if (kd->stopped)
-        return KDH_OK;
-    return kdh_err_set(err, KDH_ETIMEDOUT, "the target did not report a stop within %u ms",
-                       timeout_ms);
-}
