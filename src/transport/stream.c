@@ -124,7 +124,6 @@ static void lose(struct kdh_transport *t, const char *why)
 {
     if (t->u.stream.reconnecting)
         return;
-    t->u.stream.connected = 0;
     t->u.stream.reconnecting = 1;
     t->u.stream.attempts = 0;
     t->u.stream.backoff_ms = RECONNECT_FIRST_MS;
@@ -191,7 +190,6 @@ static void on_connect(uv_connect_t *req, int status)
             kdh__transport_fail(t, KDH_EIO, "%s: cannot connect: %s", t->name, uv_strerror(status));
         return;
     }
-    t->u.stream.connected = 1;
     if (t->kind == KDH_TRANSPORT_TCP)
         uv_tcp_nodelay(&t->u.stream.h.tcp, 1);
     int r = uv_read_start(&t->u.stream.h.stream, on_alloc, on_read);
@@ -205,7 +203,6 @@ static void on_connect(uv_connect_t *req, int status)
                               t->name, t->u.stream.attempts, (unsigned long long)t->u.stream.dropped);
         return;
     }
-    t->u.stream.was_connected = 1;
     if (t->cb.on_connect)
         t->cb.on_connect(t->cb.ctx);
 }
@@ -338,7 +335,6 @@ int kdh__transport_open_tcp(struct kdh_transport *t, const char *spec, kdh_err_t
         return kdh_err_set(err, KDH_EINVAL, "%s: address too long", spec);
     }
     memcpy(&t->u.stream.addr, ai->ai_addr, ai->ai_addrlen);
-    t->u.stream.addrlen = (unsigned)ai->ai_addrlen;
     freeaddrinfo(ai);
     int r = start_connect(t);
     if (r < 0 && !t->u.stream.handle_open)

@@ -56,8 +56,6 @@ struct kdh_transport {
             } h;
             uv_connect_t connect;
             size_t queued;         /* bytes in uv_write requests not yet completed */
-            int connected;
-            int was_connected;     /* the first connect succeeded: losses are reconnected */
             int handle_open;       /* the stream handle is initialised and not yet closed */
             int reconnecting;      /* lost; the handle is closing or a retry is scheduled */
             unsigned attempts;     /* reconnect attempts since the loss */
@@ -66,7 +64,6 @@ struct kdh_transport {
             uv_timer_t retry;
             int timer_open;
             struct sockaddr_storage addr; /* TCP: the resolved address, for reconnecting */
-            unsigned addrlen;
             uint8_t rbuf[16384];
         } stream;
     } u;
