@@ -28,13 +28,15 @@ typedef int (*kdh_task_fn)(void *arg, kdh_err_t *err);
  * records, then the unwinder per hit; the stack-use report of the daemon test measures it
  * (see kdh_task_stack_used). Sanitizer builds give frames redzones, hence the larger size. */
 #if defined(__SANITIZE_ADDRESS__)
-#define KDH_TASK_STACK_DEFAULT (1024u * 1024u)
+#define KDH_TASK_ASAN 1 /* built with AddressSanitizer (gcc's macro, clang's feature test) */
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
+#define KDH_TASK_ASAN 1
+#endif
+#endif
+#ifdef KDH_TASK_ASAN
 #define KDH_TASK_STACK_DEFAULT (1024u * 1024u)
-#endif
-#endif
-#ifndef KDH_TASK_STACK_DEFAULT
+#else
 #define KDH_TASK_STACK_DEFAULT (256u * 1024u)
 #endif
 

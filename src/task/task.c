@@ -23,13 +23,6 @@
 
 #include "kdh/task.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define KDH_TASK_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define KDH_TASK_ASAN 1
-#endif
-#endif
 #ifdef KDH_TASK_ASAN
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
@@ -41,7 +34,6 @@
 #define PAINT 0xA5 /* stack bytes never touched still hold this */
 
 struct kdh_task {
-    kdh_sched_t *s;
     kdh_task_t *next;
     ucontext_t ctx;
     uint8_t *map;        /* guard page + stack */
@@ -138,7 +130,6 @@ int kdh_sched_spawn(kdh_sched_t *s, const char *name, kdh_task_fn fn, void *arg,
     t->ctx.uc_stack.ss_size = t->stack_size;
     t->ctx.uc_link = &s->main_ctx;
     makecontext(&t->ctx, trampoline, 0);
-    t->s = s;
     t->fn = fn;
     t->arg = arg;
     snprintf(t->name, sizeof t->name, "%s", name ? name : "task");
