@@ -178,6 +178,13 @@ const kdh_target_kdbg_t *kdh_target_kdbg(const kdh_target_t *t)
 
 /* ---- module identity -------------------------------------------------------------------------- */
 
+/* A module name character as kept: printable ASCII except the path separators ('/' would split
+ * identity keys and paths: never let a target put one there); anything else becomes '?'. */
+static char safe_name_char(unsigned c)
+{
+    return (c >= 0x20 && c < 0x7F && c != '/' && c != '\\') ? (char)c : '?';
+}
+
 void target_module_name(const char *file, int kernel, char *out, size_t len)
 {
     if (kernel) {
@@ -240,7 +247,7 @@ static int export_dll_name(const kdh_pe_t *pe, char *out, size_t len)
         return rc;
     size_t n = 0;
     for (const char *c = name; *c && n + 1 < len; c++) /* the same characters a list name may hold */
-        out[n++] = (*c >= 0x20 && *c < 0x7F && *c != '/' && *c != '\\') ? *c : '?';
+        out[n++] = safe_name_char((unsigned char)*c);
     out[n] = 0;
     return n ? KDH_OK : KDH_ENOTFOUND;
 }
@@ -379,9 +386,7 @@ static int read_entry(kdh_target_t *t, uint64_t entry, const uint8_t *e, kdh_tar
         } else {
             size_t n = 0, chars = nlen / 2u;
             for (size_t i = 0; i < chars && n + 1 < sizeof m->file; i++) {
-                uint16_t c = kdh_get_u16(w + 2 * i);
-                /* '/' would split identity keys and paths: never let a target put one there */
-                m->file[n++] = (c >= 0x20 && c < 0x7F && c != '/' && c != '\\') ? (char)c : '?';
+                m->file[n++] = safe_name_char(kdh_get_u16(w + 2 * i));
             }
             m->file[n] = 0;
         }
