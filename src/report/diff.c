@@ -105,14 +105,6 @@ static drow_t *driver_rows(const kdh_report_t *base, const kdh_report_t *cur, kd
     return rows;
 }
 
-static const char *value_name(kdh_report_value_t v)
-{
-    return v == KDH_REPORT_VALUE_COUNT       ? "allocations"
-           : v == KDH_REPORT_VALUE_BYTES     ? "allocated bytes"
-           : v == KDH_REPORT_VALUE_OUT_COUNT ? "outstanding allocations"
-                                             : "outstanding bytes";
-}
-
 int kdh_report_render_diff(const kdh_report_t *base, const kdh_report_t *cur, FILE *out, kdh_err_t *err)
 {
     /* Bytes compare only when both sides know every size; else both compare outstanding counts. */
@@ -143,7 +135,6 @@ int kdh_report_render_diff(const kdh_report_t *base, const kdh_report_t *cur, FI
         break;
     case KDH_REPORT_JSON: {
         json_t *root = json_object(), *sa = json_array(), *da = json_array();
-        json_object_set_new(root, "value", json_string(value_name(v)));
         json_object_set_new(root, "ranked_by", json_string(kdh_report_value_name(v)));
         for (size_t i = 0; i < ns && (!top || i < top); i++) {
             const rstack_t *s = rows[i].cur && rows[i].from == cur ? rows[i].cur : rows[i].old;
@@ -170,7 +161,7 @@ int kdh_report_render_diff(const kdh_report_t *base, const kdh_report_t *cur, FI
     }
     default:
         fprintf(out, "kdharvest report --diff: %u base run%s -> %u new run%s, compared by %s\n", base->nruns,
-                base->nruns == 1 ? "" : "s", cur->nruns, cur->nruns == 1 ? "" : "s", value_name(v));
+                base->nruns == 1 ? "" : "s", cur->nruns, cur->nruns == 1 ? "" : "s", kdh_report_value_name(v));
         fprintf(out, "\nStacks (DELTA (NEW - OLD)), largest growth first\n");
         size_t shown = 0;
         for (size_t i = 0; i < ns; i++) {

@@ -8,6 +8,13 @@
 
 #include "report_int.h"
 
+/* What a tag's trend follows: its outstanding bytes, or its outstanding allocations when sizes
+ * are not known. */
+static const char *trend_of(const kdh_report_tag_summary_t *s)
+{
+    return kdh_report_value_name(s->by_count ? KDH_REPORT_VALUE_OUT_COUNT : KDH_REPORT_VALUE_OUTSTANDING);
+}
+
 static json_t *stack_json(const kdh_report_t *r, const rstack_t *s)
 {
     char sid[17], first[40], last[40];
@@ -44,7 +51,7 @@ int rep_render_json(const kdh_report_t *r, FILE *out, kdh_err_t *err)
     kdh_report_value_t v = kdh_report_value_used(r, r->opts.value);
     json_object_set_new(root, "measure",
                         json_pack("{s:s,s:s,s:b,s:I,s:I}", "ranked_by", kdh_report_value_name(v), "trend_of",
-                                  kdh_report_sizes_known(r) ? "outstanding_bytes" : "outstanding_count",
+                                  kdh_report_value_name(kdh_report_value_used(r, KDH_REPORT_VALUE_OUTSTANDING)),
                                   "sizes_known", kdh_report_sizes_known(r), "allocs", (json_int_t)r->allocs_used,
                                   "allocs_with_size", (json_int_t)r->allocs_sized));
     json_object_set_new(root, "totals",
@@ -65,7 +72,7 @@ int rep_render_json(const kdh_report_t *r, FILE *out, kdh_err_t *err)
                               (json_int_t)s.reused_addrs, "outstanding", (json_int_t)s.outstanding,
                               "outstanding_bytes", (json_int_t)s.outstanding_bytes, "first", first, "last", last,
                               "slope_per_s", s.slope, "monotonic", s.monotonic, "trend", s.trend);
-        json_object_set_new(o, "trend_of", json_string(s.by_count ? "outstanding_count" : "outstanding_bytes"));
+        json_object_set_new(o, "trend_of", json_string(trend_of(&s)));
         if (s.owner)
             json_object_set_new(o, "owner", json_string(s.owner));
         json_array_append_new(tags, o);
@@ -146,7 +153,7 @@ int rep_render_csv(const kdh_report_t *r, FILE *out)
             csv_field(out, s.owner ? s.owner : "");
             fprintf(out, ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%s,%s,%s,%.3f,%s\n",
                     s.allocs, s.frees, s.hits, s.alloc_bytes, s.outstanding, s.outstanding_bytes, first, last, s.trend,
-                    s.slope, s.by_count ? "outstanding_count" : "outstanding_bytes");
+                    s.slope, trend_of(&s));
         }
     } else if (r->opts.by == KDH_REPORT_BY_DRIVER) {
         uint32_t n = 0;
