@@ -103,11 +103,8 @@ static int build_kdbg(sim_machine_t *m, uint64_t processor_block, kdh_err_t *err
     kdh_put_u16(p + 0x2B4, x64 ? 0x08 : 0x04);  /* OffsetPrcbCurrentThread */
     /* The memory manager's pool range and counters: addresses of nt's variables, as wdbgexts.h
      * lists them (the range: one pool region serves both kinds). */
-    for (size_t i = 0; i < SIM_MM_VARS; i++) {
-        uint64_t va = 0;
-        if (sim_image_export(m, "ntoskrnl.exe", sim_mm_vars[i].name, &va) == KDH_OK)
-            kdbg_put(m, sim_mm_vars[i].kdbg_offset, va);
-    }
+    for (size_t i = 0; i < SIM_MM_VARS; i++)
+        kdbg_put(m, sim_mm_vars[i].kdbg_offset, m->mm_vars[i]);
     /* KdpDebuggerDataListHead (native LIST_ENTRY) -> the block. */
     sim_mem_put_ptr(m, m->kdbg_list_head, m->kdbg);
     sim_mem_put_ptr(m, m->kdbg_list_head + m->psize, m->kdbg);

@@ -263,6 +263,14 @@ static int read_boot_block(sim_machine_t *m, kdh_err_t *err)
         if (!sim_mem_host(m, *f[i].dst, 1))
             return kdh_err_set(err, KDH_ECORRUPT, "kdsim: nt!KdSimBootBlock field %d points outside memory", f[i].index);
     }
+    for (int i = 0; i < SIM_MM_VARS; i++) {
+        rc = boot_block_field(m, SIM_MM_BOOT_INDEX + i, &m->mm_vars[i], err);
+        if (rc != KDH_OK)
+            return rc;
+        if (!sim_mem_host(m, m->mm_vars[i], m->psize))
+            return kdh_err_set(err, KDH_ECORRUPT, "kdsim: nt!KdSimBootBlock field %d (&%s) points outside memory",
+                               SIM_MM_BOOT_INDEX + i, sim_mm_vars[i].name);
+    }
     return KDH_OK;
 }
 

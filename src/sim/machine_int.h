@@ -115,6 +115,9 @@ enum {
 
 enum { SIM_INTR_NONE = 0, SIM_INTR_BREAK, SIM_INTR_PRINT, SIM_INTR_FAULT };
 
+#define SIM_MM_VARS 10       /* memory manager variables (sim_mm_vars) */
+#define SIM_MM_BOOT_INDEX 24 /* nt!KdSimBootBlock field of the first one's address */
+
 struct sim_machine {
     sim_config_t cfg;
     char *fixture_dir, *workload, *truth_path, *hostile;
@@ -135,6 +138,7 @@ struct sim_machine {
     uint64_t pool_track_table, pool_track_table_size, current_pool_op, dbg_break_point;
     uint64_t idle_loop, thread_startup, system_startup, break_with_status;
     uint64_t insert_tracker, remove_tracker; /* nt!ExpInsertPoolTracker / ExpRemovePoolTracker */
+    uint64_t mm_vars[SIM_MM_VARS];           /* nt's memory manager variables, as sim_mm_vars */
     uint64_t pool_start, pool_end, special_start, special_end;
     uint64_t arena_next, arena_end;  /* bump allocator for machine-built kernel structures */
 
@@ -227,10 +231,10 @@ void sim_hostile_resume(sim_machine_t *m);
 uint32_t sim_insn_decode(const uint8_t *p, uint32_t avail, int x64, sim_insn_kind_t *kind);
 int sim_insn_falls_through(const uint8_t *p, uint32_t avail, int x64);
 
-/* kstructs.c: nt's memory manager variables that KDDEBUGGER_DATA64 points at (fixture exports) */
-#define SIM_MM_VARS 10
+/* kstructs.c: nt's memory manager variables that KDDEBUGGER_DATA64 points at (their addresses:
+ * nt!KdSimBootBlock fields SIM_MM_BOOT_INDEX.., in this order) */
 typedef struct sim_mm_var {
-    const char *name;       /* nt export and the truth file's key */
+    const char *name;       /* nt's variable and the truth file's key */
     uint32_t kdbg_offset;   /* KDDEBUGGER_DATA64 field holding its address */
     int counter;            /* 1: a pool counter the truth records; 0: an address (pool range) */
 } sim_mm_var_t;

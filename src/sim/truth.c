@@ -271,9 +271,8 @@ int sim_truth_write(sim_machine_t *m, const sim_stop_t *stop, kdh_err_t *err)
      * through KDDEBUGGER_DATA64), in their own units (see tests/fixtures/ntoskrnl.c). */
     json_t *mm = json_object();
     for (size_t i = 0; mm && i < SIM_MM_VARS; i++) {
-        uint64_t va = 0, v = 0;
-        if (sim_mm_vars[i].counter && sim_image_export(m, "ntoskrnl.exe", sim_mm_vars[i].name, &va) == KDH_OK &&
-            sim_mem_get_ptr(m, va, &v) == KDH_OK)
+        uint64_t v = 0;
+        if (sim_mm_vars[i].counter && sim_mem_get_ptr(m, m->mm_vars[i], &v) == KDH_OK)
             json_object_set_new(mm, sim_mm_vars[i].name, json_integer((json_int_t)(m->psize == 4 ? (uint32_t)v : v)));
     }
     if (mm)

@@ -84,6 +84,22 @@ static void check_boot_structures(sim_arch_t a)
     assert_true(rd_ptr(m, kdbg + 0x238, 8) == want_spt);
     uint64_t want_ptt = info.kern_base + pdb_public_rva(a, "ntoskrnl.exe", "ntkrnlmp.pdb", sym_name(a, "PoolTrackTable", "_PoolTrackTable"));
     assert_true(rd_ptr(m, kdbg + 0x1B8, 8) == want_ptt);
+    /* the memory manager's variables (wdbgexts.h order; not exported, so from the PDB alone) */
+    static const struct {
+        uint32_t off;
+        const char *name, *x86;
+    } mm[] = {{0x100, "MmMaximumNonPagedPoolInBytes", "_MmMaximumNonPagedPoolInBytes"},
+              {0x140, "MmSizeOfPagedPoolInBytes", "_MmSizeOfPagedPoolInBytes"},
+              {0x148, "MmTotalCommitLimit", "_MmTotalCommitLimit"},
+              {0x150, "MmTotalCommittedPages", "_MmTotalCommittedPages"},
+              {0x170, "MmPagedPoolCommit", "_MmPagedPoolCommit"},
+              {0x250, "MmAllocatedNonPagedPool", "_MmAllocatedNonPagedPool"},
+              {0x110, "MmNonPagedPoolStart", "_MmNonPagedPoolStart"}};
+    for (size_t i = 0; i < sizeof mm / sizeof mm[0]; i++) {
+        uint64_t want = info.kern_base + pdb_public_rva(a, "ntoskrnl.exe", "ntkrnlmp.pdb", sym_name(a, mm[i].name, mm[i].x86));
+        if (rd_ptr(m, kdbg + mm[i].off, 8) != want)
+            fail_msg("KDDEBUGGER_DATA64+0x%x: not &%s", mm[i].off, mm[i].name);
+    }
     uint16_t off_cur = (uint16_t)(rd32(m, kdbg + 0x2B4) & 0xffff);
     assert_int_equal(off_cur, psize == 8 ? 8 : 4);
 
