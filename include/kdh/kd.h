@@ -71,6 +71,8 @@ typedef struct kdh_kd_stats {
     uint64_t stale_reply_resyncs; /* RESETs sent again because a stale reply came first */
     uint64_t reply_retries;       /* requests asked again after their reply did not come */
     uint64_t damaged_replies;     /* replies whose echoed fields contradict the request (asked again) */
+    uint64_t verified_reads;      /* memory read chunks asked twice on a noisy line */
+    uint64_t read_mismatches;     /* ...whose two copies differed (asked again) */
 } kdh_kd_stats_t;
 
 typedef struct kdh_kd_cfg {

@@ -443,6 +443,87 @@ static void test_damaged_reply_asked_again(void **state)
     assert_true(host_wrote_nothing_more(f));
 }
 
+/* A frame that fails the checksum (one payload byte changed after encoding), as line noise. */
+static void target_send_damaged(fake_t *f)
+{
+    uint8_t frame[64], payload[16] = {1, 2, 3};
+    int n = kdh_wire_encode_data2(frame, sizeof frame, KDH_WIRE_TYPE_DEBUG_IO, f->tgt_id, payload,
+                                  sizeof payload, NULL, 0);
+    assert_true(n > 0);
+    frame[20] ^= 0x10;
+    kdh_kd_feed(f->kd, frame, (size_t)n);
+}
+
+/* On a clean line a read goes once. On a line that damages one frame in ten or more, two errors
+ * that cancel in the byte-sum checksum become likely, and nothing in a read's data can show
+ * them: each chunk is asked twice and taken only when both copies agree; copies that keep
+ * disagreeing fail the read (KDH_ECORRUPT). */
+static void test_noisy_line_reads_verified(void **state)
+{
+    fake_t *f = *state;
+    uint8_t buf[64], a[64], b[64];
+    memset(a, 0x11, sizeof a);
+    memcpy(b, a, sizeof b);
+    b[17] = 0x13; /* +2 here ... */
+    b[40] = 0x0F; /* ... -2 here: the same byte sum */
+    kdh_kd_req_t req;
+    const uint8_t *d;
+    size_t dl;
+    for (int i = 0; i < 70; i++)
+        target_send_damaged(f);
+    kdh_kd_read_virtual(f->kd, &req, 0x3000, buf, sizeof buf, count_done, f);
+    kdh_wire_manip_t m = host_request(f, &d, &dl);
+    m.u.mem.actual_count = 64;
+    reply(f, m, 0, b, 64); /* damaged, yet it passes every check a reply can get */
+    m = host_request(f, &d, &dl);
+    assert_true(m.u.mem.address == 0x3000);
+    m.u.mem.actual_count = 64;
+    reply(f, m, 0, a, 64); /* differs from the first copy: asked again */
+    m = host_request(f, &d, &dl);
+    m.u.mem.actual_count = 64;
+    assert_int_equal(f->done_calls, 0);
+    reply(f, m, 0, a, 64); /* two copies agree */
+    assert_int_equal(f->done_calls, 1);
+    assert_int_equal(req.status, KDH_OK);
+    assert_memory_equal(buf, a, 64);
+    assert_int_equal(kdh_kd_stats(f->kd)->verified_reads, 1);
+    assert_int_equal(kdh_kd_stats(f->kd)->read_mismatches, 1);
+
+    /* copies that never agree */
+    kdh_kd_read_virtual(f->kd, &req, 0x4000, buf, sizeof buf, count_done, f);
+    for (int i = 0; i < 5; i++) {
+        m = host_request(f, &d, &dl);
+        m.u.mem.actual_count = 64;
+        b[0] = (uint8_t)i;
+        reply(f, m, 0, b, 64);
+    }
+    assert_int_equal(f->done_calls, 2);
+    assert_int_equal(req.status, KDH_ECORRUPT);
+    assert_non_null(strstr(req.err.msg, "disagreed"));
+    assert_true(host_wrote_nothing_more(f));
+}
+
+static void test_clean_line_reads_once(void **state)
+{
+    fake_t *f = *state;
+    uint8_t buf[64], a[64];
+    memset(a, 0x22, sizeof a);
+    kdh_kd_req_t req;
+    const uint8_t *d;
+    size_t dl;
+    for (int i = 0; i < 3; i++) /* 3 damaged frames of 70: under one in ten */
+        target_send_damaged(f);
+    for (int i = 0; i < 70; i++) {
+        kdh_kd_read_virtual(f->kd, &req, 0x5000, buf, sizeof buf, count_done, f);
+        kdh_wire_manip_t m = host_request(f, &d, &dl);
+        m.u.mem.actual_count = 64;
+        reply(f, m, 0, a, 64);
+        assert_int_equal(req.status, KDH_OK);
+    }
+    assert_int_equal(kdh_kd_stats(f->kd)->verified_reads, 0);
+    assert_true(host_wrote_nothing_more(f));
+}
+
 static void test_print_prompt_fileio(void **state)
 {
     fake_t *f = *state;
@@ -590,6 +671,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_set_ex_needs_read_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lost_reply_asked_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_reply_asked_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_noisy_line_reads_verified, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clean_line_reads_once, setup, teardown),
         cmocka_unit_test(test_stale_reply_after_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
