@@ -58,6 +58,8 @@ struct kdh_kd_req {
     size_t chunk;                /* bytes asked in the chunk on the wire */
     int stage;                   /* fallback stage of the context ops */
     unsigned retries;            /* times the current packet was asked again for want of a reply */
+    int verify;                  /* a context set read back (noisy line) */
+    unsigned verify_tries;       /* sets whose read-back differed */
     int acked;
 };
 
@@ -73,6 +75,8 @@ typedef struct kdh_kd_stats {
     uint64_t damaged_replies;     /* replies whose echoed fields contradict the request (asked again) */
     uint64_t verified_reads;      /* memory read chunks asked twice on a noisy line */
     uint64_t read_mismatches;     /* ...whose two copies differed (asked again) */
+    uint64_t verified_sets;       /* context sets read back on a noisy line */
+    uint64_t set_mismatches;      /* ...that read back other bytes than were set (set again) */
 } kdh_kd_stats_t;
 
 typedef struct kdh_kd_cfg {

@@ -1,69 +1,14 @@
 /* KD session: the request queue (one manipulate request on the wire at a time, its reply
- * matched by ApiNumber), split transfers, the GetContextEx/SetContextEx fallback, the stop
- * state, and answers to the target's own prompts. The contract is in include/kdh/kd.h. */
+ * matched by ApiNumber and checked against the request), split transfers, the
+ * GetContextEx/SetContextEx fallback, reads and context sets verified on a noisy line, the stop
+ * state, and answers to the target's own prompts. The typed calls that fill requests are in
+ * calls.c; the contract is in include/kdh/kd.h. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "kdh/kd.h"
-#include "kdh/task.h"
+#include "kd_int.h"
 
-#define KDH_KD_PENDING 1
-/* Line noise is measured over this many received frames; at NOISY_PCT damaged frames or more,
- * memory reads are verified (see line_noisy). */
-#define NOISE_WINDOW 64
-#define NOISY_PCT 10
-#define VERIFY_TRIES 4
-#define WRITE_MAX (KDH_WIRE_PACKET_MAX - KDH_WIRE_MANIP_SIZE)
-#define CTX_FLAGS_OFF_AMD64 0x30u
-#define CTX_FLAGS_OFF_X86 0x00u
 
-struct kdh_kd {
-    kdh_kd_cfg_t cfg;
-    kdh_link_t *link;
-    kdh_kd_stats_t st;
-
-    kdh_kd_req_t *head, *tail;
-    int on_wire;        /* head's packet is being sent (link send outstanding) */
-    int awaiting_reply; /* head's packet was ACKed; its reply is due by reply_due */
-    uint64_t reply_due;
-
-    /* An answer the session owes the target (DbgPrompt reply, declined file open); it goes out
-     * before the next request. */
-    int owed;
-    uint16_t owed_type;
-    uint8_t owed_buf[KDH_WIRE_FILE_IO_SIZE];
-    size_t owed_len;
-    int owed_on_wire;
-
-    int stopped;
-    uint64_t stop_serial;
-    uint8_t sc_raw[KDH_WIRE_PACKET_MAX];
-    size_t sc_len;
-    kdh_wire_state_change_t sc;
-
-    int ctx_ex_unsupported;  /* GetContextEx refused: slice full contexts */
-    int set_ex_unsupported;  /* SetContextEx refused even after a Get in the same stop */
-    uint64_t ctx_got_serial; /* stop in which a context read last succeeded (+1; 0 = none) */
-    uint8_t ex_scratch[KDH_WIRE_CONTEXT_AMD64_SIZE];
-    int resync_armed;        /* connected, no stop seen yet: a stale reply means "re-report" */
-    uint8_t ctx_cache[KDH_WIRE_CONTEXT_AMD64_SIZE];
-    int ctx_cache_valid;
-
-    /* Verified reads: the chunk on the wire is read twice and taken when both copies agree. */
-    uint64_t noise_bad, noise_frames; /* link counters at the start of the current window */
-    unsigned noise_pct;               /* damaged frames in the last full window, percent */
-    int v_active;                     /* the head read's current chunk is being verified */
-    int v_have;                       /* its first copy is in v_buf */
-    size_t v_len;
-    uint32_t v_status;
-    unsigned v_tries;
-    uint8_t v_buf[KDH_WIRE_READ_MAX];
-    unsigned ctx_cache_cpu;
-    uint64_t ctx_cache_serial;
-
-    uv_timer_t timer;
-    int has_timer;
-};
 
 static uint64_t now_ms(kdh_kd_t *kd)
 {
@@ -162,7 +107,7 @@ void kdh_kd_poll(kdh_kd_t *kd)
 
 /* ---- sending --------------------------------------------------------------------------------- */
 
-static size_t ctx_size(const kdh_kd_t *kd)
+size_t kd_ctx_size(const kdh_kd_t *kd)
 {
     return kd->cfg.arch == KDH_WIRE_ARCH_X86 ? KDH_WIRE_CONTEXT_X86_SIZE
                                              : KDH_WIRE_CONTEXT_AMD64_SIZE;
@@ -219,11 +164,11 @@ static void start_full_set(kdh_kd_t *kd, kdh_kd_req_t *req)
     m.processor = req->m.processor;
     m.return_status = KDH_WIRE_STATUS_PENDING;
     /* Patch a copy: the session's CONTEXT changes only once the target has taken it. */
-    memcpy(kd->ex_scratch, kd->ctx_cache, ctx_size(kd));
+    memcpy(kd->ex_scratch, kd->ctx_cache, kd_ctx_size(kd));
     memcpy(kd->ex_scratch + req->address, req->data, req->data_len);
     uint32_t off = kd->cfg.arch == KDH_WIRE_ARCH_X86 ? CTX_FLAGS_OFF_X86 : CTX_FLAGS_OFF_AMD64;
     m.u.set_context.context_flags = kdh_get_u32(kd->ex_scratch + off);
-    send_manip(kd, &m, kd->ex_scratch, ctx_size(kd));
+    send_manip(kd, &m, kd->ex_scratch, kd_ctx_size(kd));
 }
 
 /* The KD checksum is a byte sum: two errors that cancel pass it, and in a read's data nothing
@@ -291,9 +236,14 @@ static void start_head(kdh_kd_t *kd)
     case KDH_KD_OP_SET_CONTEXT_EX:
         if ((kd->ctx_ex_unsupported || kd->set_ex_unsupported) && req->stage == 0)
             req->stage = 1;
-        if (req->stage == 3) {
-            /* A target refuses to set a context it has not been asked for in this stop (as
-             * SetContext needs a GetContext): read the same slice, then set again. */
+        if (req->stage == 4 && kd->ctx_ex_unsupported) {
+            start_full_get(kd, req); /* read back what was set, sliced from a full CONTEXT */
+            return;
+        }
+        if (req->stage == 3 || req->stage == 4) {
+            /* 3: a target refuses to set a context it has not been asked for in this stop (as
+             * SetContext needs a GetContext): read the same slice, then set again. 4: read
+             * back what was set. */
             m.api = KDH_WIRE_API_GET_CONTEXT_EX;
             m.u.context_ex.offset = (uint32_t)req->address;
             m.u.context_ex.byte_count = (uint32_t)req->data_len;
@@ -423,8 +373,8 @@ static const char *reply_damage(const kdh_kd_t *kd, const kdh_kd_req_t *req, con
         break;
     case KDH_KD_OP_GET_CONTEXT_EX:
     case KDH_KD_OP_SET_CONTEXT_EX:
-        if (req->stage == 1)
-            return ok && dlen < ctx_size(kd) ? "context length" : NULL;
+        if (req->stage == 1 || (req->stage == 4 && kd->ctx_ex_unsupported))
+            return ok && dlen < kd_ctx_size(kd) ? "context length" : NULL;
         if (req->stage == 2)
             return NULL;
         if (m->u.context_ex.offset != (uint32_t)req->address)
@@ -434,7 +384,7 @@ static const char *reply_damage(const kdh_kd_t *kd, const kdh_kd_req_t *req, con
             return "context byte count";
         if (m->u.context_ex.bytes_copied > count)
             return "bytes copied";
-        if (req->op == KDH_KD_OP_GET_CONTEXT_EX || req->stage == 3)
+        if (req->op == KDH_KD_OP_GET_CONTEXT_EX || req->stage >= 3)
             return ok && dlen != m->u.context_ex.bytes_copied ? "context data length" : NULL;
         return NULL;
     default:
@@ -451,7 +401,7 @@ static const char *reply_damage(const kdh_kd_t *kd, const kdh_kd_req_t *req, con
                        ? "machine type"
                        : NULL;
         case KDH_WIRE_API_GET_CONTEXT:
-            return ok && dlen < ctx_size(kd) ? "context length" : NULL;
+            return ok && dlen < kd_ctx_size(kd) ? "context length" : NULL;
         default:
             return NULL;
         }
@@ -518,6 +468,33 @@ static int read_confirmed(kdh_kd_t *kd, kdh_kd_req_t *req, uint32_t status, cons
     return 0;
 }
 
+/* A context set on a noisy line is read back: the target checks a request only by its byte-sum
+ * checksum, so two errors that cancel in it would set other bytes (a PC that sends the thread
+ * astray when it resumes) without a word. While the target is stopped that is still harmless:
+ * bytes that differ are set again. A read-back the target refuses leaves the set as it was. */
+static void set_read_back(kdh_kd_t *kd, kdh_kd_req_t *req, int ok, const uint8_t *data, size_t len)
+{
+    const uint8_t *got = NULL;
+    if (ok && kd->ctx_ex_unsupported && len >= kd_ctx_size(kd))
+        got = data + req->address;
+    else if (ok && !kd->ctx_ex_unsupported && len >= req->data_len)
+        got = data;
+    if (req->verify_tries == 0)
+        kd->st.verified_sets++;
+    if (!got || memcmp(got, req->data, req->data_len) == 0) {
+        finish(kd, req, KDH_OK);
+        return;
+    }
+    kd->st.set_mismatches++;
+    if (++req->verify_tries >= VERIFY_TRIES) {
+        kdh_err_set(&req->err, KDH_ECORRUPT, "context set at offset 0x%x read back other bytes %u times (line noise)",
+                    (unsigned)req->address, req->verify_tries);
+        finish(kd, req, KDH_ECORRUPT);
+        return;
+    }
+    req->stage = kd->ctx_ex_unsupported || kd->set_ex_unsupported ? 1 : 0; /* set again */
+}
+
 static void on_reply(kdh_kd_t *kd, kdh_kd_req_t *req, const kdh_wire_manip_t *m,
                      const uint8_t *data, size_t len)
 {
@@ -563,7 +540,9 @@ static void on_reply(kdh_kd_t *kd, kdh_kd_req_t *req, const kdh_wire_manip_t *m,
     }
     case KDH_KD_OP_GET_CONTEXT_EX:
     case KDH_KD_OP_SET_CONTEXT_EX:
-        if (req->stage == 3) {
+        if (req->stage == 4) {
+            set_read_back(kd, req, ok, data, len);
+        } else if (req->stage == 3) {
             if (ok) {
                 kd->ctx_got_serial = kd->stop_serial + 1;
                 req->stage = 0; /* set again, now that the slice was read in this stop */
@@ -586,7 +565,10 @@ static void on_reply(kdh_kd_t *kd, kdh_kd_req_t *req, const kdh_wire_manip_t *m,
                     }
                     kd->ctx_got_serial = kd->stop_serial + 1;
                 }
-                finish(kd, req, KDH_OK);
+                if (req->op == KDH_KD_OP_SET_CONTEXT_EX && req->verify)
+                    req->stage = 4;
+                else
+                    finish(kd, req, KDH_OK);
             } else if (req->op == KDH_KD_OP_SET_CONTEXT_EX &&
                        kd->ctx_got_serial != kd->stop_serial + 1) {
                 req->stage = 3; /* maybe only refused for want of a read in this stop */
@@ -600,11 +582,11 @@ static void on_reply(kdh_kd_t *kd, kdh_kd_req_t *req, const kdh_wire_manip_t *m,
                 req->stage = 1;
             }
         } else if (req->stage == 1) {
-            if (!ok || len < ctx_size(kd)) {
+            if (!ok || len < kd_ctx_size(kd)) {
                 reply_failed(kd, req, "GetContext");
                 break;
             }
-            memcpy(kd->ctx_cache, data, ctx_size(kd));
+            memcpy(kd->ctx_cache, data, kd_ctx_size(kd));
             kd->ctx_got_serial = kd->stop_serial + 1;
             kd->ctx_cache_valid = 1;
             kd->ctx_cache_cpu = req->m.processor;
@@ -615,8 +597,11 @@ static void on_reply(kdh_kd_t *kd, kdh_kd_req_t *req, const kdh_wire_manip_t *m,
                 req->stage = 2;
         } else {
             if (ok) {
-                memcpy(kd->ctx_cache, kd->ex_scratch, ctx_size(kd));
-                finish(kd, req, KDH_OK);
+                memcpy(kd->ctx_cache, kd->ex_scratch, kd_ctx_size(kd));
+                if (req->verify)
+                    req->stage = 4;
+                else
+                    finish(kd, req, KDH_OK);
             } else {
                 reply_failed(kd, req, "SetContext");
             }
@@ -725,6 +710,8 @@ static void on_packet(void *ctx, uint16_t type, uint32_t id, const uint8_t *p, s
                     want = KDH_WIRE_API_SET_CONTEXT;
                 else if (req->stage == 3)
                     want = KDH_WIRE_API_GET_CONTEXT_EX;
+                else if (req->stage == 4)
+                    want = kd->ctx_ex_unsupported ? KDH_WIRE_API_GET_CONTEXT : KDH_WIRE_API_GET_CONTEXT_EX;
             }
         }
         if (!req || !kd->awaiting_reply || m.api != want) {
@@ -864,11 +851,11 @@ uint64_t kdh_kd_stop_serial(const kdh_kd_t *kd) { return kd->stop_serial; }
 const kdh_wire_state_change_t *kdh_kd_state(const kdh_kd_t *kd) { return kd->stopped ? &kd->sc : NULL; }
 const kdh_kd_stats_t *kdh_kd_stats(const kdh_kd_t *kd) { return &kd->st; }
 int kdh_kd_context_ex_unsupported(const kdh_kd_t *kd) { return kd->ctx_ex_unsupported; }
-size_t kdh_kd_context_size(const kdh_kd_t *kd) { return ctx_size(kd); }
+size_t kdh_kd_context_size(const kdh_kd_t *kd) { return kd_ctx_size(kd); }
 
 /* ---- request helpers ------------------------------------------------------------------------- */
 
-static void enqueue(kdh_kd_t *kd, kdh_kd_req_t *req)
+void kd_enqueue(kdh_kd_t *kd, kdh_kd_req_t *req)
 {
     req->status = KDH_KD_PENDING;
     req->next = NULL;
@@ -876,6 +863,8 @@ static void enqueue(kdh_kd_t *kd, kdh_kd_req_t *req)
     req->out_len = 0;
     req->stage = 0;
     req->retries = 0;
+    req->verify_tries = 0;
+    req->verify = req->op == KDH_KD_OP_SET_CONTEXT_EX && line_noisy(kd);
     req->nt_status = 0;
     kdh_err_clear(&req->err);
     if (kd->tail)
@@ -884,182 +873,4 @@ static void enqueue(kdh_kd_t *kd, kdh_kd_req_t *req)
         kd->head = req;
     kd->tail = req;
     pump(kd);
-}
-
-static void prep(kdh_kd_req_t *req, int op, uint32_t api, unsigned processor, kdh_kd_done_cb done,
-                 void *user)
-{
-    memset(req, 0, sizeof *req);
-    req->op = op;
-    req->m.api = api;
-    req->m.processor = (uint16_t)processor;
-    req->done = done;
-    req->user = user;
-}
-
-/* A zero-length transfer needs no packet: it is done at once. */
-static void enqueue_unless_empty(kdh_kd_t *kd, kdh_kd_req_t *req, size_t len)
-{
-    if (len) {
-        enqueue(kd, req);
-        return;
-    }
-    req->status = KDH_OK;
-    if (req->done)
-        req->done(kd, req);
-}
-
-static void reject(kdh_kd_t *kd, kdh_kd_req_t *req, const char *msg)
-{
-    (void)kd;
-    kdh_err_set(&req->err, KDH_EINVAL, "%s", msg);
-    req->status = KDH_EINVAL;
-    if (req->done)
-        req->done(kd, req);
-}
-
-void kdh_kd_get_version(kdh_kd_t *kd, kdh_kd_req_t *req, kdh_kd_done_cb done, void *user)
-{
-    prep(req, KDH_KD_OP_PLAIN, KDH_WIRE_API_GET_VERSION, 0, done, user);
-    enqueue(kd, req);
-}
-
-void kdh_kd_read_virtual(kdh_kd_t *kd, kdh_kd_req_t *req, uint64_t va, void *buf, size_t len,
-                         kdh_kd_done_cb done, void *user)
-{
-    prep(req, KDH_KD_OP_READ_VIRTUAL, KDH_WIRE_API_READ_VIRTUAL_MEMORY, 0, done, user);
-    req->address = va;
-    req->out = buf;
-    req->out_cap = len;
-    enqueue_unless_empty(kd, req, len);
-}
-
-void kdh_kd_write_virtual(kdh_kd_t *kd, kdh_kd_req_t *req, uint64_t va, const void *buf,
-                          size_t len, kdh_kd_done_cb done, void *user)
-{
-    prep(req, KDH_KD_OP_WRITE_VIRTUAL, KDH_WIRE_API_WRITE_VIRTUAL_MEMORY, 0, done, user);
-    req->address = va;
-    req->data = buf;
-    req->data_len = len;
-    enqueue_unless_empty(kd, req, len);
-}
-
-void kdh_kd_get_context(kdh_kd_t *kd, kdh_kd_req_t *req, unsigned processor, void *buf,
-                        size_t cap, kdh_kd_done_cb done, void *user)
-{
-    prep(req, KDH_KD_OP_PLAIN, KDH_WIRE_API_GET_CONTEXT, processor, done, user);
-    req->out = buf;
-    req->out_cap = cap;
-    enqueue(kd, req);
-}
-
-void kdh_kd_set_context(kdh_kd_t *kd, kdh_kd_req_t *req, unsigned processor, const void *ctx,
-                        size_t len, kdh_kd_done_cb done, void *user)
-{
-    prep(req, KDH_KD_OP_PLAIN, KDH_WIRE_API_SET_CONTEXT, processor, done, user);
-    uint32_t off = kd->cfg.arch == KDH_WIRE_ARCH_X86 ? CTX_FLAGS_OFF_X86 : CTX_FLAGS_OFF_AMD64;
-    if (len < ctx_size(kd)) {
-        reject(kd, req, "SetContext needs a whole CONTEXT");
-        return;
-    }
-    req->m.u.set_context.context_flags = kdh_get_u32((const uint8_t *)ctx + off);
-    req->data = ctx;
-    req->data_len = ctx_size(kd);
-    enqueue(kd, req);
-}
-
-void kdh_kd_get_context_slice(kdh_kd_t *kd, kdh_kd_req_t *req, unsigned processor,
-                              uint32_t offset, void *buf, size_t len, kdh_kd_done_cb done,
-                              void *user)
-{
-    prep(req, KDH_KD_OP_GET_CONTEXT_EX, KDH_WIRE_API_GET_CONTEXT_EX, processor, done, user);
-    if (!len || !kdh_in_bounds(offset, len, ctx_size(kd))) {
-        reject(kd, req, "CONTEXT slice outside the CONTEXT");
-        return;
-    }
-    req->address = offset;
-    req->out = buf;
-    req->out_cap = len;
-    enqueue(kd, req);
-}
-
-void kdh_kd_set_context_slice(kdh_kd_t *kd, kdh_kd_req_t *req, unsigned processor,
-                              uint32_t offset, const void *buf, size_t len, kdh_kd_done_cb done,
-                              void *user)
-{
-    prep(req, KDH_KD_OP_SET_CONTEXT_EX, KDH_WIRE_API_SET_CONTEXT_EX, processor, done, user);
-    if (!len || !kdh_in_bounds(offset, len, ctx_size(kd))) {
-        reject(kd, req, "CONTEXT slice outside the CONTEXT");
-        return;
-    }
-    req->address = offset;
-    req->data = buf;
-    req->data_len = len;
-    enqueue(kd, req);
-}
-
-void kdh_kd_read_control(kdh_kd_t *kd, kdh_kd_req_t *req, unsigned processor, uint64_t selector,
-                         void *buf, size_t len, kdh_kd_done_cb done, void *user)
-{
-    prep(req, KDH_KD_OP_PLAIN, KDH_WIRE_API_READ_CONTROL_SPACE, processor, done, user);
-    if (len > KDH_WIRE_READ_MAX) {
-        reject(kd, req, "control space reads are limited to one packet");
-        return;
-    }
-    req->m.u.mem.address = selector;
-    req->m.u.mem.transfer_count = (uint32_t)len;
-    req->out = buf;
-    req->out_cap = len;
-    enqueue(kd, req);
-}
-
-void kdh_kd_write_breakpoint(kdh_kd_t *kd, kdh_kd_req_t *req, uint64_t va, kdh_kd_done_cb done,
-                             void *user)
-{
-    prep(req, KDH_KD_OP_PLAIN, KDH_WIRE_API_WRITE_BREAKPOINT, 0, done, user);
-    req->m.u.write_bp.address = va;
-    enqueue(kd, req);
-}
-
-void kdh_kd_restore_breakpoint(kdh_kd_t *kd, kdh_kd_req_t *req, uint32_t handle,
-                               kdh_kd_done_cb done, void *user)
-{
-    prep(req, KDH_KD_OP_PLAIN, KDH_WIRE_API_RESTORE_BREAKPOINT, 0, done, user);
-    req->m.u.restore_bp.handle = handle;
-    enqueue(kd, req);
-}
-
-void kdh_kd_continue(kdh_kd_t *kd, kdh_kd_req_t *req, uint32_t status, int trace, uint64_t dr7,
-                     kdh_kd_done_cb done, void *user)
-{
-    prep(req, KDH_KD_OP_NO_REPLY, KDH_WIRE_API_CONTINUE2, 0, done, user);
-    req->m.u.cont2.status = status;
-    req->m.u.cont2.trace_flag = trace ? 1 : 0;
-    req->m.u.cont2.dr7 = dr7;
-    req->m.u.cont2.symbol_start = 1; /* "no change" */
-    req->m.u.cont2.symbol_end = 0;
-    enqueue(kd, req);
-}
-
-void kdh_kd_switch_processor(kdh_kd_t *kd, kdh_kd_req_t *req, unsigned processor,
-                             kdh_kd_done_cb done, void *user)
-{
-    prep(req, KDH_KD_OP_NO_REPLY, KDH_WIRE_API_SWITCH_PROCESSOR, processor, done, user);
-    enqueue(kd, req);
-}
-
-void kdh_kd_clear_internal_breakpoints(kdh_kd_t *kd, kdh_kd_req_t *req, kdh_kd_done_cb done,
-                                       void *user)
-{
-    prep(req, KDH_KD_OP_NO_REPLY, KDH_WIRE_API_CLEAR_ALL_INTERNAL_BREAKPOINTS, 0, done, user);
-    enqueue(kd, req);
-}
-
-/* ---- blocking helpers (one-target tools run the loop; a task yields to the others) ---------- */
-
-int kdh_kd_wait(kdh_kd_t *kd, kdh_kd_req_t *req)
-{
-    while (req->status == KDH_KD_PENDING)
-        kdh_task_wait(kd->cfg.link.loop);
-    return req->status;
 }

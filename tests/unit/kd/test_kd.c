@@ -503,6 +503,41 @@ static void test_noisy_line_reads_verified(void **state)
     assert_true(host_wrote_nothing_more(f));
 }
 
+/* A context set on a noisy line is read back, and set again when the target holds other bytes
+ * (a request damaged by two errors that cancel in its checksum is taken by the target). */
+static void test_noisy_line_set_read_back(void **state)
+{
+    fake_t *f = *state;
+    for (int i = 0; i < 70; i++)
+        target_send_damaged(f);
+    uint8_t newrip[8], damaged[8];
+    kdh_put_u64(newrip, 0xfffff80000001001ull);
+    kdh_put_u64(damaged, 0xfffff80000001101ull);
+    kdh_kd_req_t req;
+    const uint8_t *d;
+    size_t dl;
+    kdh_kd_set_context_slice(f->kd, &req, 0, 0xF8, newrip, 8, count_done, f);
+    for (int round = 0; round < 2; round++) {
+        kdh_wire_manip_t m = host_request(f, &d, &dl);
+        assert_int_equal(m.api, 0x3160);
+        assert_memory_equal(d, newrip, 8);
+        m.u.context_ex.bytes_copied = 8;
+        reply(f, m, 0, NULL, 0);
+        m = host_request(f, &d, &dl); /* read back */
+        assert_int_equal(m.api, 0x315F);
+        assert_int_equal(m.u.context_ex.offset, 0xF8);
+        assert_int_equal(m.u.context_ex.byte_count, 8);
+        m.u.context_ex.bytes_copied = 8;
+        assert_int_equal(f->done_calls, 0);
+        reply(f, m, 0, round == 0 ? damaged : newrip, 8);
+    }
+    assert_int_equal(f->done_calls, 1);
+    assert_int_equal(req.status, KDH_OK);
+    assert_int_equal(kdh_kd_stats(f->kd)->verified_sets, 1);
+    assert_int_equal(kdh_kd_stats(f->kd)->set_mismatches, 1);
+    assert_true(host_wrote_nothing_more(f));
+}
+
 static void test_clean_line_reads_once(void **state)
 {
     fake_t *f = *state;
@@ -672,6 +707,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lost_reply_asked_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_reply_asked_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_noisy_line_reads_verified, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_noisy_line_set_read_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clean_line_reads_once, setup, teardown),
         cmocka_unit_test(test_stale_reply_after_reset),
     };
