@@ -77,6 +77,7 @@ typedef struct kdh_kd_stats {
     uint64_t read_mismatches;     /* ...whose two copies differed (asked again) */
     uint64_t verified_sets;       /* context sets read back on a noisy line */
     uint64_t set_mismatches;      /* ...that read back other bytes than were set (set again) */
+    uint64_t damaged_stops;       /* state changes with impossible fields (the stop asked again) */
 } kdh_kd_stats_t;
 
 typedef struct kdh_kd_cfg {

@@ -664,12 +664,31 @@ static void on_file_io(kdh_kd_t *kd, const uint8_t *p, size_t len)
     owe(kd, KDH_WIRE_TYPE_FILE_IO, out, sizeof out);
 }
 
+/* A state change whose fields cannot be (a NewState outside Exception..CommandString, a current
+ * processor outside NumberProcessors, kd-protocol.md 2) passed the byte-sum checksum with two
+ * errors that cancel. It was acknowledged already, so the target will not send it again by
+ * itself: a RESET makes it report its stop once more. Returns what is wrong, or NULL. */
+static const char *stop_damage(const kdh_wire_state_change_t *sc)
+{
+    uint32_t st = sc->new_state & ~KDH_WIRE_STATE_ALTERNATE;
+    if (st < KDH_WIRE_STATE_EXCEPTION || st > KDH_WIRE_STATE_COMMAND_STRING)
+        return "state";
+    if (sc->number_processors == 0 || sc->processor >= sc->number_processors)
+        return "processor";
+    return NULL;
+}
+
 static void on_state_change(kdh_kd_t *kd, const uint8_t *p, size_t len)
 {
     kdh_wire_state_change_t sc;
     if (len > sizeof kd->sc_raw ||
         kdh_wire_state_change_decode(p, len, kd->cfg.arch, &sc, NULL) != KDH_OK)
         return;
+    if (stop_damage(&sc)) {
+        kd->st.damaged_stops++;
+        kdh_link_connect(kd->link, 0, NULL);
+        return;
+    }
     /* A request still waiting belonged to a stop the target has now re-reported. */
     if (kd->head && (kd->awaiting_reply || kd->on_wire)) {
         kd->awaiting_reply = 0;

@@ -538,6 +538,45 @@ static void test_noisy_line_set_read_back(void **state)
     assert_true(host_wrote_nothing_more(f));
 }
 
+/* A state change with impossible fields (current processor 3 of 1) is not taken: the session
+ * sends RESET so that the target reports its stop again, and takes that report. */
+static void test_damaged_stop_asked_again(void **state)
+{
+    fake_t *f = *state;
+    kdh_kd_req_t req;
+    kdh_kd_continue(f->kd, &req, KDH_WIRE_DBG_CONTINUE, 0, 0, count_done, f);
+    const uint8_t *d;
+    size_t dl;
+    host_request(f, &d, &dl);
+    assert_false(kdh_kd_stopped(f->kd));
+    kdh_wire_state_change_t sc;
+    memset(&sc, 0, sizeof sc);
+    sc.new_state = KDH_WIRE_STATE_EXCEPTION;
+    sc.number_processors = 1;
+    sc.processor = 3;
+    sc.program_counter = 0xfffff80000001000ull;
+    sc.u.exception.code = KDH_WIRE_STATUS_BREAKPOINT;
+    uint8_t buf[KDH_WIRE_STATE_CHANGE_SIZE + 4] = {0};
+    kdh_wire_state_change_encode(&sc, KDH_WIRE_ARCH_AMD64, buf);
+    target_send(f, KDH_WIRE_TYPE_STATE_CHANGE64, buf, sizeof buf, NULL, 0);
+    assert_false(kdh_kd_stopped(f->kd));
+    assert_int_equal(f->stops, 1);
+    assert_int_equal(kdh_kd_stats(f->kd)->damaged_stops, 1);
+    kdh_wire_packet_t p;
+    uint8_t pb[64];
+    int reset = 0;
+    while (host_packet(f, &p, pb))
+        reset |= p.is_control && p.type == KDH_WIRE_TYPE_RESET;
+    assert_true(reset);
+    uint8_t echo[16];
+    kdh_wire_encode_control(echo, sizeof echo, KDH_WIRE_TYPE_RESET, 0);
+    kdh_kd_feed(f->kd, echo, sizeof echo);
+    f->tgt_id = KDH_WIRE_INITIAL_ID;
+    stop_target(f); /* the same stop, reported again intact */
+    assert_true(kdh_kd_stopped(f->kd));
+    assert_int_equal(f->stops, 2);
+}
+
 static void test_clean_line_reads_once(void **state)
 {
     fake_t *f = *state;
@@ -708,6 +747,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_damaged_reply_asked_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_noisy_line_reads_verified, setup, teardown),
         cmocka_unit_test_setup_teardown(test_noisy_line_set_read_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_stop_asked_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clean_line_reads_once, setup, teardown),
         cmocka_unit_test(test_stale_reply_after_reset),
     };
