@@ -85,7 +85,9 @@ static inline int run_until(uv_loop_t *loop, const volatile int *flag, unsigned 
     uv_timer_t timer;
     uv_timer_init(loop, &timer);
     timer.data = &expired;
-    uv_timer_start(&timer, deadline_cb, ms, 0);
+    /* Repeating: a deadline that fires in the same loop pass as the transport's last timer would
+     * otherwise leave uv_run(ONCE) waiting for I/O with no timer at all. */
+    uv_timer_start(&timer, deadline_cb, ms, ms ? ms : 1);
     while (!*flag && !expired)
         uv_run(loop, UV_RUN_ONCE);
     uv_close((uv_handle_t *)&timer, NULL);
