@@ -60,10 +60,15 @@ static pid_t start_kdsim(const char *kdsim, const char *fixtures, const char *ar
     if (pipe(p) != 0)
         return -1;
     pid_t pid = fork();
-    if (pid < 0)
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
         return -1;
+    }
     if (pid == 0) {
-        dup2(p[1], 1);
+        /* without its stdout on the pipe the parent would wait for a line that never comes */
+        if (dup2(p[1], 1) < 0)
+            _exit(127);
         close(p[0]);
         close(p[1]);
         execl(kdsim, kdsim, "--pty", "--fixtures", fixtures, "--arch", arch, "--baud", "115200", "--workload",
@@ -165,7 +170,7 @@ int kdh_cli_cmd_harvest_demo(int argc, char **argv)
     printf("\n%llu hits (%llu allocations, %llu frees), %llu unique stacks, %llu bytes on the wire\n\n",
            (unsigned long long)res.final.hits, (unsigned long long)res.final.allocs,
            (unsigned long long)res.final.frees, (unsigned long long)res.final.unique_stacks,
-           (unsigned long long)(res.bytes_in + res.bytes_out));
+           (unsigned long long)res.bytes_in + (unsigned long long)res.bytes_out);
     kdh_report_opts_t ro;
     memset(&ro, 0, sizeof ro);
     ro.format = KDH_REPORT_TEXT;

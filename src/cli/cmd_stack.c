@@ -6,6 +6,7 @@
 
 #include "kdh/cli.h"
 #include "kdh/target.h"
+#include "target_opts.h"
 
 static const char stack_usage[] =
     "PORT [--baud N] [--symbols PATH] [--symbol NAME=nt+0xRVA]...\n"
@@ -14,24 +15,19 @@ static const char stack_usage[] =
     "  --symbols PATH       symbol path (default: _NT_SYMBOL_PATH); a plain folder works\n"
     "  --symbol NAME=VALUE  address of a symbol: nt+0x1234 (module+RVA) or 0xADDRESS\n";
 
-/* The option set and the open/finish helpers live in cmd_probe.c; this layout matches it. */
-typedef struct probe_opts {
-    const char *port;
-    unsigned baud;
-    const char *symbols;
-    const char *overrides[16];
-    int noverrides;
-} probe_opts_t;
-int kdh_cli_target_opts(const char *cmd, const char *usage, int argc, char **argv, probe_opts_t *po);
-int kdh_cli_target_open(const probe_opts_t *po, kdh_target_session_t **s, kdh_err_t *err);
-int kdh_cli_target_finish(kdh_target_session_t *s, int code, const kdh_err_t *err);
-
 static void addr_text(int x64, uint64_t v, char *out, size_t len)
 {
     if (x64)
         snprintf(out, len, "%08llx`%08llx", (unsigned long long)(v >> 32), (unsigned long long)(v & 0xFFFFFFFFu));
     else
         snprintf(out, len, "%08llx", (unsigned long long)(v & 0xFFFFFFFFu));
+}
+
+/* Bytes the link has sent and received so far (the capture between two reads adds to them). */
+static uint64_t link_bytes(kdh_kd_t *kd)
+{
+    const kdh_link_stats_t *ls = kdh_link_stats(kdh_kd_link(kd));
+    return ls->bytes_in + ls->bytes_out;
 }
 
 static int print_cpu_stack(kdh_target_session_t *s, kdh_err_t *err)
@@ -42,14 +38,13 @@ static int print_cpu_stack(kdh_target_session_t *s, kdh_err_t *err)
     unsigned cpu = sc->processor;
     uint64_t thread = sc->thread;
     uint64_t req0 = kdh_kd_stats(kd)->requests;
-    const kdh_link_stats_t *ls = kdh_link_stats(kdh_kd_link(kd));
-    uint64_t bytes0 = ls->bytes_in + ls->bytes_out;
+    uint64_t bytes0 = link_bytes(kd);
     static kdh_target_stack_t st; /* large: keep it off the stack */
     int rc = kdh_target_capture_sync(t, kd, &st, err);
     if (rc != KDH_OK)
         return rc;
     uint64_t reqs = kdh_kd_stats(kd)->requests - req0;
-    uint64_t bytes = ls->bytes_in + ls->bytes_out - bytes0;
+    uint64_t bytes = link_bytes(kd) - bytes0;
     int x64 = kdh_target_arch(t) == KDH_WIRE_ARCH_AMD64;
     printf("Processor %u, thread 0x%llx:\n", cpu, (unsigned long long)thread);
     if (x64)

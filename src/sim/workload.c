@@ -65,12 +65,13 @@ static int parse_file(sim_machine_t *m, const char *path, kdh_err_t *err)
         char *hash = strchr(line, '#');
         if (hash)
             *hash = 0;
-        char verb[16], module[64], fn[128], extra[8];
-        double rate;
-        int n = sscanf(line, "%15s %63s %127s %lf %7s", verb, module, fn, &rate, extra);
+        char verb[16], module[64], fn[128], rate_text[32], extra[8];
+        int n = sscanf(line, "%15s %63s %127s %31s %7s", verb, module, fn, rate_text, extra);
         if (n <= 0)
             continue;
-        if (n != 4 || strcmp(verb, "call") != 0)
+        char *end = rate_text;
+        double rate = n == 4 ? strtod(rate_text, &end) : 0.0;
+        if (n != 4 || strcmp(verb, "call") != 0 || end == rate_text || *end != 0)
             rc = kdh_err_set(err, KDH_ECORRUPT, "kdsim: %s:%d: expected 'call <module> <export> <calls-per-second>'",
                              path, lineno);
         else

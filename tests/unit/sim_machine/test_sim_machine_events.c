@@ -23,15 +23,33 @@ static void check_print(sim_arch_t a)
     assert_true(strncmp(s.text, "olddrv: call 65 seed ", 21) == 0);
     sim_machine_destroy(m);
 
-    f = fopen(wl, "w");
-    assert_non_null(f);
-    fprintf(f, "call olddrv.sys OldDrvWork\n");
-    fclose(f);
+    /* a missing, malformed or out-of-range rate is refused with the line it is on */
+    static const struct {
+        const char *line;
+        int code;
+    } bad[] = {
+        {"call olddrv.sys OldDrvWork\n", KDH_ECORRUPT},
+        {"call olddrv.sys OldDrvWork 5000x\n", KDH_ECORRUPT},
+        {"call olddrv.sys OldDrvWork fast\n", KDH_ECORRUPT},
+        {"call olddrv.sys OldDrvWork 5000 more\n", KDH_ECORRUPT},
+        {"run olddrv.sys OldDrvWork 5000\n", KDH_ECORRUPT},
+        {"call olddrv.sys OldDrvWork 0\n", KDH_ERANGE},
+        {"call olddrv.sys OldDrvWork 1e999\n", KDH_ERANGE},
+        {"call olddrv.sys OldDrvWork nan\n", KDH_ERANGE},
+    };
     sim_config_t c = {.arch = a, .seed = 1, .cpus = 1, .fixture_dir = fixture_dir(a), .workload = wl};
     kdh_err_t err = {0};
-    assert_null(sim_machine_create(&c, &err));
-    assert_int_equal(err.code, KDH_ECORRUPT);
-    assert_non_null(strstr(err.msg, ":1:"));
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        f = fopen(wl, "w");
+        assert_non_null(f);
+        fprintf(f, "# line 1\n%s", bad[i].line);
+        fclose(f);
+        kdh_err_clear(&err);
+        assert_null(sim_machine_create(&c, &err));
+        assert_int_equal(err.code, bad[i].code);
+        if (bad[i].code == KDH_ECORRUPT)
+            assert_non_null(strstr(err.msg, ":2:"));
+    }
     unlink(wl);
     c.workload = "no-such-preset-or-file";
     assert_null(sim_machine_create(&c, &err));
