@@ -19,7 +19,7 @@
 #include "kdh/report.h"
 
 /* cmd_run.c */
-int kdh_cli_run_harvest(kdh_harvest_opts_t *ho, int quiet, kdh_harvest_result_t *res);
+int kdh_cli_run_harvest(const kdh_harvest_opts_t *opts, int quiet, kdh_harvest_result_t *res);
 
 static const char usage[] =
     "[--seconds N] [--arch x64|x86] [--out DIR] [--kdsim PATH] [--fixtures DIR]\n"

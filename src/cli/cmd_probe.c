@@ -8,6 +8,7 @@
 
 #include "kdh/cli.h"
 #include "kdh/target.h"
+#include "target_opts.h"
 
 static const char probe_usage[] =
     "PORT [--baud N] [--symbols PATH] [--symbol NAME=nt+0xRVA]...\n"
@@ -20,19 +21,6 @@ static const char *const k_symbols[] = {
     "PoolHitTag", "MmSpecialPoolTag", "MmAllocateSpecialPool", "MmFreeSpecialPool",
     "ExAllocatePoolWithTag", "ExAllocatePool2", "ExFreePoolWithTag", "ExFreePool", "DbgBreakPoint",
 };
-
-typedef struct probe_opts {
-    const char *port;
-    unsigned baud;
-    const char *symbols;
-    const char *overrides[16];
-    int noverrides;
-} probe_opts_t;
-
-/* Shared by probe and stack: options common to both commands. */
-int kdh_cli_target_opts(const char *cmd, const char *usage, int argc, char **argv, probe_opts_t *po);
-int kdh_cli_target_open(const probe_opts_t *po, kdh_target_session_t **s, kdh_err_t *err);
-int kdh_cli_target_finish(kdh_target_session_t *s, int code, const kdh_err_t *err);
 
 int kdh_cli_target_opts(const char *cmd, const char *usage, int argc, char **argv, probe_opts_t *po)
 {

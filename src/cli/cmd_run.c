@@ -15,7 +15,7 @@
 #include "kdh/harvest.h"
 #include "run_status.h"
 
-int kdh_cli_run_harvest(kdh_harvest_opts_t *ho, int quiet, kdh_harvest_result_t *res);
+int kdh_cli_run_harvest(const kdh_harvest_opts_t *opts, int quiet, kdh_harvest_result_t *res);
 
 static const char usage[] =
     "--port SPEC --tag TAG [options]\n"
@@ -108,14 +108,17 @@ static void on_notice(void *ctx, const char *line)
     fprintf(stderr, "%skdharvest: %s\n", ui->tty ? "\r\033[K" : "", line);
 }
 
-int kdh_cli_run_harvest(kdh_harvest_opts_t *ho, int quiet, kdh_harvest_result_t *res)
+/* Runs one harvest with the terminal status line and the signal handlers; the caller's options
+ * are copied, so no pointer to this frame's ui outlives the call. */
+int kdh_cli_run_harvest(const kdh_harvest_opts_t *opts, int quiet, kdh_harvest_result_t *res)
 {
     run_ui_t ui = {.tty = isatty(2), .quiet = quiet};
-    ho->on_status = on_status;
-    ho->on_notice = on_notice;
-    ho->ctx = &ui;
-    ho->stop = &g_stop;
-    ho->reopen = &g_reopen;
+    kdh_harvest_opts_t ho = *opts;
+    ho.on_status = on_status;
+    ho.on_notice = on_notice;
+    ho.ctx = &ui;
+    ho.stop = &g_stop;
+    ho.reopen = &g_reopen;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -125,11 +128,7 @@ int kdh_cli_run_harvest(kdh_harvest_opts_t *ho, int quiet, kdh_harvest_result_t 
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     kdh_err_t err = {0};
-    int rc = kdh_harvest_run(ho, res, &err);
-    /* ui lives on this stack: leave no pointer to it in the caller's options */
-    ho->ctx = NULL;
-    ho->on_status = NULL;
-    ho->on_notice = NULL;
+    int rc = kdh_harvest_run(&ho, res, &err);
     if (ui.tty && !quiet)
         fputc('\n', stderr);
     if (rc != KDH_OK)
