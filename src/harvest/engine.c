@@ -168,9 +168,7 @@ static void write_summary(hv_t *h)
     if (kdh_report_add_run(rep, h->dir, &e) == KDH_OK && (f = fopen(tmp, "w")) != NULL) {
         int ok = kdh_report_render(rep, f, &e) == KDH_OK;
         ok = (fclose(f) == 0) && ok;
-        if (ok)
-            rename(tmp, path);
-        else
+        if (!ok || rename(tmp, path) != 0)
             unlink(tmp);
     }
     kdh_report_free(rep);

@@ -150,6 +150,7 @@ static int fill_callsite(const char *s, size_t len, const size_t *ov, kdh_ingest
         out->name_off = (size_t)(g - s);
         out->name_len = gl;
         if (out->name_off + out->name_len > keep) /* truncated: keep what fits */
+            // cppcheck-suppress knownConditionTrueFalse ; true when the name starts before the cut and ends after it
             out->name_len = out->name_off < keep ? keep - out->name_off : 0;
         if (kdh_ingest_group(ov, 3, s, &g, &gl))
             out->has_off = kdh_ingest_hex(g, gl, &out->off);

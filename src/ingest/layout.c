@@ -159,6 +159,7 @@ int kdh_ingest_layout_columns(int id, const char *s, size_t n, size_t ov[2 * KDH
             else
                 j = spaces(s, j + 17, n);
         }
+        // cppcheck-suppress redundantAssignment ; the loop's hi is kept when args fell to 0 (no assignment here)
         if (args && (hi = j + 2, j >= n || s[j] != ':' || j + 1 >= n || s[j + 1] != ' '))
             args = 0;
         if (args)

@@ -241,8 +241,9 @@ int kdh_ingest_end_stack(kdh_ingest_parser_t *p, kdh_err_t *err)
     if (p->arm.forced_kind < 0 && strcmp(p->arm.origin, "verifier80") != 0) {
         args_facts(p->fr, p->nfr, &st);
         if (!st.tag[0] && st.kind != KDH_INGEST_EV_HIT) {
+            /* a breakpoint's own tag first, then PoolHitTag's, then a pool breakpoint's */
             if (p->break_is_bp && p->bp_tag[0])
-                set_tag_text(&st, p->bp_tag);
+                set_tag_text(&st, p->bp_tag); // NOLINT(bugprone-branch-clone): the same tag at another rank
             else if (p->hit_tag[0])
                 set_tag_text(&st, p->hit_tag);
             else if (p->bp_tag[0])
@@ -479,7 +480,8 @@ int kdh_ingest_session_clock(const char *s, const size_t *ov, double *t)
     const char *g;
     size_t gl;
     uint64_t v[10] = {0};
-    kdh_ingest_group(ov, 1, s, &g, &gl);
+    if (!kdh_ingest_group(ov, 1, s, &g, &gl) || gl != 3)
+        return 0;
     const char *m = memmem(months, 36, g, 3);
     if (!m || (m - months) % 3)
         return 0;

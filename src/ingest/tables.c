@@ -60,8 +60,7 @@ static int poolmon_row(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_err_
     sm.has_allocs = kdh_ingest_dec(g, gl, &sm.allocs);
     kdh_ingest_group(ov, 4, s, &g, &gl);
     sm.has_frees = kdh_ingest_dec(g, gl, &sm.frees);
-    kdh_ingest_group(ov, 6, s, &g, &gl);
-    if (g[0] != '-')
+    if (kdh_ingest_group(ov, 6, s, &g, &gl) && g[0] != '-')
         kdh_ingest_dec(g, gl, &sm.bytes);
     p->st.kinds_seen |= KDH_INGEST_POOLMON;
     int rc = kdh_ingest_emit_sample(p, &sm, err);

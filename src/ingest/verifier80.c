@@ -29,6 +29,18 @@ static uint32_t am_get(const kdh_ingest_addrmap_t *m, uint64_t key)
     return NONE;
 }
 
+/* Stores key -> val in a map with room for it (at least one free slot). */
+static void am_set(kdh_ingest_addrmap_t *m, uint64_t key, uint32_t val)
+{
+    size_t i = (size_t)(key ^ (key >> 31)) * 0x9e3779b97f4a7c15ull >> 7 & (m->cap - 1);
+    while (m->key[i] && m->key[i] != key)
+        i = (i + 1) & (m->cap - 1);
+    if (!m->key[i])
+        m->n++;
+    m->key[i] = key;
+    m->val[i] = val;
+}
+
 /* Returns 0, or -1 when out of memory or the map is full (the caller only loses a merge). */
 static int am_put(kdh_ingest_addrmap_t *m, uint64_t key, uint32_t val)
 {
@@ -46,18 +58,12 @@ static int am_put(kdh_ingest_addrmap_t *m, uint64_t key, uint32_t val)
         }
         for (size_t i = 0; i < m->cap; i++)
             if (m->key[i])
-                am_put(&g, m->key[i], m->val[i]);
+                am_set(&g, m->key[i], m->val[i]);
         free(m->key);
         free(m->val);
         *m = g;
     }
-    size_t i = (size_t)(key ^ (key >> 31)) * 0x9e3779b97f4a7c15ull >> 7 & (m->cap - 1);
-    while (m->key[i] && m->key[i] != key)
-        i = (i + 1) & (m->cap - 1);
-    if (!m->key[i])
-        m->n++;
-    m->key[i] = key;
-    m->val[i] = val;
+    am_set(m, key, val);
     return 0;
 }
 

@@ -508,6 +508,32 @@ static void test_verifier3_twice(void **state)
     coll_free(c);
 }
 
+/* The same with 300 blocks: the address index grows (past 128 entries) and rehashes, and every
+ * block of the second listing is still found there: 300 allocations, not 600. */
+static void test_verifier3_twice_many(void **state)
+{
+    (void)state;
+    enum { ROWS = 300 };
+    static const char head[] = "kd> !verifier 3 LeakDrv.sys\n"
+                               "      Address     Length      Tag   Caller\n"
+                               "      ----------  ----------  ----  ----------\n";
+    size_t cap = 2 * (sizeof head + ROWS * 80), n = 0;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    for (int pass = 0; pass < 2; pass++) {
+        n += (size_t)snprintf(text + n, cap - n, "%s", head);
+        for (unsigned i = 0; i < ROWS; i++)
+            n += (size_t)snprintf(text + n, cap - n, "      0x%08x  0x00000070  Leak  0xa05c1047  LeakDrv!Grow+0x27\n",
+                                  0x86000000u + 0x100u * i);
+    }
+    coll_t *c = coll_run(KDH_INGEST_AUTO, NULL, text, n, 4096);
+    free(text);
+    assert_non_null(c);
+    assert_int_equal(c->stats.events, ROWS);
+    assert_int_equal(c->stacks[63].st.addr, 0x86000000u + 0x100u * 63);
+    coll_free(c);
+}
+
 static void test_verifier80_order(void **state)
 {
     (void)state;
@@ -539,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_poolused_tabs),      cmocka_unit_test(test_frame_lines),
         cmocka_unit_test(test_variants),           cmocka_unit_test(test_verifier80_order),
         cmocka_unit_test(test_poolused_verbose),   cmocka_unit_test(test_verifier3_twice),
+        cmocka_unit_test(test_verifier3_twice_many),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
