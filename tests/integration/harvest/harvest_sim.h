@@ -42,6 +42,9 @@ int hs_harvest(const sim_t *s, const char *dir, int wait, ...);
 int hs_run(const char *out_path, const char *const *argv);
 
 json_t *hs_load_lines(const char *path);
+/* A truth file kdsim may still be writing: a last line without its newline is not read (stdio can
+ * write a long line in more than one write, and kdsim goes on running after the harvest). */
+json_t *hs_load_truth(const char *path);
 size_t hs_count_lines(const char *path);
 /* Lines of the truth file whose "kind" is kind. */
 size_t hs_count_kind(const char *path, const char *kind);

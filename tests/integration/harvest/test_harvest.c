@@ -25,7 +25,7 @@
 /* The truth's hits (its alloc and free lines), in order. */
 static json_t *truth_hits(const char *path)
 {
-    json_t *lines = hs_load_lines(path), *hits = json_array(), *t;
+    json_t *lines = hs_load_truth(path), *hits = json_array(), *t;
     size_t i;
     json_array_foreach(lines, i, t) {
         const char *k = hs_str(t, "kind");

@@ -131,7 +131,7 @@ static void check_mode(const char *mode, const char *faults)
     usleep(2000000);
     assert_int_equal(hs_count_kind(s.truth, "break"), breaks); /* nothing of ours left in the target */
 
-    json_t *truth = hs_load_lines(s.truth), *t, *e;
+    json_t *truth = hs_load_truth(s.truth), *t, *e;
     char path[600];
     snprintf(path, sizeof path, "%s/events.jsonl", dir);
     json_t *events = hs_load_lines(path), *stacks = hs_load_stacks(dir), *ops = json_array();
@@ -299,7 +299,7 @@ static void test_entry_reboot(void **state)
     snprintf(dir, sizeof dir, "%s/run-reboot-%s", g_tmp, g_arch);
     hs_sim_start(&s, "reboot", "--faults", "reboot=3s", NULL);
     assert_int_equal(hs_harvest(&s, dir, 1, "--mode", "entry", "--duration", "8", NULL), 0);
-    json_t *truth = hs_load_lines(s.truth), *t;
+    json_t *truth = hs_load_truth(s.truth), *t;
     json_int_t breaks[3] = {0, 0, 0};
     size_t i;
     json_array_foreach(truth, i, t) {

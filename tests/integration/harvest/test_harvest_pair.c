@@ -38,7 +38,7 @@ static void test_pair(void **state)
     usleep(2000000);
     assert_int_equal(hs_count_lines(s.truth), after);
 
-    json_t *truth = hs_load_lines(s.truth), *t;
+    json_t *truth = hs_load_truth(s.truth), *t;
     char path[600];
     snprintf(path, sizeof path, "%s/events.jsonl", dir);
     json_t *events = hs_load_lines(path);

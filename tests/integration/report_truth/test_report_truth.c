@@ -59,7 +59,7 @@ static void test_first_stack_and_driver_are_the_truths(void **state)
     assert_string_equal(ranked, "outstanding_bytes"); /* every allocation of a --pair run has a size */
 
     /* the truth: outstanding bytes per true stack, each free paired with its allocation by block */
-    json_t *truth = hs_load_lines(s.truth), *t;
+    json_t *truth = hs_load_truth(s.truth), *t;
     hs_outstanding_t real;
     hs_out_init(&real);
     size_t i;
