@@ -174,7 +174,8 @@ static void start_full_set(kdh_kd_t *kd, kdh_kd_req_t *req)
 /* The KD checksum is a byte sum: two errors that cancel pass it, and in a read's data nothing
  * else can tell (a damaged return address cuts a stack short). On a line that damages one frame
  * in ten or more (byte errors around 1e-3) that happens about once in several hundred hits, so
- * there every memory read chunk is asked twice and taken only when both copies agree; below
+ * there every memory read chunk and context read is asked twice and taken only when both
+ * copies agree (a register such as RSP damaged so sends the stack walk astray); below
  * that, one in tens of thousands of hits or fewer, reads go once. */
 static int line_noisy(kdh_kd_t *kd)
 {
@@ -223,6 +224,10 @@ static void start_head(kdh_kd_t *kd)
     case KDH_KD_OP_GET_CONTEXT_EX:
         if (serve_slice_from_cache(kd, req))
             return;
+        if (!kd->v_have) { /* registers are data as well: verified like memory */
+            kd->v_active = line_noisy(kd);
+            kd->v_tries = 0;
+        }
         if (kd->ctx_ex_unsupported || req->stage == 1) {
             req->stage = 1;
             start_full_get(kd, req);
@@ -438,8 +443,9 @@ static void reply_damaged(kdh_kd_t *kd, kdh_kd_req_t *req, const char *what)
     pump(kd);
 }
 
-/* A verified read's chunk: 1 when this copy equals the one held (take it); otherwise it is held
- * and the chunk asked again (0), until VERIFY_TRIES copies disagreed (then the read fails). */
+/* A verified read's chunk or context slice: 1 when this copy equals the one held (take it);
+ * otherwise it is held and asked again (0), until VERIFY_TRIES copies disagreed (then the read
+ * fails). */
 static int read_confirmed(kdh_kd_t *kd, kdh_kd_req_t *req, uint32_t status, const uint8_t *data, size_t got)
 {
     if (kd->v_have && kd->v_len == got && kd->v_status == status && memcmp(kd->v_buf, data, got) == 0) {
@@ -449,9 +455,9 @@ static int read_confirmed(kdh_kd_t *kd, kdh_kd_req_t *req, uint32_t status, cons
     if (kd->v_have) {
         kd->st.read_mismatches++;
         if (++kd->v_tries >= VERIFY_TRIES) {
-            kdh_err_set(&req->err, KDH_ECORRUPT,
-                        "memory read at 0x%llx: %u copies of %zu bytes disagreed (line noise)",
-                        (unsigned long long)(req->address + req->cursor), kd->v_tries + 1, req->chunk);
+            kdh_err_set(&req->err, KDH_ECORRUPT, "%s at 0x%llx: %u copies of %zu bytes disagreed (line noise)",
+                        req->op == KDH_KD_OP_READ_VIRTUAL ? "memory read" : "context read",
+                        (unsigned long long)(req->address + req->cursor), kd->v_tries + 1, got);
             finish(kd, req, KDH_ECORRUPT);
             pump(kd);
             return 0;
@@ -555,6 +561,8 @@ static void on_reply(kdh_kd_t *kd, kdh_kd_req_t *req, const kdh_wire_manip_t *m,
             if (ok) {
                 if (req->op == KDH_KD_OP_GET_CONTEXT_EX) {
                     size_t n = m->u.context_ex.bytes_copied;
+                    if (kd->v_active && !read_confirmed(kd, req, m->return_status, data, n < len ? n : len))
+                        return; /* asked again */
                     copy_out(req, 0, data, n < len ? n : len);
                     if (req->out_len < req->out_cap) {
                         kdh_err_set(&req->err, KDH_ECORRUPT,
@@ -586,6 +594,9 @@ static void on_reply(kdh_kd_t *kd, kdh_kd_req_t *req, const kdh_wire_manip_t *m,
                 reply_failed(kd, req, "GetContext");
                 break;
             }
+            if (req->op == KDH_KD_OP_GET_CONTEXT_EX && kd->v_active &&
+                !read_confirmed(kd, req, m->return_status, data, kd_ctx_size(kd)))
+                return; /* asked again */
             memcpy(kd->ctx_cache, data, kd_ctx_size(kd));
             kd->ctx_got_serial = kd->stop_serial + 1;
             kd->ctx_cache_valid = 1;

@@ -489,6 +489,26 @@ static void test_noisy_line_reads_verified(void **state)
     assert_int_equal(kdh_kd_stats(f->kd)->verified_reads, 1);
     assert_int_equal(kdh_kd_stats(f->kd)->read_mismatches, 1);
 
+    /* registers are read the same way: a damaged RSP would send the stack walk astray */
+    uint8_t rsp[8], rsp_bad[8], rsp_ok[8];
+    kdh_put_u64(rsp_ok, 0xffffb00000001000ull);
+    kdh_put_u64(rsp_bad, 0xffffb00000001100ull);
+    kdh_kd_get_context_slice(f->kd, &req, 0, 0x98, rsp, sizeof rsp, count_done, f);
+    const uint8_t *copies[] = {rsp_bad, rsp_ok, rsp_ok};
+    for (int i = 0; i < 3; i++) {
+        m = host_request(f, &d, &dl);
+        assert_int_equal(m.api, 0x315F);
+        assert_int_equal(m.u.context_ex.offset, 0x98);
+        m.u.context_ex.bytes_copied = 8;
+        assert_int_equal(f->done_calls, 1);
+        reply(f, m, 0, copies[i], 8);
+    }
+    assert_int_equal(f->done_calls, 2);
+    assert_int_equal(req.status, KDH_OK);
+    assert_memory_equal(rsp, rsp_ok, 8);
+    assert_int_equal(kdh_kd_stats(f->kd)->verified_reads, 2);
+    assert_int_equal(kdh_kd_stats(f->kd)->read_mismatches, 2);
+
     /* copies that never agree */
     kdh_kd_read_virtual(f->kd, &req, 0x4000, buf, sizeof buf, count_done, f);
     for (int i = 0; i < 5; i++) {
@@ -497,7 +517,7 @@ static void test_noisy_line_reads_verified(void **state)
         b[0] = (uint8_t)i;
         reply(f, m, 0, b, 64);
     }
-    assert_int_equal(f->done_calls, 2);
+    assert_int_equal(f->done_calls, 3);
     assert_int_equal(req.status, KDH_ECORRUPT);
     assert_non_null(strstr(req.err.msg, "disagreed"));
     assert_true(host_wrote_nothing_more(f));
