@@ -334,6 +334,15 @@ static int take_sample(sampler_t *sm, kdh_err_t *err)
         return rc;
     kdh_target_sync_stop(t, kdh_kd_stop_serial(kd));
     rc = kdh_target_run_sync(t, kd, read_step, &sm->rd, err);
+    if (rc == KDH_EBUSY && sm->samples) {
+        /* The table this session has read is gone: the target restarted (possibly while this sample
+         * was being read) and the new boot has not set its tracker up yet. The next sample sees the
+         * new boot (kernel base or counters started over) and reads it. */
+        printf("sample skipped (boot %u): %s\n", sm->boot, err->msg);
+        kdh_err_clear(err);
+        fflush(stdout);
+        return KDH_OK;
+    }
     if (rc != KDH_OK)
         return rc;
     if (sm->have_prev && kdh_pool_restarted(&sm->prev, &sm->rd.tab)) {

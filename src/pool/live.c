@@ -119,7 +119,12 @@ int kdh_pool_step_read(kdh_target_t *t, kdh_pool_read_t *r, kdh_err_t *err)
     size_t esz = kdh_pool_entry_size(ps);
     if (!esz)
         return kdh_err_set(err, KDH_EUNSUPPORTED, "pool tracker table: pointer size %u", ps);
-    if (r->entries == 0 || r->entries > KDH_POOL_MAX_ENTRIES)
+    if (r->entries == 0) /* KDH_EBUSY: a kernel that has just booted has no table yet */
+        return kdh_err_set(err, KDH_EBUSY,
+                           "PoolTrackTableSize is 0 (from %s): the pool tracker is not set up yet, or a wrong "
+                           "symbol (try --table-size N)",
+                           r->size_source);
+    if (r->entries > KDH_POOL_MAX_ENTRIES)
         return kdh_err_set(err, KDH_ERANGE,
                            "PoolTrackTableSize %llu (from %s) is not in 1..%u: wrong symbol? try --table-size N",
                            (unsigned long long)r->entries, r->size_source, KDH_POOL_MAX_ENTRIES);
@@ -127,7 +132,7 @@ int kdh_pool_step_read(kdh_target_t *t, kdh_pool_read_t *r, kdh_err_t *err)
     if (rc != KDH_OK)
         return rc;
     if (!r->table_va)
-        return kdh_err_set(err, KDH_ENOTFOUND, "nt!PoolTrackTable is NULL: pool tag tracking is not set up yet");
+        return kdh_err_set(err, KDH_EBUSY, "nt!PoolTrackTable is NULL: pool tag tracking is not set up yet");
     size_t need = (size_t)r->entries * esz;
     if (r->buf_len_ < need) {
         uint8_t *b = realloc(r->buf_, need);
