@@ -266,6 +266,7 @@ static int discover_step(kdh_target_t *t, void *arg, kdh_err_t *err)
 static int attach_target(hv_t *h, kdh_err_t *err);
 static int arm_pht(hv_t *h, kdh_err_t *err);
 static int probe_stop(hv_t *h, kdh_err_t *err);
+static int attach_retry(hv_t *h, kdh_err_t *err);
 
 /* Connect, stop, GetVersion, discovery, symbols. */
 static int attach(hv_t *h, kdh_err_t *err)
@@ -291,7 +292,34 @@ static int attach(hv_t *h, kdh_err_t *err)
         return rc;
     }
     status(h, "attaching", 1);
-    return attach_target(h, err);
+    return attach_retry(h, err);
+}
+
+/* attach_target, again at the stop the target reports after resetting the link in the middle of it
+ * (a reboot while attaching, a burst of noise): the new stop is the one to read, and the model
+ * rebuilt from its GetVersion. A reboot can also answer a read the old boot was asked with a
+ * failure (memory the new boot has not mapped yet), so any failure after a reset is retried. */
+static int attach_retry(hv_t *h, kdh_err_t *err)
+{
+    for (unsigned i = 0;; i++) {
+        uint64_t serial = kdh_kd_stop_serial(h->c.kd);
+        int seen = h->c.reset_seen;
+        h->c.reset_seen = 0;
+        int rc = attach_target(h, err);
+        int reset = h->c.reset_seen;
+        h->c.reset_seen |= seen; /* the run's loop still looks at the boot after a reset */
+        if (rc == KDH_OK || i >= 3 || rc == KDH_EHANGUP || rc == KDH_ETIMEDOUT)
+            return rc;
+        /* a reboot's reset is not always seen on the link (the new boot's first packet id may be
+         * the one expected next), but its first stop report always comes */
+        if (rc != KDH_ECANCELED && !reset && kdh_kd_stop_serial(h->c.kd) == serial &&
+            !hv_conn_wait_new_stop(&h->c, serial, 1000))
+            return rc;
+        hv_notice(h, "%s; attaching again", err->msg);
+        kdh_err_clear(err);
+        if (!hv_conn_wait_new_stop(&h->c, serial, 5000) && (rc = probe_stop(h, err)) != KDH_OK)
+            return rc;
+    }
 }
 
 /* GetVersion, discovery and symbols of the stopped target (also after a reboot). */
@@ -483,14 +511,20 @@ static int detach(hv_t *h, kdh_err_t *err)
     status(h, "detaching", 1);
     int rc;
     if (!kdh_kd_stopped(h->c.kd) || h->c.reset_seen) {
-        if ((rc = probe_stop(h, err)) != KDH_OK)
-            return rc;
         kdh_kd_req_t req;
-        memset(&req, 0, sizeof req);
-        kdh_kd_get_version(h->c.kd, &req, NULL, NULL);
-        if ((rc = hv_conn_call(&h->c, &req, "GetVersion", err)) != KDH_OK)
+        for (unsigned i = 0;; i++) { /* a link reset meanwhile (a reboot) re-reports the stop: ask again */
+            if ((rc = probe_stop(h, err)) != KDH_OK)
+                return rc;
+            memset(&req, 0, sizeof req);
+            kdh_kd_get_version(h->c.kd, &req, NULL, NULL);
+            rc = hv_conn_call(&h->c, &req, "GetVersion", err);
+            if (rc != KDH_ECANCELED || i >= 3)
+                break;
+            kdh_err_clear(err);
+        }
+        if (rc != KDH_OK)
             return rc;
-        if (req.m.u.version.kern_base != kdh_target_version(h->t)->kern_base && h->armed) {
+        if (h->armed && req.m.u.version.kern_base != kdh_target_version(h->t)->kern_base) {
             /* rebooted since the last look: the new kernel was never armed */
             if (h->o->mode == KDH_HARVEST_HITTAG &&
                 (rc = hv_journal_append(h->dir, "disarm", h->pht_addr, h->pht_old, h->pht_old,
@@ -636,7 +670,7 @@ static int check_boot(hv_t *h, kdh_err_t *err)
     h->reboots++;
     hv_notice(h, "the target rebooted (kernel at 0x%llx): boot %u, re-arming",
               (unsigned long long)req.m.u.version.kern_base, h->boot);
-    if ((rc = attach_target(h, err)) != KDH_OK)
+    if ((rc = attach_retry(h, err)) != KDH_OK)
         return rc;
     if ((rc = arm(h, err)) != KDH_OK)
         return rc;

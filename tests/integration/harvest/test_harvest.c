@@ -247,6 +247,28 @@ static void test_reboot(void **state)
     hs_sim_stop(&s);
 }
 
+/* The target reboots while the harvest attaches: kdsim loses the host's first request (GetVersion)
+ * or its third (a discovery read) in a reboot. The harvest attaches again at the new boot's stop
+ * and logs every hit (it ended with exit 1 before). */
+static void test_reboot_attach(void **state)
+{
+    (void)state;
+    static const char *const nth[] = {"reboot-in-request=1", "reboot-in-request=3"};
+    char fx[512];
+    fixtures_dir(fx, sizeof fx);
+    for (size_t k = 0; k < sizeof nth / sizeof *nth; k++) {
+        sim_t s;
+        char name[64], dir[512];
+        snprintf(name, sizeof name, "reboot-attach-%zu", k);
+        hs_sim_start(&s, name, "--faults", nth[k], NULL);
+        snprintf(dir, sizeof dir, "%s/run-%s", g_tmp, name);
+        assert_int_equal(hs_harvest(&s, dir, 1, "--symbols", fx, "--duration", "4", NULL), 0);
+        usleep(500000);
+        assert_true(hs_check_events(dir, s.truth) > 0);
+        hs_sim_stop(&s);
+    }
+}
+
 /* A port that does not exist: one line, exit 1. */
 static void test_bad_port(void **state)
 {
@@ -270,6 +292,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sample),
         cmocka_unit_test(test_sigterm),
         cmocka_unit_test(test_reboot),
+        cmocka_unit_test(test_reboot_attach),
     };
     const struct CMUnitTest x86[] = {
         cmocka_unit_test(test_full_x86),
