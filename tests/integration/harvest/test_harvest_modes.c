@@ -290,8 +290,10 @@ static void test_entry_stall(void **state)
 
 /* The target reboots at the host's 400th request (in the run, whatever the machine's speed: a
  * timer could land in the attach): every entry stop of both boots is stepped over
- * once, so counters.breakpoints.steps is the truth's breaks of boots 1 and 2 (less the stop being
- * handled at the reboot and the one at the detach); the counters run on across the reboot. */
+ * once, so counters.breakpoints.steps is the truth's breaks of boots 1 and 2 less those that are
+ * not entry stops: the break-in at the attach, the stop being handled when the request is lost in
+ * the reboot, the break-in that finds the new boot, and the stop at the detach (at most 4); the
+ * counters run on across the reboot. */
 static void test_entry_reboot(void **state)
 {
     (void)state;
@@ -312,7 +314,7 @@ static void test_entry_reboot(void **state)
     assert_true(breaks[1] > 10 && breaks[2] > 10);
     json_int_t steps = hs_meta_counter(dir, "breakpoints", "steps");
     json_int_t total = breaks[1] + breaks[2];
-    if (steps > total || steps + 3 < total)
+    if (steps > total || steps + 4 < total)
         fail_msg("%lld steps; the truth has %lld + %lld breaks", (long long)steps, (long long)breaks[1],
                  (long long)breaks[2]);
     assert_int_equal(hs_journal_open_bps(dir), 0);
