@@ -214,7 +214,7 @@ size_t hs_count_lines(const char *path)
 
 size_t hs_count_kind(const char *path, const char *kind)
 {
-    json_t *lines = hs_load_lines(path), *o;
+    json_t *lines = hs_load_truth(path), *o; /* a truth file kdsim may still be writing */
     size_t i, n = 0;
     json_array_foreach(lines, i, o) n += strcmp(hs_str(o, "kind"), kind) == 0;
     json_decref(lines);

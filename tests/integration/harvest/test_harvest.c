@@ -262,7 +262,7 @@ static void test_reboot_attach(void **state)
         snprintf(name, sizeof name, "reboot-attach-%zu", k);
         hs_sim_start(&s, name, "--faults", nth[k], NULL);
         snprintf(dir, sizeof dir, "%s/run-%s", g_tmp, name);
-        assert_int_equal(hs_harvest(&s, dir, 1, "--symbols", fx, "--duration", "4", NULL), 0);
+        assert_int_equal(hs_harvest(&s, dir, 1, "--symbols", fx, "--duration", "8", NULL), 0);
         usleep(500000);
         assert_true(hs_check_events(dir, s.truth) > 0);
         hs_sim_stop(&s);
