@@ -173,7 +173,7 @@ static void test_kill9(void **state)
     snprintf(fx, sizeof fx, "%s/%s", g_fixtures, g_arch);
     assert_int_equal(mkdir(dir, 0755), 0);
     int found = 0;
-    for (int attempt = 0; attempt < 10 && !found; attempt++) {
+    for (int attempt = 0; attempt < 30 && !found; attempt++) {
         int in = inotify_init1(IN_CLOEXEC);
         assert_true(in >= 0);
         assert_true(inotify_add_watch(in, dir, IN_MODIFY | IN_CREATE) >= 0);
