@@ -294,9 +294,8 @@ void hv_cost_report(hv_t *h, kdh_harvest_hit_cost_t *cost);
 /* Wants an int 3 at addr from the next continue on (KDH_ERANGE when the table is full).
  * Its bp_set record is always written before the harvest goes on (a killed process leaves it in
  * the file); durable also has it fsynced, so that it survives a crash of the host itself. Entry
- * breakpoints are durable: they are recorded once per run. Return breakpoints (--pair) are not:
- * each captured allocation sets and clears one, and an fsync each would put a disk flush on the
- * per-hit path; a host crash can then lose the record of one that is in the target. */
+ * and return breakpoints (--pair) are both durable today: a return one costs a disk flush per
+ * captured allocation, the price of a record that survives a host crash. */
 int hv_bp_want(hv_t *h, uint64_t addr, int durable, kdh_err_t *err);
 /* No longer wanted: RestoreBreakPoint when it is in place. */
 int hv_bp_unwant(hv_t *h, uint64_t addr, kdh_err_t *err);
