@@ -7,7 +7,7 @@
 
 #define KDH_KD_PENDING 1
 /* Line noise is measured over this many received frames; at NOISY_PCT damaged frames or more,
- * memory reads and context sets are verified (see line_noisy in kd.c). */
+ * memory reads and context sets are verified (see kd_line_noisy in damage.c). */
 #define NOISE_WINDOW 64
 #define NOISY_PCT 10
 #define VERIFY_TRIES 4
@@ -46,6 +46,8 @@ struct kdh_kd {
     int resync_armed;        /* connected, no stop seen yet: a stale reply means "re-report" */
     uint8_t ctx_cache[KDH_WIRE_CONTEXT_AMD64_SIZE];
     int ctx_cache_valid;
+    unsigned ctx_cache_cpu;
+    uint64_t ctx_cache_serial;
 
     /* Verified reads: the chunk on the wire is read twice and taken when both copies agree. */
     uint64_t noise_bad, noise_frames; /* link counters at the start of the current window */
@@ -56,8 +58,6 @@ struct kdh_kd {
     uint32_t v_status;
     unsigned v_tries;
     uint8_t v_buf[KDH_WIRE_READ_MAX];
-    unsigned ctx_cache_cpu;
-    uint64_t ctx_cache_serial;
 
     uv_timer_t timer;
     int has_timer;
@@ -67,5 +67,13 @@ struct kdh_kd {
 void kd_enqueue(kdh_kd_t *kd, kdh_kd_req_t *req);
 /* Bytes of the target's CONTEXT (x86 or AMD64). */
 size_t kd_ctx_size(const kdh_kd_t *kd);
+
+/* damage.c. 1 when the last window of received frames had NOISY_PCT damaged ones or more. */
+int kd_line_noisy(kdh_kd_t *kd);
+/* What in a reply contradicts its request (the head, in its current stage), or NULL. */
+const char *kd_reply_damage(const kdh_kd_t *kd, const kdh_kd_req_t *req, const kdh_wire_manip_t *m,
+                            size_t dlen);
+/* What in a state change cannot be, or NULL. */
+const char *kd_stop_damage(const kdh_wire_state_change_t *sc);
 
 #endif
