@@ -15,8 +15,6 @@
 
 /* Bounds the work done per poll callback so one busy port cannot starve the loop. */
 #define MAX_READS_PER_EVENT 16
-#define REOPEN_FIRST_MS 100u
-#define REOPEN_MAX_MS 2000u
 
 static void on_poll(uv_poll_t *h, int status, int events);
 static void lose(struct kdh_transport *t, const char *why);
@@ -131,8 +129,8 @@ static void on_poll(uv_poll_t *h, int status, int events)
 
 static int serial_write(struct kdh_transport *t, const void *buf, size_t len, kdh_err_t *err)
 {
-    if (t->u.serial.reopening) {
-        t->u.serial.dropped += len; /* the cable is out: the bytes are lost on the way */
+    if (t->re.active) {
+        t->re.dropped += len; /* the cable is out: the bytes are lost on the way */
         return KDH_OK;
     }
     size_t used = t->u.serial.tail - t->u.serial.head;
@@ -173,7 +171,7 @@ static void release_fd(struct kdh_transport *t)
 /* t is freed once the owner has closed it and neither of its handles is open any more. */
 static void maybe_free(struct kdh_transport *t)
 {
-    if (t->u.serial.poll_open || t->u.serial.timer_open)
+    if (t->u.serial.poll_open || t->re.timer_open)
         return;
     free(t->u.serial.wbuf);
     free(t);
@@ -188,14 +186,14 @@ static void on_poll_closed(uv_handle_t *h)
     t->u.serial.poll_open = 0;
     if (t->closing)
         maybe_free(t);
-    else if (t->u.serial.reopening && !t->dead)
+    else if (t->re.active && !t->dead)
         schedule_reopen(t); /* the old fd is gone: try the path again */
 }
 
 static void on_timer_closed(uv_handle_t *h)
 {
     struct kdh_transport *t = h->data;
-    t->u.serial.timer_open = 0;
+    t->re.timer_open = 0;
     maybe_free(t);
 }
 
@@ -222,9 +220,9 @@ static int start_poll(struct kdh_transport *t, kdh_err_t *err)
 static void on_reopen_timer(uv_timer_t *timer)
 {
     struct kdh_transport *t = timer->data;
-    if (t->closing || t->dead || !t->u.serial.reopening)
+    if (t->closing || t->dead || !t->re.active)
         return;
-    t->u.serial.attempts++;
+    t->re.attempts++;
     kdh_err_t e;
     if (kdh__transport_serial_open_fd(t, t->u.serial.path, t->u.serial.baud, 1, &e) != KDH_OK) {
         schedule_reopen(t); /* still unplugged (no such device, busy, ...) */
@@ -235,35 +233,22 @@ static void on_reopen_timer(uv_timer_t *timer)
             schedule_reopen(t); /* else the handle's close schedules it */
         return;
     }
-    t->u.serial.reopening = 0;
+    t->re.active = 0;
     kdh__transport_notice(t, "%s: port is back after %u attempt(s); %llu byte(s) written while it was gone were lost",
-                          t->name, t->u.serial.attempts, (unsigned long long)t->u.serial.dropped);
+                          t->name, t->re.attempts, (unsigned long long)t->re.dropped);
 }
 
 static void schedule_reopen(struct kdh_transport *t)
 {
-    if (!t->u.serial.timer_open) {
-        if (uv_timer_init(t->loop, &t->u.serial.retry) < 0) {
-            kdh__transport_fail(t, KDH_EHANGUP, "%s: port hung up and cannot be reopened", t->name);
-            return;
-        }
-        t->u.serial.retry.data = t;
-        t->u.serial.timer_open = 1;
-    }
-    unsigned wait = t->u.serial.backoff_ms;
-    t->u.serial.backoff_ms = wait * 2 > REOPEN_MAX_MS ? REOPEN_MAX_MS : wait * 2;
-    uv_timer_start(&t->u.serial.retry, on_reopen_timer, wait, 0);
+    kdh__transport_retry_schedule(t, on_reopen_timer, "port hung up and cannot be reopened");
 }
 
 /* The port hung up (the poll is already stopped): say so once, close the fd, reopen later. */
 static void lose(struct kdh_transport *t, const char *why)
 {
-    if (t->u.serial.reopening)
+    if (t->re.active)
         return;
-    t->u.serial.reopening = 1;
-    t->u.serial.attempts = 0;
-    t->u.serial.backoff_ms = REOPEN_FIRST_MS;
-    t->u.serial.dropped = t->u.serial.tail - t->u.serial.head; /* never reached the line */
+    kdh__transport_retry_begin(t, t->u.serial.tail - t->u.serial.head); /* never reached the line */
     t->u.serial.head = t->u.serial.tail = 0;
     kdh__transport_notice(t, "%s: port hung up or unplugged (%s); reopening %s", t->name, why,
                           t->u.serial.path);
@@ -272,10 +257,7 @@ static void lose(struct kdh_transport *t, const char *why)
 
 static void serial_close(struct kdh_transport *t)
 {
-    if (t->u.serial.timer_open && !uv_is_closing((uv_handle_t *)&t->u.serial.retry)) {
-        uv_timer_stop(&t->u.serial.retry);
-        uv_close((uv_handle_t *)&t->u.serial.retry, on_timer_closed);
-    }
+    kdh__transport_retry_close(t, on_timer_closed);
     if (t->u.serial.poll_open && !uv_is_closing((uv_handle_t *)&t->u.serial.poll))
         uv_close((uv_handle_t *)&t->u.serial.poll, on_poll_closed);
     else

@@ -22,23 +22,20 @@ typedef struct write_req {
     uint8_t data[];
 } write_req_t;
 
-#define RECONNECT_FIRST_MS 100u
-#define RECONNECT_MAX_MS 2000u
-
 static void on_connect(uv_connect_t *req, int status);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 /* t is freed once the owner has closed it and neither of its handles is open any more. */
 static void maybe_free(struct kdh_transport *t)
 {
-    if (!t->u.stream.handle_open && !t->u.stream.timer_open)
+    if (!t->u.stream.handle_open && !t->re.timer_open)
         free(t);
 }
 
 static void on_timer_closed(uv_handle_t *h)
 {
     struct kdh_transport *t = h->data;
-    t->u.stream.timer_open = 0;
+    t->re.timer_open = 0;
     maybe_free(t);
 }
 
@@ -94,7 +91,7 @@ static void on_retry(uv_timer_t *timer)
     struct kdh_transport *t = timer->data;
     if (t->closing || t->dead)
         return;
-    t->u.stream.attempts++;
+    t->re.attempts++;
     int r = start_connect(t);
     if (r < 0) {
         if (t->u.stream.handle_open)
@@ -106,28 +103,15 @@ static void on_retry(uv_timer_t *timer)
 
 static void schedule_retry(struct kdh_transport *t)
 {
-    if (!t->u.stream.timer_open) {
-        if (uv_timer_init(t->loop, &t->u.stream.retry) < 0) {
-            kdh__transport_fail(t, KDH_EHANGUP, "%s: connection lost and cannot retry", t->name);
-            return;
-        }
-        t->u.stream.retry.data = t;
-        t->u.stream.timer_open = 1;
-    }
-    unsigned wait = t->u.stream.backoff_ms;
-    t->u.stream.backoff_ms = wait * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : wait * 2;
-    uv_timer_start(&t->u.stream.retry, on_retry, wait, 0);
+    kdh__transport_retry_schedule(t, on_retry, "connection lost and cannot retry");
 }
 
 /* The established connection went away: say so once and reconnect. */
 static void lose(struct kdh_transport *t, const char *why)
 {
-    if (t->u.stream.reconnecting)
+    if (t->re.active)
         return;
-    t->u.stream.reconnecting = 1;
-    t->u.stream.attempts = 0;
-    t->u.stream.backoff_ms = RECONNECT_FIRST_MS;
-    t->u.stream.dropped = 0;
+    kdh__transport_retry_begin(t, 0);
     uv_read_stop(&t->u.stream.h.stream);
     kdh__transport_notice(t, "%s: %s; reconnecting", t->name, why);
     close_handle(t);
@@ -174,7 +158,7 @@ static void on_connect(uv_connect_t *req, int status)
     struct kdh_transport *t = req->data;
     if (status == UV_ECANCELED || t->closing || t->dead)
         return;
-    if (status < 0 && t->u.stream.reconnecting) {
+    if (status < 0 && t->re.active) {
         close_handle(t); /* its close schedules the next attempt */
         return;
     }
@@ -197,10 +181,10 @@ static void on_connect(uv_connect_t *req, int status)
         kdh__transport_fail(t, KDH_EIO, "%s: cannot read: %s", t->name, uv_strerror(r));
         return;
     }
-    if (t->u.stream.reconnecting) {
-        t->u.stream.reconnecting = 0;
+    if (t->re.active) {
+        t->re.active = 0;
         kdh__transport_notice(t, "%s: reconnected after %u attempt(s); %llu byte(s) written while it was down were lost",
-                              t->name, t->u.stream.attempts, (unsigned long long)t->u.stream.dropped);
+                              t->name, t->re.attempts, (unsigned long long)t->re.dropped);
         return;
     }
     if (t->cb.on_connect)
@@ -214,7 +198,7 @@ static void on_written(uv_write_t *req, int status)
     t->u.stream.queued -= w->len;
     size_t len = w->len;
     free(w);
-    if (status == UV_ECANCELED || t->closing || t->dead || t->u.stream.reconnecting)
+    if (status == UV_ECANCELED || t->closing || t->dead || t->re.active)
         return;
     if (status < 0) {
         if (is_reset(status)) {
@@ -234,8 +218,8 @@ static void on_written(uv_write_t *req, int status)
 
 static int stream_write(struct kdh_transport *t, const void *buf, size_t len, kdh_err_t *err)
 {
-    if (t->u.stream.reconnecting) {
-        t->u.stream.dropped += len; /* the cable is out: the bytes are lost on the way */
+    if (t->re.active) {
+        t->re.dropped += len; /* the cable is out: the bytes are lost on the way */
         return KDH_OK;
     }
     if (len > KDH_TRANSPORT_WRITE_CAP - t->u.stream.queued) {
@@ -267,10 +251,7 @@ static size_t stream_pending(const struct kdh_transport *t)
 
 static void stream_close(struct kdh_transport *t)
 {
-    if (t->u.stream.timer_open && !uv_is_closing((uv_handle_t *)&t->u.stream.retry)) {
-        uv_timer_stop(&t->u.stream.retry);
-        uv_close((uv_handle_t *)&t->u.stream.retry, on_timer_closed);
-    }
+    kdh__transport_retry_close(t, on_timer_closed);
     if (t->u.stream.handle_open)
         close_handle(t);
     else

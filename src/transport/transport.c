@@ -46,6 +46,40 @@ void kdh__transport_notice(struct kdh_transport *t, const char *fmt, ...)
     t->cb.on_notice(t->cb.ctx, msg);
 }
 
+#define RETRY_FIRST_MS 100u
+#define RETRY_MAX_MS 2000u
+
+void kdh__transport_retry_begin(struct kdh_transport *t, uint64_t dropped)
+{
+    t->re.active = 1;
+    t->re.attempts = 0;
+    t->re.backoff_ms = RETRY_FIRST_MS;
+    t->re.dropped = dropped;
+}
+
+void kdh__transport_retry_schedule(struct kdh_transport *t, uv_timer_cb cb, const char *what_failed)
+{
+    if (!t->re.timer_open) {
+        if (uv_timer_init(t->loop, &t->re.timer) < 0) {
+            kdh__transport_fail(t, KDH_EHANGUP, "%s: %s", t->name, what_failed);
+            return;
+        }
+        t->re.timer.data = t;
+        t->re.timer_open = 1;
+    }
+    unsigned wait = t->re.backoff_ms;
+    t->re.backoff_ms = wait * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : wait * 2;
+    uv_timer_start(&t->re.timer, cb, wait, 0);
+}
+
+void kdh__transport_retry_close(struct kdh_transport *t, uv_close_cb closed_cb)
+{
+    if (t->re.timer_open && !uv_is_closing((uv_handle_t *)&t->re.timer)) {
+        uv_timer_stop(&t->re.timer);
+        uv_close((uv_handle_t *)&t->re.timer, closed_cb);
+    }
+}
+
 int kdh__transport_deliver(struct kdh_transport *t, const uint8_t *buf, size_t len)
 {
     if (t->dead || t->closing)

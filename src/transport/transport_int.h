@@ -17,6 +17,17 @@ typedef struct kdh_transport_ops {
     void (*close)(struct kdh_transport *t);
 } kdh_transport_ops_t;
 
+/* Coming back after the line went away: a socket reconnects, a serial port with
+ * cb.reopen_serial is opened again; both wait 100 ms doubling to 2 s between attempts. */
+typedef struct kdh__retry {
+    int active;          /* lost; the handle is closing or an attempt is scheduled */
+    unsigned attempts;   /* attempts since the loss */
+    unsigned backoff_ms; /* wait before the next attempt */
+    uint64_t dropped;    /* bytes written while the line was gone */
+    uv_timer_t timer;
+    int timer_open;
+} kdh__retry_t;
+
 struct kdh_transport {
     uv_loop_t *loop;
     const kdh_transport_ops_t *ops;
@@ -28,6 +39,7 @@ struct kdh_transport {
     int refused;    /* a write was refused as full since the buffer last drained */
     uint64_t bytes_in, bytes_out;
     char name[PATH_MAX + 16];
+    kdh__retry_t re;
     union {
         struct {
             struct sp_port *port;  /* NULL for the termios backend */
@@ -41,12 +53,6 @@ struct kdh_transport {
             char path[PATH_MAX];
             unsigned baud;
             int poll_open;         /* the poll handle is initialised and not yet closed */
-            int reopening;         /* hung up; the fd is closed or a retry is scheduled */
-            unsigned attempts;     /* reopen attempts since the hangup */
-            unsigned backoff_ms;   /* wait before the next attempt */
-            uint64_t dropped;      /* bytes written while the port was gone */
-            uv_timer_t retry;
-            int timer_open;
         } serial;
         struct {
             union {
@@ -57,12 +63,6 @@ struct kdh_transport {
             uv_connect_t connect;
             size_t queued;         /* bytes in uv_write requests not yet completed */
             int handle_open;       /* the stream handle is initialised and not yet closed */
-            int reconnecting;      /* lost; the handle is closing or a retry is scheduled */
-            unsigned attempts;     /* reconnect attempts since the loss */
-            unsigned backoff_ms;   /* wait before the next attempt */
-            uint64_t dropped;      /* bytes written while the connection was down */
-            uv_timer_t retry;
-            int timer_open;
             struct sockaddr_storage addr; /* TCP: the resolved address, for reconnecting */
             uint8_t rbuf[16384];
         } stream;
@@ -78,6 +78,14 @@ void kdh__transport_notice(struct kdh_transport *t, const char *fmt, ...)
  * closed it or it died inside the callback). */
 int kdh__transport_deliver(struct kdh_transport *t, const uint8_t *buf, size_t len);
 void kdh__transport_drained(struct kdh_transport *t);
+/* The line went away: attempts start over at the first backoff; dropped counts the bytes lost
+ * with it. */
+void kdh__transport_retry_begin(struct kdh_transport *t, uint64_t dropped);
+/* Runs cb after the current backoff and doubles it; fails t (on_error, KDH_EHANGUP, with
+ * what_failed) when the timer cannot be made. */
+void kdh__transport_retry_schedule(struct kdh_transport *t, uv_timer_cb cb, const char *what_failed);
+/* The owner closes t: the retry timer, when there is one, closes with closed_cb. */
+void kdh__transport_retry_close(struct kdh_transport *t, uv_close_cb closed_cb);
 
 int kdh__transport_open_serial(struct kdh_transport *t, const char *path, unsigned baud, kdh_err_t *err);
 /* Resolves path and opens the device (libserialport, else termios) into t->u.serial.fd/port;
