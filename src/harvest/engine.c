@@ -263,6 +263,18 @@ static int discover_step(kdh_target_t *t, void *arg, kdh_err_t *err)
     return kdh_target_step_discover_lenient(t, err); /* a damaged debugger data block is logged below */
 }
 
+/* GetVersion of the stopped target: its kernel base tells one boot from the next. */
+static int get_version(hv_t *h, kdh_wire_get_version_t *v, kdh_err_t *err)
+{
+    kdh_kd_req_t req;
+    memset(&req, 0, sizeof req);
+    kdh_kd_get_version(h->c.kd, &req, NULL, NULL);
+    int rc = hv_conn_call(&h->c, &req, "GetVersion", err);
+    if (rc == KDH_OK)
+        *v = req.m.u.version;
+    return rc;
+}
+
 static int attach_target(hv_t *h, kdh_err_t *err);
 static int arm_pht(hv_t *h, kdh_err_t *err);
 static int probe_stop(hv_t *h, kdh_err_t *err);
@@ -325,13 +337,11 @@ static int attach_retry(hv_t *h, kdh_err_t *err)
 /* GetVersion, discovery and symbols of the stopped target (also after a reboot). */
 static int attach_target(hv_t *h, kdh_err_t *err)
 {
-    int rc;
-    kdh_kd_req_t req;
-    memset(&req, 0, sizeof req);
-    kdh_kd_get_version(h->c.kd, &req, NULL, NULL);
-    if ((rc = hv_conn_call(&h->c, &req, "GetVersion", err)) != KDH_OK)
+    kdh_wire_get_version_t v;
+    int rc = get_version(h, &v, err);
+    if (rc != KDH_OK)
         return rc;
-    if ((rc = kdh_target_set_version(h->t, &req.m.u.version, err)) != KDH_OK)
+    if ((rc = kdh_target_set_version(h->t, &v, err)) != KDH_OK)
         return rc;
     kdh_kd_set_arch(h->c.kd, kdh_target_arch(h->t));
     if ((rc = kdh_target_run_sync(h->t, h->c.kd, discover_step, NULL, err)) !=
@@ -511,20 +521,18 @@ static int detach(hv_t *h, kdh_err_t *err)
     status(h, "detaching", 1);
     int rc;
     if (!kdh_kd_stopped(h->c.kd) || h->c.reset_seen) {
-        kdh_kd_req_t req;
+        kdh_wire_get_version_t v;
         for (unsigned i = 0;; i++) { /* a link reset meanwhile (a reboot) re-reports the stop: ask again */
             if ((rc = probe_stop(h, err)) != KDH_OK)
                 return rc;
-            memset(&req, 0, sizeof req);
-            kdh_kd_get_version(h->c.kd, &req, NULL, NULL);
-            rc = hv_conn_call(&h->c, &req, "GetVersion", err);
+            rc = get_version(h, &v, err);
             if (rc != KDH_ECANCELED || i >= 3)
                 break;
             kdh_err_clear(err);
         }
         if (rc != KDH_OK)
             return rc;
-        if (h->armed && req.m.u.version.kern_base != kdh_target_version(h->t)->kern_base) {
+        if (h->armed && v.kern_base != kdh_target_version(h->t)->kern_base) {
             /* rebooted since the last look: the new kernel was never armed */
             if (h->o->mode == KDH_HARVEST_HITTAG &&
                 (rc = hv_journal_append(h->dir, "disarm", h->pht_addr, h->pht_old, h->pht_old,
@@ -630,13 +638,11 @@ static int probe_stop(hv_t *h, kdh_err_t *err)
  * number goes up, the time since the last hit is logged as a gap, and the tag is armed again. */
 static int check_boot(hv_t *h, kdh_err_t *err)
 {
-    kdh_kd_req_t req;
-    memset(&req, 0, sizeof req);
-    kdh_kd_get_version(h->c.kd, &req, NULL, NULL);
-    int rc = hv_conn_call(&h->c, &req, "GetVersion", err);
+    kdh_wire_get_version_t v;
+    int rc = get_version(h, &v, err);
     if (rc != KDH_OK)
         return rc;
-    int rebooted = req.m.u.version.kern_base != kdh_target_version(h->t)->kern_base;
+    int rebooted = v.kern_base != kdh_target_version(h->t)->kern_base;
     if (!rebooted && h->armed && h->o->mode == KDH_HARVEST_HITTAG) {
         uint32_t cur;
         if ((rc = rw_u32(h, h->pht_addr, &cur, 0, err)) != KDH_OK)
@@ -669,7 +675,7 @@ static int check_boot(hv_t *h, kdh_err_t *err)
     h->boot++;
     h->reboots++;
     hv_notice(h, "the target rebooted (kernel at 0x%llx): boot %u, re-arming",
-              (unsigned long long)req.m.u.version.kern_base, h->boot);
+              (unsigned long long)v.kern_base, h->boot);
     if ((rc = attach_retry(h, err)) != KDH_OK)
         return rc;
     if ((rc = arm(h, err)) != KDH_OK)
