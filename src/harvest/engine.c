@@ -233,20 +233,23 @@ static int pdata_step(kdh_target_t *t, void *arg, kdh_err_t *err)
     return KDH_OK;
 }
 
-static int rw_u32(hv_t *h, uint64_t va, uint32_t *val, int write, kdh_err_t *err)
+static int read_u32(hv_t *h, uint64_t va, uint32_t *val, kdh_err_t *err)
 {
     uint8_t b[4];
-    if (!write) {
-        uint32_t got;
-        int rc = hv_conn_read(&h->c, va, b, 4, &got, "reading nt!PoolHitTag", err);
-        if (rc != KDH_OK)
-            return rc;
-        if (got != 4)
-            return kdh_err_set(err, KDH_ETARGET, "reading nt!PoolHitTag at 0x%llx: short read", (unsigned long long)va);
-        *val = kdh_get_u32(b);
-        return KDH_OK;
-    }
-    kdh_put_u32(b, *val);
+    uint32_t got;
+    int rc = hv_conn_read(&h->c, va, b, 4, &got, "reading nt!PoolHitTag", err);
+    if (rc != KDH_OK)
+        return rc;
+    if (got != 4)
+        return kdh_err_set(err, KDH_ETARGET, "reading nt!PoolHitTag at 0x%llx: short read", (unsigned long long)va);
+    *val = kdh_get_u32(b);
+    return KDH_OK;
+}
+
+static int write_u32(hv_t *h, uint64_t va, uint32_t val, kdh_err_t *err)
+{
+    uint8_t b[4];
+    kdh_put_u32(b, val);
     kdh_kd_req_t req;
     memset(&req, 0, sizeof req);
     kdh_kd_write_virtual(h->c.kd, &req, va, b, 4, NULL, NULL);
@@ -401,7 +404,7 @@ static int arm(hv_t *h, kdh_err_t *err)
         if ((rc = kdh_target_resolve_sync(h->t, h->c.kd, "nt!PoolHitTag", &h->pht_addr, h->pht_source,
                                           sizeof h->pht_source, err)) != KDH_OK)
             return rc;
-        if ((rc = rw_u32(h, h->pht_addr, &cur, 0, err)) != KDH_OK)
+        if ((rc = read_u32(h, h->pht_addr, &cur, err)) != KDH_OK)
             return rc;
         h->pht_old = cur;
     }
@@ -420,9 +423,9 @@ static int arm(hv_t *h, kdh_err_t *err)
         /* left armed by a run that did not detach: its "old" is the real original (the journal
          * has the address, so no symbols are needed to put it back) */
         uint32_t old = js.old_value;
-        if (!hittag && (rc = rw_u32(h, js.addr, &cur, 0, err)) != KDH_OK)
+        if (!hittag && (rc = read_u32(h, js.addr, &cur, err)) != KDH_OK)
             return rc;
-        if ((rc = rw_u32(h, js.addr, &old, 1, err)) != KDH_OK)
+        if ((rc = write_u32(h, js.addr, old, err)) != KDH_OK)
             return rc;
         if ((rc = hv_journal_append(h->dir, "disarm", js.addr, old, old, kbase, err)) != KDH_OK)
             return rc;
@@ -461,8 +464,7 @@ static int arm_pht(hv_t *h, kdh_err_t *err)
     int rc = hv_journal_append(h->dir, "arm", h->pht_addr, h->pht_old, h->tag_dword, kbase, err);
     if (rc != KDH_OK)
         return rc;
-    uint32_t v = h->tag_dword;
-    if ((rc = rw_u32(h, h->pht_addr, &v, 1, err)) != KDH_OK)
+    if ((rc = write_u32(h, h->pht_addr, h->tag_dword, err)) != KDH_OK)
         return rc;
     h->armed = 1;
     return KDH_OK;
@@ -474,8 +476,7 @@ static int disarm(hv_t *h, kdh_err_t *err)
         return KDH_OK;
     if (h->o->mode != KDH_HARVEST_HITTAG)
         return hv_mode_disarm(h, err);
-    uint32_t v = h->pht_old;
-    int rc = rw_u32(h, h->pht_addr, &v, 1, err);
+    int rc = write_u32(h, h->pht_addr, h->pht_old, err);
     if (rc != KDH_OK)
         return rc;
     h->armed = 0;
@@ -645,7 +646,7 @@ static int check_boot(hv_t *h, kdh_err_t *err)
     int rebooted = v.kern_base != kdh_target_version(h->t)->kern_base;
     if (!rebooted && h->armed && h->o->mode == KDH_HARVEST_HITTAG) {
         uint32_t cur;
-        if ((rc = rw_u32(h, h->pht_addr, &cur, 0, err)) != KDH_OK)
+        if ((rc = read_u32(h, h->pht_addr, &cur, err)) != KDH_OK)
             return rc;
         rebooted = cur != h->tag_dword;
     }
