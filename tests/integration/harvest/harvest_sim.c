@@ -342,7 +342,11 @@ int hs_run(const char *out_path, const char *const *argv)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-json_t *hs_report_bytes(const char *dir, char **first, char **ranked_by)
+/* `kdharvest report --format json --top 100000 DIR`, the report's own pairing of frees with
+ * allocations: its outstanding_bytes per stack, keyed by the stack's text (sid through
+ * stacks.jsonl, as hs_load_stacks; several sids of one text add up). *first gets the first
+ * stack's text (malloc'ed, NULL when the report lists none), *ranked_by its measure. */
+static json_t *report_bytes(const char *dir, char **first, char **ranked_by)
 {
     char out[600];
     snprintf(out, sizeof out, "%s.report.json", dir);
@@ -354,27 +358,25 @@ json_t *hs_report_bytes(const char *dir, char **first, char **ranked_by)
         fail_msg("%s: %s", out, je.text);
     json_t *stacks = hs_load_stacks(dir), *bytes = json_object(), *s;
     size_t i;
-    if (first)
-        *first = NULL;
+    *first = NULL;
     json_array_foreach(json_object_get(rep, "stacks"), i, s) {
         const char *text = json_string_value(json_object_get(stacks, hs_str(s, "sid")));
         if (!text)
             fail_msg("report stack %s is not in stacks.jsonl", hs_str(s, "sid"));
         json_int_t cur = json_integer_value(json_object_get(bytes, text));
         json_object_set_new(bytes, text, json_integer(cur + json_integer_value(json_object_get(s, "outstanding_bytes"))));
-        if (first && i == 0)
+        if (i == 0)
             *first = strdup(text);
     }
-    if (ranked_by) {
-        const char *r = hs_str(json_object_get(rep, "measure"), "ranked_by");
-        *ranked_by = strdup(r ? r : "");
-    }
+    const char *r = hs_str(json_object_get(rep, "measure"), "ranked_by");
+    *ranked_by = strdup(r ? r : "");
     json_decref(stacks);
     json_decref(rep);
     return bytes;
 }
 
-void hs_bytes_equal(json_t *want, json_t *got)
+/* Fails on the first stack whose bytes differ between want and got (an absent stack counts 0). */
+static void bytes_equal(json_t *want, json_t *got)
 {
     const char *k;
     json_t *v;
@@ -401,6 +403,23 @@ const char *hs_out_clear_top(const hs_outstanding_t *o, json_int_t *best)
             fail_msg("no clear top in the truth: %s and %s both have %lld bytes", top, k, (long long)*best);
     }
     return top;
+}
+
+void hs_check_report_bytes(const char *dir, const hs_outstanding_t *truth)
+{
+    char *first = NULL, *ranked = NULL;
+    json_t *rep = report_bytes(dir, &first, &ranked);
+    bytes_equal(truth->bytes, rep);
+    assert_string_equal(ranked, "outstanding_bytes");
+    json_int_t best;
+    const char *top = hs_out_clear_top(truth, &best);
+    assert_true(best > 0);
+    assert_non_null(strstr(top, "leakdrv.sys+"));
+    assert_non_null(first);
+    assert_string_equal(first, top);
+    free(first);
+    free(ranked);
+    json_decref(rep);
 }
 
 json_t *hs_pdb_publics(void)

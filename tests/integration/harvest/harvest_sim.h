@@ -68,13 +68,10 @@ void hs_out_free(hs_outstanding_t *o, const char *addr);
 const char *hs_out_top(const hs_outstanding_t *o, json_int_t *best);
 void hs_out_done(hs_outstanding_t *o);
 
-/* `kdharvest report --format json --top 100000 DIR`, the report's own pairing of frees with
- * allocations: its outstanding_bytes per stack, keyed by the stack's text (sid through
- * stacks.jsonl, as hs_load_stacks; several sids of one text add up). *first (when not NULL) gets
- * the first stack's text (malloc'ed, NULL when the report lists none), *ranked_by its measure. */
-json_t *hs_report_bytes(const char *dir, char **first, char **ranked_by);
-/* Fails on the first stack whose bytes differ between want and got (an absent stack counts 0). */
-void hs_bytes_equal(json_t *want, json_t *got);
+/* The report's own pairing (`kdharvest report --format json` of DIR) leaves the truth's
+ * outstanding bytes per stack text, ranks by outstanding bytes, and lists first the truth's
+ * clear top stack, a leakdrv.sys allocation path. */
+void hs_check_report_bytes(const char *dir, const hs_outstanding_t *truth);
 /* The stack with the most outstanding bytes, which must lead every other by at least one byte
  * (else a ranking against it says nothing). */
 const char *hs_out_clear_top(const hs_outstanding_t *o, json_int_t *best);
