@@ -265,6 +265,13 @@ static void test_reboot_attach(void **state)
         assert_int_equal(hs_harvest(&s, dir, 1, "--symbols", fx, "--duration", "8", NULL), 0);
         usleep(500000);
         assert_true(hs_check_events(dir, s.truth) > 0);
+        /* the fault fired: the target's last truth line is from its second boot */
+        json_t *truth = hs_load_truth(s.truth), *t;
+        json_int_t boot = 0;
+        size_t i;
+        json_array_foreach(truth, i, t) boot = json_integer_value(json_object_get(t, "boot"));
+        json_decref(truth);
+        assert_int_equal(boot, 2);
         hs_sim_stop(&s);
     }
 }
