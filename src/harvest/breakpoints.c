@@ -65,7 +65,7 @@ static int write_bp(hv_t *h, hv_bp_t *b, kdh_err_t *err)
         h->bps.jaddr[handle] = b->addr;
     }
     /* the handle is what a later start needs to take it out again */
-    return hv_journal_bp(h->dir, "bp_set", b->addr, handle, kbase(h), b->durable, err);
+    return hv_journal_bp(h->dir, "bp_set", b->addr, handle, kbase(h), 1, err);
 }
 
 static int journal_clear(hv_t *h, uint64_t addr, uint32_t handle, kdh_err_t *err)
@@ -98,19 +98,15 @@ static int restore_bp(hv_t *h, hv_bp_t *b, kdh_err_t *err)
     return jrc != KDH_OK ? jrc : rc == KDH_OK ? KDH_OK : 1;
 }
 
-int hv_bp_want(hv_t *h, uint64_t addr, int durable, kdh_err_t *err)
+int hv_bp_want(hv_t *h, uint64_t addr, kdh_err_t *err)
 {
-    int i = hv_bp_find(h, addr);
-    if (i >= 0) {
-        h->bps.bp[i].durable |= durable;
+    if (hv_bp_find(h, addr) >= 0)
         return KDH_OK;
-    }
-    for (i = 0; i < HV_BP_MAX; i++) {
+    for (int i = 0; i < HV_BP_MAX; i++) {
         hv_bp_t *b = &h->bps.bp[i];
         if (!b->wanted && !b->handle) {
             b->addr = addr;
             b->wanted = 1;
-            b->durable = durable;
             return KDH_OK;
         }
     }

@@ -81,9 +81,9 @@ typedef struct hv_journal_bps {
 /* Reads dir/journal.jsonl in one pass into st (PoolHitTag arming) and bps (open breakpoint
  * records); either may be NULL. Absent = nothing armed. Damaged lines are ignored. */
 void hv_journal_read(const char *dir, hv_journal_state_t *st, hv_journal_bps_t *bps);
-/* durable: fsync before returning. A set is written right after WriteBreakPoint answered with
- * its handle (hv_bp_want says which sets are durable); a lost clear only costs a refused
- * RestoreBreakPoint at the next start. */
+/* durable: fsync before returning. A set is written, durably, right after WriteBreakPoint
+ * answered with its handle; a lost clear only costs a refused RestoreBreakPoint at the next
+ * start. */
 int hv_journal_bp(const char *dir, const char *op, uint64_t addr, uint32_t handle, uint64_t kernel_base,
                   int durable, kdh_err_t *err);
 
@@ -113,7 +113,6 @@ typedef struct hv_bp {
     uint64_t addr;
     uint32_t handle;   /* the target's handle while the int 3 is in place; 0 = not in the target */
     int wanted;        /* 1: must be in place whenever the target runs */
-    int durable;       /* 1: its journal record is fsynced (see hv_bp_want) */
 } hv_bp_t;
 #define HV_BP_HANDLES 64 /* handles the journal state below follows (the target's table is 32) */
 typedef struct hv_bps {
@@ -292,11 +291,10 @@ void hv_cost_report(hv_t *h, kdh_harvest_hit_cost_t *cost);
 
 /* Breakpoints (breakpoints.c). */
 /* Wants an int 3 at addr from the next continue on (KDH_ERANGE when the table is full).
- * Its bp_set record is always written before the harvest goes on (a killed process leaves it in
- * the file); durable also has it fsynced, so that it survives a crash of the host itself. Entry
- * and return breakpoints (--pair) are both durable today: a return one costs a disk flush per
- * captured allocation, the price of a record that survives a host crash. */
-int hv_bp_want(hv_t *h, uint64_t addr, int durable, kdh_err_t *err);
+ * Its bp_set record is written and fsynced before the harvest goes on, so that it survives a
+ * killed process and a crash of the host itself; for a return breakpoint (--pair) that is a
+ * disk flush per captured allocation. */
+int hv_bp_want(hv_t *h, uint64_t addr, kdh_err_t *err);
 /* No longer wanted: RestoreBreakPoint when it is in place. */
 int hv_bp_unwant(hv_t *h, uint64_t addr, kdh_err_t *err);
 /* Index of a wanted breakpoint at pc, or -1. */

@@ -101,7 +101,7 @@ int hv_mode_resolve(hv_t *h, kdh_err_t *err)
 int hv_mode_arm(hv_t *h, kdh_err_t *err)
 {
     for (int i = 0; i < h->n_entries; i++) {
-        int rc = hv_bp_want(h, h->entries[i].addr, 1, err);
+        int rc = hv_bp_want(h, h->entries[i].addr, err);
         if (rc != KDH_OK)
             return rc;
     }

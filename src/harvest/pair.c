@@ -136,7 +136,7 @@ int hv_pair_wait(hv_t *h, const kdh_wire_state_change_t *sc, uint64_t ret_pc, ui
     for (int i = 0; i < HV_WAIT_MAX && !w; i++)
         if (!h->pair.wait[i].used)
             w = &h->pair.wait[i];
-    if (h->detaching || !w || hv_bp_want(h, ret_pc, 1, err) != KDH_OK) {
+    if (h->detaching || !w || hv_bp_want(h, ret_pc, err) != KDH_OK) {
         h->pair.allocs_no_addr++; /* no room (or leaving): logged without an address */
         return 0;
     }

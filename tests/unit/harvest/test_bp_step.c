@@ -252,8 +252,8 @@ static void stopped_at_a(fixture_t *x)
     hv_t *h = x->h;
     assert_int_equal(kdh_kd_connect(h->c.kd, 0, NULL), KDH_OK);
     assert_int_equal(hv_conn_wait_stop(&h->c, 2000, NULL, NULL), KDH_OK);
-    assert_int_equal(hv_bp_want(h, ADDR_A, 1, NULL), KDH_OK);
-    assert_int_equal(hv_bp_want(h, ADDR_B, 1, NULL), KDH_OK);
+    assert_int_equal(hv_bp_want(h, ADDR_A, NULL), KDH_OK);
+    assert_int_equal(hv_bp_want(h, ADDR_B, NULL), KDH_OK);
     kdh_err_t err;
     assert_int_equal(hv_continue(h, KDH_WIRE_DBG_CONTINUE, &err), KDH_OK);
     assert_int_equal(hv_conn_wait_stop(&h->c, 2000, NULL, NULL), KDH_OK);
