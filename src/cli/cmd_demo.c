@@ -17,9 +17,7 @@
 #include "kdh/cli.h"
 #include "kdh/harvest.h"
 #include "kdh/report.h"
-
-/* cmd_run.c */
-int kdh_cli_run_harvest(const kdh_harvest_opts_t *opts, int quiet, kdh_harvest_result_t *res);
+#include "run_status.h"
 
 static const char usage[] =
     "[--seconds N] [--arch x64|x86] [--out DIR] [--kdsim PATH] [--fixtures DIR]\n"

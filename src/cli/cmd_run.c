@@ -15,8 +15,6 @@
 #include "kdh/harvest.h"
 #include "run_status.h"
 
-int kdh_cli_run_harvest(const kdh_harvest_opts_t *opts, int quiet, kdh_harvest_result_t *res);
-
 static const char usage[] =
     "--port SPEC --tag TAG [options]\n"
     "Arms nt!PoolHitTag (or breakpoints, see --mode) for TAG on the target at SPEC, records the\n"
