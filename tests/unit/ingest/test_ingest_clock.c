@@ -157,46 +157,91 @@ static void test_run_lines(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* Writes text to path as is, or as UTF-16LE with a BOM (.logopen /u). */
+static void write_as(const char *path, const char *text, size_t n, int utf16)
+{
+    if (!utf16) {
+        write_log(path, text, n);
+        return;
+    }
+    char *w = malloc(2 * n + 2);
+    assert_non_null(w);
+    w[0] = (char)0xff;
+    w[1] = (char)0xfe;
+    for (size_t i = 0; i < n; i++) {
+        w[2 + 2 * i] = text[i];
+        w[3 + 2 * i] = 0;
+    }
+    write_log(path, w, 2 * n + 2);
+    free(w);
+}
+
+/* A stack, lines of x up to byte at, the clock line (after bad, a line the parser does not take
+ * for a clock, when given), a stack: the first stack must take the clock's time. */
+static void far_clock(const char *path, size_t at, const char *bad, size_t bad_len, int utf16)
+{
+    static const char stack[] = STACK("0");
+    static const char clock[] = "Debug session time: Mon Nov  2 08:05:01.25 2026 (UTC - 5:30)\n";
+    char *t = malloc(140000 + bad_len);
+    assert_non_null(t);
+    size_t n = sizeof stack - 1;
+    memcpy(t, stack, n);
+    while (n < at) {
+        size_t l = at - n > 100 ? 80 : at - n - 1;
+        memset(t + n, 'x', l);
+        n += l;
+        t[n++] = '\n';
+    }
+    assert_int_equal(n, at);
+    memcpy(t + n, bad, bad_len);
+    n += bad_len;
+    memcpy(t + n, clock, sizeof clock - 1);
+    n += sizeof clock - 1;
+    memcpy(t + n, stack, sizeof stack - 1);
+    n += sizeof stack - 1;
+    write_as(path, t, n, utf16);
+    free(t);
+    coll_t *c = coll_run(KDH_INGEST_AUTO, path, NULL, 0, 0);
+    assert_non_null(c);
+    assert_int_equal(c->nstacks, 2);
+    if (!c->stacks[0].st.has_t || c->stacks[0].st.t != LATE_T)
+        fail_msg("clock line at byte %zu (utf16 %d, bad line %zu bytes): first stack t %.3f (has_t %d), expected %.3f",
+                 at, utf16, bad_len, c->stacks[0].st.t, c->stacks[0].st.has_t, LATE_T);
+    coll_free(c);
+}
+
 /* A clock line far into the file, starting at every offset around the ends of the first two
- * 64 KiB reads of the look-ahead (so that the line is cut at every place): the stack before it
- * takes its time. */
+ * 64 KiB reads of the look-ahead (so that the line is cut at every place), in plain text and in
+ * UTF-16 (whose reads end at other characters: the 2-byte BOM, 2 bytes a character); then after
+ * a clock line the parser skips as over-long, and one with a NUL byte (line noise). */
 static void test_far_clock(void **state)
 {
     (void)state;
     char dir[] = "/tmp/kdh_clock_XXXXXX", path[64], cmd[96];
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/far.log", dir);
-    static const char stack[] = STACK("0");
-    static const char clock[] = "Debug session time: Mon Nov  2 08:05:01.25 2026 (UTC - 5:30)\n";
-    static char text[140000];
     int tried = 0;
-    for (size_t base = 65536; base <= 131072; base += 65536)
-        for (size_t at = base - 70; at <= base + 2; at++) {
-            /* the stack, then filler lines of x up to the clock line's first byte */
-            size_t n = sizeof stack - 1;
-            memcpy(text, stack, n);
-            while (n < at) {
-                size_t l = at - n > 100 ? 80 : at - n - 1;
-                memset(text + n, 'x', l);
-                n += l;
-                text[n++] = '\n';
-            }
-            assert_int_equal(n, at);
-            memcpy(text + n, clock, sizeof clock - 1);
-            n += sizeof clock - 1;
-            memcpy(text + n, stack, sizeof stack - 1);
-            n += sizeof stack - 1;
-            write_log(path, text, n);
-            coll_t *c = coll_run(KDH_INGEST_AUTO, path, NULL, 0, 0);
-            assert_non_null(c);
-            assert_int_equal(c->nstacks, 2);
-            if (!c->stacks[0].st.has_t || c->stacks[0].st.t != LATE_T)
-                fail_msg("clock line at byte %zu: first stack t %.3f (has_t %d), expected %.3f", at,
-                         c->stacks[0].st.t, c->stacks[0].st.has_t, LATE_T);
-            coll_free(c);
-            tried++;
+    for (int utf16 = 0; utf16 <= 1; utf16++)
+        for (size_t base = 65536; base <= 131072; base += 65536) {
+            size_t end = utf16 ? (base - 2) / 2 : base; /* the character the read ends before */
+            for (size_t at = end - 70; at <= end + 2; at++, tried++)
+                far_clock(path, at, "", 0, utf16);
         }
-    assert_int_equal(tried, 146);
+    assert_int_equal(tried, 292);
+
+    static const char head[] = "Debug session time: Tue Mar 17 10:21:12.345 2020 (UTC + 1:00) ";
+    size_t long_len = KDH_INGEST_LINE_MAX + 10;
+    char *longline = malloc(long_len);
+    assert_non_null(longline);
+    memcpy(longline, head, sizeof head - 1);
+    memset(longline + sizeof head - 1, 'y', long_len - sizeof head);
+    longline[long_len - 1] = '\n';
+    far_clock(path, 1000, longline, long_len, 0);
+    far_clock(path, 1000, longline, long_len, 1);
+    free(longline);
+    static const char nul_line[] = "Debug session time: Tue Mar 17 10:21:12.345 2020\0\n";
+    far_clock(path, 70000, nul_line, sizeof nul_line - 1, 0);
+    far_clock(path, 70000, nul_line, sizeof nul_line - 1, 1);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
 }
