@@ -152,8 +152,8 @@ void kdh_ingest_parser_reset_stats(kdh_ingest_parser_t *p);
 int kdh_ingest_parser_line(kdh_ingest_parser_t *p, const char *line, size_t len, kdh_err_t *err);
 
 /* Reads a whole file through a parser in fixed-size chunks (never the whole file in memory). At the
- * first stack before any clock line, a regular file is searched once (mapped) for its first clock
- * line, to give that stack and the others before it their time. */
+ * first stack before any clock line, a regular file is searched once (in chunks, ahead of the
+ * parse) for its first clock line, to give that stack and the others before it their time. */
 int kdh_ingest_parse_file(kdh_ingest_parser_t *p, const char *path, kdh_err_t *err);
 
 /* ---- writing a run ---- */

@@ -245,7 +245,7 @@ struct kdh_ingest_parser { // NOLINT(clang-analyzer-optin.performance.Padding)
     /* debugger session state */
     double clock; /* the last "Debug session time:" of this file, Unix seconds */
     int has_clock;
-    const char *path; /* the file kdh_ingest_parse_file is reading; NULL for fed text */
+    int file_fd;      /* the file kdh_ingest_parse_file is reading; -1 for fed text */
     double ahead;     /* the file's first clock, for the stacks before it (ahead_done: looked up) */
     int has_ahead, ahead_done;
     int cpu;
@@ -285,9 +285,10 @@ struct kdh_ingest_parser { // NOLINT(clang-analyzer-optin.performance.Padding)
 
 /* parser.c: the Unix time of a PAT_SESSTIME match of s (1), or 0 for a date that does not exist. */
 int kdh_ingest_session_clock(const char *s, const size_t *ov, double *t);
-/* reader.c: the first clock of the file at path as the parser would take it (1 with *t; 0 when
- * there is none, or the file cannot be read again). Uses no parser state but the patterns. */
-int kdh_ingest_first_clock(const kdh_ingest_parser_t *p, const char *path, double *t);
+/* reader.c: the first clock of the open file fd as the parser would take it (1 with *t; 0 when
+ * there is none, or fd is not a regular file). Reads with pread; uses no parser state but the
+ * patterns. */
+int kdh_ingest_first_clock(const kdh_ingest_parser_t *p, int fd, double *t);
 
 /* parser.c: closes the stack being collected (emits it, or holds a !verifier 0x80 record). */
 int kdh_ingest_end_stack(kdh_ingest_parser_t *p, kdh_err_t *err);

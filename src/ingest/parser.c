@@ -32,6 +32,7 @@ int kdh_ingest_parser_new(kdh_ingest_parser_t **out, unsigned kinds, const kdh_i
     if (sink)
         p->sink = *sink;
     p->cpu = -1;
+    p->file_fd = -1;
     p->snap_pending = 1;
     *out = p;
     return KDH_OK;
@@ -183,11 +184,11 @@ static void set_tag_text(kdh_ingest_stack_t *st, const char *t)
 
 int kdh_ingest_emit_stack(kdh_ingest_parser_t *p, kdh_ingest_stack_t *st, kdh_err_t *err)
 {
-    if (!st->has_t && p->path) {
+    if (!st->has_t && p->file_fd >= 0) {
         /* before the file's first clock line: that line's time, looked up once per file */
         if (!p->ahead_done) {
             p->ahead_done = 1;
-            p->has_ahead = kdh_ingest_first_clock(p, p->path, &p->ahead);
+            p->has_ahead = kdh_ingest_first_clock(p, p->file_fd, &p->ahead);
         }
         if (p->has_ahead)
             st->t = p->ahead, st->has_t = 1;

@@ -205,17 +205,14 @@ static void clock_plain(clock_scan_t *c, const char *s, size_t n)
 
 #define CLOCK_CHUNK (1 << 16) /* bytes read at a time: memory stays the same for any file size */
 
-int kdh_ingest_first_clock(const kdh_ingest_parser_t *p, const char *path, double *t)
+int kdh_ingest_first_clock(const kdh_ingest_parser_t *p, int fd, double *t)
 {
     if (!(p->kinds & KDH_INGEST_KD))
         return 0; /* the parser reads no clock then */
-    /* A regular file only: a pipe or a device would hand the parser's bytes to this read. Its own
-     * descriptor, so that nothing of kdh_ingest_parse_file's reading (under way) is touched. Read,
-     * not mapped: a mapped file's pages count in the process's memory, which would then grow with
-     * the file (a whole file is searched when it has no clock line). */
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
+    /* A regular file only: from a pipe or a device the bytes would be taken from the parser.
+     * pread: the parse's own reading position is left where it is. Read, not mapped: a mapped
+     * file's pages count in the process's memory, which would then grow with the file (a whole
+     * file is searched when it has no clock line). */
     struct stat sb;
     clock_scan_t *c = NULL;
     unsigned char *buf = NULL;
@@ -231,12 +228,13 @@ int kdh_ingest_first_clock(const kdh_ingest_parser_t *p, const char *path, doubl
     }
     if (c && c->md && buf && wide) {
         int first = 1, utf16 = 0, carry = -1;
-        for (;;) {
-            ssize_t r = read(fd, buf, CLOCK_CHUNK);
+        for (off_t at = 0;;) {
+            ssize_t r = pread(fd, buf, CLOCK_CHUNK, at);
             if (r < 0 && errno == EINTR)
                 continue;
             if (r <= 0 || c->found)
                 break;
+            at += r;
             size_t off = 0, n = (size_t)r;
             if (first) {
                 off = encoding(buf, n, &utf16);
@@ -252,7 +250,6 @@ int kdh_ingest_first_clock(const kdh_ingest_parser_t *p, const char *path, doubl
         if (!c->found && c->len)
             clock_line(c, c->line, c->kept, c->len, c->nul); /* a last line without newline */
     }
-    close(fd);
     int found = c && c->found;
     if (found)
         *t = c->t;
@@ -272,7 +269,7 @@ int kdh_ingest_parse_file(kdh_ingest_parser_t *p, const char *path, kdh_err_t *e
     static __thread unsigned char buf[1 << 16];
     static __thread char wide[1 << 15];
     int rc = KDH_OK, first = 1, utf16 = 0, carry = -1;
-    p->path = path;
+    p->file_fd = fd;
     for (;;) {
         ssize_t r = read(fd, buf, first ? 4096 : sizeof buf);
         if (r < 0) {
@@ -300,8 +297,8 @@ int kdh_ingest_parse_file(kdh_ingest_parser_t *p, const char *path, kdh_err_t *e
         if (rc)
             break;
     }
+    int rc2 = kdh_ingest_parser_finish(p, err); /* may emit stacks: the look-ahead needs fd */
+    p->file_fd = -1;
     close(fd);
-    int rc2 = kdh_ingest_parser_finish(p, err);
-    p->path = NULL;
     return rc ? rc : rc2;
 }

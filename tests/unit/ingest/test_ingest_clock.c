@@ -11,7 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -279,6 +282,42 @@ static void test_look_ahead_memory(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* A log read from a named pipe whose writer has already closed it when the parser meets the
+ * stack (it is emitted at the end of the input): no look-ahead there, and nothing waits for the
+ * pipe to be opened again (which would block with no writer). The parse runs in a child that an
+ * alarm ends, so a hang fails the test instead of stalling it. */
+static void test_fifo_no_wait(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kdh_clock_XXXXXX", path[64], cmd[96];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/pipe.log", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    pid_t writer = fork();
+    assert_true(writer >= 0);
+    if (writer == 0) {
+        FILE *f = fopen(path, "w");
+        _exit(f && fputs(STACK("0"), f) >= 0 && fclose(f) == 0 ? 0 : 3);
+    }
+    pid_t reader = fork();
+    assert_true(reader >= 0);
+    if (reader == 0) {
+        alarm(10);
+        coll_t *c = coll_run(KDH_INGEST_AUTO, path, NULL, 0, 0);
+        /* a stack before any clock, and a pipe cannot be searched ahead: no time */
+        _exit(c && c->nstacks == 1 && !c->stacks[0].st.has_t ? 0 : 4);
+    }
+    int ws, rs;
+    assert_int_equal(waitpid(writer, &ws, 0), writer);
+    assert_int_equal(waitpid(reader, &rs, 0), reader);
+    assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    if (!WIFEXITED(rs) || WEXITSTATUS(rs) != 0)
+        fail_msg("parse of a named pipe: %s %d", WIFEXITED(rs) ? "exit" : "signal",
+                 WIFEXITED(rs) ? WEXITSTATUS(rs) : WTERMSIG(rs));
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -286,6 +325,7 @@ int main(void)
         cmocka_unit_test(test_session_time),
         cmocka_unit_test(test_run_lines),
         cmocka_unit_test(test_far_clock),
+        cmocka_unit_test(test_fifo_no_wait),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
