@@ -16,25 +16,28 @@
 
 #define NONE UINT32_MAX
 
+/* The slot of key in a map with a free slot (never full: at most half): where it is, or the free
+ * slot where it would go. */
+static size_t am_slot(const kdh_ingest_addrmap_t *m, uint64_t key)
+{
+    size_t i = (size_t)(key ^ (key >> 31)) * 0x9e3779b97f4a7c15ull >> 7 & (m->cap - 1);
+    while (m->key[i] && m->key[i] != key)
+        i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
 static uint32_t am_get(const kdh_ingest_addrmap_t *m, uint64_t key)
 {
     if (!m->cap || !key)
         return NONE;
-    size_t i = (size_t)(key ^ (key >> 31)) * 0x9e3779b97f4a7c15ull >> 7 & (m->cap - 1);
-    while (m->key[i]) {
-        if (m->key[i] == key)
-            return m->val[i];
-        i = (i + 1) & (m->cap - 1);
-    }
-    return NONE;
+    size_t i = am_slot(m, key);
+    return m->key[i] ? m->val[i] : NONE;
 }
 
 /* Stores key -> val in a map with room for it (at least one free slot). */
 static void am_set(kdh_ingest_addrmap_t *m, uint64_t key, uint32_t val)
 {
-    size_t i = (size_t)(key ^ (key >> 31)) * 0x9e3779b97f4a7c15ull >> 7 & (m->cap - 1);
-    while (m->key[i] && m->key[i] != key)
-        i = (i + 1) & (m->cap - 1);
+    size_t i = am_slot(m, key);
     if (!m->key[i])
         m->n++;
     m->key[i] = key;
