@@ -21,14 +21,6 @@ static int is_mod(unsigned char c)
     return mod_class[c];
 }
 
-static size_t hex_run(const char *s, size_t from, size_t n)
-{
-    size_t i = from;
-    while (i < n && kdh_ingest_is_hex((unsigned char)s[i]))
-        i++;
-    return i - from;
-}
-
 static void set(size_t *ov, int g, size_t a, size_t b)
 {
     ov[2 * g] = a;
@@ -89,9 +81,9 @@ int kdh_ingest_callsite_groups(const char *s, size_t n, size_t m, size_t ov[2 * 
         return 1;
     }
     if (n >= 3 && s[0] == '0' && s[1] == 'x') {
-        size_t a = hex_run(s, 2, n);
+        size_t a = kdh_ingest_hex_run(s, 2, n);
         int ok = (a >= 1 && a <= 16 && 2 + a == n) ||
-                 (a >= 1 && a <= 8 && 2 + a + 9 == n && s[2 + a] == '`' && hex_run(s, 3 + a, n) == 8);
+                 (a >= 1 && a <= 8 && 2 + a + 9 == n && s[2 + a] == '`' && kdh_ingest_hex_run(s, 3 + a, n) == 8);
         if (ok) {
             set(ov, 6, 2, n);
             return 1;

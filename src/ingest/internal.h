@@ -115,6 +115,15 @@ static inline int kdh_ingest_is_hex(unsigned char c)
     return (unsigned)kdh_ingest_hexval1[c] - 1u < 16u; /* a digit's value + 1, 0 or '`''s 17 otherwise */
 }
 
+/* The count of hex digits from s[from] on, before n. */
+static inline size_t kdh_ingest_hex_run(const char *s, size_t from, size_t n)
+{
+    size_t i = from;
+    while (i < n && kdh_ingest_is_hex((unsigned char)s[i]))
+        i++;
+    return i - from;
+}
+
 /* Hex digits (backticks skipped) to a value; 0 when empty or > 16 digits. Inline: several
  * address columns of every frame go through it. */
 static inline int kdh_ingest_hex(const char *s, size_t len, uint64_t *out)

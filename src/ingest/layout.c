@@ -5,14 +5,6 @@
 
 #include <string.h>
 
-static size_t hex_run(const char *s, size_t i, size_t n)
-{
-    size_t k = i;
-    while (k < n && kdh_ingest_is_hex((unsigned char)s[k]))
-        k++;
-    return k - i;
-}
-
 static size_t spaces(const char *s, size_t i, size_t n)
 {
     while (i < n && s[i] == ' ')
@@ -70,11 +62,11 @@ static int word64(const char *s, size_t i, size_t n, int dash_ok)
  * PCRE2's order of preference. Returns the index after them, or (size_t)-1 when unsure. */
 static size_t prefix(const char *s, size_t i, size_t n, size_t *ov)
 {
-    size_t a = hex_run(s, i, n);
+    size_t a = kdh_ingest_hex_run(s, i, n);
     if (a == 0 || a > 7 || i + a >= n || s[i + a] != ' ')
         return i; /* no prefix column: the address column starts here */
     size_t j = spaces(s, i + a, n);
-    size_t b = hex_run(s, j, n);
+    size_t b = kdh_ingest_hex_run(s, j, n);
     int second = b >= 1 && b <= 7 && j + b < n && s[j + b] == ' ';
     if (a <= 4) {
         set(ov, 1, i, i + a);
@@ -89,10 +81,10 @@ static int addr_columns(const char *s, size_t n, size_t *ov)
 {
     size_t i = spaces(s, 0, n);
     size_t j = (n - i >= 2 && s[i] == '0' && s[i + 1] == 'x') ? i + 2 : i;
-    size_t h = hex_run(s, j, n), w;
+    size_t h = kdh_ingest_hex_run(s, j, n), w;
     if (h == 8 && j + 8 < n && s[j + 8] == ' ')
         w = 8;
-    else if (h == 8 && j + 17 < n && s[j + 8] == '`' && hex_run(s, j + 9, n) == 8 && s[j + 17] == ' ')
+    else if (h == 8 && j + 17 < n && s[j + 8] == '`' && kdh_ingest_hex_run(s, j + 9, n) == 8 && s[j + 17] == ' ')
         w = 17;
     else if (h == 16 && j + 16 < n && s[j + 16] == ' ')
         w = 16;
