@@ -156,23 +156,20 @@ int rep_render_text(const kdh_report_t *r, FILE *out)
                  "to a free by address",
                  addrless, addrless == 1 ? "" : "s");
         const char *addr_note = addrless ? note : NULL;
-        if (kdh_report_sizes_known(r) && r->allocs_sized == r->allocs_used) {
-            stack_list(r, out, "Top stacks by outstanding bytes", KDH_REPORT_VALUE_OUTSTANDING, addr_note);
-        } else if (kdh_report_sizes_known(r)) {
-            char title[160];
-            snprintf(title, sizeof title,
-                     "Top stacks by outstanding bytes (%" PRIu64 " of %" PRIu64
-                     " allocations have no size and add no bytes)",
-                     r->allocs_used - r->allocs_sized, r->allocs_used);
-            stack_list(r, out, title, KDH_REPORT_VALUE_OUTSTANDING, addr_note);
-        } else {
-            char title[160];
+        /* Ranked by bytes when sizes are known, saying how many allocations add none; else by count. */
+        uint64_t unsized = r->allocs_used - r->allocs_sized;
+        char title[160] = "Top stacks by outstanding bytes";
+        if (!kdh_report_sizes_known(r))
             snprintf(title, sizeof title,
                      "Top stacks by outstanding allocations (%" PRIu64 " of %" PRIu64
                      " allocations have no size: ranked by count)",
-                     r->allocs_used - r->allocs_sized, r->allocs_used);
-            stack_list(r, out, title, KDH_REPORT_VALUE_OUTSTANDING, addr_note);
-        }
+                     unsized, r->allocs_used);
+        else if (unsized)
+            snprintf(title, sizeof title,
+                     "Top stacks by outstanding bytes (%" PRIu64 " of %" PRIu64
+                     " allocations have no size and add no bytes)",
+                     unsized, r->allocs_used);
+        stack_list(r, out, title, KDH_REPORT_VALUE_OUTSTANDING, addr_note);
         stack_list(r, out, "Top stacks by allocation count", KDH_REPORT_VALUE_COUNT, NULL);
         if (r->allocs_sized)
             stack_list(r, out, "Top stacks by allocated bytes", KDH_REPORT_VALUE_BYTES, NULL);
