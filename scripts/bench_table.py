@@ -17,6 +17,10 @@ def num(pattern, text, group=1, conv=float):
     return conv(m.group(group)) if m else None
 
 
+def not_found(name):
+    return (name, "not found", "", "", "", "")
+
+
 def met(ok):
     return "-" if ok is None else ("met" if ok else "NOT met")
 
@@ -27,7 +31,7 @@ def link_rows(s):
     samp = re.search(row % r"fast --sample 4", s, re.M)
     naive = re.search(row % "naive", s, re.M)
     if not (fast and naive):
-        return [("link", "not found", "", "", "", "")]
+        return [not_found("link")]
     f_rate, f_bytes, f_lb, f_ratio, f_rt = (float(fast.group(3)), int(fast.group(4)), int(fast.group(5)),
                                             float(fast.group(6)), int(fast.group(7)))
     n_rate, n_bytes = float(naive.group(3)), int(naive.group(4))
@@ -46,22 +50,26 @@ def link_rows(s):
 def modes_rows(s):
     base = num(r"^hittag \(baseline\) +([\d.]+)", s)
     if base is None:
-        return [("modes", "not found", "", "", "", "")]
+        return [not_found("modes")]
     rows = []
     for name in ("hittag --pair", "specialpool --pair", "entry", "entry --pair"):
-        m = re.search(r"^%s +([\d.]+) \| +(\d+) +(\d+)" % re.escape(name), s, re.M)
-        if m:
-            rate = float(m.group(1))
-            rows.append(("modes: %s captured hits/s (B, rt per hit)" % name,
-                         "%.1f (%s B, %s)" % (rate, m.group(2), m.group(3)), "hittag %.1f" % base,
-                         "%.2fx" % (rate / base if base else 0), "", "-"))
+        label = "modes: %s captured hits/s (B, rt per hit)" % name
+        # a phase that captured nothing prints "-" for its medians: its row says so, it is not dropped
+        m = re.search(r"^%s +([\d.]+) \| +(?:(\d+) +(\d+) |- )" % re.escape(name), s, re.M)
+        if not m:
+            rows.append(not_found(label))
+            continue
+        rate = float(m.group(1))
+        cost = "%s B, %s" % (m.group(2), m.group(3)) if m.group(2) else "no captured hit"
+        rows.append((label, "%.1f (%s)" % (rate, cost), "hittag %.1f" % base,
+                     "%.2fx" % (rate / base if base else 0), "", "-"))
     return rows
 
 
 def daemon_rows(s):
     m = re.search(r"^sum +([\d.]+) +([\d.]+) +([\d.]+)", s, re.M)
     if not m:
-        return [("daemon", "not found", "", "", "", "")]
+        return [not_found("daemon")]
     return [("daemon: 3 targets on one loop, captured hits/s", m.group(2), "each alone, summed %s" % m.group(1),
              "%sx" % m.group(3), "", "-")]
 
@@ -71,13 +79,15 @@ def report_rows(s):
     f = num(r"^report folded: +([\d.]+) s", s)
     su = num(r"^sort \| uniq -c: +([\d.]+) s", s)
     if not t:
-        return [("report", "not found", "", "", "", "")]
+        return [not_found("report")]
     secs, kib = float(t.group(1)), int(t.group(2))
     rows = [("report: 10 M events, text", "%.1f s, %d MiB" % (secs, kib // 1024), "", "",
              "< 10 s, < 1 GiB", met(secs < 10 and kib < 1024 * 1024))]
-    if f is not None and su is not None:
+    if f is not None and su:
         rows.append(("report: folded stacks", "%.1f s" % f, "sort \\| uniq -c %.1f s" % su, "%.2fx time" % (f / su),
                      "", "-"))
+    else:
+        rows.append(not_found("report: folded stacks"))
     return rows
 
 
@@ -88,12 +98,14 @@ def ingest_rows(s):
     g2 = num(r"^grep -c #2 +[\d.]+ +([\d.]+)", s)
     rss = num(r"^peak RSS +ingest (\d+) KiB", s, conv=int)
     if ing is None or not g1 or not g2:
-        return [("ingest", "not found", "", "", "", "")]
+        return [not_found("ingest")]
     lo, hi = sorted((ing / g1, ing / g2))
-    rows = [("ingest: 1 GiB kd log, CPU MB/s", "%.0f (parse alone %.0f)" % (ing, parse or 0),
+    rows = [("ingest: 1 GiB kd log, CPU MB/s", "%.0f (parse alone %s)" % (ing, "%.0f" % parse if parse is not None else "not found"),
              "grep -c %.0f / %.0f" % (g1, g2), "%.2f-%.2f" % (lo, hi), ">= 0.5", met(lo >= 0.5))]
     if rss is not None:
         rows.append(("ingest: peak memory", "%.1f MiB" % (rss / 1024), "", "", "independent of file size", "-"))
+    else:
+        rows.append(not_found("ingest: peak memory"))
     return rows
 
 
