@@ -256,17 +256,21 @@ int kdh_cli_cmd_report(int argc, char **argv)
         for (size_t i = 0; kdh_report_symbol_note(r, i); i++)
             kdh_cli_errorf("report: %s", kdh_report_symbol_note(r, i));
     }
-    /* Formats without a place for it get the measure on stderr: each side that turns the values
-     * into counts (for a diff, one side without sizes turns both) is named with its own counts. */
+    /* Formats without a place for it get the measure on stderr: each side with allocations that
+     * have no size is named with its own counts. Values are counts when a side has too few sizes
+     * (for a diff, one such side turns both), else bytes that the unsized allocations add nothing to. */
     if (ro.format == KDH_REPORT_FOLDED && ro.value == KDH_REPORT_VALUE_OUTSTANDING) {
+        int bytes = kdh_report_sizes_known(rep) && (!base || kdh_report_sizes_known(base));
         for (kdh_report_t *r = rep; r; r = (r == rep ? base : NULL)) {
-            if (kdh_report_sizes_known(r))
-                continue;
             kdh_report_totals_t t;
             kdh_report_totals(r, &t);
-            kdh_cli_errorf("report: %s%" PRIu64 " of %" PRIu64 " allocations have no size: values are outstanding "
-                           "allocations, not bytes", !base ? "" : r == base ? "base: " : "new: ",
-                           t.allocs - t.allocs_sized, t.allocs);
+            const char *side = !base ? "" : r == base ? "base: " : "new: ";
+            if (!kdh_report_sizes_known(r))
+                kdh_cli_errorf("report: %s%" PRIu64 " of %" PRIu64 " allocations have no size: values are "
+                               "outstanding allocations, not bytes", side, t.allocs - t.allocs_sized, t.allocs);
+            else if (bytes && t.allocs_sized < t.allocs)
+                kdh_cli_errorf("report: %s%" PRIu64 " of %" PRIu64 " allocations have no size and add no bytes", side,
+                               t.allocs - t.allocs_sized, t.allocs);
         }
     }
 out:

@@ -593,7 +593,8 @@ int kdh_report_add_run(kdh_report_t *r, const char *dir, kdh_err_t *err)
  * A --pair run ends with an allocation logged at the detach before its return was seen, and a
  * big-page block has no pool header to size it: a handful of unsized allocations must not throw
  * away the bytes of all the others. One per run plus 1 in 100 without a size still rank by bytes
- * (each format says how many add no bytes); more than that (a run without sizes merged in,
+ * (text and HTML say how many add no bytes, folded says it on stderr, JSON gives both counts;
+ * CSV has no place for it); more than that (a run without sizes merged in,
  * hittag without --pair) ranks by outstanding count, where every allocation weighs the same. */
 
 int kdh_report_sizes_known(const kdh_report_t *r)

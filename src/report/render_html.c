@@ -98,6 +98,9 @@ int rep_render_html(const kdh_report_t *r, FILE *out, kdh_err_t *err)
         fprintf(out, "<p class=warn id=measure>%" PRIu64 " of %" PRIu64 " allocations have no size: stacks, drivers and "
                      "trends are ranked by outstanding allocations (count), not bytes.</p>",
                 r->allocs_used - r->allocs_sized, r->allocs_used);
+    else if (r->allocs_sized < r->allocs_used)
+        fprintf(out, "<p class=warn id=measure>%" PRIu64 " of %" PRIu64 " allocations have no size and add no bytes.</p>",
+                r->allocs_used - r->allocs_sized, r->allocs_used);
     fputs("<ul>", out);
     for (unsigned i = 0; i < r->nruns; i++) {
         fputs("<li>", out);

@@ -2,7 +2,7 @@
 # cli_check.sh KDHARVEST WORKDIR: `kdharvest report` on bad input, as the user meets it. Each damaged
 # line, unreadable run and unknown schema is named (file and line); what can be read is still
 # reported; the exit status is non-zero only when nothing was readable. Also: the options hold in
-# every format, and the note folded output gives on stderr when values are counts.
+# every format, and the note folded output gives on stderr when allocations have no size.
 set -u
 kdh=$1 work=$2
 rm -rf "$work" && mkdir -p "$work" || exit 1
@@ -129,4 +129,17 @@ grep -qx "LeakDrv!Path+0x19;nt!ExAllocatePoolWithTag+0x34 2 2" "$work/out" || fa
 report 0 --format folded --diff "$good" "$work/nosize"
 [ "$(cat "$work/err")" = "kdharvest: report: new: 2 of 2 allocations have no size: values are outstanding allocations, not bytes" ] \
     || fail "folded diff, new without sizes: $(cat "$work/err")"
+# Run "nearly": run "good" and one more Othr allocation from b2 without a size (as a --pair run
+# that detached before the return): 1 unsized of 4 still ranks by bytes, and stderr says how many
+# add no bytes; in a diff against a side without sizes both are counts and only that side is named.
+mkrun "$work/nearly"
+printf '{"seq":4,"t":1030,"boot":1,"kind":"alloc","tag":"Othr","addr":"0x4000","sid":"00000000000000b2"}\n' >>"$work/nearly/events.jsonl"
+report 0 --format folded "$work/nearly"
+[ "$(cat "$work/err")" = "kdharvest: report: 1 of 4 allocations have no size and add no bytes" ] \
+    || fail "folded, nearly every size: $(cat "$work/err")"
+grep -qx "LeakDrv!Path+0x19;nt!ExAllocatePoolWithTag+0x34 200" "$work/out" || fail "folded, nearly every size, not by bytes: $(cat "$work/out")"
+grep -qx "Good!Work+0x20;nt!ExAllocatePoolWithTag+0x34 10" "$work/out" || fail "folded, the unsized allocation added bytes: $(cat "$work/out")"
+report 0 --format folded --diff "$work/nosize" "$work/nearly"
+[ "$(cat "$work/err")" = "kdharvest: report: base: 2 of 2 allocations have no size: values are outstanding allocations, not bytes" ] \
+    || fail "folded diff, base without sizes, new nearly sized: $(cat "$work/err")"
 echo "report cli: all bad-input and option cases hold"

@@ -406,6 +406,10 @@ static void test_nearly_all_sized_bytes(void **state)
     char *text = render_as(one, NULL, KDH_REPORT_TEXT, KDH_REPORT_BY_ALL, 10);
     assert_non_null(strstr(text, "Top stacks by outstanding bytes (1 of 221 allocations have no size and add no bytes)"));
     free(text);
+    text = render_as(one, NULL, KDH_REPORT_HTML, KDH_REPORT_BY_ALL, 10);
+    assert_non_null(strstr(text, "<p class=warn id=measure>1 of 221 allocations have no size and add no bytes.</p>"));
+    assert_non_null(strstr(text, "<h2>Top stacks by outstanding bytes</h2>"));
+    free(text);
     j = render_json(three, NULL, KDH_REPORT_BY_ALL, 10);
     m = json_object_get(j, "measure");
     assert_string_equal(json_string_value(json_object_get(m, "ranked_by")), "outstanding_count");
