@@ -44,6 +44,15 @@ start_sim() { # arch name [kdsim options...]
 code_owners() { sed -n 's/^  [0-9]*\. \([^ ]*\) *\([0-9]*\) immediate, \([0-9]*\) other code, [0-9]* data\(.*\)$/\1 \2 \3\4/p' "$1" | awk '$2 > 0 || $3 > 0 || /imports/'; }
 code_hits() { grep -E '^  [^ ]+ +[^ ]+ +0x[0-9a-f]+ (immediate|code|import)' "$1"; }
 
+# pool_with_faults NAME DURATION FAULTS: `pool` sampling every 500 ms for DURATION against a kdsim
+# of $ARCH with --faults FAULTS, into run-NAME and pool-NAME.txt (kdsim's truth in truth-NAME.jsonl)
+pool_with_faults() {
+    start_sim $ARCH "$1" --faults "$3"
+    "$KDH" pool "$PORT" --symbols "$FIX/$ARCH" --every 500ms --duration "$2" --out "$WORK/run-$1" --top 0 \
+        >"$WORK/pool-$1.txt" 2>&1 || fail "$ARCH pool with --faults $3: $(cat "$WORK/pool-$1.txt")"
+    kill "$SIMPID"; wait "$SIMPID" 2>/dev/null; SIMPID=
+}
+
 # same_trends POOL_OUT REPORT_OUT NAME: pool's growth table and the report's pool table give every
 # tag the same trend (a tag is the first 6 characters, quotes included: it may hold spaces)
 same_trends() {
@@ -117,10 +126,7 @@ for ARCH in x64 x86; do
     # enough time): kdsim reboots it 2 s after the line comes up; the run goes on long enough that
     # the new boot outweighs the pause the reboot and the reconnect make in the series ---
     if [ $ARCH = x86 ]; then
-        start_sim $ARCH reboot-$ARCH --faults reboot=2s
-        "$KDH" pool "$PORT" --symbols "$FIX/$ARCH" --every 500ms --duration 16s --out "$WORK/run-reboot-$ARCH" --top 0 \
-            >"$WORK/pool-reboot-$ARCH.txt" 2>&1 || fail "$ARCH pool across a reboot: $(cat "$WORK/pool-reboot-$ARCH.txt")"
-        kill "$SIMPID"; wait "$SIMPID" 2>/dev/null; SIMPID=
+        pool_with_faults reboot-$ARCH 16s reboot=2s
         grep -q "^the target rebooted (kernel at 0x[0-9a-f]*): boot 2, sampling goes on$" "$WORK/pool-reboot-$ARCH.txt" \
             || fail "$ARCH: reboot not seen: $(cat "$WORK/pool-reboot-$ARCH.txt")"
         grep -q '^sample [0-9]* (boot 2): ' "$WORK/pool-reboot-$ARCH.txt" || fail "$ARCH: no sample on boot 2"
@@ -136,21 +142,18 @@ for ARCH in x64 x86; do
             echo "$ARCH: no Leak sample before the reboot; the join across boots is left to test_report"
         fi
         grep "^'Bsy0' " "$WORK/pool-reboot-$ARCH.txt" | grep -q "STEADY" && fail "$ARCH: Bsy0 flagged across the reboot"
+        "$KDH" report "$WORK/run-reboot-$ARCH" >"$WORK/report-reboot-$ARCH.txt" 2>&1 \
+            || fail "$ARCH report across a reboot: $(cat "$WORK/report-reboot-$ARCH.txt")"
+        same_trends "$WORK/pool-reboot-$ARCH.txt" "$WORK/report-reboot-$ARCH.txt" reboot-$ARCH
         # --- a reboot inside a sample: kdsim loses the host's 150th request (a read of the tracker
         # table) in a reboot, and the new boot has no tracker yet. That sample is skipped, the next
         # one sees the new boot, and every sample written still equals kdsim's truth of its boot ---
-        start_sim $ARCH rir-$ARCH --faults reboot-in-request=150
-        "$KDH" pool "$PORT" --symbols "$FIX/$ARCH" --every 500ms --duration 8s --out "$WORK/run-rir-$ARCH" --top 0 \
-            >"$WORK/pool-rir-$ARCH.txt" 2>&1 || fail "$ARCH pool, reboot inside a sample: $(cat "$WORK/pool-rir-$ARCH.txt")"
-        kill "$SIMPID"; wait "$SIMPID" 2>/dev/null; SIMPID=
+        pool_with_faults rir-$ARCH 8s reboot-in-request=150
         grep -q '^sample skipped (boot 1): .*not set up yet' "$WORK/pool-rir-$ARCH.txt" \
             || fail "$ARCH: no sample skipped at the reboot: $(cat "$WORK/pool-rir-$ARCH.txt")"
         grep -q '^sample [0-9]* (boot 2): ' "$WORK/pool-rir-$ARCH.txt" || fail "$ARCH: no sample on boot 2 after the reboot inside a sample"
         python3 "$CHECK" run "$WORK/run-rir-$ARCH" "$WORK/truth-rir-$ARCH.jsonl" --boots 2 \
             || fail "$ARCH: samples around the reboot inside a sample differ from kdsim's truth"
-        "$KDH" report "$WORK/run-reboot-$ARCH" >"$WORK/report-reboot-$ARCH.txt" 2>&1 \
-            || fail "$ARCH report across a reboot: $(cat "$WORK/report-reboot-$ARCH.txt")"
-        same_trends "$WORK/pool-reboot-$ARCH.txt" "$WORK/report-reboot-$ARCH.txt" reboot-$ARCH
     fi
 
     # --- pooltag.txt owner line ---
