@@ -78,8 +78,8 @@ typedef struct kdh_report_tag_summary {
     uint64_t reused_addrs;   /* allocations at a live address: the free was missed */
     uint64_t outstanding, outstanding_bytes;
     double first, last;      /* event times */
-    /* The trend follows outstanding bytes when every allocation has a size, else outstanding
-     * allocations (by_count = 1): the same measure the stack lists are ranked by. */
+    /* The trend follows outstanding bytes when sizes are known (kdh_report_sizes_known), else
+     * outstanding allocations (by_count = 1): the same measure the stack lists are ranked by. */
     int by_count;
     double slope;            /* least-squares outstanding bytes (or allocations) per second */
     double monotonic;        /* share of the bucketed series' changes that are rises, 0..1 */
@@ -115,9 +115,10 @@ typedef struct kdh_report_totals {
 } kdh_report_totals_t;
 
 void kdh_report_totals(const kdh_report_t *rep, kdh_report_totals_t *t);
-/* 1 when every allocation used carried a size: stacks, drivers and trends then follow outstanding
- * bytes; else (a hittag harvest without --pair, a log without sizes, or a mix) they follow
- * outstanding allocations, and every format says so. */
+/* 1 when the allocations used carried sizes, all but at most one per run plus 1 in 100 (a --pair
+ * run's allocation logged at the detach, a big-page block): stacks, drivers and trends then follow
+ * outstanding bytes, to which the unsized add nothing; else (a hittag harvest without --pair, a log
+ * without sizes, or a mix) they follow outstanding allocations, and every format says so. */
 int kdh_report_sizes_known(const kdh_report_t *rep);
 /* What KDH_REPORT_VALUE_OUTSTANDING means for this report (OUTSTANDING or OUT_COUNT). */
 kdh_report_value_t kdh_report_value_used(const kdh_report_t *rep, kdh_report_value_t v);

@@ -107,7 +107,8 @@ static drow_t *driver_rows(const kdh_report_t *base, const kdh_report_t *cur, kd
 
 int kdh_report_render_diff(const kdh_report_t *base, const kdh_report_t *cur, FILE *out, kdh_err_t *err)
 {
-    /* Bytes compare only when both sides know every size; else both compare outstanding counts. */
+    /* Bytes compare only when both sides know sizes (kdh_report_sizes_known); else both compare
+     * outstanding counts. */
     kdh_report_value_t v = cur->opts.value;
     if (v == KDH_REPORT_VALUE_OUTSTANDING && (!kdh_report_sizes_known(base) || !kdh_report_sizes_known(cur)))
         v = KDH_REPORT_VALUE_OUT_COUNT;
