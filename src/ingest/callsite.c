@@ -29,8 +29,8 @@ static void set(size_t *ov, int g, size_t a, size_t b)
 
 /* The reasoning, alternative by alternative (MOD has neither '!' nor '+', so its greedy run can
  * never give back characters usefully; in printable ASCII \s is only ' ' and '.' is any byte):
- * 1. MOD '!' \S then the shortest name after which "+0x" and 1-16 hex digits end the line; the
- *    hex run before the end is maximal, so at most one such tail exists.
+ * 1. MOD '!' [" ?? "] \S then the shortest name after which "+0x" and 1-16 hex digits end the
+ *    line; the hex run before the end is maximal, so at most one such tail exists.
  * 2. MOD or "<Unloaded_" 1-200 bytes other than "<> " and '>', then "+0x" and 1-16 hex digits.
  * 3. "0x" and 1-16 hex digits, or 1-8 hex digits, '`' and 8 hex digits. */
 int kdh_ingest_callsite_fast(const char *s, size_t n, size_t ov[2 * KDH_INGEST_CS_GROUPS])
@@ -55,9 +55,15 @@ int kdh_ingest_callsite_groups(const char *s, size_t n, size_t m, size_t ov[2 * 
     int tail = h >= 1 && h <= 16 && n >= h + 3 && memcmp(s + n - h - 3, "+0x", 3) == 0;
     size_t tail_at = tail ? n - h - 3 : 0;
 
-    if (m > 0 && m + 1 < n && s[m] == '!' && s[m + 1] != ' ') {
+    /* the name's shortest form: one non-blank, or " ?? " and one non-blank */
+    size_t name_min = 0;
+    if (m + 5 < n && memcmp(s + m + 1, " ?? ", 4) == 0 && s[m + 5] != ' ')
+        name_min = 5;
+    else if (m + 1 < n && s[m + 1] != ' ')
+        name_min = 1;
+    if (m > 0 && name_min && s[m] == '!') {
         set(ov, 1, 0, m);
-        if (tail && tail_at >= m + 2) {
+        if (tail && tail_at >= m + 1 + name_min) {
             set(ov, 2, m + 1, tail_at);
             set(ov, 3, n - h, n);
         } else {

@@ -22,8 +22,9 @@ static const char *const sources[PAT_COUNT] = {
     [PAT_MEX] = "^\\s*([0-9a-fA-F]{1,4})\\s+([0-9a-fA-F]{16})\\s+([0-9a-fA-F]{16})\\s+(\\S.*)$",
     [PAT_KC] = "^\\s*(?:([0-9a-fA-F]{2,4})\\s+)?(\\S.*)$",
     [PAT_ADDRFR] = "^\\s*(?:0x)?([0-9a-fA-F]{8}(?:`?[0-9a-fA-F]{8})?)\\s+(\\S.*)$",
-    /* "<Unloaded_drv.sys>+0x1047": a frame in a driver that has since been unloaded */
-    [PAT_CALLSITE] = "^(?:(" MOD ")!(\\S.*?)(?:\\+0x([0-9a-fA-F]{1,16}))?|(" MOD "|<Unloaded_[^<>\\s]{1,200}>)\\+0x([0-9a-fA-F]{1,16})"
+    /* "<Unloaded_drv.sys>+0x1047": a frame in a driver that has since been unloaded; "nt! ?? ::FNODOBFM::`string'"
+     * names a block the linker moved out of its function, and is the one name that starts with a blank */
+    [PAT_CALLSITE] = "^(?:(" MOD ")!((?: \\?\\? )?\\S.*?)(?:\\+0x([0-9a-fA-F]{1,16}))?|(" MOD "|<Unloaded_[^<>\\s]{1,200}>)\\+0x([0-9a-fA-F]{1,16})"
                      "|0x([0-9a-fA-F]{1,8}(?:`[0-9a-fA-F]{8})?|[0-9a-fA-F]{9,16}))$",
     /* 1: x86, 2: x64, 3: mex, 4: kc (newer WinDbg prints "Call Site"); kf adds "Memory" */
     [PAT_HEADER] = "^\\s*(?:#\\s*)?(?:Memory\\s+)?(?:(ChildEBP\\s+RetAddr(?:\\s+Args to Child)?)"
@@ -34,7 +35,7 @@ static const char *const sources[PAT_COUNT] = {
     [PAT_BPHIT] = "^\\s*Breakpoint (\\d+) hit\\s*$",
     /* 1: bugcheck code when it is a fatal system error */
     [PAT_BREAKEX] = "^\\s*(?:Break instruction exception - code 80000003|\\*\\*\\* Fatal System Error: 0x([0-9a-fA-F]+))",
-    [PAT_LOCATION] = "^(" MOD "!\\S.*?|" MOD "\\+0x[0-9a-fA-F]+)(?: \\[inlined in [^\\]]*\\])?:\\s*$",
+    [PAT_LOCATION] = "^(" MOD "!(?: \\?\\? )?\\S.*?|" MOD "\\+0x[0-9a-fA-F]+)(?: \\[inlined in [^\\]]*\\])?:\\s*$",
     [PAT_POOLBLOCK] = "^\\s*Pool block ([0-9a-fA-F`]+), Size ([0-9a-fA-F]+), Thread ([0-9a-fA-F`]+)\\s*$",
     [PAT_V4ENTRY] = "^\\s*Entry @ ([0-9a-fA-F`]+) \\(index \\d+\\)\\s*$",
     [PAT_THREADHDR] = "^\\s*THREAD ([0-9a-fA-F`]+)\\s+Cid ",

@@ -129,7 +129,9 @@ static void generated_lines(void **state)
                                        "0xfffff801`b56d24aa", "0x8a3b2c10", "<Unloaded_x.sys>+0x1047",
                                        "nt!KiSystemServiceCopyEnd+0x28", "Drv!operator()+0x5", "mod!a b c",
                                        "nt!Foo+0x", "nt!", "!x", "mod.sys", "a$b-c.d!sym::f<int>+0x1f",
-                                       "0x123456789", "Drv!Fn(", "nt!KiTrap0E+0x2c4"};
+                                       "0x123456789", "Drv!Fn(", "nt!KiTrap0E+0x2c4",
+                                       "nt! ?? ::QWERTYUI::`string'+0x1c2f", "nt! ?? x", "nt! ??  y+0x1", "nt! ?? +0x2",
+                                       "nt! ??"};
     static const char *const tail[] = {"", "", "", " [c:\\src dir\\a.c @ 12]", " (FPO: [0,0,0])",
                                        " (Inline Function @ fffff801`b56d24aa)", " <-- the leak", " (TrapFrame @ 8a3b2c10)", "\x7f", "x\xffy",
                                        " (CONV: stdcall)", " (no FPO)", "\r", "\t", " \xc3\xa9", "\x01", "]", ")", "<"};

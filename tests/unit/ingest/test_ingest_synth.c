@@ -458,6 +458,62 @@ static void test_variants(void **state)
     coll_free(c);
 }
 
+/* Blocks the linker moved out of their function are named "mod! ?? ::HASH::`string'" (Windows 7
+ * and 8 symbols): the one symbol that starts with a blank, in k, kb and at a break location. */
+static const char moved_blocks[] =
+    "Break instruction exception - code 80000003 (first chance)\n"
+    "nt! ?? ::QWERTYUI::`string'+0x1c2f:\n"
+    "fffff800`01234567 cc              int     3\n"
+    "0: kd> kn\n"
+    " # Child-SP          RetAddr           Call Site\n"
+    "00 fffff880`01a2b3c0 fffff800`0111aaaa nt! ?? ::QWERTYUI::`string'+0x1c2f\n"
+    "01 fffff880`01a2b400 fffff880`0222bbbb nt!ExAllocatePoolWithTag+0x4d\n"
+    "02 fffff880`01a2b450 00000000`00000000 LeakDrv! ?? ::ZXCVBNMA::`string'+0x10\n"
+    "0: kd> kb\n"
+    "ChildEBP RetAddr  Args to Child\n"
+    "8a3b2c10 81a2b3c4 00000001 00000040 6b61654c nt! ?? ::ASDFGHJK::`string'+0x4e0a\n"
+    "8a3b2c40 00000000 00000001 00000000 00000000 LeakDrv!Grow+0x22\n"
+    "\n"
+    "0: kd> k\n"
+    " # Child-SP          RetAddr           Call Site\n"
+    "00 fffff880`01a2b3c0 fffff800`0111aaaa LeakDrv!Grow+0x22\n"
+    "01 fffff880`01a2b400 00000000`00000000 nt! ??  two blanks is no symbol\n";
+
+static void test_moved_blocks(void **state)
+{
+    (void)state;
+    coll_t *c = coll_run(KDH_INGEST_AUTO, NULL, moved_blocks, sizeof moved_blocks - 1, 7);
+    assert_non_null(c);
+    assert_int_equal(c->nstacks, 3);
+    assert_int_equal(c->stacks[0].st.nframes, 3);
+    assert_int_equal(c->stacks[1].st.nframes, 2);
+    assert_int_equal(c->stacks[2].st.nframes, 1);
+    const kdh_ingest_frame_t *f = &c->stacks[0].frames[0];
+    assert_string_equal(f->sym, "nt! ?? ::QWERTYUI::`string'+0x1c2f");
+    assert_int_equal(f->form, KDH_INGEST_CS_SYMBOL);
+    assert_int_equal(f->mod_len, 2);
+    assert_int_equal(f->has_off, 1);
+    assert_int_equal(f->off, 0x1c2f);
+    assert_int_equal(f->name_len, strlen(" ?? ::QWERTYUI::`string'"));
+    assert_string_equal(c->stacks[0].frames[2].sym, "LeakDrv! ?? ::ZXCVBNMA::`string'+0x10");
+    assert_int_equal(c->stacks[0].frames[2].off, 0x10);
+    assert_int_equal(c->stacks[0].st.kind, KDH_INGEST_EV_ALLOC); /* ExAllocatePoolWithTag below the top */
+    assert_string_equal(c->stacks[1].frames[0].sym, "nt! ?? ::ASDFGHJK::`string'+0x4e0a");
+    assert_int_equal(c->stacks[1].frames[0].nargs, 3);
+    assert_int_equal(c->stats.skipped, 1); /* the last frame line: two blanks after the '!' */
+    coll_free(c);
+
+    kdh_ingest_patterns_t *p;
+    kdh_err_t err;
+    kdh_ingest_frame_t fr;
+    assert_int_equal(kdh_ingest_patterns_new(&p, &err), 0);
+    assert_int_equal(kdh_ingest_parse_callsite(p, "nt! ?? ::QWERTYUI::`string'", 27, &fr), 0);
+    assert_int_equal(fr.has_off, 0);
+    assert_int_equal(kdh_ingest_parse_callsite(p, "nt! ??", 6, &fr), KDH_ECORRUPT);
+    assert_int_equal(kdh_ingest_parse_callsite(p, "nt! x", 5, &fr), KDH_ECORRUPT);
+    kdh_ingest_patterns_free(p);
+}
+
 /* !verifier 0x80 printed newest first: the free of 82000000 comes before its allocation in the
  * text, so the records must come out reversed (allocation first) for pairing by address. */
 static const char v80_newest_first[] =
@@ -565,7 +621,7 @@ int main(void)
         cmocka_unit_test(test_poolused_tabs),      cmocka_unit_test(test_frame_lines),
         cmocka_unit_test(test_variants),           cmocka_unit_test(test_verifier80_order),
         cmocka_unit_test(test_poolused_verbose),   cmocka_unit_test(test_verifier3_twice),
-        cmocka_unit_test(test_verifier3_twice_many),
+        cmocka_unit_test(test_verifier3_twice_many), cmocka_unit_test(test_moved_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
