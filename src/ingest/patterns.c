@@ -63,8 +63,13 @@ static const char *const sources[PAT_COUNT] = {
      * ExFreePoolWithTag (a size compared there is never 4 printable bytes, so it is not taken) */
     [PAT_BPTAG] = "^\\s*(?:bp|bu|bm)\\b.*(?:@r8d?|@rdx|@edx|poi\\(@?esp\\+0?x?[8c]\\))\\s*==\\s*"
                   "(?:(?:0x)?([0-9a-fA-F]{8})\\b|'([^']{4})')",
+    /* the debugger loads a module's symbols when a stack first reaches it and reports on that
+     * between two frames: "Unable to load image", "*** WARNING: Unable to verify timestamp", ... */
     [PAT_STACKWARN] = "^\\s*(?:WARNING: (?:Stack unwind information not available|Frame IP not in any known module)"
-                      "|\\*\\*\\* Stack trace for last set context)",
+                      "|\\*\\*\\* Stack trace for last set context"
+                      "|Unable to load image \\S|\\*\\*\\* WARNING: Unable to verify (?:timestamp|checksum) for \\S"
+                      "|\\*\\*\\* ERROR: (?:Module load completed but symbols could not be loaded for \\S"
+                      "|Symbol file could not be found\\.))",
     /* 1 month 2 day 3 h 4 min 5 s 6 ms 7 year 8 sign 9 offset hours 10 offset minutes; "(UTC - 8:00)", or
      * "(GMT-8)" in older debuggers, is the local zone the time is given in */
     [PAT_SESSTIME] = "^\\s*Debug session time: [A-Za-z]{3} ([A-Za-z]{3}) +(\\d{1,2}) (\\d{1,2}):(\\d{2}):(\\d{2})"

@@ -514,6 +514,46 @@ static void test_moved_blocks(void **state)
     kdh_ingest_patterns_free(p);
 }
 
+/* The debugger loads a module's symbols when the stack first reaches it and prints what went
+ * wrong right there, between two frames; the stack goes on after those lines. */
+static const char symbol_load_notes[] =
+    "0: kd> kv\n"
+    "ChildEBP RetAddr  Args to Child\n"
+    "8a3b2c10 81a2b3c4 00000001 00000040 6b61654c nt!ExAllocatePoolWithTag+0x4d (FPO: [Non-Fpo])\n"
+    "Unable to load image \\SystemRoot\\system32\\DRIVERS\\LeakDrv.sys, Win32 error 0n2\n"
+    "*** WARNING: Unable to verify timestamp for LeakDrv.sys\n"
+    "*** ERROR: Module load completed but symbols could not be loaded for LeakDrv.sys\n"
+    "8a3b2c40 81a2b3d8 00000001 00000000 00000000 LeakDrv+0x1a2b\n"
+    "*** WARNING: Unable to verify checksum for OtherDrv.sys\n"
+    "*** ERROR: Symbol file could not be found.  Defaulted to export symbols for OtherDrv.sys - \n"
+    "8a3b2c70 00000000 00000000 00000000 00000000 OtherDrv!Dispatch+0x10\n"
+    "0: kd> k\n"
+    " # Child-SP          RetAddr               Call Site\n"
+    "00 ffffc001`00001000 fffff805`12345678     nt!ExAllocatePool2+0x9e\n"
+    "*** WARNING: Unable to verify timestamp for LeakDrv.sys\n"
+    "01 ffffc001`00001100 00000000`00000000     LeakDrv+0x1170\n"
+    "Unable to verify timestamp for LeakDrv.sys\n"
+    "02 ffffc001`00001200 00000000`00000000     nt!KiStartSystemThread+0x34\n";
+
+static void test_symbol_load_notes(void **state)
+{
+    (void)state;
+    coll_t *c = coll_run(KDH_INGEST_AUTO, NULL, symbol_load_notes, sizeof symbol_load_notes - 1, 4096);
+    assert_non_null(c);
+    /* the last note lacks the debugger's "*** WARNING: " and ends the second stack (the frame after
+     * it is outside any stack) */
+    assert_int_equal(c->nstacks, 2);
+    assert_int_equal(c->stacks[0].st.nframes, 3);
+    assert_string_equal(c->stacks[0].frames[1].sym, "LeakDrv+0x1a2b");
+    assert_string_equal(c->stacks[0].frames[2].sym, "OtherDrv!Dispatch+0x10");
+    assert_int_equal(c->stacks[0].st.kind, KDH_INGEST_EV_ALLOC);
+    assert_string_equal(c->stacks[0].st.tag, "Leak");
+    assert_int_equal(c->stacks[1].st.nframes, 2);
+    assert_string_equal(c->stacks[1].frames[1].sym, "LeakDrv+0x1170");
+    assert_int_equal(c->stats.skipped, 0);
+    coll_free(c);
+}
+
 /* !verifier 0x80 printed newest first: the free of 82000000 comes before its allocation in the
  * text, so the records must come out reversed (allocation first) for pairing by address. */
 static const char v80_newest_first[] =
@@ -622,6 +662,7 @@ int main(void)
         cmocka_unit_test(test_variants),           cmocka_unit_test(test_verifier80_order),
         cmocka_unit_test(test_poolused_verbose),   cmocka_unit_test(test_verifier3_twice),
         cmocka_unit_test(test_verifier3_twice_many), cmocka_unit_test(test_moved_blocks),
+        cmocka_unit_test(test_symbol_load_notes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
