@@ -31,7 +31,7 @@ enum {
 
 /* Frame line layouts (the value kdh_ingest_parse_frame returns), also usable as a mask. */
 enum {
-    KDH_INGEST_L_X64 = 1,    /* Child-SP RetAddr [: args :] callsite (k, kn, kv, !thread) */
+    KDH_INGEST_L_X64 = 1,    /* [Child-SP] RetAddr [: args :] callsite (k, kn, kv, !thread) */
     KDH_INGEST_L_X86 = 2,    /* ChildEBP RetAddr [3 args] callsite (k, kn, kb, kv, !thread) */
     KDH_INGEST_L_MEX = 4,    /* !mex.t: N Child-SP Return callsite, 16 hex digits, no backtick */
     KDH_INGEST_L_KC = 8,     /* kc: [NN] callsite (only after kc or a "Call Site" header) */

@@ -315,6 +315,27 @@ static int try_layout(kdh_ingest_patterns_t *p, int id, const char *line, size_t
     }
 }
 
+/* kb/kv without the Child-SP column: "[NN] RetAddr : args : callsite" (PCRE2 alone: it is rare,
+ * and tried only after the x64 and x86 layouts failed). An x64 frame for the caller. */
+static int try_x64ra(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_ingest_frame_t *out, int direct)
+{
+    size_t *ov;
+    const char *g;
+    size_t gl;
+    if (!memchr(line, ':', len) || !kdh_ingest_match(p, PAT_X64RA, line, len, &ov))
+        return 0;
+    /* the groups first: the callsite match reuses the match block */
+    uint64_t ret = 0;
+    int has_ret = kdh_ingest_group(ov, 2, line, &g, &gl) && kdh_ingest_hex(g, gl, &ret);
+    int is_inline = kdh_ingest_group(ov, 3, line, &g, &gl);
+    if (!finish(p, line, ov, 4, out, direct))
+        return 0;
+    out->is_inline = is_inline;
+    out->ret = ret;
+    out->has_ret = has_ret;
+    return KDH_INGEST_L_X64;
+}
+
 static int try_mex(kdh_ingest_patterns_t *p, const char *line, size_t len, kdh_ingest_frame_t *out, int direct)
 {
     size_t *ov;
@@ -391,6 +412,8 @@ static int parse_frame(kdh_ingest_patterns_t *p, const char *line, size_t len, u
         r = try_layout(p, PAT_X64, line, len, out, direct, 0);
     if (!r && (mask & KDH_INGEST_L_X86))
         r = try_layout(p, PAT_X86, line, len, out, direct, 0);
+    if (!r && (mask & KDH_INGEST_L_X64))
+        r = try_x64ra(p, line, len, out, direct);
     if (!r && (mask & KDH_INGEST_L_MEX))
         r = try_mex(p, line, len, out, direct);
     if (!r && (mask & KDH_INGEST_L_ADDR))

@@ -15,6 +15,7 @@
 enum {
     PAT_X64,        /* x64 frame line */
     PAT_X86,        /* x86 frame line */
+    PAT_X64RA,      /* x64 kb/kv frame line without the Child-SP column */
     PAT_MEX,        /* !mex.t frame line */
     PAT_KC,         /* kc frame line */
     PAT_ADDRFR,     /* ADDR callsite (verifier 0x80 / 4, kmautofail) */

@@ -86,8 +86,8 @@ static int is_pcre_space(char c)
 }
 
 /* What the header pattern needs after its leading blanks: an optional '#', an optional "Memory"
- * column, then "Child" or "Call Site". A line without it cannot match, and checking costs a few
- * compares where searching the line for the words cost a scan of it. */
+ * column, then "Child", "RetAddr" or "Call Site". A line without it cannot match, and checking
+ * costs a few compares where searching the line for the words cost a scan of it. */
 static int header_start(const char *s, size_t n, size_t i)
 {
     if (i < n && s[i] == '#')
@@ -100,7 +100,8 @@ static int header_start(const char *s, size_t n, size_t i)
         if (i == j)
             return 0;
     }
-    return (n - i >= 5 && memcmp(s + i, "Child", 5) == 0) || (n - i >= 9 && memcmp(s + i, "Call Site", 9) == 0);
+    return (n - i >= 5 && memcmp(s + i, "Child", 5) == 0) || (n - i >= 9 && memcmp(s + i, "Call Site", 9) == 0) ||
+           (n - i >= 7 && memcmp(s + i, "RetAddr", 7) == 0);
 }
 
 /* What the prompt pattern needs at its first non-blank byte: a digit ("0: kd>", "1:000>"), 'k' or

@@ -19,6 +19,11 @@ static const char *const sources[PAT_COUNT] = {
     /* [NN] ChildEBP|(Inline) RetAddr|dashes [3 args] rest */
     [PAT_X86] = "^\\s*(?:([0-9a-fA-F]{1,4})\\s+)?(?:[0-9a-fA-F]{1,7}\\s+)?(?:(" H8 ")|(\\(Inline\\)))\\s+(" H8
                 "|--------)\\s+(?:(" H8 "|--------)\\s+(" H8 "|--------)\\s+(" H8 "|--------)\\s+)?(\\S.*)$",
+    /* [NN] RetAddr|(Inline Function) : 4 args : rest. Where the debugger has no stack pointer for
+     * the frames (cdb on some dumps) kb/kv leave the Child-SP column out. 1 NN, 2 RetAddr, 3 inline,
+     * 4 rest. */
+    [PAT_X64RA] = "^\\s*(?:([0-9a-fA-F]{1,4})\\s+)?(?:(" H64 ")|(\\(Inline Function\\)))\\s+:\\s+(?:(?:" H64 "|" D64
+                  ")\\s+){4}:\\s+(\\S.*)$",
     [PAT_MEX] = "^\\s*([0-9a-fA-F]{1,4})\\s+([0-9a-fA-F]{16})\\s+([0-9a-fA-F]{16})\\s+(\\S.*)$",
     [PAT_KC] = "^\\s*(?:([0-9a-fA-F]{2,4})\\s+)?(\\S.*)$",
     [PAT_ADDRFR] = "^\\s*(?:0x)?([0-9a-fA-F]{8}(?:`?[0-9a-fA-F]{8})?)\\s+(\\S.*)$",
@@ -26,9 +31,10 @@ static const char *const sources[PAT_COUNT] = {
      * names a block the linker moved out of its function, and is the one name that starts with a blank */
     [PAT_CALLSITE] = "^(?:(" MOD ")!((?: \\?\\? )?\\S.*?)(?:\\+0x([0-9a-fA-F]{1,16}))?|(" MOD "|<Unloaded_[^<>\\s]{1,200}>)\\+0x([0-9a-fA-F]{1,16})"
                      "|0x([0-9a-fA-F]{1,8}(?:`[0-9a-fA-F]{8})?|[0-9a-fA-F]{9,16}))$",
-    /* 1: x86, 2: x64, 3: mex, 4: kc (newer WinDbg prints "Call Site"); kf adds "Memory" */
+    /* 1: x86, 2: x64 (kb/kv without the Child-SP column too), 3: mex, 4: kc (newer WinDbg prints
+     * "Call Site"); kf adds "Memory" */
     [PAT_HEADER] = "^\\s*(?:#\\s*)?(?:Memory\\s+)?(?:(ChildEBP\\s+RetAddr(?:\\s+Args to Child)?)"
-                   "|(Child-SP\\s+RetAddr\\s+(?::\\s+Args to Child.*:\\s+)?Call Site)"
+                   "|(Child-SP\\s+RetAddr\\s+(?::\\s+Args to Child.*:\\s+)?Call Site|RetAddr\\s+:\\s+Args to Child.*:\\s+Call Site)"
                    "|(Child-SP\\s+Return\\s+Call Site)|(Call Site))\\s*$",
     /* 1: cpu, 2: command */
     [PAT_PROMPT] = "^\\s*(?:(?:(\\d{1,3}):\\s?)?l?kd|\\d{1,3}:\\d{3,}(?::[A-Za-z0-9]+)?|[A-Za-z]:\\\\[^>]{0,200})>\\s?(.*)$",

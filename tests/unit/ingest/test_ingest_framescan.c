@@ -135,6 +135,16 @@ static void generated_lines(void **state)
     static const char *const tail[] = {"", "", "", " [c:\\src dir\\a.c @ 12]", " (FPO: [0,0,0])",
                                        " (Inline Function @ fffff801`b56d24aa)", " <-- the leak", " (TrapFrame @ 8a3b2c10)", "\x7f", "x\xffy",
                                        " (CONV: stdcall)", " (no FPO)", "\r", "\t", " \xc3\xa9", "\x01", "]", ")", "<"};
+    /* kb/kv without the Child-SP column, which only the pattern decides */
+    static const char *const fixed[] = {
+        "00 00007ff6`11112222     : 00000000`00000001 00000000`00000000 00000000`00000000 00000000`00000000 : a!b+0x1",
+        "01 (Inline Function)     : --------`-------- --------`-------- --------`-------- --------`-------- : a!c",
+        "00007ff6`11112222 : 00000000`00000001 00000000`00000000 00000000`00000000 00000000`00000000 : 0x2c",
+        "00 00007ff6`11112222     : 00000000`00000001 00000000`00000000 00000000`00000000 : a!b+0x1",
+        "00 00007ff6`11112222 00000000`00000001 : 00000000`00000001 00000000`00000000 00000000`00000000 "
+        "00000000`00000000 : a!b+0x1 [x.c @ 1]"};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        same_frame(fixed[i], strlen(fixed[i]));
     char buf[600];
     unsigned long long r = 0x9e3779b97f4a7c15ull;
 #define NEXT() (r ^= r << 13, r ^= r >> 7, r ^= r << 17, r)

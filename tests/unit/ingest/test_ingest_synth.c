@@ -554,6 +554,47 @@ static void test_symbol_load_notes(void **state)
     coll_free(c);
 }
 
+/* kb and kv of cdb on dumps without stack pointers leave out the Child-SP column: RetAddr, the four
+ * arguments, the callsite; inline frames show "(Inline Function)" and dashes for the arguments. */
+static const char retaddr_only[] =
+    "0:000> kb\n"
+    " # RetAddr               : Args to Child                                                           : Call Site\n"
+    "00 00007ff6`11112222     : 00000000`00000001 00000000`00000000 00000000`00000000 00000000`00000000 : "
+    "LeakApp!Grow+0x1d [/src/leak/grow.c @ 71] \n"
+    "01 (Inline Function)     : --------`-------- --------`-------- --------`-------- --------`-------- : "
+    "LeakApp!Fill+0x8 [/src/leak/fill.h @ 12] \n"
+    "02 00000000`00000000     : 00000000`00000000 00000000`00000000 00000000`00000000 00000000`00000000 : "
+    "0x00007ff6`11112222\n"
+    "0:000> kv\n"
+    "RetAddr               : Args to Child                                                           : Call Site\n"
+    "00000000`00000000     : 00000000`00000000 00000000`00000000 00000000`00000000 00000000`00000000 : LeakApp+0xb796\n"
+    "0:000> kb\n"
+    " # RetAddr               : Args to Child                                                           : Call Site\n"
+    "00 00007ff6`11112222     : 00000000`00000001 00000000`00000000 00000000`00000000 : LeakApp!Short+0x1\n";
+
+static void test_retaddr_only(void **state)
+{
+    (void)state;
+    coll_t *c = coll_run(KDH_INGEST_AUTO, NULL, retaddr_only, sizeof retaddr_only - 1, 13);
+    assert_non_null(c);
+    assert_int_equal(c->nstacks, 2); /* the last one has three arguments: not a frame */
+    assert_int_equal(c->stacks[0].st.nframes, 3);
+    const kdh_ingest_frame_t *f = c->stacks[0].frames;
+    assert_string_equal(f[0].sym, "LeakApp!Grow+0x1d");
+    assert_int_equal(f[0].has_ret, 1);
+    assert_int_equal(f[0].ret, 0x00007ff611112222ull);
+    assert_int_equal(f[0].is_inline, 0);
+    assert_string_equal(f[1].sym, "LeakApp!Fill+0x8");
+    assert_int_equal(f[1].is_inline, 1);
+    assert_int_equal(f[1].has_ret, 0);
+    assert_int_equal(f[2].form, KDH_INGEST_CS_ADDR);
+    assert_int_equal(f[2].addr, 0x00007ff611112222ull);
+    assert_int_equal(c->stacks[1].st.nframes, 1);
+    assert_string_equal(c->stacks[1].frames[0].sym, "LeakApp+0xb796");
+    assert_int_equal(c->stats.skipped, 0);
+    coll_free(c);
+}
+
 /* !verifier 0x80 printed newest first: the free of 82000000 comes before its allocation in the
  * text, so the records must come out reversed (allocation first) for pairing by address. */
 static const char v80_newest_first[] =
@@ -662,7 +703,7 @@ int main(void)
         cmocka_unit_test(test_variants),           cmocka_unit_test(test_verifier80_order),
         cmocka_unit_test(test_poolused_verbose),   cmocka_unit_test(test_verifier3_twice),
         cmocka_unit_test(test_verifier3_twice_many), cmocka_unit_test(test_moved_blocks),
-        cmocka_unit_test(test_symbol_load_notes),
+        cmocka_unit_test(test_symbol_load_notes),  cmocka_unit_test(test_retaddr_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
