@@ -33,6 +33,7 @@ enum {
     PAT_KMIRQL,     /* kmautofail second line */
     PAT_V3HDR,      /* !verifier 3 table header */
     PAT_V3ROW,      /* !verifier 3 table row */
+    PAT_V3ROW_HEX,  /* !verifier 3 table row, Windows 7 layout (hex without "0x" around the size) */
     PAT_PMMEM,      /* poolmon " Memory:" line */
     PAT_PMHDR,      /* poolmon column header */
     PAT_PMROW,      /* poolmon row */

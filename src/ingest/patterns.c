@@ -48,10 +48,17 @@ static const char *const sources[PAT_COUNT] = {
     [PAT_THREAD] = "^\\s*Thread: ([0-9a-fA-F`]+)\\s*$",
     [PAT_KMSEQ] = "^\\s*Sequence: \\d+, Test Number: \\d+",
     [PAT_KMIRQL] = "^\\s*IRQ Level: \\d+, HASH: 0x[0-9a-fA-F]+\\s*$",
-    [PAT_V3HDR] = "^\\s*Address\\s+Length\\s+Tag\\s+Caller(?:\\s+Address)?\\s*$",
+    /* Windows 7 printed "PoolAddress  SizeInBytes    Tag       CallersAddress" */
+    [PAT_V3HDR] = "^\\s*(?:Address\\s+Length\\s+Tag\\s+Caller(?:\\s+Address)?|PoolAddress\\s+SizeInBytes\\s+Tag\\s+CallersAddress)"
+                  "\\s*$",
     /* 1 addr, 2 length, 3 tag (4 chars after two spaces), 4 caller, 5 callsite */
     [PAT_V3ROW] = "^\\s*0x([0-9a-fA-F`]{1,17})\\s+0x([0-9a-fA-F`]{1,17})\\s\\s?(\\S.{0,3}?)\\s+0x([0-9a-fA-F`]{1,17})"
                   "(?:\\s+(\\S.*?))?\\s*$",
+    /* the same groups: "fffff9800157efc0     0x0000003c     Vprt      fffff88002c62963", addresses of 8
+     * or 16 digits without "0x", the tag between runs of blanks; no symbol column, so group 5 is
+     * empty (set, so that no earlier match's group 5 is read) */
+    [PAT_V3ROW_HEX] = "^\\s*([0-9a-fA-F]{16}|[0-9a-fA-F]{8})\\s+0x([0-9a-fA-F]{1,16})\\s+(\\S.{0,3}?)\\s+"
+                      "([0-9a-fA-F]{16}|[0-9a-fA-F]{8})()\\s*$",
     [PAT_PMMEM] = "^\\s*Memory:\\s*\\d+K",
     [PAT_PMHDR] = "^\\s*Tag\\s+Type\\s+Allocs\\s+Frees\\s+Diff\\s+Bytes\\b",
     /* 1 tag 2 type 3 allocs 4 frees 5 diff 6 bytes 7 per-alloc */

@@ -233,7 +233,7 @@ static int v3_row(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_err_t *er
     size_t *ov;
     const char *g;
     size_t gl;
-    if (!kdh_ingest_match(p->pat, PAT_V3ROW, s, n, &ov))
+    if (!kdh_ingest_match(p->pat, PAT_V3ROW, s, n, &ov) && !kdh_ingest_match(p->pat, PAT_V3ROW_HEX, s, n, &ov))
         return 0;
     kdh_ingest_stack_t st;
     memset(&st, 0, sizeof st);
@@ -363,7 +363,9 @@ int kdh_ingest_table_line(kdh_ingest_parser_t *p, const char *s, size_t n, size_
         p->snap_pending = 1;
         return 1;
     }
-    if (c == 'A' && (p->kinds & KDH_INGEST_VERIFIER) && n - i >= 7 && memcmp(s + i, "Address", 7) == 0 &&
+    if ((p->kinds & KDH_INGEST_VERIFIER) &&
+        ((c == 'A' && n - i >= 7 && memcmp(s + i, "Address", 7) == 0) ||
+         (c == 'P' && n - i >= 11 && memcmp(s + i, "PoolAddress", 11) == 0)) &&
         kdh_ingest_match(p->pat, PAT_V3HDR, s, n, &ov)) {
         p->blk = BLK_V3;
         return 1;

@@ -595,6 +595,52 @@ static void test_retaddr_only(void **state)
     coll_free(c);
 }
 
+/* The allocation table of !verifier 3 (and 0xf) as Windows 7 printed it: "PoolAddress SizeInBytes
+ * Tag CallersAddress", addresses without "0x", no symbol column, one table per verified driver. */
+static const char v3_windows7[] =
+    "2: kd> !verifier 3\n"
+    "Driver Verification List\n"
+    "\n"
+    "Entry     State           NonPagedPool   PagedPool   Module\n"
+    "\n"
+    "fffffa8001234560 Loaded           000000a0       00000854    leakdrv.sys\n"
+    "\n"
+    "Current Pool Allocations  00000002    00000013\n"
+    "\n"
+    "PoolAddress  SizeInBytes    Tag       CallersAddress\n"
+    "fffff98001111fc0     0x0000003c     Leak      fffff88002c62963\n"
+    "fffff98002222fc0     0x00000034     Io        fffff88002c62963\n"
+    "...\n"
+    "\n"
+    "fffffa8001234620 Loaded           00046070       000000fc    otherdrv.sys\n"
+    "\n"
+    "PoolAddress  SizeInBytes    Tag       CallersAddress\n"
+    "9a3b4fe0     0x00000018     Othr      9a3bf6ac\n"
+    "9a3b5fe0     0x00000018     Othr\n"
+    "\n";
+
+static void test_verifier3_windows7(void **state)
+{
+    (void)state;
+    coll_t *c = coll_run(KDH_INGEST_AUTO, NULL, v3_windows7, sizeof v3_windows7 - 1, 4096);
+    assert_non_null(c);
+    assert_int_equal(c->nstacks, 3); /* the last row has no caller: not a row */
+    assert_string_equal(c->stacks[0].st.origin, "verifier3");
+    assert_int_equal(c->stacks[0].st.kind, KDH_INGEST_EV_ALLOC);
+    assert_string_equal(c->stacks[0].st.tag, "Leak");
+    assert_int_equal(c->stacks[0].st.size, 0x3c);
+    assert_int_equal(c->stacks[0].st.addr, 0xfffff98001111fc0ull);
+    assert_int_equal(c->stacks[0].st.nframes, 1);
+    assert_int_equal(c->stacks[0].frames[0].addr, 0xfffff88002c62963ull);
+    assert_string_equal(c->stacks[0].frames[0].sym, "0xfffff88002c62963");
+    assert_string_equal(c->stacks[1].st.tag, "Io  ");
+    assert_int_equal(c->stacks[1].st.size, 0x34);
+    assert_string_equal(c->stacks[2].st.tag, "Othr");
+    assert_int_equal(c->stacks[2].st.addr, 0x9a3b4fe0);
+    assert_int_equal(c->stacks[2].frames[0].addr, 0x9a3bf6ac);
+    coll_free(c);
+}
+
 /* !verifier 0x80 printed newest first: the free of 82000000 comes before its allocation in the
  * text, so the records must come out reversed (allocation first) for pairing by address. */
 static const char v80_newest_first[] =
@@ -704,6 +750,7 @@ int main(void)
         cmocka_unit_test(test_poolused_verbose),   cmocka_unit_test(test_verifier3_twice),
         cmocka_unit_test(test_verifier3_twice_many), cmocka_unit_test(test_moved_blocks),
         cmocka_unit_test(test_symbol_load_notes),  cmocka_unit_test(test_retaddr_only),
+        cmocka_unit_test(test_verifier3_windows7),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
