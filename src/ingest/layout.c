@@ -133,8 +133,8 @@ int kdh_ingest_layout_columns(int id, const char *s, size_t n, size_t ov[2 * KDH
         return -1;
     set(ov, 4, i, i + w);
     i = spaces(s, i + w, n);
-    if (i >= n)
-        return -1;
+    if (i >= n || (!x64 && n - i >= 4 && memcmp(s + i, "(T) ", 4) == 0))
+        return -1; /* x86 "(T)", the trap frame mark: PCRE2 decides those rare lines */
     /* the optional argument columns: taken only when all of them and a callsite follow */
     size_t j = i, hi = i + 1; /* hi: past the last byte the decision looked at */
     int args = 1;

@@ -655,8 +655,8 @@ int kdh_ingest_parser_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_
             return KDH_OK;
         }
         size_t *ov;
-        char w0 = lead_s < n ? s[lead_s] : 0; /* "WARNING: ...", "*** ..." or "Unable to load image" */
-        if ((w0 == 'W' || w0 == '*' || w0 == 'U') && kdh_ingest_match(p->pat, PAT_STACKWARN, s, n, &ov))
+        char w0 = lead_s < n ? s[lead_s] : 0; /* "WARNING: ...", "*** ...", "Unable to load image", "<Intermediate" */
+        if ((w0 == 'W' || w0 == '*' || w0 == 'U' || w0 == '<') && kdh_ingest_match(p->pat, PAT_STACKWARN, s, n, &ov))
             return KDH_OK;
         if (p->open && looks_like_frame(s, n) && !kdh_ingest_match(p->pat, PAT_PROMPT, s, n, &ov)) {
             kdh_ingest_note_skip(p);

@@ -16,9 +16,10 @@ static const char *const sources[PAT_COUNT] = {
     /* [NN] Child-SP|(Inline Function) RetAddr|dashes [: 4 args :] rest */
     [PAT_X64] = "^\\s*(?:([0-9a-fA-F]{1,4})\\s+)?(?:[0-9a-fA-F]{1,7}\\s+)?(?:(" H64 ")|(\\(Inline Function\\)))\\s+(" H64 "|" D64
                 ")\\s+(?::\\s+(?:(?:" H64 "|" D64 ")\\s+){4}:\\s+)?(\\S.*)$",
-    /* [NN] ChildEBP|(Inline) RetAddr|dashes [3 args] rest */
+    /* [NN] ChildEBP|(Inline) RetAddr|dashes [(T)] [3 args] rest; newer WinDbg marks a frame reached
+     * through a trap frame with "(T)" after its return address */
     [PAT_X86] = "^\\s*(?:([0-9a-fA-F]{1,4})\\s+)?(?:[0-9a-fA-F]{1,7}\\s+)?(?:(" H8 ")|(\\(Inline\\)))\\s+(" H8
-                "|--------)\\s+(?:(" H8 "|--------)\\s+(" H8 "|--------)\\s+(" H8 "|--------)\\s+)?(\\S.*)$",
+                "|--------)\\s+(?:\\(T\\)\\s+)?(?:(" H8 "|--------)\\s+(" H8 "|--------)\\s+(" H8 "|--------)\\s+)?(\\S.*)$",
     /* [NN] RetAddr|(Inline Function) : 4 args : rest. Where the debugger has no stack pointer for
      * the frames (cdb on some dumps) kb/kv leave the Child-SP column out. 1 NN, 2 RetAddr, 3 inline,
      * 4 rest. */
@@ -79,7 +80,7 @@ static const char *const sources[PAT_COUNT] = {
     /* the debugger loads a module's symbols when a stack first reaches it and reports on that
      * between two frames: "Unable to load image", "*** WARNING: Unable to verify timestamp", ... */
     [PAT_STACKWARN] = "^\\s*(?:WARNING: (?:Stack unwind information not available|Frame IP not in any known module)"
-                      "|\\*\\*\\* Stack trace for last set context"
+                      "|\\*\\*\\* Stack trace for last set context|<Intermediate frames may have been skipped"
                       "|Unable to load image \\S|\\*\\*\\* WARNING: Unable to verify (?:timestamp|checksum) for \\S"
                       "|\\*\\*\\* ERROR: (?:Module load completed but symbols could not be loaded for \\S"
                       "|Symbol file could not be found\\.))",

@@ -142,10 +142,25 @@ static void generated_lines(void **state)
         "00007ff6`11112222 : 00000000`00000001 00000000`00000000 00000000`00000000 00000000`00000000 : 0x2c",
         "00 00007ff6`11112222     : 00000000`00000001 00000000`00000000 00000000`00000000 : a!b+0x1",
         "00 00007ff6`11112222 00000000`00000001 : 00000000`00000001 00000000`00000000 00000000`00000000 "
-        "00000000`00000000 : a!b+0x1 [x.c @ 1]"};
+        "00000000`00000000 : a!b+0x1 [x.c @ 1]",
+        /* x86 frames reached through a trap frame, which only the pattern decides */
+        "02 9a3b2c70 81a2c000 (T) 00000002 00000000 9a3b2ca0 nt!KiSystemServicePostCall (FPO: [0,3] TrapFrame @ 9a3b2c80)",
+        "03 0012f000 77001234 (T) ntdll!KiFastSystemCallRet", "0012f000 77001234 (T)", "0012f000 77001234 (T)  (T) a!b"};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         same_frame(fixed[i], strlen(fixed[i]));
     char buf[600];
+    /* the x86 trap frame mark in every position the columns allow */
+    static const char *const pre[] = {"", "00 ", " 1f3 ", "0a 8a3b2c10 "}, *const ret[] = {"0006fc5c ", "-------- "},
+                             *const mark[] = {"(T) ", "(T)  ", "(T)\t", "(T)", "(t) "},
+                             *const args[] = {"", "00000001 00000002 00000003 ", "00000001 ", "-------- -------- -------- "};
+    for (size_t a = 0; a < sizeof pre / sizeof pre[0]; a++)
+        for (size_t b = 0; b < sizeof ret / sizeof ret[0]; b++)
+            for (size_t m = 0; m < sizeof mark / sizeof mark[0]; m++)
+                for (size_t g = 0; g < sizeof args / sizeof args[0]; g++)
+                    for (size_t t = 0; t < sizeof site / sizeof site[0]; t++) {
+                        int l = snprintf(buf, sizeof buf, "%s8a3b2c10 %s%s%s%s", pre[a], ret[b], mark[m], args[g], site[t]);
+                        same_frame(buf, (size_t)l);
+                    }
     unsigned long long r = 0x9e3779b97f4a7c15ull;
 #define NEXT() (r ^= r << 13, r ^= r >> 7, r ^= r << 17, r)
     for (int it = 0; it < 200000; it++) {

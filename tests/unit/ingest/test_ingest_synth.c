@@ -641,6 +641,43 @@ static void test_verifier3_windows7(void **state)
     coll_free(c);
 }
 
+/* Newer WinDbg on x86 marks frames reached through a trap frame with "(T)" after the return address
+ * and notes between frames that the unwind may have skipped some. */
+static const char x86_trap_marks[] =
+    "Break instruction exception - code 80000003 (first chance)\n"
+    "nt!ExAllocatePoolWithTag+0x881:\n"
+    "82b2f88c int     3\n"
+    "1: kd> kvn\n"
+    " # ChildEBP RetAddr      Args to Child              \n"
+    "00 9a3b2c10 81a2b3c4     00000001 00000040 6b61654c nt!ExAllocatePoolWithTag+0x881\n"
+    "01 9a3b2c40 81a2b3d8     00000001 00000000 00000000 LeakDrv!Grow+0x22 (FPO: [Non-Fpo])\n"
+    "    <Intermediate frames may have been skipped due to lack of complete unwind>\n"
+    "02 9a3b2c70 81a2c000 (T) 00000002 00000000 9a3b2ca0 nt!KiSystemServicePostCall (FPO: [0,3] TrapFrame @ 9a3b2c80)\n"
+    "    <Intermediate frames may have been skipped due to lack of complete unwind>\n"
+    "03 0012f000 77001234 (T) ntdll!KiFastSystemCallRet\n"
+    "04 0012f040 00000000     00000000 00000000 00000000 LeakApp!main+0x10\n";
+
+static void test_x86_trap_marks(void **state)
+{
+    (void)state;
+    coll_t *c = coll_run(KDH_INGEST_AUTO, NULL, x86_trap_marks, sizeof x86_trap_marks - 1, 4096);
+    assert_non_null(c);
+    assert_int_equal(c->nstacks, 1);
+    const kdh_ingest_frame_t *f = c->stacks[0].frames;
+    assert_int_equal(c->stacks[0].st.nframes, 5);
+    assert_int_equal(c->stacks[0].st.kind, KDH_INGEST_EV_ALLOC);
+    assert_string_equal(c->stacks[0].st.tag, "Leak");
+    assert_string_equal(f[2].sym, "nt!KiSystemServicePostCall");
+    assert_int_equal(f[2].ret, 0x81a2c000);
+    assert_int_equal(f[2].nargs, 3);
+    assert_int_equal(f[2].args[2], 0x9a3b2ca0);
+    assert_string_equal(f[3].sym, "ntdll!KiFastSystemCallRet");
+    assert_int_equal(f[3].nargs, 0);
+    assert_string_equal(f[4].sym, "LeakApp!main+0x10");
+    assert_int_equal(c->stats.skipped, 0);
+    coll_free(c);
+}
+
 /* !verifier 0x80 printed newest first: the free of 82000000 comes before its allocation in the
  * text, so the records must come out reversed (allocation first) for pairing by address. */
 static const char v80_newest_first[] =
@@ -750,7 +787,7 @@ int main(void)
         cmocka_unit_test(test_poolused_verbose),   cmocka_unit_test(test_verifier3_twice),
         cmocka_unit_test(test_verifier3_twice_many), cmocka_unit_test(test_moved_blocks),
         cmocka_unit_test(test_symbol_load_notes),  cmocka_unit_test(test_retaddr_only),
-        cmocka_unit_test(test_verifier3_windows7),
+        cmocka_unit_test(test_verifier3_windows7), cmocka_unit_test(test_x86_trap_marks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
