@@ -81,7 +81,8 @@ static const char *const sources[PAT_COUNT] = {
      * between two frames: "Unable to load image", "*** WARNING: Unable to verify timestamp", ... */
     [PAT_STACKWARN] = "^\\s*(?:WARNING: (?:Stack unwind information not available|Frame IP not in any known module)"
                       "|\\*\\*\\* Stack trace for last set context|<Intermediate frames may have been skipped"
-                      "|Unable to load image \\S|\\*\\*\\* WARNING: Unable to verify (?:timestamp|checksum) for \\S"
+                      "|Unable to load image \\S|\\*\\*\\* WARNING: (?:Unable to verify (?:timestamp|checksum) for \\S"
+                      "|symbols (?:timestamp|checksum) is wrong 0x)"
                       "|\\*\\*\\* ERROR: (?:Module load completed but symbols could not be loaded for \\S"
                       "|Symbol file could not be found\\.))",
     /* 1 month 2 day 3 h 4 min 5 s 6 ms 7 year 8 sign 9 offset hours 10 offset minutes; "(UTC - 8:00)", or

@@ -525,6 +525,7 @@ static const char symbol_load_notes[] =
     "*** ERROR: Module load completed but symbols could not be loaded for LeakDrv.sys\n"
     "8a3b2c40 81a2b3d8 00000001 00000000 00000000 LeakDrv+0x1a2b\n"
     "*** WARNING: Unable to verify checksum for OtherDrv.sys\n"
+    "*** WARNING: symbols timestamp is wrong 0x5a5b5c5d 0x5a5b5c00 for OtherDrv.sys\n"
     "*** ERROR: Symbol file could not be found.  Defaulted to export symbols for OtherDrv.sys - \n"
     "8a3b2c70 00000000 00000000 00000000 00000000 OtherDrv!Dispatch+0x10\n"
     "0: kd> k\n"
