@@ -37,8 +37,10 @@ static const char *const sources[PAT_COUNT] = {
     [PAT_HEADER] = "^\\s*(?:#\\s*)?(?:Memory\\s+)?(?:(ChildEBP\\s+RetAddr(?:\\s+Args to Child)?)"
                    "|(Child-SP\\s+RetAddr\\s+(?::\\s+Args to Child.*:\\s+)?Call Site|RetAddr\\s+:\\s+Args to Child.*:\\s+Call Site)"
                    "|(Child-SP\\s+Return\\s+Call Site)|(Call Site))\\s*$",
-    /* 1: cpu, 2: command */
-    [PAT_PROMPT] = "^\\s*(?:(?:(\\d{1,3}):\\s?)?l?kd|\\d{1,3}:\\d{3,}(?::[A-Za-z0-9]+)?|[A-Za-z]:\\\\[^>]{0,200})>\\s?(.*)$",
+    /* 1: cpu, 2: command. A kernel debugger in a WOW64 thread's context prompts "0: kd:x86>", and
+     * some sessions "32.2: kd:x86>" (no single CPU number there: group 1 stays unset) */
+    [PAT_PROMPT] = "^\\s*(?:(?:(\\d{1,3}):\\s?|\\d{1,3}\\.\\d{1,3}:\\s?)?l?kd(?::[A-Za-z0-9]+)?|\\d{1,3}:\\d{3,}(?::[A-Za-z0-9]+)?"
+                   "|[A-Za-z]:\\\\[^>]{0,200})>\\s?(.*)$",
     [PAT_BPHIT] = "^\\s*Breakpoint (\\d+) hit\\s*$",
     /* 1: bugcheck code when it is a fatal system error */
     [PAT_BREAKEX] = "^\\s*(?:Break instruction exception - code 80000003|\\*\\*\\* Fatal System Error: 0x([0-9a-fA-F]+))",

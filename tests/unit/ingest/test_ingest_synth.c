@@ -688,6 +688,33 @@ static void test_x86_trap_marks(void **state)
     coll_free(c);
 }
 
+/* The kernel debugger's prompt in a WOW64 thread's context: "1: kd:x86>", also seen as
+ * "32.2: kd:x86>"; its commands count like any other prompt's (kc arms a stack, g ends a break). */
+static const char wow64_prompts[] =
+    "1: kd:x86> kc\n"
+    "00 nt!ExAllocatePoolWithTag\n"
+    "01 LeakDrv!Grow+0x22\n"
+    "32.2: kd:x86> kc\n"
+    "00 nt!ExFreePoolWithTag\n"
+    "01 LeakDrv!Shrink+0x10\n"
+    "32.2: kd:x86> x nt!ExAllocatePoolWithTag\n"
+    "fffff800`2ae6e400          nt!ExAllocatePoolWithTag (void)\n";
+
+static void test_wow64_prompts(void **state)
+{
+    (void)state;
+    coll_t *c = coll_run(KDH_INGEST_AUTO, NULL, wow64_prompts, sizeof wow64_prompts - 1, 4096);
+    assert_non_null(c);
+    assert_int_equal(c->nstacks, 2);
+    assert_int_equal(c->stacks[0].st.nframes, 2);
+    assert_int_equal(c->stacks[0].st.cpu, 1);
+    assert_int_equal(c->stacks[0].st.kind, KDH_INGEST_EV_ALLOC);
+    assert_int_equal(c->stacks[1].st.nframes, 2); /* the kc list ends at the next prompt */
+    assert_int_equal(c->stacks[1].st.kind, KDH_INGEST_EV_FREE);
+    assert_string_equal(c->stacks[1].frames[1].sym, "LeakDrv!Shrink+0x10");
+    coll_free(c);
+}
+
 /* !verifier 0x80 printed newest first: the free of 82000000 comes before its allocation in the
  * text, so the records must come out reversed (allocation first) for pairing by address. */
 static const char v80_newest_first[] =
@@ -798,6 +825,7 @@ int main(void)
         cmocka_unit_test(test_verifier3_twice_many), cmocka_unit_test(test_moved_blocks),
         cmocka_unit_test(test_symbol_load_notes),  cmocka_unit_test(test_retaddr_only),
         cmocka_unit_test(test_verifier3_windows7), cmocka_unit_test(test_x86_trap_marks),
+        cmocka_unit_test(test_wow64_prompts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
