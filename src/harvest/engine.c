@@ -281,9 +281,10 @@ static int get_version(hv_t *h, kdh_wire_get_version_t *v, kdh_err_t *err)
 static int attach_target(hv_t *h, kdh_err_t *err);
 static int arm_pht(hv_t *h, kdh_err_t *err);
 static int probe_stop(hv_t *h, kdh_err_t *err);
-static int attach_retry(hv_t *h, kdh_err_t *err);
+static int attach_arm(hv_t *h, uint64_t prev_base, kdh_err_t *err);
+static int arm(hv_t *h, kdh_err_t *err);
 
-/* Connect, stop, GetVersion, discovery, symbols. */
+/* Connect and stop the target. */
 static int attach(hv_t *h, kdh_err_t *err)
 {
     int rc = hv_conn_open(&h->c, h->o->loop, h->o->port, h->o->baud, err);
@@ -307,22 +308,53 @@ static int attach(hv_t *h, kdh_err_t *err)
         return rc;
     }
     status(h, "attaching", 1);
-    return attach_retry(h, err);
+    return KDH_OK;
 }
 
-/* attach_target, again at the stop the target reports after resetting the link in the middle of it
- * (a reboot while attaching, a burst of noise): the new stop is the one to read, and the model
- * rebuilt from its GetVersion. A reboot can also answer a read the old boot was asked with a
- * failure (memory the new boot has not mapped yet), so any failure after a reset is retried. */
-static int attach_retry(hv_t *h, kdh_err_t *err)
+/* A model of the target from scratch, for a new boot: the old one's modules, breakpoints,
+ * waiting returns and caches died with it. */
+static int fresh_model(hv_t *h, kdh_err_t *err)
+{
+    kdh_target_free(h->t);
+    h->t = NULL;
+    int rc = kdh_target_new(&h->t, err);
+    if (rc != KDH_OK)
+        return rc;
+    hv_bp_forget_all(h);
+    h->armed = 0;
+    return KDH_OK;
+}
+
+/* attach_target and arm, again at the stop the target reports after resetting the link in the
+ * middle of them (a reboot while attaching or arming, a burst of noise): the new stop is the one to
+ * read, the model rebuilt from its GetVersion. A reboot can also answer a request the old boot was
+ * asked (the old kernel's addresses: a discovery that finds no module, a PoolHitTag read that
+ * fails), so any failure after a reset is retried; and a success with a reset inside it is kept
+ * only when the kernel is still the one the model was built from. prev_base: the kernel a
+ * continued run ended with (0: none); another one now is the run's next boot. */
+static int attach_arm(hv_t *h, uint64_t prev_base, kdh_err_t *err)
 {
     for (unsigned i = 0;; i++) {
         uint64_t serial = kdh_kd_stop_serial(h->c.kd);
         int seen = h->c.reset_seen;
         h->c.reset_seen = 0;
         int rc = attach_target(h, err);
+        if (rc == KDH_OK) {
+            uint64_t kbase = kdh_target_version(h->t)->kern_base;
+            if (prev_base && prev_base != kbase)
+                h->boot++;
+            prev_base = 0;
+            rc = arm(h, err);
+        }
         int reset = h->c.reset_seen;
         h->c.reset_seen |= seen; /* the run's loop still looks at the boot after a reset */
+        if (rc == KDH_OK && reset) {
+            kdh_wire_get_version_t v;
+            rc = get_version(h, &v, err);
+            if (rc == KDH_OK && v.kern_base != kdh_target_version(h->t)->kern_base)
+                rc = kdh_err_set(err, KDH_ECANCELED, "the target rebooted while it was armed (kernel now at 0x%llx)",
+                                 (unsigned long long)v.kern_base);
+        }
         if (rc == KDH_OK || i >= 3 || rc == KDH_EHANGUP || rc == KDH_ETIMEDOUT)
             return rc;
         /* a reboot's reset is not always seen on the link (the new boot's first packet id may be
@@ -332,6 +364,8 @@ static int attach_retry(hv_t *h, kdh_err_t *err)
             return rc;
         hv_notice(h, "%s; attaching again", err->msg);
         kdh_err_clear(err);
+        if ((rc = fresh_model(h, err)) != KDH_OK)
+            return rc;
         if (!hv_conn_wait_new_stop(&h->c, serial, 5000) && (rc = probe_stop(h, err)) != KDH_OK)
             return rc;
     }
@@ -661,12 +695,9 @@ static int check_boot(hv_t *h, kdh_err_t *err)
                          .reason = "reboot", .detail = "the target rebooted; harvest continued on the new boot"};
     if ((rc = kdh_store_append_gap(h->st, &g, err)) != KDH_OK)
         return rc;
-    kdh_target_free(h->t);
-    h->t = NULL;
-    if ((rc = kdh_target_new(&h->t, err)) != KDH_OK)
+    if ((rc = fresh_model(h, err)) != KDH_OK)
         return rc;
-    /* the old boot's breakpoints and blocks died with it */
-    hv_bp_forget_all(h);
+    /* the old boot's blocks died with it */
     if ((rc = hv_pair_flush(h, err)) != KDH_OK)
         return rc;
     hv_pair_free_all(&h->pair);
@@ -677,9 +708,7 @@ static int check_boot(hv_t *h, kdh_err_t *err)
     h->reboots++;
     hv_notice(h, "the target rebooted (kernel at 0x%llx): boot %u, re-arming",
               (unsigned long long)v.kern_base, h->boot);
-    if ((rc = attach_retry(h, err)) != KDH_OK)
-        return rc;
-    if ((rc = arm(h, err)) != KDH_OK)
+    if ((rc = attach_arm(h, 0, err)) != KDH_OK)
         return rc;
     return write_meta(h, err);
 }
@@ -826,12 +855,8 @@ int kdh_harvest_run(const kdh_harvest_opts_t *o, kdh_harvest_result_t *res, kdh_
         rc = open_run(h, &prev_base, err);
     if (rc == KDH_OK)
         rc = attach(h, err);
-    if (rc == KDH_OK) {
-        uint64_t kbase = kdh_target_version(h->t)->kern_base;
-        if (prev_base && prev_base != kbase)
-            h->boot++; /* the run continues on a new boot of the target */
-        rc = arm(h, err);
-    }
+    if (rc == KDH_OK)
+        rc = attach_arm(h, prev_base, err);
     if (rc == KDH_OK)
         rc = write_meta(h, err);
     if (rc == KDH_OK) {
