@@ -42,12 +42,19 @@ static size_t strip_source(const char *s, size_t n)
         d--;
     if (d == j || d < 3 || memcmp(s + d - 3, " @ ", 3) != 0)
         return n;
-    /* the source group is the last bracket group: no ']' between its " [" and the final ']' */
-    for (size_t i = d - 3; i-- > 0;) {
-        if (s[i] == ']')
+    /* the source group is the last bracket group: its " [" is the last one before " @ N]" with
+     * no ']' in between. memrchr: the path between is most of a source frame's bytes, and a
+     * loop over them byte by byte was most of this function's time. */
+    const char *close = memrchr(s, ']', d - 3);
+    size_t lo = close ? (size_t)(close - s) + 1 : 0;
+    for (size_t hi = d - 3; hi > lo;) {
+        const char *open = memrchr(s + lo, '[', hi - lo);
+        if (!open)
             return n;
-        if (s[i] == '[' && i > 0 && s[i - 1] == ' ')
+        size_t i = (size_t)(open - s);
+        if (i > 0 && s[i - 1] == ' ')
             return rtrim(s, i - 1);
+        hi = i;
     }
     return n;
 }
@@ -450,13 +457,28 @@ static int has_word(const char *s, size_t n, const char *w)
     return last_of(s, n, w, strlen(w)) >= 0;
 }
 
+/* Does s[0..n) contain "Pool"? memchr for its 'P': memmem prepares a shift table on every call,
+ * which cost more than the search on names of a few dozen bytes (this runs for the top frames of
+ * every stack). */
+static int has_pool(const char *s, size_t n)
+{
+    for (const char *q = s, *e = s + n; e - q >= 4; q++) {
+        q = memchr(q, 'P', (size_t)(e - q) - 3);
+        if (!q)
+            return 0;
+        if (q[1] == 'o' && q[2] == 'o' && q[3] == 'l')
+            return 1;
+    }
+    return 0;
+}
+
 int kdh_ingest_pool_routine(const kdh_ingest_frame_t *f)
 {
     if (f->form != KDH_INGEST_CS_SYMBOL)
         return -1;
     const char *s = f->sym + f->name_off;
     size_t n = f->name_len;
-    if (!memmem(s, n, "Pool", 4))
+    if (!has_pool(s, n))
         return -1; /* every word below contains "Pool": one scan instead of fourteen */
     for (size_t i = 0; i < KDH_ARRAY_LEN(free_words); i++)
         if (has_word(s, n, free_words[i]))

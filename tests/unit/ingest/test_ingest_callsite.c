@@ -177,9 +177,83 @@ static int teardown(void **state)
     return 0;
 }
 
+/* The source annotation rule of log-formats.md, a byte at a time from the right: the group is the
+ * nearest " [" left of the final " @ N]" with no ']' between them; the text before it, trimmed. */
+static size_t ref_source(const char *s, size_t n)
+{
+    while (n && s[n - 1] == ' ')
+        n--;
+    if (n < 6 || s[n - 1] != ']')
+        return n;
+    size_t d = n - 1;
+    while (d > 0 && s[d - 1] >= '0' && s[d - 1] <= '9')
+        d--;
+    if (d == n - 1 || d < 3 || memcmp(s + d - 3, " @ ", 3) != 0)
+        return n;
+    for (size_t i = d - 3; i-- > 0;) {
+        if (s[i] == ']')
+            return n;
+        if (s[i] == '[' && i > 0 && s[i - 1] == ' ') {
+            size_t e = i - 1;
+            while (e && s[e - 1] == ' ')
+                e--;
+            return e;
+        }
+    }
+    return n;
+}
+
+/* kdh_ingest_strip_annotations on texts ending in " @ N]" built from the bytes that rule looks at
+ * (no '(', ')' or '<', so that only the source group can come off), against ref_source. */
+static void source_soup(void **state)
+{
+    (void)state;
+    static const char alphabet[] = "a[] [@ 1";
+    unsigned seed = 7;
+    char s[64];
+    for (int k = 0; k < 200000; k++) {
+        seed = seed * 1103515245u + 12345u;
+        size_t len = (seed >> 16) % 40, n = 0;
+        for (size_t i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            s[n++] = alphabet[(seed >> 16) % (sizeof alphabet - 1)];
+        }
+        seed = seed * 1103515245u + 12345u;
+        n += (size_t)sprintf(s + n, "%s", (seed >> 16) % 4 ? " @ 12]" : " @ 3] ");
+        size_t got = kdh_ingest_strip_annotations(s, n), want = ref_source(s, n);
+        if (got != want)
+            fail_msg("\"%.*s\": stripped to %zu bytes, the rule gives %zu", (int)n, s, got, want);
+    }
+}
+
+/* Pool routines by name, classified by hand: the word may end the name, follow another 'P', or be
+ * cut short by the name's end. */
+static void pool_routines(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *callsite;
+        int kind;
+    } cases[] = {
+        {"nt!ExAllocatePoolWithTag+0x10", KDH_INGEST_EV_ALLOC}, {"nt!ExFreePool", KDH_INGEST_EV_FREE},
+        {"nt!ExFreePoo", -1}, {"nt!PPPFreePool+0x1", KDH_INGEST_EV_FREE}, {"nt!Pool", -1},
+        {"nt!ExpInsertPoolTracker+0x7", KDH_INGEST_EV_ALLOC}, {"nt!P", -1}, {"nt!PoolFree", -1},
+        {"nt!ExFreeToNPagedPoolLookaside", KDH_INGEST_EV_FREE}, {"LeakDrv+0x1169", -1},
+        {"nt!MiAllocatePool", KDH_INGEST_EV_ALLOC}, {"nt!IopfCallDriver+0x45", -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kdh_ingest_frame_t f;
+        memset(&f, 0, sizeof f);
+        assert_int_equal(kdh_ingest_parse_callsite(pat, cases[i].callsite, strlen(cases[i].callsite), &f), 0);
+        if (kdh_ingest_pool_routine(&f) != cases[i].kind)
+            fail_msg("%s: kind %d, want %d", cases[i].callsite, kdh_ingest_pool_routine(&f), cases[i].kind);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(token_soup), cmocka_unit_test(sample_lines),
-                                       cmocka_unit_test(layout_soup)};
+                                       cmocka_unit_test(layout_soup), cmocka_unit_test(source_soup),
+                                       cmocka_unit_test(pool_routines)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
