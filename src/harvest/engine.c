@@ -329,8 +329,9 @@ static int fresh_model(hv_t *h, kdh_err_t *err)
  * middle of them (a reboot while attaching or arming, a burst of noise): the new stop is the one to
  * read, the model rebuilt from its GetVersion. A reboot can also answer a request the old boot was
  * asked (the old kernel's addresses: a discovery that finds no module, a PoolHitTag read that
- * fails), so any failure after a reset is retried; and a success with a reset inside it is kept
- * only when the kernel is still the one the model was built from. prev_base: the kernel a
+ * fails), so any failure after a reset is retried; and a success with a reset or a new stop
+ * inside it (the target is never continued here) is kept only when the kernel is still the one
+ * the model was built from. prev_base: the kernel a
  * continued run ended with (0: none); another one now is the run's next boot. */
 static int attach_arm(hv_t *h, uint64_t prev_base, kdh_err_t *err)
 {
@@ -348,7 +349,7 @@ static int attach_arm(hv_t *h, uint64_t prev_base, kdh_err_t *err)
         }
         int reset = h->c.reset_seen;
         h->c.reset_seen |= seen; /* the run's loop still looks at the boot after a reset */
-        if (rc == KDH_OK && reset) {
+        if (rc == KDH_OK && (reset || kdh_kd_stop_serial(h->c.kd) != serial)) {
             kdh_wire_get_version_t v;
             rc = get_version(h, &v, err);
             if (rc == KDH_OK && v.kern_base != kdh_target_version(h->t)->kern_base)
@@ -714,6 +715,26 @@ static int check_boot(hv_t *h, kdh_err_t *err)
 }
 
 /* ---- the run ---- */
+
+/* A request refused by a target that reset the link or reported a new stop while it was on the
+ * wire (or cancelled by that new stop): a reboot, whose new kernel answered what the old one was
+ * asked (a breakpoint or a read at the old kernel's address). The loop then looks at the boot
+ * (check_boot) instead of ending the run. serial: the stop the request was made at. */
+static int rebooted_meanwhile(hv_t *h, int rc, uint64_t serial, kdh_err_t *err)
+{
+    if (rc != KDH_ETARGET && rc != KDH_ECANCELED)
+        return 0;
+    int new_stop = rc == KDH_ECANCELED || kdh_kd_stop_serial(h->c.kd) != serial ||
+                   hv_conn_wait_new_stop(&h->c, serial, 1000);
+    if (!new_stop && !h->c.reset_seen)
+        return 0;
+    hv_notice(h, "%s; the target %s meanwhile: looking at its boot", err->msg,
+              new_stop ? "reported a new stop" : "reset the link");
+    kdh_err_clear(err);
+    h->boot_suspect = new_stop; /* without one, reset_seen has the loop stop the target first */
+    return 1;
+}
+
 static int serve(hv_t *h, kdh_err_t *err)
 {
     const kdh_harvest_opts_t *o = h->o;
@@ -786,15 +807,17 @@ static int serve(hv_t *h, kdh_err_t *err)
             return rc;
         }
         const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
+        uint64_t serial = kdh_kd_stop_serial(h->c.kd);
         /* A new boot's first stops are LoadSymbols (the old system unloaded, then the new
          * kernel). Its link reset is seen only when the new boot's first packet id differs from
          * the one expected next (half the time), and breakpoints written at the old kernel's
          * addresses would be refused: every LoadSymbols stop has the boot checked (one
          * GetVersion; drivers load rarely). */
         int load = sc && sc->new_state == KDH_WIRE_STATE_LOAD_SYMBOLS;
-        if (h->c.reset_seen || load) {
+        if (h->c.reset_seen || load || h->boot_suspect) {
             int reset = h->c.reset_seen;
             h->c.reset_seen = 0;
+            h->boot_suspect = 0;
             uint32_t boot = h->boot;
             rc = check_boot(h, err);
             if (rc == KDH_ECANCELED)
@@ -822,6 +845,8 @@ static int serve(hv_t *h, kdh_err_t *err)
         }
         if (rc == KDH_ECANCELED)
             continue; /* the target reset the link mid-stop: it reports the stop again */
+        if (rebooted_meanwhile(h, rc, serial, err))
+            continue;
         if (rc != KDH_OK)
             return rc;
         status(h, h->armed ? "armed" : "paused", 0);
@@ -867,7 +892,10 @@ int kdh_harvest_run(const kdh_harvest_opts_t *o, kdh_harvest_result_t *res, kdh_
         h->mark_out = hv_conn_bytes(&h->c, 1);
         h->mark_req = kdh_kd_stats(h->c.kd)->requests;
         /* a target left armed by a crashed run may be stopped at a hit: log it, it is real */
+        uint64_t serial = kdh_kd_stop_serial(h->c.kd);
         rc = is_pool_hit(h, kdh_kd_state(h->c.kd)) ? hv_handle_hit(h, err) : resume(h, err);
+        if (rebooted_meanwhile(h, rc, serial, err))
+            rc = KDH_OK;
         h->mark_in = hv_conn_bytes(&h->c, 0);
         h->mark_out = hv_conn_bytes(&h->c, 1);
         h->mark_req = kdh_kd_stats(h->c.kd)->requests;

@@ -247,6 +247,7 @@ typedef struct hv {
      * after checking; an entry or return stop at once, since a breakpoint of ours is stepped
      * over before its Continue, so a lost Continue leaves the target at the step's stop). */
     int restop_check;
+    int boot_suspect; /* a request was refused around a new stop: check the boot at the next stop */
     uint64_t last_pc, last_thread; /* the last pool hit handled */
     uint64_t restops;              /* hits seen again and continued without a second event */
     /* link byte counters at the end of the last hit (cost per hit) */

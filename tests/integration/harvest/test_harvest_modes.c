@@ -113,7 +113,7 @@ static void check_mode(const char *mode, const char *faults)
 {
     sim_t s;
     char name[64], dir[512], fx[512];
-    snprintf(name, sizeof name, "%s-%s%s", mode, g_arch, faults ? "-faults" : "");
+    snprintf(name, sizeof name, "%s-%s%s%s", mode, g_arch, faults ? "-" : "", faults ? faults : "");
     snprintf(dir, sizeof dir, "%s/run-%s", g_tmp, name);
     snprintf(fx, sizeof fx, "%s/%s", g_fixtures, g_arch);
     int sp = strcmp(mode, "specialpool") == 0;
@@ -189,7 +189,8 @@ static void check_mode(const char *mode, const char *faults)
     printf("%s: %zu breaks in the truth: %zu entry stops, %zu return stops, %zu break-ins; %zu events\n", name,
            breaks, b.entries, b.returns, b.breakins, n);
     assert_int_equal(b.entries + b.returns + b.breakins, breaks);
-    assert_true(b.breakins == 1 || b.breakins == 2);
+    /* (the attach's break-in is lost with boot 1 when the target reboots while it is armed) */
+    assert_true(b.breakins <= 2 && (b.breakins >= 1 || (faults && strstr(faults, "reboot"))));
     assert_true(b.returns >= allocs_with_addr);
     if (sp)
         assert_int_equal(b.entries, n);
@@ -225,8 +226,20 @@ static void test_entry_lost_step(void **state)
     (void)state;
     char dir[512];
     check_mode("entry", "mangle-continue=40");
-    snprintf(dir, sizeof dir, "%s/run-entry-%s-faults", g_tmp, g_arch);
+    snprintf(dir, sizeof dir, "%s/run-entry-%s-mangle-continue=40", g_tmp, g_arch);
     assert_int_equal(hs_meta_counter(dir, "breakpoints", "steps_lost"), 1);
+}
+
+/* The target reboots while the harvest arms (kdsim loses the host's 20th request: the new boot
+ * answers the rest of the arming at the old kernel's addresses) or while the first resume writes
+ * the breakpoints (the 60th: the write is cancelled by the new boot's stop). The harvest attaches
+ * and arms again on the new boot, and the run is the truth's, no event lost or twice; each ended
+ * with exit 1 before. */
+static void test_entry_reboot_arming(void **state)
+{
+    (void)state;
+    check_mode("entry", "reboot-in-request=20");
+    check_mode("entry", "reboot-in-request=60");
 }
 
 /* Special pool not set up for the tag: one warning naming the registry value and the reboot; the
@@ -325,6 +338,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_entry_stall),
         cmocka_unit_test(test_entry_reboot),
         cmocka_unit_test(test_entry_lost_step),
+        cmocka_unit_test(test_entry_reboot_arming),
     };
     return hs_finish(cmocka_run_group_tests_name(g_arch, tests, NULL, NULL));
 }
