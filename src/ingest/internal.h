@@ -308,6 +308,14 @@ int kdh_ingest_end_stack(kdh_ingest_parser_t *p, kdh_err_t *err);
  * leading spaces and tabs. Returns 1 when the line was consumed, 0 when it is not a table line,
  * or a negative sink error. */
 int kdh_ingest_table_line(kdh_ingest_parser_t *p, const char *s, size_t n, size_t lead, kdh_err_t *err);
+/* Outside a table block, the first byte after the leading blanks of every line that
+ * kdh_ingest_table_line can take (a header, "Memory:", "Sorting by", "NonPagedPool"/"PagedPool",
+ * "*** Virtual Memory Usage", "Searching"/"Scanning"): the rest of the lines, most of a log, skip
+ * the call. Keep in step with the checks there. */
+static inline int kdh_ingest_table_start(char c)
+{
+    return c == 'M' || c == 'T' || c == 'S' || c == 'N' || c == 'P' || c == '*' || c == 'A';
+}
 /* Emits one stack through the sink (used by the !verifier 3 rows). */
 int kdh_ingest_emit_stack(kdh_ingest_parser_t *p, kdh_ingest_stack_t *st, kdh_err_t *err);
 void kdh_ingest_note_skip(kdh_ingest_parser_t *p);

@@ -668,7 +668,9 @@ int kdh_ingest_parser_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_
             return rc;
     }
 
-    if (p->blk != BLK_NONE || (p->kinds & (KDH_INGEST_POOLMON | KDH_INGEST_POOLUSED | KDH_INGEST_VERIFIER))) {
+    if (p->blk != BLK_NONE ||
+        ((p->kinds & (KDH_INGEST_POOLMON | KDH_INGEST_POOLUSED | KDH_INGEST_VERIFIER)) && lead < n &&
+         kdh_ingest_table_start(s[lead]))) {
         rc = kdh_ingest_table_line(p, s, n, lead, err);
         if (rc < 0)
             return rc;

@@ -327,7 +327,8 @@ int kdh_ingest_table_line(kdh_ingest_parser_t *p, const char *s, size_t n, size_
     }
     if (i == n)
         return 0;
-    /* cheap first-letter filter before any pattern runs */
+    /* cheap first-letter filter before any pattern runs (kdh_ingest_table_start in internal.h lists
+     * the letters, for the parser to skip the call on other lines) */
     char c = s[i];
     /* each pattern below starts with \s* and then the literal checked first: a line without it
      * cannot match, and most lines fail there without a PCRE2 call */
