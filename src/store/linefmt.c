@@ -113,13 +113,36 @@ static const kdh_store_fmt_entry_t *escaped(kdh_store_fmt_t *f, const char *raw,
     return e;
 }
 
-/* Puts "key":"value"; returns 0 when jansson refused the value. */
-static int put_str(kdh_store_fmt_t *f, out_t *o, const char *key_text, const char *v)
+/* Is raw[0..n) text jansson writes as it is between quotes? Printable ASCII but '"' and '\\'
+ * (jansson escapes those two and bytes below 0x20; without JSON_ENSURE_ASCII or
+ * JSON_ESCAPE_SLASH nothing else). Tags, pool names and file names nearly always are, and then
+ * need neither the escape cache's hash nor its lookup. */
+static int plain_json(const char *raw, size_t n)
 {
-    const kdh_store_fmt_entry_t *e = escaped(f, v, strlen(v));
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)raw[i];
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\')
+            return 0;
+    }
+    return 1;
+}
+
+/* Puts "key":"value" (key_text: the literal up to the value); returns 0 when jansson refused the
+ * value. */
+#define put_str(f, o, key_text, v) put_str_n(f, o, key_text, sizeof(key_text) - 1, v)
+static int put_str_n(kdh_store_fmt_t *f, out_t *o, const char *key_text, size_t key_len, const char *v)
+{
+    size_t n = strlen(v);
+    put(o, key_text, key_len);
+    if (plain_json(v, n)) {
+        put(o, "\"", 1);
+        put(o, v, n);
+        put(o, "\"", 1);
+        return 1;
+    }
+    const kdh_store_fmt_entry_t *e = escaped(f, v, n);
     if (!e)
         return 0;
-    put(o, key_text, strlen(key_text));
     put(o, e->esc, e->esc_len);
     return 1;
 }
@@ -134,11 +157,16 @@ static int put_src(kdh_store_fmt_t *f, out_t *o, const char *src)
         d--;
     if (d == n || d == 0 || src[d - 1] != ':')
         return put_str(f, o, ",\"src\":", src);
-    const kdh_store_fmt_entry_t *e = escaped(f, src, d - 1);
-    if (!e)
-        return 0;
     put(o, ",\"src\":", 7);
-    put(o, e->esc, e->esc_len - 1);
+    if (plain_json(src, d - 1)) {
+        put(o, "\"", 1);
+        put(o, src, d - 1);
+    } else {
+        const kdh_store_fmt_entry_t *e = escaped(f, src, d - 1);
+        if (!e)
+            return 0;
+        put(o, e->esc, e->esc_len - 1);
+    }
     put(o, src + d - 1, n - d + 1);
     put(o, "\"", 1);
     return 1;
