@@ -445,30 +445,47 @@ int kdh_ingest_parse_frame_ref(kdh_ingest_patterns_t *p, const char *line, size_
 }
 
 /* Substrings of routine names that allocate or free pool (kernel, verifier, verifier extension,
- * kmautofail shims, the PoolHitTag trackers that break on older kernels, NDIS lookaside frees). */
-static const char *const alloc_words[] = {"AllocatePool", "AllocateHeapPool", "AllocateSpecialPool",
-                                          "AllocateBigPool", "AllocateLargePool", "ExpInsertPoolTracker"};
-static const char *const free_words[] = {"FreePool", "FreeHeapPool", "FreeSpecialPool", "FreeBigPool",
-                                         "FreeLargePool", "ExpRemovePoolTracker", "FreeToNPagedPool",
-                                         "FreeTrackedPool"};
+ * kmautofail shims, the PoolHitTag trackers that break on older kernels, NDIS lookaside frees).
+ * Every one contains "Pool": each is kept as the text before and after it, so that a name is
+ * tested only around its own "Pool"s instead of searched for fourteen words. */
+typedef struct pool_word {
+    const char *pre, *post;
+    size_t pre_len, post_len;
+} pool_word_t;
+#define POOL_WORD(pre, post) {pre, post, sizeof(pre) - 1, sizeof(post) - 1}
+static const pool_word_t alloc_words[] = {POOL_WORD("Allocate", ""),      POOL_WORD("AllocateHeap", ""),
+                                          POOL_WORD("AllocateSpecial", ""), POOL_WORD("AllocateBig", ""),
+                                          POOL_WORD("AllocateLarge", ""), POOL_WORD("ExpInsert", "Tracker")};
+static const pool_word_t free_words[] = {POOL_WORD("Free", ""),       POOL_WORD("FreeHeap", ""),
+                                         POOL_WORD("FreeSpecial", ""), POOL_WORD("FreeBig", ""),
+                                         POOL_WORD("FreeLarge", ""),  POOL_WORD("ExpRemove", "Tracker"),
+                                         POOL_WORD("FreeToNPaged", ""), POOL_WORD("FreeTracked", "")};
 
-static int has_word(const char *s, size_t n, const char *w)
+/* The next "Pool" in s[from..n) (its index), or n when there is none. memchr for its 'P':
+ * memmem prepares a shift table on every call, which cost more than the search on names of a
+ * few dozen bytes (this runs for the top frames of every stack). */
+static size_t next_pool(const char *s, size_t from, size_t n)
 {
-    return last_of(s, n, w, strlen(w)) >= 0;
-}
-
-/* Does s[0..n) contain "Pool"? memchr for its 'P': memmem prepares a shift table on every call,
- * which cost more than the search on names of a few dozen bytes (this runs for the top frames of
- * every stack). */
-static int has_pool(const char *s, size_t n)
-{
-    for (const char *q = s, *e = s + n; e - q >= 4; q++) {
+    for (const char *q = s + from, *e = s + n; e - q >= 4; q++) {
         q = memchr(q, 'P', (size_t)(e - q) - 3);
         if (!q)
-            return 0;
+            break;
         if (q[1] == 'o' && q[2] == 'o' && q[3] == 'l')
-            return 1;
+            return (size_t)(q - s);
     }
+    return n;
+}
+
+/* Is one of the words (k of them) in s[0..n), with its "Pool" at one of the name's (the first at
+ * first)? */
+static int has_pool_word(const char *s, size_t n, size_t first, const pool_word_t *w, size_t k)
+{
+    for (size_t at = first; at < n; at = next_pool(s, at + 1, n))
+        for (size_t i = 0; i < k; i++)
+            if (at >= w[i].pre_len && n - at - 4 >= w[i].post_len &&
+                memcmp(s + at - w[i].pre_len, w[i].pre, w[i].pre_len) == 0 &&
+                memcmp(s + at + 4, w[i].post, w[i].post_len) == 0)
+                return 1;
     return 0;
 }
 
@@ -478,13 +495,12 @@ int kdh_ingest_pool_routine(const kdh_ingest_frame_t *f)
         return -1;
     const char *s = f->sym + f->name_off;
     size_t n = f->name_len;
-    if (!has_pool(s, n))
-        return -1; /* every word below contains "Pool": one scan instead of fourteen */
-    for (size_t i = 0; i < KDH_ARRAY_LEN(free_words); i++)
-        if (has_word(s, n, free_words[i]))
-            return KDH_INGEST_EV_FREE;
-    for (size_t i = 0; i < KDH_ARRAY_LEN(alloc_words); i++)
-        if (has_word(s, n, alloc_words[i]))
-            return KDH_INGEST_EV_ALLOC;
+    size_t first = next_pool(s, 0, n);
+    if (first == n)
+        return -1;
+    if (has_pool_word(s, n, first, free_words, KDH_ARRAY_LEN(free_words)))
+        return KDH_INGEST_EV_FREE;
+    if (has_pool_word(s, n, first, alloc_words, KDH_ARRAY_LEN(alloc_words)))
+        return KDH_INGEST_EV_ALLOC;
     return -1;
 }

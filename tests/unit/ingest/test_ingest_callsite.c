@@ -240,6 +240,11 @@ static void pool_routines(void **state)
         {"nt!ExpInsertPoolTracker+0x7", KDH_INGEST_EV_ALLOC}, {"nt!P", -1}, {"nt!PoolFree", -1},
         {"nt!ExFreeToNPagedPoolLookaside", KDH_INGEST_EV_FREE}, {"LeakDrv+0x1169", -1},
         {"nt!MiAllocatePool", KDH_INGEST_EV_ALLOC}, {"nt!IopfCallDriver+0x45", -1},
+        {"nt!ExpRemovePoolTracker", KDH_INGEST_EV_FREE}, {"nt!ExpRemovePoolTrack", -1},
+        {"nt!RemovePoolTracker", -1}, {"nt!PoolAllocatePool+0x3", KDH_INGEST_EV_ALLOC},
+        {"nt!AllocatePoolThenFreePool", KDH_INGEST_EV_FREE}, {"VerifierExt!ExFreeHeapPool+0x1", KDH_INGEST_EV_FREE},
+        {"nt!ExAllocateHeapPool", KDH_INGEST_EV_ALLOC}, {"NDIS!NdisFreeToNPagedPoolLookaside", KDH_INGEST_EV_FREE},
+        {"nt!FreePoo", -1}, {"nt!xFreePool", KDH_INGEST_EV_FREE}, {"nt!ExpInsertPoolTrackerX", KDH_INGEST_EV_ALLOC},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         kdh_ingest_frame_t f;
