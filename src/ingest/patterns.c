@@ -161,6 +161,16 @@ int kdh_ingest_dec(const char *s, size_t len, uint64_t *out)
     uint64_t v = 0;
     if (!len)
         return 0;
+    if (len <= 19) { /* cannot overflow (10^19 - 1 < 2^64): no check per digit; every table row's numbers */
+        for (size_t i = 0; i < len; i++) {
+            unsigned d = (unsigned)(unsigned char)s[i] - '0';
+            if (d > 9)
+                return 0;
+            v = v * 10 + d;
+        }
+        *out = v;
+        return 1;
+    }
     for (size_t i = 0; i < len; i++) {
         if (s[i] < '0' || s[i] > '9')
             return 0;

@@ -30,16 +30,6 @@ static void tag4(char out[5], const char *t, size_t n)
     out[4] = 0;
 }
 
-static int is_digits(const char *s, size_t n)
-{
-    if (!n)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-    return 1;
-}
-
 /* ---- poolmon ---- */
 
 static int poolmon_row(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_err_t *err)
@@ -102,7 +92,7 @@ static int pu_number(char kind, const char *s, size_t n, uint64_t *v)
 {
     if (kind == 'D' && n > 1 && s[0] == '-')
         s++, n--;
-    return is_digits(s, n) && kdh_ingest_dec(s, n, v);
+    return kdh_ingest_dec(s, n, v); /* digits only, not empty */
 }
 
 /* Old kdexts glue the description to the last number ("0UNKNOWN pooltag", "01394 OHCI"), so

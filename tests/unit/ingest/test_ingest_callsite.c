@@ -226,6 +226,30 @@ static void source_soup(void **state)
     }
 }
 
+/* Decimal fields: values and refusals worked out by hand, around the 19 digits below which no
+ * value can overflow and at 2^64. */
+static void decimals(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        int ok;
+        uint64_t v;
+    } cases[] = {
+        {"0", 1, 0}, {"7", 1, 7}, {"1234567890", 1, 1234567890u}, {"", 0, 0}, {"12a", 0, 0}, {"-1", 0, 0},
+        {" 1", 0, 0}, {"9999999999999999999", 1, 9999999999999999999ull}, {"18446744073709551615", 1, UINT64_MAX},
+        {"18446744073709551616", 0, 0}, {"99999999999999999999", 0, 0}, {"00000000000000000000042", 1, 42},
+        {"1844674407370955161/", 0, 0}, {"1:", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint64_t v = 12345;
+        int ok = kdh_ingest_dec(cases[i].text, strlen(cases[i].text), &v);
+        if (ok != cases[i].ok || (ok && v != cases[i].v))
+            fail_msg("\"%s\": %d %llu, want %d %llu", cases[i].text, ok, (unsigned long long)v, cases[i].ok,
+                     (unsigned long long)cases[i].v);
+    }
+}
+
 /* Pool routines by name, classified by hand: the word may end the name, follow another 'P', or be
  * cut short by the name's end. */
 static void pool_routines(void **state)
@@ -259,6 +283,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(token_soup), cmocka_unit_test(sample_lines),
                                        cmocka_unit_test(layout_soup), cmocka_unit_test(source_soup),
-                                       cmocka_unit_test(pool_routines)};
+                                       cmocka_unit_test(pool_routines), cmocka_unit_test(decimals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
