@@ -102,6 +102,11 @@ int kdh_ingest_layout_fast(int id, const char *s, size_t n, size_t ov[2 * KDH_IN
  * looked at: a match stands only if that group holds neither '\n' nor '\r' (else PCRE2 decides). */
 int kdh_ingest_layout_columns(int id, const char *s, size_t n, size_t ov[2 * KDH_INGEST_LAYOUT_GROUPS]);
 
+/* pmrow.c: PAT_PMROW decided directly for printable ASCII rows. Returns 1 on a match with ov filled
+ * as PCRE2 would (groups 0..7), 0 when the pattern cannot match, -1 when PCRE2 must decide. */
+#define KDH_INGEST_PMROW_GROUPS 8
+int kdh_ingest_pmrow_fast(const char *s, size_t n, size_t ov[2 * KDH_INGEST_PMROW_GROUPS]);
+
 /* kdh_ingest_parse_frame with PCRE2 alone deciding every layout and callsite: the grammar of
  * record, against which the direct paths (layout.c, callsite.c) are tested. */
 int kdh_ingest_parse_frame_ref(kdh_ingest_patterns_t *p, const char *line, size_t len, unsigned mask,

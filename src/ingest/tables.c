@@ -34,10 +34,11 @@ static void tag4(char out[5], const char *t, size_t n)
 
 static int poolmon_row(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_err_t *err)
 {
-    size_t *ov;
+    size_t fov[2 * KDH_INGEST_PMROW_GROUPS], *ov = fov;
     const char *g;
     size_t gl;
-    if (!kdh_ingest_match(p->pat, PAT_PMROW, s, n, &ov))
+    int fast = kdh_ingest_pmrow_fast(s, n, fov); /* PCRE2 only for rows that are not plain text */
+    if (fast == 0 || (fast < 0 && !kdh_ingest_match(p->pat, PAT_PMROW, s, n, &ov)))
         return 0;
     kdh_ingest_sample_t sm;
     memset(&sm, 0, sizeof sm);

@@ -125,6 +125,29 @@ static void token_soup(void **state)
     assert_true(matched > 1000 && compared > 100000);
 }
 
+static unsigned long pm_matched, pm_compared;
+
+/* The direct poolmon row decision against PCRE2: same match or no match, same groups 0-7. */
+static void same_pmrow(const char *s, size_t n)
+{
+    size_t fov[2 * KDH_INGEST_PMROW_GROUPS];
+    int fast = kdh_ingest_pmrow_fast(s, n, fov);
+    if (fast < 0)
+        return;
+    pm_compared++;
+    size_t *ov;
+    int ref = kdh_ingest_match(pat, PAT_PMROW, s, n, &ov) > 0;
+    if (fast != ref)
+        fail_msg("poolmon row: fast %d, pcre2 %d on \"%.*s\"", fast, ref, (int)n, s);
+    if (!ref)
+        return;
+    pm_matched++;
+    for (int g = 0; g < 2 * KDH_INGEST_PMROW_GROUPS; g++)
+        if (fov[g] != ov[g])
+            fail_msg("poolmon row group %d bound %d differs (fast %zu, pcre2 %zu) on \"%.*s\"", g / 2, g % 2,
+                     fov[g], ov[g], (int)n, s);
+}
+
 static void sample_lines(void **state)
 {
     (void)state;
@@ -151,6 +174,7 @@ static void sample_lines(void **state)
                 t--;
             same_layout(PAT_X64, line, t);
             same_layout(PAT_X86, line, t);
+            same_pmrow(line, t);
             /* every suffix that starts a word, with annotations removed as the frame parser does */
             for (size_t i = 0; i < n; i++)
                 if (i == 0 || line[i - 1] == ' ')
@@ -250,6 +274,37 @@ static void decimals(void **state)
     }
 }
 
+/* Poolmon rows built from tokens around every element's edges: tags of 1-5 bytes with blanks
+ * inside, each type word and near misses, counts with and without "( n )" and their blanks,
+ * signs, a tail after the last number, and a missing or extra element. */
+static void pmrow_soup(void **state)
+{
+    (void)state;
+    static const char *const lead[] = {"", " ", "  "};
+    static const char *const tag[] = {"Io", "Wait", "a b", "Le a", "Nonp", "x", "ab cd", "(1)", "-"};
+    static const char *const type[] = {" Nonp ", "  Paged   ", " NonP ", " Pagd ", " Sess ", " Nonpaged ", " Page ",
+                                       "Nonp ", " Pagd"};
+    static const char *const cnt[] = {"3971107 (   0)   ", "1 ", "12(0) ", "5 (-1)  ", "7 (  ) ", "8 ( 1 )", "9  ( 2 ) ",
+                                      "-4 ", "6 (1)(2) "};
+    static const char *const tail[] = {"30    8456 (     0)    281", "-2 100 5", "0 0 (0) 0 [ntfs.sys  -  AttrSup.c]",
+                                       "1 2 (3) 4   Unknown Driver", "1 2 3", "1 2 (3)4", "1 -2 (-3) -4 x", "1 2 (3) 4x",
+                                       "10 20 30 40", ""};
+    unsigned long before = pm_compared;
+    for (size_t a = 0; a < sizeof lead / sizeof lead[0]; a++)
+        for (size_t b = 0; b < sizeof tag / sizeof tag[0]; b++)
+            for (size_t c = 0; c < sizeof type / sizeof type[0]; c++)
+                for (size_t d = 0; d < sizeof cnt / sizeof cnt[0]; d++)
+                    for (size_t e = 0; e < sizeof cnt / sizeof cnt[0]; e++)
+                        for (size_t f = 0; f < sizeof tail / sizeof tail[0]; f++) {
+                            char line[256];
+                            int n = snprintf(line, sizeof line, "%s%s%s%s%s%s", lead[a], tag[b], type[c], cnt[d],
+                                             cnt[e], tail[f]);
+                            same_pmrow(line, (size_t)n);
+                        }
+    assert_true(pm_compared - before > 100000);
+    assert_true(pm_matched > 10000); /* the soup holds rows, not only near misses */
+}
+
 /* Pool routines by name, classified by hand: the word may end the name, follow another 'P', or be
  * cut short by the name's end. */
 static void pool_routines(void **state)
@@ -283,6 +338,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(token_soup), cmocka_unit_test(sample_lines),
                                        cmocka_unit_test(layout_soup), cmocka_unit_test(source_soup),
-                                       cmocka_unit_test(pool_routines), cmocka_unit_test(decimals)};
+                                       cmocka_unit_test(pool_routines), cmocka_unit_test(decimals),
+                                       cmocka_unit_test(pmrow_soup)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
