@@ -107,6 +107,12 @@ int kdh_ingest_layout_columns(int id, const char *s, size_t n, size_t ov[2 * KDH
 #define KDH_INGEST_PMROW_GROUPS 8
 int kdh_ingest_pmrow_fast(const char *s, size_t n, size_t ov[2 * KDH_INGEST_PMROW_GROUPS]);
 
+/* pfrow.c: PAT_PFROW / PAT_PFROW_OLD (id) decided directly for printable ASCII rows: 1 on a match
+ * with ov filled as PCRE2 would (groups 0..4), 0 when the pattern cannot match, -1 when PCRE2
+ * must decide. */
+#define KDH_INGEST_PFROW_GROUPS 5
+int kdh_ingest_pfrow_fast(int id, const char *s, size_t n, size_t ov[2 * KDH_INGEST_PFROW_GROUPS]);
+
 /* kdh_ingest_parse_frame with PCRE2 alone deciding every layout and callsite: the grammar of
  * record, against which the direct paths (layout.c, callsite.c) are tested. */
 int kdh_ingest_parse_frame_ref(kdh_ingest_patterns_t *p, const char *line, size_t len, unsigned mask,

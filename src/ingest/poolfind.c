@@ -76,11 +76,13 @@ int kdh_ingest_poolfind_end(kdh_ingest_parser_t *p, kdh_err_t *err)
 /* A row inside the block: 1 when it is one (counted or, for a free block, passed over). */
 static int row(kdh_ingest_parser_t *p, const char *s, size_t n)
 {
-    size_t *ov;
+    size_t fov[2 * KDH_INGEST_PFROW_GROUPS], *ov = fov;
     const char *g, *tag;
     size_t gl, tl;
     uint64_t size;
-    if (kdh_ingest_match(p->pat, PAT_PFROW, s, n, &ov)) {
+    /* pfrow.c decides rows of plain text; PCRE2 the others */
+    int fast = kdh_ingest_pfrow_fast(PAT_PFROW, s, n, fov);
+    if (fast > 0 || (fast < 0 && kdh_ingest_match(p->pat, PAT_PFROW, s, n, &ov))) {
         kdh_ingest_group(ov, 2, s, &tag, &tl);
         kdh_ingest_group(ov, 3, s, &g, &gl);
         if (!kdh_ingest_hex(g, gl, &size))
@@ -89,7 +91,9 @@ static int row(kdh_ingest_parser_t *p, const char *s, size_t n)
         add(p, tag, tl, pool_name(g, gl), size);
         return 1;
     }
-    if (kdh_ingest_match(p->pat, PAT_PFROW_OLD, s, n, &ov)) {
+    ov = fov;
+    fast = kdh_ingest_pfrow_fast(PAT_PFROW_OLD, s, n, fov);
+    if (fast > 0 || (fast < 0 && kdh_ingest_match(p->pat, PAT_PFROW_OLD, s, n, &ov))) {
         if (!kdh_ingest_group(ov, 3, s, &g, &gl) || g[0] == 'F')
             return 1; /* a free block that still carries the tag */
         kdh_ingest_group(ov, 4, s, &tag, &tl);

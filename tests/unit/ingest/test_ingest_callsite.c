@@ -148,6 +148,31 @@ static void same_pmrow(const char *s, size_t n)
                      fov[g], ov[g], (int)n, s);
 }
 
+static unsigned long pf_matched, pf_compared;
+
+/* The direct !poolfind row decisions against PCRE2: same match or no match, same groups 0-4. */
+static void same_pfrow(const char *s, size_t n)
+{
+    for (int id = PAT_PFROW; id <= PAT_PFROW_OLD; id += PAT_PFROW_OLD - PAT_PFROW) {
+        size_t fov[2 * KDH_INGEST_PFROW_GROUPS];
+        int fast = kdh_ingest_pfrow_fast(id, s, n, fov);
+        if (fast < 0)
+            continue;
+        pf_compared++;
+        size_t *ov;
+        int ref = kdh_ingest_match(pat, id, s, n, &ov) > 0;
+        if (fast != ref)
+            fail_msg("poolfind row %d: fast %d, pcre2 %d on \"%.*s\"", id, fast, ref, (int)n, s);
+        if (!ref)
+            continue;
+        pf_matched++;
+        for (int g = 0; g < 2 * KDH_INGEST_PFROW_GROUPS; g++)
+            if (fov[g] != ov[g])
+                fail_msg("poolfind row %d group %d bound %d differs (fast %zu, pcre2 %zu) on \"%.*s\"", id, g / 2,
+                         g % 2, fov[g], ov[g], (int)n, s);
+    }
+}
+
 static void sample_lines(void **state)
 {
     (void)state;
@@ -175,6 +200,7 @@ static void sample_lines(void **state)
             same_layout(PAT_X64, line, t);
             same_layout(PAT_X86, line, t);
             same_pmrow(line, t);
+            same_pfrow(line, t);
             /* every suffix that starts a word, with annotations removed as the frame parser does */
             for (size_t i = 0; i < n; i++)
                 if (i == 0 || line[i - 1] == ' ')
@@ -305,6 +331,71 @@ static void pmrow_soup(void **state)
     assert_true(pm_matched > 10000); /* the soup holds rows, not only near misses */
 }
 
+/* !poolfind rows of both layouts built from tokens around every element's edges: leading blanks
+ * and stars, address runs of 7-18 bytes with and without '`', tags of 1-5 bytes with blanks and
+ * commas inside, sizes of 0-17 digits, pool names, "(Allocated)" / "(Free)", the optional
+ * "(Protected)" and "Process:" tails, and near misses of each literal. */
+static void pfrow_soup(void **state)
+{
+    (void)state;
+    static const char *const lead[] = {"", "  ", "*", " **"};
+    static const char *const addr[] = {"826fa13", "826fa130", "ffffda001accb5f0", "ffffda00`1accb5f0",
+                                       "ffffda001accb5f00x"};
+    static const char *const newer[] = {" : tag Leak, size     0x140, Nonpaged pool",
+                                        " : tag Le  , size 0x20, Paged pool  ",
+                                        " : tag a,b, size 0x1, Nonpaged pool",
+                                        " : tag a, size 0x1, size 0x2, Paged pool",
+                                        " : tag Leak, size 0x12345678123456789, Nonpaged pool",
+                                        " : tag Leak, size 0x, Nonpaged pool",
+                                        " : tag Leak, size0x1, Nonpaged pool",
+                                        " : tag Leak, size 0x1,  pool",
+                                        " : tag Leak, size 0x1, Nonpaged pool pool",
+                                        " : tag Leaky, size 0x1, Nonpaged pool",
+                                        " : tag , size 0x1, Paged pool",
+                                        " : tag Leak, sizf 0x1, Paged pool",
+                                        " : tag Leak, size 0x1, Paged poolx", " : tag Leak, size 0x1, Paged pooL"};
+    static const char *const older[] = {" size:   c0 previous size:   40  (Allocated) Leak",
+                                        " size:   10 previous size:   30  (Free)      *Leak (Protected)",
+                                        " size: c0 previous size: 40 (Allocated) *Io",
+                                        " size: c0 previous size: 40 (Allocated) **Io  ",
+                                        " size: c0 previous size: 40 (Allocated) Io Process: ffff`0001",
+                                        " size: c0 previous size: 40 (Allocated) Le a (Protected) Process: 1",
+                                        " size: c0 previous size: 40 (Allocated) Leaky",
+                                        " size: c0 previous size: 40 (Allocated) L (Protected)x",
+                                        " size: c0 previous size: 40 (Allocated) L Process: ",
+                                        " size: c0 previous size: 40 (Allocated)Leak",
+                                        " size: c0 previous size: 40(Free) Leak",
+                                        " size:c0 previous size:40 (Free) Leak",
+                                        " size: 12345678123456789 previous size: 40 (Free) Leak",
+                                        " size: c0 previous size: (Free) Leak",
+                                        " size: c0 previous size: 40 (Allocate) Leak",
+                                        " size: c0 previous size: 40 (Allocated) *",
+                                        " size: c0 previous size: 40 (Allocated) * Leak",
+                                        " size: c0 previous size: 40 (Allocated) Leak(Protected)",
+                                        " size: c0 previous size: 40 (Allocated) Io(Protected)",
+                                        " size: c0 previous size: 40 (Allocated) Io Process:1"};
+    unsigned long before = pf_compared;
+    char line[256];
+    for (size_t a = 0; a < sizeof lead / sizeof lead[0]; a++)
+        for (size_t b = 0; b < sizeof addr / sizeof addr[0]; b++) {
+            for (size_t c = 0; c < sizeof newer / sizeof newer[0]; c++) {
+                int n = snprintf(line, sizeof line, "%s%s%s", lead[a], addr[b], newer[c]);
+                same_pfrow(line, (size_t)n);
+                for (int k = 0; k < n; k += 3)
+                    same_pfrow(line, (size_t)k);
+            }
+            for (size_t c = 0; c < sizeof older / sizeof older[0]; c++) {
+                int n = snprintf(line, sizeof line, "%s%s%s", lead[a], addr[b], older[c]);
+                same_pfrow(line, (size_t)n);
+                /* every prefix too: each element cut short */
+                for (int k = 0; k < n; k += 3)
+                    same_pfrow(line, (size_t)k);
+            }
+        }
+    assert_true(pf_compared - before > 2000);
+    assert_true(pf_matched > 50); /* rows of both layouts matched */
+}
+
 /* Pool routines by name, classified by hand: the word may end the name, follow another 'P', or be
  * cut short by the name's end. */
 static void pool_routines(void **state)
@@ -339,6 +430,6 @@ int main(void)
     const struct CMUnitTest tests[] = {cmocka_unit_test(token_soup), cmocka_unit_test(sample_lines),
                                        cmocka_unit_test(layout_soup), cmocka_unit_test(source_soup),
                                        cmocka_unit_test(pool_routines), cmocka_unit_test(decimals),
-                                       cmocka_unit_test(pmrow_soup)};
+                                       cmocka_unit_test(pmrow_soup), cmocka_unit_test(pfrow_soup)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
