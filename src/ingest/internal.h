@@ -113,6 +113,11 @@ int kdh_ingest_pmrow_fast(const char *s, size_t n, size_t ov[2 * KDH_INGEST_PMRO
 #define KDH_INGEST_PFROW_GROUPS 5
 int kdh_ingest_pfrow_fast(int id, const char *s, size_t n, size_t ov[2 * KDH_INGEST_PFROW_GROUPS]);
 
+/* prompt.c: PAT_PROMPT decided directly for "kd> ..." and "N: kd> ..." in printable ASCII: 1 with
+ * ov filled as PCRE2 would (groups 0..2), -1 for every other line (PCRE2 decides; never 0). */
+#define KDH_INGEST_PROMPT_GROUPS 3
+int kdh_ingest_prompt_fast(const char *s, size_t n, size_t ov[2 * KDH_INGEST_PROMPT_GROUPS]);
+
 /* kdh_ingest_parse_frame with PCRE2 alone deciding every layout and callsite: the grammar of
  * record, against which the direct paths (layout.c, callsite.c) are tested. */
 int kdh_ingest_parse_frame_ref(kdh_ingest_patterns_t *p, const char *line, size_t len, unsigned mask,

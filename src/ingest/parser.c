@@ -680,8 +680,9 @@ int kdh_ingest_parser_line(kdh_ingest_parser_t *p, const char *s, size_t n, kdh_
     if (lead == n)
         return KDH_OK;
 
-    size_t *ov;
-    if (prompt_start(s, n, lead_s) && memchr(s, '>', n < 260 ? n : 260) && kdh_ingest_match(p->pat, PAT_PROMPT, s, n, &ov)) {
+    size_t pov[2 * KDH_INGEST_PROMPT_GROUPS], *ov = pov; /* prompt.c decides "kd>" and "N: kd>" */
+    if (prompt_start(s, n, lead_s) && memchr(s, '>', n < 260 ? n : 260) &&
+        (kdh_ingest_prompt_fast(s, n, pov) > 0 || kdh_ingest_match(p->pat, PAT_PROMPT, s, n, &ov))) {
         if ((rc = kdh_ingest_v80_flush(p, err)))
             return rc;
         prompt(p, s, ov);

@@ -173,6 +173,25 @@ static void same_pfrow(const char *s, size_t n)
     }
 }
 
+static unsigned long pr_matched;
+
+/* The direct prompt decision against PCRE2: it decides only matches, with the same groups 0-2. */
+static void same_prompt(const char *s, size_t n)
+{
+    size_t fov[2 * KDH_INGEST_PROMPT_GROUPS];
+    int fast = kdh_ingest_prompt_fast(s, n, fov);
+    if (fast < 0)
+        return;
+    size_t *ov;
+    if (fast != 1 || kdh_ingest_match(pat, PAT_PROMPT, s, n, &ov) <= 0)
+        fail_msg("prompt: fast %d where pcre2 does not match \"%.*s\"", fast, (int)n, s);
+    pr_matched++;
+    for (int g = 0; g < 2 * KDH_INGEST_PROMPT_GROUPS; g++)
+        if (fov[g] != ov[g])
+            fail_msg("prompt group %d bound %d differs (fast %zu, pcre2 %zu) on \"%.*s\"", g / 2, g % 2, fov[g],
+                     ov[g], (int)n, s);
+}
+
 static void sample_lines(void **state)
 {
     (void)state;
@@ -201,6 +220,7 @@ static void sample_lines(void **state)
             same_layout(PAT_X86, line, t);
             same_pmrow(line, t);
             same_pfrow(line, t);
+            same_prompt(line, t);
             /* every suffix that starts a word, with annotations removed as the frame parser does */
             for (size_t i = 0; i < n; i++)
                 if (i == 0 || line[i - 1] == ' ')
@@ -396,6 +416,31 @@ static void pfrow_soup(void **state)
     assert_true(pf_matched > 50); /* rows of both layouts matched */
 }
 
+/* Prompt lines around the two forms decided directly: leading blanks, 0-4 digits, ':' with 0-2
+ * blanks, "kd>" and its near misses (lkd, kd:x86, 0:000>, C:\\>), with and without a command. */
+static void prompt_soup(void **state)
+{
+    (void)state;
+    static const char *const lead[] = {"", " ", "   "};
+    static const char *const cpu[] = {"", "0", "12", "123", "1234", "1.2", "x"};
+    static const char *const colon[] = {"", ":", ": ", ":  "};
+    static const char *const word[] = {"kd>", "lkd>", "kd:x86>", "kd", "k>", "kd >", "000>", "\\>", "KD>"};
+    static const char *const cmd[] = {"", " ", " kvn", "  g", ">", "kb ; .thread", " !poolfind Leak 0"};
+    unsigned long before = pr_matched;
+    char line[128];
+    for (size_t a = 0; a < sizeof lead / sizeof lead[0]; a++)
+        for (size_t b = 0; b < sizeof cpu / sizeof cpu[0]; b++)
+            for (size_t c = 0; c < sizeof colon / sizeof colon[0]; c++)
+                for (size_t d = 0; d < sizeof word / sizeof word[0]; d++)
+                    for (size_t e = 0; e < sizeof cmd / sizeof cmd[0]; e++) {
+                        int n = snprintf(line, sizeof line, "%s%s%s%s%s", lead[a], cpu[b], colon[c], word[d], cmd[e]);
+                        same_prompt(line, (size_t)n);
+                    }
+    /* decided, counted by hand: per lead (3), the 7 starts "", "N:" and "N: " for N of 1-3 digits,
+     * each with "kd>" and one of the 7 commands, or with "kd" and the command ">" (8 lines) */
+    assert_int_equal(pr_matched - before, 3 * 7 * 8);
+}
+
 /* Pool routines by name, classified by hand: the word may end the name, follow another 'P', or be
  * cut short by the name's end. */
 static void pool_routines(void **state)
@@ -430,6 +475,7 @@ int main(void)
     const struct CMUnitTest tests[] = {cmocka_unit_test(token_soup), cmocka_unit_test(sample_lines),
                                        cmocka_unit_test(layout_soup), cmocka_unit_test(source_soup),
                                        cmocka_unit_test(pool_routines), cmocka_unit_test(decimals),
-                                       cmocka_unit_test(pmrow_soup), cmocka_unit_test(pfrow_soup)};
+                                       cmocka_unit_test(pmrow_soup), cmocka_unit_test(pfrow_soup),
+                                       cmocka_unit_test(prompt_soup)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
