@@ -649,24 +649,10 @@ static int open_run(hv_t *h, uint64_t *prev_base, kdh_err_t *err)
     return KDH_OK;
 }
 
-/* Stops the target for a look: break-in; a target that rebooted may answer only a fresh
- * connect (break-in + RESET), so that comes next. KDH_OK once a new stop is reported. */
+/* See hv_conn_probe_stop. */
 static int probe_stop(hv_t *h, kdh_err_t *err)
 {
-    uint64_t serial = kdh_kd_stop_serial(h->c.kd);
-    int rc = kdh_kd_break(h->c.kd, err);
-    if (rc != KDH_OK)
-        return rc;
-    if (hv_conn_wait_new_stop(&h->c, serial, 3000))
-        return KDH_OK;
-    if ((rc = kdh_kd_connect(h->c.kd, 1, err)) != KDH_OK)
-        return rc;
-    if (hv_conn_wait_new_stop(&h->c, serial, 10000))
-        return KDH_OK;
-    if (h->c.tp_dead)
-        return kdh_err_set(err, KDH_EHANGUP, "%s", h->c.tp_error);
-    return kdh_err_set(err, KDH_ETIMEDOUT, "the target on %s stopped answering (no stop after a break-in and a "
-                       "reconnect)", h->o->port);
+    return hv_conn_probe_stop(&h->c, h->o->port, err);
 }
 
 /* After the target reset the link: a new kernel base, or PoolHitTag no longer holding the tag,

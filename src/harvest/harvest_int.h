@@ -26,6 +26,7 @@ typedef struct hv_conn {
     int no_packet;
     char no_packet_msg[256];
     int reset_seen;         /* the target reset the link (rebooted?): check the boot at the next stop */
+    uint64_t reset_serial;  /* the stop serial when the link was last reset */
     unsigned baud;
     void (*on_print)(void *ctx, const char *text, size_t len);
     void (*on_notice)(void *ctx, const char *line); /* the port hung up, is back, ... */
@@ -44,6 +45,14 @@ int hv_conn_wait_new_stop(hv_conn_t *c, uint64_t serial, unsigned timeout_ms);
  * numbered serial, when a Continue was acknowledged and ignored). KDH_OK once a new stop is
  * reported, else KDH_ETIMEDOUT after 10 s (KDH_EHANGUP when the port died). */
 int hv_conn_restop(hv_conn_t *c, uint64_t serial, kdh_err_t *err);
+/* Stops the target for a look: a break-in; a target that rebooted may answer only a fresh
+ * connect (break-in + RESET), so that comes next. KDH_OK once a new stop is reported, or at once
+ * when the stop the session holds was reported after the link's last reset (the target is in it).
+ * port: for the message when nothing answers. */
+int hv_conn_probe_stop(hv_conn_t *c, const char *port, kdh_err_t *err);
+/* The link's events (kdh_kd_cfg_t.on_link_event, ctx c): a RESET notes reset_seen and the stop
+ * serial at that moment. */
+void hv_conn_link_event(void *ctx, const kdh_link_event_t *ev);
 /* One request, blocking; KDH_OK or the request's status with its message in err. */
 int hv_conn_call(hv_conn_t *c, kdh_kd_req_t *req, const char *what, kdh_err_t *err);
 /* One ReadVirtualMemory of len bytes at va, blocking: KDH_OK with *got bytes read (fewer when

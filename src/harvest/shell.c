@@ -39,11 +39,13 @@ static int kd_write(void *ctx, const uint8_t *buf, size_t len)
     return kdh_transport_write(c->tp, buf, len, NULL);
 }
 
-static void on_link_event(void *ctx, const kdh_link_event_t *ev)
+void hv_conn_link_event(void *ctx, const kdh_link_event_t *ev)
 {
     hv_conn_t *c = ctx;
-    if (ev->kind == KDH_LINK_EV_RESET_SEEN || ev->kind == KDH_LINK_EV_RESYNC)
+    if (ev->kind == KDH_LINK_EV_RESET_SEEN || ev->kind == KDH_LINK_EV_RESYNC) {
         c->reset_seen = 1;
+        c->reset_serial = c->kd ? kdh_kd_stop_serial(c->kd) : 0;
+    }
     if (ev->kind == KDH_LINK_EV_NO_PACKET && !c->no_packet) {
         c->no_packet = 1;
         snprintf(c->no_packet_msg, sizeof c->no_packet_msg, "%s", ev->message ? ev->message : "no valid packet");
@@ -97,7 +99,7 @@ int hv_conn_open(hv_conn_t *c, uv_loop_t *loop, const char *port, unsigned baud,
     kc.link.baud = c->baud;
     kc.link_ctx = c;
     kc.arch = KDH_WIRE_ARCH_AMD64;
-    kc.on_link_event = on_link_event;
+    kc.on_link_event = hv_conn_link_event;
     kc.on_print = on_print;
     kc.ctx = c;
     return kdh_kd_new(&c->kd, &kc, err);
@@ -144,6 +146,28 @@ int hv_conn_restop(hv_conn_t *c, uint64_t serial, kdh_err_t *err)
     if (c->tp_dead)
         return kdh_err_set(err, KDH_EHANGUP, "%s", c->tp_error);
     return kdh_err_set(err, KDH_ETIMEDOUT, "the target reported no stop after a single step, nor after a RESET");
+}
+
+int hv_conn_probe_stop(hv_conn_t *c, const char *port, kdh_err_t *err)
+{
+    /* A target that reset the link while stopped reports that stop again and ignores a break-in:
+     * waiting for the break-in's stop cost 3 s before the reconnect, with the target held. */
+    if (c->reset_seen && kdh_kd_stopped(c->kd) && kdh_kd_stop_serial(c->kd) > c->reset_serial)
+        return KDH_OK;
+    uint64_t serial = kdh_kd_stop_serial(c->kd);
+    int rc = kdh_kd_break(c->kd, err);
+    if (rc != KDH_OK)
+        return rc;
+    if (hv_conn_wait_new_stop(c, serial, 3000))
+        return KDH_OK;
+    if ((rc = kdh_kd_connect(c->kd, 1, err)) != KDH_OK)
+        return rc;
+    if (hv_conn_wait_new_stop(c, serial, 10000))
+        return KDH_OK;
+    if (c->tp_dead)
+        return kdh_err_set(err, KDH_EHANGUP, "%s", c->tp_error);
+    return kdh_err_set(err, KDH_ETIMEDOUT, "the target on %s stopped answering (no stop after a break-in and a "
+                       "reconnect)", port);
 }
 
 int hv_conn_call(hv_conn_t *c, kdh_kd_req_t *req, const char *what, kdh_err_t *err)

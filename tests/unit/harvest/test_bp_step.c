@@ -1,5 +1,5 @@
-/* test_bp_step.c: the harvest's breakpoint bookkeeping (breakpoints.c) against a target played
- * by the test on the session's own loop. The target keeps a breakpoint table as kd-protocol.md
+/* test_bp_step.c: the harvest's breakpoint bookkeeping (breakpoints.c), and the look at a target
+ * after a link reset (shell.c), against a target played by the test on the session's own loop. The target keeps a breakpoint table as kd-protocol.md
  * 3.2 says a Windows target does: WriteBreakPoint of an address already in it is refused, and
  * before reporting a stop it takes out its breakpoints in [PC, PC + InstructionCount - 1]. Each
  * test scripts the stops the target reports after each Continue2 and checks the target's table
@@ -37,6 +37,7 @@ typedef struct fake {
     kdh_wire_state_change_t script[8];
     int n_script, next; /* stops to report: the first after the connect, then one per Continue2 */
     int running;        /* a Continue2 found no scripted stop left */
+    unsigned host_resets; /* RESET packets from the host */
 } fake_t;
 
 typedef struct fixture {
@@ -139,6 +140,7 @@ static void on_idle(uv_idle_t *idle)
             continue;
         const kdh_wire_packet_t *p = &ev.packet;
         if (p->type == KDH_WIRE_TYPE_RESET) {
+            f->host_resets++;
             uint8_t echo[16];
             kdh_wire_encode_control(echo, sizeof echo, KDH_WIRE_TYPE_RESET, 0);
             kdh_kd_feed(f->kd, echo, sizeof echo);
@@ -204,6 +206,8 @@ static int setup(void **state)
     cfg.link.write = fake_write_start;
     cfg.link_ctx = f;
     cfg.arch = KDH_WIRE_ARCH_AMD64;
+    cfg.on_link_event = hv_conn_link_event;
+    cfg.ctx = &h->c;
     assert_int_equal(kdh_kd_new(&f->kd, &cfg, NULL), KDH_OK);
     h->c.kd = f->kd;
     h->c.loop = &f->loop;
@@ -309,11 +313,45 @@ static void test_clear_after_other_stop(void **state)
     assert_int_equal(table_count(f, ADDR_B), 0);
 }
 
+/* The target resets the link while stopped (noise) and reports its stop again. The session then
+ * holds the target's current stop, so a look at the target (the run loop's after a reset, the
+ * detach's) sends nothing: a stopped target ignores a break-in, and waiting for the break-in's
+ * stop held the target 3 s before the reconnect that the third scripted stop would answer. */
+static void test_probe_after_reset_in_stop(void **state)
+{
+    fixture_t *x = *state;
+    fake_t *f = &x->f;
+    hv_t *h = x->h;
+    f->script[f->n_script++] = breakpoint_stop(FAR_PC, 0);
+    f->script[f->n_script++] = breakpoint_stop(FAR_PC, 0); /* the same stop, reported again */
+    f->script[f->n_script++] = breakpoint_stop(FAR_PC, 0); /* for a reconnect, if one came */
+    assert_int_equal(kdh_kd_connect(h->c.kd, 0, NULL), KDH_OK);
+    assert_int_equal(hv_conn_wait_stop(&h->c, 2000, NULL, NULL), KDH_OK);
+    uint64_t serial = kdh_kd_stop_serial(h->c.kd);
+    /* an unasked RESET from the target: the host answers it, the target reports its stop again */
+    uint8_t rst[16];
+    kdh_wire_encode_control(rst, sizeof rst, KDH_WIRE_TYPE_RESET, 0);
+    kdh_kd_feed(f->kd, rst, sizeof rst);
+    assert_true(hv_conn_wait_new_stop(&h->c, serial, 2000));
+    assert_true(h->c.reset_seen);
+    assert_int_equal(f->next, 2);
+    unsigned resets = f->host_resets;
+    kdh_err_t err;
+    memset(&err, 0, sizeof err);
+    int rc = hv_conn_probe_stop(&h->c, "test", &err);
+    if (rc != KDH_OK)
+        fail_msg("probe: %s", err.msg);
+    assert_int_equal(f->host_resets, resets); /* no reconnect */
+    assert_int_equal(f->next, 2);
+    assert_true(kdh_kd_stopped(h->c.kd));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_step_ends_in_other_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clear_after_other_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_probe_after_reset_in_stop, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
