@@ -21,12 +21,6 @@ static int is_mod(unsigned char c)
     return mod_class[c];
 }
 
-static void set(size_t *ov, int g, size_t a, size_t b)
-{
-    ov[2 * g] = a;
-    ov[2 * g + 1] = b;
-}
-
 /* The reasoning, alternative by alternative (MOD has neither '!' nor '+', so its greedy run can
  * never give back characters usefully; in printable ASCII \s is only ' ' and '.' is any byte):
  * 1. MOD '!' [" ?? "] \S then the shortest name after which "+0x" and 1-16 hex digits end the
@@ -47,7 +41,7 @@ int kdh_ingest_callsite_groups(const char *s, size_t n, size_t m, size_t ov[2 * 
 {
     for (int g = 0; g < 2 * KDH_INGEST_CS_GROUPS; g++)
         ov[g] = PCRE2_UNSET;
-    set(ov, 0, 0, n);
+    kdh_ingest_set_group(ov, 0, 0, n);
     /* trailing hex digits, and whether "+0x" precedes them */
     size_t h = 0;
     while (h < n && kdh_ingest_is_hex((unsigned char)s[n - 1 - h]))
@@ -62,12 +56,12 @@ int kdh_ingest_callsite_groups(const char *s, size_t n, size_t m, size_t ov[2 * 
     else if (m + 1 < n && s[m + 1] != ' ')
         name_min = 1;
     if (m > 0 && name_min && s[m] == '!') {
-        set(ov, 1, 0, m);
+        kdh_ingest_set_group(ov, 1, 0, m);
         if (tail && tail_at >= m + 1 + name_min) {
-            set(ov, 2, m + 1, tail_at);
-            set(ov, 3, n - h, n);
+            kdh_ingest_set_group(ov, 2, m + 1, tail_at);
+            kdh_ingest_set_group(ov, 3, n - h, n);
         } else {
-            set(ov, 2, m + 1, n);
+            kdh_ingest_set_group(ov, 2, m + 1, n);
         }
         return 1;
     }
@@ -82,8 +76,8 @@ int kdh_ingest_callsite_groups(const char *s, size_t n, size_t m, size_t ov[2 * 
             e = r + 1;
     }
     if (e && tail && tail_at == e) {
-        set(ov, 4, 0, e);
-        set(ov, 5, e + 3, n);
+        kdh_ingest_set_group(ov, 4, 0, e);
+        kdh_ingest_set_group(ov, 5, e + 3, n);
         return 1;
     }
     if (n >= 3 && s[0] == '0' && s[1] == 'x') {
@@ -91,11 +85,11 @@ int kdh_ingest_callsite_groups(const char *s, size_t n, size_t m, size_t ov[2 * 
         int ok = (a >= 1 && a <= 16 && 2 + a == n) ||
                  (a >= 1 && a <= 8 && 2 + a + 9 == n && s[2 + a] == '`' && kdh_ingest_hex_run(s, 3 + a, n) == 8);
         if (ok) {
-            set(ov, 6, 2, n);
+            kdh_ingest_set_group(ov, 6, 2, n);
             return 1;
         }
     }
-    set(ov, 0, PCRE2_UNSET, PCRE2_UNSET);
+    kdh_ingest_set_group(ov, 0, PCRE2_UNSET, PCRE2_UNSET);
     return 0;
 }
 

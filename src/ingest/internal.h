@@ -62,6 +62,22 @@ struct kdh_ingest_patterns {
  * 0 otherwise. Captured group g is then [ov[2g], ov[2g+1]) (PCRE2_UNSET when unset). */
 int kdh_ingest_match(kdh_ingest_patterns_t *p, int id, const char *s, size_t len, size_t **ov);
 
+/* The direct recognizers (callsite, layout, prompt, poolmon and !poolfind rows) fill ov as
+ * PCRE2 would: group g is [a, b). */
+static inline void kdh_ingest_set_group(size_t *ov, int g, size_t a, size_t b)
+{
+    ov[2 * g] = a;
+    ov[2 * g + 1] = b;
+}
+
+/* The index of the first byte at or after i that is not a blank (' '), n at most. */
+static inline size_t kdh_ingest_blanks(const char *s, size_t i, size_t n)
+{
+    while (i < n && s[i] == ' ')
+        i++;
+    return i;
+}
+
 /* Group g of the last match as (pointer, length); returns 0 with an empty string (length 0, never
  * NULL, so that reading its first byte finds a NUL) when unset. */
 static inline int kdh_ingest_group(const size_t *ov, int g, const char *s, const char **out, size_t *len)

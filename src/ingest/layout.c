@@ -5,19 +5,6 @@
 
 #include <string.h>
 
-static size_t spaces(const char *s, size_t i, size_t n)
-{
-    while (i < n && s[i] == ' ')
-        i++;
-    return i;
-}
-
-static void set(size_t *ov, int g, size_t a, size_t b)
-{
-    ov[2 * g] = a;
-    ov[2 * g + 1] = b;
-}
-
 /* width-w hex, or w dashes, at i (w = 8), or for x64 8`8 of either; then at least one space. */
 /* Are the 8 bytes at s all hex digits? Tested together: no byte has the high bit, each is in
  * '0'-'9', or in 'a'-'f' once 0x20 is set ('A'-'F' are the only other bytes that then are). A
@@ -65,12 +52,12 @@ static size_t prefix(const char *s, size_t i, size_t n, size_t *ov)
     size_t a = kdh_ingest_hex_run(s, i, n);
     if (a == 0 || a > 7 || i + a >= n || s[i + a] != ' ')
         return i; /* no prefix column: the address column starts here */
-    size_t j = spaces(s, i + a, n);
+    size_t j = kdh_ingest_blanks(s, i + a, n);
     size_t b = kdh_ingest_hex_run(s, j, n);
     int second = b >= 1 && b <= 7 && j + b < n && s[j + b] == ' ';
     if (a <= 4) {
-        set(ov, 1, i, i + a);
-        return second ? spaces(s, j + b, n) : j;
+        kdh_ingest_set_group(ov, 1, i, i + a);
+        return second ? kdh_ingest_blanks(s, j + b, n) : j;
     }
     return second ? (size_t)-1 : j; /* 5-7 digits: the unnamed column; then a second is an error */
 }
@@ -79,7 +66,7 @@ static size_t prefix(const char *s, size_t i, size_t n, size_t *ov)
  * only be given back at a cost of a '0' then an 'x' in the address, which cannot match. */
 static int addr_columns(const char *s, size_t n, size_t *ov)
 {
-    size_t i = spaces(s, 0, n);
+    size_t i = kdh_ingest_blanks(s, 0, n);
     size_t j = (n - i >= 2 && s[i] == '0' && s[i + 1] == 'x') ? i + 2 : i;
     size_t h = kdh_ingest_hex_run(s, j, n), w;
     if (h == 8 && j + 8 < n && s[j + 8] == ' ')
@@ -90,13 +77,13 @@ static int addr_columns(const char *s, size_t n, size_t *ov)
         w = 16;
     else
         return -1;
-    size_t k = spaces(s, j + w, n);
+    size_t k = kdh_ingest_blanks(s, j + w, n);
     /* every byte up to the callsite's first is printable: \s was only ' ' there */
     if (k >= n || !kdh_ingest_plain(s, k + 1))
         return -1;
-    set(ov, 1, j, j + w);
-    set(ov, 2, k, n);
-    set(ov, 0, 0, n);
+    kdh_ingest_set_group(ov, 1, j, j + w);
+    kdh_ingest_set_group(ov, 2, k, n);
+    kdh_ingest_set_group(ov, 0, 0, n);
     return 1;
 }
 
@@ -112,27 +99,27 @@ int kdh_ingest_layout_columns(int id, const char *s, size_t n, size_t ov[2 * KDH
     }
     for (int g = 0; g < 2 * KDH_INGEST_LAYOUT_GROUPS; g++)
         ov[g] = PCRE2_UNSET;
-    size_t i = prefix(s, spaces(s, 0, n), n, ov);
+    size_t i = prefix(s, kdh_ingest_blanks(s, 0, n), n, ov);
     if (i == (size_t)-1)
         return -1;
     const char *inl = x64 ? "(Inline Function)" : "(Inline)";
     size_t il = strlen(inl), w = x64 ? 17 : 8;
     if (x64 ? word64(s, i, n, 0) : word8(s, i, n, 0)) {
-        set(ov, 2, i, i + w);
+        kdh_ingest_set_group(ov, 2, i, i + w);
         i += w;
     } else if (n - i >= il && memcmp(s + i, inl, il) == 0) {
-        set(ov, 3, i, i + il);
+        kdh_ingest_set_group(ov, 3, i, i + il);
         i += il;
     } else {
         return -1;
     }
     if (i >= n || s[i] != ' ')
         return -1;
-    i = spaces(s, i, n);
+    i = kdh_ingest_blanks(s, i, n);
     if (!(x64 ? word64(s, i, n, 1) : word8(s, i, n, 1)) || i + w >= n || s[i + w] != ' ')
         return -1;
-    set(ov, 4, i, i + w);
-    i = spaces(s, i + w, n);
+    kdh_ingest_set_group(ov, 4, i, i + w);
+    i = kdh_ingest_blanks(s, i + w, n);
     if (i >= n || (!x64 && n - i >= 4 && memcmp(s + i, "(T) ", 4) == 0))
         return -1; /* x86 "(T)", the trap frame mark: PCRE2 decides those rare lines */
     /* the optional argument columns: taken only when all of them and a callsite follow */
@@ -142,20 +129,20 @@ int kdh_ingest_layout_columns(int id, const char *s, size_t n, size_t ov[2 * KDH
         if (s[j] != ':' || j + 1 >= n || s[j + 1] != ' ')
             args = 0;
         else
-            j = spaces(s, j + 1, n);
+            j = kdh_ingest_blanks(s, j + 1, n);
         hi = j + 2;
         for (int k = 0; args && k < 4; k++) {
             hi = j + 18;
             if (!word64(s, j, n, 1) || j + 17 >= n || s[j + 17] != ' ')
                 args = 0;
             else
-                j = spaces(s, j + 17, n);
+                j = kdh_ingest_blanks(s, j + 17, n);
         }
         // cppcheck-suppress redundantAssignment ; the loop's hi is kept when args fell to 0 (no assignment here)
         if (args && (hi = j + 2, j >= n || s[j] != ':' || j + 1 >= n || s[j + 1] != ' '))
             args = 0;
         if (args)
-            j = spaces(s, j + 1, n);
+            j = kdh_ingest_blanks(s, j + 1, n);
     } else {
         size_t at[3];
         for (int k = 0; args && k < 3; k++) {
@@ -164,12 +151,12 @@ int kdh_ingest_layout_columns(int id, const char *s, size_t n, size_t ov[2 * KDH
                 args = 0;
             } else {
                 at[k] = j;
-                j = spaces(s, j + 8, n);
+                j = kdh_ingest_blanks(s, j + 8, n);
             }
         }
         if (args && j < n)
             for (int k = 0; k < 3; k++)
-                set(ov, 5 + k, at[k], at[k] + 8);
+                kdh_ingest_set_group(ov, 5 + k, at[k], at[k] + 8);
     }
     if (!args || j >= n)
         j = i;
@@ -182,8 +169,8 @@ int kdh_ingest_layout_columns(int id, const char *s, size_t n, size_t ov[2 * KDH
         hi = j + 1;
     if (!kdh_ingest_plain(s, hi))
         return -1;
-    set(ov, x64 ? 5 : 8, j, n);
-    set(ov, 0, 0, n);
+    kdh_ingest_set_group(ov, x64 ? 5 : 8, j, n);
+    kdh_ingest_set_group(ov, 0, 0, n);
     return 1;
 }
 

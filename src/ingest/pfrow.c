@@ -10,19 +10,6 @@
  * before the tag is the pattern's optional star or the tag's first byte (the star first). */
 #include "internal.h"
 
-static void set(size_t *ov, int g, size_t a, size_t b)
-{
-    ov[2 * g] = a;
-    ov[2 * g + 1] = b;
-}
-
-static size_t blanks(const char *s, size_t i, size_t n)
-{
-    while (i < n && s[i] == ' ')
-        i++;
-    return i;
-}
-
 /* the end of the [0-9a-fA-F] run at i, with '`' too when sep */
 static size_t hex_end(const char *s, size_t i, size_t n, int sep)
 {
@@ -43,32 +30,32 @@ static int new_rest(const char *s, size_t i, size_t n, size_t *ov)
 {
     if (!LIT(s, i, n, ", size"))
         return 0;
-    size_t a = blanks(s, i + 6, n);
+    size_t a = kdh_ingest_blanks(s, i + 6, n);
     if (a == i + 6 || !LIT(s, a, n, "0x"))
         return 0;
     size_t e = hex_end(s, a + 2, n, 0);
     if (e == a + 2 || e - (a + 2) > 16 || !LIT(s, e, n, ", "))
         return 0;
-    set(ov, 3, a + 2, e);
+    kdh_ingest_set_group(ov, 3, a + 2, e);
     size_t t = e + 2, u = t;
     while (u < n && s[u] != ' ')
         u++;
-    if (u == t || !LIT(s, u, n, " pool") || blanks(s, u + 5, n) != n)
+    if (u == t || !LIT(s, u, n, " pool") || kdh_ingest_blanks(s, u + 5, n) != n)
         return 0;
-    set(ov, 4, t, u);
+    kdh_ingest_set_group(ov, 4, t, u);
     return 1;
 }
 
 static int pf_new(const char *s, size_t n, size_t *ov)
 {
-    size_t a = blanks(s, 0, n), e = hex_end(s, a, n, 1);
+    size_t a = kdh_ingest_blanks(s, 0, n), e = hex_end(s, a, n, 1);
     if (e - a < 8 || e - a > 17 || !LIT(s, e, n, " : tag "))
         return 0;
-    set(ov, 1, a, e);
+    kdh_ingest_set_group(ov, 1, a, e);
     size_t t = e + 7;
     for (size_t len = 1; len <= 4 && t + len <= n; len++)
         if (new_rest(s, t + len, n, ov)) {
-            set(ov, 2, t, t + len);
+            kdh_ingest_set_group(ov, 2, t, t + len);
             return 1;
         }
     return 0;
@@ -77,39 +64,39 @@ static int pf_new(const char *s, size_t n, size_t *ov)
 /* PAT_PFROW_OLD after the tag: "(?:\s+\(Protected\))?(?:\s+Process: [0-9a-fA-F`]+)?\s*$" */
 static int old_rest(const char *s, size_t i, size_t n)
 {
-    size_t b = blanks(s, i, n);
+    size_t b = kdh_ingest_blanks(s, i, n);
     if (b > i && LIT(s, b, n, "(Protected)")) {
         i = b + 11;
-        b = blanks(s, i, n);
+        b = kdh_ingest_blanks(s, i, n);
     }
     if (b > i && LIT(s, b, n, "Process: ")) {
         size_t e = hex_end(s, b + 9, n, 1);
         if (e == b + 9)
             return 0;
         i = e;
-        b = blanks(s, i, n);
+        b = kdh_ingest_blanks(s, i, n);
     }
     return b == n;
 }
 
 static int pf_old(const char *s, size_t n, size_t *ov)
 {
-    size_t a = blanks(s, 0, n);
+    size_t a = kdh_ingest_blanks(s, 0, n);
     if (a < n && s[a] == '*')
         a++;
     size_t e = hex_end(s, a, n, 1);
     if (e - a < 8 || e - a > 17 || !LIT(s, e, n, " size:"))
         return 0;
-    set(ov, 1, a, e);
-    size_t b = blanks(s, e + 6, n), c = hex_end(s, b, n, 0);
+    kdh_ingest_set_group(ov, 1, a, e);
+    size_t b = kdh_ingest_blanks(s, e + 6, n), c = hex_end(s, b, n, 0);
     if (c == b || c - b > 16 || !LIT(s, c, n, " previous size:"))
         return 0;
-    set(ov, 2, b, c);
-    b = blanks(s, c + 15, n);
+    kdh_ingest_set_group(ov, 2, b, c);
+    b = kdh_ingest_blanks(s, c + 15, n);
     c = hex_end(s, b, n, 0);
     if (c == b || c - b > 16)
         return 0;
-    b = blanks(s, c, n);
+    b = kdh_ingest_blanks(s, c, n);
     if (b == c)
         return 0;
     size_t w;
@@ -119,9 +106,9 @@ static int pf_old(const char *s, size_t n, size_t *ov)
         w = 4;
     else
         return 0;
-    set(ov, 3, b + 1, b + 1 + w);
+    kdh_ingest_set_group(ov, 3, b + 1, b + 1 + w);
     c = b + w + 2;
-    size_t t = blanks(s, c, n);
+    size_t t = kdh_ingest_blanks(s, c, n);
     if (t == c || t >= n)
         return 0;
     /* \*?(\S.{0,3}?): with the star taken first, then with the star as the tag's first byte */
@@ -131,7 +118,7 @@ static int pf_old(const char *s, size_t n, size_t *ov)
             continue;
         for (size_t len = 1; len <= 4 && q + len <= n; len++)
             if (old_rest(s, q + len, n)) {
-                set(ov, 4, q, q + len);
+                kdh_ingest_set_group(ov, 4, q, q + len);
                 return 1;
             }
     }
@@ -149,6 +136,6 @@ int kdh_ingest_pfrow_fast(int id, const char *s, size_t n, size_t ov[2 * KDH_ING
             ov[g] = PCRE2_UNSET;
         return 0;
     }
-    set(ov, 0, 0, n);
+    kdh_ingest_set_group(ov, 0, 0, n);
     return 1;
 }

@@ -9,19 +9,6 @@
  * tried in PCRE2's order, the first for which the rest of the row matches wins. */
 #include "internal.h"
 
-static void set(size_t *ov, int g, size_t a, size_t b)
-{
-    ov[2 * g] = a;
-    ov[2 * g + 1] = b;
-}
-
-static size_t blanks(const char *s, size_t i, size_t n)
-{
-    while (i < n && s[i] == ' ')
-        i++;
-    return i;
-}
-
 static size_t digits(const char *s, size_t i, size_t n)
 {
     while (i < n && s[i] >= '0' && s[i] <= '9')
@@ -40,16 +27,16 @@ static size_t number(const char *s, size_t i, size_t n, int sign)
 /* \s*(?:\(\s*-?\d+\s*\))?\s+ at i: the index after it, or 0. */
 static size_t gap(const char *s, size_t i, size_t n)
 {
-    size_t j = blanks(s, i, n);
+    size_t j = kdh_ingest_blanks(s, i, n);
     if (j < n && s[j] == '(') {
-        size_t k = number(s, blanks(s, j + 1, n), n, 1);
+        size_t k = number(s, kdh_ingest_blanks(s, j + 1, n), n, 1);
         if (!k)
             return 0;
-        k = blanks(s, k, n);
+        k = kdh_ingest_blanks(s, k, n);
         if (k >= n || s[k] != ')')
             return 0;
         i = k + 1;
-        j = blanks(s, i, n);
+        j = kdh_ingest_blanks(s, i, n);
     }
     return j > i ? j : 0;
 }
@@ -58,7 +45,7 @@ static size_t gap(const char *s, size_t i, size_t n)
 static int rest(const char *s, size_t i, size_t n, size_t *ov)
 {
     static const char *const types[] = {"Nonp", "Paged", "NonP", "Pagd", "Sess"};
-    size_t j = blanks(s, i, n), t = 0;
+    size_t j = kdh_ingest_blanks(s, i, n), t = 0;
     if (j == i)
         return 0;
     for (size_t k = 0; k < KDH_ARRAY_LEN(types) && !t; k++) {
@@ -68,24 +55,24 @@ static int rest(const char *s, size_t i, size_t n, size_t *ov)
     }
     if (!t)
         return 0;
-    set(ov, 2, j, j + t);
-    size_t a = blanks(s, j + t, n), e;
+    kdh_ingest_set_group(ov, 2, j, j + t);
+    size_t a = kdh_ingest_blanks(s, j + t, n), e;
     if (!(e = number(s, a, n, 0)))
         return 0;
-    set(ov, 3, a, e);
+    kdh_ingest_set_group(ov, 3, a, e);
     if (!(a = gap(s, e, n)) || !(e = number(s, a, n, 0)))
         return 0;
-    set(ov, 4, a, e);
+    kdh_ingest_set_group(ov, 4, a, e);
     if (!(a = gap(s, e, n)) || !(e = number(s, a, n, 1)))
         return 0;
-    set(ov, 5, a, e);
-    a = blanks(s, e, n);
+    kdh_ingest_set_group(ov, 5, a, e);
+    a = kdh_ingest_blanks(s, e, n);
     if (a == e || !(e = number(s, a, n, 1)))
         return 0;
-    set(ov, 6, a, e);
+    kdh_ingest_set_group(ov, 6, a, e);
     if (!(a = gap(s, e, n)) || !(e = number(s, a, n, 1)))
         return 0;
-    set(ov, 7, a, e);
+    kdh_ingest_set_group(ov, 7, a, e);
     return e == n || s[e] == ' '; /* (?:\s.*)?$ */
 }
 
@@ -98,8 +85,8 @@ int kdh_ingest_pmrow_fast(const char *s, size_t n, size_t ov[2 * KDH_INGEST_PMRO
         return 0;
     for (size_t len = 1; len <= 4 && t0 + len <= n; len++)
         if (rest(s, t0 + len, n, ov)) {
-            set(ov, 0, 0, n);
-            set(ov, 1, t0, t0 + len);
+            kdh_ingest_set_group(ov, 0, 0, n);
+            kdh_ingest_set_group(ov, 1, t0, t0 + len);
             return 1;
         }
     return 0;

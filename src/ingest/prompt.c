@@ -8,12 +8,6 @@
  * follow, the optional ":name" cannot start at '>', and \s?(.*)$ matches any printable rest. */
 #include "internal.h"
 
-static void set(size_t *ov, int g, size_t a, size_t b)
-{
-    ov[2 * g] = a;
-    ov[2 * g + 1] = b;
-}
-
 int kdh_ingest_prompt_fast(const char *s, size_t n, size_t ov[2 * KDH_INGEST_PROMPT_GROUPS])
 {
     if (!n || !kdh_ingest_plain(s, n))
@@ -36,10 +30,10 @@ int kdh_ingest_prompt_fast(const char *s, size_t n, size_t ov[2 * KDH_INGEST_PRO
         return -1;
     for (int g = 0; g < 2 * KDH_INGEST_PROMPT_GROUPS; g++)
         ov[g] = PCRE2_UNSET;
-    set(ov, 0, 0, n);
+    kdh_ingest_set_group(ov, 0, 0, n);
     if (cpu)
-        set(ov, 1, i, d);
+        kdh_ingest_set_group(ov, 1, i, d);
     size_t r = k + 3 < n && s[k + 3] == ' ' ? k + 4 : k + 3; /* \s?(.*)$ */
-    set(ov, 2, r, n);
+    kdh_ingest_set_group(ov, 2, r, n);
     return 1;
 }
