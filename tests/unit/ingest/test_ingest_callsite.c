@@ -17,6 +17,16 @@
 static kdh_ingest_patterns_t *pat;
 static unsigned long compared, matched, pcre_only;
 
+/* Fails the test at the first group bound (of groups) where the direct decision fov and PCRE2's ov
+ * differ; what names the decision. */
+static void same_groups(const char *what, const size_t *fov, const size_t *ov, int groups, const char *s, size_t n)
+{
+    for (int g = 0; g < 2 * groups; g++)
+        if (fov[g] != ov[g])
+            fail_msg("%s group %d bound %d differs (fast %zu, pcre2 %zu) on \"%.*s\"", what, g / 2, g % 2, fov[g],
+                     ov[g], (int)n, s);
+}
+
 /* Fails the test on the first disagreement, naming the text. */
 static void same(const char *s, size_t n)
 {
@@ -34,10 +44,7 @@ static void same(const char *s, size_t n)
     if (!ref)
         return;
     matched++;
-    for (int g = 0; g < 2 * KDH_INGEST_CS_GROUPS; g++)
-        if (fov[g] != ov[g])
-            fail_msg("group %d bound %d differs (fast %zu, pcre2 %zu) on \"%.*s\"", g / 2, g % 2, fov[g], ov[g],
-                     (int)n, s);
+    same_groups("callsite", fov, ov, KDH_INGEST_CS_GROUPS, s, n);
 }
 
 static unsigned long lay_matched;
@@ -54,10 +61,7 @@ static void same_layout(int id, const char *s, size_t n)
     lay_matched++;
     /* PCRE2 leaves ovector pairs past the pattern's own groups (5 for x64) untouched */
     int groups = id == PAT_X64 ? 6 : 9;
-    for (int g = 0; g < 2 * groups; g++)
-        if (fov[g] != ov[g])
-            fail_msg("pattern %d group %d bound %d differs (fast %zu, pcre2 %zu) on \"%.*s\"", id, g / 2, g % 2,
-                     fov[g], ov[g], (int)n, s);
+    same_groups(id == PAT_X64 ? "x64 frame" : "x86 frame", fov, ov, groups, s, n);
 }
 
 static void layout_soup(void **state)
@@ -142,10 +146,7 @@ static void same_pmrow(const char *s, size_t n)
     if (!ref)
         return;
     pm_matched++;
-    for (int g = 0; g < 2 * KDH_INGEST_PMROW_GROUPS; g++)
-        if (fov[g] != ov[g])
-            fail_msg("poolmon row group %d bound %d differs (fast %zu, pcre2 %zu) on \"%.*s\"", g / 2, g % 2,
-                     fov[g], ov[g], (int)n, s);
+    same_groups("poolmon row", fov, ov, KDH_INGEST_PMROW_GROUPS, s, n);
 }
 
 static unsigned long pf_matched, pf_compared;
@@ -166,10 +167,7 @@ static void same_pfrow(const char *s, size_t n)
         if (!ref)
             continue;
         pf_matched++;
-        for (int g = 0; g < 2 * KDH_INGEST_PFROW_GROUPS; g++)
-            if (fov[g] != ov[g])
-                fail_msg("poolfind row %d group %d bound %d differs (fast %zu, pcre2 %zu) on \"%.*s\"", id, g / 2,
-                         g % 2, fov[g], ov[g], (int)n, s);
+        same_groups(id == PAT_PFROW ? "poolfind row" : "old poolfind row", fov, ov, KDH_INGEST_PFROW_GROUPS, s, n);
     }
 }
 
@@ -186,10 +184,7 @@ static void same_prompt(const char *s, size_t n)
     if (fast != 1 || kdh_ingest_match(pat, PAT_PROMPT, s, n, &ov) <= 0)
         fail_msg("prompt: fast %d where pcre2 does not match \"%.*s\"", fast, (int)n, s);
     pr_matched++;
-    for (int g = 0; g < 2 * KDH_INGEST_PROMPT_GROUPS; g++)
-        if (fov[g] != ov[g])
-            fail_msg("prompt group %d bound %d differs (fast %zu, pcre2 %zu) on \"%.*s\"", g / 2, g % 2, fov[g],
-                     ov[g], (int)n, s);
+    same_groups("prompt", fov, ov, KDH_INGEST_PROMPT_GROUPS, s, n);
 }
 
 static void sample_lines(void **state)
