@@ -127,23 +127,31 @@ static int plain_json(const char *raw, size_t n)
     return 1;
 }
 
+/* Puts the JSON string of raw[0..n) without its closing quote; returns 0 when jansson refused
+ * it. */
+static int put_json_open(kdh_store_fmt_t *f, out_t *o, const char *raw, size_t n)
+{
+    if (plain_json(raw, n)) {
+        put(o, "\"", 1);
+        put(o, raw, n);
+        return 1;
+    }
+    const kdh_store_fmt_entry_t *e = escaped(f, raw, n);
+    if (!e)
+        return 0;
+    put(o, e->esc, e->esc_len - 1);
+    return 1;
+}
+
 /* Puts "key":"value" (key_text: the literal up to the value); returns 0 when jansson refused the
  * value. */
 #define put_str(f, o, key_text, v) put_str_n(f, o, key_text, sizeof(key_text) - 1, v)
 static int put_str_n(kdh_store_fmt_t *f, out_t *o, const char *key_text, size_t key_len, const char *v)
 {
-    size_t n = strlen(v);
     put(o, key_text, key_len);
-    if (plain_json(v, n)) {
-        put(o, "\"", 1);
-        put(o, v, n);
-        put(o, "\"", 1);
-        return 1;
-    }
-    const kdh_store_fmt_entry_t *e = escaped(f, v, n);
-    if (!e)
+    if (!put_json_open(f, o, v, strlen(v)))
         return 0;
-    put(o, e->esc, e->esc_len);
+    put(o, "\"", 1);
     return 1;
 }
 
@@ -158,15 +166,8 @@ static int put_src(kdh_store_fmt_t *f, out_t *o, const char *src)
     if (d == n || d == 0 || src[d - 1] != ':')
         return put_str(f, o, ",\"src\":", src);
     put(o, ",\"src\":", 7);
-    if (plain_json(src, d - 1)) {
-        put(o, "\"", 1);
-        put(o, src, d - 1);
-    } else {
-        const kdh_store_fmt_entry_t *e = escaped(f, src, d - 1);
-        if (!e)
-            return 0;
-        put(o, e->esc, e->esc_len - 1);
-    }
+    if (!put_json_open(f, o, src, d - 1))
+        return 0;
     put(o, src + d - 1, n - d + 1);
     put(o, "\"", 1);
     return 1;
