@@ -280,7 +280,6 @@ static int get_version(hv_t *h, kdh_wire_get_version_t *v, kdh_err_t *err)
 
 static int attach_target(hv_t *h, kdh_err_t *err);
 static int arm_pht(hv_t *h, kdh_err_t *err);
-static int probe_stop(hv_t *h, kdh_err_t *err);
 static int attach_arm(hv_t *h, uint64_t prev_base, kdh_err_t *err);
 static int arm(hv_t *h, kdh_err_t *err);
 
@@ -331,8 +330,8 @@ static int fresh_model(hv_t *h, kdh_err_t *err)
  * asked (the old kernel's addresses: a discovery that finds no module, a PoolHitTag read that
  * fails), so any failure after a reset is retried; and a success with a reset or a new stop
  * inside it (the target is never continued here) is kept only when the kernel is still the one
- * the model was built from. prev_base: the kernel a
- * continued run ended with (0: none); another one now is the run's next boot. */
+ * the model was built from. prev_base: the kernel a continued run ended with (0: none); another
+ * one now is the run's next boot. */
 static int attach_arm(hv_t *h, uint64_t prev_base, kdh_err_t *err)
 {
     for (unsigned i = 0;; i++) {
@@ -367,7 +366,8 @@ static int attach_arm(hv_t *h, uint64_t prev_base, kdh_err_t *err)
         kdh_err_clear(err);
         if ((rc = fresh_model(h, err)) != KDH_OK)
             return rc;
-        if (!hv_conn_wait_new_stop(&h->c, serial, 5000) && (rc = probe_stop(h, err)) != KDH_OK)
+        if (!hv_conn_wait_new_stop(&h->c, serial, 5000) &&
+            (rc = hv_conn_probe_stop(&h->c, h->o->port, err)) != KDH_OK)
             return rc;
     }
 }
@@ -559,7 +559,7 @@ static int detach(hv_t *h, kdh_err_t *err)
     if (!kdh_kd_stopped(h->c.kd) || h->c.reset_seen) {
         kdh_wire_get_version_t v;
         for (unsigned i = 0;; i++) { /* a link reset meanwhile (a reboot) re-reports the stop: ask again */
-            if ((rc = probe_stop(h, err)) != KDH_OK)
+            if ((rc = hv_conn_probe_stop(&h->c, h->o->port, err)) != KDH_OK)
                 return rc;
             rc = get_version(h, &v, err);
             if (rc != KDH_ECANCELED || i >= 3)
@@ -647,12 +647,6 @@ static int open_run(hv_t *h, uint64_t *prev_base, kdh_err_t *err)
     }
     open_dbgprint(h);
     return KDH_OK;
-}
-
-/* See hv_conn_probe_stop. */
-static int probe_stop(hv_t *h, kdh_err_t *err)
-{
-    return hv_conn_probe_stop(&h->c, h->o->port, err);
 }
 
 /* After the target reset the link: a new kernel base, or PoolHitTag no longer holding the tag,
@@ -780,7 +774,7 @@ static int serve(hv_t *h, kdh_err_t *err)
              * holds is from the old boot); a target that only reset the link reports its stop
              * again. Stop it and look either way. */
             h->last_probe_wall = hv_now_wall();
-            if ((rc = probe_stop(h, err)) != KDH_OK)
+            if ((rc = hv_conn_probe_stop(&h->c, h->o->port, err)) != KDH_OK)
                 return rc;
         }
         int timed_out = 0;
