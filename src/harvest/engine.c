@@ -581,19 +581,30 @@ static int detach(hv_t *h, kdh_err_t *err)
             h->restop_check = 1;
         }
     }
-    int hit = is_pool_hit(h, kdh_kd_state(h->c.kd));
-    int entry = hv_mode_owns_stop(h, kdh_kd_state(h->c.kd));
-    if ((rc = disarm(h, err)) != KDH_OK)
-        return rc;
-    /* allocations still waiting for their return are logged without an address; no breakpoint
-     * of ours stays in the target */
-    h->detaching = 1;
-    if ((rc = hv_pair_flush(h, err)) != KDH_OK)
-        return rc;
-    if ((rc = hv_bp_clear_all(h, err)) != KDH_OK)
-        return rc;
-    /* a hit that came before the break-in is logged like any other, so the log stays complete */
-    rc = hit ? hv_handle_hit(h, err) : entry ? hv_mode_on_entry(h, err) : resume(h, err);
+    /* Each step below is done once (disarm, flush and clear leave nothing to do a second time); a
+     * link reset on a noisy line re-reports the stop and cancels the request in flight, as in the
+     * run's loop: then the steps go on at the re-reported stop, which may be the hit already
+     * handled, its Continue cancelled (restop_check). */
+    for (unsigned i = 0;; i++) {
+        int hit = is_pool_hit(h, kdh_kd_state(h->c.kd));
+        int entry = hv_mode_owns_stop(h, kdh_kd_state(h->c.kd));
+        rc = disarm(h, err);
+        /* allocations still waiting for their return are logged without an address; no
+         * breakpoint of ours stays in the target */
+        h->detaching = 1;
+        if (rc == KDH_OK)
+            rc = hv_pair_flush(h, err);
+        if (rc == KDH_OK)
+            rc = hv_bp_clear_all(h, err);
+        /* a hit that came before the break-in is logged like any other, so the log stays complete */
+        if (rc == KDH_OK)
+            rc = hit ? hv_handle_hit(h, err) : entry ? hv_mode_on_entry(h, err) : resume(h, err);
+        if (rc != KDH_ECANCELED || i >= 3 || !kdh_kd_stopped(h->c.kd))
+            break;
+        hv_notice(h, "%s; detaching at the stop reported again", err->msg);
+        kdh_err_clear(err);
+        h->restop_check = 1;
+    }
     if (rc != KDH_OK)
         return rc;
     hv_conn_drain(&h->c);
