@@ -103,6 +103,18 @@ int sim_faults_parse(sim_faults_t *f, const char *spec, uint64_t seed, kdh_err_t
             f->reboot_request_at = n;
         } else if (strcmp(k, "reboot") == 0) {
             bad = parse_duration(v, v + strlen(v), &f->reboot_at_ns) || f->reboot_at_ns == 0;
+        } else if (strcmp(k, "lose-request") == 0) {
+            char *end = NULL;
+            unsigned long long n = strtoull(v, &end, 10), after = 0;
+            bad = !*v || n == 0 || end == v;
+            if (!bad && *end == '@') {
+                const char *a = end + 1;
+                after = strtoull(a, &end, 10);
+                bad = end == a;
+            }
+            bad = bad || *end;
+            f->lose_request_at = n;
+            f->lose_after_continue = after;
         } else if (strcmp(k, "mangle-continue") == 0) {
             char *end = NULL;
             unsigned long long n = strtoull(v, &end, 10);
@@ -111,12 +123,12 @@ int sim_faults_parse(sim_faults_t *f, const char *spec, uint64_t seed, kdh_err_t
         } else
             return kdh_err_set(err, KDH_EINVAL,
                                "--faults: unknown fault '%s' (corrupt, drop, drop-packet, dup-packet, "
-                               "stall, hangup, reboot, reboot-in-request, mangle-continue)", k);
+                               "stall, hangup, reboot, reboot-in-request, mangle-continue, lose-request)", k);
         if (bad)
             return kdh_err_set(err, KDH_EINVAL,
                                "--faults: bad value '%s' for %s (probability 0..1, stall=DUR/PERIOD "
                                "and hangup=DUR/PERIOD with DUR < PERIOD, durations like 500ms or "
-                               "2s, counts from 1)", v, k);
+                               "2s, counts from 1, lose-request=N or N@K)", v, k);
     }
     return KDH_OK;
 }
@@ -224,6 +236,56 @@ static int reboot_in_request(sim_faults_t *f, const uint8_t *pkt, size_t len)
     return 1;
 }
 
+static uint64_t packet_hash(const uint8_t *p, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* A whole host packet. The lost request's retransmissions carry the same bytes (the id changes
+ * only with a RESET), so every copy is dropped until the host's RESET passes; the target then
+ * reports its stop again, and the request, sent once more with the new id, gets through.
+ * Returns 1 when the packet is dropped. */
+static int lose_request(sim_faults_t *f, const uint8_t *pkt, size_t len)
+{
+    if (!f->lose_request_at || f->lose_done)
+        return 0;
+    if (pkt[0] == 0x69 && len >= 16 && kdh_get_u16(pkt + 4) == 6) {
+        if (f->lose_active) {
+            f->lose_active = 0;
+            f->lose_done = 1;
+        }
+        return 0;
+    }
+    if (f->lose_active) {
+        if (len == f->lose_len && memcmp(pkt, f->lose_pkt, len) == 0) {
+            f->st.lost_requests++;
+            return 1;
+        }
+        return 0;
+    }
+    if (len < 16 + 4 || pkt[0] != 0x30 || kdh_get_u16(pkt + 4) != 2)
+        return 0;
+    uint64_t h = packet_hash(pkt, len);
+    if (h == f->lose_last_hash)
+        return 0; /* a retransmission of the request counted last */
+    f->lose_last_hash = h;
+    int is_continue = kdh_get_u32(pkt + 16) == 0x313C;
+    if (f->lose_continues < f->lose_after_continue) {
+        f->lose_continues += is_continue;
+        return 0;
+    }
+    if (++f->lose_requests != f->lose_request_at)
+        return 0;
+    memcpy(f->lose_pkt, pkt, len);
+    f->lose_len = len;
+    f->lose_active = 1;
+    f->st.lost_requests++;
+    return 1;
+}
+
 size_t sim_splitter_byte(sim_splitter_t *sp, sim_faults_t *f, uint8_t b, uint64_t now_ns, uint8_t *out)
 {
     size_t n = 0;
@@ -249,7 +311,9 @@ size_t sim_splitter_byte(sim_splitter_t *sp, sim_faults_t *f, uint8_t b, uint64_
     }
     if (sp->need && sp->len == sp->need) {
         mangle_continue(f, sp->buf, sp->len);
-        int copies = reboot_in_request(f, sp->buf, sp->len) ? 0 : sim_faults_packet(f);
+        int copies = reboot_in_request(f, sp->buf, sp->len) || lose_request(f, sp->buf, sp->len)
+                         ? 0
+                         : sim_faults_packet(f);
         for (int i = 0; i < copies; i++) {
             memcpy(out + n, sp->buf, sp->len);
             n += sp->len;

@@ -6,8 +6,10 @@
  * closed for DUR at the end of every period, as a USB serial adapter unplugged and plugged back;
  * bytes the target sends meanwhile are lost), one target reboot at a time since start, one
  * reboot on the Nth host request (reboot-in-request=N: the request is lost with the old boot,
- * never acknowledged), and one host Continue2 whose packet type is damaged (acknowledged by the
- * target and ignored). */
+ * never acknowledged), one host Continue2 whose packet type is damaged (acknowledged by the
+ * target and ignored), and one host request lost with every retransmission of it until the host
+ * resets the link (lose-request=N@K: the Nth manipulate request after the host's Kth Continue2,
+ * as a burst of noise on a long request would; the target then reports its stop again). */
 #ifndef KDSIM_FAULT_H
 #define KDSIM_FAULT_H
 
@@ -16,8 +18,11 @@
 
 #include "kdh/common.h"
 
+#define SIM_SPLIT_FRAME_MAX (16 + 4000 + 1) /* the largest packet the splitter holds */
+
 typedef struct sim_fault_stats {
     uint64_t corrupted, dropped_bytes, dropped_packets, duplicated_packets, stalls, reboots, mangled, hangups;
+    uint64_t lost_requests; /* copies of the lose-request packet dropped */
 } sim_fault_stats_t;
 
 typedef struct sim_faults {
@@ -33,6 +38,14 @@ typedef struct sim_faults {
     /* mangle-continue=N: the host's Nth Continue2 gets one bit flipped in its packet type, which
      * the checksum does not cover; the target then acknowledges it and ignores it. 0 = never. */
     uint64_t mangle_continue_at, continues_seen;
+    /* lose-request=N@K: the Nth manipulate request (Continue2 counted, retransmissions not) after
+     * the Kth Continue2 is dropped, and so is every copy of it, until the host sends RESET.
+     * 0 = never. */
+    uint64_t lose_request_at, lose_after_continue, lose_continues, lose_requests;
+    uint64_t lose_last_hash; /* the last request counted: a retransmission is not a new one */
+    int lose_active, lose_done;
+    uint8_t lose_pkt[SIM_SPLIT_FRAME_MAX];
+    size_t lose_len;
     int reboot_done;
     int in_stall;
     uint64_t rng;
@@ -56,7 +69,6 @@ int sim_faults_reboot_due(sim_faults_t *f, uint64_t since_start_ns);
 
 /* Finds whole packets in the host's byte stream so that they can be dropped or duplicated:
  * bytes outside packets pass at once, a packet's bytes are held until it is complete. */
-#define SIM_SPLIT_FRAME_MAX (16 + 4000 + 1)
 typedef struct sim_splitter {
     uint8_t buf[SIM_SPLIT_FRAME_MAX];
     size_t len, need;

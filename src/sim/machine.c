@@ -355,6 +355,7 @@ void sim_machine_info(const sim_machine_t *m, sim_info_t *info)
     info->kern_base = sim_report_addr(m, m->images[0].base);
     info->ps_loaded_module_list = sim_report_addr(m, m->ps_loaded_module_list);
     info->debugger_data_list = sim_report_addr(m, m->kdbg_list_head);
+    info->pool_hit_tag = sim_report_addr(m, m->pool_hit_tag);
 }
 
 int sim_machine_set_trace(sim_machine_t *m, int cpu, int on)

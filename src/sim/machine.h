@@ -64,6 +64,7 @@ typedef struct sim_info {
     uint64_t ps_loaded_module_list;  /* address of the list head (nt!PsLoadedModuleList) */
     uint64_t debugger_data_list;     /* address of the list whose Flink is KDDEBUGGER_DATA64 */
     uint64_t boot;                   /* 1 for the first boot, +1 per reboot */
+    uint64_t pool_hit_tag;           /* address of nt!PoolHitTag */
 } sim_info_t;
 
 typedef struct sim_machine sim_machine_t;

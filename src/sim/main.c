@@ -34,6 +34,8 @@ static const char usage[] =
     "  --faults SPEC      e.g. corrupt=0.001,drop=0.0005,drop-packet=0.01,dup-packet=0.01,\n"
     "                     stall=2s/30s,hangup=5s/20s (pty closed 5 s of every 20),reboot=60s,\n"
     "                     reboot-in-request=N (the Nth host request is lost in a reboot),\n"
+    "                     lose-request=N@K (the Nth request after the Kth Continue2 is lost\n"
+    "                     with its retransmissions until the host resets the link),\n"
     "                     mangle-continue=N (the Nth Continue2's type damaged: acknowledged\n"
     "                     and ignored)\n"
     "  --fixtures DIR     folder with ntoskrnl.exe, hal.dll, drivers of the chosen arch\n"
@@ -108,12 +110,18 @@ static void print_status(app_t *a)
     sim_target_stats(a->t, &ts);
     sim_serve_stats(a->serve, &ss);
     sim_machine_info(a->m, &info);
+    /* what a debugger left in nt!PoolHitTag: a host that detached cleanly put the original back */
+    uint8_t pht[4] = {0};
+    uint32_t got = 0;
+    if (info.pool_hit_tag)
+        sim_machine_read(a->m, info.pool_hit_tag, pht, 4, &got);
     fprintf(stderr,
-            "kdsim: %s boot=%llu sim=%.3fs host=%s stops=%llu prints=%llu breakins=%llu "
+            "kdsim: %s boot=%llu pool-hit-tag=0x%08x sim=%.3fs host=%s stops=%llu prints=%llu breakins=%llu "
             "rx=%lluB/%llupk bad=%llu dup=%llu tx=%lluB/%llupk retx=%llu resets=%llu bps=%llu "
-            "faults(corrupt=%llu drop=%llu pkt-drop=%llu pkt-dup=%llu stalls=%llu hangups=%llu reboots=%llu) "
+            "faults(corrupt=%llu drop=%llu pkt-drop=%llu pkt-dup=%llu stalls=%llu hangups=%llu reboots=%llu lost-req=%llu) "
             "wall(run=%.3fms resumes=%llu resume-to-stop=%.3fms host-waits=%llu host-wait=%.3fms)\n",
             state_name(sim_target_state(a->t)), (unsigned long long)info.boot,
+            got == 4 ? (unsigned)kdh_get_u32(pht) : 0u,
             (double)sim_machine_now_ns(a->m) / 1e9, ss.connected ? "yes" : "no",
             (unsigned long long)ts.stops, (unsigned long long)ts.prints,
             (unsigned long long)ts.breakins, (unsigned long long)ss.rx_bytes,
@@ -123,7 +131,8 @@ static void print_status(app_t *a)
             (unsigned long long)ts.resets, (unsigned long long)ts.breakpoints, (unsigned long long)ss.faults.corrupted,
             (unsigned long long)ss.faults.dropped_bytes, (unsigned long long)ss.faults.dropped_packets,
             (unsigned long long)ss.faults.duplicated_packets, (unsigned long long)ss.faults.stalls,
-            (unsigned long long)ss.faults.hangups, (unsigned long long)ss.faults.reboots, (double)ss.run_wall_ns / 1e6, (unsigned long long)ss.resumes,
+            (unsigned long long)ss.faults.hangups, (unsigned long long)ss.faults.reboots,
+            (unsigned long long)ss.faults.lost_requests, (double)ss.run_wall_ns / 1e6, (unsigned long long)ss.resumes,
             (double)ss.resume_to_stop_ns / 1e6, (unsigned long long)ss.host_waits, (double)ss.host_wait_ns / 1e6);
     fflush(stderr);
 }

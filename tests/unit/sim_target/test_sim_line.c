@@ -141,10 +141,15 @@ static void test_fault_spec(void **state)
     assert_int_equal(f.hangup_ns, 5000 * MS);
     assert_int_equal(f.hangup_period_ns, 20000 * MS);
     assert_int_equal(f.reboot_request_at, 400);
+    assert_int_equal(sim_faults_parse(&f, "lose-request=2@12", 1, &err), KDH_OK);
+    assert_true(f.lose_request_at == 2 && f.lose_after_continue == 12);
+    assert_int_equal(sim_faults_parse(&f, "lose-request=5", 1, &err), KDH_OK);
+    assert_true(f.lose_request_at == 5 && f.lose_after_continue == 0);
     const char *bad[] = {"corrupt", "corrupt=1.5", "corrupt=x", "stall=2s", "stall=3s/2s", "reboot=0",
                          "reboot=5parsecs", "flood=1", "drop=-0.1", "mangle-continue=0", "mangle-continue=",
                          "mangle-continue=3x", "hangup=5s", "hangup=20s/5s", "hangup=0s/5s",
-                         "reboot-in-request=0", "reboot-in-request=x"};
+                         "reboot-in-request=0", "reboot-in-request=x", "lose-request=0",
+                         "lose-request=", "lose-request=2@", "lose-request=@3", "lose-request=2@3x"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err.msg[0] = 0;
         assert_int_equal(sim_faults_parse(&f, bad[i], 1, &err), KDH_EINVAL);
@@ -208,6 +213,51 @@ static void test_fault_reboot_in_request(void **state)
         assert_int_equal(sim_faults_reboot_due(&f, 0), !passes[k]);
     }
     assert_int_equal(f.st.reboots, 1);
+}
+
+/* lose-request=2@1: the second request after the first Continue2 is dropped, and so is every
+ * retransmission of it (the same bytes), until the host's RESET passes; then the request sent again
+ * with the id a RESET gives (0x80800000) gets through, and nothing later is lost. A repeat of the
+ * request counted last is a retransmission, not a new request. */
+static void test_fault_lose_request(void **state)
+{
+    (void)state;
+    sim_faults_t f;
+    kdh_err_t err;
+    assert_int_equal(sim_faults_parse(&f, "lose-request=2@1", 1, &err), KDH_OK);
+    sim_splitter_t sp;
+    memset(&sp, 0, sizeof sp);
+    static uint8_t pkt[200], out[SIM_SPLIT_OUT_MAX];
+    const uint8_t reset[16] = {0x69, 0x69, 0x69, 0x69, 6, 0};
+    /* api, id (0 = the RESET control packet), passes */
+    const struct {
+        uint32_t api, id;
+        int passes;
+    } seq[] = {
+        {0x3130, 0x80800000, 1}, /* before the first Continue2: not counted */
+        {0x313C, 0x80800001, 1}, /* the first Continue2 */
+        {0x3130, 0x80800000, 1}, /* request 1 */
+        {0x3130, 0x80800000, 1}, /* its retransmission: still request 1 */
+        {0x3131, 0x80800001, 0}, /* request 2: lost */
+        {0x3131, 0x80800001, 0}, /* retransmissions of it: lost */
+        {0x3131, 0x80800001, 0},
+        {0, 0, 1},               /* the host's RESET */
+        {0x3131, 0x80800000, 1}, /* request 2 again after the RESET */
+        {0x3131, 0x80800001, 1}, /* later ones pass */
+    };
+    for (size_t k = 0; k < sizeof seq / sizeof seq[0]; k++) {
+        size_t n = 16, got = 0;
+        if (seq[k].id) {
+            n = continue2_packet(pkt, seq[k].api);
+            kdh_put_u32(pkt + 8, seq[k].id);
+        } else {
+            memcpy(pkt, reset, sizeof reset);
+        }
+        for (size_t i = 0; i < n; i++)
+            got += sim_splitter_byte(&sp, &f, pkt[i], 0, out + got);
+        assert_int_equal(got, seq[k].passes ? n : 0);
+    }
+    assert_int_equal(f.st.lost_requests, 3);
 }
 
 static void test_fault_effects_deterministic(void **state)
@@ -356,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_fault_spec),
         cmocka_unit_test(test_fault_mangle_continue),
         cmocka_unit_test(test_fault_reboot_in_request),
+        cmocka_unit_test(test_fault_lose_request),
         cmocka_unit_test(test_fault_effects_deterministic),
         cmocka_unit_test(test_stall_and_reboot_schedule),
         cmocka_unit_test(test_splitter_packets),
