@@ -89,6 +89,7 @@ typedef struct kdh_link_stats {
     uint64_t implicit_acks;           /* sends completed by a reply instead of an ACK */
     uint64_t acks_unmatched;
     uint64_t send_failures;
+    uint64_t withdrawn;               /* sends given up by their caller (kdh_link_withdraw) */
     uint64_t write_errors;            /* the write function refused bytes (treated as lost) */
     uint64_t breakins_sent;
     int has_valid;                    /* a valid packet has been seen */
@@ -162,6 +163,12 @@ uint64_t kdh_link_poll(kdh_link_t *link);
 
 kdh_link_state_t kdh_link_state(const kdh_link_t *link);
 int kdh_link_send_pending(const kdh_link_t *link);
+/* Forgets the outstanding send without completing it, so that no retransmission carries it to
+ * the target later. For a request its caller has given up: the target re-reported its stop
+ * while the packet waited for its ACK, so the target never took it (a target that takes a
+ * Continue runs; one that takes another request answers it). Sent again after a RESET, a
+ * Continue the host believes cancelled would run the target behind the host's back. */
+void kdh_link_withdraw(kdh_link_t *link);
 const kdh_link_stats_t *kdh_link_stats(const kdh_link_t *link);
 /* Ids the link will use / expects next (sync bit clear). */
 uint32_t kdh_link_tx_id(const kdh_link_t *link);

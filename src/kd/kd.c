@@ -598,8 +598,13 @@ static void on_state_change(kdh_kd_t *kd, const uint8_t *p, size_t len)
         kdh_link_connect(kd->link, 0, NULL);
         return;
     }
-    /* A request still waiting belonged to a stop the target has now re-reported. */
+    /* A request still waiting belonged to a stop the target has now re-reported. One still
+     * waiting for its ACK is taken back from the link: after a RESET the link would send it
+     * again, and the target, stopped at the re-reported stop, would act on a request its
+     * caller was told had failed. */
     if (kd->head && (kd->awaiting_reply || kd->on_wire)) {
+        if (kd->on_wire)
+            kdh_link_withdraw(kd->link);
         kd->awaiting_reply = 0;
         arm_timer(kd);
         fail(kd, kd->head, KDH_ECANCELED, "the target reported a new stop during the request");

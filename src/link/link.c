@@ -644,6 +644,22 @@ kdh_link_state_t kdh_link_state(const kdh_link_t *l)
     return l->state;
 }
 
+void kdh_link_withdraw(kdh_link_t *l)
+{
+    if (!l || l->dead || !l->tx_pending)
+        return;
+    enter(l);
+    /* No completion: the caller has given the request up already. The id is not advanced:
+     * a target that re-reports its stop has not accepted the packet. */
+    l->tx_pending = 0;
+    l->tx_done = NULL;
+    l->tx_done_ctx = NULL;
+    l->tx_retries = 0;
+    l->tx_resynced = 0;
+    l->st.withdrawn++;
+    leave(l);
+}
+
 int kdh_link_send_pending(const kdh_link_t *l)
 {
     return l->tx_pending;

@@ -332,6 +332,49 @@ static void test_continue_then_running(void **state)
     assert_true(kdh_kd_stopped(f->kd));
 }
 
+/* A Continue whose copies are all lost: the link resets, the target reports its stop again and
+ * the Continue is cancelled. The target then asks for a resend (it saw the Continue sent once
+ * more after the RESET while it was still reporting its stop): the session must not send the
+ * cancelled Continue, or the target would run while the caller holds a stop. */
+static void test_cancelled_continue_not_sent_again(void **state)
+{
+    fake_t *f = *state;
+    kdh_kd_req_t req;
+    kdh_kd_continue(f->kd, &req, KDH_WIRE_DBG_CONTINUE, 0, 0, count_done, f);
+    kdh_wire_packet_t p;
+    uint8_t buf[KDH_WIRE_FRAME_MAX];
+    int data = 0, resets = 0;
+    for (int i = 0; i < 7; i++) { /* the Continue and 5 retransmissions, then RESET; no ACK */
+        while (host_packet(f, &p, buf)) {
+            data += !p.is_control;
+            resets += p.is_control && p.type == KDH_WIRE_TYPE_RESET;
+        }
+        f->now += 1100;
+        kdh_kd_poll(f->kd);
+    }
+    assert_int_equal(data, 6);
+    assert_int_equal(resets, 1);
+    uint8_t echo[16];
+    kdh_wire_encode_control(echo, sizeof echo, KDH_WIRE_TYPE_RESET, 0);
+    kdh_kd_feed(f->kd, echo, sizeof echo);
+    do /* the Continue once more, with the id a RESET gives (after any RESET repeated meanwhile) */
+        assert_true(host_packet(f, &p, buf));
+    while (p.is_control);
+    assert_int_equal(p.id, KDH_WIRE_INITIAL_ID);
+    f->tgt_id = KDH_WIRE_INITIAL_ID;
+    stop_target(f); /* the stop reported again */
+    assert_int_equal(f->done_calls, 1);
+    assert_int_equal(req.status, KDH_ECANCELED);
+    assert_true(kdh_kd_stopped(f->kd));
+    uint8_t resend[16];
+    kdh_wire_encode_control(resend, sizeof resend, KDH_WIRE_TYPE_RESEND, 0);
+    kdh_kd_feed(f->kd, resend, sizeof resend);
+    f->now += 5000;
+    kdh_kd_poll(f->kd);
+    assert_true(host_wrote_nothing_more(f));
+    assert_true(kdh_kd_stopped(f->kd));
+}
+
 static void test_reply_timeout_and_stray(void **state)
 {
     fake_t *f = *state;
@@ -755,6 +798,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_get_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancelled_continue_not_sent_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_split_and_partial, setup, teardown),
         cmocka_unit_test_setup_teardown(test_context_ex_fallback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_context_ex_supported, setup, teardown),

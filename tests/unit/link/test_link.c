@@ -593,6 +593,43 @@ static void test_resync_then_state_change_is_not_an_ack(void **state)
     teardown_h(&h);
 }
 
+/* The same exchange, where the caller gives the request up when the re-reported stop arrives
+ * (the KD session does: the request belonged to the stop before). Withdrawn, the packet is not
+ * sent again on the target's RESEND, nor after the ACK timeout; no completion comes; the next
+ * packet takes the id the withdrawn one had, which the target never accepted. */
+static void test_withdraw_after_rereported_stop(void **state)
+{
+    (void)state;
+    h_t h;
+    setup_h(&h, 0);
+    connect_plain(&h);
+    send_req(&h, 1);
+    for (int i = 0; i < 6; i++)
+        advance(&h, 1000);
+    assert_string_equal(wire(&h), "D2 80800000, D2 80800000, D2 80800000, D2 80800000, "
+                                  "D2 80800000, D2 80800000, RESET 0");
+    tgt_ctl(&h, KDH_WIRE_TYPE_RESET, 0);
+    assert_string_equal(wire(&h), "D2 80800000");
+    tgt_data(&h, 7, 0x80800000u, 0x11, 0xF4);
+    assert_string_equal(wire(&h), "ACK 80800000");
+    kdh_link_withdraw(h.link);
+    assert_false(kdh_link_send_pending(h.link));
+    tgt_ctl(&h, KDH_WIRE_TYPE_RESEND, 0);
+    advance(&h, 5000);
+    assert_string_equal(wire(&h), "");
+    assert_int_equal(h.ndone, 0);
+    assert_int_equal(kdh_link_stats(h.link)->withdrawn, 1);
+    assert_int_equal(kdh_link_tx_id(h.link), 0x80800000u);
+    assert_int_equal(send_req(&h, 2), KDH_OK);
+    assert_string_equal(wire(&h), "D2 80800000");
+    tgt_ctl(&h, KDH_WIRE_TYPE_ACKNOWLEDGE, 0x80800000u);
+    assert_int_equal(h.ndone, 1);
+    assert_int_equal(h.done[0], KDH_OK);
+    kdh_link_withdraw(h.link); /* nothing outstanding: no effect */
+    assert_int_equal(kdh_link_stats(h.link)->withdrawn, 1);
+    teardown_h(&h);
+}
+
 static void test_reset_from_target(void **state)
 {
     (void)state;
@@ -782,6 +819,7 @@ int main(void)
         cmocka_unit_test(test_corrupted_byte),
         cmocka_unit_test(test_resend_storm),
         cmocka_unit_test(test_resync_then_state_change_is_not_an_ack),
+        cmocka_unit_test(test_withdraw_after_rereported_stop),
         cmocka_unit_test(test_reset_from_target),
         cmocka_unit_test(test_id_wrap_many_exchanges),
         cmocka_unit_test(test_send_while_connecting_times_out),
