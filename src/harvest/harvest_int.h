@@ -258,6 +258,9 @@ typedef struct hv {
     int restop_check;
     int boot_suspect; /* a request was refused around a new stop: check the boot at the next stop */
     uint64_t last_pc, last_thread; /* the last pool hit handled */
+    /* a pool hit whose handling began and whose Continue was not acknowledged yet */
+    int hit_open;
+    uint64_t open_pc, open_thread;
     uint64_t restops;              /* hits seen again and continued without a second event */
     /* link byte counters at the end of the last hit (cost per hit) */
     uint64_t mark_in, mark_out, mark_req, mark_steps;
@@ -268,8 +271,11 @@ double hv_now_wall(void);
 /* Handles the current stop as a pool hit: classify, capture (or count), log, step over the
  * int 3 and continue. */
 int hv_handle_hit(hv_t *h, kdh_err_t *err);
+/* The start every handled hit shares: counts it, unless it is the open hit (one whose handling
+ * a link reset cancelled) reported again, and opens it until hv_finish_hit's Continue. */
+void hv_hit_begin(hv_t *h, const kdh_wire_state_change_t *sc);
 /* The end every handled hit shares (PoolHitTag and entry stops): continue the target, count the
- * hit, log its event unless capped or deferred to its return, report its cost. */
+ * hit captured or counted only, close it, log its event unless capped or deferred to its return, report its cost. */
 typedef struct hv_hit_end {
     int kind;              /* KDH_STORE_ALLOC / FREE / HIT */
     int captured, capped, deferred;

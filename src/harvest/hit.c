@@ -417,11 +417,14 @@ void hv_cost_report(hv_t *h, kdh_harvest_hit_cost_t *cost)
 /* Whether the current stop is the last hit reported again. Every hit we handle leaves the PC
  * one past the int 3 before its Continue; a fresh hit at the same place has the PC on the int 3
  * itself. So the same thread at the same break address with the PC already moved is a stop we
- * have logged, whose Continue was lost. Costs one PC read, and only after a reset or a probe. */
+ * have logged, whose Continue was lost. Costs one PC read, and only after a reset or a probe.
+ * Not while a hit is open: a link reset cancelled one of its requests, and that request, sent
+ * again after the RESET, may have moved the PC all the same; the stop is that hit, not logged
+ * yet, whatever the last one logged was. */
 static int reported_again(hv_t *h, const kdh_wire_state_change_t *sc, int *again, kdh_err_t *err)
 {
     *again = 0;
-    if (sc->thread != h->last_thread || sc->program_counter != h->last_pc)
+    if (h->hit_open || sc->thread != h->last_thread || sc->program_counter != h->last_pc)
         return KDH_OK;
     uint64_t cur;
     int rc = hv_touch_context(h, &cur, err);
@@ -449,7 +452,7 @@ int hv_handle_hit(hv_t *h, kdh_err_t *err)
     kdh_harvest_hit_cost_t cost;
     memset(&cost, 0, sizeof cost);
     kdh_wire_state_change_t scc = *sc; /* the state pointer dies when the target runs */
-    h->hits++;
+    hv_hit_begin(h, &scc);
     unsigned n = h->o->sample > 1 ? h->o->sample : 1;
     int capture = (h->hits - 1) % n == 0;
     int kind = KDH_STORE_HIT, rc, capped = 0, deferred = 0;
@@ -484,16 +487,25 @@ int hv_handle_hit(hv_t *h, kdh_err_t *err)
         free(s);
         if (rc != KDH_OK)
             return rc;
-        h->captured++;
     } else {
         if ((rc = count_only(h, &scc, &kind, err)) != KDH_OK)
             return rc;
         ev.kind = (kdh_store_kind_t)kind;
-        h->counted++;
     }
     hv_hit_end_t end = {.kind = kind, .captured = capture, .capped = capped, .deferred = deferred,
                         .t_wall = t_wall, .t0 = t0, .pc = scc.program_counter, .thread = scc.thread};
     return hv_finish_hit(h, &end, &ev, &cost, err);
+}
+
+void hv_hit_begin(hv_t *h, const kdh_wire_state_change_t *sc)
+{
+    /* the open hit reported again (a request of its handling cancelled) is the same hit:
+     * counted once, with the same sampling decision */
+    if (!h->hit_open || h->open_thread != sc->thread || h->open_pc != sc->program_counter)
+        h->hits++;
+    h->hit_open = 1;
+    h->open_thread = sc->thread;
+    h->open_pc = sc->program_counter;
 }
 
 int hv_finish_hit(hv_t *h, const hv_hit_end_t *x, kdh_store_event_t *ev, kdh_harvest_hit_cost_t *cost,
@@ -502,6 +514,11 @@ int hv_finish_hit(hv_t *h, const hv_hit_end_t *x, kdh_store_event_t *ev, kdh_har
     int rc = hv_continue(h, KDH_WIRE_DBG_CONTINUE, err);
     if (rc != KDH_OK)
         return rc;
+    h->hit_open = 0;
+    if (x->captured)
+        h->captured++;
+    else
+        h->counted++;
     hv_stall_add(h, x->t0, hv_now_mono());
     if (x->kind == KDH_STORE_ALLOC)
         h->allocs++;

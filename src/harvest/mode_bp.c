@@ -273,7 +273,7 @@ int hv_mode_on_entry(hv_t *h, kdh_err_t *err)
         hv_cost_report(h, &cost);
         return rc;
     }
-    h->hits++;
+    hv_hit_begin(h, &scc);
     unsigned n = h->o->sample > 1 ? h->o->sample : 1;
     int capture = (h->hits - 1) % n == 0, capped = 0, deferred = 0;
     ev.t = t_wall;
@@ -301,9 +301,6 @@ int hv_mode_on_entry(hv_t *h, kdh_err_t *err)
         free(s);
         if (rc != KDH_OK)
             return rc;
-        h->captured++;
-    } else {
-        h->counted++;
     }
     if (h->o->pair && e->kind == KDH_STORE_FREE && !capped)
         hv_pair_paired(h, &ev, ev.addr);
