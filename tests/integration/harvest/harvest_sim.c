@@ -137,6 +137,34 @@ void hs_sim_stop(sim_t *s)
     hs_untrack_child(s->pid);
 }
 
+/* The last status line in kdsim's stderr and how many there are. */
+static size_t last_status(const sim_t *s, char *line, size_t len)
+{
+    FILE *f = fopen(s->status, "r");
+    char buf[2048];
+    size_t n = 0;
+    while (f && fgets(buf, sizeof buf, f))
+        if (strncmp(buf, "kdsim: ", 7) == 0 && strstr(buf, " boot=")) {
+            n++;
+            snprintf(line, len, "%s", buf);
+        }
+    if (f)
+        fclose(f);
+    return n;
+}
+
+void hs_sim_status(const sim_t *s, char *line, size_t len)
+{
+    size_t before = last_status(s, line, len);
+    kill(s->pid, SIGUSR1);
+    for (int i = 0; i < 100; i++) {
+        usleep(50000);
+        if (last_status(s, line, len) > before)
+            return;
+    }
+    fail_msg("kdsim wrote no status line within 5 s of SIGUSR1");
+}
+
 int hs_harvest(const sim_t *s, const char *dir, int wait, ...)
 {
     const char *argv[32];

@@ -1,0 +1,104 @@
+/* test_harvest_lost_request.c: one request of the host lost with every retransmission of it until
+ * the host resets the link (kdsim --faults lose-request=N@K: the Nth request after the Kth
+ * Continue2), as a long burst of noise does. The target then reports its stop again, and the
+ * request in flight is cancelled. Two places:
+ *   - inside a hit (the PC move past the int 3, the Continue): the hit is logged once, and the
+ *     next hit on the same thread is not taken for that one reported again; the events equal
+ *     kdsim's truth in number, kind and stack; hits counted equal the truth's;
+ *   - inside the detach (the write that puts nt!PoolHitTag back, on the idle workload, where the
+ *     detach's requests come right after the arming's Continue): the detach goes on at the stop
+ *     reported again and exits 0.
+ * Both: kdsim says, from its own memory, that the target runs and nt!PoolHitTag holds its value
+ * from before the run; no breakpoint of ours is left. x64 and x86.
+ * usage: test_harvest_lost_request KDSIM KDHARVEST FIXTURES [x64|x86]   (77 without fixtures) */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harvest_sim.h"
+
+typedef struct sim_status {
+    char state[32];
+    unsigned pool_hit_tag;
+    unsigned long long lost;
+} sim_status_t;
+
+static void status(const sim_t *s, sim_status_t *st)
+{
+    char line[2048];
+    hs_sim_status(s, line, sizeof line);
+    const char *p = strstr(line, "pool-hit-tag="), *q = strstr(line, "lost-req=");
+    if (sscanf(line, "kdsim: %31s", st->state) != 1 || !p || sscanf(p, "pool-hit-tag=%x", &st->pool_hit_tag) != 1 ||
+        !q || sscanf(q, "lost-req=%llu", &st->lost) != 1)
+        fail_msg("kdsim status line not understood: %s", line);
+}
+
+/* workload, fault spec, then kdharvest's ending option and its value */
+static void lost_request_case(const char *name, const char *workload, const char *spec, const char *end_opt,
+                              const char *end_val)
+{
+    sim_t s;
+    hs_sim_start_on(&s, name, g_arch, workload, "--faults", spec, NULL);
+    sim_status_t before, after;
+    status(&s, &before);
+    char dir[512], fx[512];
+    snprintf(dir, sizeof dir, "%s/run-%s-%s", g_tmp, name, g_arch);
+    snprintf(fx, sizeof fx, "%s/%s", g_fixtures, g_arch);
+    assert_int_equal(hs_harvest(&s, dir, 1, "--symbols", fx, end_opt, end_val, NULL), 0);
+    status(&s, &after);
+
+    assert_true(after.lost >= 1); /* the fault did fire */
+    assert_string_equal(after.state, "running");
+    assert_int_equal(after.pool_hit_tag, before.pool_hit_tag);
+    assert_int_equal(hs_journal_open_bps(dir), 0);
+    char op[64];
+    hs_journal_last_op(dir, op, sizeof op);
+    assert_string_equal(op, "disarm");
+    /* kind and stack of every event against the truth's hits, in order, none missing or twice */
+    size_t n = hs_check_events(dir, s.truth);
+    assert_int_equal(hs_meta_counter(dir, NULL, "hits"), (json_int_t)n);
+    assert_int_equal(hs_meta_counter(dir, NULL, "captured"), (json_int_t)n);
+    assert_int_equal(hs_meta_counter(dir, NULL, "hits_reported_again"), 0);
+    hs_sim_stop(&s);
+}
+
+/* Requests 3 and 4 after the 10th Continue2 fall inside a hit: on x64 its PC move and its
+ * Continue, on x86 (one more read per hit) a read and the PC move. */
+static void test_lost_pc_move(void **state)
+{
+    (void)state;
+    lost_request_case("lostreq3", "leak", "lose-request=3@10", "--max-hits", "12");
+}
+
+static void test_lost_in_hit(void **state)
+{
+    (void)state;
+    lost_request_case("lostreq4", "leak", "lose-request=4@10", "--max-hits", "12");
+}
+
+/* Idle: the arming ends with the 3rd Continue2; after --duration the detach breaks in, looks at
+ * the boot (request 1) and writes nt!PoolHitTag back (request 2, lost). */
+static void test_lost_at_detach(void **state)
+{
+    (void)state;
+    lost_request_case("lostreq-detach", "idle", "lose-request=2@3", "--duration", "3");
+}
+
+int main(int argc, char **argv)
+{
+    int rc = hs_init(argc, argv, "kdh-lostreq-test");
+    if (rc != 0)
+        return rc;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lost_pc_move),
+        cmocka_unit_test(test_lost_in_hit),
+        cmocka_unit_test(test_lost_at_detach),
+    };
+    return hs_finish(cmocka_run_group_tests_name(g_arch, tests, NULL, NULL));
+}
