@@ -115,6 +115,11 @@ int sim_faults_parse(sim_faults_t *f, const char *spec, uint64_t seed, kdh_err_t
             bad = bad || *end;
             f->lose_request_at = n;
             f->lose_after_continue = after;
+        } else if (strcmp(k, "mangle-write") == 0) {
+            char *end = NULL;
+            unsigned long long n = strtoull(v, &end, 10);
+            bad = !*v || *end || n == 0;
+            f->mangle_write_at = n;
         } else if (strcmp(k, "mangle-continue") == 0) {
             char *end = NULL;
             unsigned long long n = strtoull(v, &end, 10);
@@ -123,7 +128,7 @@ int sim_faults_parse(sim_faults_t *f, const char *spec, uint64_t seed, kdh_err_t
         } else
             return kdh_err_set(err, KDH_EINVAL,
                                "--faults: unknown fault '%s' (corrupt, drop, drop-packet, dup-packet, "
-                               "stall, hangup, reboot, reboot-in-request, mangle-continue, lose-request)", k);
+                               "stall, hangup, reboot, reboot-in-request, mangle-continue, lose-request, mangle-write)", k);
         if (bad)
             return kdh_err_set(err, KDH_EINVAL,
                                "--faults: bad value '%s' for %s (probability 0..1, stall=DUR/PERIOD "
@@ -223,6 +228,22 @@ static void mangle_continue(sim_faults_t *f, uint8_t *pkt, size_t len)
     f->st.mangled++;
 }
 
+/* A whole host packet: a WriteVirtualMemory (0x3131) with at least two data bytes after its 0x38
+ * byte header. +1 on one byte and -1 on the next leave the byte sum, so the checksum passes;
+ * bytes that would wrap are left alone (that write is not damaged, and not counted). */
+static void mangle_write(sim_faults_t *f, uint8_t *pkt, size_t len)
+{
+    const size_t d = 16 + 0x38;
+    if (!f->mangle_write_at || len < d + 2 + 1 || pkt[0] != 0x30 || kdh_get_u16(pkt + 4) != 2 ||
+        kdh_get_u32(pkt + 16) != 0x3131 || pkt[d] == 0xFF || pkt[d + 1] == 0)
+        return;
+    if (++f->writes_seen != f->mangle_write_at)
+        return;
+    pkt[d]++;
+    pkt[d + 1]--;
+    f->st.mangled++;
+}
+
 /* A whole host packet: the Nth manipulate request other than Continue2 is swallowed and the
  * target reboots (a power cut with the request on the wire). Returns 1 when it is dropped. */
 static int reboot_in_request(sim_faults_t *f, const uint8_t *pkt, size_t len)
@@ -311,6 +332,7 @@ size_t sim_splitter_byte(sim_splitter_t *sp, sim_faults_t *f, uint8_t b, uint64_
     }
     if (sp->need && sp->len == sp->need) {
         mangle_continue(f, sp->buf, sp->len);
+        mangle_write(f, sp->buf, sp->len);
         int copies = reboot_in_request(f, sp->buf, sp->len) || lose_request(f, sp->buf, sp->len)
                          ? 0
                          : sim_faults_packet(f);

@@ -9,7 +9,8 @@
  * never acknowledged), one host Continue2 whose packet type is damaged (acknowledged by the
  * target and ignored), and one host request lost with every retransmission of it until the host
  * resets the link (lose-request=N@K: the Nth manipulate request after the host's Kth Continue2,
- * as a burst of noise on a long request would; the target then reports its stop again). */
+ * as a burst of noise on a long request would; the target then reports its stop again), and one
+ * host memory write whose data is damaged in a way its checksum cannot see (mangle-write=N). */
 #ifndef KDSIM_FAULT_H
 #define KDSIM_FAULT_H
 
@@ -46,6 +47,10 @@ typedef struct sim_faults {
     int lose_active, lose_done;
     uint8_t lose_pkt[SIM_SPLIT_FRAME_MAX];
     size_t lose_len;
+    /* mangle-write=N: the host's Nth WriteVirtualMemory gets its first data byte raised by one and
+     * its second lowered by one, which the payload checksum (a byte sum) does not see; the
+     * target writes the damaged bytes. 0 = never. */
+    uint64_t mangle_write_at, writes_seen;
     int reboot_done;
     int in_stall;
     uint64_t rng;

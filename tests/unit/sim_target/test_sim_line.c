@@ -149,7 +149,8 @@ static void test_fault_spec(void **state)
                          "reboot=5parsecs", "flood=1", "drop=-0.1", "mangle-continue=0", "mangle-continue=",
                          "mangle-continue=3x", "hangup=5s", "hangup=20s/5s", "hangup=0s/5s",
                          "reboot-in-request=0", "reboot-in-request=x", "lose-request=0",
-                         "lose-request=", "lose-request=2@", "lose-request=@3", "lose-request=2@3x"};
+                         "lose-request=", "lose-request=2@", "lose-request=@3", "lose-request=2@3x",
+                         "mangle-write=0", "mangle-write=x"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err.msg[0] = 0;
         assert_int_equal(sim_faults_parse(&f, bad[i], 1, &err), KDH_EINVAL);
@@ -258,6 +259,49 @@ static void test_fault_lose_request(void **state)
         assert_int_equal(got, seq[k].passes ? n : 0);
     }
     assert_int_equal(f.st.lost_requests, 3);
+}
+
+/* mangle-write=2: the second WriteVirtualMemory (a read and a Continue2 do not count) gets +1 on
+ * its first data byte and -1 on its second; the byte sum over the payload, the KD checksum, is
+ * the same. */
+static void test_fault_mangle_write(void **state)
+{
+    (void)state;
+    sim_faults_t f;
+    kdh_err_t err;
+    assert_int_equal(sim_faults_parse(&f, "mangle-write=2", 1, &err), KDH_OK);
+    sim_splitter_t sp;
+    memset(&sp, 0, sizeof sp);
+    static uint8_t pkt[200], out[SIM_SPLIT_OUT_MAX];
+    const uint32_t apis[] = {0x3131, 0x3130, 0x313C, 0x3131, 0x3131};
+    const int damaged[] = {0, 0, 0, 1, 0};
+    for (size_t k = 0; k < 5; k++) {
+        memset(pkt, 0, sizeof pkt);
+        memset(pkt, 0x30, 4);
+        kdh_put_u16(pkt + 4, 2);
+        kdh_put_u16(pkt + 6, 0x38 + 4);
+        kdh_put_u32(pkt + 8, 0x80800000 | (uint32_t)(k & 1));
+        kdh_put_u32(pkt + 16, apis[k]);
+        const uint8_t data[4] = {0x4c, 0x65, 0x61, 0x6b}; /* "Leak" */
+        memcpy(pkt + 16 + 0x38, data, 4);
+        uint32_t sum = 0;
+        for (size_t i = 16; i < 16 + 0x38 + 4; i++)
+            sum += pkt[i];
+        kdh_put_u32(pkt + 12, sum);
+        pkt[16 + 0x38 + 4] = 0xAA;
+        size_t n = 16 + 0x38 + 4 + 1, got = 0;
+        for (size_t i = 0; i < n; i++)
+            got += sim_splitter_byte(&sp, &f, pkt[i], 0, out + got);
+        assert_int_equal(got, n);
+        uint32_t sum2 = 0;
+        for (size_t i = 16; i < 16 + 0x38 + 4; i++)
+            sum2 += out[i];
+        assert_int_equal(sum2, sum);
+        assert_int_equal(out[16 + 0x38], damaged[k] ? 0x4d : 0x4c);
+        assert_int_equal(out[16 + 0x38 + 1], damaged[k] ? 0x64 : 0x65);
+        assert_memory_equal(out + 16 + 0x38 + 2, data + 2, 2);
+    }
+    assert_int_equal(f.st.mangled, 1);
 }
 
 static void test_fault_effects_deterministic(void **state)
@@ -407,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_fault_mangle_continue),
         cmocka_unit_test(test_fault_reboot_in_request),
         cmocka_unit_test(test_fault_lose_request),
+        cmocka_unit_test(test_fault_mangle_write),
         cmocka_unit_test(test_fault_effects_deterministic),
         cmocka_unit_test(test_stall_and_reboot_schedule),
         cmocka_unit_test(test_splitter_packets),
