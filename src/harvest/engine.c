@@ -116,6 +116,7 @@ static int write_meta(hv_t *h, kdh_err_t *err)
     json_object_set_new(c, "capped", json_integer((json_int_t)h->capped));
     json_object_set_new(c, "reboots", json_integer((json_int_t)h->reboots));
     json_object_set_new(c, "hits_reported_again", json_integer((json_int_t)h->restops));
+    json_object_set_new(c, "pool_hit_tag_rewrites", json_integer((json_int_t)h->pht_rewrites));
     json_object_set_new(c, "sample", json_integer(h->o->sample > 1 ? h->o->sample : 1));
     if (h->o->pair) {
         const hv_pair_t *p = &h->pair;
@@ -246,18 +247,34 @@ static int read_u32(hv_t *h, uint64_t va, uint32_t *val, kdh_err_t *err)
     return KDH_OK;
 }
 
+/* Every write of nt!PoolHitTag is read back. The KD checksum is a byte sum, so two damaged data
+ * bytes that cancel pass it and the target writes them: a damaged arming value traps another tag
+ * (or none), a damaged restore leaves the target armed for a tag nobody asked for. It costs one
+ * read at each arm and disarm, never per hit. */
 static int write_u32(hv_t *h, uint64_t va, uint32_t val, kdh_err_t *err)
 {
-    uint8_t b[4];
-    kdh_put_u32(b, val);
-    kdh_kd_req_t req;
-    memset(&req, 0, sizeof req);
-    kdh_kd_write_virtual(h->c.kd, &req, va, b, 4, NULL, NULL);
-    int rc = kdh_kd_wait(h->c.kd, &req);
-    if (rc != KDH_OK)
-        return kdh_err_set(err, rc, "writing nt!PoolHitTag at 0x%llx: %s", (unsigned long long)va,
-                           req.err.msg[0] ? req.err.msg : kdh_strerror(rc));
-    return KDH_OK;
+    for (int attempt = 1;; attempt++) {
+        uint8_t b[4];
+        kdh_put_u32(b, val);
+        kdh_kd_req_t req;
+        memset(&req, 0, sizeof req);
+        kdh_kd_write_virtual(h->c.kd, &req, va, b, 4, NULL, NULL);
+        int rc = kdh_kd_wait(h->c.kd, &req);
+        if (rc != KDH_OK)
+            return kdh_err_set(err, rc, "writing nt!PoolHitTag at 0x%llx: %s", (unsigned long long)va,
+                               req.err.msg[0] ? req.err.msg : kdh_strerror(rc));
+        uint32_t back;
+        if ((rc = read_u32(h, va, &back, err)) != KDH_OK)
+            return rc;
+        if (back == val)
+            return KDH_OK;
+        if (attempt == 3)
+            return kdh_err_set(err, KDH_ETARGET, "nt!PoolHitTag at 0x%llx still reads 0x%08x after 3 writes of 0x%08x",
+                               (unsigned long long)va, back, val);
+        h->pht_rewrites++;
+        hv_notice(h, "nt!PoolHitTag read back 0x%08x after a write of 0x%08x (damage the checksum missed): "
+                  "writing it again", back, val);
+    }
 }
 
 static int discover_step(kdh_target_t *t, void *arg, kdh_err_t *err)

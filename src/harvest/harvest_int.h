@@ -262,6 +262,7 @@ typedef struct hv {
     int hit_open;
     uint64_t open_pc, open_thread;
     uint64_t restops;              /* hits seen again and continued without a second event */
+    uint64_t pht_rewrites;         /* PoolHitTag writes read back wrong and written again */
     /* link byte counters at the end of the last hit (cost per hit) */
     uint64_t mark_in, mark_out, mark_req, mark_steps;
 } hv_t;
