@@ -153,16 +153,22 @@ static size_t last_status(const sim_t *s, char *line, size_t len)
     return n;
 }
 
-void hs_sim_status(const sim_t *s, char *line, size_t len)
+void hs_sim_status(const sim_t *s, hs_sim_status_t *st)
 {
-    size_t before = last_status(s, line, len);
+    char line[2048] = "";
+    size_t before = last_status(s, line, sizeof line);
     kill(s->pid, SIGUSR1);
-    for (int i = 0; i < 100; i++) {
+    int fresh = 0;
+    for (int i = 0; i < 100 && !fresh; i++) {
         usleep(50000);
-        if (last_status(s, line, len) > before)
-            return;
+        fresh = last_status(s, line, sizeof line) > before;
     }
-    fail_msg("kdsim wrote no status line within 5 s of SIGUSR1");
+    if (!fresh)
+        fail_msg("kdsim wrote no status line within 5 s of SIGUSR1");
+    const char *p = strstr(line, "pool-hit-tag="), *q = strstr(line, "lost-req=");
+    if (sscanf(line, "kdsim: %31s", st->state) != 1 || !p || sscanf(p, "pool-hit-tag=%x", &st->pool_hit_tag) != 1 ||
+        !q || sscanf(q, "lost-req=%llu", &st->lost_requests) != 1)
+        fail_msg("kdsim status line not understood: %s", line);
 }
 
 int hs_harvest(const sim_t *s, const char *dir, int wait, ...)

@@ -31,8 +31,14 @@ void hs_sim_start(sim_t *s, const char *name, ...);
 void hs_sim_start_on(sim_t *s, const char *name, const char *arch, const char *workload, ...);
 void hs_sim_stop(sim_t *s);
 /* kdsim's status line now (SIGUSR1; its last "kdsim: STATE boot=..." line once a new one came):
- * the target's state, nt!PoolHitTag, the link and fault counters. Fails the test after 5 s. */
-void hs_sim_status(const sim_t *s, char *line, size_t len);
+ * the target's state, the value in its nt!PoolHitTag, and the requests lose-request dropped.
+ * Fails the test after 5 s, or when the line does not parse. */
+typedef struct hs_sim_status {
+    char state[32]; /* running, stopped, sending */
+    unsigned pool_hit_tag;
+    unsigned long long lost_requests;
+} hs_sim_status_t;
+void hs_sim_status(const sim_t *s, hs_sim_status_t *st);
 /* Children SIGKILLed at exit (kdsim processes are tracked by hs_sim_start); untrack after a
  * waitpid, so a reused pid is not hit. */
 void hs_track_child(pid_t pid);
