@@ -115,6 +115,11 @@ int sim_faults_parse(sim_faults_t *f, const char *spec, uint64_t seed, kdh_err_t
             bad = bad || *end;
             f->lose_request_at = n;
             f->lose_after_continue = after;
+        } else if (strcmp(k, "mangle-stop") == 0) {
+            char *end = NULL;
+            unsigned long long n = strtoull(v, &end, 10);
+            bad = !*v || *end || n == 0;
+            f->mangle_stop_at = n;
         } else if (strcmp(k, "mangle-write") == 0) {
             char *end = NULL;
             unsigned long long n = strtoull(v, &end, 10);
@@ -128,7 +133,7 @@ int sim_faults_parse(sim_faults_t *f, const char *spec, uint64_t seed, kdh_err_t
         } else
             return kdh_err_set(err, KDH_EINVAL,
                                "--faults: unknown fault '%s' (corrupt, drop, drop-packet, dup-packet, "
-                               "stall, hangup, reboot, reboot-in-request, mangle-continue, lose-request, mangle-write)", k);
+                               "stall, hangup, reboot, reboot-in-request, mangle-continue, lose-request, mangle-write, mangle-stop)", k);
         if (bad)
             return kdh_err_set(err, KDH_EINVAL,
                                "--faults: bad value '%s' for %s (probability 0..1, stall=DUR/PERIOD "
@@ -225,6 +230,31 @@ static void mangle_continue(sim_faults_t *f, uint8_t *pkt, size_t len)
     if (++f->continues_seen != f->mangle_continue_at)
         return;
     pkt[4] ^= 1; /* type 2 -> 3 (debug I/O): the target ACKs it and has no use for it */
+    f->st.mangled++;
+}
+
+static uint64_t packet_hash(const uint8_t *p, size_t len);
+
+void sim_faults_target_packet(sim_faults_t *f, uint8_t *buf, size_t len)
+{
+    /* DBGKD_WAIT_STATE_CHANGE64: NewState 0x3030 (exception) at 0, ProgramCounter at 0x18, the
+     * exception record from 0x20 (its ExceptionInformation[14] at 0x20 + 0x20 + 14 * 8) */
+    const size_t p = 16, pc1 = p + 0x19, info = p + 0x20 + 0x20 + 14 * 8;
+    if (!f->mangle_stop_at || len < info + 1 + 1 || buf[0] != 0x30 || kdh_get_u16(buf + 4) != 7 ||
+        kdh_get_u32(buf + p) != 0x3030)
+        return;
+    uint64_t h = packet_hash(buf + p, len - p - 1); /* a resend of the same report is not a new one */
+    if (h == f->stop_last_hash)
+        return;
+    f->stop_last_hash = h;
+    if (++f->stops_seen != f->mangle_stop_at)
+        return;
+    if (!(buf[pc1] & 0x10) || (buf[info] & 0x10)) {
+        f->stops_seen--; /* these bits cannot cancel here: the next report instead */
+        return;
+    }
+    buf[pc1] &= (uint8_t)~0x10u;
+    buf[info] |= 0x10u;
     f->st.mangled++;
 }
 

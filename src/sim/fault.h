@@ -51,6 +51,9 @@ typedef struct sim_faults {
      * its second lowered by one, which the payload checksum (a byte sum) does not see; the
      * target writes the damaged bytes. 0 = never. */
     uint64_t mangle_write_at, writes_seen;
+    /* mangle-stop=N: the Nth exception stop report the target sends has bit 4 of its PC's second
+     * byte cleared and bit 4 of a byte of its exception record set: the byte sum is the same. */
+    uint64_t mangle_stop_at, stops_seen, stop_last_hash;
     int reboot_done;
     int in_stall;
     uint64_t rng;
@@ -61,6 +64,8 @@ enum { SIM_FAULT_SEND = 1, SIM_FAULT_DROP = 0, SIM_FAULT_DUP = 2 };
 
 /* spec may be NULL or "" (no faults). KDH_EINVAL with a message naming the bad item. */
 int sim_faults_parse(sim_faults_t *f, const char *spec, uint64_t seed, kdh_err_t *err);
+/* A whole target packet about to go out (buf is a copy): mangle-stop. */
+void sim_faults_target_packet(sim_faults_t *f, uint8_t *buf, size_t len);
 /* Whether to send a target packet: SIM_FAULT_SEND, _DROP, or _DUP (send it twice). */
 int sim_faults_packet(sim_faults_t *f);
 /* Corrupts (one random bit) and drops bytes in place; returns the new length. */

@@ -220,6 +220,7 @@ static void take_frame(sim_serve_t *s, uint64_t now)
     int copies = sim_faults_packet(&s->faults);
     for (int i = 0; i < copies && len <= sizeof s->copy; i++) {
         memcpy(s->copy, d, len);
+        sim_faults_target_packet(&s->faults, s->copy, len);
         size_t n = sim_faults_bytes(&s->faults, s->copy, len);
         sim_fifo_push(&s->tx, s->copy, n);
     }

@@ -150,7 +150,7 @@ static void test_fault_spec(void **state)
                          "mangle-continue=3x", "hangup=5s", "hangup=20s/5s", "hangup=0s/5s",
                          "reboot-in-request=0", "reboot-in-request=x", "lose-request=0",
                          "lose-request=", "lose-request=2@", "lose-request=@3", "lose-request=2@3x",
-                         "mangle-write=0", "mangle-write=x"};
+                         "mangle-write=0", "mangle-write=x", "mangle-stop=0"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err.msg[0] = 0;
         assert_int_equal(sim_faults_parse(&f, bad[i], 1, &err), KDH_EINVAL);
@@ -304,6 +304,42 @@ static void test_fault_mangle_write(void **state)
     assert_int_equal(f.st.mangled, 1);
 }
 
+/* mangle-stop=2: the second exception report (a resend of the first is not counted) has bit 4
+ * of its PC's second byte cleared and bit 4 of ExceptionInformation[14]'s first byte set; the
+ * payload's byte sum, the KD checksum, is the same; other packets are left alone. */
+static void test_fault_mangle_stop(void **state)
+{
+    (void)state;
+    sim_faults_t f;
+    kdh_err_t err;
+    assert_int_equal(sim_faults_parse(&f, "mangle-stop=2", 1, &err), KDH_OK);
+    static uint8_t pkt[16 + 0xF0 + 1], orig[sizeof pkt];
+    const size_t pl = 0xF0;
+    for (int k = 0; k < 4; k++) {
+        memset(pkt, 0, sizeof pkt);
+        memset(pkt, 0x30, 4);
+        kdh_put_u16(pkt + 4, k == 3 ? 2 : 7); /* the last: a manipulate reply, never touched */
+        kdh_put_u16(pkt + 6, (uint16_t)pl);
+        kdh_put_u32(pkt + 16, 0x3030);
+        kdh_put_u64(pkt + 16 + 0x18, 0xfffff8000f801000ull + (k == 2 ? 0x10 : 0)); /* k 0, 1: one report twice */
+        kdh_put_u32(pkt + 16 + 0x20, 0x80000003u);
+        pkt[16 + pl] = 0xAA;
+        memcpy(orig, pkt, sizeof pkt);
+        sim_faults_target_packet(&f, pkt, sizeof pkt);
+        uint32_t s0 = 0, s1 = 0;
+        for (size_t i = 16; i < 16 + pl; i++)
+            s0 += orig[i], s1 += pkt[i];
+        assert_int_equal(s1, s0);
+        if (k == 2) {
+            assert_int_equal(kdh_get_u64(pkt + 16 + 0x18), 0xfffff8000f800010ull);
+            assert_int_equal(pkt[16 + 0x20 + 0x20 + 14 * 8], 0x10);
+        } else {
+            assert_memory_equal(pkt, orig, sizeof pkt);
+        }
+    }
+    assert_int_equal(f.st.mangled, 1);
+}
+
 static void test_fault_effects_deterministic(void **state)
 {
     sim_faults_t a, b;
@@ -452,6 +488,7 @@ int main(void)
         cmocka_unit_test(test_fault_reboot_in_request),
         cmocka_unit_test(test_fault_lose_request),
         cmocka_unit_test(test_fault_mangle_write),
+        cmocka_unit_test(test_fault_mangle_stop),
         cmocka_unit_test(test_fault_effects_deterministic),
         cmocka_unit_test(test_stall_and_reboot_schedule),
         cmocka_unit_test(test_splitter_packets),
