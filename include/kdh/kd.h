@@ -78,6 +78,7 @@ typedef struct kdh_kd_stats {
     uint64_t verified_sets;       /* context sets read back on a noisy line */
     uint64_t set_mismatches;      /* ...that read back other bytes than were set (set again) */
     uint64_t damaged_stops;       /* state changes with impossible fields (the stop asked again) */
+    uint64_t corrected_pcs;       /* stop reports whose PC disagreed with the context (kdh_kd_correct_pc) */
 } kdh_kd_stats_t;
 
 typedef struct kdh_kd_cfg {
@@ -119,6 +120,10 @@ uint64_t kdh_kd_stop_serial(const kdh_kd_t *kd);
 /* The state change of the current stop (NULL while running). Its pointers stay valid until the
  * target runs again. */
 const kdh_wire_state_change_t *kdh_kd_state(const kdh_kd_t *kd);
+/* Replaces the current stop's program counter with the one its context holds, for a stop report
+ * whose PC field was damaged in a way the byte-sum checksum cannot see (the caller read the
+ * context). Counted in stats.corrected_pcs. No effect while the target runs. */
+void kdh_kd_correct_pc(kdh_kd_t *kd, uint64_t pc);
 const kdh_kd_stats_t *kdh_kd_stats(const kdh_kd_t *kd);
 /* 1 once the target answered GetContextEx with a failure (the session then uses full
  * Get/SetContext and slices them). */

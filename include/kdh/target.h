@@ -240,6 +240,12 @@ int kdh_target_capture_sync(kdh_target_t *t, kdh_kd_t *kd, kdh_target_stack_t *s
  * the stop is a breakpoint exception whose instruction stream starts with 0xCC, PC += 1 through
  * SetContext (otherwise the target would execute the int 3 again forever). */
 int kdh_target_skip_int3(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err);
+/* The PC of a breakpoint stop comes from a report whose checksum is a byte sum: two damaged bits
+ * that cancel pass it, and PC += 1 from a damaged PC sends the kernel into the middle of nowhere.
+ * The first stop at each PC has it checked against the context's (one small read); a PC seen
+ * right before is trusted. A disagreeing report is corrected from the context
+ * (kdh_kd_correct_pc). A context PC one past the report's is our own step, reported again. */
+int kdh_target_verify_pc(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err);
 
 /* ---- one-target session (command-line tools) ---- */
 typedef struct kdh_target_session kdh_target_session_t;

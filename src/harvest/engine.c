@@ -116,6 +116,7 @@ static int write_meta(hv_t *h, kdh_err_t *err)
     json_object_set_new(c, "capped", json_integer((json_int_t)h->capped));
     json_object_set_new(c, "reboots", json_integer((json_int_t)h->reboots));
     json_object_set_new(c, "hits_reported_again", json_integer((json_int_t)h->restops));
+    json_object_set_new(c, "stop_pcs_corrected", json_integer(h->c.kd ? (json_int_t)kdh_kd_stats(h->c.kd)->corrected_pcs : 0));
     json_object_set_new(c, "pool_hit_tag_rewrites", json_integer((json_int_t)h->pht_rewrites));
     json_object_set_new(c, "sample", json_integer(h->o->sample > 1 ? h->o->sample : 1));
     if (h->o->pair) {
@@ -836,6 +837,15 @@ static int serve(hv_t *h, kdh_err_t *err)
                 h->restop_check = h->boot == boot;
             sc = kdh_kd_state(h->c.kd);
         }
+        /* whose stop it is follows from the PC: checked against the context at a new place
+         * (not at a breakpoint of ours: those are few and known, and return breakpoints many) */
+        if ((!sc || hv_bp_find(h, sc->program_counter) < 0) &&
+            (rc = kdh_target_verify_pc(h->t, h->c.kd, err)) != KDH_OK) {
+            if (rc == KDH_ECANCELED || rebooted_meanwhile(h, rc, serial, err))
+                continue;
+            return rc;
+        }
+        sc = kdh_kd_state(h->c.kd);
         int entry = hv_mode_owns_stop(h, sc);
         if (h->o->pair && hv_pair_owns_stop(h, sc)) {
             rc = hv_pair_on_return(h, err);

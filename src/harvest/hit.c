@@ -436,6 +436,10 @@ static int reported_again(hv_t *h, const kdh_wire_state_change_t *sc, int *again
 
 int hv_handle_hit(hv_t *h, kdh_err_t *err)
 {
+    /* the PC classifies, walks and steps: checked against the context at a new place */
+    int vrc = kdh_target_verify_pc(h->t, h->c.kd, err);
+    if (vrc != KDH_OK)
+        return vrc;
     const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
     if (h->restop_check) {
         h->restop_check = 0;

@@ -783,6 +783,14 @@ int kdh_kd_stopped(const kdh_kd_t *kd) { return kd->stopped; }
 uint64_t kdh_kd_stop_serial(const kdh_kd_t *kd) { return kd->stop_serial; }
 const kdh_wire_state_change_t *kdh_kd_state(const kdh_kd_t *kd) { return kd->stopped ? &kd->sc : NULL; }
 const kdh_kd_stats_t *kdh_kd_stats(const kdh_kd_t *kd) { return &kd->st; }
+
+void kdh_kd_correct_pc(kdh_kd_t *kd, uint64_t pc)
+{
+    if (!kd->stopped || kd->sc.program_counter == pc)
+        return;
+    kd->sc.program_counter = pc;
+    kd->st.corrected_pcs++;
+}
 int kdh_kd_context_ex_unsupported(const kdh_kd_t *kd) { return kd->ctx_ex_unsupported; }
 size_t kdh_kd_context_size(const kdh_kd_t *kd) { return kd_ctx_size(kd); }
 

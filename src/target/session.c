@@ -206,6 +206,28 @@ int kdh_target_session_switch(kdh_target_session_t *s, unsigned cpu, kdh_err_t *
     return KDH_OK;
 }
 
+int kdh_target_verify_pc(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err)
+{
+    const kdh_wire_state_change_t *sc = kdh_kd_state(kd);
+    if (!sc || sc->new_state != KDH_WIRE_STATE_EXCEPTION || sc->u.exception.code != KDH_WIRE_STATUS_BREAKPOINT)
+        return KDH_OK;
+    for (unsigned i = 0; i < t->verified_n && i < KDH_ARRAY_LEN(t->verified_pc); i++)
+        if (t->verified_pc[i] == sc->program_counter)
+            return KDH_OK;
+    uint8_t b[8] = {0};
+    kdh_kd_req_t req;
+    memset(&req, 0, sizeof req);
+    kdh_kd_get_context_slice(kd, &req, sc->processor, t->psize == 8 ? 0xF8 : 0xB8, b, t->psize, NULL, NULL);
+    if (kdh_kd_wait(kd, &req) != KDH_OK)
+        return kdh_err_set(err, req.status, "reading PC: %s", req.err.msg);
+    uint64_t cur = t->psize == 8 ? kdh_get_u64(b) : kdh_sign_extend32(kdh_get_u32(b));
+    if (cur == sc->program_counter + 1)
+        return KDH_OK; /* our step over it, reported again: nothing to learn */
+    kdh_kd_correct_pc(kd, cur);
+    t->verified_pc[t->verified_n++ % KDH_ARRAY_LEN(t->verified_pc)] = cur;
+    return KDH_OK;
+}
+
 int kdh_target_skip_int3(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err)
 {
     const kdh_wire_state_change_t *sc = kdh_kd_state(kd);
@@ -216,6 +238,10 @@ int kdh_target_skip_int3(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err)
     if (sc->new_state != KDH_WIRE_STATE_EXCEPTION || sc->u.exception.code != KDH_WIRE_STATUS_BREAKPOINT ||
         sc->report.instruction_count < 1 || sc->report.instruction_stream[0] != 0xCC)
         return KDH_OK;
+    int vrc = kdh_target_verify_pc(t, kd, err);
+    if (vrc != KDH_OK)
+        return vrc;
+    sc = kdh_kd_state(kd);
     uint8_t pc[8];
     uint32_t off = t->psize == 8 ? 0xF8 : 0xB8;
     kdh_kd_req_t req;

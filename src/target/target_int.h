@@ -49,6 +49,10 @@ struct kdh_target {
     uint64_t skipped_serial;  /* stop whose int 3 was stepped over */
     uint64_t skipped_pc, skipped_thread, skipped_resets;
     unsigned skipped_cpu;
+    /* Break PCs whose context agreed with the stop report (kdh_target_verify_pc): a ring, since
+     * a PoolHitTag run breaks at one or two places and a breakpoint run at a handful. */
+    uint64_t verified_pc[8];
+    unsigned verified_n;
 
     tcache_t stop, boot;
     kdh_target_cache_stats_t cstats;

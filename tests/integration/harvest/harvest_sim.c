@@ -137,14 +137,18 @@ void hs_sim_stop(sim_t *s)
     hs_untrack_child(s->pid);
 }
 
-/* The last status line in kdsim's stderr and how many there are. */
-static size_t last_status(const sim_t *s, char *line, size_t len)
+/* The last status line in kdsim's stderr and how many there are; *failed when kdsim said its
+ * machine failed. */
+static size_t last_status(const sim_t *s, char *line, size_t len, int *failed)
 {
     FILE *f = fopen(s->status, "r");
     char buf[2048];
     size_t n = 0;
+    *failed = 0;
     while (f && fgets(buf, sizeof buf, f))
-        if (strncmp(buf, "kdsim: ", 7) == 0 && strstr(buf, " boot=")) {
+        if (strncmp(buf, "kdsim: the simulated machine failed", 35) == 0)
+            *failed = 1;
+        else if (strncmp(buf, "kdsim: ", 7) == 0 && strstr(buf, " boot=")) {
             n++;
             snprintf(line, len, "%s", buf);
         }
@@ -156,12 +160,12 @@ static size_t last_status(const sim_t *s, char *line, size_t len)
 void hs_sim_status(const sim_t *s, hs_sim_status_t *st)
 {
     char line[2048] = "";
-    size_t before = last_status(s, line, sizeof line);
+    size_t before = last_status(s, line, sizeof line, &st->machine_failed);
     kill(s->pid, SIGUSR1);
     int fresh = 0;
     for (int i = 0; i < 100 && !fresh; i++) {
         usleep(50000);
-        fresh = last_status(s, line, sizeof line) > before;
+        fresh = last_status(s, line, sizeof line, &st->machine_failed) > before;
     }
     if (!fresh)
         fail_msg("kdsim wrote no status line within 5 s of SIGUSR1");

@@ -1,12 +1,18 @@
-/* test_harvest_write_check.c: a write of nt!PoolHitTag damaged on the line in a way the KD checksum
- * (a byte sum) cannot see: kdsim --faults mangle-write=N raises the first data byte of the host's
- * Nth memory write by one and lowers the second by one, and the target writes that. The arming
- * write is the 1st (the tag would be "Mdak" instead of "Leak": nothing trapped), the detach's
- * restore the 2nd (the target would keep 0xfffffe10 instead of 0xffffff0f). kdharvest reads every
- * such write back and writes it again; the run traps the tag (events equal kdsim's truth), meta.json
- * counts one rewrite, and kdsim's own status line shows the target running with nt!PoolHitTag back
- * at its value from before the run. x64 and x86.
- * usage: test_harvest_write_check KDSIM KDHARVEST FIXTURES [x64|x86]   (77 without fixtures) */
+/* test_harvest_checksum_damage.c: damage on the line that the KD checksum (a byte sum over the
+ * payload) cannot see, because two changes cancel in the sum.
+ *   - A write of nt!PoolHitTag: kdsim --faults mangle-write=N raises the first data byte of the
+ *     host's Nth memory write by one and lowers the second by one, and the target writes that. The
+ *     arming write is the 1st (the tag would be "Mdak" instead of "Leak": nothing trapped), the
+ *     detach's restore the 2nd (the target would keep 0xfffffe10 instead of 0xffffff0f). kdharvest
+ *     reads every such write back and writes it again; meta.json counts one rewrite.
+ *   - A stop report's PC: mangle-stop=N clears a bit of the Nth exception report's PC and sets the
+ *     same bit in its exception record. Stepping over the int 3 from that PC sent the simulated
+ *     kernel into its image header (it faulted at base+4). kdharvest checks the PC of a break at a
+ *     new place against the context and corrects it; meta.json counts one correction.
+ * Every case: the run traps the tag (events equal kdsim's truth), the simulated machine never
+ * faults, and kdsim's own status line shows the target running with nt!PoolHitTag back at its value
+ * from before the run. x64 and x86.
+ * usage: test_harvest_checksum_damage KDSIM KDHARVEST FIXTURES [x64|x86]   (77 without fixtures) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,7 +25,8 @@
 
 #include "harvest_sim.h"
 
-static void mangled_write_case(const char *name, const char *spec)
+/* counter: the meta.json counter that must be 1 */
+static void damage_case(const char *name, const char *spec, const char *counter)
 {
     sim_t s;
     hs_sim_start(&s, name, "--faults", spec, NULL);
@@ -32,33 +39,42 @@ static void mangled_write_case(const char *name, const char *spec)
     assert_int_equal(hs_harvest(&s, dir, 1, "--symbols", fx, "--max-hits", "12", "--duration", "8", NULL), 0);
     hs_sim_status(&s, &after);
 
+    assert_false(after.machine_failed);
     assert_string_equal(after.state, "running");
     assert_int_equal(after.pool_hit_tag, before.pool_hit_tag);
     assert_true(hs_check_events(dir, s.truth) >= 12);
-    assert_int_equal(hs_meta_counter(dir, NULL, "pool_hit_tag_rewrites"), 1);
+    assert_int_equal(hs_meta_counter(dir, NULL, counter), 1);
     hs_sim_stop(&s);
 }
 
 static void test_arming_write_damaged(void **state)
 {
     (void)state;
-    mangled_write_case("mangle-arm", "mangle-write=1");
+    damage_case("mangle-arm", "mangle-write=1", "pool_hit_tag_rewrites");
 }
 
 static void test_restoring_write_damaged(void **state)
 {
     (void)state;
-    mangled_write_case("mangle-disarm", "mangle-write=2");
+    damage_case("mangle-disarm", "mangle-write=2", "pool_hit_tag_rewrites");
+}
+
+/* the 5th exception report: a PoolHitTag hit (the first are the attach's break-in and a few hits) */
+static void test_stop_pc_damaged(void **state)
+{
+    (void)state;
+    damage_case("mangle-stop", "mangle-stop=5", "stop_pcs_corrected");
 }
 
 int main(int argc, char **argv)
 {
-    int rc = hs_init(argc, argv, "kdh-wcheck-test");
+    int rc = hs_init(argc, argv, "kdh-sumdmg-test");
     if (rc != 0)
         return rc;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_arming_write_damaged),
         cmocka_unit_test(test_restoring_write_damaged),
+        cmocka_unit_test(test_stop_pc_damaged),
     };
     return hs_finish(cmocka_run_group_tests_name(g_arch, tests, NULL, NULL));
 }

@@ -38,6 +38,7 @@ static void lost_request_case(const char *name, const char *workload, const char
     hs_sim_status(&s, &after);
 
     assert_true(after.lost_requests >= 1); /* the fault did fire */
+    assert_false(after.machine_failed);
     assert_string_equal(after.state, "running");
     assert_int_equal(after.pool_hit_tag, before.pool_hit_tag);
     assert_int_equal(hs_journal_open_bps(dir), 0);
