@@ -246,6 +246,9 @@ int kdh_target_skip_int3(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err);
  * right before is trusted. A disagreeing report is corrected from the context
  * (kdh_kd_correct_pc). A context PC one past the report's is our own step, reported again. */
 int kdh_target_verify_pc(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err);
+/* The program counter in the current stop's context on its processor (one slice of 4 or 8 bytes;
+ * also the read a SetContextEx needs first). pc may be NULL. */
+int kdh_target_read_pc(kdh_target_t *t, kdh_kd_t *kd, uint64_t *pc, kdh_err_t *err);
 
 /* ---- one-target session (command-line tools) ---- */
 typedef struct kdh_target_session kdh_target_session_t;

@@ -317,20 +317,12 @@ int hv_capture_from_slice(hv_t *h, const kdh_wire_state_change_t *sc, const uint
  * wherever nothing else read the context. */
 int hv_touch_context(hv_t *h, uint64_t *pc, kdh_err_t *err)
 {
-    const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
-    if (pc)
-        *pc = 0;
-    if (!sc)
+    if (!kdh_kd_state(h->c.kd)) {
+        if (pc)
+            *pc = 0;
         return KDH_OK;
-    uint8_t b[8] = {0};
-    unsigned ps = kdh_target_pointer_size(h->t);
-    kdh_kd_req_t req;
-    memset(&req, 0, sizeof req);
-    kdh_kd_get_context_slice(h->c.kd, &req, sc->processor, ps == 8 ? 0xF8 : 0xB8, b, ps, NULL, NULL);
-    int rc = hv_conn_call(&h->c, &req, "reading the program counter", err);
-    if (rc == KDH_OK && pc)
-        *pc = ps == 8 ? kdh_get_u64(b) : kdh_sign_extend32(kdh_get_u32(b));
-    return rc;
+    }
+    return kdh_target_read_pc(h->t, h->c.kd, pc, err);
 }
 
 /* Counted only: the return address word classifies the hit when the break is DbgBreakPoint. */
@@ -436,10 +428,6 @@ static int reported_again(hv_t *h, const kdh_wire_state_change_t *sc, int *again
 
 int hv_handle_hit(hv_t *h, kdh_err_t *err)
 {
-    /* the PC classifies, walks and steps: checked against the context at a new place */
-    int vrc = kdh_target_verify_pc(h->t, h->c.kd, err);
-    if (vrc != KDH_OK)
-        return vrc;
     const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
     if (h->restop_check) {
         h->restop_check = 0;

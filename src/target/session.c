@@ -206,6 +206,24 @@ int kdh_target_session_switch(kdh_target_session_t *s, unsigned cpu, kdh_err_t *
     return KDH_OK;
 }
 
+int kdh_target_read_pc(kdh_target_t *t, kdh_kd_t *kd, uint64_t *pc, kdh_err_t *err)
+{
+    const kdh_wire_state_change_t *sc = kdh_kd_state(kd);
+    if (pc)
+        *pc = 0;
+    if (!sc)
+        return kdh_err_set(err, KDH_EINVAL, "reading the program counter: the target is running");
+    uint8_t b[8] = {0};
+    kdh_kd_req_t req;
+    memset(&req, 0, sizeof req);
+    kdh_kd_get_context_slice(kd, &req, sc->processor, t->psize == 8 ? 0xF8 : 0xB8, b, t->psize, NULL, NULL);
+    if (kdh_kd_wait(kd, &req) != KDH_OK)
+        return kdh_err_set(err, req.status, "reading the program counter: %s", req.err.msg);
+    if (pc)
+        *pc = t->psize == 8 ? kdh_get_u64(b) : kdh_sign_extend32(kdh_get_u32(b));
+    return KDH_OK;
+}
+
 int kdh_target_verify_pc(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err)
 {
     const kdh_wire_state_change_t *sc = kdh_kd_state(kd);
@@ -214,13 +232,10 @@ int kdh_target_verify_pc(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err)
     for (unsigned i = 0; i < t->verified_n && i < KDH_ARRAY_LEN(t->verified_pc); i++)
         if (t->verified_pc[i] == sc->program_counter)
             return KDH_OK;
-    uint8_t b[8] = {0};
-    kdh_kd_req_t req;
-    memset(&req, 0, sizeof req);
-    kdh_kd_get_context_slice(kd, &req, sc->processor, t->psize == 8 ? 0xF8 : 0xB8, b, t->psize, NULL, NULL);
-    if (kdh_kd_wait(kd, &req) != KDH_OK)
-        return kdh_err_set(err, req.status, "reading PC: %s", req.err.msg);
-    uint64_t cur = t->psize == 8 ? kdh_get_u64(b) : kdh_sign_extend32(kdh_get_u32(b));
+    uint64_t cur;
+    int rc = kdh_target_read_pc(t, kd, &cur, err);
+    if (rc != KDH_OK)
+        return rc;
     if (cur == sc->program_counter + 1)
         return KDH_OK; /* our step over it, reported again: nothing to learn */
     kdh_kd_correct_pc(kd, cur);
@@ -252,11 +267,9 @@ int kdh_target_skip_int3(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err)
         /* Same place and thread after a RESET: the target may be re-reporting the stop we
          * already stepped over (without a RESET the link drops such a copy as a duplicate),
          * or this is a new hit. Only the context can tell; PC += 2 would be a crash. */
-        memset(&req, 0, sizeof req);
-        kdh_kd_get_context_slice(kd, &req, sc->processor, off, pc, t->psize, NULL, NULL);
-        if (kdh_kd_wait(kd, &req) != KDH_OK)
-            return kdh_err_set(err, req.status, "reading PC: %s", req.err.msg);
-        uint64_t cur = t->psize == 8 ? kdh_get_u64(pc) : kdh_sign_extend32(kdh_get_u32(pc));
+        uint64_t cur;
+        if ((vrc = kdh_target_read_pc(t, kd, &cur, err)) != KDH_OK)
+            return vrc;
         if (cur != sc->program_counter) {
             t->skipped_serial = kdh_kd_stop_serial(kd);
             return KDH_OK;
