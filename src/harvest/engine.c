@@ -568,6 +568,17 @@ static int is_pool_hit(hv_t *h, const kdh_wire_state_change_t *sc)
 }
 
 /* Break in (if running), disarm, continue. */
+/* Whose stop it is follows from its PC, which is checked against the context at a place not seen
+ * before (kdh_target_verify_pc) before anything is classified or stepped from it; not at a
+ * breakpoint of ours: those addresses are known, and return breakpoints are many. */
+static int verify_stop_pc(hv_t *h, kdh_err_t *err)
+{
+    const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
+    if (!sc || hv_bp_find(h, sc->program_counter) >= 0)
+        return KDH_OK;
+    return kdh_target_verify_pc(h->t, h->c.kd, err);
+}
+
 static int detach(hv_t *h, kdh_err_t *err)
 {
     if (!h->c.kd)
@@ -604,9 +615,11 @@ static int detach(hv_t *h, kdh_err_t *err)
      * run's loop: then the steps go on at the re-reported stop, which may be the hit already
      * handled, its Continue cancelled (restop_check). */
     for (unsigned i = 0;; i++) {
-        int hit = is_pool_hit(h, kdh_kd_state(h->c.kd));
-        int entry = hv_mode_owns_stop(h, kdh_kd_state(h->c.kd));
-        rc = disarm(h, err);
+        rc = verify_stop_pc(h, err);
+        int hit = rc == KDH_OK && is_pool_hit(h, kdh_kd_state(h->c.kd));
+        int entry = rc == KDH_OK && hv_mode_owns_stop(h, kdh_kd_state(h->c.kd));
+        if (rc == KDH_OK)
+            rc = disarm(h, err);
         /* allocations still waiting for their return are logged without an address; no
          * breakpoint of ours stays in the target */
         h->detaching = 1;
@@ -837,10 +850,7 @@ static int serve(hv_t *h, kdh_err_t *err)
                 h->restop_check = h->boot == boot;
             sc = kdh_kd_state(h->c.kd);
         }
-        /* whose stop it is follows from the PC: checked against the context at a new place
-         * (not at a breakpoint of ours: those are few and known, and return breakpoints many) */
-        if ((!sc || hv_bp_find(h, sc->program_counter) < 0) &&
-            (rc = kdh_target_verify_pc(h->t, h->c.kd, err)) != KDH_OK) {
+        if ((rc = verify_stop_pc(h, err)) != KDH_OK) {
             if (rc == KDH_ECANCELED || rebooted_meanwhile(h, rc, serial, err))
                 continue;
             return rc;
@@ -911,7 +921,9 @@ int kdh_harvest_run(const kdh_harvest_opts_t *o, kdh_harvest_result_t *res, kdh_
         h->mark_req = kdh_kd_stats(h->c.kd)->requests;
         /* a target left armed by a crashed run may be stopped at a hit: log it, it is real */
         uint64_t serial = kdh_kd_stop_serial(h->c.kd);
-        rc = is_pool_hit(h, kdh_kd_state(h->c.kd)) ? hv_handle_hit(h, err) : resume(h, err);
+        rc = verify_stop_pc(h, err);
+        if (rc == KDH_OK)
+            rc = is_pool_hit(h, kdh_kd_state(h->c.kd)) ? hv_handle_hit(h, err) : resume(h, err);
         if (rebooted_meanwhile(h, rc, serial, err))
             rc = KDH_OK;
         h->mark_in = hv_conn_bytes(&h->c, 0);

@@ -270,13 +270,14 @@ typedef struct hv {
 double hv_now_mono(void);
 double hv_now_wall(void);
 /* Handles the current stop as a pool hit: classify, capture (or count), log, step over the
- * int 3 and continue. */
+ * int 3 and continue. Its PC has been checked already (engine.c, verify_stop_pc). */
 int hv_handle_hit(hv_t *h, kdh_err_t *err);
 /* The start every handled hit shares: counts it, unless it is the open hit (one whose handling
  * a link reset cancelled) reported again, and opens it until hv_finish_hit's Continue. */
 void hv_hit_begin(hv_t *h, const kdh_wire_state_change_t *sc);
 /* The end every handled hit shares (PoolHitTag and entry stops): continue the target, count the
- * hit captured or counted only, close it, log its event unless capped or deferred to its return, report its cost. */
+ * hit captured or counted only, close it, log its event unless capped or deferred to its return,
+ * report its cost. */
 typedef struct hv_hit_end {
     int kind;              /* KDH_STORE_ALLOC / FREE / HIT */
     int captured, capped, deferred;
