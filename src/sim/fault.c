@@ -60,6 +60,23 @@ static int parse_prob(const char *s, double *p)
     return 0;
 }
 
+/* Decimal digits at s into *n; *end after them. -1 when there are none. */
+static int parse_uint(const char *s, const char **end, uint64_t *n)
+{
+    char *e;
+    errno = 0;
+    *n = strtoull(s, &e, 10);
+    *end = e;
+    return e == s || errno || *s == '-' || *s == '+' ? -1 : 0;
+}
+
+/* A count from 1 that is the whole value ("reboot-in-request=400"). */
+static int parse_count(const char *v, uint64_t *n)
+{
+    const char *end;
+    return parse_uint(v, &end, n) || *end || *n == 0 ? -1 : 0;
+}
+
 int sim_faults_parse(sim_faults_t *f, const char *spec, uint64_t seed, kdh_err_t *err)
 {
     memset(f, 0, sizeof *f);
@@ -97,43 +114,26 @@ int sim_faults_parse(sim_faults_t *f, const char *spec, uint64_t seed, kdh_err_t
                   parse_duration(slash + 1, v + strlen(v), &f->hangup_period_ns) ||
                   f->hangup_period_ns <= f->hangup_ns || f->hangup_ns == 0;
         } else if (strcmp(k, "reboot-in-request") == 0) {
-            char *end = NULL;
-            unsigned long long n = strtoull(v, &end, 10);
-            bad = !*v || *end || n == 0;
-            f->reboot_request_at = n;
+            bad = parse_count(v, &f->reboot_request_at);
         } else if (strcmp(k, "reboot") == 0) {
             bad = parse_duration(v, v + strlen(v), &f->reboot_at_ns) || f->reboot_at_ns == 0;
-        } else if (strcmp(k, "lose-request") == 0) {
-            char *end = NULL;
-            unsigned long long n = strtoull(v, &end, 10), after = 0;
-            bad = !*v || n == 0 || end == v;
-            if (!bad && *end == '@') {
-                const char *a = end + 1;
-                after = strtoull(a, &end, 10);
-                bad = end == a;
-            }
+        } else if (strcmp(k, "lose-request") == 0) { /* N or N@K */
+            const char *end;
+            bad = parse_uint(v, &end, &f->lose_request_at) || f->lose_request_at == 0;
+            if (!bad && *end == '@')
+                bad = parse_uint(end + 1, &end, &f->lose_after_continue);
             bad = bad || *end;
-            f->lose_request_at = n;
-            f->lose_after_continue = after;
         } else if (strcmp(k, "mangle-stop") == 0) {
-            char *end = NULL;
-            unsigned long long n = strtoull(v, &end, 10);
-            bad = !*v || *end || n == 0;
-            f->mangle_stop_at = n;
+            bad = parse_count(v, &f->mangle_stop_at);
         } else if (strcmp(k, "mangle-write") == 0) {
-            char *end = NULL;
-            unsigned long long n = strtoull(v, &end, 10);
-            bad = !*v || *end || n == 0;
-            f->mangle_write_at = n;
+            bad = parse_count(v, &f->mangle_write_at);
         } else if (strcmp(k, "mangle-continue") == 0) {
-            char *end = NULL;
-            unsigned long long n = strtoull(v, &end, 10);
-            bad = !*v || *end || n == 0;
-            f->mangle_continue_at = n;
+            bad = parse_count(v, &f->mangle_continue_at);
         } else
             return kdh_err_set(err, KDH_EINVAL,
                                "--faults: unknown fault '%s' (corrupt, drop, drop-packet, dup-packet, "
-                               "stall, hangup, reboot, reboot-in-request, mangle-continue, lose-request, mangle-write, mangle-stop)", k);
+                               "stall, hangup, reboot, reboot-in-request, mangle-continue, lose-request, "
+                               "mangle-write, mangle-stop)", k);
         if (bad)
             return kdh_err_set(err, KDH_EINVAL,
                                "--faults: bad value '%s' for %s (probability 0..1, stall=DUR/PERIOD "
@@ -233,7 +233,13 @@ static void mangle_continue(sim_faults_t *f, uint8_t *pkt, size_t len)
     f->st.mangled++;
 }
 
-static uint64_t packet_hash(const uint8_t *p, size_t len);
+static uint64_t packet_hash(const uint8_t *p, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
 
 void sim_faults_target_packet(sim_faults_t *f, uint8_t *buf, size_t len)
 {
@@ -287,14 +293,6 @@ static int reboot_in_request(sim_faults_t *f, const uint8_t *pkt, size_t len)
     return 1;
 }
 
-static uint64_t packet_hash(const uint8_t *p, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
-
 /* A whole host packet. The lost request's retransmissions carry the same bytes (the id changes
  * only with a RESET), so every copy is dropped until the host's RESET passes; the target then
  * reports its stop again, and the request, sent once more with the new id, gets through.
@@ -335,6 +333,12 @@ static int lose_request(sim_faults_t *f, const uint8_t *pkt, size_t len)
     f->lose_active = 1;
     f->st.lost_requests++;
     return 1;
+}
+
+int sim_faults_host_packets(const sim_faults_t *f)
+{
+    return f->drop_packet > 0 || f->dup_packet > 0 || f->mangle_continue_at || f->reboot_request_at ||
+           f->lose_request_at || f->mangle_write_at;
 }
 
 size_t sim_splitter_byte(sim_splitter_t *sp, sim_faults_t *f, uint8_t b, uint64_t now_ns, uint8_t *out)

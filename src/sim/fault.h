@@ -9,8 +9,9 @@
  * never acknowledged), one host Continue2 whose packet type is damaged (acknowledged by the
  * target and ignored), and one host request lost with every retransmission of it until the host
  * resets the link (lose-request=N@K: the Nth manipulate request after the host's Kth Continue2,
- * as a burst of noise on a long request would; the target then reports its stop again), and one
- * host memory write whose data is damaged in a way its checksum cannot see (mangle-write=N). */
+ * as a burst of noise on a long request would; the target then reports its stop again), one host
+ * memory write whose data is damaged in a way its checksum cannot see (mangle-write=N), and one
+ * target stop report whose PC is damaged that way (mangle-stop=N). */
 #ifndef KDSIM_FAULT_H
 #define KDSIM_FAULT_H
 
@@ -66,6 +67,8 @@ enum { SIM_FAULT_SEND = 1, SIM_FAULT_DROP = 0, SIM_FAULT_DUP = 2 };
 int sim_faults_parse(sim_faults_t *f, const char *spec, uint64_t seed, kdh_err_t *err);
 /* A whole target packet about to go out (buf is a copy): mangle-stop. */
 void sim_faults_target_packet(sim_faults_t *f, uint8_t *buf, size_t len);
+/* Whether a fault acts on whole host packets (the host's bytes then go through a splitter). */
+int sim_faults_host_packets(const sim_faults_t *f);
 /* Whether to send a target packet: SIM_FAULT_SEND, _DROP, or _DUP (send it twice). */
 int sim_faults_packet(sim_faults_t *f);
 /* Corrupts (one random bit) and drops bytes in place; returns the new length. */

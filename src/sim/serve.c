@@ -100,9 +100,7 @@ static void line_received(sim_serve_t *s, uint8_t *p, size_t n)
     n = sim_faults_bytes(&s->faults, p, n);
     if (s->rx.len == 0)
         sim_bucket_idle(&s->brx, now);
-    if (s->faults.drop_packet > 0 || s->faults.dup_packet > 0 || s->faults.mangle_continue_at ||
-        s->faults.reboot_request_at || s->faults.lose_request_at ||
-        s->faults.mangle_write_at) {
+    if (sim_faults_host_packets(&s->faults)) {
         for (size_t i = 0; i < n; i++) {
             size_t k = sim_splitter_byte(&s->split, &s->faults, p[i], now, s->split_out);
             rx_queue(s, s->split_out, k);
