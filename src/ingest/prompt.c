@@ -12,9 +12,7 @@ int kdh_ingest_prompt_fast(const char *s, size_t n, size_t ov[2 * KDH_INGEST_PRO
 {
     if (!n || !kdh_ingest_plain(s, n))
         return -1;
-    size_t i = 0;
-    while (i < n && s[i] == ' ')
-        i++;
+    size_t i = kdh_ingest_blanks(s, 0, n);
     size_t d = i;
     while (d < n && d - i < 4 && s[d] >= '0' && s[d] <= '9')
         d++;

@@ -1,8 +1,8 @@
 /* test_bp_step.c: the harvest's breakpoint bookkeeping (breakpoints.c), and the look at a target
- * after a link reset (shell.c), against a target played by the test on the session's own loop. The target keeps a breakpoint table as kd-protocol.md
- * 3.2 says a Windows target does: WriteBreakPoint of an address already in it is refused, and
- * before reporting a stop it takes out its breakpoints in [PC, PC + InstructionCount - 1]. Each
- * test scripts the stops the target reports after each Continue2 and checks the target's table
+ * after a link reset (shell.c), against a target played by the test on the session's own loop.
+ * The target keeps a breakpoint table as kd-protocol.md 3.2 says a Windows target does:
+ * WriteBreakPoint of an address already in it is refused, and before reporting a stop it takes
+ * out its breakpoints in [PC, PC + InstructionCount - 1]. Each test scripts the stops the target reports after each Continue2 and checks the target's table
  * (what really is in its memory) afterwards. */
 #include <setjmp.h>
 #include <stdarg.h>
