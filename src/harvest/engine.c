@@ -848,7 +848,6 @@ static int serve(hv_t *h, kdh_err_t *err)
                 return rc;
             if (reset)
                 h->restop_check = h->boot == boot;
-            sc = kdh_kd_state(h->c.kd);
         }
         if ((rc = verify_stop_pc(h, err)) != KDH_OK) {
             if (rc == KDH_ECANCELED || rebooted_meanwhile(h, rc, serial, err))
