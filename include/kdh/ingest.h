@@ -21,6 +21,11 @@ enum {
 #define KDH_INGEST_SYM_MAX 512          /* callsite text kept per frame (longer: truncated) */
 #define KDH_INGEST_MAX_FRAMES 1024      /* frames kept per stack (more: counted as skipped) */
 #define KDH_INGEST_LINE_MAX (1u << 20)  /* longer lines are skipped and counted, never buffered */
+/* A stack printed before its file's first "Debug session time:" line takes that line's time when
+ * the line comes within this many bytes after it (32 MiB is most of an hour of output at 115200
+ * baud: a clock further on says little about when the stack ran, and finding out would read the
+ * whole file a second time); otherwise it has no time. */
+#define KDH_INGEST_CLOCK_REACH (32u << 20)
 
 /* Callsite forms of the grammar in reference/log-formats.md section 3. */
 enum {

@@ -300,10 +300,16 @@ int kdh_ingest_first_clock(const kdh_ingest_parser_t *p, int fd, double *t)
         c->re = p->pat->re[PAT_SESSTIME];
         c->md = pcre2_match_data_create_from_pattern(c->re, NULL);
     }
+    /* How far to look: KDH_INGEST_CLOCK_REACH bytes past the parse's reading position (the stack
+     * asking was in the chunk read last). The search begins at the file's start all the same,
+     * where a line and the encoding are known to begin. */
+    off_t pos = lseek(fd, 0, SEEK_CUR);
+    off_t stop = pos < 0 ? sb.st_size : pos + (off_t)KDH_INGEST_CLOCK_REACH, at = 0;
     if (c && c->md && buf && wide) {
         int first = 1, utf16 = 0, carry = -1;
-        for (off_t at = 0;;) {
-            ssize_t r = pread(fd, buf, CLOCK_CHUNK, at);
+        while (at < stop) {
+            size_t want = stop - at < CLOCK_CHUNK ? (size_t)(stop - at) : CLOCK_CHUNK;
+            ssize_t r = pread(fd, buf, want, at);
             if (r < 0 && errno == EINTR)
                 continue;
             if (r <= 0 || c->found)
@@ -321,7 +327,7 @@ int kdh_ingest_first_clock(const kdh_ingest_parser_t *p, int fd, double *t)
             if (c->found)
                 break;
         }
-        if (!c->found && c->len)
+        if (!c->found && c->len && at >= sb.st_size) /* not a line cut by the reach */
             clock_line(c, c->line, c->kept, c->len, c->nul); /* a last line without newline */
     }
     int found = c && c->found;

@@ -1,7 +1,8 @@
 /* test_ingest_clock.c: "Debug session time:" lines give the events after them their time; the
  * expected Unix times were computed apart from the parser (Python's calendar.timegm on the UTC
  * time the zone in parentheses implies). In a file, events before the first such line take its
- * time (text fed without a file has no look ahead: no time); t = 0 only for a file without one;
+ * time (text fed without a file has no look ahead: no time) when it comes within the look-ahead's
+ * reach; t = 0 only for a file without one;
  * pool samples keep their snapshot ordinal; a new file starts without a clock. The look ahead
  * finds a clock line cut by its reads at any place, and its memory does not grow with the file. */
 #include <setjmp.h>
@@ -249,6 +250,54 @@ static void test_far_clock(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* A stack, x lines up to byte at, the clock line, a stack. */
+static coll_t *clock_at(const char *path, size_t at)
+{
+    static const char clock[] = "Debug session time: Mon Nov  2 08:05:01.25 2026 (UTC - 5:30)\n";
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(STACK("0"), f);
+    static char line[81];
+    memset(line, 'x', 80);
+    line[80] = '\n';
+    size_t n = sizeof STACK("0") - 1;
+    for (; n + sizeof line <= at; n += sizeof line)
+        assert_int_equal(fwrite(line, 1, sizeof line, f), sizeof line);
+    if (n < at) {
+        fprintf(f, "%.*s\n", (int)(at - n - 1), line);
+        n = at;
+    }
+    fputs(clock, f);
+    fputs(STACK("1"), f);
+    assert_int_equal(fclose(f), 0);
+    return coll_run(KDH_INGEST_AUTO, path, NULL, 0, 0);
+}
+
+/* The look-ahead reaches KDH_INGEST_CLOCK_REACH bytes past the parse's reading position (64 KiB
+ * at most past the stack): a clock just inside gives the first stack its time, one past the
+ * reach leaves it without; the stack after the clock line has it either way. */
+static void test_clock_reach(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kdh_clock_XXXXXX", path[64], cmd[96];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/reach.log", dir);
+    for (int beyond = 0; beyond <= 1; beyond++) {
+        size_t at = beyond ? KDH_INGEST_CLOCK_REACH + 70000 : KDH_INGEST_CLOCK_REACH - 1000;
+        coll_t *c = clock_at(path, at);
+        assert_non_null(c);
+        assert_int_equal(c->nstacks, 2);
+        assert_int_equal(c->stacks[0].st.has_t, !beyond);
+        if (!beyond && c->stacks[0].st.t != LATE_T)
+            fail_msg("clock at byte %zu: first stack t %.3f, expected %.3f", at, c->stacks[0].st.t, LATE_T);
+        assert_true(c->stacks[1].st.has_t);
+        assert_true(c->stacks[1].st.t == LATE_T);
+        coll_free(c);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* Looking ahead through a large file without a clock line (all of it is searched) leaves the
  * process's peak memory where it was: the search reads in chunks and maps nothing. */
 static void test_look_ahead_memory(void **state)
@@ -325,6 +374,7 @@ int main(void)
         cmocka_unit_test(test_session_time),
         cmocka_unit_test(test_run_lines),
         cmocka_unit_test(test_far_clock),
+        cmocka_unit_test(test_clock_reach),
         cmocka_unit_test(test_fifo_no_wait),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
