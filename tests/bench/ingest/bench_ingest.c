@@ -1,10 +1,15 @@
 /* bench_ingest.c: ingest throughput. Builds a kd log of the requested size in the build folder by
- * concatenating the shared samples with varied offsets and CPU numbers (so stacks do not all
- * deduplicate into one), then reports MB/s of the parser alone, of a full `ingest` into a run
- * directory, and of `grep -c` for two frame-line patterns over the same file, with the ratios
- * (CPU MB/s of ours over grep's) and peak RSS.
- * usage: bench_ingest [BYTES]   (default 1 GiB; exit 77 when the samples are absent) */
+ * concatenating the shared samples of debugger output with varied offsets and CPU numbers (so
+ * stacks do not all deduplicate into one), then reports MB/s of the parser alone, of a full
+ * `ingest` into a run directory, and of `grep -c` for two frame-line patterns over the same file,
+ * with the ratios (CPU MB/s of ours over grep's) and peak RSS. Each figure is the median of
+ * ROUNDS rounds, the four measurements taken in turn in each round (the machine may be shared).
+ * A second log of the same size also holds the poolmon screens (poolmon runs on the target's
+ * console, so a kd log never shows them; they make the run's pool.jsonl four times longer) and is
+ * reported on lines that start with "mixed".
+ * usage: bench_ingest [BYTES [ROUNDS]]   (default 1 GiB, 1 round; exit 77 without the samples) */
 #include <dirent.h>
+#include <stddef.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,7 +76,7 @@ static void vary(char *b, size_t n, unsigned round)
     }
 }
 
-static int build_log(const char *out, size_t want)
+static int build_log(const char *out, size_t want, int with_poolmon)
 {
     struct stat sb;
     if (stat(out, &sb) == 0 && (size_t)sb.st_size >= want)
@@ -84,7 +89,8 @@ static int build_log(const char *out, size_t want)
     struct dirent *e;
     while ((e = readdir(d)) && nb < 128) {
         size_t l = strlen(e->d_name);
-        if (l < 5 || strcmp(e->d_name + l - 4, ".txt") || strncmp(e->d_name, "pooltag", 7) == 0)
+        if (l < 5 || strcmp(e->d_name + l - 4, ".txt") || strncmp(e->d_name, "pooltag", 7) == 0 ||
+            (!with_poolmon && strncmp(e->d_name, "poolmon", 7) == 0))
             continue;
         char p[1024];
         snprintf(p, sizeof p, "%s/%s", KDH_SAMPLES_DIR, e->d_name);
@@ -119,24 +125,29 @@ static int count_stack(void *ud, const kdh_ingest_stack_t *st, kdh_err_t *err)
     return 0;
 }
 
-int main(int argc, char **argv)
-{
-    size_t want = argc > 1 ? strtoull(argv[1], NULL, 0) : (1ull << 30);
-    char dir[1024], log[1200], run[1200], cmd[2600];
-    snprintf(dir, sizeof dir, "%s/bench-ingest", KDH_BINARY_DIR);
-    mkdir(dir, 0755);
-    snprintf(log, sizeof log, "%s/kd-%zu.log", dir, want);
-    snprintf(run, sizeof run, "%s/run-%zu", dir, want);
-    int rc = build_log(log, want);
-    if (rc) {
-        fprintf(stderr, rc == 77 ? "samples absent: skipped\n" : "cannot build %s\n", log);
-        return rc;
-    }
-    struct stat sb;
-    stat(log, &sb);
-    double mb = (double)sb.st_size / 1e6;
+typedef struct figures {
+    double parse_wall, parse_cpu, run_wall, run_cpu, grep_wall[2], grep_cpu[2];
+    unsigned long long grep_lines[2];
+    int grep_exit[2];
+} figures_t;
 
-    /* 1. the parser alone */
+static double child_cpu(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_CHILDREN, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Two patterns: what a user types to pull the stacks out of a log (headers and module!symbol+0x
+ * lines), and a stricter one anchored on the frame number and first address column. */
+static const char *const pats[2] = {"Child-SP|ChildEBP|!.*\\+0x", "^ *[0-9a-f]{2} [0-9a-f]{8}"};
+
+/* One round over log: the parser alone, a full ingest into run, then grep -c twice. */
+static int one_round(const char *dir, const char *log, const char *run, figures_t *fg, kdh_ingest_stats_t *st,
+                     kdh_ingest_totals_t *tot)
+{
+    char cmd[2600];
     unsigned long long stacks = 0;
     kdh_ingest_sink_t sink = {&stacks, count_stack, NULL};
     kdh_ingest_parser_t *p;
@@ -148,81 +159,133 @@ int main(int argc, char **argv)
         fprintf(stderr, "parse: %s\n", err.msg);
         return 1;
     }
-    double t_parse = now() - t0, c_parse = cpu() - c0;
-    kdh_ingest_stats_t st = *kdh_ingest_parser_stats(p);
+    fg->parse_wall = now() - t0, fg->parse_cpu = cpu() - c0;
+    *st = *kdh_ingest_parser_stats(p);
     kdh_ingest_parser_free(p);
 
-    /* 2. a full ingest into a run directory */
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", run);
     if (system(cmd) != 0)
         return 1;
     const char *files[] = {log};
     kdh_ingest_opts_t o = {.kinds = KDH_INGEST_AUTO, .files = files, .nfiles = 1, .out_dir = run};
-    kdh_ingest_totals_t tot;
     t0 = now();
     c0 = cpu();
-    if (kdh_ingest_run(&o, &tot, &err)) {
+    if (kdh_ingest_run(&o, tot, &err)) {
         fprintf(stderr, "ingest: %s\n", err.msg);
         return 1;
     }
-    double t_run = now() - t0, c_run = cpu() - c0;
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    long self_rss = ru.ru_maxrss;
+    fg->run_wall = now() - t0, fg->run_cpu = cpu() - c0;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", run);
+    if (system(cmd) != 0)
+        return 1;
 
-    /* 3. grep -c over the same file, for scale. The count goes to a file: GNU grep stops at the
-     * first match when its output is /dev/null. LC_ALL=C is grep's fastest mode. Two patterns:
-     * what a user types to pull the stacks out of a log (headers and module!symbol+0x lines),
-     * and a stricter one anchored on the frame number and first address column. */
-    static const char *const pats[2] = {"Child-SP|ChildEBP|!.*\\+0x", "^ *[0-9a-f]{2} [0-9a-f]{8}"};
-    double t_grep[2], c_grep[2];
-    unsigned long long grep_lines[2];
-    int g[2];
+    /* The count goes to a file: GNU grep stops at the first match when its output is /dev/null.
+     * LC_ALL=C is grep's fastest mode. */
     for (int k = 0; k < 2; k++) {
         char cnt[1300];
         snprintf(cnt, sizeof cnt, "%s/grep-count", dir);
         snprintf(cmd, sizeof cmd, "LC_ALL=C grep -c -E '%s' '%s' > '%s'", pats[k], log, cnt);
-        getrusage(RUSAGE_CHILDREN, &ru);
-        double cg0 = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-                     (double)ru.ru_stime.tv_usec / 1e6;
+        double cg0 = child_cpu();
         t0 = now();
-        g[k] = system(cmd);
-        t_grep[k] = now() - t0;
-        getrusage(RUSAGE_CHILDREN, &ru);
-        c_grep[k] = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-                    (double)ru.ru_stime.tv_usec / 1e6 - cg0;
-        grep_lines[k] = 0;
+        fg->grep_exit[k] = system(cmd);
+        fg->grep_wall[k] = now() - t0;
+        fg->grep_cpu[k] = child_cpu() - cg0;
+        fg->grep_lines[k] = 0;
         FILE *cf = fopen(cnt, "r");
         if (cf) {
-            if (fscanf(cf, "%llu", &grep_lines[k]) != 1)
-                grep_lines[k] = 0;
+            if (fscanf(cf, "%llu", &fg->grep_lines[k]) != 1)
+                fg->grep_lines[k] = 0;
             fclose(cf);
         }
         remove(cnt);
     }
+    return 0;
+}
 
-    printf("input           %.1f MB, %llu lines\n", mb, (unsigned long long)st.lines);
-    printf("found           %llu stacks, %llu frames, %llu events, %llu snapshots, %llu skipped lines\n",
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of field (a double at byte offset off) over n rounds. */
+static double median(const figures_t *f, int n, size_t off)
+{
+    double v[64];
+    for (int i = 0; i < n; i++)
+        v[i] = *(const double *)((const char *)&f[i] + off);
+    qsort(v, (size_t)n, sizeof v[0], cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+#define MED(field) median(fg, rounds, offsetof(figures_t, field))
+
+/* Every round over log, then its figures on lines that start with prefix; 0 when the ingest
+ * found what the parser found. */
+static int measure(const char *dir, const char *log, const char *run, const char *prefix, const char *what,
+                   int rounds)
+{
+    figures_t fg[64];
+    kdh_ingest_stats_t st;
+    kdh_ingest_totals_t tot;
+    memset(&st, 0, sizeof st);
+    memset(&tot, 0, sizeof tot);
+    for (int r = 0; r < rounds; r++)
+        if (one_round(dir, log, run, &fg[r], &st, &tot))
+            return 1;
+    struct stat sb;
+    stat(log, &sb);
+    double mb = (double)sb.st_size / 1e6;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("%sinput           %.1f MB, %llu lines: %s\n", prefix, mb, (unsigned long long)st.lines, what);
+    printf("%sfound           %llu stacks, %llu frames, %llu events, %llu snapshots, %llu skipped lines\n", prefix,
            (unsigned long long)st.stacks, (unsigned long long)st.frames, (unsigned long long)st.events,
            (unsigned long long)st.snapshots, (unsigned long long)st.skipped);
-    printf("                 wall MB/s   CPU MB/s\n");
-    printf("parse only      %9.1f  %9.1f   (%.2f s wall)\n", mb / t_parse, mb / c_parse, t_parse);
-    printf("ingest to run   %9.1f  %9.1f   (%.2f s wall, %llu unique stacks)\n", mb / t_run, mb / c_run, t_run,
-           (unsigned long long)tot.unique_stacks);
+    printf("%s                 wall MB/s   CPU MB/s   (medians of %d round%s)\n", prefix, rounds, rounds > 1 ? "s" : "");
+    printf("%sparse only      %9.1f  %9.1f   (%.2f s wall)\n", prefix, mb / MED(parse_wall), mb / MED(parse_cpu),
+           MED(parse_wall));
+    printf("%singest to run   %9.1f  %9.1f   (%.2f s wall, %llu unique stacks)\n", prefix, mb / MED(run_wall),
+           mb / MED(run_cpu), MED(run_wall), (unsigned long long)tot.unique_stacks);
+    double gw[2] = {MED(grep_wall[0]), MED(grep_wall[1])}, gc[2] = {MED(grep_cpu[0]), MED(grep_cpu[1])};
     for (int k = 0; k < 2; k++)
-        printf("grep -c #%d      %9.1f  %9.1f   (%.2f s wall, %llu matching lines, exit %d)\n", k + 1,
-               mb / t_grep[k], c_grep[k] > 0 ? mb / c_grep[k] : 0.0, t_grep[k], grep_lines[k], g[k]);
+        printf("%sgrep -c #%d      %9.1f  %9.1f   (%.2f s wall, %llu matching lines, exit %d)\n", prefix, k + 1,
+               mb / gw[k], gc[k] > 0 ? mb / gc[k] : 0.0, gw[k], fg[0].grep_lines[k], fg[0].grep_exit[k]);
     for (int k = 0; k < 2; k++)
-        printf("grep #%d         LC_ALL=C grep -c -E '%s'\n", k + 1, pats[k]);
+        printf("%sgrep #%d         LC_ALL=C grep -c -E '%s'\n", prefix, k + 1, pats[k]);
     /* the target: ingest at least half of grep's throughput on the same file (CPU, load-independent) */
     for (int k = 0; k < 2; k++)
-        if (c_grep[k] > 0)
-            printf("ratio to grep #%d  parse %.2f  ingest %.2f  (CPU MB/s over grep's CPU MB/s)\n", k + 1,
-                   c_grep[k] / c_parse, c_grep[k] / c_run);
+        if (gc[k] > 0)
+            printf("%sratio to grep #%d  parse %.2f  ingest %.2f  (CPU MB/s over grep's CPU MB/s)\n", prefix, k + 1,
+                   gc[k] / MED(parse_cpu), gc[k] / MED(run_cpu));
     /* (a child's ru_maxrss starts from the forked copy of this process, so grep's is not shown) */
-    printf("peak RSS        ingest %ld KiB\n", self_rss);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", run);
-    if (system(cmd) != 0)
-        return 1;
+    printf("%speak RSS        ingest %ld KiB\n", prefix, ru.ru_maxrss);
+    fflush(stdout);
     return st.stacks > 0 && tot.events == st.events ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    size_t want = argc > 1 ? strtoull(argv[1], NULL, 0) : (1ull << 30);
+    int rounds = argc > 2 ? atoi(argv[2]) : 1;
+    if (rounds < 1 || rounds > 64) {
+        fprintf(stderr, "rounds must be 1 to 64\n");
+        return 2;
+    }
+    char dir[1024], log[1200], mixed[1200], run[1200];
+    snprintf(dir, sizeof dir, "%s/bench-ingest", KDH_BINARY_DIR);
+    mkdir(dir, 0755);
+    snprintf(log, sizeof log, "%s/debugger-%zu.log", dir, want);
+    snprintf(mixed, sizeof mixed, "%s/mixed-%zu.log", dir, want);
+    snprintf(run, sizeof run, "%s/run-%zu", dir, want);
+    int rc = build_log(log, want, 0);
+    if (rc == 0)
+        rc = build_log(mixed, want, 1);
+    if (rc) {
+        fprintf(stderr, rc == 77 ? "samples absent: skipped\n" : "cannot build %s\n", log);
+        return rc;
+    }
+    rc = measure(dir, log, run, "", "debugger output (every sample but poolmon's)", rounds);
+    printf("\n");
+    return measure(dir, mixed, run, "mixed ", "with the poolmon screens", rounds) || rc;
 }
