@@ -30,14 +30,28 @@ static void put(out_t *o, const char *s, size_t n)
     o->len += n;
 }
 
+/* "00" to "99": two digits per division (the numbers of pool rows and events were a tenth of
+ * their formatting) */
+static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                     "8081828384858687888990919293949596979899";
+
 static void put_u64(out_t *o, uint64_t v)
 {
     char d[24];
     size_t k = sizeof d;
-    do {
-        d[--k] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        k -= 2;
+        memcpy(d + k, digit_pairs + 2 * r, 2);
+    }
+    if (v >= 10) {
+        k -= 2;
+        memcpy(d + k, digit_pairs + 2 * v, 2);
+    } else {
+        d[--k] = (char)('0' + v);
+    }
     put(o, d + k, sizeof d - k);
 }
 
@@ -206,6 +220,7 @@ void kdh_store_fmt_free(kdh_store_fmt_t *f)
         cache_drop(f, i);
     f->used = 0;
     f->ev_t.valid = f->pool_t.valid = 0;
+    f->pool_head.valid = 0;
 }
 
 static const char *kind_text(kdh_store_kind_t k)
@@ -260,16 +275,36 @@ size_t kdh_store_fmt_event(kdh_store_fmt_t *f, const kdh_store_event_t *ev, char
 
 /* buf is written through the out_t it initializes, which the check does not follow */
 // NOLINTNEXTLINE(readability-non-const-parameter)
+/* {"t":T,"boot":B,"tag": for t and boot, kept: every row of a pool snapshot shares it. */
+static int put_pool_head(kdh_store_fmt_t *f, out_t *o, double t, uint64_t boot)
+{
+    kdh_store_fmt_head_t *h = &f->pool_head;
+    if (!h->valid || memcmp(&h->t, &t, sizeof t) != 0 || h->boot != boot) {
+        out_t ho = {h->text, sizeof h->text, 0, 0};
+        h->valid = 0;
+        put(&ho, "{\"t\":", 5);
+        if (!put_real(&f->pool_t, &ho, t))
+            return 0;
+        put(&ho, ",\"boot\":", 8);
+        put_u64(&ho, boot);
+        put(&ho, ",\"tag\":", 7);
+        if (ho.full)
+            return 0;
+        h->len = ho.len;
+        h->t = t;
+        h->boot = boot;
+        h->valid = 1;
+    }
+    put(o, h->text, h->len);
+    return 1;
+}
+
 size_t kdh_store_fmt_pool(kdh_store_fmt_t *f, const kdh_store_pool_t *p, char *buf, size_t cap)
 {
     out_t o = {buf, cap, 0, 0};
-    put(&o, "{\"t\":", 5);
-    if (!put_real(&f->pool_t, &o, p->t))
+    if (!put_pool_head(f, &o, p->t, p->boot) || !put_json_open(f, &o, p->tag, strlen(p->tag)))
         return 0;
-    put(&o, ",\"boot\":", 8);
-    put_u64(&o, p->boot);
-    if (!put_str(f, &o, ",\"tag\":", p->tag))
-        return 0;
+    put(&o, "\"", 1);
     if (p->pool && !put_str(f, &o, ",\"pool\":", p->pool))
         return 0;
     put(&o, ",\"allocs\":", 10);

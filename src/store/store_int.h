@@ -54,10 +54,20 @@ typedef struct kdh_store_fmt_real {
     int valid;
 } kdh_store_fmt_real_t;
 
+/* The start of a pool line for one t and boot (up to the tag's value). */
+typedef struct kdh_store_fmt_head {
+    double t;
+    uint64_t boot;
+    char text[96];
+    size_t len;
+    int valid;
+} kdh_store_fmt_head_t;
+
 typedef struct kdh_store_fmt {
     kdh_store_fmt_entry_t ent[KDH_STORE_FMT_CACHE];
     unsigned used;
     kdh_store_fmt_real_t ev_t, pool_t;
+    kdh_store_fmt_head_t pool_head;
 } kdh_store_fmt_t;
 
 /* The line (no '\n') into buf; its length, or 0 when it must be built through jansson instead
