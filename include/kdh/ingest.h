@@ -46,6 +46,7 @@ enum {
 
 typedef struct kdh_ingest_frame {
     char sym[KDH_INGEST_SYM_MAX]; /* the callsite exactly as printed (annotations removed) */
+    size_t sym_len;               /* strlen(sym), kept: stack ids and keys hash every frame's text */
     int form;                     /* KDH_INGEST_CS_* */
     size_t mod_len;               /* module name = sym[0..mod_len); 0 for a raw address */
     size_t name_off, name_len;    /* symbol name inside sym (CS_SYMBOL only) */

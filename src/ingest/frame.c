@@ -123,6 +123,7 @@ static void drop_params(kdh_ingest_frame_t *f)
     if (q + tl >= KDH_INGEST_SYM_MAX)
         return;
     memcpy(f->sym + q, tail, tl + 1);
+    f->sym_len = q + tl;
     f->name_len = q - b;
 }
 
@@ -146,6 +147,7 @@ static int fill_callsite(const char *s, size_t len, const size_t *ov, kdh_ingest
             i += w;
         }
     out->sym[keep] = 0;
+    out->sym_len = keep;
     out->truncated = keep < len;
     out->has_off = 0;
     out->off = 0;
@@ -211,6 +213,7 @@ int kdh_ingest_parse_callsite(kdh_ingest_patterns_t *p, const char *s, size_t le
 static void clear_frame(kdh_ingest_frame_t *f)
 {
     f->sym[0] = 0;
+    f->sym_len = 0;
     f->form = 0;
     f->has_addr = f->has_ret = f->has_off = 0;
     f->addr = f->ret = f->off = 0;

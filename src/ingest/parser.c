@@ -124,7 +124,7 @@ static uint64_t stack_hash(const kdh_ingest_frame_t *f, size_t n)
      * with the running value as seed, so frame boundaries count */
     uint64_t h = n;
     for (size_t i = 0; i < n; i++)
-        h = XXH3_64bits_withSeed(f[i].sym, strlen(f[i].sym), h);
+        h = XXH3_64bits_withSeed(f[i].sym, f[i].sym_len, h);
     return h;
 }
 
@@ -342,6 +342,7 @@ static int kp_line(kdh_ingest_parser_t *p, const char *s, size_t n)
     size_t tl = strlen(tail);
     if (q + tl < KDH_INGEST_SYM_MAX) {
         memcpy(f->sym + q, tail, tl + 1);
+        f->sym_len = q + tl;
         f->name_len--;
         f->off = off;
         f->has_off = has_off;

@@ -128,7 +128,7 @@ static int stack_key(writer_t *w, const kdh_ingest_stack_t *st, size_t *len)
 {
     size_t need = 0;
     for (size_t i = 0; i < st->nframes; i++)
-        need += 1 + sizeof(size_t) + 8 + strlen(st->frames[i].sym) + 1;
+        need += 1 + sizeof(size_t) + 8 + st->frames[i].sym_len + 1;
     if (need > w->key_cap) {
         char *k = realloc(w->key, need);
         if (!k)
@@ -140,7 +140,7 @@ static int stack_key(writer_t *w, const kdh_ingest_stack_t *st, size_t *len)
     for (size_t i = 0; i < st->nframes; i++) {
         const kdh_ingest_frame_t *f = &st->frames[i];
         uint64_t v = f->form == KDH_INGEST_CS_ADDR ? f->addr : f->has_off ? f->off : UINT64_MAX;
-        size_t sl = strlen(f->sym);
+        size_t sl = f->sym_len;
         w->key[n++] = (char)f->form;
         memcpy(w->key + n, &f->mod_len, sizeof f->mod_len);
         n += sizeof f->mod_len;

@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (lay) {
         /* whatever was accepted must be self-consistent */
         size_t n = strlen(f.sym);
-        if (n >= KDH_INGEST_SYM_MAX || f.mod_len > n || f.name_off + f.name_len > n)
+        if (n >= KDH_INGEST_SYM_MAX || f.sym_len != n || f.mod_len > n || f.name_off + f.name_len > n)
             __builtin_trap();
         if (f.form < KDH_INGEST_CS_SYMBOL || f.form > KDH_INGEST_CS_ADDR)
             __builtin_trap();
@@ -42,14 +42,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int rb = kdh_ingest_parse_frame_ref(pat, s, size, masks[k], &b);
         if (ra != rb)
             __builtin_trap();
-        if (ra && (strcmp(a.sym, b.sym) != 0 || a.form != b.form || a.mod_len != b.mod_len ||
+        if (ra && (strcmp(a.sym, b.sym) != 0 || a.sym_len != b.sym_len || a.form != b.form || a.mod_len != b.mod_len ||
                    a.name_off != b.name_off || a.name_len != b.name_len || a.has_off != b.has_off ||
                    a.off != b.off || a.has_addr != b.has_addr || a.addr != b.addr || a.has_ret != b.has_ret ||
                    a.ret != b.ret || a.nargs != b.nargs || a.is_inline != b.is_inline ||
                    a.truncated != b.truncated || memcmp(a.args, b.args, (size_t)a.nargs * sizeof a.args[0]) != 0))
             __builtin_trap();
     }
-    (void)kdh_ingest_parse_callsite(pat, s, size, &f);
+    if (kdh_ingest_parse_callsite(pat, s, size, &f) == 0 && f.sym_len != strlen(f.sym))
+        __builtin_trap();
     size_t fov[2 * KDH_INGEST_CS_GROUPS], *ov;
     int fast = kdh_ingest_callsite_fast(s, size, fov);
     if (fast >= 0) {

@@ -23,8 +23,11 @@ typedef struct coll {
 
 static int coll_on_stack(void *ud, const kdh_ingest_stack_t *st, kdh_err_t *err)
 {
-    (void)err;
     coll_t *c = ud;
+    for (size_t i = 0; i < st->nframes; i++) /* every frame's kept length is its text's */
+        if (st->frames[i].sym_len != strlen(st->frames[i].sym))
+            return kdh_err_set(err, KDH_EINVAL, "frame %zu: sym_len %zu for \"%s\"", i, st->frames[i].sym_len,
+                               st->frames[i].sym);
     if (c->nstacks >= 64)
         return 0;
     coll_stack_t *s = &c->stacks[c->nstacks++];

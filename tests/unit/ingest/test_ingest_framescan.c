@@ -37,6 +37,9 @@ static void same_frame(const char *s, size_t n)
         frames_found[ra]++;
         if (strcmp(a.sym, b.sym) != 0)
             fail_msg("mask %u: sym \"%s\", pcre2 alone \"%s\" on \"%.*s\"", masks[k], a.sym, b.sym, (int)n, s);
+        if (a.sym_len != strlen(a.sym) || b.sym_len != strlen(b.sym))
+            fail_msg("mask %u: sym_len %zu / %zu for \"%s\" on \"%.*s\"", masks[k], a.sym_len, b.sym_len, a.sym,
+                     (int)n, s);
         int same = a.form == b.form && a.mod_len == b.mod_len && a.has_off == b.has_off && a.off == b.off &&
                    a.has_addr == b.has_addr && a.addr == b.addr && a.has_ret == b.has_ret && a.ret == b.ret &&
                    a.nargs == b.nargs && a.is_inline == b.is_inline && a.truncated == b.truncated;
