@@ -179,10 +179,28 @@ static int put_src(kdh_store_fmt_t *f, out_t *o, const char *src)
         d--;
     if (d == n || d == 0 || src[d - 1] != ':')
         return put_str(f, o, ",\"src\":", src);
-    put(o, ",\"src\":", 7);
-    if (!put_json_open(f, o, src, d - 1))
-        return 0;
-    put(o, src + d - 1, n - d + 1);
+    kdh_store_fmt_src_t *c = &f->src; /* ,"src":"file: for the file of the last event */
+    if (!c->valid || c->raw_len != d || memcmp(c->raw, src, d) != 0) {
+        out_t co = {c->text, sizeof c->text, 0, 0};
+        c->valid = 0;
+        put(&co, ",\"src\":", 7);
+        int kept = d <= sizeof c->raw && put_json_open(f, &co, src, d - 1);
+        put(&co, ":", 1);
+        if (!kept || co.full) {
+            put(o, ",\"src\":", 7); /* a name too long to keep: escaped each time */
+            if (!put_json_open(f, o, src, d - 1))
+                return 0;
+            put(o, src + d - 1, n - d + 1);
+            put(o, "\"", 1);
+            return 1;
+        }
+        memcpy(c->raw, src, d);
+        c->raw_len = d;
+        c->len = co.len;
+        c->valid = 1;
+    }
+    put(o, c->text, c->len);
+    put(o, src + d, n - d);
     put(o, "\"", 1);
     return 1;
 }
@@ -221,6 +239,7 @@ void kdh_store_fmt_free(kdh_store_fmt_t *f)
     f->used = 0;
     f->ev_t.valid = f->pool_t.valid = 0;
     f->pool_head.valid = 0;
+    f->src.valid = 0;
 }
 
 static const char *kind_text(kdh_store_kind_t k)

@@ -93,9 +93,20 @@ uint64_t kdh_store_stack_id(const kdh_store_frame_t *frames, size_t n)
     return h;
 }
 
+/* "00" to "ff", for the 16 digits of an id a byte at a time (every event line has one) */
+static const char hex_pairs[513] =
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f"
+    "303132333435363738393a3b3c3d3e3f404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+    "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f808182838485868788898a8b8c8d8e8f"
+    "909192939495969798999a9b9c9d9e9fa0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+    "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedfe0e1e2e3e4e5e6e7e8e9eaebecedeeef"
+    "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+
 void kdh_store_sid_format(uint64_t sid, char out[17])
 {
-    out[kdh_store_hex(out, sid, 16)] = '\0';
+    for (int i = 0; i < 8; i++)
+        memcpy(out + 2 * i, hex_pairs + 2 * ((sid >> (56 - 8 * i)) & 0xff), 2);
+    out[16] = '\0';
 }
 
 int kdh_store_sid_parse(const char *s, uint64_t *sid)

@@ -63,11 +63,21 @@ typedef struct kdh_store_fmt_head {
     int valid;
 } kdh_store_fmt_head_t;
 
+/* The start of an event's "src" for one file, up to and with the ':' before the line number. */
+typedef struct kdh_store_fmt_src {
+    char raw[256]; /* "file:" as given */
+    size_t raw_len;
+    char text[600];
+    size_t len;
+    int valid;
+} kdh_store_fmt_src_t;
+
 typedef struct kdh_store_fmt {
     kdh_store_fmt_entry_t ent[KDH_STORE_FMT_CACHE];
     unsigned used;
     kdh_store_fmt_real_t ev_t, pool_t;
     kdh_store_fmt_head_t pool_head;
+    kdh_store_fmt_src_t src;
 } kdh_store_fmt_t;
 
 /* The line (no '\n') into buf; its length, or 0 when it must be built through jansson instead

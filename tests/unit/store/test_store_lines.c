@@ -100,7 +100,13 @@ static const char *const tags[] = {"Leak", "Cc", "a\"b\\", "\xc3\xa9t\xc3\xa9", 
                                    "a/b", "x\x7f", " ~}", "\x1f", "Le \x20"};
 static const char *const srcs[] = {"kd.log:1", "kd.log:123456789", "dir \"x\"\\y.log:42", "caf\xc3\xa9.log:7",
                                    "no-line", "trailing:", "12345", ":9", "\xff.log:3", "a:b:10",
-                                   "tab\there.log:5", "dir/sub/kd~1.log:8", "del\x7f.log:2"};
+                                   "tab\there.log:5", "dir/sub/kd~1.log:8", "del\x7f.log:2",
+                                   /* a file name longer than the formatter keeps */
+                                   "d/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                   "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                   "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                   "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                   "x.log:11"};
 static const double times[] = {0, -0.0, 17, 1795478400.125, 1795478400, 0.1, -2.5, 1e300, 1e-7,
                                123456789.123456789, -3, 999999999999999, 1e15, 1e16, 4503599627370497.0};
 
@@ -129,7 +135,7 @@ static void test_event_lines_match_jansson(void **state)
         ev.addr = next() >> ((r >> 48) & 63);
         ev.has_sid = (r >> 54) & 1;
         ev.sid = next();
-        ev.src = (r >> 55) & 1 ? NULL : srcs[(r >> 56) % 13];
+        ev.src = (r >> 55) & 1 ? NULL : srcs[(r >> 56) % 14];
         size_t n = kdh_store_fmt_event(&fmt, &ev, fast, sizeof fast);
         size_t m = reference(kdh_store_event_json(&ev), ref, sizeof ref);
         if (!n) {
