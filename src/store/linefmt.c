@@ -292,13 +292,11 @@ size_t kdh_store_fmt_event(kdh_store_fmt_t *f, const kdh_store_event_t *ev, char
     return o.full ? 0 : o.len;
 }
 
-/* buf is written through the out_t it initializes, which the check does not follow */
-// NOLINTNEXTLINE(readability-non-const-parameter)
 /* {"t":T,"boot":B,"tag": for t and boot, kept: every row of a pool snapshot shares it. */
 static int put_pool_head(kdh_store_fmt_t *f, out_t *o, double t, uint64_t boot)
 {
     kdh_store_fmt_head_t *h = &f->pool_head;
-    if (!h->valid || memcmp(&h->t, &t, sizeof t) != 0 || h->boot != boot) {
+    if (!h->valid || !(h->t == t) || !signbit(h->t) != !signbit(t) || h->boot != boot) { /* NaN: never kept */
         out_t ho = {h->text, sizeof h->text, 0, 0};
         h->valid = 0;
         put(&ho, "{\"t\":", 5);
@@ -318,6 +316,8 @@ static int put_pool_head(kdh_store_fmt_t *f, out_t *o, double t, uint64_t boot)
     return 1;
 }
 
+/* buf is written through the out_t it initializes, which the check does not follow */
+// NOLINTNEXTLINE(readability-non-const-parameter)
 size_t kdh_store_fmt_pool(kdh_store_fmt_t *f, const kdh_store_pool_t *p, char *buf, size_t cap)
 {
     out_t o = {buf, cap, 0, 0};
