@@ -4,8 +4,9 @@
 #  - bench_full.txt: every benchmark printed its figures as in a `make bench` run; each ratio in
 #    expected_full.md is worked from the printed figures (1892/1856 is printed 1.019 -> 1.02x;
 #    5.94/2.64 = 2.25; 5.8/8.3 = 0.70, 4.2/8.3 = 0.51, 0.5/8.3 = 0.06, 0.4/8.3 = 0.05;
-#    8.391/15.702 = 0.53; 186.2/773.4 = 0.24 and 186.2/641.0 = 0.29; 278528 KiB = 272 MiB,
-#    5222 KiB = 5.1 MiB);
+#    8.391/15.702 = 0.53; ingest: the command's ratios as printed (each the median of the rounds'
+#    own ratios), 0.55 and 0.54 -> 0.54-0.55, with poolmon screens 0.48 and 0.45 -> 0.45-0.48;
+#    278528 KiB = 272 MiB, 7000 KiB = 6.8 MiB);
 #  - bench_partial.txt: benchmarks that did not run or stopped early, and a mode that captured no
 #    hit: every missing figure is a "not found" row, none is dropped or read as another.
 set -u
