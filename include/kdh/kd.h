@@ -79,6 +79,7 @@ typedef struct kdh_kd_stats {
     uint64_t set_mismatches;      /* ...that read back other bytes than were set (set again) */
     uint64_t damaged_stops;       /* state changes with impossible fields (the stop asked again) */
     uint64_t corrected_pcs;       /* stop reports whose PC disagreed with the context (kdh_kd_correct_pc) */
+    uint64_t corrected_threads;   /* ...whose thread disagreed with the processor's (kdh_kd_correct_thread) */
 } kdh_kd_stats_t;
 
 typedef struct kdh_kd_cfg {
@@ -124,6 +125,9 @@ const kdh_wire_state_change_t *kdh_kd_state(const kdh_kd_t *kd);
  * whose PC field was damaged in a way the byte-sum checksum cannot see (the caller read the
  * context). Counted in stats.corrected_pcs. No effect while the target runs. */
 void kdh_kd_correct_pc(kdh_kd_t *kd, uint64_t pc);
+/* The same for the stop's thread, read from the processor's control space (x64). Counted in
+ * stats.corrected_threads. */
+void kdh_kd_correct_thread(kdh_kd_t *kd, uint64_t thread);
 const kdh_kd_stats_t *kdh_kd_stats(const kdh_kd_t *kd);
 /* 1 once the target answered GetContextEx with a failure (the session then uses full
  * Get/SetContext and slices them). */

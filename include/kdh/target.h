@@ -246,6 +246,12 @@ int kdh_target_skip_int3(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err);
  * right before is trusted. A disagreeing report is corrected from the context
  * (kdh_kd_correct_pc). A context PC one past the report's is our own step, reported again. */
 int kdh_target_verify_pc(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err);
+/* x64: the thread of an exception stop from a thread not seen before is checked against the
+ * processor's current thread (control space selector 3, the KTHREAD pointer) and the stop corrected
+ * when they differ (kdh_kd_correct_thread): two damaged bits in the report's thread field can cancel
+ * in the byte-sum checksum, and the event would name a thread that does not exist. One small read per
+ * new thread. x86's control space holds no thread pointer: nothing is checked there. */
+int kdh_target_verify_thread(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err);
 /* The program counter in the current stop's context on its processor (one slice of 4 or 8 bytes;
  * also the read a SetContextEx needs first). pc may be NULL. */
 int kdh_target_read_pc(kdh_target_t *t, kdh_kd_t *kd, uint64_t *pc, kdh_err_t *err);

@@ -117,6 +117,8 @@ static int write_meta(hv_t *h, kdh_err_t *err)
     json_object_set_new(c, "reboots", json_integer((json_int_t)h->reboots));
     json_object_set_new(c, "hits_reported_again", json_integer((json_int_t)h->restops));
     json_object_set_new(c, "stop_pcs_corrected", json_integer(h->c.kd ? (json_int_t)kdh_kd_stats(h->c.kd)->corrected_pcs : 0));
+    json_object_set_new(c, "stop_threads_corrected",
+                        json_integer(h->c.kd ? (json_int_t)kdh_kd_stats(h->c.kd)->corrected_threads : 0));
     json_object_set_new(c, "pool_hit_tag_rewrites", json_integer((json_int_t)h->pht_rewrites));
     json_object_set_new(c, "sample", json_integer(h->o->sample > 1 ? h->o->sample : 1));
     if (h->o->pair) {
@@ -567,18 +569,20 @@ static int is_pool_hit(hv_t *h, const kdh_wire_state_change_t *sc)
     return !(bpws && sc->program_counter == bpws);
 }
 
-/* Break in (if running), disarm, continue. */
 /* Whose stop it is follows from its PC, which is checked against the context at a place not seen
  * before (kdh_target_verify_pc) before anything is classified or stepped from it; not at a
- * breakpoint of ours: those addresses are known, and return breakpoints are many. */
-static int verify_stop_pc(hv_t *h, kdh_err_t *err)
+ * breakpoint of ours: those addresses are known, and return breakpoints are many. The thread of a
+ * stop from a thread not seen before is checked too (x64, kdh_target_verify_thread). */
+static int verify_stop(hv_t *h, kdh_err_t *err)
 {
+    int rc = kdh_target_verify_thread(h->t, h->c.kd, err); /* every stop: events name its thread */
     const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
-    if (!sc || hv_bp_find(h, sc->program_counter) >= 0)
-        return KDH_OK;
+    if (rc != KDH_OK || !sc || hv_bp_find(h, sc->program_counter) >= 0)
+        return rc;
     return kdh_target_verify_pc(h->t, h->c.kd, err);
 }
 
+/* Break in (if running), disarm, continue. */
 static int detach(hv_t *h, kdh_err_t *err)
 {
     if (!h->c.kd)
@@ -615,7 +619,7 @@ static int detach(hv_t *h, kdh_err_t *err)
      * run's loop: then the steps go on at the re-reported stop, which may be the hit already
      * handled, its Continue cancelled (restop_check). */
     for (unsigned i = 0;; i++) {
-        rc = verify_stop_pc(h, err);
+        rc = verify_stop(h, err);
         int hit = rc == KDH_OK && is_pool_hit(h, kdh_kd_state(h->c.kd));
         int entry = rc == KDH_OK && hv_mode_owns_stop(h, kdh_kd_state(h->c.kd));
         if (rc == KDH_OK)
@@ -849,7 +853,7 @@ static int serve(hv_t *h, kdh_err_t *err)
             if (reset)
                 h->restop_check = h->boot == boot;
         }
-        if ((rc = verify_stop_pc(h, err)) != KDH_OK) {
+        if ((rc = verify_stop(h, err)) != KDH_OK) {
             if (rc == KDH_ECANCELED || rebooted_meanwhile(h, rc, serial, err))
                 continue;
             return rc;
@@ -920,7 +924,7 @@ int kdh_harvest_run(const kdh_harvest_opts_t *o, kdh_harvest_result_t *res, kdh_
         h->mark_req = kdh_kd_stats(h->c.kd)->requests;
         /* a target left armed by a crashed run may be stopped at a hit: log it, it is real */
         uint64_t serial = kdh_kd_stop_serial(h->c.kd);
-        rc = verify_stop_pc(h, err);
+        rc = verify_stop(h, err);
         if (rc == KDH_OK)
             rc = is_pool_hit(h, kdh_kd_state(h->c.kd)) ? hv_handle_hit(h, err) : resume(h, err);
         if (rebooted_meanwhile(h, rc, serial, err))

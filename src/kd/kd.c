@@ -791,6 +791,14 @@ void kdh_kd_correct_pc(kdh_kd_t *kd, uint64_t pc)
     kd->sc.program_counter = pc;
     kd->st.corrected_pcs++;
 }
+
+void kdh_kd_correct_thread(kdh_kd_t *kd, uint64_t thread)
+{
+    if (!kd->stopped || kd->sc.thread == thread)
+        return;
+    kd->sc.thread = thread;
+    kd->st.corrected_threads++;
+}
 int kdh_kd_context_ex_unsupported(const kdh_kd_t *kd) { return kd->ctx_ex_unsupported; }
 size_t kdh_kd_context_size(const kdh_kd_t *kd) { return kd_ctx_size(kd); }
 

@@ -125,6 +125,8 @@ int sim_faults_parse(sim_faults_t *f, const char *spec, uint64_t seed, kdh_err_t
             bad = bad || *end;
         } else if (strcmp(k, "mangle-stop") == 0) {
             bad = parse_count(v, &f->mangle_stop_at);
+        } else if (strcmp(k, "mangle-thread") == 0) {
+            bad = parse_count(v, &f->mangle_thread_at);
         } else if (strcmp(k, "mangle-write") == 0) {
             bad = parse_count(v, &f->mangle_write_at);
         } else if (strcmp(k, "mangle-continue") == 0) {
@@ -133,7 +135,7 @@ int sim_faults_parse(sim_faults_t *f, const char *spec, uint64_t seed, kdh_err_t
             return kdh_err_set(err, KDH_EINVAL,
                                "--faults: unknown fault '%s' (corrupt, drop, drop-packet, dup-packet, "
                                "stall, hangup, reboot, reboot-in-request, mangle-continue, lose-request, "
-                               "mangle-write, mangle-stop)", k);
+                               "mangle-write, mangle-stop, mangle-thread)", k);
         if (bad)
             return kdh_err_set(err, KDH_EINVAL,
                                "--faults: bad value '%s' for %s (probability 0..1, stall=DUR/PERIOD "
@@ -241,18 +243,8 @@ static uint64_t packet_hash(const uint8_t *p, size_t len)
     return h;
 }
 
-void sim_faults_target_packet(sim_faults_t *f, uint8_t *buf, size_t len)
+static void mangle_stop(sim_faults_t *f, uint8_t *buf, size_t pc1, size_t info)
 {
-    /* DBGKD_WAIT_STATE_CHANGE64: NewState 0x3030 (exception) at 0, ProgramCounter at 0x18, the
-     * exception record from 0x20 (its ExceptionInformation[14] at 0x20 + 0x20 + 14 * 8) */
-    const size_t p = 16, pc1 = p + 0x19, info = p + 0x20 + 0x20 + 14 * 8;
-    if (!f->mangle_stop_at || len < info + 1 + 1 || buf[0] != 0x30 || kdh_get_u16(buf + 4) != 7 ||
-        kdh_get_u32(buf + p) != 0x3030)
-        return;
-    uint64_t h = packet_hash(buf + p, len - p - 1); /* a resend of the same report is not a new one */
-    if (h == f->stop_last_hash)
-        return;
-    f->stop_last_hash = h;
     if (++f->stops_seen != f->mangle_stop_at)
         return;
     if (!(buf[pc1] & 0x10) || (buf[info] & 0x10)) {
@@ -262,6 +254,45 @@ void sim_faults_target_packet(sim_faults_t *f, uint8_t *buf, size_t len)
     buf[pc1] &= (uint8_t)~0x10u;
     buf[info] |= 0x10u;
     f->st.mangled++;
+}
+
+/* A set bit of one of the thread's middle bytes cleared (the address stays canonical on x64 and
+ * names no thread; bytes 2, 1, 3, 4 and bits from 4 up are tried in turn), and the same bit set in
+ * another byte of the exception record. */
+static void mangle_thread(sim_faults_t *f, uint8_t *buf, size_t thread, size_t info)
+{
+    if (++f->threads_seen != f->mangle_thread_at)
+        return;
+    static const unsigned bytes[] = {2, 1, 3, 4};
+    for (size_t i = 0; i < sizeof bytes / sizeof bytes[0]; i++)
+        for (unsigned k = 0; k < 8; k++) {
+            uint8_t bit = (uint8_t)(1u << ((4 + k) % 8)), *b = &buf[thread + bytes[i]];
+            if ((*b & bit) && !(buf[info] & bit)) {
+                *b &= (uint8_t)~bit;
+                buf[info] |= bit;
+                f->st.mangled++;
+                return;
+            }
+        }
+    f->threads_seen--; /* no pair of bits to cancel here: the next report instead */
+}
+
+void sim_faults_target_packet(sim_faults_t *f, uint8_t *buf, size_t len)
+{
+    /* DBGKD_WAIT_STATE_CHANGE64: NewState 0x3030 (exception) at 0, Thread at 0x10, ProgramCounter
+     * at 0x18, the exception record from 0x20 (its ExceptionInformation[14] at 0x20 + 0x20 + 14 * 8) */
+    const size_t p = 16, thread = p + 0x10, pc1 = p + 0x19, info = p + 0x20 + 0x20 + 14 * 8;
+    if ((!f->mangle_stop_at && !f->mangle_thread_at) || len < info + 2 + 1 || buf[0] != 0x30 ||
+        kdh_get_u16(buf + 4) != 7 || kdh_get_u32(buf + p) != 0x3030)
+        return;
+    uint64_t h = packet_hash(buf + p, len - p - 1); /* a resend of the same report is not a new one */
+    if (h == f->stop_last_hash)
+        return;
+    f->stop_last_hash = h;
+    if (f->mangle_stop_at)
+        mangle_stop(f, buf, pc1, info);
+    if (f->mangle_thread_at)
+        mangle_thread(f, buf, thread, info + 1);
 }
 
 /* A whole host packet: a WriteVirtualMemory (0x3131) with at least two data bytes after its 0x38

@@ -11,7 +11,7 @@
  * resets the link (lose-request=N@K: the Nth manipulate request after the host's Kth Continue2,
  * as a burst of noise on a long request would; the target then reports its stop again), one host
  * memory write whose data is damaged in a way its checksum cannot see (mangle-write=N), and one
- * target stop report whose PC is damaged that way (mangle-stop=N). */
+ * target stop report whose PC or thread is damaged that way (mangle-stop=N, mangle-thread=N). */
 #ifndef KDSIM_FAULT_H
 #define KDSIM_FAULT_H
 
@@ -55,6 +55,9 @@ typedef struct sim_faults {
     /* mangle-stop=N: the Nth exception stop report the target sends has bit 4 of its PC's second
      * byte cleared and bit 4 of a byte of its exception record set: the byte sum is the same. */
     uint64_t mangle_stop_at, stops_seen, stop_last_hash;
+    /* mangle-thread=N: the Nth exception stop report has a bit of a middle byte of its thread
+     * cleared and the same bit of another byte of its exception record set. */
+    uint64_t mangle_thread_at, threads_seen;
     int reboot_done;
     int in_stall;
     uint64_t rng;
@@ -65,7 +68,7 @@ enum { SIM_FAULT_SEND = 1, SIM_FAULT_DROP = 0, SIM_FAULT_DUP = 2 };
 
 /* spec may be NULL or "" (no faults). KDH_EINVAL with a message naming the bad item. */
 int sim_faults_parse(sim_faults_t *f, const char *spec, uint64_t seed, kdh_err_t *err);
-/* A whole target packet about to go out (buf is a copy): mangle-stop. */
+/* A whole target packet about to go out (buf is a copy): mangle-stop, mangle-thread. */
 void sim_faults_target_packet(sim_faults_t *f, uint8_t *buf, size_t len);
 /* Whether a fault acts on whole host packets (the host's bytes then go through a splitter). */
 int sim_faults_host_packets(const sim_faults_t *f);

@@ -243,6 +243,47 @@ int kdh_target_verify_pc(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err)
     return KDH_OK;
 }
 
+/* Is thread in the verified set? With add, it is put there (the set is emptied when 3/4 full: a
+ * thread checked again costs one read). */
+static int thread_verified(kdh_target_t *t, uint64_t thread, int add)
+{
+    const unsigned cap = KDH_ARRAY_LEN(t->verified_thread);
+    unsigned first = (unsigned)((thread >> 4) ^ (thread >> 16)) & (cap - 1), i = first;
+    for (; t->verified_thread[i]; i = (i + 1) & (cap - 1))
+        if (t->verified_thread[i] == thread)
+            return 1;
+    if (!add || !thread)
+        return 0;
+    if (t->verified_threads >= cap / 4 * 3) {
+        memset(t->verified_thread, 0, sizeof t->verified_thread);
+        t->verified_threads = 0;
+        i = first;
+    }
+    t->verified_thread[i] = thread;
+    t->verified_threads++;
+    return 0;
+}
+
+int kdh_target_verify_thread(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err)
+{
+    const kdh_wire_state_change_t *sc = kdh_kd_state(kd);
+    if (!sc || t->psize != 8 || sc->new_state != KDH_WIRE_STATE_EXCEPTION || thread_verified(t, sc->thread, 0))
+        return KDH_OK;
+    uint8_t b[8] = {0};
+    kdh_kd_req_t req;
+    memset(&req, 0, sizeof req);
+    kdh_kd_read_control(kd, &req, sc->processor, 3, b, sizeof b, NULL, NULL);
+    if (kdh_kd_wait(kd, &req) != KDH_OK)
+        return kdh_err_set(err, req.status, "reading the current thread of processor %u: %s", sc->processor,
+                           req.err.msg);
+    if (req.out_len != sizeof b || !kdh_get_u64(b))
+        return KDH_OK; /* the target does not tell: the report stands */
+    uint64_t cur = kdh_get_u64(b);
+    kdh_kd_correct_thread(kd, cur);
+    thread_verified(t, cur, 1);
+    return KDH_OK;
+}
+
 int kdh_target_skip_int3(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err)
 {
     const kdh_wire_state_change_t *sc = kdh_kd_state(kd);

@@ -51,8 +51,10 @@ struct kdh_target {
     unsigned skipped_cpu;
     /* Break PCs whose context agreed with the stop report (kdh_target_verify_pc): a ring, since
      * a PoolHitTag run breaks at one or two places and a breakpoint run at a handful. */
-    uint64_t verified_pc[8];
     unsigned verified_n;
+    unsigned verified_threads;
+    uint64_t verified_pc[8];
+    uint64_t verified_thread[512]; /* threads checked (kdh_target_verify_thread): open addressing, 0 free */
 
     tcache_t stop, boot;
     kdh_target_cache_stats_t cstats;

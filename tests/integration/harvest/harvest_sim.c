@@ -544,6 +544,10 @@ size_t hs_check_events(const char *dir, const char *truth_path)
             fail_msg("%s: %zu events, the truth has %zu hits", dir, json_array_size(events), json_array_size(hits));
         if (!hs_str(e, "kind") || strcmp(hs_str(e, "kind"), hs_str(t, "kind")) != 0)
             fail_msg("%s seq %lld: %s, truth %s", dir, (long long)seq, hs_str(e, "kind"), hs_str(t, "kind"));
+        /* the thread as kdsim ran it (both "0x..." strings; compared as numbers) */
+        const char *et = hs_str(e, "thread"), *tt = hs_str(t, "thread");
+        if (!et || !tt || strtoull(et, NULL, 16) != strtoull(tt, NULL, 16))
+            fail_msg("%s seq %lld: thread %s, truth %s", dir, (long long)seq, et ? et : "(none)", tt ? tt : "(none)");
         const char *mine = json_string_value(json_object_get(stacks, hs_str(e, "sid")));
         char ts[4096];
         hs_truth_stack(t, ts, sizeof ts);

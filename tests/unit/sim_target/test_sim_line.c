@@ -340,6 +340,45 @@ static void test_fault_mangle_stop(void **state)
     assert_int_equal(f.st.mangled, 1);
 }
 
+/* mangle-thread=2: the second exception report (a resend of the first is not counted) has bit 4
+ * of its thread's third byte cleared (0xffffa000f6d02400 -> 0xffffa000f6c02400, still canonical)
+ * and bit 4 of ExceptionInformation[14]'s second byte set; the byte sum is the same; a thread with
+ * no bit set in its middle bytes passes the turn to the next report. */
+static void test_fault_mangle_thread(void **state)
+{
+    (void)state;
+    sim_faults_t f;
+    kdh_err_t err;
+    assert_int_equal(sim_faults_parse(&f, "mangle-thread=2", 1, &err), KDH_OK);
+    static uint8_t pkt[16 + 0xF0 + 1], orig[sizeof pkt];
+    const size_t pl = 0xF0, info = 16 + 0x20 + 0x20 + 14 * 8;
+    static const uint64_t threads[5] = {0xffffa000f6d02400ull, 0xffffa000f6d02400ull, 0xffffa00000000000ull,
+                                        0xffffa000f6d02400ull, 0xffffa000f6d02400ull};
+    for (int k = 0; k < 5; k++) {
+        memset(pkt, 0, sizeof pkt);
+        memset(pkt, 0x30, 4);
+        kdh_put_u16(pkt + 4, k == 4 ? 2 : 7); /* the last: a manipulate reply, never touched */
+        kdh_put_u16(pkt + 6, (uint16_t)pl);
+        kdh_put_u32(pkt + 16, 0x3030);
+        kdh_put_u64(pkt + 16 + 0x10, threads[k]);
+        kdh_put_u64(pkt + 16 + 0x18, 0xfffff8000f801000ull + (uint64_t)(k >= 2 ? k : 0)); /* k 0, 1: one report */
+        pkt[16 + pl] = 0xAA;
+        memcpy(orig, pkt, sizeof pkt);
+        sim_faults_target_packet(&f, pkt, sizeof pkt);
+        uint32_t s0 = 0, s1 = 0;
+        for (size_t i = 16; i < 16 + pl; i++)
+            s0 += orig[i], s1 += pkt[i];
+        assert_int_equal(s1, s0);
+        if (k == 3) { /* the 2nd report had no bit to take: the 3rd is damaged */
+            assert_int_equal(kdh_get_u64(pkt + 16 + 0x10), 0xffffa000f6c02400ull);
+            assert_int_equal(pkt[info + 1], 0x10);
+        } else {
+            assert_memory_equal(pkt, orig, sizeof pkt);
+        }
+    }
+    assert_int_equal(f.st.mangled, 1);
+}
+
 static void test_fault_effects_deterministic(void **state)
 {
     sim_faults_t a, b;
@@ -489,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_fault_lose_request),
         cmocka_unit_test(test_fault_mangle_write),
         cmocka_unit_test(test_fault_mangle_stop),
+        cmocka_unit_test(test_fault_mangle_thread),
         cmocka_unit_test(test_fault_effects_deterministic),
         cmocka_unit_test(test_stall_and_reboot_schedule),
         cmocka_unit_test(test_splitter_packets),
