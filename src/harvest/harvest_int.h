@@ -281,6 +281,8 @@ void hv_hit_begin(hv_t *h, const kdh_wire_state_change_t *sc);
 typedef struct hv_hit_end {
     int kind;              /* KDH_STORE_ALLOC / FREE / HIT */
     int captured, capped, deferred;
+    int logged_stack;      /* sid is the captured stack's (hv_log_stack): counted for --stack-cap */
+    uint64_t sid;
     double t_wall, t0;     /* when the stop was taken up (wall, monotonic) */
     uint64_t pc, thread;   /* the stop's, for the reported-again check */
 } hv_hit_end_t;
@@ -297,7 +299,7 @@ int hv_capture_from_slice(hv_t *h, const kdh_wire_state_change_t *sc, const uint
  * h->kinds so that a frame is symbolized once, not at every hit. */
 int hv_kind_of(hv_t *h, uint64_t va);
 /* Logs a captured stack (interned; symbolized the first time): its id, or *capped when the
- * per-stack cap was reached. */
+ * per-stack cap was reached. The stack's count grows when the hit ends (hv_finish_hit). */
 int hv_log_stack(hv_t *h, const kdh_target_stack_t *s, uint64_t *sid, int *capped, kdh_err_t *err);
 /* GetContextEx of the PC alone, so that a following SetContextEx is accepted; *pc (may be NULL)
  * receives it. */

@@ -379,10 +379,11 @@ int hv_log_stack(hv_t *h, const kdh_target_stack_t *s, uint64_t *sid, int *cappe
             kdh_target_symbolize(h->t, s->frames[i].pc, syms[i], sizeof syms[i]);
             fr[i].sym = syms[i];
         }
+    /* the count grows when the hit ends (hv_finish_hit): a hit handled again after a cancelled
+     * request is still one hit of its stack */
     *capped = h->o->stack_cap && *count >= h->o->stack_cap;
     if (*capped)
         return KDH_OK;
-    (*count)++;
     uint64_t got;
     return kdh_store_intern_stack(h->st, fr, n, &got, err);
 }
@@ -485,7 +486,8 @@ int hv_handle_hit(hv_t *h, kdh_err_t *err)
         ev.kind = (kdh_store_kind_t)kind;
     }
     hv_hit_end_t end = {.kind = kind, .captured = capture, .capped = capped, .deferred = deferred,
-                        .t_wall = t_wall, .t0 = t0, .pc = scc.program_counter, .thread = scc.thread};
+                        .logged_stack = capture, .sid = sid, .t_wall = t_wall, .t0 = t0,
+                        .pc = scc.program_counter, .thread = scc.thread};
     return hv_finish_hit(h, &end, &ev, &cost, err);
 }
 
@@ -522,6 +524,13 @@ int hv_finish_hit(hv_t *h, const hv_hit_end_t *x, kdh_store_event_t *ev, kdh_har
     h->last_hit_mono = x->t0;
     h->last_pc = x->pc;
     h->last_thread = x->thread;
+    if (x->logged_stack && !x->capped) {
+        int fresh;
+        uint64_t *count = sid_slot(&h->sids, x->sid, &fresh);
+        if (!count)
+            return kdh_err_set(err, KDH_ENOMEM, "out of memory for the stack set");
+        (*count)++;
+    }
     if (x->capped) {
         h->capped++;
     } else if (!x->deferred) { /* a deferred allocation is logged at its return */

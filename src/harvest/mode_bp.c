@@ -276,6 +276,7 @@ int hv_mode_on_entry(hv_t *h, kdh_err_t *err)
     hv_hit_begin(h, &scc);
     unsigned n = h->o->sample > 1 ? h->o->sample : 1;
     int capture = (h->hits - 1) % n == 0, capped = 0, deferred = 0;
+    uint64_t sid = 0;
     ev.t = t_wall;
     ev.boot = h->boot;
     ev.cpu = scc.processor;
@@ -287,7 +288,6 @@ int hv_mode_on_entry(hv_t *h, kdh_err_t *err)
         if (!s)
             return kdh_err_set(err, KDH_ENOMEM, "out of memory for a stack walk");
         rc = hv_capture_from_slice(h, &scc, a.stack_slice, a.stack_len, s, &cost, err);
-        uint64_t sid = 0;
         if (rc == KDH_OK) {
             cost.frames = s->n_frames;
             cost.stack_end = kdh_unwind_stack_end(&s->u);
@@ -305,6 +305,7 @@ int hv_mode_on_entry(hv_t *h, kdh_err_t *err)
     if (h->o->pair && e->kind == KDH_STORE_FREE && !capped)
         hv_pair_paired(h, &ev, ev.addr);
     hv_hit_end_t end = {.kind = e->kind, .captured = capture, .capped = capped, .deferred = deferred,
-                        .t_wall = t_wall, .t0 = t0, .pc = scc.program_counter, .thread = scc.thread};
+                        .logged_stack = capture, .sid = sid, .t_wall = t_wall, .t0 = t0,
+                        .pc = scc.program_counter, .thread = scc.thread};
     return hv_finish_hit(h, &end, &ev, &cost, err);
 }

@@ -93,8 +93,11 @@ const char *hs_out_clear_top(const hs_outstanding_t *o, json_int_t *best);
 json_t *hs_pdb_publics(void);
 
 /* The run's events are the truth's hits (alloc and free lines): seq 1..n, the same number, and
- * in order the same kind and stack frame for frame. Returns the event count. */
+ * in order the same kind, thread and stack frame for frame. Returns the event count. */
 size_t hs_check_events(const char *dir, const char *truth_path);
+/* The same with --stack-cap cap: the truth's hits past the first cap of their stack are left out
+ * (they are counted, not logged); *capped gets how many. */
+size_t hs_check_events_capped(const char *dir, const char *truth_path, unsigned cap, size_t *capped);
 /* The op of the journal's last line ("" when it is empty). */
 void hs_journal_last_op(const char *dir, char *buf, size_t len);
 

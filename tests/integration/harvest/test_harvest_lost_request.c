@@ -75,6 +75,29 @@ static void test_lost_at_detach(void **state)
     lost_request_case("lostreq-detach", "idle", "lose-request=2@3", "--duration", "3");
 }
 
+/* The hit handled twice (request 4 after the 10th Continue2, as test_lost_in_hit) with
+ * --stack-cap 3: a stack counts once per hit, so the first 3 hits of every true stack are logged
+ * and the rest only counted, as the truth gives them. Counted twice, the hit's stack was capped one
+ * hit early (x64: caps 3 to 6 failed so, 1 and 2 cannot show it). */
+static void test_lost_in_hit_stack_cap(void **state)
+{
+    (void)state;
+    sim_t s;
+    const char *cap = "3";
+    hs_sim_start_on(&s, "lostreq-cap", g_arch, "leak", "--faults", "lose-request=4@10", NULL);
+    char dir[512], fx[512];
+    snprintf(dir, sizeof dir, "%s/run-lostreq-cap-%s", g_tmp, g_arch);
+    snprintf(fx, sizeof fx, "%s/%s", g_fixtures, g_arch);
+    assert_int_equal(hs_harvest(&s, dir, 1, "--symbols", fx, "--max-hits", "30", "--stack-cap", cap, NULL), 0);
+    hs_sim_status_t after;
+    hs_sim_status(&s, &after);
+    assert_true(after.lost_requests >= 1);
+    size_t capped = 0, n = hs_check_events_capped(dir, s.truth, (unsigned)atoi(cap), &capped);
+    assert_int_equal(hs_meta_counter(dir, NULL, "hits"), (json_int_t)(n + capped));
+    assert_int_equal(hs_meta_counter(dir, NULL, "capped"), (json_int_t)capped);
+    hs_sim_stop(&s);
+}
+
 int main(int argc, char **argv)
 {
     int rc = hs_init(argc, argv, "kdh-lostreq-test");
@@ -84,6 +107,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_lost_pc_move),
         cmocka_unit_test(test_lost_in_hit),
         cmocka_unit_test(test_lost_at_detach),
+        cmocka_unit_test(test_lost_in_hit_stack_cap),
     };
     return hs_finish(cmocka_run_group_tests_name(g_arch, tests, NULL, NULL));
 }
