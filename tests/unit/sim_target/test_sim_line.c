@@ -304,6 +304,31 @@ static void test_fault_mangle_write(void **state)
     assert_int_equal(f.st.mangled, 1);
 }
 
+#define REPORT_LEN 0xF0 /* payload of the exception reports below */
+
+/* A target packet into pkt (16 + REPORT_LEN + 1 bytes): an exception report (0x3030, type 7)
+ * with the given thread and PC, or with manip a manipulate reply (type 2), which faults leave
+ * alone. The fault sees it (sim_faults_target_packet); the payload's byte sum, the KD checksum,
+ * must be the same after; the copy from before goes to orig. */
+static void fault_report(sim_faults_t *f, uint8_t *pkt, uint8_t *orig, int manip, uint64_t thread, uint64_t pc)
+{
+    memset(pkt, 0, 16 + REPORT_LEN + 1);
+    memset(pkt, 0x30, 4);
+    kdh_put_u16(pkt + 4, manip ? 2 : 7);
+    kdh_put_u16(pkt + 6, REPORT_LEN);
+    kdh_put_u32(pkt + 16, 0x3030);
+    kdh_put_u64(pkt + 16 + 0x10, thread);
+    kdh_put_u64(pkt + 16 + 0x18, pc);
+    kdh_put_u32(pkt + 16 + 0x20, 0x80000003u);
+    pkt[16 + REPORT_LEN] = 0xAA;
+    memcpy(orig, pkt, 16 + REPORT_LEN + 1);
+    sim_faults_target_packet(f, pkt, 16 + REPORT_LEN + 1);
+    uint32_t s0 = 0, s1 = 0;
+    for (size_t i = 16; i < 16 + REPORT_LEN; i++)
+        s0 += orig[i], s1 += pkt[i];
+    assert_int_equal(s1, s0);
+}
+
 /* mangle-stop=2: the second exception report (a resend of the first is not counted) has bit 4
  * of its PC's second byte cleared and bit 4 of ExceptionInformation[14]'s first byte set; the
  * payload's byte sum, the KD checksum, is the same; other packets are left alone. */
@@ -313,23 +338,10 @@ static void test_fault_mangle_stop(void **state)
     sim_faults_t f;
     kdh_err_t err;
     assert_int_equal(sim_faults_parse(&f, "mangle-stop=2", 1, &err), KDH_OK);
-    static uint8_t pkt[16 + 0xF0 + 1], orig[sizeof pkt];
-    const size_t pl = 0xF0;
+    static uint8_t pkt[16 + REPORT_LEN + 1], orig[sizeof pkt];
     for (int k = 0; k < 4; k++) {
-        memset(pkt, 0, sizeof pkt);
-        memset(pkt, 0x30, 4);
-        kdh_put_u16(pkt + 4, k == 3 ? 2 : 7); /* the last: a manipulate reply, never touched */
-        kdh_put_u16(pkt + 6, (uint16_t)pl);
-        kdh_put_u32(pkt + 16, 0x3030);
-        kdh_put_u64(pkt + 16 + 0x18, 0xfffff8000f801000ull + (k == 2 ? 0x10 : 0)); /* k 0, 1: one report twice */
-        kdh_put_u32(pkt + 16 + 0x20, 0x80000003u);
-        pkt[16 + pl] = 0xAA;
-        memcpy(orig, pkt, sizeof pkt);
-        sim_faults_target_packet(&f, pkt, sizeof pkt);
-        uint32_t s0 = 0, s1 = 0;
-        for (size_t i = 16; i < 16 + pl; i++)
-            s0 += orig[i], s1 += pkt[i];
-        assert_int_equal(s1, s0);
+        /* k 0, 1: one report twice; the last: a manipulate reply */
+        fault_report(&f, pkt, orig, k == 3, 0, 0xfffff8000f801000ull + (k == 2 ? 0x10 : 0));
         if (k == 2) {
             assert_int_equal(kdh_get_u64(pkt + 16 + 0x18), 0xfffff8000f800010ull);
             assert_int_equal(pkt[16 + 0x20 + 0x20 + 14 * 8], 0x10);
@@ -350,28 +362,15 @@ static void test_fault_mangle_thread(void **state)
     sim_faults_t f;
     kdh_err_t err;
     assert_int_equal(sim_faults_parse(&f, "mangle-thread=2", 1, &err), KDH_OK);
-    static uint8_t pkt[16 + 0xF0 + 1], orig[sizeof pkt];
-    const size_t pl = 0xF0, info = 16 + 0x20 + 0x20 + 14 * 8;
+    static uint8_t pkt[16 + REPORT_LEN + 1], orig[sizeof pkt];
     static const uint64_t threads[5] = {0xffffa000f6d02400ull, 0xffffa000f6d02400ull, 0xffffa00000000000ull,
                                         0xffffa000f6d02400ull, 0xffffa000f6d02400ull};
     for (int k = 0; k < 5; k++) {
-        memset(pkt, 0, sizeof pkt);
-        memset(pkt, 0x30, 4);
-        kdh_put_u16(pkt + 4, k == 4 ? 2 : 7); /* the last: a manipulate reply, never touched */
-        kdh_put_u16(pkt + 6, (uint16_t)pl);
-        kdh_put_u32(pkt + 16, 0x3030);
-        kdh_put_u64(pkt + 16 + 0x10, threads[k]);
-        kdh_put_u64(pkt + 16 + 0x18, 0xfffff8000f801000ull + (uint64_t)(k >= 2 ? k : 0)); /* k 0, 1: one report */
-        pkt[16 + pl] = 0xAA;
-        memcpy(orig, pkt, sizeof pkt);
-        sim_faults_target_packet(&f, pkt, sizeof pkt);
-        uint32_t s0 = 0, s1 = 0;
-        for (size_t i = 16; i < 16 + pl; i++)
-            s0 += orig[i], s1 += pkt[i];
-        assert_int_equal(s1, s0);
+        /* k 0, 1: one report twice; the last: a manipulate reply */
+        fault_report(&f, pkt, orig, k == 4, threads[k], 0xfffff8000f801000ull + (uint64_t)(k >= 2 ? k : 0));
         if (k == 3) { /* the 2nd report had no bit to take: the 3rd is damaged */
             assert_int_equal(kdh_get_u64(pkt + 16 + 0x10), 0xffffa000f6c02400ull);
-            assert_int_equal(pkt[info + 1], 0x10);
+            assert_int_equal(pkt[16 + 0x20 + 0x20 + 14 * 8 + 1], 0x10);
         } else {
             assert_memory_equal(pkt, orig, sizeof pkt);
         }
