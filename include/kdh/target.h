@@ -250,7 +250,8 @@ int kdh_target_verify_pc(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err);
  * processor's current thread (control space selector 3, the KTHREAD pointer) and the stop corrected
  * when they differ (kdh_kd_correct_thread): two damaged bits in the report's thread field can cancel
  * in the byte-sum checksum, and the event would name a thread that does not exist. One small read per
- * new thread. x86's control space holds no thread pointer: nothing is checked there. */
+ * new thread; a target that refuses it is not asked again. x86's control space holds no thread
+ * pointer: nothing is checked there. */
 int kdh_target_verify_thread(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err);
 /* The program counter in the current stop's context on its processor (one slice of 4 or 8 bytes;
  * also the read a SetContextEx needs first). pc may be NULL. */

@@ -44,6 +44,7 @@ static const char usage[] =
     "                     mangle-thread=N (the same done to the Nth report's thread)\n"
     "  --fixtures DIR     folder with ntoskrnl.exe, hal.dll, drivers of the chosen arch\n"
     "  --no-context-ex    answer GetContextEx/SetContextEx with STATUS_UNSUCCESSFUL\n"
+    "  --no-control-space answer ReadControlSpace with STATUS_UNSUCCESSFUL\n"
     "  --hostile LIST     corrupt what a debugger reads: ldr-cycle, ldr-wild, name-long,\n"
     "                     name-long-drv, kdbg-tag, kdbg-size, stack-garbage (comma list)\n"
     "  --speed X          simulated time per wall time while running (default 1)\n"
@@ -202,7 +203,7 @@ static uint32_t tag_arg(const char *opt, const char *s)
 int main(int argc, char **argv)
 {
     enum { O_PTY = 256, O_TCP, O_UNIX, O_ARCH, O_BAUD, O_SEED, O_CPUS, O_WORKLOAD, O_TRUTH,
-           O_FAULTS, O_FIXTURES, O_NOCTXEX, O_SPEED, O_ACK, O_STATUS, O_HELP, O_HOSTILE,
+           O_FAULTS, O_FIXTURES, O_NOCTXEX, O_NOCTL, O_SPEED, O_ACK, O_STATUS, O_HELP, O_HOSTILE,
            O_TRUTH_OPS, O_SPECIAL, O_PTY_LINK };
     static const struct option opts[] = {
         {"pty", no_argument, 0, O_PTY},          {"tcp", required_argument, 0, O_TCP},
@@ -212,6 +213,7 @@ int main(int argc, char **argv)
         {"cpus", required_argument, 0, O_CPUS},  {"workload", required_argument, 0, O_WORKLOAD},
         {"truth", required_argument, 0, O_TRUTH}, {"faults", required_argument, 0, O_FAULTS},
         {"fixtures", required_argument, 0, O_FIXTURES}, {"no-context-ex", no_argument, 0, O_NOCTXEX},
+        {"no-control-space", no_argument, 0, O_NOCTL},
         {"speed", required_argument, 0, O_SPEED}, {"ack-timeout", required_argument, 0, O_ACK},
         {"status", no_argument, 0, O_STATUS},    {"help", no_argument, 0, O_HELP},
         {"hostile", required_argument, 0, O_HOSTILE},
@@ -251,6 +253,7 @@ int main(int argc, char **argv)
         case O_FAULTS: so.faults = optarg; break;
         case O_FIXTURES: cfg.fixture_dir = optarg; break;
         case O_NOCTXEX: to.no_context_ex = 1; break;
+        case O_NOCTL: to.no_control_space = 1; break;
         case O_HOSTILE: cfg.hostile = optarg; break;
         case O_TRUTH_OPS: cfg.truth_ops_tag = tag_arg("--truth-ops", optarg); break;
         case O_SPECIAL: cfg.special_pool_tag = tag_arg("--special-pool", optarg); break;

@@ -18,6 +18,7 @@ typedef enum {
 
 typedef struct sim_target_opts {
     int no_context_ex;        /* answer GetContextEx/SetContextEx with STATUS_UNSUCCESSFUL */
+    int no_control_space;     /* answer ReadControlSpace with STATUS_UNSUCCESSFUL */
     uint64_t ack_timeout_ns;  /* wait for an ACK after the last byte went out (default 500 ms) */
     uint64_t byte_timeout_ns; /* gap that ends a partial packet with a RESEND (100 ms) */
     int retries;              /* attempts for prints and load-symbols before giving up (20) */

@@ -71,8 +71,9 @@ static void api_read(sim_target_t *t, reply_t *r, int cpu, int control)
     uint32_t done = 0;
     int rc;
     if (control)
-        rc = cpu_ok(t, cpu) ? sim_machine_read_control(t->m, cpu, addr, r->b + KD_MANIP_HDR, count, &done)
-                            : KDH_EINVAL;
+        rc = cpu_ok(t, cpu) && !t->o.no_control_space
+                 ? sim_machine_read_control(t->m, cpu, addr, r->b + KD_MANIP_HDR, count, &done)
+                 : KDH_EINVAL;
     else
         rc = sim_machine_read(t->m, addr, r->b + KD_MANIP_HDR, count, &done);
     if (done > count)

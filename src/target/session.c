@@ -267,17 +267,21 @@ static int thread_verified(kdh_target_t *t, uint64_t thread, int add)
 int kdh_target_verify_thread(kdh_target_t *t, kdh_kd_t *kd, kdh_err_t *err)
 {
     const kdh_wire_state_change_t *sc = kdh_kd_state(kd);
-    if (!sc || t->psize != 8 || sc->new_state != KDH_WIRE_STATE_EXCEPTION || thread_verified(t, sc->thread, 0))
+    if (!sc || t->psize != 8 || t->no_thread_check || sc->new_state != KDH_WIRE_STATE_EXCEPTION ||
+        thread_verified(t, sc->thread, 0))
         return KDH_OK;
     uint8_t b[8] = {0};
     kdh_kd_req_t req;
     memset(&req, 0, sizeof req);
     kdh_kd_read_control(kd, &req, sc->processor, 3, b, sizeof b, NULL, NULL);
-    if (kdh_kd_wait(kd, &req) != KDH_OK)
+    int rc = kdh_kd_wait(kd, &req);
+    if (rc != KDH_OK && req.status != KDH_ETARGET)
         return kdh_err_set(err, req.status, "reading the current thread of processor %u: %s", sc->processor,
                            req.err.msg);
-    if (req.out_len != sizeof b || !kdh_get_u64(b))
-        return KDH_OK; /* the target does not tell: the report stands */
+    if (rc != KDH_OK || req.out_len != sizeof b || !kdh_get_u64(b)) {
+        t->no_thread_check = 1; /* the target does not tell: reports stand, and it is not asked again */
+        return KDH_OK;
+    }
     uint64_t cur = kdh_get_u64(b);
     kdh_kd_correct_thread(kd, cur);
     thread_verified(t, cur, 1);

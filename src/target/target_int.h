@@ -49,10 +49,10 @@ struct kdh_target {
     uint64_t skipped_serial;  /* stop whose int 3 was stepped over */
     uint64_t skipped_pc, skipped_thread, skipped_resets;
     unsigned skipped_cpu;
+    unsigned verified_n, verified_threads; /* entries put in the two below */
+    int no_thread_check; /* the target refused to tell a processor's thread: not asked again */
     /* Break PCs whose context agreed with the stop report (kdh_target_verify_pc): a ring, since
      * a PoolHitTag run breaks at one or two places and a breakpoint run at a handful. */
-    unsigned verified_n;
-    unsigned verified_threads;
     uint64_t verified_pc[8];
     uint64_t verified_thread[512]; /* threads checked (kdh_target_verify_thread): open addressing, 0 free */
 
