@@ -172,7 +172,13 @@ typedef struct hv_pair {
     /* counters (meta.json counters.pair) */
     uint64_t allocs_addr, allocs_no_addr, allocs_failed, frees_paired, frees_unmatched, frees_no_addr,
         returns_other;
+    /* What the open hit's pairing did, for the hit handled again after a cancelled request (its
+     * block already taken from the live set, its return already awaited): done again, it would
+     * find nothing or wait twice. hv_hit_begin clears it for a new hit. */
+    int again;                   /* HV_AGAIN_* */
+    uint64_t again_addr, again_size;
 } hv_pair_t;
+enum { HV_AGAIN_NONE = 0, HV_AGAIN_NO_ADDR, HV_AGAIN_PAIRED, HV_AGAIN_UNMATCHED };
 
 /* Pure parts (pair.c), unit-tested. */
 /* POOL_HEADER's first two ULONGs (public layout, kd `!pool`): block bytes, header included, and

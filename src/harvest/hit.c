@@ -495,8 +495,10 @@ void hv_hit_begin(hv_t *h, const kdh_wire_state_change_t *sc)
 {
     /* the open hit reported again (a request of its handling cancelled) is the same hit:
      * counted once, with the same sampling decision */
-    if (!h->hit_open || h->open_thread != sc->thread || h->open_pc != sc->program_counter)
+    if (!h->hit_open || h->open_thread != sc->thread || h->open_pc != sc->program_counter) {
         h->hits++;
+        h->pair.again = HV_AGAIN_NONE;
+    }
     h->hit_open = 1;
     h->open_thread = sc->thread;
     h->open_pc = sc->program_counter;

@@ -123,7 +123,9 @@ int hv_pair_alloc(hv_t *h, const kdh_wire_state_change_t *sc, const kdh_target_s
         k++;
     }
     if (h->detaching || !inside || k >= s->n_frames) {
-        h->pair.allocs_no_addr++;
+        if (h->pair.again != HV_AGAIN_NO_ADDR) /* (counted once for a hit handled again) */
+            h->pair.allocs_no_addr++;
+        h->pair.again = HV_AGAIN_NO_ADDR;
         return 0;
     }
     return hv_pair_wait(h, sc, s->frames[k].pc, s->frames[k].sp, ev, err);
@@ -133,11 +135,20 @@ int hv_pair_wait(hv_t *h, const kdh_wire_state_change_t *sc, uint64_t ret_pc, ui
                  const kdh_store_event_t *ev, kdh_err_t *err)
 {
     hv_wait_t *w = NULL;
+    for (int i = 0; i < HV_WAIT_MAX; i++) {
+        hv_wait_t *o = &h->pair.wait[i];
+        if (o->used && o->bp == ret_pc && o->thread == sc->thread && o->sp == ret_sp) {
+            o->ev = *ev; /* the same call, its hit handled again: it is awaited already */
+            return 1;
+        }
+    }
     for (int i = 0; i < HV_WAIT_MAX && !w; i++)
         if (!h->pair.wait[i].used)
             w = &h->pair.wait[i];
     if (h->detaching || !w || hv_bp_want(h, ret_pc, err) != KDH_OK) {
-        h->pair.allocs_no_addr++; /* no room (or leaving): logged without an address */
+        if (h->pair.again != HV_AGAIN_NO_ADDR) /* no room (or leaving): logged without an address */
+            h->pair.allocs_no_addr++;
+        h->pair.again = HV_AGAIN_NO_ADDR;
         return 0;
     }
     memset(w, 0, sizeof *w);
@@ -203,22 +214,31 @@ int hv_pair_on_return(hv_t *h, kdh_err_t *err)
         hv_cost_report(h, &cost);
         return rc;
     }
+    /* The wait ends, the block goes live and the event is written once the Continue is taken: if
+     * the target reports this stop again instead (a request cancelled), it is handled again from
+     * the same wait. */
     kdh_store_event_t ev = w->ev;
-    w->used = 0;
     int still = 0;
     for (int i = 0; i < HV_WAIT_MAX; i++)
-        still |= h->pair.wait[i].used && h->pair.wait[i].bp == scc.program_counter;
+        still |= &h->pair.wait[i] != w && h->pair.wait[i].used && h->pair.wait[i].bp == scc.program_counter;
     if (!still && (rc = hv_bp_unwant(h, scc.program_counter, err)) != KDH_OK)
         return rc;
-    if (ret == 0) {
-        h->pair.allocs_failed++; /* the allocation failed: nothing to pair */
-    } else {
+    if (ret != 0) {
         uint64_t size = 0;
         if (h->o->mode != KDH_HARVEST_SPECIALPOOL) { /* special pool blocks have no header in front */
             uint8_t hdr[8];
             uint32_t got;
-            if (hv_conn_read(&h->c, ret - 2 * ps, hdr, sizeof hdr, &got, "reading the pool header", NULL) == KDH_OK &&
-                got == sizeof hdr)
+            /* a header the target does not read out leaves the size the hit knew; any other error
+             * is the link's (the stop reported again, a request cancelled): the stop is handled
+             * again, from the same wait */
+            rc = hv_conn_read(&h->c, ret - 2 * ps, hdr, sizeof hdr, &got, "reading the pool header", err);
+            if (rc == KDH_ETARGET) {
+                kdh_err_clear(err);
+                rc = KDH_OK;
+            }
+            if (rc != KDH_OK)
+                return rc;
+            if (got == sizeof hdr)
                 size = hv_pool_header_size(hdr, ps, h->tag_dword);
         }
         ev.addr = ret;
@@ -227,13 +247,17 @@ int hv_pair_on_return(hv_t *h, kdh_err_t *err)
             ev.size = size;
             ev.has_size = 1;
         }
-        size = ev.has_size ? ev.size : 0;
-        if (hv_live_put(&h->pair, ret, size) != KDH_OK)
-            return kdh_err_set(err, KDH_ENOMEM, "out of memory for the live block map");
-        h->pair.allocs_addr++;
     }
     if ((rc = hv_continue(h, KDH_WIRE_DBG_CONTINUE, err)) != KDH_OK)
         return rc;
+    w->used = 0;
+    if (ret == 0) {
+        h->pair.allocs_failed++; /* the allocation failed: nothing to pair */
+    } else {
+        if (hv_live_put(&h->pair, ret, ev.has_size ? ev.size : 0) != KDH_OK)
+            return kdh_err_set(err, KDH_ENOMEM, "out of memory for the live block map");
+        h->pair.allocs_addr++;
+    }
     if ((rc = kdh_store_append_event(h->st, &ev, NULL, err)) != KDH_OK)
         return rc;
     hv_cost_report(h, &cost);
@@ -290,15 +314,24 @@ static int stack_word(hv_t *h, uint64_t va, uint64_t *v)
 
 void hv_pair_paired(hv_t *h, kdh_store_event_t *ev, uint64_t addr)
 {
+    hv_pair_t *p = &h->pair;
     uint64_t size = 0;
     ev->addr = addr;
     ev->has_addr = 1;
-    if (hv_live_get(&h->pair, addr, &size, 1)) {
-        h->pair.frees_paired++;
+    if ((p->again == HV_AGAIN_PAIRED || p->again == HV_AGAIN_UNMATCHED) && p->again_addr == addr) {
+        size = p->again_size; /* the hit handled again: its block was taken the first time */
+    } else if (hv_live_get(p, addr, &size, 1)) {
+        p->frees_paired++;
+        p->again = HV_AGAIN_PAIRED;
+    } else {
+        p->frees_unmatched++; /* allocated before the run, or its allocation was not seen */
+        p->again = HV_AGAIN_UNMATCHED;
+    }
+    p->again_addr = addr;
+    p->again_size = size;
+    if (p->again == HV_AGAIN_PAIRED) {
         ev->size = size;
         ev->has_size = size != 0;
-    } else {
-        h->pair.frees_unmatched++; /* allocated before the run, or its allocation was not seen */
     }
 }
 
@@ -309,11 +342,19 @@ void hv_pair_free(hv_t *h, const kdh_wire_state_change_t *sc, const kdh_target_s
     uint64_t end = kdh_unwind_stack_end(&s->u);
     hv_free_site_t *site = free_site(h, sc->program_counter, s->n_frames > 1 ? s->frames[1].pc : 0);
     uint64_t v;
+    if (h->pair.again == HV_AGAIN_NO_ADDR)
+        return; /* the hit handled again: no block the first time either (counted then) */
+    if (h->pair.again == HV_AGAIN_PAIRED || h->pair.again == HV_AGAIN_UNMATCHED) {
+        hv_pair_paired(h, ev, h->pair.again_addr); /* the block the first pass took */
+        return;
+    }
     if (site && site->locked) {
-        if (stack_word(h, sp + site->off[0], &v))
+        if (stack_word(h, sp + site->off[0], &v)) {
             hv_pair_paired(h, ev, v);
-        else
+        } else {
             h->pair.frees_no_addr++;
+            h->pair.again = HV_AGAIN_NO_ADDR;
+        }
         return;
     }
     /* every slot holding a live block */
@@ -342,6 +383,7 @@ void hv_pair_free(hv_t *h, const kdh_wire_state_change_t *sc, const kdh_target_s
     }
     if (distinct != 1) {
         h->pair.frees_no_addr++;
+        h->pair.again = HV_AGAIN_NO_ADDR;
         return;
     }
     hv_pair_paired(h, ev, chosen);
