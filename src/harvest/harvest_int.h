@@ -276,7 +276,7 @@ typedef struct hv {
 double hv_now_mono(void);
 double hv_now_wall(void);
 /* Handles the current stop as a pool hit: classify, capture (or count), log, step over the
- * int 3 and continue. Its PC has been checked already (engine.c, verify_stop_pc). */
+ * int 3 and continue. Its PC has been checked already (engine.c, verify_stop). */
 int hv_handle_hit(hv_t *h, kdh_err_t *err);
 /* The start every handled hit shares: counts it, unless it is the open hit (one whose handling
  * a link reset cancelled) reported again, and opens it until hv_finish_hit's Continue. */

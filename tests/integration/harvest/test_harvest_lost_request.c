@@ -83,16 +83,15 @@ static void test_lost_in_hit_stack_cap(void **state)
 {
     (void)state;
     sim_t s;
-    const char *cap = "3";
     hs_sim_start_on(&s, "lostreq-cap", g_arch, "leak", "--faults", "lose-request=4@10", NULL);
     char dir[512], fx[512];
     snprintf(dir, sizeof dir, "%s/run-lostreq-cap-%s", g_tmp, g_arch);
     snprintf(fx, sizeof fx, "%s/%s", g_fixtures, g_arch);
-    assert_int_equal(hs_harvest(&s, dir, 1, "--symbols", fx, "--max-hits", "30", "--stack-cap", cap, NULL), 0);
+    assert_int_equal(hs_harvest(&s, dir, 1, "--symbols", fx, "--max-hits", "30", "--stack-cap", "3", NULL), 0);
     hs_sim_status_t after;
     hs_sim_status(&s, &after);
     assert_true(after.lost_requests >= 1);
-    size_t capped = 0, n = hs_check_events_capped(dir, s.truth, (unsigned)atoi(cap), &capped);
+    size_t capped = 0, n = hs_check_events_capped(dir, s.truth, 3, &capped);
     assert_int_equal(hs_meta_counter(dir, NULL, "hits"), (json_int_t)(n + capped));
     assert_int_equal(hs_meta_counter(dir, NULL, "capped"), (json_int_t)capped);
     hs_sim_stop(&s);
