@@ -92,6 +92,7 @@ typedef struct kdh_link_stats {
     uint64_t withdrawn;               /* sends given up by their caller (kdh_link_withdraw) */
     uint64_t write_errors;            /* the write function refused bytes (treated as lost) */
     uint64_t breakins_sent;
+    uint64_t probes_sent;             /* RESENDs sent by kdh_link_probe (counted in resends_sent too) */
     int has_valid;                    /* a valid packet has been seen */
     uint64_t last_valid_ms;           /* clock time of the last valid packet */
 } kdh_link_stats_t;
@@ -144,6 +145,12 @@ int kdh_link_connect(kdh_link_t *link, int breakin, kdh_err_t *err);
 
 /* Writes the break-in byte 'b' now (a running target then stops with a state change). */
 int kdh_link_break(kdh_link_t *link, kdh_err_t *err);
+
+/* Sends a RESEND to a target believed to run, when nothing is under way (connected, no send
+ * outstanding, no frame half received); returns whether it was sent. A target that is in fact
+ * stopped in its debugger loop answers by reporting its stop again; a running one reads the bytes
+ * in its break-in poll and discards them (kd-protocol.md §1.8, §2). */
+int kdh_link_probe(kdh_link_t *link);
 
 /* Sends one data packet whose payload is part1 followed by part2 (either may be empty), with
  * the next host id. done (optional) is called exactly once, never from inside this call.

@@ -105,6 +105,8 @@ static int write_meta(hv_t *h, kdh_err_t *err)
     json_object_set_new(l, "bytes_in", json_integer((json_int_t)hv_conn_bytes(&h->c, 0)));
     json_object_set_new(l, "bytes_out", json_integer((json_int_t)hv_conn_bytes(&h->c, 1)));
     json_object_set_new(l, "requests", json_integer(h->c.kd ? (json_int_t)kdh_kd_stats(h->c.kd)->requests : 0));
+    json_object_set_new(l, "quiet_probes",
+                        json_integer(h->c.kd ? (json_int_t)kdh_link_stats(kdh_kd_link(h->c.kd))->probes_sent : 0));
     json_object_set_new(m, "link", l);
     json_t *c = json_object();
     json_object_set_new(c, "hits", json_integer((json_int_t)h->hits));
@@ -831,6 +833,12 @@ static int serve(hv_t *h, kdh_err_t *err)
                 continue;
             }
             return rc;
+        }
+        if (h->c.probed) {
+            /* a quiet line was probed: this stop may be the last one reported again, its
+             * Continue acknowledged and ignored */
+            h->c.probed = 0;
+            h->restop_check = 1;
         }
         const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
         uint64_t serial = kdh_kd_stop_serial(h->c.kd);

@@ -27,6 +27,10 @@ typedef struct hv_conn {
     char no_packet_msg[256];
     int reset_seen;         /* the target reset the link (rebooted?): check the boot at the next stop */
     uint64_t reset_serial;  /* the stop serial when the link was last reset */
+    /* quiet-line probe (shell.c): bytes both ways and loop time when they last changed or the
+     * last probe went; probed: a probe went since the run's loop last looked */
+    uint64_t quiet_bytes, quiet_since;
+    int probed;
     unsigned baud;
     void (*on_print)(void *ctx, const char *text, size_t len);
     void (*on_notice)(void *ctx, const char *line); /* the port hung up, is back, ... */
@@ -37,7 +41,10 @@ typedef struct hv_conn {
  * of the daemon, whose scheduler runs it while this harvest's task waits. */
 int hv_conn_open(hv_conn_t *c, uv_loop_t *loop, const char *port, unsigned baud, kdh_err_t *err);
 /* Runs the loop until the target is stopped, timeout_ms passed (KDH_ETIMEDOUT with *timed_out
- * set), the port died (KDH_EHANGUP) or the link reported silence while a packet was expected. */
+ * set), the port died (KDH_EHANGUP) or the link reported silence while a packet was expected.
+ * Both waits probe a line quiet for HV_PROBE_QUIET_MS while the target is believed to run
+ * (shell.c): a target still stopped then reports its stop again. */
+#define HV_PROBE_QUIET_MS 1000
 int hv_conn_wait_stop(hv_conn_t *c, unsigned timeout_ms, int *timed_out, kdh_err_t *err);
 /* Runs the loop until a stop other than number serial is reported (1), or timeout_ms (0). */
 int hv_conn_wait_new_stop(hv_conn_t *c, uint64_t serial, unsigned timeout_ms);

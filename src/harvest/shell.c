@@ -105,16 +105,69 @@ int hv_conn_open(hv_conn_t *c, uv_loop_t *loop, const char *port, unsigned baud,
     return kdh_kd_new(&c->kd, &kc, err);
 }
 
+/* A Continue the target acknowledged and never acted on (its packet type damaged: the checksum
+ * does not cover the header) leaves the target stopped and silent while the host believes it
+ * runs, and nothing on the line would say so. A RESEND makes a target sitting in its debugger
+ * loop report its stop again (kd-protocol.md §2); a running target's break-in poll reads the
+ * bytes and discards them, as it does every byte but 'b' (§1.8). So while a stop is awaited, a
+ * line quiet both ways for HV_PROBE_QUIET_MS gets one RESEND: 16 bytes a second on an idle line.
+ * Returns the loop time at which the next probe is due. */
+static uint64_t probe_if_quiet(hv_conn_t *c)
+{
+    uint64_t now = uv_now(c->loop);
+    uint64_t bytes = hv_conn_bytes(c, 0) + hv_conn_bytes(c, 1);
+    if (bytes != c->quiet_bytes || !c->quiet_since) {
+        c->quiet_bytes = bytes;
+        c->quiet_since = now;
+    } else if (now - c->quiet_since >= HV_PROBE_QUIET_MS && !kdh_kd_stopped(c->kd)) {
+        if (kdh_link_probe(kdh_kd_link(c->kd)))
+            c->probed = 1;
+        c->quiet_bytes = hv_conn_bytes(c, 0) + hv_conn_bytes(c, 1);
+        c->quiet_since = now;
+    }
+    return c->quiet_since + HV_PROBE_QUIET_MS;
+}
+
+/* Runs the loop until done(c, arg), the port died, or timeout_ms passed (sets c->expired),
+ * probing a quiet line meanwhile. */
+static void wait_probing(hv_conn_t *c, unsigned timeout_ms, int (*done)(hv_conn_t *, uint64_t), uint64_t arg)
+{
+    uv_update_time(c->loop); /* the loop's clock is as old as its last turn */
+    uint64_t deadline = uv_now(c->loop) + timeout_ms;
+    c->expired = 0;
+    while (!done(c, arg) && !c->tp_dead) {
+        uint64_t now = uv_now(c->loop);
+        if (now >= deadline) {
+            c->expired = 1;
+            break;
+        }
+        uint64_t next = probe_if_quiet(c);
+        if (next > deadline || next <= now)
+            next = deadline;
+        uv_timer_start(&c->timer, on_timer, next - now, 0);
+        kdh_task_wait(c->loop);
+        uv_timer_stop(&c->timer);
+        c->expired = 0; /* the timer only woke the loop; the deadline is checked above */
+    }
+}
+
+static int stopped_or_silent(hv_conn_t *c, uint64_t unused)
+{
+    (void)unused;
+    return kdh_kd_stopped(c->kd) || c->no_packet;
+}
+
+static int stop_is_new(hv_conn_t *c, uint64_t serial)
+{
+    return kdh_kd_stop_serial(c->kd) != serial;
+}
+
 int hv_conn_wait_stop(hv_conn_t *c, unsigned timeout_ms, int *timed_out, kdh_err_t *err)
 {
     if (timed_out)
         *timed_out = 0;
-    c->expired = 0;
     c->no_packet = 0;
-    uv_timer_start(&c->timer, on_timer, timeout_ms, 0);
-    while (!kdh_kd_stopped(c->kd) && !c->tp_dead && !c->expired && !c->no_packet)
-        kdh_task_wait(c->loop);
-    uv_timer_stop(&c->timer);
+    wait_probing(c, timeout_ms, stopped_or_silent, 0);
     if (kdh_kd_stopped(c->kd))
         return KDH_OK;
     if (c->tp_dead)
@@ -128,11 +181,7 @@ int hv_conn_wait_stop(hv_conn_t *c, unsigned timeout_ms, int *timed_out, kdh_err
 
 int hv_conn_wait_new_stop(hv_conn_t *c, uint64_t serial, unsigned timeout_ms)
 {
-    c->expired = 0;
-    uv_timer_start(&c->timer, on_timer, timeout_ms, 0);
-    while (kdh_kd_stop_serial(c->kd) == serial && !c->tp_dead && !c->expired)
-        kdh_task_wait(c->loop);
-    uv_timer_stop(&c->timer);
+    wait_probing(c, timeout_ms, stop_is_new, serial);
     return kdh_kd_stop_serial(c->kd) != serial && kdh_kd_stopped(c->kd);
 }
 

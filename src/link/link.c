@@ -551,6 +551,19 @@ int kdh_link_break(kdh_link_t *l, kdh_err_t *err)
     return KDH_OK;
 }
 
+int kdh_link_probe(kdh_link_t *l)
+{
+    /* Only between exchanges: with a send outstanding the target would take the RESEND for the
+     * loss of its own last packet, and a frame half received may be the stop itself. */
+    if (l->dead || l->state != KDH_LINK_CONNECTED || l->tx_pending || rx_partial(l))
+        return 0;
+    enter(l);
+    send_control(l, KDH_WIRE_TYPE_RESEND, 0);
+    l->st.probes_sent++;
+    leave(l);
+    return 1;
+}
+
 int kdh_link_send(kdh_link_t *l, uint16_t type, const uint8_t *part1, size_t len1,
                   const uint8_t *part2, size_t len2, kdh_link_send_cb done, void *done_ctx,
                   kdh_err_t *err)

@@ -124,7 +124,7 @@ static void print_status(app_t *a)
             "kdsim: %s boot=%llu pool-hit-tag=0x%08x sim=%.3fs host=%s stops=%llu prints=%llu breakins=%llu "
             "rx=%lluB/%llupk bad=%llu dup=%llu tx=%lluB/%llupk retx=%llu resets=%llu bps=%llu "
             "faults(corrupt=%llu drop=%llu pkt-drop=%llu pkt-dup=%llu stalls=%llu hangups=%llu reboots=%llu lost-req=%llu) "
-            "wall(run=%.3fms resumes=%llu resume-to-stop=%.3fms host-waits=%llu host-wait=%.3fms)\n",
+            "wall(run=%.3fms resumes=%llu resume-to-stop=%.3fms host-waits=%llu host-wait=%.3fms host-wait-max=%.3fms)\n",
             state_name(sim_target_state(a->t)), (unsigned long long)info.boot,
             got == 4 ? (unsigned)kdh_get_u32(pht) : 0u,
             (double)sim_machine_now_ns(a->m) / 1e9, ss.connected ? "yes" : "no",
@@ -138,7 +138,8 @@ static void print_status(app_t *a)
             (unsigned long long)ss.faults.duplicated_packets, (unsigned long long)ss.faults.stalls,
             (unsigned long long)ss.faults.hangups, (unsigned long long)ss.faults.reboots,
             (unsigned long long)ss.faults.lost_requests, (double)ss.run_wall_ns / 1e6, (unsigned long long)ss.resumes,
-            (double)ss.resume_to_stop_ns / 1e6, (unsigned long long)ss.host_waits, (double)ss.host_wait_ns / 1e6);
+            (double)ss.resume_to_stop_ns / 1e6, (unsigned long long)ss.host_waits, (double)ss.host_wait_ns / 1e6,
+            (double)ss.host_wait_max_ns / 1e6);
     fflush(stderr);
 }
 

@@ -93,8 +93,11 @@ static void line_received(sim_serve_t *s, uint8_t *p, size_t n)
 {
     uint64_t now = uv_hrtime();
     if (s->waiting_since) {
-        s->st.host_wait_ns += now - s->waiting_since;
+        uint64_t waited = now - s->waiting_since;
+        s->st.host_wait_ns += waited;
         s->st.host_waits++;
+        if (waited > s->st.host_wait_max_ns)
+            s->st.host_wait_max_ns = waited;
         s->waiting_since = 0;
     }
     n = sim_faults_bytes(&s->faults, p, n);
@@ -564,6 +567,10 @@ void sim_serve_stats(const sim_serve_t *s, sim_serve_stats_t *st)
 {
     *st = s->st;
     st->faults = s->faults.st;
+    /* a wait still going on counts too: a host that never answers held the stop all along */
+    uint64_t now = uv_hrtime();
+    if (s->waiting_since && now - s->waiting_since > st->host_wait_max_ns)
+        st->host_wait_max_ns = now - s->waiting_since;
 }
 
 const char *sim_serve_error(const sim_serve_t *s)

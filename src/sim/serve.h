@@ -39,6 +39,7 @@ typedef struct sim_serve_stats {
     uint64_t run_wall_ns;
     uint64_t resumes, resume_to_stop_ns;
     uint64_t host_waits, host_wait_ns;
+    uint64_t host_wait_max_ns;   /* the longest of those waits, the one going on included */
     int connected;               /* a host is connected (always 1 for a pty) */
     sim_fault_stats_t faults;
 } sim_serve_stats_t;

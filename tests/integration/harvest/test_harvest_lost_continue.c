@@ -18,6 +18,11 @@
 
 #include "harvest_sim.h"
 
+/* The longest a stop may wait for the host with the line idle. The harvest's own pauses are
+ * tens of milliseconds (symbol loading at attach is the longest); an ignored Continue held the
+ * target for 13 s before quiet lines were probed. */
+#define HOLD_MAX_MS 3000.0
+
 /* max_hits: the run's --max-hits; 12 ends the run right after the hit whose Continue is lost,
  * so the detach's break-in is what finds that stop again. */
 static void lost_continue_case(const char *name, const char *max_hits)
@@ -33,6 +38,11 @@ static void lost_continue_case(const char *name, const char *max_hits)
     /* kind and stack of every event against the truth's hits, in order, none missing or twice */
     assert_true(hs_check_events(dir, s.truth) >= (size_t)atoi(max_hits));
     assert_int_equal(hs_meta_counter(dir, NULL, "hits_reported_again"), 1);
+    /* and found soon: the target sat stopped, the line idle, for at most a few seconds */
+    hs_sim_status_t st;
+    hs_sim_status(&s, &st);
+    print_message("%s: longest idle stop %.0f ms\n", name, st.host_wait_max_ms);
+    assert_true(st.host_wait_max_ms < HOLD_MAX_MS);
     hs_sim_stop(&s);
 }
 

@@ -630,6 +630,37 @@ static void test_withdraw_after_rereported_stop(void **state)
     teardown_h(&h);
 }
 
+/* kdh_link_probe: a RESEND only between exchanges; the stop a stopped target reports again in
+ * answer comes with its next id, a new packet, not a duplicate. */
+static void test_probe(void **state)
+{
+    (void)state;
+    h_t h;
+    setup_h(&h, 0);
+    assert_int_equal(kdh_link_probe(h.link), 0); /* not connected */
+    connect_plain(&h);
+    send_req(&h, 1); /* a Continue */
+    assert_string_equal(wire(&h), "D2 80800000");
+    assert_int_equal(kdh_link_probe(h.link), 0); /* the send is outstanding */
+    assert_string_equal(wire(&h), "");
+    tgt_ctl(&h, KDH_WIRE_TYPE_ACKNOWLEDGE, 0x80800000u);
+    assert_int_equal(h.ndone, 1);
+    assert_int_equal(kdh_link_probe(h.link), 1);
+    assert_string_equal(wire(&h), "RESEND 0");
+    /* half a frame in: that may be the stop itself */
+    uint8_t b[600];
+    size_t n = tgt_frame(b, sizeof b, KDH_WIRE_TYPE_STATE_CHANGE64, 0x80800001u, 0x22, 0xF4);
+    kdh_link_feed(h.link, b, 10);
+    assert_int_equal(kdh_link_probe(h.link), 0);
+    kdh_link_feed(h.link, b + 10, n - 10);
+    assert_string_equal(wire(&h), "ACK 80800001");
+    assert_int_equal(h.npk, 2);
+    assert_int_equal(h.pk_type[1], KDH_WIRE_TYPE_STATE_CHANGE64);
+    assert_int_equal(kdh_link_stats(h.link)->probes_sent, 1);
+    assert_int_equal(kdh_link_stats(h.link)->duplicates, 0);
+    teardown_h(&h);
+}
+
 static void test_reset_from_target(void **state)
 {
     (void)state;
@@ -820,6 +851,7 @@ int main(void)
         cmocka_unit_test(test_resend_storm),
         cmocka_unit_test(test_resync_then_state_change_is_not_an_ack),
         cmocka_unit_test(test_withdraw_after_rereported_stop),
+        cmocka_unit_test(test_probe),
         cmocka_unit_test(test_reset_from_target),
         cmocka_unit_test(test_id_wrap_many_exchanges),
         cmocka_unit_test(test_send_while_connecting_times_out),
