@@ -28,6 +28,7 @@ typedef struct sim_target_stats {
     uint64_t rx_packets, rx_bad, rx_duplicates, tx_packets, tx_retransmits;
     uint64_t stops, prints, breakins, resets;
     uint64_t breakpoints;     /* entries in the software breakpoint table now */
+    uint64_t control_reads;   /* ReadControlSpace requests served (refused ones included) */
 } sim_target_stats_t;
 
 typedef struct sim_target sim_target_t;

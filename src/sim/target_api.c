@@ -70,12 +70,14 @@ static void api_read(sim_target_t *t, reply_t *r, int cpu, int control)
         count = KD_MAX_TRANSFER;
     uint32_t done = 0;
     int rc;
-    if (control)
+    if (control) {
+        t->st.control_reads++;
         rc = cpu_ok(t, cpu) && !t->o.no_control_space
                  ? sim_machine_read_control(t->m, cpu, addr, r->b + KD_MANIP_HDR, count, &done)
                  : KDH_EINVAL;
-    else
+    } else {
         rc = sim_machine_read(t->m, addr, r->b + KD_MANIP_HDR, count, &done);
+    }
     if (done > count)
         done = count;
     kdh_put_u32(r->b + 0x1C, done);

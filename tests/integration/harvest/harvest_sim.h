@@ -32,7 +32,7 @@ void hs_sim_start_on(sim_t *s, const char *name, const char *arch, const char *w
 void hs_sim_stop(sim_t *s);
 /* kdsim's status line now (SIGUSR1; its last "kdsim: STATE boot=..." line once a new one came):
  * the target's state, the value in its nt!PoolHitTag, the requests lose-request dropped, the
- * longest stop the host left idle, and whether the simulated machine failed at any time.
+ * longest stop the host left idle, the control space reads asked, and whether the simulated machine failed at any time.
  * Fails the test after 5 s, or when the line does not parse. */
 typedef struct hs_sim_status {
     char state[32]; /* running, stopped, sending */
@@ -40,6 +40,7 @@ typedef struct hs_sim_status {
     unsigned long long lost_requests;
     int machine_failed; /* kdsim said "the simulated machine failed" (the simulated kernel faulted) */
     double host_wait_max_ms; /* the longest the target sat stopped with the line idle, waiting for us */
+    unsigned long long control_reads; /* ReadControlSpace requests it was asked (refused ones too) */
 } hs_sim_status_t;
 void hs_sim_status(const sim_t *s, hs_sim_status_t *st);
 /* Children SIGKILLed at exit (kdsim processes are tracked by hs_sim_start); untrack after a

@@ -78,7 +78,8 @@ static void test_stop_thread_damaged(void **state)
 }
 
 /* x64: a target that refuses control space reads (kdsim --no-control-space). The thread check
- * gives up and the harvest goes on: exit 0, events equal the truth, nothing counted as corrected.
+ * gives up and the harvest goes on: exit 0, events equal the truth, nothing counted as corrected,
+ * and the target asked once only (kdsim counts the requests).
  * Before, the refusal failed the hit and the run. */
 static void test_thread_check_refused(void **state)
 {
@@ -91,6 +92,10 @@ static void test_thread_check_refused(void **state)
     assert_int_equal(hs_harvest(&s, dir, 1, "--symbols", fx, "--max-hits", "12", NULL), 0);
     assert_true(hs_check_events(dir, s.truth) >= 12);
     assert_int_equal(hs_meta_counter(dir, NULL, "stop_threads_corrected"), 0);
+    /* asked once, at the first stop, and never again */
+    hs_sim_status_t st;
+    hs_sim_status(&s, &st);
+    assert_int_equal(st.control_reads, 1);
     hs_sim_stop(&s);
 }
 
