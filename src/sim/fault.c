@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 static uint64_t next_u64(sim_faults_t *f)
 {
@@ -235,14 +236,6 @@ static void mangle_continue(sim_faults_t *f, uint8_t *pkt, size_t len)
     f->st.mangled++;
 }
 
-static uint64_t packet_hash(const uint8_t *p, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
-
 static void mangle_stop(sim_faults_t *f, uint8_t *buf, size_t pc1, size_t info)
 {
     if (++f->stops_seen != f->mangle_stop_at)
@@ -285,7 +278,7 @@ void sim_faults_target_packet(sim_faults_t *f, uint8_t *buf, size_t len)
     if ((!f->mangle_stop_at && !f->mangle_thread_at) || len < info + 2 + 1 || buf[0] != 0x30 ||
         kdh_get_u16(buf + 4) != 7 || kdh_get_u32(buf + p) != 0x3030)
         return;
-    uint64_t h = packet_hash(buf + p, len - p - 1); /* a resend of the same report is not a new one */
+    uint64_t h = XXH3_64bits(buf + p, len - p - 1); /* a resend of the same report is not a new one */
     if (h == f->stop_last_hash)
         return;
     f->stop_last_hash = h;
@@ -348,7 +341,7 @@ static int lose_request(sim_faults_t *f, const uint8_t *pkt, size_t len)
     }
     if (len < 16 + 4 || pkt[0] != 0x30 || kdh_get_u16(pkt + 4) != 2)
         return 0;
-    uint64_t h = packet_hash(pkt, len);
+    uint64_t h = XXH3_64bits(pkt, len);
     if (h == f->lose_last_hash)
         return 0; /* a retransmission of the request counted last */
     f->lose_last_hash = h;
