@@ -186,14 +186,8 @@ static int put_src(kdh_store_fmt_t *f, out_t *o, const char *src)
         put(&co, ",\"src\":", 7);
         int kept = d <= sizeof c->raw && put_json_open(f, &co, src, d - 1);
         put(&co, ":", 1);
-        if (!kept || co.full) {
-            put(o, ",\"src\":", 7); /* a name too long to keep: escaped each time */
-            if (!put_json_open(f, o, src, d - 1))
-                return 0;
-            put(o, src + d - 1, n - d + 1);
-            put(o, "\"", 1);
-            return 1;
-        }
+        if (!kept || co.full)
+            return put_str(f, o, ",\"src\":", src); /* a name too long to keep: the whole text */
         memcpy(c->raw, src, d);
         c->raw_len = d;
         c->len = co.len;
