@@ -39,6 +39,11 @@ typedef struct kdh_transport_cb {
     /* Optional. Socket transports: the connection is up (writes made before are queued and
      * go out now). Serial transports are connected when open returns and never call it. */
     void (*on_connect)(void *ctx);
+    /* Optional. A line that goes away and comes back without ending the transport (a serial port
+     * reopened after a hangup, see reopen_serial; a socket reconnected): up 0 when it is lost,
+     * with why (the same words as the notice), and 1 when it is back (why NULL). Whatever the
+     * target said meanwhile was not heard. */
+    void (*on_line)(void *ctx, int up, const char *why);
     /* Optional. The write buffer became empty after a write had been refused as full. */
     void (*on_drain)(void *ctx);
     /* Serial ports: 0 = a hangup ends the transport (on_error, KDH_EHANGUP), right for a one-shot

@@ -892,6 +892,23 @@ static int serve(hv_t *h, kdh_err_t *err)
     }
 }
 
+/* The port hung up or the connection dropped, and came back (or the run ended first). The target's
+ * stops waited for us meanwhile (they are retried forever), but what it printed was not heard, and
+ * a reader of the run should know the line was out. */
+static void on_line_gap(void *ctx, double t0, double t1, const char *why)
+{
+    hv_t *h = ctx;
+    if (!h->st)
+        return;
+    char detail[256];
+    snprintf(detail, sizeof detail, "line down (%s): stops waited, prints sent meanwhile were not heard", why);
+    kdh_store_gap_t g = {.t0 = t0, .t1 = t1, .reason = "line-down", .detail = detail};
+    kdh_err_t e;
+    memset(&e, 0, sizeof e);
+    if (kdh_store_append_gap(h->st, &g, &e) != KDH_OK)
+        hv_notice(h, "%s", e.msg); /* the store keeps the failure: the next event write ends the run */
+}
+
 static void on_port_notice(void *ctx, const char *line)
 {
     hv_notice(ctx, "%s", line);
@@ -905,6 +922,7 @@ int kdh_harvest_run(const kdh_harvest_opts_t *o, kdh_harvest_result_t *res, kdh_
     h->o = o;
     h->c.on_print = on_print;
     h->c.on_notice = on_port_notice;
+    h->c.on_line_gap = on_line_gap;
     h->c.print_ctx = h;
     h->started = hv_now_wall();
     h->last_status_t = hv_now_mono();
@@ -955,6 +973,7 @@ int kdh_harvest_run(const kdh_harvest_opts_t *o, kdh_harvest_result_t *res, kdh_
         rc = drc;
         *err = derr;
     }
+    hv_conn_end_line_gap(&h->c); /* a line still down at the end is a gap up to now */
     if (h->st) {
         kdh_err_t e2;
         write_meta(h, &e2);

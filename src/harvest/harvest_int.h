@@ -34,6 +34,11 @@ typedef struct hv_conn {
     unsigned baud;
     void (*on_print)(void *ctx, const char *text, size_t len);
     void (*on_notice)(void *ctx, const char *line); /* the port hung up, is back, ... */
+    /* the line was down from t0 to t1 (wall clock; why: the transport's words), called when it is
+     * back and by hv_conn_close when it is still down */
+    void (*on_line_gap)(void *ctx, double t0, double t1, const char *why);
+    double line_down_since; /* wall clock; 0 while the line is up */
+    char line_down_why[160];
     void *print_ctx;
 } hv_conn_t;
 
@@ -71,6 +76,8 @@ int hv_conn_read(hv_conn_t *c, uint64_t va, void *buf, uint32_t len, uint32_t *g
 int hv_conn_continue(hv_conn_t *c, uint32_t status, kdh_err_t *err);
 /* Writes out what the transport still holds (the ACK of the last packet), up to 2 s. */
 void hv_conn_drain(hv_conn_t *c);
+/* A line still down: its gap ends now (on_line_gap); nothing when it is up. */
+void hv_conn_end_line_gap(hv_conn_t *c);
 /* Closes the port and the session; returns once c's own handles are closed (c may be freed). */
 void hv_conn_close(hv_conn_t *c);
 uint64_t hv_conn_bytes(const hv_conn_t *c, int out);

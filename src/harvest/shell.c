@@ -52,6 +52,27 @@ void hv_conn_link_event(void *ctx, const kdh_link_event_t *ev)
     }
 }
 
+void hv_conn_end_line_gap(hv_conn_t *c)
+{
+    if (c->line_down_since <= 0)
+        return;
+    double t0 = c->line_down_since;
+    c->line_down_since = 0;
+    if (c->on_line_gap)
+        c->on_line_gap(c->print_ctx, t0, hv_now_wall(), c->line_down_why);
+}
+
+static void on_tp_line(void *ctx, int up, const char *why)
+{
+    hv_conn_t *c = ctx;
+    if (up) {
+        hv_conn_end_line_gap(c);
+    } else if (c->line_down_since <= 0) {
+        c->line_down_since = hv_now_wall();
+        snprintf(c->line_down_why, sizeof c->line_down_why, "%s", why ? why : "the line went away");
+    }
+}
+
 static void on_print(void *ctx, unsigned processor, const char *text, size_t len)
 {
     hv_conn_t *c = ctx;
@@ -88,7 +109,7 @@ int hv_conn_open(hv_conn_t *c, uv_loop_t *loop, const char *port, unsigned baud,
     c->timer_ok = 1;
     /* A serial port that hangs up is reopened: the link's timers resynchronise afterwards. */
     kdh_transport_cb_t cb = {.ctx = c, .on_bytes = on_bytes, .on_error = on_tp_error,
-                             .on_notice = on_tp_notice, .reopen_serial = 1};
+                             .on_notice = on_tp_notice, .on_line = on_tp_line, .reopen_serial = 1};
     int rc = kdh_transport_open(&c->tp, c->loop, port, c->baud, &cb, err);
     if (rc != KDH_OK)
         return rc;

@@ -236,6 +236,7 @@ static void on_reopen_timer(uv_timer_t *timer)
     t->re.active = 0;
     kdh__transport_notice(t, "%s: port is back after %u attempt(s); %llu byte(s) written while it was gone were lost",
                           t->name, t->re.attempts, (unsigned long long)t->re.dropped);
+    kdh__transport_line(t, 1, NULL);
 }
 
 static void schedule_reopen(struct kdh_transport *t)
@@ -252,6 +253,7 @@ static void lose(struct kdh_transport *t, const char *why)
     t->u.serial.head = t->u.serial.tail = 0;
     kdh__transport_notice(t, "%s: port hung up or unplugged (%s); reopening %s", t->name, why,
                           t->u.serial.path);
+    kdh__transport_line(t, 0, why);
     uv_close((uv_handle_t *)&t->u.serial.poll, on_poll_closed);
 }
 

@@ -114,6 +114,7 @@ static void lose(struct kdh_transport *t, const char *why)
     kdh__transport_retry_begin(t, 0);
     uv_read_stop(&t->u.stream.h.stream);
     kdh__transport_notice(t, "%s: %s; reconnecting", t->name, why);
+    kdh__transport_line(t, 0, why);
     close_handle(t);
 }
 
@@ -185,6 +186,7 @@ static void on_connect(uv_connect_t *req, int status)
         t->re.active = 0;
         kdh__transport_notice(t, "%s: reconnected after %u attempt(s); %llu byte(s) written while it was down were lost",
                               t->name, t->re.attempts, (unsigned long long)t->re.dropped);
+        kdh__transport_line(t, 1, NULL);
         return;
     }
     if (t->cb.on_connect)

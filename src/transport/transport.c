@@ -46,6 +46,12 @@ void kdh__transport_notice(struct kdh_transport *t, const char *fmt, ...)
     t->cb.on_notice(t->cb.ctx, msg);
 }
 
+void kdh__transport_line(struct kdh_transport *t, int up, const char *why)
+{
+    if (t->cb.on_line && !t->closing)
+        t->cb.on_line(t->cb.ctx, up, why);
+}
+
 #define RETRY_FIRST_MS 100u
 #define RETRY_MAX_MS 2000u
 

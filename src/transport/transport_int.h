@@ -74,6 +74,8 @@ void kdh__transport_fail(struct kdh_transport *t, int code, const char *fmt, ...
     __attribute__((format(printf, 3, 4)));
 void kdh__transport_notice(struct kdh_transport *t, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Tells the owner the line went away (up 0, why) or is back (up 1): on_line, unless closing. */
+void kdh__transport_line(struct kdh_transport *t, int up, const char *why);
 /* Hands bytes to on_bytes; returns 0 when the caller must stop touching t's I/O (the owner
  * closed it or it died inside the callback). */
 int kdh__transport_deliver(struct kdh_transport *t, const uint8_t *buf, size_t len);

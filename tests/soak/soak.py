@@ -424,6 +424,25 @@ class LinkWatch:
         self.th.join()
 
 
+def check_line_gaps(run, down, t_exit, back_slack):
+    """Each time the line was out (down: wall-clock intervals seen from outside the daemon) that
+    ended while the daemon ran must be in gaps.jsonl as one "line-down" gap: starting within a
+    moment of the outage and ending after it, within back_slack seconds (the reopen's backoff).
+    Returns the reasons it is not so."""
+    gaps = [g for g in run["gaps"] if g.get("reason") == "line-down"]
+    why = []
+    ended = [w for w in down if w[1] < t_exit - 0.5]
+    for a, b in ended:
+        if not [g for g in gaps if a - 0.5 <= g["t0"] <= a + 1.5 and b - 0.5 <= g["t1"] <= b + back_slack]:
+            why.append("no line-down gap for the outage %.1f..%.1f (gaps: %s)" %
+                       (a, b, ", ".join("%.1f..%.1f" % (g["t0"], g["t1"]) for g in gaps) or "none"))
+    outside = [g for g in gaps if not [w for w in down if w[0] - 0.5 <= g["t0"] <= w[0] + 1.5]]
+    if outside:
+        why.append("%d line-down gap(s) at no outage (first %.1f..%.1f)" %
+                   (len(outside), outside[0]["t0"], outside[0]["t1"]))
+    return why
+
+
 def sc_cable_hangup(ctx, iters):
     """A serial adapter unplugged and plugged back: kdsim closes its pty for 5 s of every 14 (the
     daemon's side hangs up) and opens a new one behind the same link path."""
@@ -454,8 +473,10 @@ def sc_cable_hangup(ctx, iters):
     notes = open(h.errpath).read()
     if notes.count("hung up") < hangups or notes.count("port is back") < replugged:
         why.append("the daemon did not report each hangup and return: %r" % notes[-300:])
-    c = compare(sim.truth.hits(), read_run(d), watch.down)
+    run = read_run(d)
+    c = compare(sim.truth.hits(), run, watch.down)
     r = check_common("cable hangup (pty)", hangups, c, 5 + 3)
+    why += check_line_gaps(run, watch.down, t_exit, 3.0)
     if why:
         r["fail"] = "; ".join(why + ([r["fail"]] if r.get("fail") else []))
     return r
@@ -495,11 +516,15 @@ def sc_cable(ctx):
             h.wait(secs + 60)
         except Fail as e:
             why.append(str(e))
+        t_exit = time.time()
         time.sleep(0.5)
         sim.stop()
         px.close()
-        c = compare(sim.truth.hits(), read_run(d), down)
+        run = read_run(d)
+        c = compare(sim.truth.hits(), run, down)
         r = check_common("cable " + mode, iters, c, 5 + 3)
+        if mode == "reset":  # the connection is closed and made again at once; a pulled cable only goes quiet
+            why += check_line_gaps(run, [(a, a) for a, _ in down], t_exit, 3.0)
         if why:
             r["fail"] = "; ".join(why + ([r["fail"]] if r.get("fail") else []))
         rows.append(r)
