@@ -96,6 +96,7 @@ typedef struct kdh_store_opts {
 typedef struct kdh_store_info {
     int resumed;         /* 1 when the directory already held a run */
     uint64_t next_seq;   /* seq the next event gets */
+    double last_event_t; /* t of the last whole event line (0: none) */
     size_t stacks;       /* unique stacks known */
     size_t modules;      /* module lines known */
     unsigned repaired;   /* torn last lines truncated */

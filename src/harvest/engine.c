@@ -659,6 +659,14 @@ static void resume_boot(hv_t *h, uint64_t *base)
     const char *s = json_string_value(json_object_get(k, "base"));
     h->boot = b > 0 && b < 1000000 ? (uint32_t)b : 1;
     *base = s ? strtoull(s, NULL, 16) : 0;
+    /* the run before ended (or was killed) after its last meta and its last event, whichever
+     * came later; meta is rewritten every 10 s and at the end */
+    const char *u = json_string_value(json_object_get(m, "updated"));
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *rest = u ? strptime(u, "%Y-%m-%dT%H:%M:%SZ", &tm) : NULL;
+    if (rest && !*rest)
+        h->prev_end = (double)timegm(&tm);
     json_decref(m);
 }
 
@@ -677,6 +685,21 @@ static int on_old_event(void *ud, const kdh_store_event_t *ev)
     return 1;
 }
 
+/* A continued run: from the run before's end to this one's arming nobody watched the tag. A run
+ * that detached had restored nt!PoolHitTag, so hits then went unseen; one that was killed left the
+ * target armed, and its hits waited stopped (the first of them is logged at this attach). */
+static int gap_since_last_run(hv_t *h, kdh_err_t *err)
+{
+    if (h->prev_end <= 0)
+        return KDH_OK;
+    kdh_store_gap_t g = {.t0 = h->prev_end, .t1 = hv_now_wall(), .reason = "not-attached",
+                         .detail = "no kdharvest attached: the run was continued after this"};
+    h->prev_end = 0;
+    if (g.t1 < g.t0)
+        g.t1 = g.t0; /* a clock set back meanwhile */
+    return kdh_store_append_gap(h->st, &g, err);
+}
+
 static int open_run(hv_t *h, uint64_t *prev_base, kdh_err_t *err)
 {
     int rc = kdh_store_open(&h->st, h->dir, NULL, err);
@@ -687,6 +710,8 @@ static int open_run(hv_t *h, uint64_t *prev_base, kdh_err_t *err)
     *prev_base = 0;
     if (inf->resumed) {
         resume_boot(h, prev_base);
+        if (inf->last_event_t > h->prev_end)
+            h->prev_end = inf->last_event_t;
         kdh_store_reader_t rd = {.ud = h, .on_stack = on_old_stack, .on_event = on_old_event};
         kdh_err_t ignore;
         kdh_store_read(h->dir, &rd, NULL, &ignore);
@@ -939,6 +964,8 @@ int kdh_harvest_run(const kdh_harvest_opts_t *o, kdh_harvest_result_t *res, kdh_
         rc = attach(h, err);
     if (rc == KDH_OK)
         rc = attach_arm(h, prev_base, err);
+    if (rc == KDH_OK)
+        rc = gap_since_last_run(h, err);
     if (rc == KDH_OK)
         rc = write_meta(h, err);
     if (rc == KDH_OK) {

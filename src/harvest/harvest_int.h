@@ -236,6 +236,7 @@ typedef struct hv {
     uint32_t tag_dword;
     uint32_t boot;
     double started;          /* Unix seconds */
+    double prev_end;         /* a continued run: when the run before last wrote anything (0: new run) */
     double armed_at;         /* monotonic seconds */
     uint64_t pht_addr;       /* &nt!PoolHitTag */
     char pht_source[64];

@@ -178,8 +178,11 @@ static int load_existing(kdh_store_t *st, kdh_err_t *err)
         kdh_lines_free(&lr);
         if (last) {
             kdh_store_event_t ev;
-            if (kdh_store_parse_event(last, last_len, &ev, NULL) == KDH_OK && ev.seq >= st->next_seq)
-                st->next_seq = ev.seq + 1;
+            if (kdh_store_parse_event(last, last_len, &ev, NULL) == KDH_OK) {
+                if (ev.seq >= st->next_seq)
+                    st->next_seq = ev.seq + 1;
+                st->info.last_event_t = ev.t;
+            }
             free(last);
         }
         if (r < 0)

@@ -85,6 +85,42 @@ static void check_run(const char *dir, json_t *hits, size_t first, unsigned samp
     json_decref(stacks);
 }
 
+static double event_t(const char *dir, size_t index)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/events.jsonl", dir);
+    json_t *ev = hs_load_lines(path);
+    json_t *e = json_array_get(ev, index == SIZE_MAX ? json_array_size(ev) - 1 : index);
+    assert_non_null(e);
+    double t = json_real_value(json_object_get(e, "t"));
+    json_decref(ev);
+    return t;
+}
+
+static double last_event_t(const char *dir)
+{
+    return event_t(dir, SIZE_MAX);
+}
+
+/* gaps.jsonl holds one gap, "not-attached", from about end1 (the wall time the first run ended:
+ * its meta.json's second may add up to 2 s, the detach and the final writes) to before event
+ * number first2 (0-based: the second run's first), at least the 1.5 s the test waited long. */
+static void check_gap_between(const char *dir, double end1, size_t first2)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/gaps.jsonl", dir);
+    json_t *gaps = hs_load_lines(path);
+    assert_int_equal(json_array_size(gaps), 1);
+    json_t *g = json_array_get(gaps, 0);
+    assert_string_equal(hs_str(g, "reason"), "not-attached");
+    double t0 = json_real_value(json_object_get(g, "t0")), t1 = json_real_value(json_object_get(g, "t1"));
+    print_message("gap %.3f..%.3f, first run's last event %.3f\n", t0, t1, end1);
+    assert_true(t0 >= end1 && t0 <= end1 + 2.0);
+    assert_true(t1 - t0 >= 1.4);
+    assert_true(t1 <= event_t(dir, first2));
+    json_decref(gaps);
+}
+
 static const char *journal_last_op(const char *dir, char *buf, size_t len)
 {
     hs_journal_last_op(dir, buf, len);
@@ -122,6 +158,7 @@ static void run_full(const char *arch)
     /* restart: continues after the last seq */
     size_t before = c.events;
     json_decref(tv);
+    double end1 = last_event_t(dir);
     assert_int_equal(hs_harvest(&s, dir, 1, "--symbols", fx, "--max-hits", "100", NULL), 0);
     usleep(1500000);
     tv = truth_hits(s.truth);
@@ -130,6 +167,9 @@ static void run_full(const char *arch)
     assert_int_equal(c.first_seq, 1);
     assert_int_equal(c.last_seq, tn);
     assert_true(c.events >= 100);
+    /* the time between the runs is one gap: from the first run's end (its last event, or its last
+     * meta.json a moment later) to the second's arming, before the second's first event */
+    check_gap_between(dir, end1, before);
     hs_sim_stop(&s);
     json_decref(tv);
 }
