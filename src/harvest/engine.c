@@ -585,6 +585,35 @@ static int verify_stop(hv_t *h, kdh_err_t *err)
 }
 
 /* Break in (if running), disarm, continue. */
+/* The detach's last Continue may be acknowledged and never acted on (a damaged type field, which the
+ * checksum does not cover): the target would stay stopped with nobody attached. A target still
+ * stopped reports its stop again to a probe (hv_conn_confirm_running) and is continued again; so is
+ * any other stop that comes meanwhile (a hit already under way on another processor when the tag
+ * was restored is logged first). A target that runs stays quiet, and that is all. */
+static int confirm_running(hv_t *h, kdh_err_t *err)
+{
+    for (unsigned i = 0; i < 4; i++) {
+        uint64_t serial = kdh_kd_stop_serial(h->c.kd);
+        h->c.probed = 0;
+        if (!hv_conn_confirm_running(&h->c, serial))
+            return KDH_OK;
+        h->restop_check = h->c.probed; /* our last stop again, or a new one */
+        h->c.probed = 0;
+        int rc = verify_stop(h, err);
+        if (rc == KDH_OK) {
+            const kdh_wire_state_change_t *sc = kdh_kd_state(h->c.kd);
+            rc = is_pool_hit(h, sc) ? hv_handle_hit(h, err) : resume(h, err);
+        }
+        if (rc == KDH_ECANCELED && kdh_kd_stopped(h->c.kd)) {
+            kdh_err_clear(err); /* re-reported meanwhile: the next turn takes it */
+            continue;
+        }
+        if (rc != KDH_OK)
+            return rc;
+    }
+    return KDH_OK;
+}
+
 static int detach(hv_t *h, kdh_err_t *err)
 {
     if (!h->c.kd)
@@ -643,6 +672,8 @@ static int detach(hv_t *h, kdh_err_t *err)
         h->restop_check = 1;
     }
     if (rc != KDH_OK)
+        return rc;
+    if ((rc = confirm_running(h, err)) != KDH_OK)
         return rc;
     hv_conn_drain(&h->c);
     return KDH_OK;

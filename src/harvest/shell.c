@@ -206,6 +206,18 @@ int hv_conn_wait_new_stop(hv_conn_t *c, uint64_t serial, unsigned timeout_ms)
     return kdh_kd_stop_serial(c->kd) != serial && kdh_kd_stopped(c->kd);
 }
 
+int hv_conn_confirm_running(hv_conn_t *c, uint64_t serial)
+{
+    /* a moment for a stop on its way, then the probe, then its answer's time on the wire: a state
+     * change of up to 0x200 bytes each way at the line's speed, and the same again to spare */
+    if (hv_conn_wait_new_stop(c, serial, 100))
+        return 1;
+    if (kdh_link_probe(kdh_kd_link(c->kd)))
+        c->probed = 1;
+    unsigned answer_ms = 200 + 2 * (unsigned)(0x200 * 10 * 1000ull / (c->baud ? c->baud : 115200));
+    return hv_conn_wait_new_stop(c, serial, answer_ms);
+}
+
 int hv_conn_restop(hv_conn_t *c, uint64_t serial, kdh_err_t *err)
 {
     int rc = kdh_kd_connect(c->kd, 0, err);

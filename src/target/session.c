@@ -346,11 +346,18 @@ int kdh_target_session_detach(kdh_target_session_t *s, kdh_err_t *err)
         return rc;
     /* A 'b' that reached the target while it was sending is honoured after the Continue, as
      * one more stop that nobody would answer once we are gone (an exception report retries
-     * forever): wait a moment and let such stops go too. */
-    for (unsigned i = 0; i < s->breaks_sent + 1; i++) {
+     * forever): wait a moment and let such stops go too. So is the stop of a Continue the target
+     * acknowledged and never acted on (a damaged type field, which the checksum does not cover):
+     * when no stop came by itself, a RESEND has a target still in its stop report it again (a
+     * running one discards it). Never while a stop is known or a frame is half in: a target that
+     * just stopped would report that stop twice, and the copy would cross our next Continue. */
+    for (unsigned i = 0; i < s->breaks_sent + 3; i++) {
         kdh_err_t e;
-        if (wait_stop(s, 400, &e) != KDH_OK)
-            break;
+        if (wait_stop(s, 100, &e) != KDH_OK) {
+            kdh_link_probe(kdh_kd_link(s->kd)); /* refused while a frame is half in */
+            if (wait_stop(s, 400, &e) != KDH_OK)
+                break;
+        }
         rc = kdh_target_skip_int3(s->t, s->kd, err);
         if (rc == KDH_OK)
             rc = continue_plain(s, err);

@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/types.h>
 
 extern const char *g_kdsim, *g_kdh, *g_fixtures, *g_arch;
@@ -43,6 +44,9 @@ typedef struct hs_sim_status {
     unsigned long long control_reads; /* ReadControlSpace requests it was asked (refused ones too) */
 } hs_sim_status_t;
 void hs_sim_status(const sim_t *s, hs_sim_status_t *st);
+/* The target was left running: "running", or "sending" a DbgPrint nobody answers (the target
+ * gives it up after its retries and runs on), never "stopped". */
+#define hs_sim_left_running(st) (strcmp((st)->state, "running") == 0 || strcmp((st)->state, "sending") == 0)
 /* Children SIGKILLed at exit (kdsim processes are tracked by hs_sim_start); untrack after a
  * waitpid, so a reused pid is not hit. */
 void hs_track_child(pid_t pid);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -60,6 +61,36 @@ static void test_lost_continue_at_detach(void **state)
     lost_continue_case("lostcont-end", "12");
 }
 
+/* The detach's own last Continue lost (the 16th Continue2 with --max-hits 12 ends the run: the
+ * detach's break-in finds the 13th hit, logs it, restores the tag and continues; the 17th covers a
+ * stop more at the detach): the target must not be left stopped with nobody attached. Before the
+ * detach looked for it, kdsim sat in that stop for good. */
+static void test_lost_continue_of_detach(void **state)
+{
+    (void)state;
+    const char *cases[] = {"mangle-continue=16", "mangle-continue=17"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sim_t s;
+        char name[64], dir[512], fx[512];
+        snprintf(name, sizeof name, "lostcont-detach-%zu", i);
+        hs_sim_start(&s, name, "--faults", cases[i], NULL);
+        hs_sim_status_t before, after;
+        hs_sim_status(&s, &before);
+        snprintf(dir, sizeof dir, "%s/run-%s-%s", g_tmp, name, g_arch);
+        snprintf(fx, sizeof fx, "%s/%s", g_fixtures, g_arch);
+        assert_int_equal(hs_harvest(&s, dir, 1, "--symbols", fx, "--max-hits", "12", NULL), 0);
+        usleep(500000);
+        hs_sim_status(&s, &after);
+        print_message("%s: target %s after the run\n", cases[i], after.state);
+        if (!hs_sim_left_running(&after))
+            fail_msg("%s: target %s after the run", cases[i], after.state);
+        assert_false(after.machine_failed);
+        assert_int_equal(after.pool_hit_tag, before.pool_hit_tag);
+        assert_true(hs_check_events(dir, s.truth) >= 12);
+        hs_sim_stop(&s);
+    }
+}
+
 int main(int argc, char **argv)
 {
     int rc = hs_init(argc, argv, "kdh-lostcont-test");
@@ -68,6 +99,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lost_continue),
         cmocka_unit_test(test_lost_continue_at_detach),
+        cmocka_unit_test(test_lost_continue_of_detach),
     };
     return hs_finish(cmocka_run_group_tests_name(g_arch, tests, NULL, NULL));
 }

@@ -3,7 +3,8 @@
  * (build, kernel base, module count), llvm-pdbutil-14's publics and section headers of the
  * fixture PDBs (symbol address = kernel base + section VA + offset), the fixture source
  * (PoolHitTag starts as 0xffffff0f) and kdsim's --status lines (the target is left running) and truth file (no pool break fired). Also the bad cases: no such port, refused
- * TCP, a silent line, unresolvable symbols: one line, exit 1, target left running.
+ * TCP, a silent line, unresolvable symbols: one line, exit 1, target left running; and a detach whose
+ * Continue the target acknowledged and ignored (kdsim mangle-continue): the target left running.
  * usage: test_probe KDHARVEST KDSIM FIXTURES WORKDIR */
 #include <stdarg.h>
 #include <stdio.h>
@@ -196,6 +197,7 @@ static long file_lines(const char *path)
 
 typedef struct simcfg {
     const char *arch, *baud;
+    const char *faults; /* kdsim --faults, or NULL */
     int tcp;
     char fix[1024], truth[1024], errpath[1024];
 } simcfg_t;
@@ -207,10 +209,15 @@ static int sim_up(simcfg_t *c, kdsim_proc_t *sim)
 {
     char *argv_tcp[] = {(char *)g_kdsim, "--tcp", "0", "--arch", (char *)c->arch, "--baud", (char *)c->baud,
                         "--seed", "11", "--truth", c->truth, "--status", "--workload", "leak", "--fixtures",
-                        c->fix, NULL};
+                        c->fix, NULL, NULL, NULL};
     char *argv_pty[] = {(char *)g_kdsim, "--pty", "--arch", (char *)c->arch, "--baud", (char *)c->baud,
                         "--seed", "11", "--truth", c->truth, "--status", "--workload", "leak", "--fixtures",
-                        c->fix, NULL};
+                        c->fix, NULL, NULL, NULL};
+    if (c->faults) { /* the two spare slots before the last NULL of each */
+        size_t n = sizeof argv_tcp / sizeof argv_tcp[0], m = sizeof argv_pty / sizeof argv_pty[0];
+        argv_tcp[n - 3] = argv_pty[m - 3] = (char *)"--faults";
+        argv_tcp[n - 2] = argv_pty[m - 2] = (char *)c->faults;
+    }
     static int nrun;
     snprintf(c->errpath, sizeof c->errpath, "%s/kdsim-%s-%s-%d.err", g_work, c->arch, c->tcp ? "tcp" : "pty", ++nrun);
     remove(c->truth);
@@ -272,6 +279,20 @@ static void one_config(const char *arch, int tcp, const char *baud)
     CHECK(strstr(r.out, "target continued; detached") != NULL, "no detach line");
     CHECK(sim_left_running(c.errpath, mark), "kdsim is not running after probe (%s)", c.errpath);
     sim_down(&c, &sim);
+
+    /* probe whose first Continue2, the detach's, the target acknowledges and never acts on: the
+     * detach finds the target still in its stop and continues it again (before, it was left
+     * stopped with nobody attached) */
+    c.faults = "mangle-continue=1";
+    if (sim_up(&c, &sim) != 0)
+        return;
+    run(&r, "env -u _NT_SYMBOL_PATH '%s' probe '%s' --symbols '%s'", g_kdh, sim.port_spec, fix);
+    mark = file_size(c.errpath);
+    CHECK(r.code == 0, "probe (lost Continue) exit %d: %s", r.code, r.err);
+    CHECK(sim_left_running(c.errpath, mark), "kdsim is not running after a probe whose Continue was lost (%s)",
+          c.errpath);
+    sim_down(&c, &sim);
+    c.faults = NULL;
 
     /* stack: WinDbg k layout; a break-in stops in DbgBreakPoint or DbgBreakPointWithStatus */
     if (sim_up(&c, &sim) != 0)

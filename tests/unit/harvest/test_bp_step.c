@@ -3,7 +3,9 @@
  * The target keeps a breakpoint table as kd-protocol.md 3.2 says a Windows target does:
  * WriteBreakPoint of an address already in it is refused, and before reporting a stop it takes
  * out its breakpoints in [PC, PC + InstructionCount - 1]. Each test scripts the stops the target reports after each Continue2 and checks the target's table
- * (what really is in its memory) afterwards. */
+ * (what really is in its memory) afterwards. It also keeps the stopped processor's context (GetContextEx,
+ * SetContextEx), can ignore a Continue2 it acknowledged, and answers a RESEND in a stop by reporting
+ * that stop again. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,6 +40,12 @@ typedef struct fake {
     int n_script, next; /* stops to report: the first after the connect, then one per Continue2 */
     int running;        /* a Continue2 found no scripted stop left */
     unsigned host_resets; /* RESET packets from the host */
+    /* the context of the stopped processor (GetContextEx / SetContextEx read and write it), and
+     * a Continue2 the target acknowledges and never acts on (its number, 1-based; 0: none) */
+    uint8_t ctx[0x4d0];
+    unsigned continues, ignore_continue;
+    int last_reported; /* f->script index of the stop the target is in; -1 before the first */
+    unsigned host_resends; /* RESEND packets from the host */
 } fake_t;
 
 typedef struct fixture {
@@ -63,7 +71,9 @@ static void report_stop(fake_t *f)
         f->running = 1;
         return;
     }
+    f->last_reported = f->next;
     const kdh_wire_state_change_t *sc = &f->script[f->next++];
+    kdh_put_u64(f->ctx + 0xF8, sc->program_counter); /* x64 CONTEXT.Rip */
     for (int i = 0; i < TABLE; i++)
         if (f->bp[i] && f->bp[i] >= sc->program_counter &&
             f->bp[i] <= sc->program_counter + sc->report.instruction_count - 1)
@@ -73,18 +83,36 @@ static void report_stop(fake_t *f)
     target_send(f, KDH_WIRE_TYPE_STATE_CHANGE64, buf, sizeof buf, NULL, 0);
 }
 
-static void reply(fake_t *f, kdh_wire_manip_t *m, uint32_t status)
+static void reply_data(fake_t *f, kdh_wire_manip_t *m, uint32_t status, const uint8_t *data, size_t len)
 {
     uint8_t hdr[KDH_WIRE_MANIP_SIZE];
     m->return_status = status;
     kdh_wire_manip_encode(m, KDH_WIRE_ARCH_AMD64, hdr);
-    target_send(f, KDH_WIRE_TYPE_STATE_MANIPULATE, hdr, sizeof hdr, NULL, 0);
+    target_send(f, KDH_WIRE_TYPE_STATE_MANIPULATE, hdr, sizeof hdr, data, len);
+}
+
+static void reply(fake_t *f, kdh_wire_manip_t *m, uint32_t status)
+{
+    reply_data(f, m, status, NULL, 0);
+}
+
+/* A RESEND while the target sits in its debugger loop: it reports the stop it is in again
+ * (kd-protocol.md 2), with its next packet id. */
+static void rereport_stop(fake_t *f)
+{
+    if (f->running || f->last_reported < 0)
+        return;
+    uint8_t buf[KDH_WIRE_STATE_CHANGE_SIZE + 4] = {0};
+    kdh_wire_state_change_encode(&f->script[f->last_reported], KDH_WIRE_ARCH_AMD64, buf);
+    target_send(f, KDH_WIRE_TYPE_STATE_CHANGE64, buf, sizeof buf, NULL, 0);
 }
 
 static void on_request(fake_t *f, const kdh_wire_packet_t *p)
 {
     kdh_wire_manip_t m;
-    assert_int_equal(kdh_wire_manip_decode(p->payload, p->payload_len, KDH_WIRE_ARCH_AMD64, &m, NULL, NULL, NULL),
+    const uint8_t *data = NULL;
+    size_t dlen = 0;
+    assert_int_equal(kdh_wire_manip_decode(p->payload, p->payload_len, KDH_WIRE_ARCH_AMD64, &m, &data, &dlen, NULL),
                      KDH_OK);
     uint8_t ack[16];
     kdh_wire_encode_control(ack, sizeof ack, KDH_WIRE_TYPE_ACKNOWLEDGE, p->id & ~KDH_WIRE_SYNC_BIT);
@@ -116,7 +144,24 @@ static void on_request(fake_t *f, const kdh_wire_packet_t *p)
         reply(f, &m, ok ? 0 : 0xC0000001u);
         return;
     }
+    case KDH_WIRE_API_GET_CONTEXT_EX: {
+        uint32_t off = m.u.context_ex.offset, n = m.u.context_ex.byte_count;
+        assert_true(off <= sizeof f->ctx && n <= sizeof f->ctx - off);
+        m.u.context_ex.bytes_copied = n;
+        reply_data(f, &m, 0, f->ctx + off, n);
+        return;
+    }
+    case KDH_WIRE_API_SET_CONTEXT_EX: {
+        uint32_t off = m.u.context_ex.offset, n = m.u.context_ex.byte_count;
+        assert_true(off <= sizeof f->ctx && n <= sizeof f->ctx - off && n <= dlen);
+        memcpy(f->ctx + off, data, n);
+        m.u.context_ex.bytes_copied = n;
+        reply(f, &m, 0);
+        return;
+    }
     case KDH_WIRE_API_CONTINUE2:
+        if (++f->continues == f->ignore_continue)
+            return; /* acknowledged above, and never acted on (its type damaged on the way) */
         report_stop(f); /* the ACK above ended the Continue2; the target runs into the next stop */
         return;
     default:
@@ -146,6 +191,9 @@ static void on_idle(uv_idle_t *idle)
             kdh_kd_feed(f->kd, echo, sizeof echo);
             f->tgt_id = KDH_WIRE_INITIAL_ID;
             report_stop(f);
+        } else if (p->type == KDH_WIRE_TYPE_RESEND && p->is_control) {
+            f->host_resends++;
+            rereport_stop(f);
         } else if (p->type == KDH_WIRE_TYPE_STATE_MANIPULATE) {
             on_request(f, p);
         }
@@ -194,6 +242,7 @@ static int setup(void **state)
     uv_idle_init(&f->loop, &f->idle);
     f->idle.data = f;
     kdh_wire_decoder_init(&f->dec);
+    f->last_reported = -1;
     hv_t *h = calloc(1, sizeof *h);
     assert_non_null(h);
     x->h = h;
@@ -346,12 +395,45 @@ static void test_probe_after_reset_in_stop(void **state)
     assert_true(kdh_kd_stopped(h->c.kd));
 }
 
+/* A Continue after an int 3 was stepped over (PC + 1), acknowledged and ignored: the target sits in
+ * the same stop. hv_conn_confirm_running's probe has the target report that stop again; stepped
+ * over again, the PC stays just past the int 3 (it is set from the report, not moved), and once
+ * continued for real the target runs and the probe's line stays quiet. */
+static void test_lost_continue_after_step_over(void **state)
+{
+    fixture_t *x = *state;
+    fake_t *f = &x->f;
+    hv_t *h = x->h;
+    kdh_wire_state_change_t sc = breakpoint_stop(FAR_PC, 0);
+    sc.report.instruction_stream[0] = 0xCC; /* a hard-coded int 3 (DbgBreakPoint, a break-in) */
+    f->script[f->n_script++] = sc;
+    f->ignore_continue = 1;
+    assert_int_equal(kdh_kd_connect(h->c.kd, 0, NULL), KDH_OK);
+    assert_int_equal(hv_conn_wait_stop(&h->c, 2000, NULL, NULL), KDH_OK);
+    kdh_err_t err;
+    memset(&err, 0, sizeof err);
+    assert_int_equal(kdh_target_skip_int3(h->t, h->c.kd, &err), KDH_OK);
+    assert_int_equal(kdh_get_u64(f->ctx + 0xF8), FAR_PC + 1);
+    assert_int_equal(hv_conn_continue(&h->c, KDH_WIRE_DBG_CONTINUE, &err), KDH_OK);
+    uint64_t serial = kdh_kd_stop_serial(h->c.kd);
+    assert_true(hv_conn_confirm_running(&h->c, serial)); /* still stopped: reported again */
+    assert_int_equal(f->host_resends, 1);
+    assert_true(h->c.probed);
+    assert_int_equal(kdh_target_skip_int3(h->t, h->c.kd, &err), KDH_OK);
+    assert_int_equal(kdh_get_u64(f->ctx + 0xF8), FAR_PC + 1);
+    /* continued again, the target runs: the line stays quiet */
+    assert_int_equal(hv_conn_continue(&h->c, KDH_WIRE_DBG_CONTINUE, &err), KDH_OK);
+    assert_false(hv_conn_confirm_running(&h->c, kdh_kd_stop_serial(h->c.kd)));
+    assert_true(f->running);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_step_ends_in_other_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clear_after_other_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_probe_after_reset_in_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_continue_after_step_over, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
