@@ -25,6 +25,7 @@ typedef struct kdh_daemon_target {
     double duration_s;
     unsigned long long stack_cap;
     double max_stall_pct;
+    unsigned summary_interval_s; /* summary_interval = seconds between summary.txt rewrites (0: 30) */
 } kdh_daemon_target_t;
 
 typedef struct kdh_daemon_config {

@@ -76,6 +76,7 @@ typedef struct kdh_harvest_opts {
     double max_stall_pct;     /* stopped more than this share of the last minute: disarm,
                                  log a gap, re-arm 10 s later; 0 = never */
     unsigned status_ms;       /* on_status period; 0 = 1000 */
+    unsigned summary_interval_s; /* summary.txt rewritten this often while armed; 0 = 30 */
     unsigned connect_timeout_ms; /* 0 = 15000 */
     /* The libuv loop to run on: NULL = a private loop for this harvest; the daemon passes its
      * one shared loop and runs each target's kdh_harvest_run as a task (kdh/task.h) on it. */

@@ -41,11 +41,13 @@ static const char usage[] =
     "  --duration S      stop after S seconds\n"
     "  --stack-cap N     after N events of one stack, only count it\n"
     "  --max-stall PCT   disarm for 10 s when the target is stopped more than PCT% of a minute\n"
+    "  --summary-interval S\n"
+    "                    rewrite summary.txt every S seconds while armed (default 30)\n"
     "  --quiet           no status line\n";
 
 enum {
     OPT_PORT = 256, OPT_BAUD, OPT_TAG, OPT_MODE, OPT_OUT, OPT_TARGET, OPT_SYMBOLS, OPT_SYMBOL, OPT_SAMPLE,
-    OPT_MAX_HITS, OPT_DURATION, OPT_CAP, OPT_STALL, OPT_QUIET, OPT_CONFIG, OPT_PAIR
+    OPT_MAX_HITS, OPT_DURATION, OPT_CAP, OPT_STALL, OPT_QUIET, OPT_CONFIG, OPT_PAIR, OPT_SUMMARY
 };
 static const struct option longopts[] = {
     {"port", required_argument, NULL, OPT_PORT},       {"baud", required_argument, NULL, OPT_BAUD},
@@ -56,6 +58,7 @@ static const struct option longopts[] = {
     {"duration", required_argument, NULL, OPT_DURATION}, {"stack-cap", required_argument, NULL, OPT_CAP},
     {"max-stall", required_argument, NULL, OPT_STALL}, {"quiet", no_argument, NULL, OPT_QUIET},
     {"config", required_argument, NULL, OPT_CONFIG},   {"pair", no_argument, NULL, OPT_PAIR},
+    {"summary-interval", required_argument, NULL, OPT_SUMMARY},
     {0, 0, 0, 0}};
 
 static volatile sig_atomic_t g_stop, g_reopen;
@@ -212,6 +215,11 @@ int kdh_cli_cmd_run(int argc, char **argv)
             if (kdh_cli_parse_u64("run", "--max-stall", o.arg, 1, 100, &v))
                 return KDH_CLI_EXIT_USAGE;
             ho.max_stall_pct = (double)v;
+            break;
+        case OPT_SUMMARY:
+            if (kdh_cli_parse_u64("run", "--summary-interval", o.arg, 1, 86400, &v))
+                return KDH_CLI_EXIT_USAGE;
+            ho.summary_interval_s = (unsigned)v;
             break;
         case OPT_QUIET: quiet = 1; break;
         case OPT_CONFIG: config = o.arg; break;

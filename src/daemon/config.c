@@ -147,9 +147,15 @@ static int on_kv(void *user, const char *section, const char *name, const char *
     }
     if (strcmp(name, "max_stall") == 0)
         return num(p, line, name, value, 0, 100, &t->max_stall_pct);
+    if (strcmp(name, "summary_interval") == 0) {
+        if (!num(p, line, name, value, 1, 86400, &d))
+            return 0;
+        t->summary_interval_s = (unsigned)d;
+        return 1;
+    }
     kdh_err_set(p->err, KDH_EINVAL,
                 "%s:%d: unknown key '%s' in [target %s] (port, tcp, unix, baud, tag, mode, pair, symbols, out, sample, "
-                "max_hits, duration, stack_cap, max_stall)",
+                "max_hits, duration, stack_cap, max_stall, summary_interval)",
                 p->path, line, name, t->name);
     return 0;
 }
@@ -225,6 +231,7 @@ void kdh_daemon_target_opts(const kdh_daemon_config_t *cfg, size_t i, kdh_harves
     o->duration_s = t->duration_s;
     o->stack_cap = t->stack_cap;
     o->max_stall_pct = t->max_stall_pct;
+    o->summary_interval_s = t->summary_interval_s;
     o->mode = t->mode;
     o->pair = t->pair;
     if (t->out[0]) {

@@ -846,7 +846,7 @@ static int serve(hv_t *h, kdh_err_t *err)
             if ((rc = write_meta(h, err)) != KDH_OK)
                 return rc;
         }
-        if (now - last_summary >= 30) {
+        if (now - last_summary >= (o->summary_interval_s ? o->summary_interval_s : 30)) {
             last_summary = now;
             write_summary(h);
         }

@@ -40,11 +40,13 @@ static void test_example(void **state)
     assert_int_equal(g_cfg.t[0].sample, 4);
     assert_true(g_cfg.t[0].max_stall_pct == 20);
     assert_int_equal(g_cfg.t[0].stack_cap, 10000);
+    assert_int_equal(g_cfg.t[0].summary_interval_s, 60);
     assert_string_equal(g_cfg.t[1].port, "tcp://127.0.0.1:4555");
     kdh_harvest_opts_t o;
     char out[512];
     kdh_daemon_target_opts(&g_cfg, 0, &o, out);
     assert_string_equal(o.tag, "Leak");
+    assert_int_equal(o.summary_interval_s, 60);
     assert_non_null(strstr(o.symbol_path, "msdl.microsoft.com")); /* the [daemon] default */
     assert_int_equal(strncmp(out, "/var/log/kdharvest/web01/", 25), 0);
     kdh_daemon_target_opts(&g_cfg, 1, &o, out);
@@ -71,6 +73,8 @@ static void test_errors(void **state)
     assert_non_null(strstr(err.msg, ":4: mode = sometimes"));
     assert_int_equal(load_text("[target a]\nport = p\ntag = Leak\npair = maybe\n", &err), KDH_EINVAL);
     assert_non_null(strstr(err.msg, ":4: pair = maybe"));
+    assert_int_equal(load_text("[target a]\nport = p\ntag = Leak\nsummary_interval = 0\n", &err), KDH_EINVAL);
+    assert_non_null(strstr(err.msg, ":4: summary_interval = 0"));
     assert_int_equal(load_text("[target a]\nport = p\ntag = Leak\nmode = entry\npair = yes\n", &err), KDH_OK);
     kdh_harvest_opts_t ho;
     char out[512];
