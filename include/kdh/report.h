@@ -49,6 +49,7 @@ typedef struct kdh_report_opts {
 } kdh_report_opts_t;
 
 typedef struct kdh_report kdh_report_t;
+struct kdh_store_extent; /* kdh/store.h */
 
 int kdh_report_new(kdh_report_t **out, const kdh_report_opts_t *opts, kdh_err_t *err);
 void kdh_report_free(kdh_report_t *rep);
@@ -57,6 +58,10 @@ void kdh_report_free(kdh_report_t *rep);
  * as "file:line: reason"), not fatal. Fails for a directory that is not a run or has an unknown
  * schema (the totals of runs already added stay valid). */
 int kdh_report_add_run(kdh_report_t *rep, const char *dir, kdh_err_t *err);
+/* The same for a run another thread of this process is writing: its files up to their sizes in upto
+ * (kdh_store_extent), so the totals hold whole lines only, and every stack their events name. */
+int kdh_report_add_run_extent(kdh_report_t *rep, const char *dir, const struct kdh_store_extent *upto,
+                              kdh_err_t *err);
 
 /* Renders in opts->format to out. */
 int kdh_report_render(const kdh_report_t *rep, FILE *out, kdh_err_t *err);

@@ -127,6 +127,13 @@ int kdh_store_append_gap(kdh_store_t *st, const kdh_store_gap_t *g, kdh_err_t *e
 /* Replaces meta.json atomically (meta.json.tmp, fsync, rename). The object is written as given
  * plus "schema" (always) and "updated" (now, ISO 8601 UTC, unless present). */
 int kdh_store_write_meta(kdh_store_t *st, const struct json_t *meta, kdh_err_t *err);
+/* kdh_store_write_meta in two steps, for a caller that writes the file on another thread.
+ * meta_text writes the collected lines first (meta describes lines that are on disk) and returns
+ * the file's text in *text (malloc'ed; the caller frees it). put_meta writes a text to
+ * dir/meta.json as write_meta does; it touches no handle and may run on any thread, but two calls
+ * for one directory must not overlap (they share meta.json.tmp). */
+int kdh_store_meta_text(kdh_store_t *st, const struct json_t *meta, char **text, kdh_err_t *err);
+int kdh_store_put_meta(const char *dir, const char *text, kdh_err_t *err);
 
 /* A failed write or fsync is final for the handle: the lines collected are dropped, and from then
  * on add_module, intern_stack, the appends, write_meta, flush, sync and close write nothing and
@@ -139,6 +146,27 @@ int kdh_store_flush(kdh_store_t *st, kdh_err_t *err);
 int kdh_store_sync(kdh_store_t *st, kdh_err_t *err);
 /* Syncs and frees; st may be NULL. Returns the first error of the final sync. */
 int kdh_store_close(kdh_store_t *st, kdh_err_t *err);
+
+/* ---- the run synced and read on another thread while a handle writes it ---- */
+
+/* The JSON Lines files' sizes at one moment: modules, stacks, events, pool, gaps (the order in
+ * which they are read), taken once every collected line is written. Lines are written whole, and
+ * stacks before the events that name them, so a reader that stops at these sizes
+ * (kdh_store_read_extent) sees whole lines only and every stack its events name, however much the
+ * handle has appended since. */
+#define KDH_STORE_JSONL_FILES 5
+typedef struct kdh_store_extent {
+    uint64_t bytes[KDH_STORE_JSONL_FILES];
+} kdh_store_extent_t;
+/* Flushes, then the files' sizes into *ext. */
+int kdh_store_extent(kdh_store_t *st, kdh_store_extent_t *ext, kdh_err_t *err);
+/* fdatasync of the run's JSON Lines files in dir, each opened by its path here instead of through
+ * a handle's descriptors, so it is safe on any thread while a handle writes or closes them (a sync
+ * through any descriptor of a file writes that file's data). */
+int kdh_store_sync_files(const char *dir, kdh_err_t *err);
+/* A failure of kdh_store_sync_files on another thread, handed to the handle: it fails from now on
+ * as if its own fsync had failed (see above), unless it failed before. */
+void kdh_store_set_failed(kdh_store_t *st, const kdh_err_t *e);
 
 /* ---- stack identity (pure) ---- */
 
@@ -188,6 +216,11 @@ int kdh_store_read(const char *dir, const kdh_store_reader_t *rd, kdh_store_read
 int kdh_store_read_hinted(const char *dir, const kdh_store_reader_t *rd,
                           void (*on_event_ahead)(void *ud, const kdh_store_event_t *ev),
                           kdh_store_read_stats_t *stats, kdh_err_t *err);
+/* kdh_store_read_hinted reading each JSON Lines file only up to its size in upto (NULL: to its
+ * end), for a run another thread is writing (kdh_store_extent). */
+int kdh_store_read_extent(const char *dir, const kdh_store_reader_t *rd,
+                          void (*on_event_ahead)(void *ud, const kdh_store_event_t *ev),
+                          const kdh_store_extent_t *upto, kdh_store_read_stats_t *stats, kdh_err_t *err);
 
 /* Parses one line of events.jsonl (no newline needed). Pure; used by the reader and fuzzed.
  * ev->src is left NULL (the reader passes it to on_event while the line is alive). */

@@ -564,6 +564,11 @@ static int on_meta(void *ud, const json_t *meta)
 
 int kdh_report_add_run(kdh_report_t *r, const char *dir, kdh_err_t *err)
 {
+    return kdh_report_add_run_extent(r, dir, NULL, err);
+}
+
+int kdh_report_add_run_extent(kdh_report_t *r, const char *dir, const kdh_store_extent_t *upto, kdh_err_t *err)
+{
     rrun_t *runs = realloc(r->runs, (r->nruns + 1) * sizeof *runs);
     if (!runs)
         return kdh_err_set(err, KDH_ENOMEM, "out of memory adding run %s", dir);
@@ -575,7 +580,7 @@ int kdh_report_add_run(kdh_report_t *r, const char *dir, kdh_err_t *err)
      * outstanding in its stacks and tags, and need no slot any more. */
     rep_live_clear(&r->live);
     kdh_store_reader_t rd = {r, on_meta, on_module, on_stack, on_event, on_pool, on_gap, on_skip};
-    int rc = kdh_store_read_hinted(dir, &rd, on_event_ahead, NULL, err);
+    int rc = kdh_store_read_extent(dir, &rd, on_event_ahead, upto, NULL, err);
     if (rc != KDH_OK) {
         r->nruns--;
         free(runs[r->nruns].dir);

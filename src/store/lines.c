@@ -16,7 +16,13 @@ int kdh_lines_init(kdh_lines_t *lr, int fd)
     lr->fd = fd;
     lr->cap = KDH_STORE_LINE_MAX + CHUNK + 1;
     lr->buf = malloc(lr->cap);
+    lr->left = UINT64_MAX;
     return lr->buf ? KDH_OK : KDH_ENOMEM;
+}
+
+void kdh_lines_limit(kdh_lines_t *lr, uint64_t bytes)
+{
+    lr->left = bytes;
 }
 
 void kdh_lines_free(kdh_lines_t *lr)
@@ -36,12 +42,16 @@ static ssize_t fill(kdh_lines_t *lr)
     size_t room = lr->cap - 1 - lr->end;
     if (room > CHUNK)
         room = CHUNK;
+    if (room > lr->left)
+        room = (size_t)lr->left;
     for (;;) {
-        ssize_t n = read(lr->fd, lr->buf + lr->end, room);
+        ssize_t n = room ? read(lr->fd, lr->buf + lr->end, room) : 0;
         if (n < 0 && errno == EINTR)
             continue;
-        if (n > 0)
+        if (n > 0) {
             lr->end += (size_t)n;
+            lr->left -= (uint64_t)n;
+        }
         if (n == 0)
             lr->eof = 1;
         return n;

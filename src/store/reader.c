@@ -141,7 +141,9 @@ static int handle_line(void *ud, char *line, size_t len, int state, uint64_t lin
 /* Files this large read their events on a helper thread (kdh_store_pipe_events). */
 #define PIPE_MIN_BYTES (1u << 20)
 
-static int read_file(read_ctx_t *c, const char *dir, const char *name, int kind, int *present, kdh_err_t *err)
+/* limit: bytes of the file to read (UINT64_MAX: all of it). */
+static int read_file(read_ctx_t *c, const char *dir, const char *name, int kind, uint64_t limit, int *present,
+                     kdh_err_t *err)
 {
     char path[4200];
     kdh_lines_t lr;
@@ -158,8 +160,8 @@ static int read_file(read_ctx_t *c, const char *dir, const char *name, int kind,
             return KDH_OK;
         return kdh_err_set(err, KDH_EIO, "cannot open %s: %s", path, strerror(errno));
     }
-    if (kind == R_EVENTS && fstat(fd, &sb) == 0 && sb.st_size >= (off_t)PIPE_MIN_BYTES) {
-        rc = kdh_store_pipe_events(fd, handle_line, c->ahead, c->rd->ud, &fc);
+    if (kind == R_EVENTS && fstat(fd, &sb) == 0 && sb.st_size >= (off_t)PIPE_MIN_BYTES && limit >= PIPE_MIN_BYTES) {
+        rc = kdh_store_pipe_events(fd, limit, handle_line, c->ahead, c->rd->ud, &fc);
         close(fd);
         if (rc == KDH_EIO)
             return kdh_err_set(err, KDH_EIO, "read error in %s", path);
@@ -171,6 +173,7 @@ static int read_file(read_ctx_t *c, const char *dir, const char *name, int kind,
         close(fd);
         return kdh_err_set(err, KDH_ENOMEM, "out of memory reading %s", path);
     }
+    kdh_lines_limit(&lr, limit);
     while ((r = kdh_lines_next(&lr, &line, &len, &state)) == 1) {
         kdh_store_event_t ev;
         const char *src = NULL;
@@ -204,6 +207,13 @@ int kdh_store_read(const char *dir, const kdh_store_reader_t *rd, kdh_store_read
 int kdh_store_read_hinted(const char *dir, const kdh_store_reader_t *rd,
                           void (*on_event_ahead)(void *ud, const kdh_store_event_t *ev),
                           kdh_store_read_stats_t *stats, kdh_err_t *err)
+{
+    return kdh_store_read_extent(dir, rd, on_event_ahead, NULL, stats, err);
+}
+
+int kdh_store_read_extent(const char *dir, const kdh_store_reader_t *rd,
+                          void (*on_event_ahead)(void *ud, const kdh_store_event_t *ev),
+                          const kdh_store_extent_t *upto, kdh_store_read_stats_t *stats, kdh_err_t *err)
 {
     static const kdh_store_reader_t none;
     kdh_store_read_stats_t local;
@@ -262,8 +272,9 @@ int kdh_store_read_hinted(const char *dir, const kdh_store_reader_t *rd,
         int kind;
     } files[] = {{"modules.jsonl", R_MODULES}, {"stacks.jsonl", R_STACKS}, {"events.jsonl", R_EVENTS},
                  {"pool.jsonl", R_POOL},       {"gaps.jsonl", R_GAPS}};
+    _Static_assert(KDH_ARRAY_LEN(files) == KDH_STORE_JSONL_FILES, "kdh_store_extent_t has a size per file");
     for (size_t i = 0; i < KDH_ARRAY_LEN(files); i++) {
-        rc = read_file(c, dir, files[i].name, files[i].kind, &present, err);
+        rc = read_file(c, dir, files[i].name, files[i].kind, upto ? upto->bytes[i] : UINT64_MAX, &present, err);
         if (rc != 0)
             break;
         if (files[i].kind == R_STACKS && !present && has_events) {

@@ -30,6 +30,7 @@ typedef struct batch {
 
 typedef struct pipe {
     int fd;
+    uint64_t limit; /* bytes of fd to read (kdh_lines_limit) */
     pthread_mutex_t mu;
     pthread_cond_t can_fill, can_drain;
     batch_t *ring[RING];
@@ -70,6 +71,7 @@ static void *producer(void *arg)
         err = KDH_ENOMEM;
         r = 0;
     }
+    kdh_lines_limit(&lr, p->limit);
     while (r == 1) {
         pthread_mutex_lock(&p->mu);
         unsigned slot = (unsigned)(p->filled % RING);
@@ -128,7 +130,7 @@ static void *producer(void *arg)
 }
 
 /* The same lines on the caller's thread: no thread could be started. */
-static int direct(int fd, kdh_pipe_line_fn fn, void *ud)
+static int direct(int fd, uint64_t limit, kdh_pipe_line_fn fn, void *ud)
 {
     kdh_lines_t lr;
     char *line;
@@ -136,6 +138,7 @@ static int direct(int fd, kdh_pipe_line_fn fn, void *ud)
     int state, r, rc = 0;
     if (kdh_lines_init(&lr, fd) != KDH_OK)
         return KDH_ENOMEM;
+    kdh_lines_limit(&lr, limit);
     while ((r = kdh_lines_next(&lr, &line, &len, &state)) == 1) {
         kdh_store_event_t ev;
         const char *src = NULL;
@@ -158,20 +161,21 @@ static int direct(int fd, kdh_pipe_line_fn fn, void *ud)
     return rc;
 }
 
-int kdh_store_pipe_events(int fd, kdh_pipe_line_fn fn, void (*ahead)(void *, const kdh_store_event_t *),
-                          void *ahead_ud, void *ud)
+int kdh_store_pipe_events(int fd, uint64_t limit, kdh_pipe_line_fn fn,
+                          void (*ahead)(void *, const kdh_store_event_t *), void *ahead_ud, void *ud)
 {
     pipe_t *p = calloc(1, sizeof *p);
     if (!p)
-        return direct(fd, fn, ud);
+        return direct(fd, limit, fn, ud);
     p->fd = fd;
+    p->limit = limit;
     for (int i = 0; i < RING; i++) {
         p->ring[i] = calloc(1, sizeof *p->ring[i]);
         if (!p->ring[i]) {
             for (int j = 0; j < i; j++)
                 free(p->ring[j]);
             free(p);
-            return direct(fd, fn, ud);
+            return direct(fd, limit, fn, ud);
         }
     }
     pthread_mutex_init(&p->mu, NULL);
@@ -180,7 +184,7 @@ int kdh_store_pipe_events(int fd, kdh_pipe_line_fn fn, void (*ahead)(void *, con
     pthread_t th;
     int rc = 0, started = pthread_create(&th, NULL, producer, p) == 0;
     if (!started)
-        rc = direct(fd, fn, ud);
+        rc = direct(fd, limit, fn, ud);
     while (started) {
         pthread_mutex_lock(&p->mu);
         unsigned slot = (unsigned)(p->drained % RING);

@@ -14,11 +14,12 @@
 typedef int (*kdh_pipe_line_fn)(void *ud, char *line, size_t len, int state, uint64_t lineno,
                                 const kdh_store_event_t *fast);
 
-/* Reads fd to its end. Returns the first non-zero result of fn, KDH_EIO on a read error, KDH_ENOMEM,
- * or 0. Falls back to reading on the caller's thread when no thread can be started. */
+/* Reads fd to its end, or limit bytes of it (UINT64_MAX: no limit). Returns the first non-zero
+ * result of fn, KDH_EIO on a read error, KDH_ENOMEM, or 0. Falls back to reading on the caller's
+ * thread when no thread can be started. */
 /* ahead (may be NULL) is called with parsed events KDH_PIPE_AHEAD lines before fn gets them. */
 #define KDH_PIPE_AHEAD 16
-int kdh_store_pipe_events(int fd, kdh_pipe_line_fn fn, void (*ahead)(void *, const kdh_store_event_t *),
-                          void *ahead_ud, void *ud);
+int kdh_store_pipe_events(int fd, uint64_t limit, kdh_pipe_line_fn fn,
+                          void (*ahead)(void *, const kdh_store_event_t *), void *ahead_ud, void *ud);
 
 #endif

@@ -27,6 +27,7 @@
 enum { F_MODULES, F_STACKS, F_EVENTS, F_POOL, F_GAPS, F_COUNT };
 static const char *const file_names[F_COUNT] = {"modules.jsonl", "stacks.jsonl", "events.jsonl",
                                                 "pool.jsonl", "gaps.jsonl"};
+_Static_assert(F_COUNT == KDH_STORE_JSONL_FILES, "kdh_store_extent_t has a size per file, in this order");
 
 struct kdh_store {
     char *dir;
@@ -278,12 +279,19 @@ const char *kdh_store_dir(const kdh_store_t *st)
 
 /* Latches a write or fsync failure (see the head of this file): every file's collected lines are
  * dropped, and the error is returned by every later call that would write. */
-static int fail(kdh_store_t *st, kdh_err_t *err, const char *op, int f, const char *why)
+static void latch(kdh_store_t *st, const char *msg)
 {
     st->failed = KDH_EIO;
-    snprintf(st->failed_msg, sizeof st->failed_msg, "%s %s/%s: %s", op, st->dir, file_names[f], why);
+    snprintf(st->failed_msg, sizeof st->failed_msg, "%s", msg);
     for (int i = 0; i < F_COUNT; i++)
         st->npend[i] = 0;
+}
+
+static int fail(kdh_store_t *st, kdh_err_t *err, const char *op, int f, const char *why)
+{
+    char msg[sizeof st->failed_msg];
+    snprintf(msg, sizeof msg, "%s %s/%s: %s", op, st->dir, file_names[f], why);
+    latch(st, msg);
     return kdh_err_set(err, st->failed, "%s", st->failed_msg);
 }
 
@@ -468,14 +476,11 @@ int kdh_store_append_gap(kdh_store_t *st, const kdh_store_gap_t *g, kdh_err_t *e
     return append(st, F_GAPS, kdh_store_gap_json(g), err);
 }
 
-int kdh_store_write_meta(kdh_store_t *st, const json_t *meta, kdh_err_t *err)
+int kdh_store_meta_text(kdh_store_t *st, const json_t *meta, char **text, kdh_err_t *err)
 {
-    char tmp[4200], dst[4200];
     int rc;
+    *text = NULL;
     if ((rc = flush_pending(st, err)) != KDH_OK) /* meta describes lines that are on disk */
-        return rc;
-    if ((rc = path_of(st, "meta.json.tmp", tmp, sizeof tmp, err)) != KDH_OK ||
-        (rc = path_of(st, "meta.json", dst, sizeof dst, err)) != KDH_OK)
         return rc;
     json_t *m = json_object();
     if (!m)
@@ -489,32 +494,47 @@ int kdh_store_write_meta(kdh_store_t *st, const json_t *meta, kdh_err_t *err)
         iso_now(now, sizeof now);
         json_object_set_new(m, "updated", json_string(now));
     }
-    char *text = json_dumps(m, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(16));
+    *text = json_dumps(m, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(16));
     json_decref(m);
-    if (!text)
+    if (!*text)
         return kdh_err_set(err, KDH_ENOMEM, "cannot serialize meta.json");
+    return KDH_OK;
+}
+
+int kdh_store_put_meta(const char *dir, const char *text, kdh_err_t *err)
+{
+    char tmp[4200], dst[4200];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s/meta.json.tmp", dir) >= sizeof tmp ||
+        (size_t)snprintf(dst, sizeof dst, "%s/meta.json", dir) >= sizeof dst)
+        return kdh_err_set(err, KDH_EINVAL, "run directory path too long");
     size_t len = strlen(text);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        free(text);
+    if (fd < 0)
         return kdh_err_set(err, KDH_EIO, "cannot create %s: %s", tmp, strerror(errno));
-    }
-    text[len] = '\0';
     ssize_t w = write(fd, text, len);
     int ok = w == (ssize_t)len && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
     int saved = errno;
-    free(text);
     close(fd);
     if (!ok || rename(tmp, dst) != 0) {
         unlink(tmp);
         return kdh_err_set(err, KDH_EIO, "cannot replace %s: %s", dst, strerror(ok ? errno : saved));
     }
-    int dfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) { /* make the rename itself durable */
         (void)fsync(dfd); /* best effort: the file's own data was synced before the rename */
         close(dfd);
     }
     return KDH_OK;
+}
+
+int kdh_store_write_meta(kdh_store_t *st, const json_t *meta, kdh_err_t *err)
+{
+    char *text;
+    int rc = kdh_store_meta_text(st, meta, &text, err);
+    if (rc == KDH_OK)
+        rc = kdh_store_put_meta(st->dir, text, err);
+    free(text);
+    return rc;
 }
 
 int kdh_store_sync(kdh_store_t *st, kdh_err_t *err)
@@ -526,6 +546,44 @@ int kdh_store_sync(kdh_store_t *st, kdh_err_t *err)
         st->unsynced[f] = 0;
     }
     return rc;
+}
+
+int kdh_store_extent(kdh_store_t *st, kdh_store_extent_t *ext, kdh_err_t *err)
+{
+    int rc = flush_pending(st, err);
+    for (int f = 0; f < F_COUNT && rc == KDH_OK; f++) {
+        struct stat sb;
+        if (fstat(st->fd[f], &sb) != 0)
+            return kdh_err_set(err, KDH_EIO, "%s/%s: fstat: %s", st->dir, file_names[f], strerror(errno));
+        ext->bytes[f] = (uint64_t)sb.st_size;
+    }
+    return rc;
+}
+
+int kdh_store_sync_files(const char *dir, kdh_err_t *err)
+{
+    for (int f = 0; f < F_COUNT; f++) {
+        char path[4200];
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, file_names[f]) >= sizeof path)
+            return kdh_err_set(err, KDH_EINVAL, "run directory path too long");
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT)
+            continue; /* nothing written there to sync */
+        if (fd < 0)
+            return kdh_err_set(err, KDH_EIO, "cannot open %s to sync it: %s", path, strerror(errno));
+        int ok = fdatasync(fd) == 0;
+        int saved = errno;
+        close(fd);
+        if (!ok)
+            return kdh_err_set(err, KDH_EIO, "fsync %s: %s", path, strerror(saved));
+    }
+    return KDH_OK;
+}
+
+void kdh_store_set_failed(kdh_store_t *st, const kdh_err_t *e)
+{
+    if (!st->failed) /* the first failure is the one every later call names */
+        latch(st, e->msg);
 }
 
 int kdh_store_close(kdh_store_t *st, kdh_err_t *err)

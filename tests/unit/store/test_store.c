@@ -34,14 +34,20 @@ static void rm_rf(const char *d)
     assert_int_equal(system(cmd), 0);
 }
 
-static void write_file(const char *dir, const char *name, const char *text)
+/* dir/name opened with mode ("w" or "a"), text written. */
+static void put_file(const char *dir, const char *name, const char *mode, const char *text)
 {
     char p[512];
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "w");
+    FILE *f = fopen(p, mode);
     assert_non_null(f);
     fputs(text, f);
     fclose(f);
+}
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    put_file(dir, name, "w", text);
 }
 
 static char *slurp(const char *dir, const char *name)
@@ -509,6 +515,117 @@ static void test_long_line_and_second_writer(void **state)
     free(dir);
 }
 
+/* ---- the run read and synced by another thread while a handle writes it ---- */
+
+static void append_events(kdh_store_t *st, int n, uint64_t sid)
+{
+    kdh_err_t err = {0};
+    for (int i = 0; i < n; i++) {
+        kdh_store_event_t ev;
+        mk_event(&ev, KDH_STORE_ALLOC, 100.0 + i, sid, 0x1000 + 0x10 * (uint64_t)i);
+        assert_int_equal(kdh_store_append_event(st, &ev, NULL, &err), KDH_OK);
+    }
+}
+
+/* Reads dir up to upto (NULL: to the end) into g; returns the lines skipped. */
+static uint64_t read_upto(const char *dir, const kdh_store_extent_t *upto, got_t *g)
+{
+    kdh_store_reader_t rd = reader_for(g);
+    kdh_store_read_stats_t stats;
+    kdh_err_t err = {0};
+    assert_int_equal(kdh_store_read_extent(dir, &rd, NULL, upto, &stats, &err), KDH_OK);
+    return stats.skipped;
+}
+
+/* What was appended after the extent was taken (a stack, an event naming it, and a line still
+ * being written) is not read up to the extent, on the plain path and on the helper thread's
+ * (events.jsonl over 1 MiB). */
+static void test_read_to_extent(void **state)
+{
+    char *dir = mktemp_dir();
+    kdh_store_t *st;
+    kdh_err_t err = {0};
+    uint64_t sid, sid2;
+    got_t g;
+    assert_int_equal(kdh_store_open(&st, dir, NULL, &err), KDH_OK);
+    assert_int_equal(kdh_store_intern_stack(st, leak_frames, 2, &sid, &err), KDH_OK);
+    for (int big = 0; big < 2; big++) {
+        append_events(st, big ? 12000 : 2, sid); /* 12000 lines: well over 1 MiB */
+        kdh_store_extent_t upto;
+        assert_int_equal(kdh_store_extent(st, &upto, &err), KDH_OK);
+        int before = big ? 2 + 1 + 12000 : 2; /* round 0 left 3 */
+        kdh_store_frame_t later = {.mod = "LateDrv.sys/5E2A11004000", .rva = 0x10 + (uint64_t)big, .has_rva = 1};
+        assert_int_equal(kdh_store_intern_stack(st, &later, 1, &sid2, &err), KDH_OK);
+        append_events(st, 1, sid2);
+        put_file(dir, "events.jsonl", "a", "{\"seq\":99999,\"t\":1,\"ki");
+        assert_int_equal(read_upto(dir, &upto, &g), 0);
+        assert_int_equal(g.stacks, 1 + big);
+        assert_true(g.sids[0] == sid);
+        assert_int_equal(g.events, before);
+        assert_int_equal(read_upto(dir, NULL, &g), 1); /* the torn line */
+        assert_int_equal(g.stacks, 2 + big);
+        assert_int_equal(g.events, before + 1);
+        kdh_store_close(st, NULL);
+        assert_int_equal(kdh_store_open(&st, dir, NULL, &err), KDH_OK); /* repairs the torn line */
+    }
+    kdh_store_close(st, NULL);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* kdh_store_meta_text then kdh_store_put_meta write what kdh_store_write_meta does. */
+static void test_meta_in_two_steps(void **state)
+{
+    char *dir = mktemp_dir(), tmp[600];
+    kdh_store_t *st;
+    kdh_err_t err = {0};
+    assert_int_equal(kdh_store_open(&st, dir, NULL, &err), KDH_OK);
+    json_t *m = json_pack("{s:s, s:s}", "target", "srv1", "updated", "2024-01-02T03:04:05Z");
+    char *text;
+    assert_int_equal(kdh_store_meta_text(st, m, &text, &err), KDH_OK);
+    assert_int_equal(kdh_store_put_meta(dir, text, &err), KDH_OK);
+    char *want = malloc(strlen(text) + 2);
+    assert_non_null(want);
+    snprintf(want, strlen(text) + 2, "%s\n", text);
+    assert_string_equal(slurp(dir, "meta.json"), want);
+    assert_non_null(strstr(want, "\"schema\": \"kdharvest-run/1\""));
+    assert_int_equal(kdh_store_write_meta(st, m, &err), KDH_OK);
+    assert_string_equal(slurp(dir, "meta.json"), want);
+    snprintf(tmp, sizeof tmp, "%s/meta.json.tmp", dir);
+    assert_int_not_equal(access(tmp, F_OK), 0);
+    free(want);
+    free(text);
+    json_decref(m);
+    kdh_store_close(st, NULL);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* Files synced by path; a failure found that way fails the handle like its own, once. */
+static void test_sync_files_and_set_failed(void **state)
+{
+    char *dir = mktemp_dir();
+    kdh_store_t *st;
+    kdh_err_t err = {0};
+    assert_int_equal(kdh_store_open(&st, dir, NULL, &err), KDH_OK);
+    append_events(st, 3, 0);
+    assert_int_equal(kdh_store_sync_files(dir, &err), KDH_OK);
+    kdh_err_t boom = {0}, later = {0};
+    kdh_err_set(&boom, KDH_EIO, "fsync %s/events.jsonl: Input/output error", dir);
+    kdh_err_set(&later, KDH_EIO, "a later failure");
+    kdh_store_set_failed(st, &boom);
+    kdh_store_set_failed(st, &later);
+    kdh_store_event_t ev;
+    mk_event(&ev, KDH_STORE_ALLOC, 1.0, 0, 0x10);
+    assert_int_equal(kdh_store_append_event(st, &ev, NULL, &err), KDH_EIO);
+    assert_non_null(strstr(err.msg, "events.jsonl: Input/output error"));
+    kdh_store_extent_t upto;
+    assert_int_equal(kdh_store_extent(st, &upto, &err), KDH_EIO);
+    kdh_store_close(st, NULL);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -516,7 +633,8 @@ int main(void)
         cmocka_unit_test(test_torn_line_repaired),  cmocka_unit_test(test_reader_skips_garbage),
         cmocka_unit_test(test_reader_bad_dirs),     cmocka_unit_test(test_same_sid_across_runs),
         cmocka_unit_test(test_parse_event_fields), cmocka_unit_test(test_fast_path_matches_reference),
-        cmocka_unit_test(test_long_line_and_second_writer),
+        cmocka_unit_test(test_long_line_and_second_writer), cmocka_unit_test(test_read_to_extent),
+        cmocka_unit_test(test_meta_in_two_steps),   cmocka_unit_test(test_sync_files_and_set_failed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
