@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "harvest_int.h"
-#include "kdh/report.h"
 #include "kdh/tag.h"
 
 /* ---- DbgPrint text ---- */
@@ -54,130 +53,6 @@ static void on_print(void *ctx, const char *text, size_t len)
         i = j + 1;
     }
     fflush(h->dbgprint);
-}
-
-/* ---- meta.json and summary.txt ---- */
-static void iso_time(double t, char *out, size_t len)
-{
-    time_t s = (time_t)t;
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-static int write_meta(hv_t *h, kdh_err_t *err)
-{
-    char started[40], hex[32];
-    iso_time(h->started, started, sizeof started);
-    json_t *m = json_object();
-    const char *slash = strrchr(h->dir, '/');
-    json_object_set_new(m, "run_id", json_string(slash ? slash + 1 : h->dir));
-    json_object_set_new(m, "target", json_string(h->o->target_name ? h->o->target_name : h->o->port));
-    json_object_set_new(m, "source", json_string("live"));
-    json_object_set_new(m, "tag", json_string(h->tag));
-    snprintf(hex, sizeof hex, "0x%08x", h->tag_dword);
-    json_object_set_new(m, "tag_dword", json_string(hex));
-    json_object_set_new(m, "mode", json_string(kdh_harvest_mode_name(h->o->mode)));
-    json_object_set_new(m, "pair", json_boolean(h->o->pair));
-    json_object_set_new(m, "started", json_string(started));
-    json_t *k = json_object();
-    if (h->t && kdh_target_version(h->t)) {
-        const kdh_wire_get_version_t *v = kdh_target_version(h->t);
-        json_object_set_new(k, "build", json_integer(v->minor_version));
-        snprintf(hex, sizeof hex, "0x%llx", (unsigned long long)v->kern_base);
-        json_object_set_new(k, "base", json_string(hex));
-        json_object_set_new(k, "arch", json_string(kdh_target_pointer_size(h->t) == 8 ? "x64" : "x86"));
-    }
-    json_object_set_new(k, "boot", json_integer(h->boot));
-    snprintf(hex, sizeof hex, "0x%llx", (unsigned long long)h->pht_addr);
-    json_object_set_new(k, "pool_hit_tag", json_string(hex));
-    json_object_set_new(k, "pool_hit_tag_source", json_string(h->pht_source));
-    snprintf(hex, sizeof hex, "0x%08x", h->pht_old);
-    json_object_set_new(k, "pool_hit_tag_original", json_string(hex));
-    if (h->o->mode == KDH_HARVEST_SPECIALPOOL) {
-        snprintf(hex, sizeof hex, "0x%08x", h->special_tag);
-        json_object_set_new(k, "special_pool_tag", json_string(hex));
-    }
-    json_object_set_new(m, "kernel", k);
-    json_t *l = json_object();
-    json_object_set_new(l, "port", json_string(h->o->port));
-    json_object_set_new(l, "baud", json_integer(h->c.baud));
-    json_object_set_new(l, "bytes_in", json_integer((json_int_t)hv_conn_bytes(&h->c, 0)));
-    json_object_set_new(l, "bytes_out", json_integer((json_int_t)hv_conn_bytes(&h->c, 1)));
-    json_object_set_new(l, "requests", json_integer(h->c.kd ? (json_int_t)kdh_kd_stats(h->c.kd)->requests : 0));
-    json_object_set_new(l, "quiet_probes",
-                        json_integer(h->c.kd ? (json_int_t)kdh_link_stats(kdh_kd_link(h->c.kd))->probes_sent : 0));
-    json_object_set_new(m, "link", l);
-    json_t *c = json_object();
-    json_object_set_new(c, "hits", json_integer((json_int_t)h->hits));
-    json_object_set_new(c, "captured", json_integer((json_int_t)h->captured));
-    json_object_set_new(c, "counted_only", json_integer((json_int_t)h->counted));
-    json_object_set_new(c, "allocs", json_integer((json_int_t)h->allocs));
-    json_object_set_new(c, "frees", json_integer((json_int_t)h->frees));
-    json_object_set_new(c, "unclassified", json_integer((json_int_t)h->unknown));
-    json_object_set_new(c, "capped", json_integer((json_int_t)h->capped));
-    json_object_set_new(c, "reboots", json_integer((json_int_t)h->reboots));
-    json_object_set_new(c, "hits_reported_again", json_integer((json_int_t)h->restops));
-    json_object_set_new(c, "stop_pcs_corrected", json_integer(h->c.kd ? (json_int_t)kdh_kd_stats(h->c.kd)->corrected_pcs : 0));
-    json_object_set_new(c, "stop_threads_corrected",
-                        json_integer(h->c.kd ? (json_int_t)kdh_kd_stats(h->c.kd)->corrected_threads : 0));
-    json_object_set_new(c, "pool_hit_tag_rewrites", json_integer((json_int_t)h->pht_rewrites));
-    json_object_set_new(c, "sample", json_integer(h->o->sample > 1 ? h->o->sample : 1));
-    if (h->o->pair) {
-        const hv_pair_t *p = &h->pair;
-        json_t *pc = json_object();
-        json_object_set_new(pc, "allocs_with_addr", json_integer((json_int_t)p->allocs_addr));
-        json_object_set_new(pc, "allocs_without_addr", json_integer((json_int_t)p->allocs_no_addr));
-        json_object_set_new(pc, "allocs_failed", json_integer((json_int_t)p->allocs_failed));
-        json_object_set_new(pc, "frees_paired", json_integer((json_int_t)p->frees_paired));
-        json_object_set_new(pc, "frees_unmatched", json_integer((json_int_t)p->frees_unmatched));
-        json_object_set_new(pc, "frees_without_addr", json_integer((json_int_t)p->frees_no_addr));
-        json_object_set_new(pc, "returns_stepped_over", json_integer((json_int_t)p->returns_other));
-        json_object_set_new(pc, "live_blocks", json_integer((json_int_t)p->live_n));
-        json_object_set_new(c, "pair", pc);
-    }
-    if (h->o->mode != KDH_HARVEST_HITTAG) {
-        json_object_set_new(c, "filtered", json_integer((json_int_t)h->filtered));
-        json_object_set_new(c, "nested", json_integer((json_int_t)h->nested));
-    }
-    json_t *bp = json_object();
-    json_object_set_new(bp, "written", json_integer((json_int_t)h->bps.writes));
-    json_object_set_new(bp, "restored", json_integer((json_int_t)h->bps.restores));
-    json_object_set_new(bp, "taken_out_by_target", json_integer((json_int_t)h->bps.deleted_by_target));
-    json_object_set_new(bp, "steps", json_integer((json_int_t)h->bps.steps));
-    json_object_set_new(bp, "steps_lost", json_integer((json_int_t)h->bps.lost_steps));
-    json_object_set_new(c, "breakpoints", bp);
-    json_object_set_new(m, "counters", c);
-    int rc = kdh_store_write_meta(h->st, m, err);
-    json_decref(m);
-    return rc;
-}
-
-static void write_summary(hv_t *h)
-{
-    kdh_err_t e;
-    memset(&e, 0, sizeof e);
-    if (kdh_store_sync(h->st, &e) != KDH_OK)
-        return;
-    kdh_report_opts_t ro;
-    memset(&ro, 0, sizeof ro);
-    ro.format = KDH_REPORT_TEXT;
-    ro.value = KDH_REPORT_VALUE_COUNT;
-    ro.top = 10;
-    kdh_report_t *rep = NULL;
-    if (kdh_report_new(&rep, &ro, &e) != KDH_OK)
-        return;
-    char tmp[640], path[640];
-    snprintf(tmp, sizeof tmp, "%s/summary.txt.tmp", h->dir);
-    snprintf(path, sizeof path, "%s/summary.txt", h->dir);
-    FILE *f = NULL;
-    if (kdh_report_add_run(rep, h->dir, &e) == KDH_OK && (f = fopen(tmp, "w")) != NULL) {
-        int ok = kdh_report_render(rep, f, &e) == KDH_OK;
-        ok = (fclose(f) == 0) && ok;
-        if (!ok || rename(tmp, path) != 0)
-            unlink(tmp);
-    }
-    kdh_report_free(rep);
 }
 
 /* ---- status ---- */
@@ -795,7 +670,7 @@ static int check_boot(hv_t *h, kdh_err_t *err)
               (unsigned long long)v.kern_base, h->boot);
     if ((rc = attach_arm(h, 0, err)) != KDH_OK)
         return rc;
-    return write_meta(h, err);
+    return hv_write_meta(h, err);
 }
 
 /* ---- the run ---- */
@@ -822,8 +697,8 @@ static int rebooted_meanwhile(hv_t *h, int rc, uint64_t serial, kdh_err_t *err)
 static int serve(hv_t *h, kdh_err_t *err)
 {
     const kdh_harvest_opts_t *o = h->o;
-    double gap_t0 = 0, last_meta = hv_now_mono(), last_summary = last_meta;
-    int rc;
+    double gap_t0 = 0;
+    hv_runfiles_begin(h, hv_now_mono());
     for (;;) {
         double now = hv_now_mono();
         /* the last allocations' returns come first, for a while */
@@ -841,15 +716,10 @@ static int serve(hv_t *h, kdh_err_t *err)
             *o->reopen = 0;
             open_dbgprint(h);
         }
-        if (now - last_meta >= 10) {
-            last_meta = now;
-            if ((rc = write_meta(h, err)) != KDH_OK)
-                return rc;
-        }
-        if (now - last_summary >= (o->summary_interval_s ? o->summary_interval_s : 30)) {
-            last_summary = now;
-            write_summary(h);
-        }
+        /* meta.json and summary.txt are written in the thread pool: the loop goes on meanwhile */
+        int rc = hv_runfiles_tick(h, now, err);
+        if (rc != KDH_OK)
+            return rc;
         if (!h->armed && gap_t0 > 0 && hv_now_wall() - gap_t0 >= 10) {
             /* re-arm after a load pause: break in, write the tag, go on */
             if ((rc = kdh_kd_break(h->c.kd, err)) != KDH_OK)
@@ -998,7 +868,7 @@ int kdh_harvest_run(const kdh_harvest_opts_t *o, kdh_harvest_result_t *res, kdh_
     if (rc == KDH_OK)
         rc = gap_since_last_run(h, err);
     if (rc == KDH_OK)
-        rc = write_meta(h, err);
+        rc = hv_write_meta(h, err);
     if (rc == KDH_OK) {
         h->armed_at = hv_now_mono();
         h->last_probe_wall = hv_now_wall();
@@ -1034,9 +904,10 @@ int kdh_harvest_run(const kdh_harvest_opts_t *o, kdh_harvest_result_t *res, kdh_
     hv_conn_end_line_gap(&h->c); /* a line still down at the end is a gap up to now */
     if (h->st) {
         kdh_err_t e2;
-        write_meta(h, &e2);
-        write_summary(h);
+        hv_write_meta(h, &e2);
+        hv_write_summary(h);
     }
+    hv_runfiles_wait(h); /* their jobs live in h, on h's loop */
     if (h->armed_at > 0)
         status(h, "done", 1);
     if (res) {

@@ -132,8 +132,6 @@ typedef struct hv_pred {
 uint32_t hv_pred_get(const hv_pred_t *p, uint64_t pc, uint64_t sp, uint64_t thread);
 void hv_pred_put(hv_pred_t *p, uint64_t pc, uint64_t sp, uint64_t thread, uint32_t span);
 
-#endif
-
 /* ---- software breakpoints (breakpoints.c) ---- */
 #define HV_BP_MAX 32 /* the target's table holds 32 (KD_BREAKPOINT_MAX) */
 typedef struct hv_bp {
@@ -216,6 +214,26 @@ typedef struct hv_entry {
     int kind;                /* KDH_STORE_ALLOC / FREE */
 } hv_entry_t;
 
+/* ---- meta.json and summary.txt (runfiles.c) ---- */
+/* A write of meta.json or summary.txt in libuv's thread pool. The loop thread fills it and starts
+ * it; the worker reads dir, text and upto and writes rc and err, nothing else; the after-callback,
+ * on the loop thread again, ends it (busy 0). */
+typedef struct hv_job {
+    uv_work_t req;
+    struct hv *h;
+    int busy;                /* queued or running: its after-callback has not run yet */
+    const char *dir;         /* the run directory */
+    char *text;              /* meta.json: the file's text, the job's own */
+    kdh_store_extent_t upto; /* summary.txt: the run's files as they stood at the job's start */
+    int rc;                  /* the worker's result, and its message */
+    kdh_err_t err;
+} hv_job_t;
+
+typedef struct hv_runfiles {
+    hv_job_t meta, summary;
+    double meta_t, summary_t; /* monotonic seconds at each one's last start (or the loop's) */
+} hv_runfiles_t;
+
 /* ---- the engine (engine.c, hit.c) ---- */
 typedef struct hv_sidset {
     uint64_t *sid;        /* 0 = empty slot (a real sid of 0 is stored as 1: only the count matters) */
@@ -263,7 +281,7 @@ typedef struct hv {
     /* status period */
     double last_status_t;
     uint64_t last_status_hits, last_status_bytes;
-    double last_meta_t;
+    hv_runfiles_t files;     /* meta.json and summary.txt jobs (runfiles.c) */
     int repaired;
     hv_bps_t bps;
     hv_pair_t pair;
@@ -291,6 +309,21 @@ typedef struct hv {
     /* link byte counters at the end of the last hit (cost per hit) */
     uint64_t mark_in, mark_out, mark_req, mark_steps;
 } hv_t;
+
+/* meta.json and summary.txt (runfiles.c). */
+/* Written now, on the loop thread, once the job writing the same file (if one is in flight) has
+ * ended: at the attach, after a reboot and at the end. A meta.json failure is the caller's error;
+ * a summary's failure is not reported, but a failed sync of the run's files fails the store. */
+int hv_write_meta(hv_t *h, kdh_err_t *err);
+void hv_write_summary(hv_t *h);
+/* The run loop's periodic writes, in the thread pool: hv_runfiles_begin at the loop's start, then
+ * hv_runfiles_tick at every turn starts meta.json every 10 s and summary.txt every
+ * opts.summary_interval_s, each when due and its last job has ended. Returns the error of a
+ * meta.json job that failed (it ends the run), else KDH_OK. */
+void hv_runfiles_begin(hv_t *h, double now);
+int hv_runfiles_tick(hv_t *h, double now, kdh_err_t *err);
+/* Waits for the jobs in flight: before the harvest's loop or memory goes. */
+void hv_runfiles_wait(hv_t *h);
 
 double hv_now_mono(void);
 double hv_now_wall(void);
@@ -398,3 +431,5 @@ int hv_mode_owns_stop(hv_t *h, const kdh_wire_state_change_t *sc);
 int hv_mode_on_entry(hv_t *h, kdh_err_t *err);
 void hv_notice(hv_t *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 double hv_stall_pct(hv_t *h, double now);
+
+#endif

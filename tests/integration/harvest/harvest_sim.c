@@ -639,3 +639,17 @@ json_int_t hs_meta_counter(const char *dir, const char *group, const char *name)
     json_decref(m);
     return r;
 }
+
+unsigned long long hs_summary_events(const char *dir)
+{
+    char path[600], line[512] = "";
+    snprintf(path, sizeof path, "%s/summary.txt", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    unsigned long long n = 0;
+    int ok = fgets(line, sizeof line, f) && sscanf(line, "kdharvest report: 1 run, %llu events read", &n) == 1;
+    fclose(f);
+    if (!ok)
+        fail_msg("%s: first line not understood: %s", path, line);
+    return n;
+}

@@ -114,5 +114,8 @@ void hs_journal_last_op(const char *dir, char *buf, size_t len);
 int hs_journal_open_bps(const char *dir);
 /* meta.json counters.<group>.<name> (group NULL: counters.<name>); fails the test when absent. */
 json_int_t hs_meta_counter(const char *dir, const char *group, const char *name);
+/* The events summary.txt was made from (its first line: "kdharvest report: 1 run, N events read");
+ * fails the test when the file is absent or the line does not parse. */
+unsigned long long hs_summary_events(const char *dir);
 
 #endif
