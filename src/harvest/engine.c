@@ -459,7 +459,6 @@ static int verify_stop(hv_t *h, kdh_err_t *err)
     return kdh_target_verify_pc(h->t, h->c.kd, err);
 }
 
-/* Break in (if running), disarm, continue. */
 /* The detach's last Continue may be acknowledged and never acted on (a damaged type field, which the
  * checksum does not cover): the target would stay stopped with nobody attached. A target still
  * stopped reports its stop again to a probe (hv_conn_confirm_running) and is continued again; so is
@@ -489,6 +488,7 @@ static int confirm_running(hv_t *h, kdh_err_t *err)
     return KDH_OK;
 }
 
+/* Break in (if running), disarm, continue. */
 static int detach(hv_t *h, kdh_err_t *err)
 {
     if (!h->c.kd)

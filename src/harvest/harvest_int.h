@@ -35,7 +35,7 @@ typedef struct hv_conn {
     void (*on_print)(void *ctx, const char *text, size_t len);
     void (*on_notice)(void *ctx, const char *line); /* the port hung up, is back, ... */
     /* the line was down from t0 to t1 (wall clock; why: the transport's words), called when it is
-     * back and by hv_conn_close when it is still down */
+     * back, or by hv_conn_end_line_gap while it is still down */
     void (*on_line_gap)(void *ctx, double t0, double t1, const char *why);
     double line_down_since; /* wall clock; 0 while the line is up */
     char line_down_why[160];

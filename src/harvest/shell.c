@@ -149,26 +149,20 @@ static uint64_t probe_if_quiet(hv_conn_t *c)
     return c->quiet_since + HV_PROBE_QUIET_MS;
 }
 
-/* Runs the loop until done(c, arg), the port died, or timeout_ms passed (sets c->expired),
- * probing a quiet line meanwhile. */
+/* Runs the loop until done(c, arg), the port died, or timeout_ms passed, probing a quiet line
+ * meanwhile. The timer only wakes the loop (for the deadline or the next probe). */
 static void wait_probing(hv_conn_t *c, unsigned timeout_ms, int (*done)(hv_conn_t *, uint64_t), uint64_t arg)
 {
     uv_update_time(c->loop); /* the loop's clock is as old as its last turn */
-    uint64_t deadline = uv_now(c->loop) + timeout_ms;
-    c->expired = 0;
-    while (!done(c, arg) && !c->tp_dead) {
-        uint64_t now = uv_now(c->loop);
-        if (now >= deadline) {
-            c->expired = 1;
-            break;
-        }
+    uint64_t now = uv_now(c->loop), deadline = now + timeout_ms;
+    while (!done(c, arg) && !c->tp_dead && now < deadline) {
         uint64_t next = probe_if_quiet(c);
         if (next > deadline || next <= now)
             next = deadline;
         uv_timer_start(&c->timer, on_timer, next - now, 0);
         kdh_task_wait(c->loop);
         uv_timer_stop(&c->timer);
-        c->expired = 0; /* the timer only woke the loop; the deadline is checked above */
+        now = uv_now(c->loop);
     }
 }
 
