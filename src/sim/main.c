@@ -121,13 +121,13 @@ static void print_status(app_t *a)
     if (info.pool_hit_tag)
         sim_machine_read(a->m, info.pool_hit_tag, pht, 4, &got);
     fprintf(stderr,
-            "kdsim: %s boot=%llu pool-hit-tag=0x%08x sim=%.3fs host=%s stops=%llu prints=%llu breakins=%llu ctl-reads=%llu "
+            "kdsim: %s boot=%llu pool-hit-tag=0x%08x sim=%.3fs host=%s pending=%s stops=%llu prints=%llu breakins=%llu ctl-reads=%llu "
             "rx=%lluB/%llupk bad=%llu dup=%llu tx=%lluB/%llupk retx=%llu resets=%llu bps=%llu "
             "faults(corrupt=%llu drop=%llu pkt-drop=%llu pkt-dup=%llu stalls=%llu hangups=%llu reboots=%llu lost-req=%llu) "
             "wall(run=%.3fms resumes=%llu resume-to-stop=%.3fms host-waits=%llu host-wait=%.3fms host-wait-max=%.3fms)\n",
             state_name(sim_target_state(a->t)), (unsigned long long)info.boot,
             got == 4 ? (unsigned)kdh_get_u32(pht) : 0u,
-            (double)sim_machine_now_ns(a->m) / 1e9, ss.connected ? "yes" : "no",
+            (double)sim_machine_now_ns(a->m) / 1e9, ss.connected ? "yes" : "no", sim_target_pending_name(a->t),
             (unsigned long long)ts.stops, (unsigned long long)ts.prints,
             (unsigned long long)ts.breakins, (unsigned long long)ts.control_reads, (unsigned long long)ss.rx_bytes,
             (unsigned long long)ts.rx_packets, (unsigned long long)ts.rx_bad,

@@ -432,6 +432,19 @@ sim_target_state_t sim_target_state(const sim_target_t *t)
     return t->state;
 }
 
+const char *sim_target_pending_name(const sim_target_t *t)
+{
+    if (t->state != SIM_TARGET_SENDING)
+        return "none";
+    switch (t->pend_kind) {
+    case PEND_PRINT: return "print";
+    case PEND_LOADSYM: return "load-symbols";
+    case PEND_EXCEPTION: return "exception";
+    case PEND_REPLY: return "reply";
+    default: return "none";
+    }
+}
+
 void sim_target_stats(const sim_target_t *t, sim_target_stats_t *s)
 {
     *s = t->st;

@@ -59,6 +59,10 @@ void sim_target_sent(sim_target_t *t, uint64_t sent_done_ns);
 int sim_target_reboot(sim_target_t *t, kdh_err_t *err);
 
 sim_target_state_t sim_target_state(const sim_target_t *t);
+/* What a sending target waits to have acknowledged: "print", "load-symbols", "exception" (a stop
+ * report), "reply"; "none" when it is not sending. A print or load-symbols is given up after its
+ * retries and the target runs on; the others are retried for as long as no host answers. */
+const char *sim_target_pending_name(const sim_target_t *t);
 void sim_target_stats(const sim_target_t *t, sim_target_stats_t *s);
 /* Current send id and expected receive id (for tests and --status). */
 void sim_target_ids(const sim_target_t *t, uint32_t *tx_id, uint32_t *rx_expect);

@@ -171,11 +171,20 @@ void hs_sim_status(const sim_t *s, hs_sim_status_t *st)
         fail_msg("kdsim wrote no status line within 5 s of SIGUSR1");
     const char *p = strstr(line, "pool-hit-tag="), *q = strstr(line, "lost-req="), *w = strstr(line, "host-wait-max=");
     const char *c = strstr(line, "ctl-reads=");
+    const char *pd = strstr(line, " pending=");
     if (sscanf(line, "kdsim: %31s", st->state) != 1 || !p || sscanf(p, "pool-hit-tag=%x", &st->pool_hit_tag) != 1 ||
         !q || sscanf(q, "lost-req=%llu", &st->lost_requests) != 1 || !w ||
         sscanf(w, "host-wait-max=%lfms", &st->host_wait_max_ms) != 1 || !c ||
-        sscanf(c, "ctl-reads=%llu", &st->control_reads) != 1)
+        sscanf(c, "ctl-reads=%llu", &st->control_reads) != 1 || !pd || sscanf(pd, " pending=%31s", st->pending) != 1)
         fail_msg("kdsim status line not understood: %s", line);
+}
+
+int hs_sim_left_running(const hs_sim_status_t *st)
+{
+    if (strcmp(st->state, "running") == 0)
+        return 1;
+    return strcmp(st->state, "sending") == 0 &&
+           (strcmp(st->pending, "print") == 0 || strcmp(st->pending, "load-symbols") == 0);
 }
 
 int hs_harvest(const sim_t *s, const char *dir, int wait, ...)

@@ -6,7 +6,6 @@
 
 #include <jansson.h>
 #include <stddef.h>
-#include <string.h>
 #include <sys/types.h>
 
 extern const char *g_kdsim, *g_kdh, *g_fixtures, *g_arch;
@@ -37,6 +36,7 @@ void hs_sim_stop(sim_t *s);
  * Fails the test after 5 s, or when the line does not parse. */
 typedef struct hs_sim_status {
     char state[32]; /* running, stopped, sending */
+    char pending[32]; /* what a sending target sends: print, load-symbols, exception, reply; none */
     unsigned pool_hit_tag;
     unsigned long long lost_requests;
     int machine_failed; /* kdsim said "the simulated machine failed" (the simulated kernel faulted) */
@@ -44,9 +44,10 @@ typedef struct hs_sim_status {
     unsigned long long control_reads; /* ReadControlSpace requests it was asked (refused ones too) */
 } hs_sim_status_t;
 void hs_sim_status(const sim_t *s, hs_sim_status_t *st);
-/* The target was left running: "running", or "sending" a DbgPrint nobody answers (the target
- * gives it up after its retries and runs on), never "stopped". */
-#define hs_sim_left_running(st) (strcmp((st)->state, "running") == 0 || strcmp((st)->state, "sending") == 0)
+/* The target was left running: "running", or "sending" a DbgPrint or load-symbols nobody answers
+ * (it gives those up after its retries and runs on). Not "stopped", and not sending a stop report
+ * or a reply, which it retries for as long as no host answers. */
+int hs_sim_left_running(const hs_sim_status_t *st);
 /* Children SIGKILLed at exit (kdsim processes are tracked by hs_sim_start); untrack after a
  * waitpid, so a reused pid is not hit. */
 void hs_track_child(pid_t pid);

@@ -44,7 +44,7 @@ static void damage_case(const char *name, const char *spec, const char *counter)
 
     assert_false(after.machine_failed);
     if (!hs_sim_left_running(&after))
-        fail_msg("target %s after the run", after.state);
+        fail_msg("target %s (sending: %s) after the run", after.state, after.pending);
     assert_int_equal(after.pool_hit_tag, before.pool_hit_tag);
     assert_true(hs_check_events(dir, s.truth) >= 12);
     assert_int_equal(hs_meta_counter(dir, NULL, counter), 1);

@@ -83,7 +83,7 @@ static void test_lost_continue_of_detach(void **state)
         hs_sim_status(&s, &after);
         print_message("%s: target %s after the run\n", cases[i], after.state);
         if (!hs_sim_left_running(&after))
-            fail_msg("%s: target %s after the run", cases[i], after.state);
+            fail_msg("%s: target %s (sending: %s) after the run", cases[i], after.state, after.pending);
         assert_false(after.machine_failed);
         assert_int_equal(after.pool_hit_tag, before.pool_hit_tag);
         assert_true(hs_check_events(dir, s.truth) >= 12);

@@ -40,7 +40,7 @@ static void lost_request_case(const char *name, const char *workload, const char
     assert_true(after.lost_requests >= 1); /* the fault did fire */
     assert_false(after.machine_failed);
     if (!hs_sim_left_running(&after))
-        fail_msg("target %s after the run", after.state);
+        fail_msg("target %s (sending: %s) after the run", after.state, after.pending);
     assert_int_equal(after.pool_hit_tag, before.pool_hit_tag);
     assert_int_equal(hs_journal_open_bps(dir), 0);
     char op[64];
